@@ -1,0 +1,120 @@
+"""The ``gitops-agent`` command line.
+
+- ``gitops-agent sync --config FILE [--cluster NAME ...] [--dry-run] [--json]``: one reconcile of every (or the
+  named) cluster, a table of what was done. Exit 0 when every object applied, 1 when any object failed or a
+  cluster could not be reached, 2 on a config or source error (bad config, fetch failure, malformed manifests).
+- ``gitops-agent run --config FILE``: the scheduler and the HTTP status server until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import rich.console
+import rich.table
+
+from agent import __version__, config, runner, scheduler, server, state
+from agent.sources import git
+from reconcilers import engine, errors
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+_STYLE = {"created": "green", "configured": "yellow", "unchanged": "dim", "failed": "bold red", "skipped": "red"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="gitops-agent", description="Keep Kubernetes clusters in the state git describes."
+    )
+    parser.add_argument("--version", action="version", version=f"gitops-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sync = sub.add_parser("sync", help="reconcile every (or the named) cluster once")
+    p_sync.add_argument("--config", required=True, help="the agent config file")
+    p_sync.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+    p_sync.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
+    p_sync.add_argument("--json", action="store_true", help="print the results as JSON")
+    p_run = sub.add_parser("run", help="run the scheduler and the HTTP status server")
+    p_run.add_argument("--config", required=True, help="the agent config file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        cfg = config.load_config(args.config)
+        if args.command == "sync":
+            return _sync(cfg, args.cluster, dry_run=args.dry_run, as_json=args.json)
+        return _run(cfg)
+    except errors.GitOpsError as e:
+        rich.console.Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_ERROR
+
+
+def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as_json: bool) -> int:
+    results = runner.sync_fleet(cfg, git.GitSource(cfg.source), names, dry_run=dry_run)
+    if as_json:
+        print(json.dumps({r.cluster: state.result_json(r) for r in results}, indent=2))
+    else:
+        _print(results)
+    return exit_code(results)
+
+
+def exit_code(results: Sequence[engine.ReconcileResult]) -> int:
+    """2 when any cluster had a config or source error, else 1 when any result is not ok, else 0."""
+    if any(r.error_kind in (engine.ErrorKind.CONFIG, engine.ErrorKind.SOURCE) for r in results):
+        return EXIT_ERROR
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _print(results: Sequence[engine.ReconcileResult]) -> None:
+    out = rich.console.Console()
+    if not out.is_terminal:
+        out = rich.console.Console(width=200)
+    for r in results:
+        rev = r.revision.short if r.revision else "-"
+        title = f"cluster [bold]{r.cluster}[/] @ {rev}{' (dry run)' if r.dry_run else ''}"
+        table = rich.table.Table(title=title, title_justify="left", show_lines=False)
+        for col in ("action", "object", "source", "message"):
+            table.add_column(col, overflow="fold")
+        for e in r.entries:
+            style = _STYLE.get(e.action.value, "")
+            table.add_row(f"[{style}]{e.action.value}[/]", str(e.key), e.origin, e.message)
+        if r.entries:
+            out.print(table)
+        else:
+            out.print(title)
+        counts = ", ".join(f"{n} {a}" for a, n in r.counts.items() if n) or "no objects"
+        out.print(f"  {counts} in {r.duration:.2f}s", highlight=False)
+        if r.error:
+            out.print(
+                f"  [bold red]error ({r.error_kind.value if r.error_kind else '?'}):[/] {r.error}", highlight=False
+            )
+    failed = sum(1 for r in results if not r.ok)
+    out.print(f"{len(results) - failed}/{len(results)} clusters synced", style="bold" if not failed else "bold red")
+
+
+def _run(cfg: config.AgentConfig) -> int:
+    agent = scheduler.Agent(cfg)
+    agent.start()
+    try:
+        server.serve(agent)
+    finally:
+        agent.shutdown()
+    return EXIT_OK
+
+
+def entrypoint() -> None:
+    """The console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

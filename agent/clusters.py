@@ -1,0 +1,212 @@
+"""Clusters: a registered cluster's config -> an API client, and :class:`KubeCluster`, the
+``reconcilers.client.KubeClient`` implementation over the official ``kubernetes`` client.
+
+The official client supplies kubeconfig parsing (contexts, client certificates, tokens, exec plugins, CA data),
+authentication headers and its pooled urllib3 transport; requests go through ``ApiClient.call_api`` with raw JSON
+so no per-object model (de)serialization sits on the hot path. Discovery uses the aggregated discovery document
+(``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30, KEP-3352): two requests list every served kind, with a
+fallback to per-group discovery for older servers. Used by ``agent.runner``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import urllib.parse
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import urllib3
+from kubernetes.client import exceptions as kube_exceptions
+
+from agent import config
+from reconcilers import client, errors, resources
+
+log = logging.getLogger(__name__)
+
+_AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+REQUEST_TIMEOUT = (5.0, 60.0)
+"""(connect, read) seconds for one request."""
+
+
+def connect(cluster: config.ClusterConfig, pool_size: int = 8) -> KubeCluster:
+    """An API client for ``cluster`` from its kubeconfig and context (no request is sent yet).
+
+    Raises :class:`errors.ConfigError` when the kubeconfig is missing, unreadable or lacks the context.
+    """
+    path = cluster.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+    path = os.path.expanduser(path)
+    where = f"cluster {cluster.name}: kubeconfig {path}"
+    if not os.path.isfile(path):
+        raise errors.ConfigError(f"{where}: file not found")
+    cfg = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=cluster.context, client_configuration=cfg, persist_config=False
+        )
+    except kubernetes.config.ConfigException as e:
+        raise errors.ConfigError(f"{where}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise errors.ConfigError(f"{where}: unreadable: {e}") from None
+    cfg.connection_pool_maxsize = max(4, pool_size * 2)
+    cfg.retries = 1
+    return KubeCluster(cluster.name, kubernetes.client.ApiClient(cfg))
+
+
+class KubeCluster:
+    """One cluster's API server, with a discovery cache. Thread-safe."""
+
+    def __init__(self, name: str, api: kubernetes.client.ApiClient) -> None:
+        self.name = name
+        self.api = api
+        self._types: dict[tuple[str, str], client.ResourceType] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def server(self) -> str:
+        """The API server URL."""
+        return str(self.api.configuration.host)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # -- discovery -----------------------------------------------------------------------------------------
+    def resource_type(self, group: str, kind: str) -> client.ResourceType | None:
+        """See :meth:`reconcilers.client.KubeClient.resource_type`."""
+        with self._lock:
+            if self._types is None:
+                self._types = self._discover()
+            return self._types.get((group, kind))
+
+    def refresh_discovery(self) -> None:
+        """See :meth:`reconcilers.client.KubeClient.refresh_discovery`."""
+        types = self._discover()
+        with self._lock:
+            self._types = types
+
+    def _discover(self) -> dict[tuple[str, str], client.ResourceType]:
+        types: dict[tuple[str, str], client.ResourceType] = {}
+        for path in ("/api", "/apis"):
+            doc = self.request("GET", path, accept=_AGGREGATED)
+            if doc.get("kind") == "APIGroupDiscoveryList":
+                for group in doc.get("items") or []:
+                    _add_aggregated(types, group)
+            else:
+                self._discover_legacy(types, path, doc)
+        return types
+
+    def _discover_legacy(self, types: dict[tuple[str, str], client.ResourceType], path: str, doc: Any) -> None:
+        if path == "/api":
+            groups = [("", [str(v) for v in doc.get("versions") or []])]
+        else:
+            groups = [(g["name"], [v["version"] for v in g.get("versions") or []]) for g in doc.get("groups") or []]
+        for name, versions in groups:
+            for version in versions:
+                url = f"/api/{version}" if not name else f"/apis/{name}/{version}"
+                for r in self.request("GET", url).get("resources") or []:
+                    if "/" in r["name"]:
+                        continue
+                    key = (name, r["kind"])
+                    old = types.get(key)
+                    served = (old.versions if old else ()) + (version,)
+                    types[key] = client.ResourceType(name, r["kind"], r["name"], bool(r["namespaced"]), served)
+
+    # -- objects -------------------------------------------------------------------------------------------
+    def path_of(self, group: str, version: str, kind: str, namespace: str, name: str = "") -> str:
+        """The REST path of an object (or of its collection when ``name`` is ""). Raises ApiError 404 when
+        the kind or version is not served."""
+        rtype = self.resource_type(group, kind)
+        api_version = f"{group}/{version}" if group else version
+        if rtype is None or version not in rtype.versions:
+            raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in {api_version}")
+        base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        ns = f"/namespaces/{namespace}" if rtype.namespaced and namespace else ""
+        tail = f"/{urllib.parse.quote(name, safe='')}" if name else ""
+        return f"{base}{ns}/{rtype.plural}{tail}"
+
+    def get(self, key: resources.ResourceKey) -> resources.Body | None:
+        """See :meth:`reconcilers.client.KubeClient.get`; reads the preferred version."""
+        rtype = self.resource_type(key.group, key.kind)
+        if rtype is None:
+            return None
+        try:
+            found: resources.Body = self.request(
+                "GET", self.path_of(key.group, rtype.versions[0], key.kind, key.namespace, key.name)
+            )
+            return found
+        except errors.ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    def apply(self, body: resources.Body, *, field_manager: str, force: bool, dry_run: bool) -> resources.Body:
+        """See :meth:`reconcilers.client.KubeClient.apply`."""
+        key = resources.ResourceKey.of(body)
+        version = str(body.get("apiVersion", "")).rpartition("/")[2]
+        path = self.path_of(key.group, version, key.kind, key.namespace, key.name)
+        query = [("fieldManager", field_manager)] + [("force", "true")] * force + [("dryRun", "All")] * dry_run
+        merged: resources.Body = self.request(
+            "PATCH", path, query=query, body=body, content_type="application/apply-patch+yaml"
+        )
+        return merged
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> Any:
+        """Send one request and return the decoded JSON answer.
+
+        Raises :class:`errors.ApiError` for an error status (with the server's Status message) and
+        :class:`errors.ClusterUnreachableError` when no HTTP answer came.
+        """
+        headers = {"Accept": accept, "Content-Type": content_type}
+        payload = json.dumps(body, separators=(",", ":")) if body is not None else None
+        try:
+            _, url, headers, _, _ = self.api.param_serialize(
+                method, path, query_params=query or [], header_params=headers, auth_settings=["BearerToken"]
+            )
+            resp = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=REQUEST_TIMEOUT)
+            data: bytes = resp.read()  # type: ignore[no-untyped-call]
+            resp.response.release_conn()
+        except kube_exceptions.ApiException as e:  # raised by the client for TLS failures (status 0)
+            raise errors.ClusterUnreachableError(f"{self.server}: {e.reason}".strip()) from None
+        except urllib3.exceptions.HTTPError as e:
+            raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
+        if resp.status >= 400:
+            raise _api_error(resp.status, data)
+        return json.loads(data) if data else {}
+
+
+def _add_aggregated(types: dict[tuple[str, str], client.ResourceType], group: dict[str, Any]) -> None:
+    name = (group.get("metadata") or {}).get("name", "")
+    for version in group.get("versions") or []:
+        for r in version.get("resources") or []:
+            kind = (r.get("responseKind") or {}).get("kind")
+            if not kind:
+                continue
+            old = types.get((name, kind))
+            served = (old.versions if old else ()) + (version["version"],)
+            types[(name, kind)] = client.ResourceType(name, kind, r["resource"], r.get("scope") == "Namespaced", served)
+
+
+def _api_error(status: int, data: bytes) -> errors.ApiError:
+    try:
+        doc = json.loads(data)
+        return errors.ApiError(status, str(doc.get("reason", "")), str(doc.get("message", "")))
+    except (ValueError, AttributeError):
+        return errors.ApiError(status, "", data.decode("utf-8", "replace")[:500])
+
+
+def _reason(e: urllib3.exceptions.HTTPError) -> str:
+    inner = getattr(e, "reason", None)
+    return str(inner or e)

@@ -1,0 +1,216 @@
+"""The agent's config file: YAML -> validated, frozen models (pydantic), camelCase keys like Kubernetes.
+
+``load_config(path)`` is the only entry point; every error is a :class:`reconcilers.errors.ConfigError` that
+names the file and the key (``config.yaml: clusters[1].paths[0]: ...``). config.example.yaml documents every key.
+Used by ``agent.cli``, ``agent.runner`` and ``agent.scheduler``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import re
+from typing import Annotated, Any
+
+import pydantic
+import yaml
+from pydantic import alias_generators
+
+from reconcilers import errors
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a Go-style duration (``"1h"``, ``"5m"``, ``"1m30s"``, ``"0.5s"``) or a number of seconds.
+
+    Raises ValueError for anything else or a value that is not positive.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match or not any(match.groups()):
+            raise ValueError(f"invalid duration {value!r}: expected a duration such as 30s, 5m or 1h")
+        h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return seconds
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        frozen=True, extra="forbid", alias_generator=alias_generators.to_camel, populate_by_name=True
+    )
+
+
+class SourceConfig(_Model):
+    """Where desired state comes from.
+
+    ``url``: a local path, ``file://``, ``https://`` or ``ssh://``/scp-style git URL; ``ref``: branch, tag or
+    commit (default ``main``); ``interval``: fetch period in seconds (default 60); ``cacheDir``: where the clone
+    lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
+    HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it).
+    """
+
+    url: str
+    ref: str = "main"
+    interval: Duration = 60.0
+    cache_dir: str | None = None
+    token_env: str | None = None
+    ssh_key_file: str | None = None
+
+    def clone_dir(self) -> pathlib.Path:
+        """The directory of the local clone."""
+        if self.cache_dir:
+            return pathlib.Path(self.cache_dir).expanduser()
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        return pathlib.Path("~/.cache/gitops-agent").expanduser() / digest
+
+
+class ClusterConfig(_Model):
+    """One target cluster.
+
+    ``name``: a DNS label, unique; ``kubeconfig``: path (``~`` expanded, relative to the config file) or None for
+    ``$KUBECONFIG``/``~/.kube/config``; ``context``: default the kubeconfig's current context; ``namespace``: for
+    namespaced objects that name none (default ``default``); ``paths``: directories or files in the repository,
+    relative to its root (no ``..``).
+    """
+
+    name: str
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace: str = "default"
+    paths: tuple[str, ...] = pydantic.Field(min_length=1)
+
+    @pydantic.field_validator("name", "namespace")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v) or len(v) > 63:
+            raise ValueError(f"{v!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+        return v
+
+    @pydantic.field_validator("paths")
+    @classmethod
+    def _relative_paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if p.startswith("/") or ".." in pathlib.PurePosixPath(p).parts:
+                raise ValueError(f"path {p!r} must be relative to the repository root and must not contain '..'")
+        return v
+
+
+class SyncConfig(_Model):
+    """How clusters are synced: ``interval`` between reconciles (seconds, default 300), ``fieldManager`` for
+    server-side apply (default ``gitops-agent``), ``timeout`` for one reconcile's waits (seconds, default 300) and
+    ``concurrency``: requests in flight per cluster (default 8)."""
+
+    interval: Duration = 300.0
+    field_manager: str = "gitops-agent"
+    timeout: Duration = 300.0
+    concurrency: int = pydantic.Field(default=8, ge=1, le=64)
+
+
+class ServerConfig(_Model):
+    """The HTTP status server: ``listen`` as ``host:port`` (default ``127.0.0.1:8080``)."""
+
+    listen: str = "127.0.0.1:8080"
+
+    @pydantic.field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{v!r} is not host:port")
+        return v
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class AgentConfig(_Model):
+    """The whole config file."""
+
+    source: SourceConfig
+    clusters: tuple[ClusterConfig, ...] = pydantic.Field(min_length=1)
+    sync: SyncConfig = SyncConfig()
+    server: ServerConfig = ServerConfig()
+
+    @pydantic.field_validator("clusters")
+    @classmethod
+    def _unique_names(cls, v: tuple[ClusterConfig, ...]) -> tuple[ClusterConfig, ...]:
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"cluster names must be unique: {', '.join(dupes)} appear more than once")
+        return v
+
+    def cluster(self, name: str) -> ClusterConfig:
+        """The cluster called ``name``. Raises ConfigError when there is none."""
+        for c in self.clusters:
+            if c.name == name:
+                return c
+        raise errors.ConfigError(f"no cluster named {name!r} (known: {', '.join(c.name for c in self.clusters)})")
+
+
+def load_config(path: str | os.PathLike[str]) -> AgentConfig:
+    """Read and validate the config file at ``path``.
+
+    Relative ``kubeconfig``, ``source.url`` (when a local path), ``cacheDir`` and ``sshKeyFile`` are resolved
+    against the config file's directory. Raises :class:`errors.ConfigError` naming the file and the key.
+    """
+    file = pathlib.Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise errors.ConfigError(f"{file}: cannot read config: {e.strerror or e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise errors.ConfigError(f"{file}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise errors.ConfigError(f"{file}: the config must be a mapping with source and clusters")
+    try:
+        cfg = AgentConfig.model_validate(_resolve_paths(raw, file.parent.resolve()))
+    except pydantic.ValidationError as e:
+        raise errors.ConfigError(f"{file}: " + "; ".join(_describe(err) for err in e.errors())) from None
+    return cfg
+
+
+def _describe(err: Any) -> str:
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc or '(top level)'}: {msg}"
+
+
+def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
+    def resolve(v: Any) -> Any:
+        if not isinstance(v, str) or not v or "://" in v or (":" in v and "@" in v):
+            return v  # not a local path (URL or scp-style git remote): leave it to validation
+        return str(base / pathlib.Path(v).expanduser())
+
+    out = dict(raw)
+    if isinstance(raw.get("source"), dict):
+        src = dict(raw["source"])
+        for key in ("url", "cacheDir", "sshKeyFile"):
+            if key in src:
+                src[key] = resolve(src[key])
+        out["source"] = src
+    if isinstance(raw.get("clusters"), list):
+        out["clusters"] = [
+            {**c, "kubeconfig": resolve(c["kubeconfig"])} if isinstance(c, dict) and c.get("kubeconfig") else c
+            for c in raw["clusters"]
+        ]
+    return out

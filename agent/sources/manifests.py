@@ -1,0 +1,162 @@
+"""Load the desired objects under a cluster's paths of a checkout into :class:`reconcilers.resources.Manifest`.
+
+Rules (each violation is a :class:`reconcilers.errors.ManifestError` naming file and document index, and the
+cluster gets no writes at all):
+
+- every path must exist inside the checkout; directories are walked recursively in name order, reading
+  ``*.yaml``, ``*.yml`` and ``*.json``; hidden entries (``.git``, ``.github``) are skipped;
+- a directory holding a ``kustomization.yaml`` (``.yml``, ``Kustomization``) is rendered with ``kustomize build``
+  as one unit, and its files are not read one by one (they are kustomize inputs);
+- multi-document YAML (libyaml's CSafeLoader); empty documents are skipped; ``kind: List`` is expanded;
+- every object needs ``apiVersion``, ``kind`` and ``metadata.name``;
+- files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
+  refused.
+
+Called by ``agent.runner``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import yaml
+
+from reconcilers import errors, resources
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""The largest manifest file read (bytes)."""
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+KUSTOMIZE_TIMEOUT = 120.0
+"""Seconds one ``kustomize build`` may take."""
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_paths(root: pathlib.Path, paths: Sequence[str]) -> list[resources.Manifest]:
+    """Every object under ``paths`` (relative to ``root``), in walk order. Raises ManifestError."""
+    root = root.resolve()
+    out: list[resources.Manifest] = []
+    for rel in paths:
+        target = _inside(root, root / rel, rel)
+        if not target.exists():
+            raise errors.ManifestError(rel, None, "path does not exist in the source")
+        out.extend(_load_dir(root, target) if target.is_dir() else _load_file(root, target))
+    return out
+
+
+def _inside(root: pathlib.Path, path: pathlib.Path, rel: str) -> pathlib.Path:
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise errors.ManifestError(rel, None, "leads outside the repository (symlink or '..'): not read")
+    return resolved
+
+
+def _load_dir(root: pathlib.Path, directory: pathlib.Path) -> Iterator[resources.Manifest]:
+    if any((directory / k).is_file() for k in KUSTOMIZATION_FILES):
+        yield from _kustomize(root, directory)
+        return
+    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("."):
+            continue
+        rel = entry.relative_to(root).as_posix()
+        if entry.is_symlink():
+            _inside(root, entry, rel)
+        if entry.is_dir():
+            yield from _load_dir(root, entry)
+        elif entry.suffix in MANIFEST_SUFFIXES:
+            yield from _load_file(root, entry)
+
+
+def _load_file(root: pathlib.Path, file: pathlib.Path) -> list[resources.Manifest]:
+    rel = file.relative_to(root).as_posix() if not file.is_symlink() else os.path.relpath(file, root)
+    file = _inside(root, file, rel)
+    size = file.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise errors.ManifestError(rel, None, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise errors.ManifestError(rel, None, f"not UTF-8 (byte {e.start}): {e.reason}") from None
+    return parse_stream(text, rel)
+
+
+def parse_stream(text: str, source_file: str) -> list[resources.Manifest]:
+    """The objects of a multi-document YAML (or JSON) stream named ``source_file``. Raises ManifestError."""
+    out: list[resources.Manifest] = []
+    index = 0  # documents are composed one at a time: on an error, ``index`` is the one being read
+    try:
+        for doc in yaml.load_all(text, Loader=_Loader):
+            if doc is not None:
+                for body in _expand(doc, source_file, index):
+                    out.append(resources.Manifest(resources.ResourceKey.of(body), body, source_file, index))
+            index += 1
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise errors.ManifestError(source_file, index, f"malformed YAML{where}: {problem}") from None
+    return out
+
+
+def _expand(doc: Any, source_file: str, index: int) -> Iterator[dict[str, Any]]:
+    if not isinstance(doc, dict):
+        raise errors.ManifestError(
+            source_file, index, f"a document must be a mapping (an object), not {type(doc).__name__}"
+        )
+    if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+        for i, item in enumerate(doc["items"]):
+            if not isinstance(item, dict):
+                raise errors.ManifestError(source_file, index, f"items[{i}] is not an object")
+            yield _checked(item, source_file, index, f"items[{i}].")
+        return
+    yield _checked(doc, source_file, index, "")
+
+
+def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) -> dict[str, Any]:
+    for field in ("apiVersion", "kind"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            raise errors.ManifestError(
+                source_file, index, f"{prefix}{field} is missing: every object needs apiVersion and kind"
+            )
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise errors.ManifestError(source_file, index, f"{prefix}metadata.name is missing ({body['kind']})")
+    return body
+
+
+def kustomize_binary() -> str | None:
+    """``$GITOPS_AGENT_KUSTOMIZE``, else ``kustomize`` on PATH, else one beside the running Python (a venv)."""
+    explicit = os.environ.get("GITOPS_AGENT_KUSTOMIZE")
+    if explicit:
+        return explicit
+    found = shutil.which("kustomize")
+    if found:
+        return found
+    beside = pathlib.Path(sys.executable).parent / "kustomize"
+    return str(beside) if beside.is_file() else None
+
+
+def _kustomize(root: pathlib.Path, directory: pathlib.Path) -> list[resources.Manifest]:
+    rel = directory.relative_to(root).as_posix()
+    binary = kustomize_binary()
+    if binary is None:
+        raise errors.ManifestError(
+            rel, None, "is a kustomization but kustomize is not installed (or set GITOPS_AGENT_KUSTOMIZE)"
+        )
+    try:
+        proc = subprocess.run(
+            [binary, "build", str(directory)], capture_output=True, text=True, timeout=KUSTOMIZE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise errors.ManifestError(rel, None, f"kustomize build took longer than {KUSTOMIZE_TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        raise errors.ManifestError(rel, None, f"kustomize build failed: {proc.stderr.strip()}")
+    return parse_stream(proc.stdout, rel)

@@ -1,0 +1,100 @@
+"""What the agent knows about its clusters and source, for the status API: the last reconcile of each cluster,
+its recent history, and the source's revision and fetch errors. Thread-safe; written by ``agent.scheduler``,
+read by ``agent.server``.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import threading
+from typing import Any
+
+from reconcilers import engine, resources
+
+HISTORY = 10
+"""Reconciles kept per cluster."""
+
+
+def result_json(r: engine.ReconcileResult, *, objects: bool = True) -> dict[str, Any]:
+    """The JSON form of one reconcile (``objects`` adds the per-object entries)."""
+    out: dict[str, Any] = {
+        "revision": revision_json(r.revision),
+        "started": r.started.isoformat(),
+        "durationSeconds": round(r.duration, 3),
+        "result": "Succeeded" if r.ok else "Failed",
+        "dryRun": r.dry_run,
+        "counts": r.counts,
+        "error": r.error,
+        "errorKind": r.error_kind.value if r.error_kind else None,
+    }
+    if objects:
+        out["objects"] = [
+            {
+                "group": e.key.group,
+                "kind": e.key.kind,
+                "namespace": e.key.namespace,
+                "name": e.key.name,
+                "action": e.action.value,
+                "source": e.origin,
+                "message": e.message,
+            }
+            for e in r.entries
+        ]
+    return out
+
+
+def revision_json(rev: resources.Revision | None) -> dict[str, str] | None:
+    """``{"sha": ..., "ref": ...}`` or None."""
+    return {"sha": rev.sha, "ref": rev.ref} if rev else None
+
+
+class AgentState:
+    """The status of the source and of every cluster."""
+
+    def __init__(self, cluster_names: list[str]) -> None:
+        self._lock = threading.Lock()
+        self._history: dict[str, collections.deque[engine.ReconcileResult]] = {
+            n: collections.deque(maxlen=HISTORY) for n in cluster_names
+        }
+        self.revision: resources.Revision | None = None
+        self.source_error: str | None = None
+        self.last_fetch: datetime.datetime | None = None
+
+    def record_fetch(self, revision: resources.Revision | None, error: str | None) -> None:
+        """Record a fetch: the new revision (None keeps the last good one) and its error, if any."""
+        with self._lock:
+            self.last_fetch = datetime.datetime.now(datetime.UTC)
+            if revision is not None:
+                self.revision = revision
+            self.source_error = error
+
+    def record(self, result: engine.ReconcileResult) -> None:
+        """Record a finished reconcile."""
+        with self._lock:
+            self._history.setdefault(result.cluster, collections.deque(maxlen=HISTORY)).append(result)
+
+    def cluster_json(self, name: str) -> dict[str, Any] | None:
+        """The status of one cluster (None when unknown)."""
+        with self._lock:
+            history = self._history.get(name)
+            if history is None:
+                return None
+            items = list(history)
+        last = items[-1] if items else None
+        return {
+            "name": name,
+            "lastSync": result_json(last) if last else None,
+            "history": [result_json(r, objects=False) for r in reversed(items)],
+        }
+
+    def status_json(self) -> dict[str, Any]:
+        """The status of the source and of every cluster."""
+        with self._lock:
+            names = list(self._history)
+            source = {
+                "revision": revision_json(self.revision),
+                "lastFetch": self.last_fetch.isoformat() if self.last_fetch else None,
+                "error": self.source_error,
+            }
+        return {"source": source, "clusters": [self.cluster_json(n) for n in names]}

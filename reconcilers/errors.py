@@ -1,0 +1,71 @@
+"""The error tree of gitops-agent. Every error the agent reports is one of these::
+
+    GitOpsError
+    ├── ConfigError              the config file is invalid (names the file and the key)
+    ├── SourceError              the desired state could not be produced
+    │   ├── FetchError           git clone/fetch/ref resolution failed
+    │   └── ManifestError        a file or document is malformed (names file and document index)
+    └── ClusterError             a cluster could not be reached or used
+        ├── ClusterUnreachableError   connection refused, DNS, TLS, timeouts
+        └── ApiError             the API server answered with an error status (carries code and message)
+
+Reconcile results carry these as text; ``agent.runner`` never lets one escape a reconcile.
+"""
+
+from __future__ import annotations
+
+
+class GitOpsError(Exception):
+    """Base of every error gitops-agent raises on purpose."""
+
+
+class ConfigError(GitOpsError):
+    """The agent's config is invalid. The message names the file and the offending key."""
+
+
+class SourceError(GitOpsError):
+    """The desired state could not be fetched or loaded; nothing may be written from it."""
+
+
+class FetchError(SourceError):
+    """Cloning or fetching the git source, or resolving its ref, failed."""
+
+
+class ManifestError(SourceError):
+    """A manifest file or document is malformed.
+
+    Attributes: ``source_file`` (relative path) and ``doc_index`` (0-based, or None for a whole-file error).
+    """
+
+    def __init__(self, source_file: str, doc_index: int | None, message: str) -> None:
+        where = source_file if doc_index is None else f"{source_file}#{doc_index}"
+        super().__init__(f"{where}: {message}")
+        self.source_file = source_file
+        self.doc_index = doc_index
+
+
+class ClusterError(GitOpsError):
+    """A cluster could not be reached or used."""
+
+
+class ClusterUnreachableError(ClusterError):
+    """No HTTP answer from the API server (connection refused, DNS, TLS, timeout)."""
+
+
+class ApiError(ClusterError):
+    """The API server answered with an error status.
+
+    Attributes: ``status`` (HTTP code), ``reason`` (the Status reason, e.g. ``Invalid``, ``NotFound``) and
+    ``message`` (the API server's own message, verbatim).
+    """
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        """True for 404 Not Found."""
+        return self.status == 404

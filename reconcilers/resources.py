@@ -1,0 +1,85 @@
+"""Identity and carriers of desired state: ``ResourceKey``, ``Manifest`` and ``Revision``.
+
+``ResourceKey(group, kind, namespace, name)`` has no version: every map between desired and live state uses it,
+so ``apps/v1`` and a future ``apps/v2`` of the same object pair up. Owned here; used by every other module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+Body = dict[str, Any]
+"""A Kubernetes object as plain JSON-compatible data (the shape the API server reads and returns)."""
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class ResourceKey:
+    """The identity of one object: API group ("" for the core group), kind, namespace ("" when
+    cluster-scoped or not yet known) and name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ResourceKey:
+        """The key of an object body. Missing fields become "" (validation reports them, not this)."""
+        meta = body.get("metadata") or {}
+        return cls(
+            group=group_of(str(body.get("apiVersion", ""))),
+            kind=str(body.get("kind", "")),
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+        )
+
+    def __str__(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{kind} {self.namespace}/{self.name}" if self.namespace else f"{kind} {self.name}"
+
+
+def group_of(api_version: str) -> str:
+    """The API group of an ``apiVersion``: ``"apps/v1"`` -> ``"apps"``, ``"v1"`` -> ``""`` (core)."""
+    return api_version.rpartition("/")[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """One desired object and where it came from.
+
+    ``source_file`` is relative to the repository root (a kustomization directory for rendered objects) and
+    ``doc_index`` is the 0-based index of the YAML document in that file (the index in the rendered stream for
+    kustomize output), so every error can point at the exact document.
+    """
+
+    key: ResourceKey
+    body: Body
+    source_file: str
+    doc_index: int
+
+    @property
+    def origin(self) -> str:
+        """``file#index``, the form every message uses to name a document."""
+        return f"{self.source_file}#{self.doc_index}"
+
+    def with_namespace(self, namespace: str) -> Manifest:
+        """A copy placed in ``namespace`` (for namespaced objects that did not name one)."""
+        meta = dict(self.body.get("metadata") or {})
+        meta["namespace"] = namespace
+        body = {**self.body, "metadata": meta}
+        return dataclasses.replace(self, key=dataclasses.replace(self.key, namespace=namespace), body=body)
+
+
+@dataclasses.dataclass(frozen=True)
+class Revision:
+    """A resolved revision of the desired-state source: the commit ``sha`` and the ``ref`` it came from."""
+
+    sha: str
+    ref: str
+
+    @property
+    def short(self) -> str:
+        """The first 12 hex digits of the SHA, for humans."""
+        return self.sha[:12]

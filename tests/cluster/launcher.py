@@ -1,0 +1,83 @@
+"""Start and stop test clusters (``build/testcluster`` processes) from Python: used by the pytest fixtures in
+tests/conftest.py and by examples/demo.py.
+
+``TestCluster.start(data_dir)`` launches one process, waits for ``data_dir/kubeconfig`` (written once the API
+server is ready and the fake node is registered) and returns; ``stop()`` sends SIGTERM and waits (SIGKILL after
+a grace period). Output goes to ``data_dir/testcluster.log``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BINARY = pathlib.Path(os.environ.get("GITOPS_AGENT_TESTCLUSTER", REPO / "build" / "testcluster"))
+START_TIMEOUT = 120.0
+"""Seconds a cluster may take to become ready."""
+
+
+class TestCluster:
+    """One running test cluster: ``name``, ``data_dir``, ``kubeconfig`` path and ``process``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, name: str, data_dir: pathlib.Path, process: subprocess.Popen[bytes]) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self.kubeconfig = data_dir / "kubeconfig"
+        self.process = process
+
+    @classmethod
+    def start(cls, name: str, data_dir: pathlib.Path, extra_args: list[str] | None = None) -> TestCluster:
+        """Launch a cluster on ``data_dir`` and wait until it is ready. Raises RuntimeError on failure."""
+        if not BINARY.is_file():
+            raise RuntimeError(f"{BINARY} is missing: run 'make testcluster' first")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log = (data_dir / "testcluster.log").open("ab")
+        proc = subprocess.Popen(
+            [str(BINARY), "--data-dir", str(data_dir), *(extra_args or [])],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        cluster = cls(name, data_dir, proc)
+        cluster.wait_ready()
+        return cluster
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait for the kubeconfig to appear. Raises RuntimeError when the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not self.kubeconfig.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"testcluster {self.name} exited with {self.process.returncode}: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"testcluster {self.name} not ready within {timeout:.0f}s: {self.log_tail()}")
+            time.sleep(0.05)
+
+    @property
+    def server(self) -> str:
+        """The API server URL from ports.json."""
+        import json
+
+        ports = json.loads((self.data_dir / "ports.json").read_text())
+        return f"https://127.0.0.1:{ports['API']}"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the cluster's log."""
+        try:
+            return "\n".join((self.data_dir / "testcluster.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
