@@ -185,7 +185,17 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     try:
         cfg = AgentConfig.model_validate(_resolve_paths(raw, file.parent.resolve()))
     except pydantic.ValidationError as e:
-        raise errors.ConfigError(f"{file}: " + "; ".join(_describe(err) for err in e.errors())) from None
+        found = e.errors()
+        # A list whose items failed is also reported "too short" (its failed items do not count): say it once.
+        kept = [
+            err
+            for err in found
+            if not (
+                err["type"] == "too_short"
+                and any(o["loc"][: len(err["loc"])] == err["loc"] and o is not err for o in found)
+            )
+        ]
+        raise errors.ConfigError(f"{file}: " + "; ".join(_describe(err) for err in kept)) from None
     return cfg
 
 

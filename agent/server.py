@@ -11,6 +11,7 @@ The OpenAPI document is served at ``/openapi.json``. Used by ``agent.cli run``.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import fastapi
@@ -61,6 +62,14 @@ def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
 
 
 def serve(agent: scheduler.Agent) -> None:
-    """Serve ``agent`` on ``server.listen`` until SIGTERM/SIGINT (uvicorn's handlers)."""
+    """Serve ``agent`` on ``server.listen`` until SIGTERM or SIGINT, then return (a graceful stop).
+
+    uvicorn drains connections on the signal and then re-raises it to the handler that was installed before it
+    ran; a no-op SIGTERM handler makes that re-raise the clean return it is, so ``run`` exits 0 on SIGTERM.
+    """
     server = agent.cfg.server
-    uvicorn.run(create_app(agent), host=server.host, port=server.port, log_level="warning", access_log=False)
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.run(create_app(agent), host=server.host, port=server.port, log_level="warning", access_log=False)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -54,6 +54,9 @@ class ApplyOptions:
     concurrency: int = 8
 
 
+VALIDATE_ATTEMPTS = 3
+"""Dry runs per object when its live version keeps moving under it (see ``_validate``)."""
+
 LiveLookup = Callable[[resources.ResourceKey], "resources.Body | None"]
 
 
@@ -104,9 +107,19 @@ def apply_stage(
 def _validate(
     kube: client.KubeClient, manifest: resources.Manifest, options: ApplyOptions, lookup: LiveLookup
 ) -> _Validated:
+    """Dry-run ``manifest`` against the live object it was compared with.
+
+    The dry-run result is only comparable with ``live`` when the server merged into that same version: when a
+    controller wrote the object in between (``resourceVersion`` moved), live is read again and the dry run
+    repeated, up to :data:`VALIDATE_ATTEMPTS` times, so another writer's change is never taken for drift.
+    """
     try:
         live = lookup(manifest.key)
-        merged = kube.apply(manifest.body, field_manager=options.field_manager, force=options.force, dry_run=True)
+        for _ in range(VALIDATE_ATTEMPTS):
+            merged = kube.apply(manifest.body, field_manager=options.field_manager, force=options.force, dry_run=True)
+            if live is None or diff.resource_version(merged) == diff.resource_version(live):
+                break
+            live = kube.get(manifest.key)
     except errors.ApiError as e:
         return _Validated(manifest, None, None, e.message or str(e))
     return _Validated(manifest, live, merged, None)

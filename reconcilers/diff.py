@@ -34,6 +34,14 @@ def _owned(obj: resources.Body, field_manager: str) -> list[tuple[Any, ...]]:
     )
 
 
+def resource_version(obj: resources.Body | None) -> str | None:
+    """``metadata.resourceVersion`` of ``obj`` (None when absent)."""
+    if obj is None:
+        return None
+    rv = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(rv) if rv is not None else None
+
+
 def would_change(live: resources.Body | None, merged: resources.Body, field_manager: str) -> bool:
     """True when applying would write: the object is missing, the dry-run result ``merged`` differs from
     ``live`` in any field but bookkeeping, or ``field_manager``'s ownership would change (first adoption)."""

@@ -4,9 +4,10 @@
 // kubelet (see kubelet.go). It listens on a free loopback port, writes <data-dir>/kubeconfig (admin) once the
 // API server is ready and the node is registered, and runs until SIGTERM or SIGINT.
 //
-//	testcluster --data-dir DIR [--port N] [--apiserver-arg=--flag=value ...]
+//	testcluster --data-dir DIR [--port N] [--audit=false] [--apiserver-arg=--flag=value ...]
 //
-// Restarting it on the same data dir keeps the objects, certificates and port.
+// Every write request (verb, URI with dryRun, user agent, code) is logged to <data-dir>/audit.log, so tests can
+// count what a client wrote. Restarting it on the same data dir keeps the objects, certificates and port.
 package main
 
 import (
@@ -57,6 +58,7 @@ type ports struct {
 func main() {
 	dataDir := flag.String("data-dir", "", "directory for etcd data, certificates and the kubeconfig (required)")
 	port := flag.Int("port", 0, "API server port on 127.0.0.1 (default: a free port, kept across restarts)")
+	audit := flag.Bool("audit", true, "log every write request (create, update, patch, delete) to <data-dir>/audit.log")
 	var extra stringList
 	flag.Var(&extra, "apiserver-arg", "extra kube-apiserver flag, e.g. --apiserver-arg=--authentication-token-webhook-config-file=F (repeatable)")
 	flag.Parse()
@@ -64,13 +66,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testcluster: --data-dir is required")
 		os.Exit(2)
 	}
-	if err := run(*dataDir, *port, extra); err != nil {
+	if err := run(*dataDir, *port, *audit, extra); err != nil {
 		fmt.Fprintf(os.Stderr, "testcluster: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(dataDir string, port int, extra []string) error {
+func run(dataDir string, port int, audit bool, extra []string) error {
 	dir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -110,6 +112,12 @@ func run(dataDir string, port int, extra []string) error {
 	startCM, err := prepareControllerManager(internalKubeconfig, certs)
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
+	}
+	if audit {
+		extra, err = auditFlags(dir, extra)
+		if err != nil {
+			return err
+		}
 	}
 	cmd := apiserver.NewAPIServerCommand() // owns the SIGTERM/SIGINT handler; its context ends on the first signal
 	ctx := cmd.Context()
@@ -253,6 +261,29 @@ func waitReady(ctx context.Context, server string, certs pki, apiErr <-chan erro
 		}
 	}
 	return errors.New("kube-apiserver not ready within 120s")
+}
+
+// auditPolicy records the metadata (user, user agent, verb, URI incl. dryRun, response code) of every write.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+`
+
+func auditFlags(dir string, extra []string) ([]string, error) {
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	return append([]string{
+		"--audit-policy-file=" + policy,
+		"--audit-log-path=" + filepath.Join(dir, "audit.log"),
+		"--audit-log-mode=blocking",
+		"--audit-log-maxsize=0",
+	}, extra...), nil
 }
 
 func loadPorts(dir string, apiPort int) (ports, error) {

@@ -1,0 +1,176 @@
+"""Shared fixtures: real test clusters (``build/testcluster`` processes), temporary git repositories of desired
+state, and helpers to read what the API server saw.
+
+- ``clusters(n)``: the first ``n`` test clusters of the session, started on demand (session-scoped, always
+  stopped at the end);
+- ``namespace``: a fresh namespace name per test (the clusters' default namespace for objects that name none),
+  so tests sharing a cluster do not see each other's objects;
+- ``git_repo``: a :class:`GitRepo` in a temporary directory;
+- ``make_config``: writes an agent config file for a repo and clusters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.launcher import TestCluster
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CORPORA = pathlib.Path(os.environ.get("GITOPS_AGENT_CORPORA", REPO.parent / "shared" / "corpora" / "public"))
+
+
+class ClusterPool:
+    """Test clusters started on demand and stopped at the end of the session."""
+
+    def __init__(self, base: pathlib.Path) -> None:
+        self.base = base
+        self.started: list[TestCluster] = []
+
+    def get(self, n: int) -> list[TestCluster]:
+        while len(self.started) < n:
+            i = len(self.started)
+            self.started.append(TestCluster.start(f"tc{i}", self.base / f"tc{i}"))
+        return self.started[:n]
+
+    def stop_all(self) -> None:
+        for c in self.started:
+            c.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterPool]:
+    pool = ClusterPool(tmp_path_factory.mktemp("clusters"))
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+def clusters(cluster_pool: ClusterPool) -> Callable[[int], list[TestCluster]]:
+    return cluster_pool.get
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+class GitRepo:
+    """A git repository (plain git CLI, so the agent's pygit2 code is tested against real git)."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+        self.git("config", "user.email", "test@example.com")
+        self.git("config", "user.name", "test")
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *args], cwd=self.path, check=True, capture_output=True, text=True).stdout.strip()
+
+    def write(self, rel: str, content: str | bytes) -> pathlib.Path:
+        target = self.path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+        return target
+
+    def write_objects(self, rel: str, *objects: dict[str, Any]) -> pathlib.Path:
+        return self.write(rel, yaml.safe_dump_all(objects))
+
+    def copy_tree(self, src: pathlib.Path, rel: str) -> None:
+        shutil.copytree(src, self.path / rel, dirs_exist_ok=True)
+
+    def remove(self, rel: str) -> None:
+        self.git("rm", "-rq", rel)
+
+    def commit(self, message: str = "change") -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def git_repo(tmp_path: pathlib.Path) -> GitRepo:
+    return GitRepo(tmp_path / "fleet")
+
+
+@pytest.fixture
+def make_config(tmp_path: pathlib.Path) -> Callable[..., pathlib.Path]:
+    counter = itertools.count()
+
+    def make(repo: GitRepo | str, clusters: list[dict[str, Any]], **sections: Any) -> pathlib.Path:
+        cfg: dict[str, Any] = {
+            "source": {"url": str(repo.path if isinstance(repo, GitRepo) else repo), "ref": "main",
+                       "cacheDir": str(tmp_path / "cache")},
+            "clusters": clusters,
+            **sections,
+        }
+        path = tmp_path / f"config-{next(counter)}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path
+
+    return make
+
+
+def cluster_entry(tc: TestCluster, name: str, paths: list[str], namespace: str = "default") -> dict[str, Any]:
+    """A config ``clusters`` entry for a test cluster."""
+    return {"name": name, "kubeconfig": str(tc.kubeconfig), "namespace": namespace, "paths": paths}
+
+
+def agent_writes(tc: TestCluster, since: int = 0) -> list[dict[str, Any]]:
+    """The write requests (create/update/patch/delete, not dry runs) the agent sent to ``tc``, from its audit
+    log after byte offset ``since`` (see :func:`audit_offset`)."""
+    out = []
+    with (tc.data_dir / "audit.log").open("rb") as f:
+        f.seek(since)
+        for line in f:
+            event = json.loads(line)
+            if (
+                event.get("stage") == "ResponseComplete"
+                and str(event.get("userAgent", "")).startswith("gitops-agent/")
+                and "dryRun=All" not in event.get("requestURI", "")
+            ):
+                out.append(event)
+    return out
+
+
+def audit_offset(tc: TestCluster) -> int:
+    """The current size of ``tc``'s audit log (pass it to :func:`agent_writes`)."""
+    log = tc.data_dir / "audit.log"
+    return log.stat().st_size if log.exists() else 0
+
+
+def dynamic_client(tc: TestCluster) -> Any:
+    """An official ``kubernetes`` DynamicClient for ``tc``: tests read live state through it, independently of
+    the agent's own request code."""
+    from kubernetes import config as kconfig
+    from kubernetes import dynamic
+
+    return dynamic.DynamicClient(kconfig.new_client_from_config(config_file=str(tc.kubeconfig)))
+
+
+def live_object(tc: TestCluster, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+    """The live object as a dict, or None when it does not exist."""
+    from kubernetes.dynamic import exceptions
+
+    client = dynamic_client(tc)
+    try:
+        resource = client.resources.get(api_version=api_version, kind=kind)
+        return resource.get(name=name, namespace=namespace).to_dict()
+    except (exceptions.NotFoundError, exceptions.ResourceNotFoundError):
+        return None

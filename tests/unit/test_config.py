@@ -1,0 +1,70 @@
+"""Config validation: camelCase keys, durations, clear errors naming file and key."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from agent import config
+from reconcilers import errors
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_example_config_is_valid_and_documents_every_key() -> None:
+    cfg = config.load_config(REPO / "config.example.yaml")
+    text = (REPO / "config.example.yaml").read_text()
+    for model in (config.SourceConfig, config.ClusterConfig, config.SyncConfig, config.ServerConfig):
+        for field in model.model_fields.values():
+            assert f"{field.alias}:" in text, f"config.example.yaml does not document {model.__name__}.{field.alias}"
+    assert cfg.clusters[0].paths
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("1m30s", 90), (45, 45)])
+def test_durations(text: object, seconds: float) -> None:
+    assert config.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "-5s", 0, "", True])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        config.parse_duration(bad)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "agent.yaml").write_text(
+        "source: {url: ./fleet, cacheDir: cache}\n"
+        "clusters: [{name: dev, kubeconfig: kube/dev.yaml, paths: [apps]}]\n"
+    )
+    cfg = config.load_config(tmp_path / "agent.yaml")
+    assert cfg.source.url == str(tmp_path / "fleet")
+    assert cfg.clusters[0].kubeconfig == str(tmp_path / "kube" / "dev.yaml")
+    assert cfg.sync.field_manager == "gitops-agent" and cfg.sync.interval == 300
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("clusters: [{name: a, paths: [x]}]\n", "source: Field required"),
+        ("source: {url: /r}\nclusters: [{name: a, paths: ['../up']}]\n", "clusters[0].paths: path '../up' must be relative"),
+        ("source: {url: /r}\nclusters: [{name: a, paths: [x]}, {name: a, paths: [y]}]\n", "a appear more than once"),
+        ("source: {url: /r, branch: main}\nclusters: [{name: a, paths: [x]}]\n", "source.branch: Extra inputs"),
+        ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nserver: {listen: nope}\n", "server.listen"),
+        ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nsync: {concurrency: 0}\n", "sync.concurrency"),
+        ("- just a list\n", "must be a mapping"),
+        ("source: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path: pathlib.Path, yaml_text: str, expected: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(errors.ConfigError) as exc:
+        config.load_config(path)
+    assert str(exc.value).startswith(f"{path}: ")
+    assert expected in str(exc.value)
+
+
+def test_missing_file(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(errors.ConfigError, match="cannot read config"):
+        config.load_config(tmp_path / "nope.yaml")

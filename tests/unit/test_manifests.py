@@ -1,0 +1,103 @@
+"""The manifest loader: documents, lists, kustomize units, and clear errors naming file and document."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from agent.sources import manifests
+from reconcilers import errors
+from tests.conftest import CORPORA
+
+
+def write(root: pathlib.Path, rel: str, text: str | bytes) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+
+
+def test_multi_document_files_lists_and_empty_documents(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "app/a.yaml", "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n---\n---\n"
+          "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Secret, metadata: {name: two}}\n"
+          "- {apiVersion: apps/v1, kind: Deployment, metadata: {name: three, namespace: x}}\n")
+    write(tmp_path, "app/sub/b.json", '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "four"}}')
+    write(tmp_path, "app/README.md", "not a manifest")
+    loaded = manifests.load_paths(tmp_path, ["app"])
+    assert [(m.key.kind, m.key.name, m.origin) for m in loaded] == [
+        ("ConfigMap", "one", "app/a.yaml#0"),
+        ("Secret", "two", "app/a.yaml#2"),
+        ("Deployment", "three", "app/a.yaml#2"),
+        ("Service", "four", "app/sub/b.json#0"),
+    ]
+    assert loaded[2].key.group == "apps" and loaded[2].key.namespace == "x"
+
+
+@pytest.mark.parametrize(
+    ("text", "index", "message"),
+    [
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkey: [oops\n", 1, "malformed YAML"),
+        ("apiVersion: v1\nmetadata: {name: a}\n", 0, "kind is missing"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", 0, "metadata.name is missing (ConfigMap)"),
+        ("- a\n- b\n", 0, "a document must be a mapping"),
+        ("---\n---\napiVersion: v1\nkind: List\nitems: [3]\n", 1, "items[0] is not an object"),
+    ],
+)
+def test_bad_documents_name_file_and_index(tmp_path: pathlib.Path, text: str, index: int, message: str) -> None:
+    write(tmp_path, "bad.yaml", text)
+    with pytest.raises(errors.ManifestError) as exc:
+        manifests.load_paths(tmp_path, ["bad.yaml"])
+    assert exc.value.source_file == "bad.yaml" and exc.value.doc_index == index
+    assert message in str(exc.value)
+
+
+def test_non_utf8_and_oversize_files_are_refused(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "latin1.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(errors.ManifestError, match=r"latin1.yaml: not UTF-8"):
+        manifests.load_paths(tmp_path, ["latin1.yaml"])
+    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", 10)
+    write(tmp_path, "big.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\n")
+    with pytest.raises(errors.ManifestError, match=r"big.yaml: file is \d+ bytes, over the 10-byte limit"):
+        manifests.load_paths(tmp_path, ["big.yaml"])
+
+
+def test_missing_path_and_symlink_outside_are_refused(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "repo"
+    outside = tmp_path / "secret.yaml"
+    outside.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\n")
+    write(root, "app/ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n")
+    os.symlink(outside, root / "app" / "link.yaml")
+    with pytest.raises(errors.ManifestError, match="app/link.yaml: leads outside the repository"):
+        manifests.load_paths(root, ["app"])
+    with pytest.raises(errors.ManifestError, match="gone: path does not exist"):
+        manifests.load_paths(root, ["gone"])
+
+
+def test_kustomizations_are_rendered_as_units_not_walked() -> None:
+    loaded = manifests.load_paths(CORPORA / "stefanprodan-podinfo", ["deploy/overlays/dev", "kustomize"])
+    dev = [m for m in loaded if m.source_file == "deploy/overlays/dev"]
+    assert len(dev) == 25  # SOURCE.txt: kustomize build deploy/overlays/dev: 25 objects
+    assert {m.key.namespace for m in dev if m.key.kind != "Namespace"} == {"dev"}
+    assert not any(m.key.kind in ("Kustomization", "LabelTransformer") for m in loaded)
+    hashed = [m.key.name for m in dev if m.key.kind == "ConfigMap" and m.key.name.startswith("redis-config-")]
+    assert len(hashed) == 1  # configMapGenerator's content-hash suffix
+    assert sorted(m.key.kind for m in loaded if m.source_file == "kustomize") == [
+        "Deployment", "HorizontalPodAutoscaler", "Service"]
+
+
+def test_a_directory_above_kustomizations_renders_each_once() -> None:
+    loaded = manifests.load_paths(CORPORA / "stefanprodan-podinfo", ["deploy"])
+    sources = {m.source_file for m in loaded}
+    assert {"deploy/bases/backend", "deploy/overlays/staging"} <= sources
+    assert not any(s.startswith("deploy/bases/backend/") for s in sources)  # its files are kustomize inputs
+    assert "deploy/webapp/common/namespace.yaml" in sources  # plain directories are still walked
+
+
+def test_broken_kustomization_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "k/kustomization.yaml", "resources: [missing.yaml]\n")
+    with pytest.raises(errors.ManifestError, match=r"^k: kustomize build failed: .*missing.yaml"):
+        manifests.load_paths(tmp_path, ["k"])
