@@ -42,7 +42,9 @@ def main() -> None:
                 c.stop()
     print("| clusters | start-up p50 (s) | start-up max (s) | RSS per cluster, idle, mean (MiB) | RSS max (MiB) |")
     print("|---|---|---|---|---|")
-    print(f"| {n} | {statistics.median(starts):.2f} | {max(starts):.2f} | {statistics.mean(rss):.0f} | {max(rss):.0f} |")
+    print(
+        f"| {n} | {statistics.median(starts):.2f} | {max(starts):.2f} | {statistics.mean(rss):.0f} | {max(rss):.0f} |"
+    )
 
 
 if __name__ == "__main__":

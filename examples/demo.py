@@ -33,8 +33,11 @@ def say(text: str) -> None:
 def make_repo() -> pathlib.Path:
     repo = WORK / "fleet"
     shutil.copytree(REPO / "examples" / "fleet", repo)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=demo", "-c", "user.email=demo@example.com", "commit", "-q", "-m", "desired state"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=demo", "-c", "user.email=demo@example.com", "commit", "-q", "-m", "desired state"],
+    ):
         subprocess.run(["git", *args], cwd=repo, check=True)
     return repo
 
@@ -76,8 +79,10 @@ def main() -> int:
         for c in status["clusters"]:
             last = c["lastSync"]
             counts = ", ".join(f"{n} {a}" for a, n in last["counts"].items() if n)
-            print(f"  {c['name']}: {last['result']} at {last['revision']['sha'][:12]} ({counts}) "
-                  f"in {last['durationSeconds']}s")
+            print(
+                f"  {c['name']}: {last['result']} at {last['revision']['sha'][:12]} ({counts}) "
+                f"in {last['durationSeconds']}s"
+            )
         print(f"  full status: curl http://127.0.0.1:{port}/api/v1/status")
         return 0 if first.returncode == 0 and second.returncode == 0 else 1
     finally:

@@ -115,8 +115,11 @@ def make_config(tmp_path: pathlib.Path) -> Callable[..., pathlib.Path]:
 
     def make(repo: GitRepo | str, clusters: list[dict[str, Any]], **sections: Any) -> pathlib.Path:
         cfg: dict[str, Any] = {
-            "source": {"url": str(repo.path if isinstance(repo, GitRepo) else repo), "ref": "main",
-                       "cacheDir": str(tmp_path / "cache")},
+            "source": {
+                "url": str(repo.path if isinstance(repo, GitRepo) else repo),
+                "ref": "main",
+                "cacheDir": str(tmp_path / "cache"),
+            },
             "clusters": clusters,
             **sections,
         }

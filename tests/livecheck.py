@@ -11,8 +11,20 @@ from typing import Any
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _FACTORS = {
-    None: 1, "m": decimal.Decimal("0.001"), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-    "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    None: 1,
+    "m": decimal.Decimal("0.001"),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
 }
 
 
@@ -50,7 +62,11 @@ def missing_fields(desired: Any, live: Any, path: str = "") -> list[str]:
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
             return [f"{path}: expected {len(desired)} items, live has {live!r}"]
-        return [m for i, (d, lv) in enumerate(zip(desired, live, strict=True)) for m in missing_fields(d, lv, f"{path}[{i}]")]
+        return [
+            m
+            for i, (d, lv) in enumerate(zip(desired, live, strict=True))
+            for m in missing_fields(d, lv, f"{path}[{i}]")
+        ]
     if desired == live:
         return []
     q_desired, q_live = quantity(desired), quantity(live)

@@ -15,8 +15,12 @@ from tests.conftest import GitRepo, agent_writes, audit_offset, cluster_entry, l
 
 
 def configmap(name: str, namespace: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
-            "data": {"k": "v"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"k": "v"},
+    }
 
 
 def namespace_doc(name: str) -> dict[str, Any]:
@@ -54,15 +58,18 @@ def test_malformed_yaml_names_file_and_document_and_writes_nothing(
     assert "bad/broken.yaml#1: malformed YAML at line 6, column 1: did not find expected" in out["a"]["error"]
     assert agent_writes(a, offset) == []
     assert live_object(a, "v1", "Namespace", namespace + "-bad") is None
-    assert out["b"]["error"] is None and live_object(b, "v1", "ConfigMap", "good", namespace) is not None
+    assert out["b"]["error"] is None
+    assert live_object(b, "v1", "ConfigMap", "good", namespace) is not None
 
 
 def test_unknown_kind_fails_its_stage_and_other_clusters_sync(
     two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b = clusters(2)
-    two_apps.write_objects("bad/widget.yaml", {"apiVersion": "example.com/v1", "kind": "Widget",
-                                              "metadata": {"name": "w", "namespace": namespace}})
+    two_apps.write_objects(
+        "bad/widget.yaml",
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": namespace}},
+    )
     two_apps.commit()
     config = make_config(two_apps, [cluster_entry(a, "a", ["good", "bad"]), cluster_entry(b, "b", ["good"])])
 
@@ -72,29 +79,40 @@ def test_unknown_kind_fails_its_stage_and_other_clusters_sync(
     failed = [o for o in out["a"]["objects"] if o["action"] == "failed"]
     assert [(o["kind"], o["source"]) for o in failed] == [("Widget", "bad/widget.yaml#0")]
     assert "unknown kind Widget in example.com/v1" in failed[0]["message"]
-    assert out["b"]["error"] is None and live_object(b, "v1", "ConfigMap", "good", namespace) is not None
+    assert out["b"]["error"] is None
+    assert live_object(b, "v1", "ConfigMap", "good", namespace) is not None
 
 
 def test_missing_kubeconfig_is_a_config_error_and_other_clusters_sync(
-    two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path,
+    two_apps: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    namespace: str,
+    tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (b,) = clusters(1)
     two_apps.commit()
     missing = tmp_path / "nowhere" / "kubeconfig"
-    config = make_config(two_apps, [{"name": "a", "kubeconfig": str(missing), "paths": ["good"]},
-                                    cluster_entry(b, "b", ["good"])])
+    config = make_config(
+        two_apps, [{"name": "a", "kubeconfig": str(missing), "paths": ["good"]}, cluster_entry(b, "b", ["good"])]
+    )
 
     code, out, _ = run_sync(config, capsys)
 
     assert code == 2
     assert out["a"]["errorKind"] == "config"
     assert out["a"]["error"] == f"cluster a: kubeconfig {missing}: file not found"
-    assert out["b"]["error"] is None and live_object(b, "v1", "ConfigMap", "good", namespace) is not None
+    assert out["b"]["error"] is None
+    assert live_object(b, "v1", "ConfigMap", "good", namespace) is not None
 
 
 def test_unreachable_cluster_fails_alone(
-    two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path,
+    two_apps: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    namespace: str,
+    tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (b,) = clusters(1)
@@ -103,8 +121,9 @@ def test_unreachable_cluster_fails_alone(
     kubeconfig["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens on port 1
     dead = tmp_path / "dead-kubeconfig"
     dead.write_text(yaml.safe_dump(kubeconfig))
-    config = make_config(two_apps, [{"name": "a", "kubeconfig": str(dead), "paths": ["good"]},
-                                    cluster_entry(b, "b", ["good"])])
+    config = make_config(
+        two_apps, [{"name": "a", "kubeconfig": str(dead), "paths": ["good"]}, cluster_entry(b, "b", ["good"])]
+    )
 
     code, out, _ = run_sync(config, capsys)
 
@@ -112,7 +131,8 @@ def test_unreachable_cluster_fails_alone(
     assert out["a"]["errorKind"] == "cluster"
     assert out["a"]["error"].startswith("cluster a: https://127.0.0.1:1: ")
     assert "refused" in out["a"]["error"].lower()
-    assert out["b"]["error"] is None and live_object(b, "v1", "ConfigMap", "good", namespace) is not None
+    assert out["b"]["error"] is None
+    assert live_object(b, "v1", "ConfigMap", "good", namespace) is not None
 
 
 def test_bad_ref_is_a_source_error_and_nothing_is_written(
@@ -141,4 +161,6 @@ def test_invalid_config_names_the_key(tmp_path: pathlib.Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert code == 2
     assert str(config) in err
-    assert "clusters[0].name" in err and "clusters[0].paths" in err and "sync.interval" in err
+    assert "clusters[0].name" in err
+    assert "clusters[0].paths" in err
+    assert "sync.interval" in err

@@ -40,25 +40,32 @@ def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def test_run_serves_status_of_every_cluster(
-    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str
-) -> None:
+def test_run_serves_status_of_every_cluster(git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str) -> None:
     a, b = clusters(2)
     git_repo.write_objects(
         "app/all.yaml",
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace},
-         "data": {"mode": "fast"}},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": namespace},
+            "data": {"mode": "fast"},
+        },
     )
     sha = git_repo.commit("app")
     port = free_port()
     config = make_config(
-        git_repo, [cluster_entry(a, "a", ["app"]), cluster_entry(b, "b", ["app"])],
-        server={"listen": f"127.0.0.1:{port}"}, sync={"interval": "10m"},
+        git_repo,
+        [cluster_entry(a, "a", ["app"]), cluster_entry(b, "b", ["app"])],
+        server={"listen": f"127.0.0.1:{port}"},
+        sync={"interval": "10m"},
     )
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: _status_or_none(f"{base}/healthz") == 200)
         wait_for(lambda: get(f"{base}/readyz")[0] == 200)
@@ -74,17 +81,21 @@ def test_run_serves_status_of_every_cluster(
             assert last["revision"]["sha"] == sha
             assert last["result"] == "Succeeded"
             assert last["counts"]["created"] + last["counts"]["unchanged"] == 2
-            assert last["durationSeconds"] > 0 and last["started"]
+            assert last["durationSeconds"] > 0
+            assert last["started"]
             assert {o["name"] for o in last["objects"]} == {namespace, "settings"}
         assert live_object(a, "v1", "ConfigMap", "settings", namespace)["data"] == {"mode": "fast"}
 
         code, one = get(f"{base}/api/v1/clusters/b")
-        assert code == 200 and one["name"] == "b" and len(one["history"]) == 1
+        assert code == 200
+        assert one["name"] == "b"
+        assert len(one["history"]) == 1
         assert get(f"{base}/api/v1/clusters/nope")[0] == 404
 
         request = urllib.request.Request(f"{base}/api/v1/sync/a", method="POST")
         with urllib.request.urlopen(request, timeout=5) as resp:
-            assert resp.status == 202 and json.loads(resp.read()) == {"triggered": ["a"]}
+            assert resp.status == 202
+            assert json.loads(resp.read()) == {"triggered": ["a"]}
         wait_for(lambda: len(get(f"{base}/api/v1/clusters/a")[1]["history"]) == 2)
         assert get(f"{base}/api/v1/clusters/a")[1]["lastSync"]["counts"]["unchanged"] == 2
     finally:

@@ -22,7 +22,9 @@ from tests.conftest import CORPORA, GitRepo, agent_writes, audit_offset, cluster
 
 FOLDERS = sorted(p.name for p in CORPORA.iterdir() if p.is_dir())
 HARNESS = "harness-developer-hub"
-HARNESS_FILE = "harness-developer-hub/docs/platform/delegates/manage-delegates/auto-scale-using-replicas.example-delegate.yaml"
+HARNESS_FILE = (
+    "harness-developer-hub/docs/platform/delegates/manage-delegates/auto-scale-using-replicas.example-delegate.yaml"
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +55,19 @@ def test_corpora_folders_exist() -> None:
 
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_corpus_syncs_to_two_clusters(
-    folder: str, corpora_repo: GitRepo, clusters: Any, make_config: Any, namespace: str,
+    folder: str,
+    corpora_repo: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    namespace: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     a, b = clusters(2)
     for tc in (a, b):
         ensure_namespace(tc, namespace)
-    config = make_config(corpora_repo, [cluster_entry(a, "a", [folder], namespace), cluster_entry(b, "b", [folder], namespace)])
+    config = make_config(
+        corpora_repo, [cluster_entry(a, "a", [folder], namespace), cluster_entry(b, "b", [folder], namespace)]
+    )
 
     code, results = sync(config, capsys)
 
@@ -72,7 +80,9 @@ def test_corpus_syncs_to_two_clusters(
         failed = [o for o in objects if o["action"] == "failed"]
         if folder == HARNESS:
             assert sorted((o["kind"], o["source"]) for o in failed) == [
-                ("ConfigMap", f"{HARNESS_FILE}#9"), ("Secret", f"{HARNESS_FILE}#2"), ("Secret", f"{HARNESS_FILE}#8"),
+                ("ConfigMap", f"{HARNESS_FILE}#9"),
+                ("Secret", f"{HARNESS_FILE}#2"),
+                ("Secret", f"{HARNESS_FILE}#8"),
             ]
             assert all("base64" in o["message"] for o in failed if o["kind"] == "Secret")
             assert all("expected string" in o["message"] for o in failed if o["kind"] == "ConfigMap")
@@ -81,7 +91,10 @@ def test_corpus_syncs_to_two_clusters(
             assert len(skipped) == len(desired) - 3 - 2
             for o in skipped:
                 assert live_object(tc, *_api(desired, o)) is None, o
-            assert {o["kind"] for o in objects if o["action"] in ("created", "unchanged")} == {"Namespace", "ClusterRoleBinding"}
+            assert {o["kind"] for o in objects if o["action"] in ("created", "unchanged")} == {
+                "Namespace",
+                "ClusterRoleBinding",
+            }
         else:
             assert failed == []
             assert {o["action"] for o in objects} <= {"created", "unchanged"}

@@ -34,20 +34,23 @@ def test_bad_durations(bad: object) -> None:
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path: pathlib.Path) -> None:
     (tmp_path / "agent.yaml").write_text(
-        "source: {url: ./fleet, cacheDir: cache}\n"
-        "clusters: [{name: dev, kubeconfig: kube/dev.yaml, paths: [apps]}]\n"
+        "source: {url: ./fleet, cacheDir: cache}\nclusters: [{name: dev, kubeconfig: kube/dev.yaml, paths: [apps]}]\n"
     )
     cfg = config.load_config(tmp_path / "agent.yaml")
     assert cfg.source.url == str(tmp_path / "fleet")
     assert cfg.clusters[0].kubeconfig == str(tmp_path / "kube" / "dev.yaml")
-    assert cfg.sync.field_manager == "gitops-agent" and cfg.sync.interval == 300
+    assert cfg.sync.field_manager == "gitops-agent"
+    assert cfg.sync.interval == 300
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
         ("clusters: [{name: a, paths: [x]}]\n", "source: Field required"),
-        ("source: {url: /r}\nclusters: [{name: a, paths: ['../up']}]\n", "clusters[0].paths: path '../up' must be relative"),
+        (
+            "source: {url: /r}\nclusters: [{name: a, paths: ['../up']}]\n",
+            "clusters[0].paths: path '../up' must be relative",
+        ),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}, {name: a, paths: [y]}]\n", "a appear more than once"),
         ("source: {url: /r, branch: main}\nclusters: [{name: a, paths: [x]}]\n", "source.branch: Extra inputs"),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nserver: {listen: nope}\n", "server.listen"),

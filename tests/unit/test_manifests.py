@@ -22,9 +22,13 @@ def write(root: pathlib.Path, rel: str, text: str | bytes) -> None:
 
 
 def test_multi_document_files_lists_and_empty_documents(tmp_path: pathlib.Path) -> None:
-    write(tmp_path, "app/a.yaml", "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n---\n---\n"
-          "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Secret, metadata: {name: two}}\n"
-          "- {apiVersion: apps/v1, kind: Deployment, metadata: {name: three, namespace: x}}\n")
+    write(
+        tmp_path,
+        "app/a.yaml",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n---\n---\n"
+        "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Secret, metadata: {name: two}}\n"
+        "- {apiVersion: apps/v1, kind: Deployment, metadata: {name: three, namespace: x}}\n",
+    )
     write(tmp_path, "app/sub/b.json", '{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "four"}}')
     write(tmp_path, "app/README.md", "not a manifest")
     loaded = manifests.load_paths(tmp_path, ["app"])
@@ -34,7 +38,8 @@ def test_multi_document_files_lists_and_empty_documents(tmp_path: pathlib.Path) 
         ("Deployment", "three", "app/a.yaml#2"),
         ("Service", "four", "app/sub/b.json#0"),
     ]
-    assert loaded[2].key.group == "apps" and loaded[2].key.namespace == "x"
+    assert loaded[2].key.group == "apps"
+    assert loaded[2].key.namespace == "x"
 
 
 @pytest.mark.parametrize(
@@ -51,7 +56,8 @@ def test_bad_documents_name_file_and_index(tmp_path: pathlib.Path, text: str, in
     write(tmp_path, "bad.yaml", text)
     with pytest.raises(errors.ManifestError) as exc:
         manifests.load_paths(tmp_path, ["bad.yaml"])
-    assert exc.value.source_file == "bad.yaml" and exc.value.doc_index == index
+    assert exc.value.source_file == "bad.yaml"
+    assert exc.value.doc_index == index
     assert message in str(exc.value)
 
 
@@ -71,7 +77,7 @@ def test_missing_path_and_symlink_outside_are_refused(tmp_path: pathlib.Path) ->
     outside.write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\n")
     write(root, "app/ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n")
     os.symlink(outside, root / "app" / "link.yaml")
-    with pytest.raises(errors.ManifestError, match="app/link.yaml: leads outside the repository"):
+    with pytest.raises(errors.ManifestError, match=r"app/link\.yaml: leads outside the repository"):
         manifests.load_paths(root, ["app"])
     with pytest.raises(errors.ManifestError, match="gone: path does not exist"):
         manifests.load_paths(root, ["gone"])
@@ -86,7 +92,10 @@ def test_kustomizations_are_rendered_as_units_not_walked() -> None:
     hashed = [m.key.name for m in dev if m.key.kind == "ConfigMap" and m.key.name.startswith("redis-config-")]
     assert len(hashed) == 1  # configMapGenerator's content-hash suffix
     assert sorted(m.key.kind for m in loaded if m.source_file == "kustomize") == [
-        "Deployment", "HorizontalPodAutoscaler", "Service"]
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "Service",
+    ]
 
 
 def test_a_directory_above_kustomizations_renders_each_once() -> None:
