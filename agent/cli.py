@@ -23,7 +23,15 @@ from reconcilers import engine, errors
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
-_STYLE = {"created": "green", "configured": "yellow", "unchanged": "dim", "failed": "bold red", "skipped": "red"}
+_STYLE = {
+    "created": "green",
+    "configured": "yellow",
+    "unchanged": "dim",
+    "pruned": "magenta",
+    "kept": "cyan",
+    "failed": "bold red",
+    "skipped": "red",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_sync.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
     p_sync.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
     p_sync.add_argument("--json", action="store_true", help="print the results as JSON")
+    p_sync.add_argument("--force-prune", action="store_true", help="prune even beyond the prune budget")
     p_run = sub.add_parser("run", help="run the scheduler and the HTTP status server")
     p_run.add_argument("--config", required=True, help="the agent config file")
     args = parser.parse_args(argv)
@@ -51,15 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config.load_config(args.config)
         if args.command == "sync":
-            return _sync(cfg, args.cluster, dry_run=args.dry_run, as_json=args.json)
+            return _sync(cfg, args.cluster, dry_run=args.dry_run, as_json=args.json, force_prune=args.force_prune)
         return _run(cfg)
     except errors.GitOpsError as e:
         rich.console.Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return EXIT_ERROR
 
 
-def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as_json: bool) -> int:
-    results = runner.sync_fleet(cfg, git.GitSource(cfg.source), names, dry_run=dry_run)
+def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as_json: bool, force_prune: bool) -> int:
+    results = runner.sync_fleet(cfg, git.GitSource(cfg.source), names, dry_run=dry_run, force_prune=force_prune)
     if as_json:
         print(json.dumps({r.cluster: state.result_json(r) for r in results}, indent=2))
     else:

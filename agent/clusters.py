@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes.client
@@ -158,6 +159,69 @@ class KubeCluster:
         )
         return merged
 
+    def delete(self, key: resources.ResourceKey, *, uid: str | None, propagation: str) -> None:
+        """See :meth:`reconcilers.client.KubeClient.delete`."""
+        rtype = self.resource_type(key.group, key.kind)
+        if rtype is None:
+            return
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request(
+                "DELETE", self.path_of(key.group, rtype.versions[0], key.kind, key.namespace, key.name), body=body
+            )
+        except errors.ApiError as e:
+            if not e.not_found:
+                raise
+
+    def list_objects(self, group: str, kind: str, selector: str) -> tuple[list[resources.Body], str]:
+        """Every object of ``(group, kind)`` in all namespaces matching the label ``selector``, and the list's
+        resourceVersion (to start a watch from). Raises ApiError 404 when the kind is not served."""
+        rtype = self.resource_type(group, kind)
+        if rtype is None:
+            raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
+        path = self.path_of(group, rtype.versions[0], kind, "")
+        items: list[resources.Body] = []
+        token = ""
+        while True:
+            query = [("labelSelector", selector), ("limit", "500")] + ([("continue", token)] if token else [])
+            page = self.request("GET", path, query=query)
+            api_version = f"{group}/{rtype.versions[0]}" if group else rtype.versions[0]
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
+
+    def watch(self, group: str, kind: str, selector: str, resource_version: str, timeout: int) -> Iterator[Any]:
+        """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` matching ``selector`` from
+        ``resource_version``, with bookmarks, for up to ``timeout`` seconds. Raises like :meth:`request`."""
+        rtype = self.resource_type(group, kind)
+        if rtype is None:
+            raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
+        query = [
+            ("watch", "true"),
+            ("labelSelector", selector),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout)),
+        ]
+        path = self.path_of(group, rtype.versions[0], kind, "")
+        resp = self._send("GET", path, query, None, "application/json", "application/json", (5.0, timeout + 30.0))
+        try:
+            if resp.status >= 400:
+                raise _api_error(resp.status, resp.read())
+            for line in resp.response:
+                if line.strip():
+                    yield json.loads(line)
+        except urllib3.exceptions.HTTPError as e:
+            raise errors.ClusterUnreachableError(f"{self.server}: watch {kind}: {_reason(e)}") from None
+        finally:
+            resp.response.release_conn()
+
     def request(
         self,
         method: str,
@@ -173,22 +237,38 @@ class KubeCluster:
         Raises :class:`errors.ApiError` for an error status (with the server's Status message) and
         :class:`errors.ClusterUnreachableError` when no HTTP answer came.
         """
+        resp = self._send(method, path, query or [], body, content_type, accept, REQUEST_TIMEOUT)
+        try:
+            data: bytes = resp.read()
+        except urllib3.exceptions.HTTPError as e:
+            raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
+        finally:
+            resp.response.release_conn()
+        if resp.status >= 400:
+            raise _api_error(resp.status, data)
+        return json.loads(data) if data else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        body: Any,
+        content_type: str,
+        accept: str,
+        timeout: tuple[float, float],
+    ) -> Any:
         headers = {"Accept": accept, "Content-Type": content_type}
         payload = json.dumps(body, separators=(",", ":")) if body is not None else None
         try:
             _, url, headers, _, _ = self.api.param_serialize(
-                method, path, query_params=query or [], header_params=headers, auth_settings=["BearerToken"]
+                method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
             )
-            resp = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=REQUEST_TIMEOUT)
-            data: bytes = resp.read()  # type: ignore[no-untyped-call]
-            resp.response.release_conn()
+            return self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
         except kube_exceptions.ApiException as e:  # raised by the client for TLS failures (status 0)
             raise errors.ClusterUnreachableError(f"{self.server}: {e.reason}".strip()) from None
         except urllib3.exceptions.HTTPError as e:
             raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
-        if resp.status >= 400:
-            raise _api_error(resp.status, data)
-        return json.loads(data) if data else {}
 
 
 def _add_aggregated(types: dict[tuple[str, str], client.ResourceType], group: dict[str, Any]) -> None:

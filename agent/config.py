@@ -11,6 +11,7 @@ import hashlib
 import os
 import pathlib
 import re
+import typing
 from typing import Annotated, Any
 
 import pydantic
@@ -76,13 +77,40 @@ class SourceConfig(_Model):
         return pathlib.Path("~/.cache/gitops-agent").expanduser() / digest
 
 
+class LabelSelector(_Model):
+    """``matchLabels``: every label must be present with the given value."""
+
+    match_labels: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class IgnoreDifference(_Model):
+    """Fields git does not govern on matching objects (Argo CD's ``ignoreDifferences``): ``jsonPointers``
+    (RFC 6901, required) on objects of ``group`` (``""`` is the core group), ``kind``, ``name``, ``namespace`` and
+    ``labelSelector``; an unset target field matches any."""
+
+    group: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    label_selector: LabelSelector | None = None
+    json_pointers: tuple[str, ...] = pydantic.Field(min_length=1)
+
+    @pydantic.field_validator("json_pointers")
+    @classmethod
+    def _pointers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not p.startswith("/") or p == "/":
+                raise ValueError(f"{p!r} is not a JSON pointer to a field (RFC 6901), e.g. /spec/replicas")
+        return v
+
+
 class ClusterConfig(_Model):
     """One target cluster.
 
     ``name``: a DNS label, unique; ``kubeconfig``: path (``~`` expanded, relative to the config file) or None for
     ``$KUBECONFIG``/``~/.kube/config``; ``context``: default the kubeconfig's current context; ``namespace``: for
     namespaced objects that name none (default ``default``); ``paths``: directories or files in the repository,
-    relative to its root (no ``..``).
+    relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only.
     """
 
     name: str
@@ -90,6 +118,7 @@ class ClusterConfig(_Model):
     context: str | None = None
     namespace: str = "default"
     paths: tuple[str, ...] = pydantic.Field(min_length=1)
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
 
     @pydantic.field_validator("name", "namespace")
     @classmethod
@@ -108,14 +137,27 @@ class ClusterConfig(_Model):
 
 
 class SyncConfig(_Model):
-    """How clusters are synced: ``interval`` between reconciles (seconds, default 300), ``fieldManager`` for
-    server-side apply (default ``gitops-agent``), ``timeout`` for one reconcile's waits (seconds, default 300) and
-    ``concurrency``: requests in flight per cluster (default 8)."""
+    """How clusters are synced.
+
+    ``interval`` between reconciles (seconds, default 300); ``fieldManager`` for server-side apply (default
+    ``gitops-agent``); ``timeout`` for one reconcile's waits (seconds, default 300); ``concurrency``: requests in
+    flight per cluster (default 8); ``prune``: delete objects that left git (default false); ``allowEmpty``:
+    prune even when a path or a cluster renders nothing (default false); ``pruneBudget``: the largest fraction of
+    the inventory one sync may delete (default 0.5); ``prunePropagationPolicy``: Background, Foreground or Orphan;
+    ``selfHeal``: re-apply an object as soon as a watch shows it drifted (default false, ``run`` only);
+    ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``).
+    """
 
     interval: Duration = 300.0
     field_manager: str = "gitops-agent"
     timeout: Duration = 300.0
     concurrency: int = pydantic.Field(default=8, ge=1, le=64)
+    prune: bool = False
+    allow_empty: bool = False
+    prune_budget: float = pydantic.Field(default=0.5, gt=0, le=1)
+    prune_propagation_policy: typing.Literal["Background", "Foreground", "Orphan"] = "Background"
+    self_heal: bool = False
+    inventory_namespace: str = "gitops-agent"
 
 
 class ServerConfig(_Model):
@@ -143,12 +185,23 @@ class ServerConfig(_Model):
 
 
 class AgentConfig(_Model):
-    """The whole config file."""
+    """The whole config file: ``instance`` names this agent in the tracking label and annotation of every object
+    it applies (default ``gitops-agent``; two agents on one cluster need different names); ``ignoreDifferences``
+    apply to every cluster."""
 
+    instance: str = "gitops-agent"
     source: SourceConfig
     clusters: tuple[ClusterConfig, ...] = pydantic.Field(min_length=1)
     sync: SyncConfig = SyncConfig()
     server: ServerConfig = ServerConfig()
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
+
+    @pydantic.field_validator("instance")
+    @classmethod
+    def _instance_label(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v) or len(v) > 63:
+            raise ValueError(f"{v!r} is not a valid label value (lowercase letters, digits and '-', at most 63)")
+        return v
 
     @pydantic.field_validator("clusters")
     @classmethod

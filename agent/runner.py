@@ -1,10 +1,11 @@
-"""One reconcile of one cluster, and one sync of the fleet: load the cluster's manifests from a checkout,
-connect, and run ``reconcilers.engine.reconcile``.
+"""One reconcile of one cluster, and one sync of the fleet.
 
-``reconcile_cluster`` never raises: every failure becomes a :class:`ReconcileResult` with ``error`` and
-``error_kind`` set, so a failing cluster never stops the others. ``sync_fleet`` fetches the source once and
-reconciles the selected clusters concurrently (one thread per cluster). Used by ``agent.cli`` and
-``agent.scheduler``.
+:class:`ClusterRunner` keeps a cluster's connection, live cache (``agent.cache``) and self-heal worker
+(``agent.selfheal``) between reconciles; :meth:`ClusterRunner.reconcile` loads the cluster's manifests from a
+checkout and runs ``reconcilers.engine.reconcile``. It never raises: every failure becomes a
+``ReconcileResult`` with ``error`` and ``error_kind`` set, so a failing cluster never stops the others.
+:func:`sync_fleet` fetches the source once and reconciles the selected clusters concurrently (one thread per
+cluster). Used by ``agent.cli`` and ``agent.scheduler``.
 """
 
 from __future__ import annotations
@@ -12,72 +13,141 @@ from __future__ import annotations
 import datetime
 import logging
 import pathlib
+import threading
 import time
 from collections.abc import Sequence
 from concurrent import futures
+from typing import Any
 
-from agent import clusters, config
+from agent import cache, clusters, config, selfheal
 from agent.sources import git, manifests
-from reconcilers import apply, engine, errors, resources
+from reconcilers import apply, engine, errors, ignore, inventory, prune, resources
 
 log = logging.getLogger(__name__)
 
 ReconcileResult = engine.ReconcileResult
 
 
-def options_for(cfg: config.AgentConfig, cluster: config.ClusterConfig, *, dry_run: bool) -> engine.ReconcileOptions:
+def ignore_rules(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> tuple[ignore.IgnoreRule, ...]:
+    """The configured ignore rules that apply to ``cluster`` (global first)."""
+    return tuple(
+        ignore.IgnoreRule(
+            r.json_pointers,
+            r.group,
+            r.kind,
+            r.name,
+            r.namespace,
+            dict(r.label_selector.match_labels) if r.label_selector else {},
+        )
+        for r in (*cfg.ignore_differences, *cluster.ignore_differences)
+    )
+
+
+def options_for(
+    cfg: config.AgentConfig, cluster: config.ClusterConfig, *, dry_run: bool, force_prune: bool = False
+) -> engine.ReconcileOptions:
     """The engine options of ``cluster`` under ``cfg``."""
+    sync = cfg.sync
     return engine.ReconcileOptions(
-        apply=apply.ApplyOptions(
-            field_manager=cfg.sync.field_manager, dry_run=dry_run, concurrency=cfg.sync.concurrency
+        apply=apply.ApplyOptions(field_manager=sync.field_manager, dry_run=dry_run, concurrency=sync.concurrency),
+        prune=prune.PruneOptions(
+            enabled=sync.prune,
+            allow_empty=sync.allow_empty,
+            budget=sync.prune_budget,
+            force=force_prune,
+            propagation=sync.prune_propagation_policy,
         ),
+        ignore=ignore_rules(cfg, cluster),
         default_namespace=cluster.namespace,
-        timeout=cfg.sync.timeout,
+        timeout=sync.timeout,
+        instance=cfg.instance,
+        paths=cluster.paths,
+        inventory_namespace=sync.inventory_namespace,
     )
 
 
-def reconcile_cluster(
-    cfg: config.AgentConfig,
-    cluster: config.ClusterConfig,
-    revision: resources.Revision,
-    checkout: pathlib.Path,
-    *,
-    dry_run: bool = False,
-) -> ReconcileResult:
-    """Reconcile ``cluster`` to ``revision`` (whose tree is at ``checkout``). Never raises."""
-    started = datetime.datetime.now(datetime.UTC)
-    t0 = time.monotonic()
+class ClusterRunner:
+    """Reconciles one cluster; with ``watch`` its live cache follows the cluster between reconciles, and with
+    ``cfg.sync.selfHeal`` (and ``watch``) drifted objects are re-applied as soon as a watch event shows them."""
 
-    def failed(kind: engine.ErrorKind, message: str) -> ReconcileResult:
-        log.error("cluster %s: %s", cluster.name, message)
-        return ReconcileResult(cluster.name, revision, (), started, time.monotonic() - t0, dry_run, message, kind)
+    def __init__(self, cfg: config.AgentConfig, cluster: config.ClusterConfig, *, watch: bool = False) -> None:
+        self.cfg = cfg
+        self.cluster = cluster
+        self.watch = watch
+        self.kube: clusters.KubeCluster | None = None
+        self.live: cache.LiveCache | None = None
+        self.healer: selfheal.Healer | None = None
+        self._lock = threading.Lock()
 
-    try:
-        desired = manifests.load_paths(checkout, cluster.paths)
-        kube = clusters.connect(cluster, cfg.sync.concurrency)
-        try:
-            result = engine.reconcile(
-                kube, desired, options_for(cfg, cluster, dry_run=dry_run), cluster=cluster.name, revision=revision
+    def _connect(self) -> tuple[clusters.KubeCluster, cache.LiveCache]:
+        if self.kube is None or self.live is None:
+            kube = clusters.connect(self.cluster, self.cfg.sync.concurrency)
+            tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
+            heal = self.watch and self.cfg.sync.self_heal
+            options = options_for(self.cfg, self.cluster, dry_run=False).apply
+            self.healer = selfheal.Healer(self.cluster.name, kube, options) if heal else None
+            self.live = cache.LiveCache(kube, tracking.selector, self.healer.notify if self.healer else None)
+            if self.healer:
+                self.healer.live = self.live
+            self.kube = kube
+        return self.kube, self.live
+
+    def reconcile(
+        self, revision: resources.Revision, checkout: pathlib.Path, *, dry_run: bool = False, force_prune: bool = False
+    ) -> ReconcileResult:
+        """Reconcile the cluster to ``revision`` (whose tree is at ``checkout``). Never raises."""
+        with self._lock:
+            started = datetime.datetime.now(datetime.UTC)
+            t0 = time.monotonic()
+            name = self.cluster.name
+
+            def failed(kind: engine.ErrorKind, message: str) -> ReconcileResult:
+                log.error("cluster %s: %s", name, message)
+                return ReconcileResult(name, revision, (), started, time.monotonic() - t0, dry_run, message, kind)
+
+            result: ReconcileResult | None = None
+            if self.healer:
+                self.healer.begin_reconcile()
+            try:
+                desired = manifests.load_paths(checkout, self.cluster.paths)
+                kube, live = self._connect()
+                live.ensure({(m.key.group, m.key.kind) for m in desired}, watch=self.watch)
+                options = options_for(self.cfg, self.cluster, dry_run=dry_run, force_prune=force_prune)
+                result = engine.reconcile(kube, desired, options, cluster=name, revision=revision, live=live)
+            except errors.ConfigError as e:
+                return failed(engine.ErrorKind.CONFIG, str(e))
+            except errors.SourceError as e:
+                return failed(engine.ErrorKind.SOURCE, str(e))
+            except errors.ClusterError as e:
+                return failed(engine.ErrorKind.CLUSTER, f"cluster {name}: {e}")
+            except Exception as e:  # a bug: report it, never let it stop the other clusters
+                log.exception("cluster %s: unexpected error", name)
+                return failed(engine.ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+            finally:
+                if self.healer:
+                    self.healer.update(result)
+            counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
+            log.info(
+                "cluster %s: revision %s: %s%s",
+                name,
+                revision.short,
+                counts,
+                f"; error: {result.error}" if result.error else "",
             )
-        finally:
-            kube.close()
-    except errors.ConfigError as e:
-        return failed(engine.ErrorKind.CONFIG, str(e))
-    except errors.SourceError as e:
-        return failed(engine.ErrorKind.SOURCE, str(e))
-    except errors.ClusterError as e:
-        return failed(engine.ErrorKind.CLUSTER, f"cluster {cluster.name}: {e}")
-    except Exception as e:  # a bug: report it, never let it stop the other clusters
-        log.exception("cluster %s: unexpected error", cluster.name)
-        return failed(engine.ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}")
-    log.info(
-        "cluster %s: revision %s: %s%s",
-        cluster.name,
-        revision.short,
-        ", ".join(f"{v} {k}" for k, v in result.counts.items() if v),
-        f"; error: {result.error}" if result.error else "",
-    )
-    return result
+            return result
+
+    def status(self) -> dict[str, Any]:
+        """Self-heal status (``{}`` when self-heal is off) for the status API."""
+        return self.healer.status() if self.healer else {}
+
+    def close(self) -> None:
+        """Stop watches and self-heal, release the connection."""
+        if self.healer:
+            self.healer.stop()
+        if self.live:
+            self.live.stop()
+        if self.kube:
+            self.kube.close()
 
 
 def sync_fleet(
@@ -86,8 +156,9 @@ def sync_fleet(
     names: Sequence[str] | None = None,
     *,
     dry_run: bool = False,
+    force_prune: bool = False,
 ) -> list[ReconcileResult]:
-    """Fetch the source and reconcile the named clusters (all when None) concurrently, in config order.
+    """Fetch the source and reconcile the named clusters (all when None) once, concurrently, in config order.
 
     Raises :class:`errors.FetchError` when the source cannot be fetched (nothing is written) and
     :class:`errors.ConfigError` for an unknown cluster name.
@@ -95,5 +166,13 @@ def sync_fleet(
     selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
     revision = source.fetch()
     checkout = source.checkout(revision)
+
+    def one(cluster: config.ClusterConfig) -> ReconcileResult:
+        runner = ClusterRunner(cfg, cluster)
+        try:
+            return runner.reconcile(revision, checkout, dry_run=dry_run, force_prune=force_prune)
+        finally:
+            runner.close()
+
     with futures.ThreadPoolExecutor(len(selected), thread_name_prefix="cluster") as pool:
-        return list(pool.map(lambda c: reconcile_cluster(cfg, c, revision, checkout, dry_run=dry_run), selected))
+        return list(pool.map(one, selected))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -33,6 +34,7 @@ class Agent:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters])
         self.source = git.GitSource(cfg.source)
+        self.runners = {c.name: runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters}
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
@@ -72,6 +74,8 @@ class Agent:
         """Stop scheduling and wait for running reconciles to finish."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        for r in self.runners.values():
+            r.close()
 
     def fetch(self) -> None:
         """Fetch the source; a new revision triggers every cluster."""
@@ -105,6 +109,19 @@ class Agent:
                 job.modify(next_run_time=datetime.datetime.now(datetime.UTC))
         return names
 
+    def cluster_json(self, name: str) -> dict[str, Any] | None:
+        """The status of one cluster, with its self-heal state (None when unknown)."""
+        found = self.state.cluster_json(name)
+        if found is not None and name in self.runners:
+            found["selfHeal"] = self.runners[name].status()
+        return found
+
+    def status_json(self) -> dict[str, Any]:
+        """The status of the source and of every cluster."""
+        status = self.state.status_json()
+        status["clusters"] = [self.cluster_json(c["name"]) for c in status["clusters"] if c]
+        return status
+
     def reconcile(self, name: str) -> None:
         """One reconcile of cluster ``name`` at the last good revision (none before the first good fetch)."""
         revision = self.source.last_good
@@ -115,7 +132,7 @@ class Agent:
         try:
             while True:
                 checkout = self.source.checkout(revision)
-                self.state.record(runner.reconcile_cluster(self.cfg, self.cfg.cluster(name), revision, checkout))
+                self.state.record(self.runners[name].reconcile(revision, checkout))
                 with self._lock:
                     if name not in self._pending:
                         break

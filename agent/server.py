@@ -38,11 +38,11 @@ def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
 
     @app.get("/api/v1/status")
     def status() -> dict[str, Any]:
-        return agent.state.status_json()
+        return agent.status_json()
 
     @app.get("/api/v1/clusters/{name}")
     def cluster(name: str) -> dict[str, Any]:
-        found = agent.state.cluster_json(name)
+        found = agent.cluster_json(name)
         if found is None:
             raise fastapi.HTTPException(404, f"no cluster named {name!r}")
         return found

@@ -1,20 +1,21 @@
 """Validate and apply one stage with server-side apply; every object gets a :class:`ChangeSetEntry`.
 
-A stage is first sent as a server-side dry run, object by object, in parallel. If the API server rejects any
-object, nothing of the stage is written: the rejected objects are ``failed`` with the server's message and the
-others ``skipped``. Otherwise the objects whose dry-run result differs from live (see :mod:`reconcilers.diff`)
-are applied in kind order, in parallel within a kind; unchanged objects cost no write.
-Called by :mod:`reconcilers.engine`.
+For each object, first the cheap check (:func:`reconcilers.diff.quick_in_sync`, from the live cache and the
+inventory, no request): a match is ``unchanged``. Every other object is read live and sent as a server-side dry
+run, in parallel. If the API server rejects any object, nothing of the stage is written: the rejected objects
+are ``failed`` with the server's message and the others ``skipped``. Otherwise the objects whose dry-run result
+differs from live (:func:`reconcilers.diff.would_change`) are applied in kind order, in parallel within a kind;
+unchanged objects cost no write. Called by :mod:`reconcilers.engine`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 
-from reconcilers import client, diff, errors, ordering, resources
+from reconcilers import client, diff, errors, ignore, inventory, ordering, resources
 
 
 class Action(enum.Enum):
@@ -23,6 +24,8 @@ class Action(enum.Enum):
     CREATED = "created"
     CONFIGURED = "configured"
     UNCHANGED = "unchanged"
+    PRUNED = "pruned"
+    KEPT = "kept"
     FAILED = "failed"
     SKIPPED = "skipped"
 
@@ -57,72 +60,121 @@ class ApplyOptions:
 VALIDATE_ATTEMPTS = 3
 """Dry runs per object when its live version keeps moving under it (see ``_validate``)."""
 
-LiveLookup = Callable[[resources.ResourceKey], "resources.Body | None"]
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    """One desired object as the engine applies it: the marked manifest, its hash, and its ignored pointers."""
+
+    manifest: resources.Manifest
+    hash: str
+    pointers: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """Entries in stage order, and the inventory entry of every object now known to match git."""
+
+    entries: list[ChangeSetEntry]
+    records: dict[resources.ResourceKey, inventory.Entry]
 
 
 @dataclasses.dataclass(frozen=True)
 class _Validated:
-    manifest: resources.Manifest
+    desired: Desired
     live: resources.Body | None
     merged: resources.Body | None
+    body: resources.Body
     error: str | None
 
 
 def apply_stage(
     kube: client.KubeClient,
-    stage: ordering.Stage,
+    stage: Sequence[Desired],
+    name: str,
     options: ApplyOptions,
     pool: futures.ThreadPoolExecutor,
-    live: LiveLookup | None = None,
-) -> list[ChangeSetEntry]:
-    """Dry-run, then apply ``stage``; returns one entry per manifest, in stage order.
+    live: client.LiveView | None = None,
+    known: Mapping[resources.ResourceKey, inventory.Entry] | None = None,
+) -> StageResult:
+    """Bring the objects of stage ``name`` in line with git; ``known`` are the inventory entries.
 
-    ``live`` reads the live object (default: ``kube.get``). Raises :class:`errors.ClusterUnreachableError` when the
-    cluster stops answering; objects already written stay written (the next sync converges).
+    Raises :class:`errors.ClusterUnreachableError` when the cluster stops answering; objects already written
+    stay written (the next sync converges).
     """
-    lookup = live or kube.get
-    validated = list(pool.map(lambda m: _validate(kube, m, options, lookup), stage.manifests))
-    rejected = [v for v in validated if v.error is not None]
+    known = known or {}
+    fm = options.field_manager
+    records: dict[resources.ResourceKey, inventory.Entry] = {}
+    todo: list[Desired] = []
+    for d in stage:
+        key = d.manifest.key
+        if live is not None and diff.quick_in_sync(live.get(key), known.get(key), d.hash, fm, d.pointers):
+            records[key] = known[key]
+        else:
+            todo.append(d)
+    validated = {v.desired.manifest.key: v for v in pool.map(lambda d: _validate(kube, d, options), todo)}
+    rejected = [v for v in validated.values() if v.error is not None]
     if rejected:
-        why = f"not applied: {len(rejected)} object(s) of stage '{stage.name}' were rejected by the API server"
-        return [
-            ChangeSetEntry(v.manifest.key, Action.FAILED, v.error, v.manifest.origin)
-            if v.error is not None
-            else ChangeSetEntry(v.manifest.key, Action.SKIPPED, why, v.manifest.origin)
-            for v in validated
-        ]
-    results = {
-        v.manifest.key: (_plan(v, options.field_manager), "dry run" if options.dry_run else "") for v in validated
-    }
+        why = f"not applied: {len(rejected)} object(s) of stage '{name}' were rejected by the API server"
+        return StageResult(
+            [
+                _entry(d, Action.FAILED, v.error)
+                if (v := validated.get(d.manifest.key)) and v.error
+                else _entry(d, Action.SKIPPED, why)
+                for d in stage
+            ],
+            {},
+        )
+    results = {key: _plan(v, fm) for key, v in validated.items()}
+    for v in validated.values():
+        if results[v.desired.manifest.key] is Action.UNCHANGED:
+            records[v.desired.manifest.key] = _record(v.desired, v.live, fm)
+    messages: dict[resources.ResourceKey, str] = {}
     if options.dry_run:
-        return [ChangeSetEntry(m.key, *results[m.key], origin=m.origin) for m in stage.manifests]
-    for group in stage.by_rank():
-        todo = [m for m in group if results[m.key][0] is not Action.UNCHANGED]
-        for m, err in zip(todo, pool.map(lambda m: _write(kube, m, options), todo), strict=True):
-            if err is not None:
-                results[m.key] = (Action.FAILED, err)
-    return [ChangeSetEntry(m.key, *results[m.key], origin=m.origin) for m in stage.manifests]
+        messages = {key: "dry run" for key in results}
+    else:
+        for group in ordering.by_rank(
+            [v.desired for v in validated.values() if results[v.desired.manifest.key] is not Action.UNCHANGED]
+        ):
+            for d, (applied, err) in zip(
+                group, pool.map(lambda d: _write(kube, validated[d.manifest.key], options), group), strict=True
+            ):
+                if err is not None:
+                    results[d.manifest.key], messages[d.manifest.key] = Action.FAILED, err
+                else:
+                    records[d.manifest.key] = _record(d, applied, fm)
+    return StageResult(
+        [_entry(d, results.get(d.manifest.key, Action.UNCHANGED), messages.get(d.manifest.key, "")) for d in stage],
+        records,
+    )
 
 
-def _validate(
-    kube: client.KubeClient, manifest: resources.Manifest, options: ApplyOptions, lookup: LiveLookup
-) -> _Validated:
-    """Dry-run ``manifest`` against the live object it was compared with.
+def _entry(d: Desired, action: Action, message: str | None) -> ChangeSetEntry:
+    return ChangeSetEntry(d.manifest.key, action, message or "", d.manifest.origin)
+
+
+def _record(d: Desired, obj: resources.Body | None, field_manager: str) -> inventory.Entry:
+    return inventory.Entry(d.manifest.key, d.hash, diff.owned_hash(obj, field_manager, d.pointers))
+
+
+def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Validated:
+    """Dry-run ``d`` against the live object it is compared with.
 
     The dry-run result is only comparable with ``live`` when the server merged into that same version: when a
     controller wrote the object in between (``resourceVersion`` moved), live is read again and the dry run
     repeated, up to :data:`VALIDATE_ATTEMPTS` times, so another writer's change is never taken for drift.
     """
+    fm = options.field_manager
     try:
-        live = lookup(manifest.key)
+        live = kube.get(d.manifest.key)
         for _ in range(VALIDATE_ATTEMPTS):
-            merged = kube.apply(manifest.body, field_manager=options.field_manager, force=options.force, dry_run=True)
+            body = ignore.for_apply(d.manifest.body, live, d.pointers, fm)
+            merged = kube.apply(body, field_manager=fm, force=options.force, dry_run=True)
             if live is None or diff.resource_version(merged) == diff.resource_version(live):
                 break
-            live = kube.get(manifest.key)
+            live = kube.get(d.manifest.key)
     except errors.ApiError as e:
-        return _Validated(manifest, None, None, e.message or str(e))
-    return _Validated(manifest, live, merged, None)
+        return _Validated(d, None, None, d.manifest.body, e.message or str(e))
+    return _Validated(d, live, merged, body, None)
 
 
 def _plan(v: _Validated, field_manager: str) -> Action:
@@ -132,13 +184,22 @@ def _plan(v: _Validated, field_manager: str) -> Action:
     return Action.CONFIGURED if diff.would_change(v.live, v.merged, field_manager) else Action.UNCHANGED
 
 
-def _write(kube: client.KubeClient, manifest: resources.Manifest, options: ApplyOptions) -> str | None:
-    """Apply one object; returns the API server's message on failure, None on success."""
+def _write(kube: client.KubeClient, v: _Validated, options: ApplyOptions) -> tuple[resources.Body | None, str | None]:
+    """Apply one object; returns (the applied object, None) or (None, the API server's message)."""
     try:
-        kube.apply(manifest.body, field_manager=options.field_manager, force=options.force, dry_run=False)
+        applied = kube.apply(v.body, field_manager=options.field_manager, force=options.force, dry_run=False)
     except errors.ApiError as e:
-        return e.message or str(e)
-    return None
+        return None, e.message or str(e)
+    return applied, None
+
+
+def apply_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> inventory.Entry:
+    """Re-apply one object now (self-heal): read live, keep ignored fields, apply. Returns its new inventory
+    entry. Raises :class:`errors.ApiError` when the API server refuses it."""
+    live = kube.get(d.manifest.key) if d.pointers else None
+    body = ignore.for_apply(d.manifest.body, live, d.pointers, options.field_manager)
+    applied = kube.apply(body, field_manager=options.field_manager, force=options.force, dry_run=False)
+    return _record(d, applied, options.field_manager)
 
 
 def counts(entries: Sequence[ChangeSetEntry]) -> dict[str, int]:

@@ -44,3 +44,16 @@ class KubeClient(Protocol):
         """Server-side apply ``body`` (``application/apply-patch+yaml``) as ``field_manager``; with ``dry_run``
         the server validates, defaults and merges but persists nothing. Returns the resulting object."""
         ...
+
+    def delete(self, key: resources.ResourceKey, *, uid: str | None, propagation: str) -> None:
+        """Delete the object, only if its ``uid`` is still ``uid`` (when given), with the propagation policy
+        ``Background``, ``Foreground`` or ``Orphan``. A missing object is not an error."""
+        ...
+
+
+class LiveView(Protocol):
+    """Live objects as last seen by a watch (``agent.cache.LiveCache``); may hold only their metadata."""
+
+    def get(self, key: resources.ResourceKey) -> resources.Body | None:
+        """The cached object, or None when the cache does not hold it (absent, or its kind not watched)."""
+        ...

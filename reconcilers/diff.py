@@ -1,17 +1,27 @@
 """Drift: does applying the desired object change the live one?
 
-The method is exact and free of false positives from server defaulting: the desired object is sent as a
-server-side apply dry run (``dryRun=All``), so the API server itself defaults, normalizes (``cpu: "0.5"`` becomes
-``500m``, ``roleRef.apiGroup: ""`` is filled in) and merges it with the live object; the object is in sync when
-that result equals the live object and our field manager already owns exactly the fields it would own. Only
-``metadata.managedFields`` timestamps and ``resourceVersion``/``generation`` bookkeeping are ignored.
+Two checks, the cheap one first:
+
+1. :func:`quick_in_sync`, from the live cache alone (no request): the desired body is the one last applied
+   (same hash as in the inventory) and the set of fields our field manager owns in the live object is the one it
+   owned right after that apply. Any out-of-band write to a field we own moves its ownership to the writer
+   (Kubernetes docs, "Server-Side Apply", conflicts and managers), a removed field leaves our set, a deleted
+   object leaves the cache: each changes the fingerprint. Fields owned by others are not ours to judge.
+2. :func:`would_change`, exact and free of false positives from server defaulting: the desired object is sent
+   as a server-side apply dry run (``dryRun=All``), so the API server itself defaults, normalizes
+   (``cpu: "0.5"`` becomes ``500m``, ``roleRef.apiGroup: ""`` is filled in) and merges it with the live object;
+   the object is in sync when that result equals the live object and our field manager already owns exactly the
+   fields it would own. Only ``managedFields`` timestamps and ``resourceVersion``/``generation`` are ignored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from reconcilers import resources
+from reconcilers import ignore, inventory, resources
 
 _BOOKKEEPING = ("managedFields", "resourceVersion", "generation")
 
@@ -50,3 +60,32 @@ def would_change(live: resources.Body | None, merged: resources.Body, field_mana
     if _owned(live, field_manager) != _owned(merged, field_manager):
         return True
     return _comparable(live) != _comparable(merged)
+
+
+def owned_hash(obj: resources.Body | None, field_manager: str, pointers: Sequence[Sequence[str]] = ()) -> str:
+    """A hash of the fields ``field_manager`` owns by apply in ``obj`` (ignored paths left out); "" when none."""
+    if obj is None:
+        return ""
+    entries = [
+        [e.get("apiVersion"), ignore.exclude_fields(e.get("fieldsV1"), pointers)]
+        for e in (obj.get("metadata") or {}).get("managedFields") or []
+        if e.get("manager") == field_manager and e.get("operation") == "Apply" and not e.get("subresource")
+    ]
+    if not entries:
+        return ""
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def quick_in_sync(
+    live: resources.Body | None,
+    entry: inventory.Entry | None,
+    desired: str,
+    field_manager: str,
+    pointers: Sequence[Sequence[str]] = (),
+) -> bool:
+    """True when the cached ``live`` object provably still matches the desired body hashed ``desired``."""
+    if live is None or entry is None or not entry.owned or entry.desired != desired:
+        return False
+    if (live.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return owned_hash(live, field_manager, pointers) == entry.owned

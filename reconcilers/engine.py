@@ -1,13 +1,17 @@
-"""One reconcile of one cluster: place, order, validate and apply the desired objects.
+"""One reconcile of one cluster: place, mark, order, validate, apply and prune the desired objects.
 
 ``reconcile(kube, manifests, options)`` reads as the story of a sync:
 
 1. place: namespaced objects without a namespace go to ``options.default_namespace``; a kind neither served by
    the cluster nor defined by a CRD in the same desired set fails with a clear message;
 2. check identities: two documents for one object make the whole sync fail (names both documents);
-3. stage (:mod:`reconcilers.ordering`) and, stage by stage, dry-run and apply (:mod:`reconcilers.apply`);
-   after the prerequisites stage wait for CRDs to be ``Established`` and refresh discovery. A stage that
-   failed stops the sync: later stages are ``skipped``.
+3. mark each object with the tracking label and annotation, find its ignored fields, hash it;
+4. read the inventory of every path, and record there every object this sync may create before creating it
+   (so a crash never leaves an object nobody owns);
+5. stage (:mod:`reconcilers.ordering`) and, stage by stage, check, dry-run and apply (:mod:`reconcilers.apply`);
+   after the prerequisites stage wait for CRDs to be ``Established`` and refresh discovery. A failed stage
+   stops the sync: later stages are ``skipped`` and nothing is pruned;
+6. prune what left git (:mod:`reconcilers.prune`), then write each path's inventory (only when it changed).
 
 Partial results come back with the error: a cluster that stops answering mid-sync yields the entries so far.
 Called by ``agent.runner``.
@@ -19,38 +23,52 @@ import dataclasses
 import datetime
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 
-from reconcilers import apply, client, errors, health, ordering, resources
+from reconcilers import apply, client, errors, health, ignore, inventory, ordering, prune, resources
 
 
 class ErrorKind(enum.Enum):
     """Why a reconcile did not run to its end: ``config`` and ``source`` errors write nothing; ``cluster`` errors
-    (unreachable, refused credentials) may leave a partial sync; ``internal`` is a bug."""
+    (unreachable, refused credentials) may leave a partial sync; ``prune`` is a prune refused for safety (the
+    apply went through); ``internal`` is a bug."""
 
     CONFIG = "config"
     SOURCE = "source"
     CLUSTER = "cluster"
+    PRUNE = "prune"
     INTERNAL = "internal"
 
 
 @dataclasses.dataclass(frozen=True)
 class ReconcileOptions:
-    """Options of one reconcile: ``apply`` (see :class:`apply.ApplyOptions`), ``default_namespace`` for namespaced
-    objects that name none, and ``timeout`` (seconds) for waits such as CRDs becoming Established."""
+    """Options of one reconcile.
+
+    ``apply`` (see :class:`apply.ApplyOptions`); ``prune`` (see :class:`prune.PruneOptions`); ``ignore``: the
+    configured ignore rules (HPA targets are added); ``default_namespace`` for namespaced objects that name none;
+    ``timeout`` (seconds) for waits such as CRDs becoming Established; ``instance`` names this agent in tracking
+    labels; ``paths`` are the cluster's configured paths (one inventory each); ``inventory_namespace`` holds them.
+    """
 
     apply: apply.ApplyOptions = dataclasses.field(default_factory=apply.ApplyOptions)
+    prune: prune.PruneOptions = dataclasses.field(default_factory=prune.PruneOptions)
+    ignore: tuple[ignore.IgnoreRule, ...] = ()
     default_namespace: str = "default"
     timeout: float = 300.0
+    instance: str = "gitops-agent"
+    paths: tuple[str, ...] = ()
+    inventory_namespace: str = "gitops-agent"
 
 
 @dataclasses.dataclass(frozen=True)
 class ReconcileResult:
     """The outcome of one reconcile of one cluster.
 
-    ``entries`` has one :class:`apply.ChangeSetEntry` per desired object; ``error``/``error_kind`` say why the
-    reconcile stopped early (None when it ran to its end); ``started`` is UTC, ``duration`` in seconds.
+    ``entries`` has one :class:`apply.ChangeSetEntry` per desired object (and per pruned one); ``error`` and
+    ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end);
+    ``started`` is UTC, ``duration`` in seconds. ``desired`` and ``inventory`` are what self-heal needs: the
+    objects as applied and their inventory entries.
     """
 
     cluster: str
@@ -61,6 +79,8 @@ class ReconcileResult:
     dry_run: bool = False
     error: str | None = None
     error_kind: ErrorKind | None = None
+    desired: Mapping[resources.ResourceKey, apply.Desired] = dataclasses.field(default_factory=dict, repr=False)
+    inventory: Mapping[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -86,36 +106,104 @@ def reconcile(
     *,
     cluster: str,
     revision: resources.Revision | None,
+    live: client.LiveView | None = None,
 ) -> ReconcileResult:
-    """Sync ``manifests`` into the cluster behind ``kube``; never raises for cluster or input errors.
+    """Sync ``manifests`` into the cluster behind ``kube``; ``live`` is the cluster's live cache, if any.
 
-    Raises only :class:`errors.SourceError` for duplicate identities (before any request that writes).
+    Never raises for cluster errors (they end the result); raises :class:`errors.SourceError` for duplicate
+    identities and unreadable inventories, before any request that writes.
     """
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
     entries: list[apply.ChangeSetEntry] = []
+    desired: dict[resources.ResourceKey, apply.Desired] = {}
+    records: dict[resources.ResourceKey, inventory.Entry] = {}
+    dry_run = options.apply.dry_run
 
     def result(error: str | None = None, kind: ErrorKind | None = None) -> ReconcileResult:
         return ReconcileResult(
-            cluster, revision, tuple(entries), started, time.monotonic() - t0, options.apply.dry_run, error, kind
+            cluster, revision, tuple(entries), started, time.monotonic() - t0, dry_run, error, kind, desired, records
         )
 
     try:
         placed, unplaceable = _place(kube, manifests, options.default_namespace)
         _check_unique(placed)
+        tracking = inventory.Tracking(options.instance, cluster)
+        rules = [*options.ignore, *ignore.hpa_rules(placed)]
+        for m in placed:
+            marked = tracking.mark(m)
+            desired[m.key] = apply.Desired(marked, inventory.desired_hash(marked.body), ignore.pointers_for(m, rules))
+        store = inventory.Store(kube, tracking, options.inventory_namespace, options.apply.field_manager)
+        previous = store.read(options.paths)
+        known = {k: e for inv in previous.values() for k, e in inv.entries.items()}
+        by_path = {p: [k for k, d in desired.items() if d.manifest.source_path == p] for p in options.paths}
+        stored = dict(previous)
+        if not dry_run:
+            for p in options.paths:  # record intent before acting: whatever we create is owned
+                intent = inventory.Inventory(
+                    p, {**previous[p].entries, **{k: known.get(k, inventory.Entry(k)) for k in by_path[p]}}
+                )
+                if store.write(intent, previous[p]):
+                    stored[p] = intent
         entries.extend(unplaceable)
-        stages = ordering.stages(placed)
-        with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
-            for i, stage in enumerate(stages):
-                if any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
-                    entries.extend(_skip(stage, "not applied: an earlier stage failed"))
-                    continue
-                entries.extend(apply.apply_stage(kube, stage, options.apply, pool))
-                if stage.name == "prerequisites" and i + 1 < len(stages):
-                    _await_crds(kube, stage, options)
+        _apply_stages(kube, desired, options, live, known, entries, records, cluster)
+        error: str | None = None
+        kind: ErrorKind | None = None
+        gone: set[resources.ResourceKey] = set()
+        if options.prune.enabled and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
+            error, gone = _prune(kube, previous, by_path, tracking, options, entries)
+            kind = ErrorKind.PRUNE if error else None
+        if not dry_run:
+            for p in options.paths:
+                kept = {k: e for k, e in previous[p].entries.items() if k not in desired and k not in gone}
+                now = {k: records.get(k) or known.get(k) or inventory.Entry(k) for k in by_path[p]}
+                store.write(inventory.Inventory(p, {**kept, **now}), stored[p])
     except errors.ClusterError as e:
         return result(f"cluster {cluster}: {e}", ErrorKind.CLUSTER)
-    return result()
+    return result(error, kind)
+
+
+def _apply_stages(
+    kube: client.KubeClient,
+    desired: Mapping[resources.ResourceKey, apply.Desired],
+    options: ReconcileOptions,
+    live: client.LiveView | None,
+    known: Mapping[resources.ResourceKey, inventory.Entry],
+    entries: list[apply.ChangeSetEntry],
+    records: dict[resources.ResourceKey, inventory.Entry],
+    cluster: str,
+) -> None:
+    stages = ordering.stages(d.manifest for d in desired.values())
+    with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
+        for i, stage in enumerate(stages):
+            if any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
+                entries.extend(_skip(stage, "not applied: an earlier stage failed"))
+                continue
+            done = apply.apply_stage(
+                kube, [desired[m.key] for m in stage.manifests], stage.name, options.apply, pool, live, known
+            )
+            entries.extend(done.entries)
+            records.update(done.records)
+            if stage.name == "prerequisites" and i + 1 < len(stages):
+                _await_crds(kube, stage, options)
+
+
+def _prune(
+    kube: client.KubeClient,
+    previous: Mapping[str, inventory.Inventory],
+    by_path: Mapping[str, Sequence[resources.ResourceKey]],
+    tracking: inventory.Tracking,
+    options: ReconcileOptions,
+    entries: list[apply.ChangeSetEntry],
+) -> tuple[str | None, set[resources.ResourceKey]]:
+    """Prune; returns the refusal (None when all went as planned) and the keys no longer ours."""
+    plan = prune.plan(previous, by_path, options.prune)
+    if plan.error:
+        return plan.error, set()
+    done, keep = prune.execute(kube, plan, tracking, options.prune, dry_run=options.apply.dry_run)
+    entries.extend(done)
+    gone = {k for k, _ in plan.candidates if k not in keep}
+    return ("; ".join(plan.held.values()) or None), gone
 
 
 def _place(

@@ -16,8 +16,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterable, Iterator
+from typing import Protocol, TypeVar
 
 from reconcilers import resources
+
+
+class _Manifested(Protocol):
+    @property
+    def manifest(self) -> resources.Manifest: ...
+
+
+_HasManifest = TypeVar("_HasManifest", bound=_Manifested)
 
 PREREQUISITE_KINDS = frozenset(
     {
@@ -85,6 +94,12 @@ class Stage:
         """The manifests grouped by kind rank, in apply order; objects of one group may be applied in parallel."""
         for _, group in itertools.groupby(self.manifests, key=lambda m: kind_rank(m.key.kind)):
             yield list(group)
+
+
+def by_rank(items: Iterable[_HasManifest]) -> list[list[_HasManifest]]:
+    """``items`` (anything with a ``manifest``) grouped by kind rank in apply order."""
+    ordered = sorted(items, key=lambda d: sort_key(d.manifest))
+    return [list(g) for _, g in itertools.groupby(ordered, key=lambda d: kind_rank(d.manifest.key.kind))]
 
 
 def sort_key(manifest: resources.Manifest) -> tuple[int, resources.ResourceKey]:

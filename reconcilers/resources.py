@@ -51,13 +51,15 @@ class Manifest:
 
     ``source_file`` is relative to the repository root (a kustomization directory for rendered objects) and
     ``doc_index`` is the 0-based index of the YAML document in that file (the index in the rendered stream for
-    kustomize output), so every error can point at the exact document.
+    kustomize output), so every error can point at the exact document. ``source_path`` is the cluster's
+    ``paths`` entry that loaded it (its inventory is kept per path).
     """
 
     key: ResourceKey
     body: Body
     source_file: str
     doc_index: int
+    source_path: str = ""
 
     @property
     def origin(self) -> str:

@@ -17,6 +17,7 @@ Called by ``agent.runner``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -48,7 +49,8 @@ def load_paths(root: pathlib.Path, paths: Sequence[str]) -> list[resources.Manif
         target = _inside(root, root / rel, rel)
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
-        out.extend(_load_dir(root, target) if target.is_dir() else _load_file(root, target))
+        loaded = _load_dir(root, target) if target.is_dir() else _load_file(root, target)
+        out.extend(dataclasses.replace(m, source_path=rel) for m in loaded)
     return out
 
 

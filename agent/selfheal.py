@@ -1,0 +1,183 @@
+"""Self-heal: re-apply a managed object as soon as a watch event shows it drifted.
+
+The live cache calls :meth:`Healer.notify` for every event. An event on an object of the last sync's desired
+set that fails the cheap in-sync check (:func:`reconcilers.diff.quick_in_sync`: edited, scaled, relabelled or
+deleted) queues its key; a worker thread waits :data:`DEBOUNCE` seconds to fold bursts, checks again against the
+newest cache entry, and re-applies just that object (server-side apply, forced).
+
+Fights: an object corrected more than :data:`FIGHT_LIMIT` times within :data:`FIGHT_WINDOW` seconds is no
+longer corrected and is reported as Fighting, with the name of the other field manager (the most recent writer
+in its managedFields). A new desired body for it (a new commit) ends the fight. While a full reconcile runs,
+events are held and checked against its result. Used by ``agent.runner``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from agent import cache
+from reconcilers import apply, client, diff, engine, errors, inventory, resources
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE = 0.05
+"""Seconds a drift event waits for more events on the same object before it is healed."""
+FIGHT_LIMIT = 5
+"""Corrections of one object allowed within :data:`FIGHT_WINDOW` before it is reported as Fighting."""
+FIGHT_WINDOW = 60.0
+"""Seconds over which corrections are counted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Fight:
+    """An object the agent stopped correcting: the other field manager and the corrections counted."""
+
+    key: resources.ResourceKey
+    manager: str
+    corrections: int
+    since: float
+
+
+class Healer:
+    """Self-heal of one cluster: a worker thread fed by the live cache."""
+
+    def __init__(self, cluster: str, kube: client.KubeClient, options: apply.ApplyOptions) -> None:
+        self.cluster = cluster
+        self.kube = kube
+        self.options = options
+        self.live: cache.LiveCache | None = None
+        self.healed = 0
+        self.fights: dict[resources.ResourceKey, Fight] = {}
+        self._desired: dict[resources.ResourceKey, apply.Desired] = {}
+        self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
+        self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
+        self._queue: queue.Queue[resources.ResourceKey | None] = queue.Queue()
+        self._held: set[resources.ResourceKey] = set()
+        self._reconciling = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name=f"selfheal-{cluster}", daemon=True)
+        self._thread.start()
+
+    def begin_reconcile(self) -> None:
+        """Hold events while a full reconcile runs (it handles them, or :meth:`update` re-checks them)."""
+        with self._lock:
+            self._reconciling = True
+
+    def update(self, result: engine.ReconcileResult | None) -> None:
+        """Take the desired set and inventory entries of a finished reconcile (None: it failed early)."""
+        with self._lock:
+            self._reconciling = False
+            if result is not None and not result.dry_run and result.desired:
+                for key, d in result.desired.items():
+                    old = self._desired.get(key)
+                    if old is None or old.hash != d.hash:
+                        self.fights.pop(key, None)  # a new desired body ends a fight
+                        self._corrections.pop(key, None)
+                self._desired = dict(result.desired)
+                self._entries.update(result.inventory)
+            held, self._held = self._held, set()
+        for key in held:
+            self.notify(key, self.live.get(key) if self.live else None)
+
+    def notify(self, key: resources.ResourceKey, obj: resources.Body | None) -> None:
+        """A watch event: queue ``key`` when it is managed and drifted (called from watch threads)."""
+        with self._lock:
+            if self._reconciling:
+                self._held.add(key)
+                return
+            if self._in_sync(key, obj) or key in self.fights:
+                return
+        self._queue.put(key)
+
+    def stop(self) -> None:
+        """End the worker thread."""
+        self._queue.put(None)
+
+    def _in_sync(self, key: resources.ResourceKey, obj: resources.Body | None) -> bool:
+        d = self._desired.get(key)
+        if d is None:
+            return True  # not managed: nothing to heal
+        return diff.quick_in_sync(obj, self._entries.get(key), d.hash, self.options.field_manager, d.pointers)
+
+    def _work(self) -> None:
+        while True:
+            key = self._queue.get()
+            if key is None:
+                return
+            time.sleep(DEBOUNCE)
+            keys = {key}
+            while not self._queue.empty():
+                more = self._queue.get()
+                if more is None:
+                    return
+                keys.add(more)
+            for k in sorted(keys):
+                self._heal(k)
+
+    def _heal(self, key: resources.ResourceKey) -> None:
+        with self._lock:
+            obj = self.live.get(key) if self.live else None
+            if self._reconciling or key in self.fights or self._in_sync(key, obj):
+                return
+            d = self._desired[key]
+            now = time.monotonic()
+            recent = self._corrections.setdefault(key, collections.deque())
+            while recent and now - recent[0] > FIGHT_WINDOW:
+                recent.popleft()
+            if len(recent) >= FIGHT_LIMIT:
+                fight = Fight(key, other_manager(obj, self.options.field_manager), len(recent), now)
+                self.fights[key] = fight
+                log.warning(
+                    "cluster %s: %s: Fighting with field manager %r (%d corrections in %.0fs); no longer correcting it",
+                    self.cluster,
+                    key,
+                    fight.manager,
+                    len(recent),
+                    FIGHT_WINDOW,
+                )
+                return
+            recent.append(now)
+        try:
+            entry = apply.apply_one(self.kube, d, self.options)
+        except errors.ClusterError as e:
+            log.error("cluster %s: self-heal of %s failed: %s", self.cluster, key, e)
+            return
+        with self._lock:
+            self._entries[key] = entry
+            self.healed += 1
+        log.info("cluster %s: self-healed %s", self.cluster, key)
+
+    def status(self) -> dict[str, Any]:
+        """``{"healed": N, "fighting": [...]}`` for the status API."""
+        with self._lock:
+            fights = [
+                {
+                    "group": f.key.group,
+                    "kind": f.key.kind,
+                    "namespace": f.key.namespace,
+                    "name": f.key.name,
+                    "status": "Fighting",
+                    "manager": f.manager,
+                    "corrections": f.corrections,
+                }
+                for f in self.fights.values()
+            ]
+            return {"healed": self.healed, "fighting": fights}
+
+
+def other_manager(obj: resources.Body | None, field_manager: str) -> str:
+    """The most recent field manager of ``obj`` other than ``field_manager`` ("unknown" when none)."""
+    entries = [
+        e
+        for e in ((obj or {}).get("metadata") or {}).get("managedFields") or []
+        if e.get("manager") != field_manager and e.get("subresource") != "status"
+    ]
+    if not entries:
+        return "unknown (object deleted or field removed)"
+    return str(max(entries, key=lambda e: str(e.get("time", ""))).get("manager", "unknown"))

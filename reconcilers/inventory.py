@@ -1,0 +1,174 @@
+"""Ownership and the inventory: what this agent applied to a cluster, kept in that cluster.
+
+Every applied object is marked (:meth:`Tracking.mark`) with
+
+- the label ``gitops-agent.io/instance: <instance>``: the live cache watches only objects carrying it;
+- the annotation ``gitops-agent.io/tracking: <instance>:<cluster>:<path>``: who applied it, for which cluster
+  and from which ``paths`` entry. Prune deletes only objects whose annotation names this instance and cluster.
+
+The inventory of each (cluster, path) is a ConfigMap ``gitops-agent-inv-<hash>`` in the inventory namespace of
+the target cluster (gzipped JSON in ``binaryData``, so 10,000 entries fit in the 1 MiB object limit), so a
+restarted agent still knows what it owns. Each :class:`Entry` also keeps the hash of the desired body last
+applied and of the fields our field manager owned afterwards: together they let a resync decide "unchanged"
+from the live cache alone (see :func:`reconcilers.diff.quick_in_sync`). Used by :mod:`reconcilers.engine`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+
+from reconcilers import client, errors, resources
+
+INSTANCE_LABEL = "gitops-agent.io/instance"
+TRACKING_ANNOTATION = "gitops-agent.io/tracking"
+PRUNE_ANNOTATION = "gitops-agent.io/prune"
+"""Set to ``disabled`` on an object (in git or live) to keep prune from ever deleting it."""
+PATH_ANNOTATION = "gitops-agent.io/path"
+_DATA_KEY = "inventory.json.gz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracking:
+    """The identity this agent writes into objects: ``instance`` (config ``instance``) and ``cluster``."""
+
+    instance: str
+    cluster: str
+
+    @property
+    def selector(self) -> str:
+        """The label selector of every object this instance applied (in any cluster)."""
+        return f"{INSTANCE_LABEL}={self.instance}"
+
+    def mark(self, manifest: resources.Manifest) -> resources.Manifest:
+        """``manifest`` with the instance label and the tracking annotation added."""
+        meta = dict(manifest.body.get("metadata") or {})
+        meta["labels"] = {**(meta.get("labels") or {}), INSTANCE_LABEL: self.instance}
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            TRACKING_ANNOTATION: f"{self.instance}:{self.cluster}:{manifest.source_path}",
+        }
+        return dataclasses.replace(manifest, body={**manifest.body, "metadata": meta})
+
+    def owns(self, live: resources.Body) -> bool:
+        """True when ``live``'s tracking annotation names this instance and cluster."""
+        value = ((live.get("metadata") or {}).get("annotations") or {}).get(TRACKING_ANNOTATION, "")
+        instance, _, rest = str(value).partition(":")
+        cluster, _, _ = rest.partition(":")
+        return instance == self.instance and cluster == self.cluster
+
+
+def prune_disabled(obj: resources.Body | None) -> bool:
+    """True when ``obj`` carries ``gitops-agent.io/prune: disabled``."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(PRUNE_ANNOTATION, "")).lower() == "disabled"
+
+
+def desired_hash(body: resources.Body) -> str:
+    """A stable hash of a desired body (canonical JSON), 16 hex digits."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One object of an inventory: its key and, when known, the hash of the desired body last applied and of
+    the fields our manager owned right after (``""`` when unknown)."""
+
+    key: resources.ResourceKey
+    desired: str = ""
+    owned: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Inventory:
+    """The objects applied from one ``path`` of one cluster."""
+
+    path: str
+    entries: Mapping[resources.ResourceKey, Entry]
+
+    def encode(self) -> str:
+        """The ConfigMap payload: base64 of gzipped JSON rows ``[group, kind, namespace, name, desired, owned]``."""
+        rows = [[*dataclasses.astuple(e.key), e.desired, e.owned] for e in sorted(self.entries.values(), key=_by_key)]
+        raw = json.dumps(rows, separators=(",", ":")).encode()
+        return base64.b64encode(gzip.compress(raw, mtime=0)).decode()
+
+    @classmethod
+    def decode(cls, path: str, payload: str) -> Inventory:
+        """Inverse of :meth:`encode`. Raises ValueError for a payload it cannot read."""
+        rows = json.loads(gzip.decompress(base64.b64decode(payload)))
+        entries = {}
+        for group, kind, namespace, name, desired, owned in rows:
+            key = resources.ResourceKey(group, kind, namespace, name)
+            entries[key] = Entry(key, desired, owned)
+        return cls(path, entries)
+
+
+def _by_key(e: Entry) -> resources.ResourceKey:
+    return e.key
+
+
+class Store:
+    """Reads and writes the inventories of one cluster through the ``KubeClient``.
+
+    ``namespace`` holds the inventory ConfigMaps (created on first write); ``field_manager`` writes them.
+    """
+
+    def __init__(self, kube: client.KubeClient, tracking: Tracking, namespace: str, field_manager: str) -> None:
+        self.kube = kube
+        self.tracking = tracking
+        self.namespace = namespace
+        self.field_manager = field_manager
+
+    def key(self, path: str) -> resources.ResourceKey:
+        """The key of the ConfigMap holding the inventory of ``path``."""
+        digest = hashlib.sha256(f"{self.tracking.instance}\0{self.tracking.cluster}\0{path}".encode()).hexdigest()
+        return resources.ResourceKey("", "ConfigMap", self.namespace, f"gitops-agent-inv-{digest[:16]}")
+
+    def read(self, paths: Iterable[str]) -> dict[str, Inventory]:
+        """The stored inventory of each path (empty for a path never written).
+
+        Raises :class:`errors.SourceError` when a stored inventory cannot be read: pruning from a damaged
+        inventory could delete the wrong objects, so the sync stops instead.
+        """
+        out = {}
+        for path in paths:
+            found = self.kube.get(self.key(path))
+            payload = ((found or {}).get("binaryData") or {}).get(_DATA_KEY)
+            try:
+                out[path] = Inventory.decode(path, payload) if payload else Inventory(path, {})
+            except (ValueError, TypeError, OSError) as e:
+                raise errors.SourceError(f"inventory {self.key(path)} of path {path!r} is unreadable: {e}") from e
+        return out
+
+    def write(self, inventory: Inventory, previous: Inventory | None) -> bool:
+        """Store ``inventory`` unless it equals ``previous``; returns True when it wrote."""
+        if previous is not None and dict(previous.entries) == dict(inventory.entries):
+            return False
+        self._ensure_namespace()
+        key = self.key(inventory.path)
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": key.name,
+                "namespace": key.namespace,
+                "labels": {INSTANCE_LABEL + "-inventory": self.tracking.instance},
+                "annotations": {PATH_ANNOTATION: inventory.path, TRACKING_ANNOTATION: self._tracking(inventory.path)},
+            },
+            "binaryData": {_DATA_KEY: inventory.encode()},
+        }
+        self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=False)
+        return True
+
+    def _tracking(self, path: str) -> str:
+        return f"{self.tracking.instance}:{self.tracking.cluster}:{path}"
+
+    def _ensure_namespace(self) -> None:
+        ns = resources.ResourceKey("", "Namespace", "", self.namespace)
+        if self.kube.get(ns) is None:
+            body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+            self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=False)

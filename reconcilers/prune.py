@@ -1,0 +1,122 @@
+"""Prune: delete what left git, and nothing else.
+
+An object is deleted only when all hold:
+
+- it is in the previous inventory of this cluster and in no path's desired set now;
+- its live tracking annotation names this agent instance and this cluster (an object someone else re-created
+  or adopted is never deleted), and it does not carry ``gitops-agent.io/prune: disabled``;
+- its path rendered objects (an emptied path prunes nothing unless ``allowEmpty``), and the cluster's desired
+  set is not empty (unless ``allowEmpty``);
+- the sync stays within the prune budget: at most ``budget`` (default half) of the previous inventory may be
+  deleted in one sync unless forced. A bad commit becomes a clear error instead of an outage.
+
+Deletes go in reverse apply order (HPAs first, Namespaces and CRDs last) with a propagation policy and a UID
+precondition. Objects whose delete fails stay in the inventory and are retried on the next sync.
+Called by :mod:`reconcilers.engine`; never called when the source failed to load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from reconcilers import apply, client, errors, inventory, ordering, resources
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneOptions:
+    """``enabled`` (config ``sync.prune``, default False); ``allow_empty`` (``sync.allowEmpty``): prune even when
+    a path or the whole cluster renders nothing; ``budget``: the fraction of the previous inventory one sync may
+    delete (``sync.pruneBudget``, default 0.5); ``force``: ignore the budget (``--force-prune``);
+    ``propagation``: ``Background`` (default), ``Foreground`` or ``Orphan``."""
+
+    enabled: bool = False
+    allow_empty: bool = False
+    budget: float = 0.5
+    force: bool = False
+    propagation: str = "Background"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What prune would delete (``candidates``, in delete order, with the path each came from) and why some
+    paths or the whole prune were held back (``refusals``; a non-empty ``error`` refuses every delete)."""
+
+    candidates: list[tuple[resources.ResourceKey, str]]
+    held: dict[str, str]
+    error: str | None
+
+
+def plan(
+    previous: Mapping[str, inventory.Inventory],
+    desired: Mapping[str, Sequence[resources.ResourceKey]],
+    options: PruneOptions,
+) -> Plan:
+    """Decide what to delete from the previous inventories and the desired keys of each path."""
+    wanted = {k for keys in desired.values() for k in keys}
+    total = sum(len(inv.entries) for inv in previous.values())
+    held: dict[str, str] = {}
+    if not wanted and total and not options.allow_empty:
+        return Plan(
+            [],
+            {},
+            f"refusing to prune: the desired state is empty and {total} object(s) are in the "
+            "inventory (set sync.allowEmpty: true to allow it)",
+        )
+    candidates: dict[resources.ResourceKey, str] = {}
+    for path, inv in previous.items():
+        gone = [k for k in inv.entries if k not in wanted]
+        if gone and not desired.get(path) and not options.allow_empty:
+            held[path] = f"path {path!r} rendered no objects: its {len(inv.entries)} object(s) are kept"
+            continue
+        candidates.update((k, path) for k in gone)
+    limit = int(total * options.budget)
+    if len(candidates) > limit and not options.force:
+        return Plan(
+            [],
+            held,
+            f"refusing to prune {len(candidates)} of {total} object(s): over the prune budget of "
+            f"{options.budget:.0%} ({limit}); check the commit, or sync with --force-prune",
+        )
+    return Plan([(k, candidates[k]) for k in ordering.prune_order(candidates)], held, None)
+
+
+def execute(
+    kube: client.KubeClient,
+    plan_: Plan,
+    tracking: inventory.Tracking,
+    options: PruneOptions,
+    *,
+    dry_run: bool,
+) -> tuple[list[apply.ChangeSetEntry], set[resources.ResourceKey]]:
+    """Delete the planned objects that are still ours. Returns one entry per candidate and the keys that must
+    stay in the inventory (failed deletes)."""
+    entries, keep = [], set()
+    for key, path in plan_.candidates:
+        origin = f"{path} (removed from git)"
+        live = kube.get(key)
+        if live is None:
+            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "already gone", origin))
+        elif not tracking.owns(live):
+            entries.append(
+                apply.ChangeSetEntry(
+                    key, apply.Action.KEPT, "not pruned: its tracking annotation does not name this agent", origin
+                )
+            )
+        elif inventory.prune_disabled(live):
+            entries.append(
+                apply.ChangeSetEntry(
+                    key, apply.Action.KEPT, f"not pruned: {inventory.PRUNE_ANNOTATION}: disabled", origin
+                )
+            )
+        elif dry_run:
+            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "dry run", origin))
+        else:
+            uid = (live.get("metadata") or {}).get("uid")
+            try:
+                kube.delete(key, uid=uid, propagation=options.propagation)
+                entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "", origin))
+            except errors.ApiError as e:
+                keep.add(key)
+                entries.append(apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune: {e.message or e}", origin))
+    return entries, keep
