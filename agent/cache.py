@@ -120,6 +120,8 @@ class _Reflector(threading.Thread):
                 rv = self._watch(rv)
                 backoff = 0.5
             except errors.ClusterError as e:
+                if self.cache._stop.is_set():
+                    return
                 if isinstance(e, errors.ApiError) and e.status == 410:
                     rv = None  # resourceVersion too old: list again
                     continue

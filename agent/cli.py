@@ -3,6 +3,9 @@
 - ``gitops-agent sync --config FILE [--cluster NAME ...] [--dry-run] [--json]``: one reconcile of every (or the
   named) cluster, a table of what was done. Exit 0 when every object applied, 1 when any object failed or a
   cluster could not be reached, 2 on a config or source error (bad config, fetch failure, malformed manifests).
+- ``gitops-agent diff --config FILE [--cluster NAME ...] [--revision REV]``: per drifted object a unified diff
+  and the changed paths, Secret values masked; exit 0 in sync, 1 drift, 2 error (like ``kubectl diff``).
+  ``--revision`` shows what a commit not yet deployed would change in every cluster.
 - ``gitops-agent run --config FILE``: the scheduler and the HTTP status server until SIGTERM.
 """
 
@@ -15,11 +18,12 @@ import sys
 from collections.abc import Sequence
 
 import rich.console
+import rich.syntax
 import rich.table
 
 from agent import __version__, config, runner, scheduler, server, state
 from agent.sources import git
-from reconcilers import engine, errors
+from reconcilers import apply, engine, errors
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -48,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_sync.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
     p_sync.add_argument("--json", action="store_true", help="print the results as JSON")
     p_sync.add_argument("--force-prune", action="store_true", help="prune even beyond the prune budget")
+    p_diff = sub.add_parser("diff", help="show what a sync would change (exit 0 in sync, 1 drift, 2 error)")
+    p_diff.add_argument("--config", required=True, help="the agent config file")
+    p_diff.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+    p_diff.add_argument("--revision", help="a commit, branch or tag of the source not yet deployed")
     p_run = sub.add_parser("run", help="run the scheduler and the HTTP status server")
     p_run.add_argument("--config", required=True, help="the agent config file")
     args = parser.parse_args(argv)
@@ -61,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = config.load_config(args.config)
         if args.command == "sync":
             return _sync(cfg, args.cluster, dry_run=args.dry_run, as_json=args.json, force_prune=args.force_prune)
+        if args.command == "diff":
+            return _diff(cfg, args.cluster, args.revision)
         return _run(cfg)
     except errors.GitOpsError as e:
         rich.console.Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
@@ -74,6 +84,34 @@ def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as
     else:
         _print(results)
     return exit_code(results)
+
+
+_CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED)
+
+
+def _diff(cfg: config.AgentConfig, names: list[str] | None, revision: str | None) -> int:
+    """Like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would change, 2 on any error."""
+    results = runner.sync_fleet(cfg, git.GitSource(cfg.source), names, dry_run=True, revision=revision)
+    out = rich.console.Console(highlight=False)
+    drift = False
+    for r in results:
+        rev = r.revision.short if r.revision else "-"
+        changed = [e for e in r.entries if e.action in _CHANGES]
+        drift = drift or bool(changed)
+        out.print(f"[bold]cluster {r.cluster}[/] @ {rev}: {len(changed)} object(s) would change")
+        for e in changed:
+            verb = {"configured": "drifted", "created": "missing (would create)", "pruned": "would prune"}
+            out.print(f"[bold]{verb[e.action.value]}[/] {e.key} ({e.origin})")
+            if e.diff:
+                out.print(rich.syntax.Syntax(e.diff.unified.rstrip("\n"), "diff", theme="ansi_dark"))
+                out.print("  changed: " + ", ".join(e.diff.paths), style="dim")
+        for e in r.failed:
+            out.print(f"[bold red]failed[/] {e.key} ({e.origin}): {e.message}")
+        if r.error:
+            out.print(f"[bold red]error:[/] {r.error}")
+    if any(r.error or r.failed for r in results):
+        return EXIT_ERROR
+    return EXIT_FAILED if drift else EXIT_OK
 
 
 def exit_code(results: Sequence[engine.ReconcileResult]) -> int:

@@ -10,6 +10,7 @@ fallback to per-group discovery for older servers. Used by ``agent.runner``.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ USER_AGENT = f"gitops-agent/{__version__}"
 """Sent with every request, so audit logs tell the agent's writes apart."""
 REQUEST_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds for one request."""
+WATCH_CONNECTIONS = 64
+"""Connections kept for the live cache's watches (one per watched kind), beside the request pool."""
 
 
 def connect(cluster: config.ClusterConfig, pool_size: int = 8) -> KubeCluster:
@@ -54,7 +57,7 @@ def connect(cluster: config.ClusterConfig, pool_size: int = 8) -> KubeCluster:
         raise errors.ConfigError(f"{where}: {e}") from None
     except (OSError, ValueError) as e:
         raise errors.ConfigError(f"{where}: unreadable: {e}") from None
-    cfg.connection_pool_maxsize = max(4, pool_size * 2)
+    cfg.connection_pool_maxsize = pool_size * 2 + WATCH_CONNECTIONS
     cfg.retries = 1
     api = kubernetes.client.ApiClient(cfg)
     api.user_agent = USER_AGENT
@@ -69,6 +72,8 @@ class KubeCluster:
         self.api = api
         self._types: dict[tuple[str, str], client.ResourceType] | None = None
         self._lock = threading.Lock()
+        self.requests: collections.Counter[str] = collections.Counter()
+        """Requests sent, by verb: get, list, watch, apply, apply-dry-run, delete, discovery."""
 
     @property
     def server(self) -> str:
@@ -258,8 +263,11 @@ class KubeCluster:
         accept: str,
         timeout: tuple[float, float],
     ) -> Any:
+        self.requests[_verb(method, path, query)] += 1
         headers = {"Accept": accept, "Content-Type": content_type}
-        payload = json.dumps(body, separators=(",", ":")) if body is not None else None
+        # The client JSON-encodes bodies sent as application/json itself; other types (apply-patch+yaml) go as text.
+        json_body = content_type == "application/json"
+        payload = body if json_body or body is None else json.dumps(body, separators=(",", ":"))
         try:
             _, url, headers, _, _ = self.api.param_serialize(
                 method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
@@ -281,6 +289,17 @@ def _add_aggregated(types: dict[tuple[str, str], client.ResourceType], group: di
             old = types.get((name, kind))
             served = (old.versions if old else ()) + (version["version"],)
             types[(name, kind)] = client.ResourceType(name, kind, r["resource"], r.get("scope") == "Namespaced", served)
+
+
+def _verb(method: str, path: str, query: list[tuple[str, str]]) -> str:
+    names = dict(query)
+    if method == "GET":
+        if path in ("/api", "/apis") or (path.count("/") <= 3 and not names):
+            return "discovery"
+        return "watch" if names.get("watch") else "list" if "labelSelector" in names else "get"
+    if method == "PATCH":
+        return "apply-dry-run" if names.get("dryRun") else "apply"
+    return method.lower()
 
 
 def _api_error(status: int, data: bytes) -> errors.ApiError:

@@ -111,9 +111,12 @@ class ClusterRunner:
             try:
                 desired = manifests.load_paths(checkout, self.cluster.paths)
                 kube, live = self._connect()
-                live.ensure({(m.key.group, m.key.kind) for m in desired}, watch=self.watch)
+                kinds = {(m.key.group, m.key.kind) for m in desired}
+                live.ensure(kinds, watch=self.watch)
                 options = options_for(self.cfg, self.cluster, dry_run=dry_run, force_prune=force_prune)
                 result = engine.reconcile(kube, desired, options, cluster=name, revision=revision, live=live)
+                if self.watch:
+                    live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
             except errors.ConfigError as e:
                 return failed(engine.ErrorKind.CONFIG, str(e))
             except errors.SourceError as e:
@@ -157,20 +160,23 @@ def sync_fleet(
     *,
     dry_run: bool = False,
     force_prune: bool = False,
+    revision: str | None = None,
 ) -> list[ReconcileResult]:
-    """Fetch the source and reconcile the named clusters (all when None) once, concurrently, in config order.
+    """Fetch the source and reconcile the named clusters (all when None) once, concurrently, in config order,
+    at ``source.ref`` or at ``revision`` (a branch, tag or commit of the source).
 
-    Raises :class:`errors.FetchError` when the source cannot be fetched (nothing is written) and
-    :class:`errors.ConfigError` for an unknown cluster name.
+    Raises :class:`errors.FetchError` when the source cannot be fetched or the revision resolved (nothing is
+    written) and :class:`errors.ConfigError` for an unknown cluster name.
     """
     selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
-    revision = source.fetch()
-    checkout = source.checkout(revision)
+    head = source.fetch()
+    revision_ = source.resolve(revision) if revision else head
+    checkout = source.checkout(revision_)
 
     def one(cluster: config.ClusterConfig) -> ReconcileResult:
         runner = ClusterRunner(cfg, cluster)
         try:
-            return runner.reconcile(revision, checkout, dry_run=dry_run, force_prune=force_prune)
+            return runner.reconcile(revision_, checkout, dry_run=dry_run, force_prune=force_prune)
         finally:
             runner.close()
 

@@ -38,6 +38,7 @@ def result_json(r: engine.ReconcileResult, *, objects: bool = True) -> dict[str,
                 "action": e.action.value,
                 "source": e.origin,
                 "message": e.message,
+                **({"diff": e.diff.unified, "changedPaths": list(e.diff.paths)} if e.diff else {}),
             }
             for e in r.entries
         ]

@@ -39,6 +39,7 @@ class ChangeSetEntry:
     action: Action
     message: str = ""
     origin: str = ""
+    diff: diff.ObjectDiff | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +130,14 @@ def apply_stage(
         if results[v.desired.manifest.key] is Action.UNCHANGED:
             records[v.desired.manifest.key] = _record(v.desired, v.live, fm)
     messages: dict[resources.ResourceKey, str] = {}
+    diffs: dict[resources.ResourceKey, diff.ObjectDiff] = {}
     if options.dry_run:
         messages = {key: "dry run" for key in results}
+        diffs = {
+            key: diff.object_diff(v.live, v.merged, label(key))
+            for key, v in validated.items()
+            if results[key] in (Action.CREATED, Action.CONFIGURED)
+        }
     else:
         for group in ordering.by_rank(
             [v.desired for v in validated.values() if results[v.desired.manifest.key] is not Action.UNCHANGED]
@@ -143,13 +150,26 @@ def apply_stage(
                 else:
                     records[d.manifest.key] = _record(d, applied, fm)
     return StageResult(
-        [_entry(d, results.get(d.manifest.key, Action.UNCHANGED), messages.get(d.manifest.key, "")) for d in stage],
+        [
+            _entry(
+                d,
+                results.get(d.manifest.key, Action.UNCHANGED),
+                messages.get(d.manifest.key, ""),
+                diffs.get(d.manifest.key),
+            )
+            for d in stage
+        ],
         records,
     )
 
 
-def _entry(d: Desired, action: Action, message: str | None) -> ChangeSetEntry:
-    return ChangeSetEntry(d.manifest.key, action, message or "", d.manifest.origin)
+def label(key: resources.ResourceKey) -> str:
+    """``group/kind/namespace/name`` (``core`` for the core group, ``_`` for no namespace), for diff headers."""
+    return f"{key.group or 'core'}/{key.kind}/{key.namespace or '_'}/{key.name}"
+
+
+def _entry(d: Desired, action: Action, message: str | None, change: diff.ObjectDiff | None = None) -> ChangeSetEntry:
+    return ChangeSetEntry(d.manifest.key, action, message or "", d.manifest.origin, change)
 
 
 def _record(d: Desired, obj: resources.Body | None, field_manager: str) -> inventory.Entry:

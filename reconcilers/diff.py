@@ -16,10 +16,15 @@ Two checks, the cheap one first:
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
+
+import deepdiff
+import yaml
 
 from reconcilers import ignore, inventory, resources
 
@@ -89,3 +94,50 @@ def quick_in_sync(
     if (live.get("metadata") or {}).get("deletionTimestamp"):
         return False
     return owned_hash(live, field_manager, pointers) == entry.owned
+
+
+MASK = "***"
+"""What a Secret value shows as in every diff (``kubectl diff`` masks them the same way)."""
+_SHOWN_METADATA_DROPPED = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectDiff:
+    """A readable difference between the live object and what git would make of it: a unified diff of their
+    YAML and the deepdiff paths that changed (``root['spec']['replicas']``). Secret values are masked."""
+
+    unified: str
+    paths: tuple[str, ...]
+
+
+def _shown(obj: resources.Body | None) -> resources.Body:
+    if obj is None:
+        return {}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SHOWN_METADATA_DROPPED}
+    return {**obj, "metadata": meta}
+
+
+def _mask_secrets(before: resources.Body, after: resources.Body) -> tuple[resources.Body, resources.Body]:
+    """Secret ``data``/``stringData`` values replaced by ``***``, or ``*** (before)``/``*** (after)`` where they
+    differ, so a diff shows which keys changed and never a value."""
+    if "Secret" not in (before.get("kind"), after.get("kind")):
+        return before, after
+    masked_before, masked_after = dict(before), dict(after)
+    for field in ("data", "stringData"):
+        old, new = before.get(field) or {}, after.get(field) or {}
+        if field in before:
+            masked_before[field] = {k: MASK if new.get(k) == v else f"{MASK} (before)" for k, v in old.items()}
+        if field in after:
+            masked_after[field] = {k: MASK if old.get(k) == v else f"{MASK} (after)" for k, v in new.items()}
+    return masked_before, masked_after
+
+
+def object_diff(live: resources.Body | None, merged: resources.Body | None, label: str) -> ObjectDiff:
+    """The difference from ``live`` (None: absent) to ``merged`` (None: deleted), labelled ``label`` in the
+    unified diff headers (``live/<label>`` and ``git/<label>``)."""
+    before, after = _mask_secrets(_shown(live), _shown(merged))
+    a = yaml.safe_dump(before, sort_keys=True).splitlines(keepends=True) if before else []
+    b = yaml.safe_dump(after, sort_keys=True).splitlines(keepends=True) if after else []
+    unified = "".join(difflib.unified_diff(a, b, f"live/{label}", f"git/{label}"))
+    paths = tuple(sorted(deepdiff.DeepDiff(before, after).affected_paths))
+    return ObjectDiff(unified, paths)

@@ -5,7 +5,8 @@
 1. place: namespaced objects without a namespace go to ``options.default_namespace``; a kind neither served by
    the cluster nor defined by a CRD in the same desired set fails with a clear message;
 2. check identities: two documents for one object make the whole sync fail (names both documents);
-3. mark each object with the tracking label and annotation, find its ignored fields, hash it;
+3. normalize each object (:mod:`reconcilers.normalize`), mark it with the tracking label and annotation, find
+   its ignored fields, hash it;
 4. read the inventory of every path, and record there every object this sync may create before creating it
    (so a crash never leaves an object nobody owns);
 5. stage (:mod:`reconcilers.ordering`) and, stage by stage, check, dry-run and apply (:mod:`reconcilers.apply`);
@@ -26,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 
-from reconcilers import apply, client, errors, health, ignore, inventory, ordering, prune, resources
+from reconcilers import apply, client, errors, health, ignore, inventory, normalize, ordering, prune, resources
 
 
 class ErrorKind(enum.Enum):
@@ -131,7 +132,7 @@ def reconcile(
         tracking = inventory.Tracking(options.instance, cluster)
         rules = [*options.ignore, *ignore.hpa_rules(placed)]
         for m in placed:
-            marked = tracking.mark(m)
+            marked = tracking.mark(normalize.for_apply(m))
             desired[m.key] = apply.Desired(marked, inventory.desired_hash(marked.body), ignore.pointers_for(m, rules))
         store = inventory.Store(kube, tracking, options.inventory_namespace, options.apply.field_manager)
         previous = store.read(options.paths)
@@ -185,7 +186,7 @@ def _apply_stages(
             entries.extend(done.entries)
             records.update(done.records)
             if stage.name == "prerequisites" and i + 1 < len(stages):
-                _await_crds(kube, stage, options)
+                _await_crds(kube, [desired[m.key] for m in stage.manifests], done.entries, options)
 
 
 def _prune(
@@ -249,13 +250,31 @@ def _check_unique(manifests: Sequence[resources.Manifest]) -> None:
         seen[m.key] = m
 
 
+def _defines(crd: resources.Body) -> tuple[str, str]:
+    """The (group, kind) a CRD body defines."""
+    spec = crd.get("spec") or {}
+    return str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))
+
+
 def _skip(stage: ordering.Stage, why: str) -> list[apply.ChangeSetEntry]:
     return [apply.ChangeSetEntry(m.key, apply.Action.SKIPPED, why, m.origin) for m in stage.manifests]
 
 
-def _await_crds(kube: client.KubeClient, stage: ordering.Stage, options: ReconcileOptions) -> None:
-    """Wait until every CRD of ``stage`` is Established (up to ``options.timeout``), then refresh discovery."""
-    crds = [m.key for m in stage.manifests if m.key.kind == "CustomResourceDefinition"]
+def _await_crds(
+    kube: client.KubeClient,
+    stage: Sequence[apply.Desired],
+    done: Sequence[apply.ChangeSetEntry],
+    options: ReconcileOptions,
+) -> None:
+    """Wait until every CRD of ``stage`` that this sync wrote, or whose kind is not served yet, is Established
+    (up to ``options.timeout``), then refresh discovery. Unchanged, served CRDs cost nothing."""
+    written = {e.key for e in done if e.action in (apply.Action.CREATED, apply.Action.CONFIGURED)}
+    crds = [
+        d.manifest.key
+        for d in stage
+        if d.manifest.key.kind == "CustomResourceDefinition"
+        and (d.manifest.key in written or kube.resource_type(*_defines(d.manifest.body)) is None)
+    ]
     if not crds or options.apply.dry_run:
         return
     deadline = time.monotonic() + options.timeout

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from reconcilers import apply, client, errors, inventory, ordering, resources
+from reconcilers import apply, client, diff, errors, inventory, ordering, resources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,8 @@ def execute(
                 )
             )
         elif dry_run:
-            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "dry run", origin))
+            change = diff.object_diff(live, None, apply.label(key))
+            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "dry run", origin, change))
         else:
             uid = (live.get("metadata") or {}).get("uid")
             try:

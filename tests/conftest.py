@@ -6,7 +6,8 @@ state, and helpers to read what the API server saw.
 - ``namespace``: a fresh namespace name per test (the clusters' default namespace for objects that name none),
   so tests sharing a cluster do not see each other's objects;
 - ``git_repo``: a :class:`GitRepo` in a temporary directory;
-- ``make_config``: writes an agent config file for a repo and clusters.
+- ``make_config``: writes an agent config file for a repo and clusters, with an instance name of its own (each
+  test is a separate agent, so inventories and tracking never mix between tests).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def make_config(tmp_path: pathlib.Path) -> Callable[..., pathlib.Path]:
 
     def make(repo: GitRepo | str, clusters: list[dict[str, Any]], **sections: Any) -> pathlib.Path:
         cfg: dict[str, Any] = {
+            "instance": f"t-{uuid.uuid4().hex[:12]}",  # one agent identity per test: inventories never mix
             "source": {
                 "url": str(repo.path if isinstance(repo, GitRepo) else repo),
                 "ref": "main",
@@ -177,3 +179,28 @@ def live_object(tc: TestCluster, api_version: str, kind: str, name: str, namespa
         return resource.get(name=name, namespace=namespace).to_dict()
     except (exceptions.NotFoundError, exceptions.ResourceNotFoundError):
         return None
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def runner_for(config_path: pathlib.Path, cluster: str = "a", *, watch: bool = True) -> tuple[Any, Any, Any]:
+    """A ClusterRunner for one cluster of a config file, with the source fetched: (runner, revision, checkout)."""
+    from agent import config, runner
+    from agent.sources import git
+
+    cfg = config.load_config(config_path)
+    source = git.GitSource(cfg.source)
+    revision = source.fetch()
+    return runner.ClusterRunner(cfg, cfg.cluster(cluster), watch=watch), revision, source.checkout(revision)

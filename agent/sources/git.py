@@ -75,6 +75,16 @@ class GitSource:
             self.last_good, self.last_error = revision, None
             return revision
 
+    def resolve(self, ref: str) -> resources.Revision:
+        """A branch, tag or commit of the fetched clone as a revision (call :meth:`fetch` first).
+        Raises FetchError."""
+        with self._lock:
+            try:
+                repo = pygit2.Repository(str(self.dir))
+            except pygit2.GitError as e:
+                raise errors.FetchError(f"no clone at {self.dir}: fetch first ({e})") from e
+            return resources.Revision(str(_resolve(repo, ref)), ref)
+
     def checkout(self, revision: resources.Revision) -> pathlib.Path:
         """A read-only directory holding the tree of ``revision`` (made once per SHA, the last few kept).
 

@@ -15,8 +15,15 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def test_the_example_config_is_valid_and_documents_every_key() -> None:
     cfg = config.load_config(REPO / "config.example.yaml")
     text = (REPO / "config.example.yaml").read_text()
-    models = (config.AgentConfig, config.SourceConfig, config.ClusterConfig, config.SyncConfig, config.ServerConfig,
-              config.IgnoreDifference, config.LabelSelector)
+    models = (
+        config.AgentConfig,
+        config.SourceConfig,
+        config.ClusterConfig,
+        config.SyncConfig,
+        config.ServerConfig,
+        config.IgnoreDifference,
+        config.LabelSelector,
+    )
     for model in models:
         for field in model.model_fields.values():
             assert f"{field.alias}:" in text, f"config.example.yaml does not document {model.__name__}.{field.alias}"
