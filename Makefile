@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 KUSTOMIZE_VERSION := v5.8.2
 PYTEST_ARGS ?=
 
-.PHONY: all venv testcluster kustomize lint test demo bench-testcluster clean
+.PHONY: all venv testcluster kustomize lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize
 
@@ -43,6 +43,11 @@ demo: venv testcluster kustomize
 
 bench-testcluster: venv testcluster
 	$(BIN)/python bench/testcluster.py
+
+bench: venv testcluster kustomize
+	$(BIN)/python bench/testcluster.py
+	$(BIN)/python bench/selfheal.py
+	$(BIN)/python bench/resync.py
 
 clean:
 	rm -rf build .demo $(VENV)

@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmarks: a test cluster, a git repo of generated objects, an agent config."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.cluster.launcher import TestCluster  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def make_repo(path: pathlib.Path, namespace: str, configmaps: int, deployments: int) -> pathlib.Path:
+    """A git repo whose ``app/`` holds a Namespace, ``configmaps`` ConfigMaps and ``deployments`` Deployments."""
+    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
+    for i in range(configmaps):
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "namespace": namespace},
+                     "data": {"value": str(i), "mode": "git"}})
+    for i in range(deployments):
+        docs.append({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"web-{i}", "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": f"web-{i}"}},
+                     "template": {"metadata": {"labels": {"app": f"web-{i}"}},
+                                  "spec": {"containers": [{"name": "web", "image": "example/web:1",
+                                                           "resources": {"requests": {"cpu": "0.1"}}}]}}},
+        })
+    (path / "app").mkdir(parents=True)
+    (path / "app" / "all.yaml").write_text(yaml.safe_dump_all(docs))
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+    return path
+
+
+def write_config(path: pathlib.Path, repo: pathlib.Path, clusters: list[TestCluster], **sync: Any) -> pathlib.Path:
+    """An agent config syncing ``app/`` of ``repo`` to every cluster."""
+    cfg = {
+        "instance": "bench",
+        "source": {"url": str(repo), "cacheDir": str(path.parent / "cache")},
+        "clusters": [{"name": c.name, "kubeconfig": str(c.kubeconfig), "paths": ["app"]} for c in clusters],
+        "sync": sync,
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
