@@ -110,6 +110,16 @@ def git_repo(tmp_path: pathlib.Path) -> GitRepo:
     return GitRepo(tmp_path / "fleet")
 
 
+@pytest.fixture(scope="session")
+def corpora_repo(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
+    """One git repo holding every folder of the public corpora, as published (read from ../shared)."""
+    repo = GitRepo(tmp_path_factory.mktemp("corpora") / "fleet")
+    for folder in sorted(p.name for p in CORPORA.iterdir() if p.is_dir()):
+        repo.copy_tree(CORPORA / folder, folder)
+    repo.commit("public corpora, as published")
+    return repo
+
+
 @pytest.fixture
 def make_config(tmp_path: pathlib.Path) -> Callable[..., pathlib.Path]:
     counter = itertools.count()

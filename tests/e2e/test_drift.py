@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
-    CORPORA,
     GitRepo,
     agent_writes,
     audit_offset,
@@ -20,15 +19,6 @@ from tests.conftest import (
     wait_until,
 )
 from tests.e2e.test_sync_corpora import FOLDERS, HARNESS, ensure_namespace
-
-
-@pytest.fixture(scope="module")
-def corpora_repo(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("drift") / "fleet")
-    for folder in FOLDERS:
-        repo.copy_tree(CORPORA / folder, folder)
-    repo.commit("public corpora, as published")
-    return repo
 
 
 @pytest.mark.parametrize("folder", FOLDERS)

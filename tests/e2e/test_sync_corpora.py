@@ -27,15 +27,6 @@ HARNESS_FILE = (
 )
 
 
-@pytest.fixture(scope="module")
-def corpora_repo(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
-    repo = GitRepo(tmp_path_factory.mktemp("corpora") / "fleet")
-    for folder in FOLDERS:
-        repo.copy_tree(CORPORA / folder, folder)
-    repo.commit("public corpora, as published")
-    return repo
-
-
 def sync(config: pathlib.Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, Any]]:
     code = cli.main(["sync", "--config", str(config), "--json", *extra])
     return code, json.loads(capsys.readouterr().out)
