@@ -23,9 +23,9 @@ from common import REPO, TestCluster, make_repo, write_config
 
 sys.path.insert(0, str(REPO))
 
-from agent import config, runner  # noqa: E402
-from agent.sources import git, manifests  # noqa: E402
-from reconcilers import engine  # noqa: E402
+from agent import config, runner
+from agent.sources import git, manifests
+from reconcilers import engine
 
 
 def main() -> None:
@@ -72,7 +72,7 @@ def main() -> None:
         finally:
             tc.stop()
     print(f"objects: {n}; first sync {first_s:.2f} s")
-    print("| method | no-op resync, median of %d (s) | GET per resync | dry runs per resync | writes |" % args.rounds)
+    print(f"| method | no-op resync, median of {args.rounds} (s) | GET per resync | dry runs per resync | writes |")
     print("|---|---|---|---|---|")
     for method, wall, sent, writes in rows:
         print(f"| {method} | {wall:.3f} | {sent['get'] / args.rounds:.0f} | {sent['apply-dry-run'] / args.rounds:.0f} "

@@ -22,11 +22,11 @@ from common import REPO, TestCluster, make_repo, percentile, write_config
 
 sys.path.insert(0, str(REPO))
 
-from kubernetes import config as kconfig  # noqa: E402
-from kubernetes import dynamic  # noqa: E402
+from kubernetes import config as kconfig
+from kubernetes import dynamic
 
-from agent import config, runner  # noqa: E402
-from agent.sources import git  # noqa: E402
+from agent import config, runner
+from agent.sources import git
 
 
 def main() -> None:
