@@ -7,7 +7,8 @@ a closed watch resumes from the last resourceVersion seen; ``410 Gone`` (the ver
 watch window) re-lists and reports every difference as an event, so no drift is missed (Kubernetes docs, "API
 Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. Entries keep only what drift
 detection reads: metadata (name, namespace, uid, resourceVersion, generation, labels, annotations,
-managedFields, deletionTimestamp). Used by ``agent.runner``; implements ``reconcilers.client.LiveView``.
+managedFields, deletionTimestamp), plus status and a few spec fields for kinds with a health rule
+(``reconcilers.health``). Used by ``agent.runner``; implements ``reconcilers.client.LiveView``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent import clusters
-from reconcilers import errors, resources
+from reconcilers import errors, health, resources
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,23 @@ _KEPT_METADATA = (
 OnChange = Callable[[resources.ResourceKey, "resources.Body | None"], None]
 
 
-def lean(obj: resources.Body) -> resources.Body:
-    """The part of a live object the cache keeps."""
+_KEPT_SPEC = ("replicas", "paused", "suspend", "type")
+
+
+def lean(obj: resources.Body, group: str = "") -> resources.Body:
+    """The part of a live object the cache keeps: its metadata, and for kinds with a health rule its status and
+    the spec fields health reads."""
     meta = obj.get("metadata") or {}
-    return {
+    out: resources.Body = {
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
         "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
     }
+    if (group, obj.get("kind")) in health.HEALTH_KINDS:
+        spec = obj.get("spec") or {}
+        out["spec"] = {k: spec[k] for k in _KEPT_SPEC if k in spec}
+        out["status"] = obj.get("status") or {}
+    return out
 
 
 class LiveCache:
@@ -131,7 +141,7 @@ class _Reflector(threading.Thread):
 
     def _relist(self) -> str:
         items, rv = self.cache.kube.list_objects(self.group, self.kind, self.cache.selector)
-        fresh = {resources.ResourceKey.of(o): lean(o) for o in items}
+        fresh = {resources.ResourceKey.of(o): lean(o, self.group) for o in items}
         mine = [k for k in list(self.cache._objects) if (k.group, k.kind) == (self.group, self.kind)]
         for key in mine:
             if key not in fresh:
@@ -156,7 +166,7 @@ class _Reflector(threading.Thread):
                 continue
             obj.setdefault("kind", self.kind)
             key = resources.ResourceKey(self.group, self.kind, _meta(obj, "namespace"), _meta(obj, "name"))
-            self.cache._store(key, None if kind == "DELETED" else lean(obj))
+            self.cache._store(key, None if kind == "DELETED" else lean(obj, self.group))
         return rv
 
 

@@ -7,6 +7,8 @@
   and the changed paths, Secret values masked; exit 0 in sync, 1 drift, 2 error (like ``kubectl diff``).
   ``--revision`` shows what a commit not yet deployed would change in every cluster.
 - ``gitops-agent run --config FILE``: the scheduler and the HTTP status server until SIGTERM.
+- ``gitops-agent status [--url URL]``: a table of every cluster of a running agent; exit 1 when any is not
+  Synced and Healthy.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import urllib.request
 from collections.abc import Sequence
 
 import rich.console
@@ -56,6 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_diff.add_argument("--config", required=True, help="the agent config file")
     p_diff.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
     p_diff.add_argument("--revision", help="a commit, branch or tag of the source not yet deployed")
+    p_status = sub.add_parser(
+        "status", help="a table of every cluster from a running agent (exit 1 unless all are Synced and Healthy)"
+    )
+    p_status.add_argument("--url", default="http://127.0.0.1:8080", help="the agent's address")
+    p_status.add_argument(
+        "--token-env",
+        default="GITOPS_AGENT_TOKEN",
+        help="environment variable holding the bearer token, if the agent requires one",
+    )
     p_run = sub.add_parser("run", help="run the scheduler and the HTTP status server")
     p_run.add_argument("--config", required=True, help="the agent config file")
     args = parser.parse_args(argv)
@@ -65,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if args.command == "status":
+        return _status(args.url, os.environ.get(args.token_env))
     try:
         cfg = config.load_config(args.config)
         if args.command == "sync":
@@ -114,6 +129,53 @@ def _diff(cfg: config.AgentConfig, names: list[str] | None, revision: str | None
     return EXIT_FAILED if drift else EXIT_OK
 
 
+def _status(url: str, token: str | None) -> int:
+    """Print every cluster's sync status and health; 0 when all are Synced and Healthy, 1 otherwise, 2 when the
+    agent cannot be asked."""
+    err = rich.console.Console(stderr=True, highlight=False)
+    if not url.startswith(("http://", "https://")):
+        err.print(f"[bold red]error:[/] --url must be an http:// or https:// address, not {url!r}")
+        return EXIT_ERROR
+    request = urllib.request.Request(url.rstrip("/") + "/api/v1/status")  # noqa: S310 - scheme checked above
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the user's own agent URL
+            status = json.loads(resp.read())
+    except (OSError, ValueError) as e:
+        err.print(f"[bold red]error:[/] cannot read {request.full_url}: {e}")
+        return EXIT_ERROR
+    table = rich.table.Table(title=f"gitops-agent at {url}", title_justify="left")
+    for col in ("cluster", "revision", "sync", "health", "last sync", "duration", "result", "objects", "error"):
+        table.add_column(col, overflow="fold")
+    healthy = True
+    for c in status.get("clusters") or []:
+        last = c.get("lastSync") or {}
+        sync, health = c.get("syncStatus", "Unknown"), c.get("health", "Unknown")
+        healthy = healthy and sync == "Synced" and health == "Healthy"
+        rev = ((last.get("revision") or {}).get("sha") or "-")[:12]
+        counts = ", ".join(f"{n} {a}" for a, n in (last.get("counts") or {}).items() if n)
+        table.add_row(
+            c["name"],
+            rev,
+            f"[{'green' if sync == 'Synced' else 'red'}]{sync}[/]",
+            f"[{'green' if health == 'Healthy' else 'yellow'}]{health}[/]",
+            last.get("started", "-"),
+            f"{last.get('durationSeconds', 0):.2f}s" if last else "-",
+            last.get("result", "-"),
+            counts,
+            last.get("error") or "",
+        )
+    out = rich.console.Console(highlight=False)
+    if not out.is_terminal:
+        out = rich.console.Console(width=200, highlight=False)
+    out.print(table)
+    source = status.get("source") or {}
+    if source.get("error"):
+        out.print(f"[bold red]source:[/] {source['error']}")
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
 def exit_code(results: Sequence[engine.ReconcileResult]) -> int:
     """2 when any cluster had a config or source error, else 1 when any result is not ok, else 0."""
     if any(r.error_kind in (engine.ErrorKind.CONFIG, engine.ErrorKind.SOURCE) for r in results):
@@ -150,6 +212,7 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
 
 def _run(cfg: config.AgentConfig) -> int:
     agent = scheduler.Agent(cfg)
+    server.create_app(agent)  # fails fast (exit 2) on a missing token or webhook secret
     agent.start()
     try:
         server.serve(agent)

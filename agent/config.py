@@ -20,12 +20,14 @@ from pydantic import alias_generators
 
 from reconcilers import errors
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from a Go-style duration (``"1h"``, ``"5m"``, ``"1m30s"``, ``"0.5s"``) or a number of seconds.
+    """Seconds from a Go-style duration (``"1h"``, ``"5m"``, ``"1m30s"``, ``"0.5s"``, ``"100ms"``) or a number of
+    seconds.
 
     Raises ValueError for anything else or a value that is not positive.
     """
@@ -34,11 +36,11 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value).strip())
-        if not match or not any(match.groups()):
+        text = str(value).strip()
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
             raise ValueError(f"invalid duration {value!r}: expected a duration such as 30s, 5m or 1h")
-        h, m, s = (float(g) if g else 0.0 for g in match.groups())
-        seconds = h * 3600 + m * 60 + s
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError(f"duration {value!r} must be positive")
     return seconds
@@ -160,10 +162,59 @@ class SyncConfig(_Model):
     inventory_namespace: str = "gitops-agent"
 
 
+class SecretRef(_Model):
+    """A secret kept out of the config file: ``env`` names an environment variable, ``file`` a file whose content
+    (trailing newline stripped) is the secret. Exactly one must be given."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def value(self, where: str) -> bytes:
+        """The secret's bytes. Raises ConfigError naming ``where`` when it is unset, empty or unreadable."""
+        if self.env is not None:
+            found = os.environ.get(self.env, "")
+            if not found:
+                raise errors.ConfigError(f"{where}: environment variable {self.env} is not set")
+            return found.encode()
+        assert self.file is not None
+        try:
+            data = pathlib.Path(self.file).expanduser().read_bytes().rstrip(b"\r\n")
+        except OSError as e:
+            raise errors.ConfigError(f"{where}: cannot read {self.file}: {e.strerror or e}") from None
+        if not data:
+            raise errors.ConfigError(f"{where}: {self.file} is empty")
+        return data
+
+
+class WebhooksConfig(_Model):
+    """Push webhooks, each enabled by its secret: ``github`` (``X-Hub-Signature-256``, HMAC-SHA256 of the body),
+    ``gitlab`` (``X-Gitlab-Token``), ``generic`` (``X-Signature-256: sha256=<hex>``, HMAC-SHA256 of the body)."""
+
+    github: SecretRef | None = None
+    gitlab: SecretRef | None = None
+    generic: SecretRef | None = None
+
+
 class ServerConfig(_Model):
-    """The HTTP status server: ``listen`` as ``host:port`` (default ``127.0.0.1:8080``)."""
+    """The HTTP server.
+
+    ``listen`` as ``host:port`` (default ``127.0.0.1:8080``); ``token``: when set, every endpoint but /healthz,
+    /readyz and the webhooks (which carry their own signatures) needs ``Authorization: Bearer <token>``;
+    ``webhooks``: see :class:`WebhooksConfig`; ``maxBodyBytes``: larger webhook bodies get 413 (default 10 MiB);
+    ``webhookDebounce``: seconds a push waits for more pushes before the one fetch they share (default 0.1).
+    """
 
     listen: str = "127.0.0.1:8080"
+    token: SecretRef | None = None
+    webhooks: WebhooksConfig = WebhooksConfig()
+    max_body_bytes: int = pydantic.Field(default=10 * 1024 * 1024, ge=1024)
+    webhook_debounce: Duration = 0.1
 
     @pydantic.field_validator("listen")
     @classmethod

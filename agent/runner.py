@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import cache, clusters, config, selfheal
 from agent.sources import git, manifests
-from reconcilers import apply, engine, errors, ignore, inventory, prune, resources
+from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,12 @@ class ClusterRunner:
     def status(self) -> dict[str, Any]:
         """Self-heal status (``{}`` when self-heal is off) for the status API."""
         return self.healer.status() if self.healer else {}
+
+    def health(self, keys: Sequence[resources.ResourceKey]) -> dict[resources.ResourceKey, health.HealthStatus]:
+        """The health of ``keys`` from the live cache (Unknown for all when the cluster was never reached)."""
+        if self.live is None:
+            return {k: health.HealthStatus(health.Health.UNKNOWN, "cluster not reached yet") for k in keys}
+        return {k: health.assess(k, self.live.get(k)) for k in keys}
 
     def close(self) -> None:
         """Stop watches and self-heal, release the connection."""

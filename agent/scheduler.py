@@ -16,15 +16,31 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import config, runner, state
+from agent import config, metrics, runner, state
 from agent.sources import git
-from reconcilers import errors
+from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
+
+
+def sync_status(last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool) -> str:
+    """``Synced`` when the last reconcile applied the source's current revision completely and nothing fights
+    over an object; ``OutOfSync`` when it did not; ``Unknown`` before the first reconcile and when the cluster
+    could not be reached or used."""
+    if last is None or last.error_kind in (
+        engine.ErrorKind.CLUSTER,
+        engine.ErrorKind.CONFIG,
+        engine.ErrorKind.INTERNAL,
+    ):
+        return "Unknown"
+    if not last.ok or fighting or (revision is not None and last.revision != revision):
+        return "OutOfSync"
+    return "Synced"
 
 
 class Agent:
@@ -35,6 +51,7 @@ class Agent:
         self.state = state.AgentState([c.name for c in cfg.clusters])
         self.source = git.GitSource(cfg.source)
         self.runners = {c.name: runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters}
+        self.metrics = metrics.Metrics()
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
@@ -42,6 +59,10 @@ class Agent:
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self.fetched = threading.Event()
+        self._fetch_wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._fetch_lock = threading.Lock()
+        self._fetcher = threading.Thread(target=self._fetch_on_demand, name="fetch-on-demand", daemon=True)
 
     @property
     def ready(self) -> bool:
@@ -69,24 +90,46 @@ class Agent:
                 id=f"sync:{c.name}",
             )
         self.scheduler.start()
+        self._fetcher.start()
+
+    def fetch_soon(self) -> None:
+        """Fetch as soon as possible (a webhook push). Calls within ``server.webhookDebounce`` seconds of each
+        other share one fetch; a call during a fetch causes one more after it, so no push is lost."""
+        self._fetch_wanted.set()
+
+    def _fetch_on_demand(self) -> None:
+        while not self._stopping.is_set():
+            if not self._fetch_wanted.wait(0.5):
+                continue
+            time.sleep(self.cfg.server.webhook_debounce)
+            self._fetch_wanted.clear()
+            self.fetch()
 
     def shutdown(self) -> None:
         """Stop scheduling and wait for running reconciles to finish."""
+        self._stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         for r in self.runners.values():
             r.close()
 
     def fetch(self) -> None:
-        """Fetch the source; a new revision triggers every cluster."""
+        """Fetch the source; a new revision triggers every cluster (kustomize bases may live outside a cluster's
+        paths, so every cluster is reconciled; an unaffected one resyncs at no cost)."""
+        with self._fetch_lock:
+            self._fetch()
+
+    def _fetch(self) -> None:
         before = self.source.last_good
         try:
             revision = self.source.fetch()
         except errors.FetchError as e:
             log.error("source: %s (keeping revision %s)", e, before.short if before else "none")
             self.state.record_fetch(None, str(e))
+            self.metrics.fetched(None)
         else:
             self.state.record_fetch(revision, None)
+            self.metrics.fetched(revision)
             if before is None or revision.sha != before.sha:
                 log.info("source: revision %s (%s)", revision.short, revision.ref)
                 self.trigger_now()
@@ -110,10 +153,25 @@ class Agent:
         return names
 
     def cluster_json(self, name: str) -> dict[str, Any] | None:
-        """The status of one cluster, with its self-heal state (None when unknown)."""
+        """The status of one cluster: sync status, health (aggregated and per object, from the live cache),
+        self-heal, the last sync and the history. None for an unknown cluster."""
         found = self.state.cluster_json(name)
-        if found is not None and name in self.runners:
-            found["selfHeal"] = self.runners[name].status()
+        if found is None or name not in self.runners:
+            return found
+        r = self.runners[name]
+        last = self.state.last(name)
+        heal = r.status()
+        found["selfHeal"] = heal
+        found["syncStatus"] = sync_status(last, self.state.revision, bool(heal.get("fighting")))
+        keys = list(last.desired) if last else []
+        healths = r.health(keys)
+        overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
+        found["health"] = overall.value
+        if found.get("lastSync"):
+            for o in found["lastSync"]["objects"]:
+                key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
+                if key in healths:
+                    o["health"], o["healthMessage"] = healths[key].status.value, healths[key].message
         return found
 
     def status_json(self) -> dict[str, Any]:
@@ -132,7 +190,9 @@ class Agent:
         try:
             while True:
                 checkout = self.source.checkout(revision)
-                self.state.record(self.runners[name].reconcile(revision, checkout))
+                result = self.runners[name].reconcile(revision, checkout)
+                self.state.record(result)
+                self.metrics.reconciled(result, int(self.runners[name].status().get("healed", 0)))
                 with self._lock:
                     if name not in self._pending:
                         break

@@ -1,29 +1,50 @@
-"""The agent's HTTP server (FastAPI on uvicorn): liveness, readiness and the status API.
+"""The agent's HTTP server (FastAPI on uvicorn): liveness, readiness, the status API and push webhooks.
 
-- ``GET /healthz``: 200 while the process serves;
-- ``GET /readyz``: 200 once the first fetch is done and the scheduler runs, else 503;
-- ``GET /api/v1/status``: the source and every cluster (revision, last sync start, duration, per-action
-  counts, errors, per-object results, the last 10 syncs);
-- ``GET /api/v1/clusters/{name}``: one cluster; ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``: reconcile now.
+- ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 once the first fetch is done and the
+  scheduler runs, else 503. Both stay open.
+- ``GET /api/v1/status``, ``GET /api/v1/clusters/{name}``: the source and every cluster (revision, sync status,
+  health, last sync, per-object results, the last 10 syncs); ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``:
+  reconcile now. These need ``Authorization: Bearer <server.token>`` when a token is configured.
+- ``GET /metrics``: Prometheus metrics (see ``agent.metrics``), behind the bearer token too.
+- ``POST /api/v1/webhooks/{github,gitlab,generic}``: a push to the tracked ref fetches at once (see
+  ``agent.webhooks``); authenticated by the provider's signature, never by the bearer token; bodies over
+  ``server.maxBodyBytes`` get 413 before they are read.
 
 The OpenAPI document is served at ``/openapi.json``. Used by ``agent.cli run``.
 """
 
 from __future__ import annotations
 
+import hmac
 import signal
 from typing import Any
 
 import fastapi
 import uvicorn
 
-from agent import scheduler
+from agent import scheduler, webhooks
 from reconcilers import errors
 
 
 def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
-    """The FastAPI application serving ``agent``'s status."""
+    """The FastAPI application serving ``agent``. Raises ConfigError when a configured secret is missing."""
+    server = agent.cfg.server
+    token = server.token.value("server.token") if server.token else None
+    hooks = {
+        name: ref.value(f"server.webhooks.{name}")
+        for name in webhooks.PROVIDERS
+        if (ref := getattr(server.webhooks, name)) is not None
+    }
+
+    def authorized(authorization: str | None = fastapi.Header(default=None)) -> None:
+        if token is None:
+            return
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not authorization or not authorization.startswith("Bearer ") or not hmac.compare_digest(given, token):
+            raise fastapi.HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+
     app = fastapi.FastAPI(title="gitops-agent", version="v1")
+    api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -36,29 +57,64 @@ def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
         response.status_code = 503
         return {"status": "not ready: first fetch pending or scheduler stopped"}
 
-    @app.get("/api/v1/status")
+    @api.get("/api/v1/status")
     def status() -> dict[str, Any]:
         return agent.status_json()
 
-    @app.get("/api/v1/clusters/{name}")
+    @api.get("/api/v1/clusters/{name}")
     def cluster(name: str) -> dict[str, Any]:
         found = agent.cluster_json(name)
         if found is None:
             raise fastapi.HTTPException(404, f"no cluster named {name!r}")
         return found
 
-    @app.post("/api/v1/sync", status_code=202)
+    @api.get("/metrics", response_class=fastapi.responses.PlainTextResponse)
+    def prometheus() -> fastapi.Response:
+        return fastapi.Response(agent.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @api.post("/api/v1/sync", status_code=202)
     def sync_all() -> dict[str, list[str]]:
         return {"triggered": agent.trigger_now()}
 
-    @app.post("/api/v1/sync/{name}", status_code=202)
+    @api.post("/api/v1/sync/{name}", status_code=202)
     def sync_one(name: str) -> dict[str, list[str]]:
         try:
             return {"triggered": agent.trigger_now(name)}
         except errors.ConfigError as e:
             raise fastapi.HTTPException(404, str(e)) from None
 
+    @app.post("/api/v1/webhooks/{provider}")
+    async def webhook(provider: str, request: fastapi.Request, response: fastapi.Response) -> dict[str, Any]:
+        secret = hooks.get(provider)
+        if secret is None:
+            raise fastapi.HTTPException(404, f"no {provider!r} webhook is configured")
+        body = await _read_capped(request, server.max_body_bytes)
+        if body is None:
+            raise fastapi.HTTPException(413, f"body over {server.max_body_bytes} bytes")
+        verdict = webhooks.judge(provider, secret, request.headers, body, agent.cfg.source.ref)
+        if verdict.status >= 400:
+            raise fastapi.HTTPException(verdict.status, verdict.reason)
+        if verdict.trigger:
+            agent.fetch_soon()
+        response.status_code = verdict.status
+        return {"triggered": verdict.trigger, "reason": verdict.reason}
+
+    app.include_router(api)
     return app
+
+
+async def _read_capped(request: fastapi.Request, cap: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed ``cap`` bytes (by Content-Length or while reading)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > cap:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def serve(agent: scheduler.Agent) -> None:
@@ -68,8 +124,9 @@ def serve(agent: scheduler.Agent) -> None:
     ran; a no-op SIGTERM handler makes that re-raise the clean return it is, so ``run`` exits 0 on SIGTERM.
     """
     server = agent.cfg.server
+    app = create_app(agent)
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.run(create_app(agent), host=server.host, port=server.port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False)
     finally:
         signal.signal(signal.SIGTERM, previous)

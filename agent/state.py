@@ -75,6 +75,12 @@ class AgentState:
         with self._lock:
             self._history.setdefault(result.cluster, collections.deque(maxlen=HISTORY)).append(result)
 
+    def last(self, name: str) -> engine.ReconcileResult | None:
+        """The last reconcile of cluster ``name`` (None before the first)."""
+        with self._lock:
+            history = self._history.get(name)
+            return history[-1] if history else None
+
     def cluster_json(self, name: str) -> dict[str, Any] | None:
         """The status of one cluster (None when unknown)."""
         with self._lock:

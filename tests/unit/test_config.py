@@ -23,6 +23,8 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.ServerConfig,
         config.IgnoreDifference,
         config.LabelSelector,
+        config.SecretRef,
+        config.WebhooksConfig,
     )
     for model in models:
         for field in model.model_fields.values():
@@ -30,12 +32,14 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
     assert cfg.clusters[0].paths
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("1m30s", 90), (45, 45)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600), ("1m30s", 90), ("100ms", 0.1), (45, 45)]
+)
 def test_durations(text: object, seconds: float) -> None:
     assert config.parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["soon", "-5s", 0, "", True])
+@pytest.mark.parametrize("bad", ["soon", "-5s", 0, "", True, "5 m", "1x", "m5"])
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         config.parse_duration(bad)

@@ -1,0 +1,87 @@
+"""Prometheus metrics of the agent (prometheus_client), one registry per agent, served on ``GET /metrics``.
+
+| metric | type | labels | meaning |
+|---|---|---|---|
+| ``gitops_agent_reconcile_duration_seconds`` | histogram | cluster | wall time of one reconcile |
+| ``gitops_agent_syncs_total`` | counter | cluster, result | reconciles by result (succeeded, failed) |
+| ``gitops_agent_drifted_objects`` | gauge | cluster | objects the last reconcile created, configured or failed |
+| ``gitops_agent_managed_objects`` | gauge | cluster | objects in the cluster's desired state |
+| ``gitops_agent_cluster_reachable`` | gauge | cluster | 1 when the last reconcile reached the cluster |
+| ``gitops_agent_git_fetches_total`` | counter | result | source fetches by result (success, failure) |
+| ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
+| ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
+
+Labels carry names and revisions only, never object contents or credentials. Used by ``agent.scheduler`` and
+``agent.server``.
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+
+from reconcilers import engine, resources
+
+_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """The agent's metrics in their own registry (so several agents can live in one process, as tests do)."""
+
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        self._heals_seen: dict[str, int] = {}
+        r = self.registry
+        self.duration = prometheus_client.Histogram(
+            "gitops_agent_reconcile_duration_seconds",
+            "Wall time of one reconcile.",
+            ["cluster"],
+            registry=r,
+            buckets=_BUCKETS,
+        )
+        self.syncs = prometheus_client.Counter(
+            "gitops_agent_syncs", "Reconciles by result.", ["cluster", "result"], registry=r
+        )
+        self.drifted = prometheus_client.Gauge(
+            "gitops_agent_drifted_objects",
+            "Objects the last reconcile created, configured or failed.",
+            ["cluster"],
+            registry=r,
+        )
+        self.managed = prometheus_client.Gauge(
+            "gitops_agent_managed_objects", "Objects in the cluster's desired state.", ["cluster"], registry=r
+        )
+        self.reachable = prometheus_client.Gauge(
+            "gitops_agent_cluster_reachable", "1 when the last reconcile reached the cluster.", ["cluster"], registry=r
+        )
+        self.fetches = prometheus_client.Counter(
+            "gitops_agent_git_fetches", "Source fetches by result.", ["result"], registry=r
+        )
+        self.revision = prometheus_client.Gauge(
+            "gitops_agent_revision_info", "1 for the revision the source is at.", ["sha", "ref"], registry=r
+        )
+        self.heals = prometheus_client.Counter(
+            "gitops_agent_self_heals", "Objects re-applied by self-heal.", ["cluster"], registry=r
+        )
+
+    def reconciled(self, result: engine.ReconcileResult, healed_total: int) -> None:
+        """Record a finished reconcile; ``healed_total`` is the cluster's self-heal count so far."""
+        c = result.counts
+        self.duration.labels(result.cluster).observe(result.duration)
+        self.syncs.labels(result.cluster, "succeeded" if result.ok else "failed").inc()
+        self.drifted.labels(result.cluster).set(c["created"] + c["configured"] + c["failed"])
+        self.managed.labels(result.cluster).set(len(result.desired))
+        self.reachable.labels(result.cluster).set(0 if result.error_kind is engine.ErrorKind.CLUSTER else 1)
+        seen = self._heals_seen.get(result.cluster, 0)
+        self.heals.labels(result.cluster).inc(max(0, healed_total - seen))
+        self._heals_seen[result.cluster] = max(seen, healed_total)
+
+    def fetched(self, revision: resources.Revision | None) -> None:
+        """Record a fetch (None: it failed)."""
+        self.fetches.labels("success" if revision else "failure").inc()
+        if revision is not None:
+            self.revision.clear()
+            self.revision.labels(revision.sha, revision.ref).set(1)
+
+    def exposition(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        return bytes(prometheus_client.generate_latest(self.registry))
