@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 KUSTOMIZE_VERSION := v5.8.2
 PYTEST_ARGS ?=
 
-.PHONY: all venv testcluster kustomize lint test demo bench bench-testcluster clean
+.PHONY: all venv testcluster kustomize browser lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize
 
@@ -29,13 +29,19 @@ kustomize: $(BIN)/kustomize
 $(BIN)/kustomize: | $(VENV)/.installed
 	GOBIN=$(abspath $(BIN)) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the dashboard test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check agent reconcilers
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kustomize lint
+test: venv testcluster kustomize browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize

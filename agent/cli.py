@@ -26,7 +26,7 @@ import rich.syntax
 import rich.table
 
 from agent import __version__, config, runner, scheduler, server, state
-from agent.sources import git
+from agent.sources import local
 from reconcilers import apply, engine, errors
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as_json: bool, force_prune: bool) -> int:
-    results = runner.sync_fleet(cfg, git.GitSource(cfg.source), names, dry_run=dry_run, force_prune=force_prune)
+    results = runner.sync_fleet(cfg, local.open_source(cfg.source), names, dry_run=dry_run, force_prune=force_prune)
     if as_json:
         print(json.dumps({r.cluster: state.result_json(r) for r in results}, indent=2))
     else:
@@ -106,7 +106,7 @@ _CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED)
 
 def _diff(cfg: config.AgentConfig, names: list[str] | None, revision: str | None) -> int:
     """Like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would change, 2 on any error."""
-    results = runner.sync_fleet(cfg, git.GitSource(cfg.source), names, dry_run=True, revision=revision)
+    results = runner.sync_fleet(cfg, local.open_source(cfg.source), names, dry_run=True, revision=revision)
     out = rich.console.Console(highlight=False)
     drift = False
     for r in results:

@@ -58,13 +58,16 @@ class _Model(pydantic.BaseModel):
 class SourceConfig(_Model):
     """Where desired state comes from.
 
-    ``url``: a local path, ``file://``, ``https://`` or ``ssh://``/scp-style git URL; ``ref``: branch, tag or
+    ``url``: a local path, ``file://``, ``https://`` or ``ssh://``/scp-style git URL; ``type``: ``git``, ``local``
+    (a plain directory, watched for changes: developer mode) or ``auto`` (default: a local directory that is not a
+    git repository is ``local``); ``ref``: branch, tag or
     commit (default ``main``); ``interval``: fetch period in seconds (default 60); ``cacheDir``: where the clone
     lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
     HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it).
     """
 
     url: str
+    type: typing.Literal["auto", "git", "local"] = "auto"
     ref: str = "main"
     interval: Duration = 60.0
     cache_dir: str | None = None

@@ -20,7 +20,7 @@ from concurrent import futures
 from typing import Any
 
 from agent import cache, clusters, config, selfheal
-from agent.sources import git, manifests
+from agent.sources import local, manifests
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class ClusterRunner:
 
 def sync_fleet(
     cfg: config.AgentConfig,
-    source: git.GitSource,
+    source: local.Source,
     names: Sequence[str] | None = None,
     *,
     dry_run: bool = False,

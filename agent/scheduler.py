@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import datetime
 import logging
+import pathlib
 import threading
 import time
 from typing import Any
 
+import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import config, metrics, runner, state
-from agent.sources import git
+from agent.sources import local
 from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class Agent:
     def __init__(self, cfg: config.AgentConfig) -> None:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters])
-        self.source = git.GitSource(cfg.source)
+        self.source = local.open_source(cfg.source)
         self.runners = {c.name: runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters}
         self.metrics = metrics.Metrics()
         self.scheduler = BackgroundScheduler(
@@ -91,6 +93,18 @@ class Agent:
             )
         self.scheduler.start()
         self._fetcher.start()
+        if isinstance(self.source, local.LocalSource):
+            threading.Thread(
+                target=self._watch_local, args=(self.source.path,), name="watch-source", daemon=True
+            ).start()
+
+    def _watch_local(self, path: pathlib.Path) -> None:
+        """Developer mode: every saved change of the local source directory fetches (and so reconciles) at once."""
+        for changes in watchfiles.watch(
+            path, stop_event=self._stopping, debounce=50, step=20, rust_timeout=500, yield_on_timeout=False
+        ):
+            log.info("source: %d change(s) in %s", len(changes), path)
+            self.fetch_soon()
 
     def fetch_soon(self) -> None:
         """Fetch as soon as possible (a webhook push). Calls within ``server.webhookDebounce`` seconds of each

@@ -1,5 +1,7 @@
 """The agent's HTTP server (FastAPI on uvicorn): liveness, readiness, the status API and push webhooks.
 
+- ``GET /``: the dashboard, one HTML page (``agent/dashboard.html``) that polls the status API every 3 s: every
+  cluster with revision, sync status and health, and a drill-down to its objects, their health and diffs.
 - ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 once the first fetch is done and the
   scheduler runs, else 503. Both stay open.
 - ``GET /api/v1/status``, ``GET /api/v1/clusters/{name}``: the source and every cluster (revision, sync status,
@@ -16,6 +18,7 @@ The OpenAPI document is served at ``/openapi.json``. Used by ``agent.cli run``.
 from __future__ import annotations
 
 import hmac
+import importlib.resources
 import signal
 from typing import Any
 
@@ -46,11 +49,18 @@ def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
     app = fastapi.FastAPI(title="gitops-agent", version="v1")
     api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
 
+    page = importlib.resources.files("agent").joinpath("dashboard.html").read_bytes()
+
+    @app.get("/", response_class=fastapi.responses.HTMLResponse, include_in_schema=False)
+    def dashboard() -> fastapi.Response:
+        # The page holds no data: it asks the API (with the token the user types, when one is required).
+        return fastapi.Response(page, media_type="text/html; charset=utf-8")
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: {"description": "first fetch pending or scheduler stopped"}})
     def readyz(response: fastapi.Response) -> dict[str, str]:
         if agent.ready:
             return {"status": "ready"}

@@ -130,14 +130,13 @@ def apply_stage(
         if results[v.desired.manifest.key] is Action.UNCHANGED:
             records[v.desired.manifest.key] = _record(v.desired, v.live, fm)
     messages: dict[resources.ResourceKey, str] = {}
-    diffs: dict[resources.ResourceKey, diff.ObjectDiff] = {}
+    # What changed: every drift corrected (configured), and in dry runs what would be created too.
+    shown = (Action.CREATED, Action.CONFIGURED) if options.dry_run else (Action.CONFIGURED,)
+    diffs = {
+        key: diff.object_diff(v.live, v.merged, label(key)) for key, v in validated.items() if results[key] in shown
+    }
     if options.dry_run:
         messages = {key: "dry run" for key in results}
-        diffs = {
-            key: diff.object_diff(v.live, v.merged, label(key))
-            for key, v in validated.items()
-            if results[key] in (Action.CREATED, Action.CONFIGURED)
-        }
     else:
         for group in ordering.by_rank(
             [v.desired for v in validated.values() if results[v.desired.manifest.key] is not Action.UNCHANGED]

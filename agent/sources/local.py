@@ -1,0 +1,101 @@
+"""A local directory as the source (developer mode), and the choice between it and git.
+
+``LocalSource`` serves a plain directory (not a git repository): its revision is a digest of every file's path
+and content (``Revision(sha=<sha256>, ref="local")``), and each revision is read from a snapshot copy, so a file
+saved halfway through a reconcile never mixes two versions. ``agent.scheduler`` watches the directory with
+watchfiles and reconciles within a second of a save. :func:`open_source` picks the source type from
+``source.type`` (``auto``: a local directory that is not a git repository is local, anything else is git).
+Used by ``agent.cli`` and ``agent.scheduler``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import tempfile
+import threading
+
+from agent import config
+from agent.sources import git
+from reconcilers import errors, resources
+
+_KEEP_SNAPSHOTS = 3
+
+
+class LocalSource:
+    """A directory of desired state read as it is on disk. Same interface as :class:`git.GitSource`."""
+
+    def __init__(self, source: config.SourceConfig) -> None:
+        self.source = source
+        self.path = pathlib.Path(source.url).expanduser().resolve()
+        self.dir = source.clone_dir()
+        self.last_good: resources.Revision | None = None
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def fetch(self) -> resources.Revision:
+        """Digest the directory into a revision. Raises FetchError when it cannot be read."""
+        with self._lock:
+            try:
+                revision = resources.Revision(_digest(self.path), "local")
+            except OSError as e:
+                self.last_error = f"local source {self.path}: {e.strerror or e}"
+                raise errors.FetchError(self.last_error) from e
+            self.last_good, self.last_error = revision, None
+            return revision
+
+    def resolve(self, ref: str) -> resources.Revision:
+        """A local source keeps no history: only its current content can be previewed. Raises FetchError."""
+        raise errors.FetchError(f"source {self.path} is a local directory: it has no revision {ref!r}")
+
+    def checkout(self, revision: resources.Revision) -> pathlib.Path:
+        """A snapshot of the directory for ``revision`` (taken now; the digest is checked again against it)."""
+        with self._lock:
+            root = self.dir.parent / f"{self.dir.name}-local"
+            target = root / revision.sha
+            if target.is_dir():
+                return target
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+            shutil.copytree(self.path, tmp / "tree", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+            os.rename(tmp / "tree", target)
+            shutil.rmtree(tmp, ignore_errors=True)
+            for old in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)[:-_KEEP_SNAPSHOTS]:
+                if old != target:
+                    shutil.rmtree(old, ignore_errors=True)
+            return target
+
+
+def _digest(path: pathlib.Path) -> str:
+    if not path.is_dir():
+        raise FileNotFoundError(2, "not a directory", str(path))
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(filenames):
+            file = pathlib.Path(dirpath) / name
+            h.update(file.relative_to(path).as_posix().encode() + b"\0")
+            h.update(os.readlink(file).encode() if file.is_symlink() else file.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+Source = git.GitSource | LocalSource
+
+
+def is_local(source: config.SourceConfig) -> bool:
+    """True when ``source`` is served as a local directory (see the module docstring)."""
+    if source.type != "auto":
+        return source.type == "local"
+    if "://" in source.url or ("@" in source.url and ":" in source.url):
+        return False
+    path = pathlib.Path(source.url).expanduser()
+    is_repo = (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
+    return path.is_dir() and not is_repo
+
+
+def open_source(source: config.SourceConfig) -> Source:
+    """The source object for ``source``."""
+    return LocalSource(source) if is_local(source) else git.GitSource(source)
