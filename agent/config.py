@@ -115,7 +115,8 @@ class ClusterConfig(_Model):
     ``name``: a DNS label, unique; ``kubeconfig``: path (``~`` expanded, relative to the config file) or None for
     ``$KUBECONFIG``/``~/.kube/config``; ``context``: default the kubeconfig's current context; ``namespace``: for
     namespaced objects that name none (default ``default``); ``paths``: directories or files in the repository,
-    relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only.
+    relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only; ``substitute``:
+    replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
     """
 
     name: str
@@ -124,6 +125,7 @@ class ClusterConfig(_Model):
     namespace: str = "default"
     paths: tuple[str, ...] = pydantic.Field(min_length=1)
     ignore_differences: tuple[IgnoreDifference, ...] = ()
+    substitute: bool = False
 
     @pydantic.field_validator("name", "namespace")
     @classmethod
@@ -150,7 +152,8 @@ class SyncConfig(_Model):
     prune even when a path or a cluster renders nothing (default false); ``pruneBudget``: the largest fraction of
     the inventory one sync may delete (default 0.5); ``prunePropagationPolicy``: Background, Foreground or Orphan;
     ``selfHeal``: re-apply an object as soon as a watch shows it drifted (default false, ``run`` only);
-    ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``).
+    ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``);
+    ``wait``: after applying, wait up to ``timeout`` for every object to be Healthy (always on with ``rollout``).
     """
 
     interval: Duration = 300.0
@@ -163,6 +166,7 @@ class SyncConfig(_Model):
     prune_propagation_policy: typing.Literal["Background", "Foreground", "Orphan"] = "Background"
     self_heal: bool = False
     inventory_namespace: str = "gitops-agent"
+    wait: bool = False
 
 
 class SecretRef(_Model):
@@ -238,10 +242,26 @@ class ServerConfig(_Model):
         return int(self.listen.rpartition(":")[2])
 
 
+class RolloutConfig(_Model):
+    """Progressive delivery of a new revision across clusters (``run`` only).
+
+    ``order``: cluster names to go first, in this order (the others follow in config order);
+    ``maxUnavailableClusters``: clusters upgraded at once (default 1: one after the other); the next batch starts
+    only when the previous one is Healthy within ``sync.timeout``. A batch that is not (Degraded, or not Healthy in
+    time) halts the rollout; with ``rollback: auto`` (default) its clusters go back to their last healthy revision.
+    A failed revision is not tried again; a newer commit starts a new rollout.
+    """
+
+    order: tuple[str, ...] = ()
+    max_unavailable_clusters: int = pydantic.Field(default=1, ge=1)
+    rollback: typing.Literal["auto", "none"] = "auto"
+
+
 class AgentConfig(_Model):
     """The whole config file: ``instance`` names this agent in the tracking label and annotation of every object
     it applies (default ``gitops-agent``; two agents on one cluster need different names); ``ignoreDifferences``
-    apply to every cluster."""
+    apply to every cluster; ``variables`` are the values of ``${NAME}`` in manifests of clusters with
+    ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery."""
 
     instance: str = "gitops-agent"
     source: SourceConfig
@@ -249,6 +269,32 @@ class AgentConfig(_Model):
     sync: SyncConfig = SyncConfig()
     server: ServerConfig = ServerConfig()
     ignore_differences: tuple[IgnoreDifference, ...] = ()
+    variables: dict[str, SecretRef] = pydantic.Field(default_factory=dict)
+    rollout: RolloutConfig | None = None
+
+    @pydantic.field_validator("variables")
+    @classmethod
+    def _variable_names(cls, v: dict[str, SecretRef]) -> dict[str, SecretRef]:
+        for name in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not a variable name (letters, digits and _, not starting with a digit)")
+        return v
+
+    @pydantic.model_validator(mode="after")
+    def _rollout_order(self) -> AgentConfig:
+        if self.rollout:
+            known = {c.name for c in self.clusters}
+            unknown = [n for n in self.rollout.order if n not in known]
+            if unknown:
+                raise ValueError(f"rollout.order names unknown clusters: {', '.join(unknown)}")
+        return self
+
+    def rollout_batches(self) -> list[list[str]]:
+        """The clusters in rollout order, in batches of ``rollout.maxUnavailableClusters``."""
+        first = list(self.rollout.order) if self.rollout else []
+        names = first + [c.name for c in self.clusters if c.name not in first]
+        size = self.rollout.max_unavailable_clusters if self.rollout else len(names)
+        return [names[i : i + size] for i in range(0, len(names), size)]
 
     @pydantic.field_validator("instance")
     @classmethod

@@ -10,6 +10,7 @@ cluster). Used by ``agent.cli`` and ``agent.scheduler``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import pathlib
@@ -20,7 +21,7 @@ from concurrent import futures
 from typing import Any
 
 from agent import cache, clusters, config, selfheal
-from agent.sources import local, manifests
+from agent.sources import local, manifests, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class ClusterRunner:
         self.kube: clusters.KubeCluster | None = None
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
+        self.secrets: set[str] = set()
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[clusters.KubeCluster, cache.LiveCache]:
@@ -93,9 +95,18 @@ class ClusterRunner:
         return self.kube, self.live
 
     def reconcile(
-        self, revision: resources.Revision, checkout: pathlib.Path, *, dry_run: bool = False, force_prune: bool = False
+        self,
+        revision: resources.Revision,
+        checkout: pathlib.Path,
+        *,
+        dry_run: bool = False,
+        force_prune: bool = False,
+        wait: bool | None = None,
     ) -> ReconcileResult:
-        """Reconcile the cluster to ``revision`` (whose tree is at ``checkout``). Never raises."""
+        """Reconcile the cluster to ``revision`` (whose tree is at ``checkout``); with ``wait`` (default
+        ``sync.wait``) then wait up to ``sync.timeout`` for every object to be Healthy. Never raises.
+
+        Values substituted for ``${VAR}`` are masked (``***``) in everything the result carries."""
         with self._lock:
             started = datetime.datetime.now(datetime.UTC)
             t0 = time.monotonic()
@@ -110,6 +121,9 @@ class ClusterRunner:
                 self.healer.begin_reconcile()
             try:
                 desired = manifests.load_paths(checkout, self.cluster.paths)
+                if self.cluster.substitute:
+                    desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
+                    self.secrets |= used
                 kube, live = self._connect()
                 kinds = {(m.key.group, m.key.kind) for m in desired}
                 live.ensure(kinds, watch=self.watch)
@@ -117,27 +131,74 @@ class ClusterRunner:
                 result = engine.reconcile(kube, desired, options, cluster=name, revision=revision, live=live)
                 if self.watch:
                     live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
+                if (self.cfg.sync.wait if wait is None else wait) and not dry_run and result.ok:
+                    result = self._wait_healthy(result)
             except errors.ConfigError as e:
-                return failed(engine.ErrorKind.CONFIG, str(e))
+                return failed(engine.ErrorKind.CONFIG, self.mask(str(e)))
             except errors.SourceError as e:
-                return failed(engine.ErrorKind.SOURCE, str(e))
+                return failed(engine.ErrorKind.SOURCE, self.mask(str(e)))
             except errors.ClusterError as e:
-                return failed(engine.ErrorKind.CLUSTER, f"cluster {name}: {e}")
+                return failed(engine.ErrorKind.CLUSTER, self.mask(f"cluster {name}: {e}"))
             except Exception as e:  # a bug: report it, never let it stop the other clusters
                 log.exception("cluster %s: unexpected error", name)
-                return failed(engine.ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+                return failed(engine.ErrorKind.INTERNAL, self.mask(f"internal error: {type(e).__name__}: {e}"))
             finally:
                 if self.healer:
                     self.healer.update(result)
+            result = self._masked(result)
             counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
-            log.info(
-                "cluster %s: revision %s: %s%s",
-                name,
-                revision.short,
-                counts,
-                f"; error: {result.error}" if result.error else "",
-            )
+            health_note = f"; health {result.health.value}: {result.health_message}" if result.health else ""
+            error_note = f"; error: {result.error}" if result.error else ""
+            log.info("cluster %s: revision %s: %s%s%s", name, revision.short, counts, health_note, error_note)
             return result
+
+    def mask(self, text: str) -> str:
+        """``text`` with every value substituted for a variable replaced by ``***``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _masked(self, result: ReconcileResult) -> ReconcileResult:
+        if not self.secrets:
+            return result
+        entries = tuple(
+            dataclasses.replace(
+                e,
+                message=self.mask(e.message),
+                diff=dataclasses.replace(e.diff, unified=self.mask(e.diff.unified)) if e.diff else None,
+            )
+            for e in result.entries
+        )
+        return dataclasses.replace(
+            result,
+            entries=entries,
+            error=self.mask(result.error) if result.error else None,
+            health_message=self.mask(result.health_message),
+        )
+
+    def _wait_healthy(self, result: ReconcileResult) -> ReconcileResult:
+        """Poll the health of the synced objects (live cache, every 0.25 s) until all are Healthy, one is
+        Degraded, or ``sync.timeout`` passes (the worst state then, Progressing or Missing, is the answer)."""
+        keys = list(result.desired)
+        deadline = time.monotonic() + self.cfg.sync.timeout
+        while True:
+            healths = self.health(keys) if self.watch else self._health_now(keys)
+            worst = health.aggregate(h.status for h in healths.values())
+            timed_out = time.monotonic() > deadline
+            if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out:
+                break
+            time.sleep(0.25)
+        culprit = next((k for k, h in healths.items() if h.status is worst), None)
+        message = f"{culprit}: {healths[culprit].message}" if culprit and worst is not health.Health.HEALTHY else ""
+        if timed_out and worst is not health.Health.HEALTHY:
+            message = f"not Healthy within {self.cfg.sync.timeout:.0f}s: {message}"
+        return dataclasses.replace(result, health=worst, health_message=message)
+
+    def _health_now(self, keys: Sequence[resources.ResourceKey]) -> dict[resources.ResourceKey, health.HealthStatus]:
+        """Health read with a GET per object (one-shot syncs have no watches)."""
+        assert self.kube is not None
+        return {k: health.assess(k, self.kube.get(k)) for k in keys}
 
     def status(self) -> dict[str, Any]:
         """Self-heal status (``{}`` when self-heal is off) for the status API."""

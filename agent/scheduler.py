@@ -23,7 +23,7 @@ from typing import Any
 import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import config, metrics, runner, state
+from agent import config, metrics, rollout, runner, state
 from agent.sources import local
 from reconcilers import engine, errors, health, resources
 
@@ -54,6 +54,7 @@ class Agent:
         self.source = local.open_source(cfg.source)
         self.runners = {c.name: runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters}
         self.metrics = metrics.Metrics()
+        self.rollout = rollout.Rollout(cfg, self.reconcile_to) if cfg.rollout else None
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
@@ -93,6 +94,8 @@ class Agent:
             )
         self.scheduler.start()
         self._fetcher.start()
+        if self.rollout:
+            self.rollout.start()
         if isinstance(self.source, local.LocalSource):
             threading.Thread(
                 target=self._watch_local, args=(self.source.path,), name="watch-source", daemon=True
@@ -122,6 +125,8 @@ class Agent:
     def shutdown(self) -> None:
         """Stop scheduling and wait for running reconciles to finish."""
         self._stopping.set()
+        if self.rollout:
+            self.rollout.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         for r in self.runners.values():
@@ -144,7 +149,9 @@ class Agent:
         else:
             self.state.record_fetch(revision, None)
             self.metrics.fetched(revision)
-            if before is None or revision.sha != before.sha:
+            if self.rollout:
+                self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
+            elif before is None or revision.sha != before.sha:
                 log.info("source: revision %s (%s)", revision.short, revision.ref)
                 self.trigger_now()
         finally:
@@ -176,7 +183,10 @@ class Agent:
         last = self.state.last(name)
         heal = r.status()
         found["selfHeal"] = heal
-        found["syncStatus"] = sync_status(last, self.state.revision, bool(heal.get("fighting")))
+        target = self._revision_for(name)
+        found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")))
+        if self.rollout:
+            found["rollout"] = self.rollout.cluster_json(name)
         keys = list(last.desired) if last else []
         healths = r.health(keys)
         overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
@@ -192,11 +202,25 @@ class Agent:
         """The status of the source and of every cluster."""
         status = self.state.status_json()
         status["clusters"] = [self.cluster_json(c["name"]) for c in status["clusters"] if c]
+        if self.rollout:
+            status["rollout"] = self.rollout.status_json()
         return status
 
+    def reconcile_to(self, name: str, revision: resources.Revision) -> engine.ReconcileResult:
+        """Reconcile cluster ``name`` to ``revision`` now and wait for its health (a rollout step)."""
+        result = self.runners[name].reconcile(revision, self.source.checkout(revision), wait=True)
+        self.state.record(result)
+        self.metrics.reconciled(result, int(self.runners[name].status().get("healed", 0)))
+        return result
+
+    def _revision_for(self, name: str) -> resources.Revision | None:
+        """What cluster ``name`` should be at: its rollout target, or else the last good revision."""
+        return self.rollout.target(name) if self.rollout else self.source.last_good
+
     def reconcile(self, name: str) -> None:
-        """One reconcile of cluster ``name`` at the last good revision (none before the first good fetch)."""
-        revision = self.source.last_good
+        """One reconcile of cluster ``name`` at its revision (none before the first good fetch, or, with a
+        rollout, before the rollout reached it)."""
+        revision = self._revision_for(name)
         if revision is None:
             return
         with self._lock:
@@ -211,7 +235,7 @@ class Agent:
                     if name not in self._pending:
                         break
                     self._pending.discard(name)
-                revision = self.source.last_good or revision
+                revision = self._revision_for(name) or revision
         finally:
             with self._lock:
                 self._busy.discard(name)

@@ -69,7 +69,8 @@ class ReconcileResult:
     ``entries`` has one :class:`apply.ChangeSetEntry` per desired object (and per pruned one); ``error`` and
     ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end);
     ``started`` is UTC, ``duration`` in seconds. ``desired`` and ``inventory`` are what self-heal needs: the
-    objects as applied and their inventory entries.
+    objects as applied and their inventory entries. ``health`` is set when the sync waited for health (the
+    worst object's state when the wait ended, with ``health_message`` saying which object and why).
     """
 
     cluster: str
@@ -82,6 +83,8 @@ class ReconcileResult:
     error_kind: ErrorKind | None = None
     desired: Mapping[resources.ResourceKey, apply.Desired] = dataclasses.field(default_factory=dict, repr=False)
     inventory: Mapping[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict, repr=False)
+    health: health.Health | None = None
+    health_message: str = ""
 
     @property
     def counts(self) -> dict[str, int]:

@@ -17,11 +17,15 @@ from agent import config, scheduler, server
 
 def _app(tmp: pathlib.Path) -> object:
     path = tmp / "agent.yaml"
-    path.write_text(yaml.safe_dump({
-        "source": {"url": str(tmp / "none"), "cacheDir": str(tmp / "cache")},
-        "clusters": [{"name": "dev", "kubeconfig": str(tmp / "kubeconfig"), "paths": ["apps"]}],
-        "server": {"webhooks": {"generic": {"env": "PATH"}}, "maxBodyBytes": 4096},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "source": {"url": str(tmp / "none"), "cacheDir": str(tmp / "cache")},
+                "clusters": [{"name": "dev", "kubeconfig": str(tmp / "kubeconfig"), "paths": ["apps"]}],
+                "server": {"webhooks": {"generic": {"env": "PATH"}}, "maxBodyBytes": 4096},
+            }
+        )
+    )
     agent = scheduler.Agent(config.load_config(path))
     agent.fetched.set()  # ready: /readyz answers 200 (its 503 before the first fetch is by design)
     agent.scheduler.start(paused=True)

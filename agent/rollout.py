@@ -1,0 +1,221 @@
+"""Progressive delivery across clusters: a new revision goes to one batch of clusters at a time, and on only when
+that batch is Healthy.
+
+Each cluster has a *target* revision, the one its scheduled syncs apply; a cluster the rollout has not reached
+keeps its old target (or, before its first rollout step, gets no sync at all). A step sets a batch's targets to
+the new revision, syncs them and waits up to ``sync.timeout`` for health (see ``ClusterRunner.reconcile``). A
+batch that is not Healthy halts the rollout: its revision is marked failed for those clusters and, with
+``rollback: auto``, each goes back to its last healthy revision. A failed revision is not tried again; a newer
+commit starts a new rollout from the first batch, and supersedes one in progress at the next batch boundary.
+Used by ``agent.scheduler`` when ``rollout`` is configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+from agent import config
+from reconcilers import engine, health, resources
+
+log = logging.getLogger(__name__)
+
+RunCluster = Callable[[str, resources.Revision], engine.ReconcileResult]
+"""Reconcile one cluster to a revision and wait for its health (``Agent.reconcile_to``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One cluster's part of a rollout: when it started and ended, and how (Healthy, Degraded, Progressing,
+    Failed, RolledBack)."""
+
+    cluster: str
+    revision: str
+    started: datetime.datetime
+    finished: datetime.datetime
+    result: str
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A revision that did not become Healthy in a cluster, and why."""
+
+    revision: resources.Revision
+    reason: str
+    at: datetime.datetime
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Rollout:
+    """The rollout state of the fleet and the thread that advances it."""
+
+    def __init__(self, cfg: config.AgentConfig, run_cluster: RunCluster) -> None:
+        assert cfg.rollout is not None
+        self.cfg = cfg
+        self.run_cluster = run_cluster
+        self.targets: dict[str, resources.Revision] = {}
+        self.last_healthy: dict[str, resources.Revision] = {}
+        self.failures: dict[str, Failure] = {}
+        self.revision: resources.Revision | None = None
+        self.state = "Idle"
+        self.steps: list[Step] = []
+        self._wanted: resources.Revision | None = None
+        self._failed_revisions: set[str] = set()
+        self._event = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="rollout", daemon=True)
+
+    def start(self) -> None:
+        """Start the rollout thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current step."""
+        self._stop.set()
+        self._event.set()
+
+    def notify(self, revision: resources.Revision) -> None:
+        """The source is at ``revision`` now: roll it out (unless it already was, or failed)."""
+        with self._lock:
+            self._wanted = revision
+        self._event.set()
+
+    def target(self, cluster: str) -> resources.Revision | None:
+        """The revision ``cluster``'s syncs apply (None before the rollout first reached it)."""
+        with self._lock:
+            return self.targets.get(cluster)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._event.wait()
+            self._event.clear()
+            with self._lock:
+                wanted = self._wanted
+            if wanted is None or wanted.sha in self._failed_revisions:
+                continue
+            if self.revision == wanted and self.state in ("Complete", "Halted"):
+                continue
+            self._roll(wanted)
+
+    def _superseded(self, revision: resources.Revision) -> bool:
+        with self._lock:
+            return self._wanted is not None and self._wanted.sha != revision.sha
+
+    def _roll(self, revision: resources.Revision) -> None:
+        with self._lock:
+            self.revision, self.state, self.steps = revision, "Progressing", []
+        log.info("rollout of %s started: %s", revision.short, " -> ".join(map(str, self.cfg.rollout_batches())))
+        for batch in self.cfg.rollout_batches():
+            if self._stop.is_set() or self._superseded(revision):
+                log.info("rollout of %s superseded by a newer revision", revision.short)
+                return
+            with futures.ThreadPoolExecutor(len(batch)) as pool:
+                steps = list(pool.map(lambda name: self._step(name, revision), batch))
+            failed = [s for s in steps if s.result != health.Health.HEALTHY.value]
+            if failed:
+                self._halt(revision, failed)
+                return
+        with self._lock:
+            self.state = "Complete"
+        log.info("rollout of %s complete", revision.short)
+
+    def _step(self, name: str, revision: resources.Revision) -> Step:
+        started = _now()
+        with self._lock:
+            self.targets[name] = revision
+        result = self.run_cluster(name, revision)
+        if result.ok and result.health is health.Health.HEALTHY:
+            with self._lock:
+                self.last_healthy[name] = revision
+                self.failures.pop(name, None)
+            step = Step(name, revision.sha, started, _now(), health.Health.HEALTHY.value)
+        else:
+            outcome = result.health.value if result.health else "Failed"
+            why = result.health_message or result.error or ", ".join(e.message for e in result.failed) or outcome
+            step = Step(name, revision.sha, started, _now(), outcome, why)
+        with self._lock:
+            self.steps.append(step)
+        log.info("rollout of %s: cluster %s %s %s", revision.short, name, step.result, step.message)
+        return step
+
+    def _halt(self, revision: resources.Revision, failed: list[Step]) -> None:
+        """Stop the rollout of ``revision``: state ``RollingBack`` while the failed clusters go back to their last
+        healthy revision (``rollback: auto``), then ``Halted``."""
+        with self._lock:
+            self.state = "RollingBack"
+            self._failed_revisions.add(revision.sha)
+            for s in failed:
+                self.failures[s.cluster] = Failure(revision, f"{s.result}: {s.message}", s.finished)
+        log.warning("rollout of %s halted at %s", revision.short, ", ".join(s.cluster for s in failed))
+        assert self.cfg.rollout is not None
+        try:
+            if self.cfg.rollout.rollback == "auto":
+                self._roll_back(revision, failed)
+        finally:
+            with self._lock:
+                self.state = "Halted"
+
+    def _roll_back(self, revision: resources.Revision, failed: list[Step]) -> None:
+        for s in failed:
+            previous = self.last_healthy.get(s.cluster)
+            if previous is None:
+                log.warning("cluster %s has no healthy revision to roll back to", s.cluster)
+                continue
+            started = _now()
+            with self._lock:
+                self.targets[s.cluster] = previous
+            result = self.run_cluster(s.cluster, previous)
+            outcome = "RolledBack" if result.ok and result.health is health.Health.HEALTHY else "RollbackFailed"
+            with self._lock:
+                self.steps.append(
+                    Step(
+                        s.cluster,
+                        previous.sha,
+                        started,
+                        _now(),
+                        outcome,
+                        f"back to {previous.short} after {revision.short} failed",
+                    )
+                )
+            log.warning("cluster %s rolled back to %s: %s", s.cluster, previous.short, outcome)
+
+    def status_json(self) -> dict[str, Any]:
+        """The rollout: revision, state and steps (with timestamps)."""
+        with self._lock:
+            return {
+                "revision": self.revision.sha if self.revision else None,
+                "state": self.state,
+                "steps": [
+                    {
+                        "cluster": s.cluster,
+                        "revision": s.revision,
+                        "started": s.started.isoformat(),
+                        "finished": s.finished.isoformat(),
+                        "result": s.result,
+                        "message": s.message,
+                    }
+                    for s in self.steps
+                ],
+            }
+
+    def cluster_json(self, name: str) -> dict[str, Any]:
+        """One cluster's rollout state: the revision it runs, its last healthy one, and its last failure."""
+        with self._lock:
+            target, healthy, failure = self.targets.get(name), self.last_healthy.get(name), self.failures.get(name)
+        return {
+            "running": target.sha if target else None,
+            "lastHealthy": healthy.sha if healthy else None,
+            "failed": {"revision": failure.revision.sha, "reason": failure.reason, "at": failure.at.isoformat()}
+            if failure
+            else None,
+        }
