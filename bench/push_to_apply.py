@@ -1,7 +1,8 @@
 """Push-to-applied latency: from `git commit` in a working clone (then `git push` to the local bare repo the
 agent tracks, then the signed GitHub webhook) until the new object is visible in every cluster, read by an
 independent client polling each cluster every 10 ms. Compared, in the same run and on the same clusters, with
-polling alone at the default ``source.interval`` (1 minute, 10% jitter).
+polling alone at the default ``source.interval`` (1 minute, 10% jitter), each polled push made at a random
+phase of the interval.
 
 Usage: .venv/bin/python bench/push_to_apply.py [--clusters 3] [--pushes 20] [--polled 5]
 """
@@ -14,6 +15,7 @@ import hashlib
 import hmac
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -77,8 +79,11 @@ def agent(tmp: pathlib.Path, bare: pathlib.Path, clusters: list[TestCluster], we
 
 def measure(work: pathlib.Path, clients: list[object], base: str, label: str, n: int, webhook: bool) -> list[float]:
     out = []
+    rng = random.Random(11)
     for i in range(n):
         name = f"{label}-{i}"
+        if not webhook:  # push at a random phase of the poll interval, as real pushes do
+            time.sleep(rng.uniform(0, 60))
         (work / "app" / f"{name}.yaml").write_text(yaml.safe_dump(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "bench-push"},
              "data": {"i": str(i)}}))

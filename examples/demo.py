@@ -1,14 +1,16 @@
 """``make demo``: the agent's main job on local parts.
 
-Starts two test clusters (``build/testcluster``), makes a local git repository from examples/fleet, syncs it
-to both clusters with ``gitops-agent sync``, syncs again to show that nothing is rewritten, then runs
-``gitops-agent run`` and prints what its status endpoint reports. Everything lives under .demo/ and every process
-it started is stopped at the end.
+Starts two test clusters (``build/testcluster``), makes a local git repository from examples/fleet and the
+delegate bundle of manifests/delegate (its token substituted from the environment, never in git), syncs it to
+both clusters with ``gitops-agent sync``, syncs again to show that nothing is rewritten, then runs
+``gitops-agent run`` and prints what its status endpoint reports (sync status and health per cluster).
+Everything lives under .demo/ and every process it started is stopped at the end.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import socket
@@ -24,6 +26,7 @@ from tests.cluster.launcher import TestCluster  # noqa: E402
 
 WORK = REPO / ".demo"
 AGENT = [sys.executable, "-m", "agent.cli"]
+os.environ.setdefault("DELEGATE_TOKEN", "demo-token-from-the-environment")  # substituted into the delegate
 
 
 def say(text: str) -> None:
@@ -31,8 +34,10 @@ def say(text: str) -> None:
 
 
 def make_repo() -> pathlib.Path:
+    """examples/fleet (a small app) plus our delegate bundle (manifests/delegate) as the desired-state repo."""
     repo = WORK / "fleet"
     shutil.copytree(REPO / "examples" / "fleet", repo)
+    shutil.copytree(REPO / "manifests" / "delegate", repo / "delegate")
     for args in (
         ["init", "-q", "-b", "main"],
         ["add", "-A"],
@@ -66,8 +71,11 @@ def main() -> int:
             f"source:\n  url: {repo}\n  ref: main\n  interval: 30s\n  cacheDir: {WORK / 'cache'}\n"
             "clusters:\n"
             f"  - name: dev\n    kubeconfig: {clusters[0].kubeconfig}\n    paths: [delegate, apps]\n"
+            "    substitute: true\n"
             f"  - name: prod\n    kubeconfig: {clusters[1].kubeconfig}\n    paths: [delegate]\n"
-            f"sync:\n  interval: 5m\nserver:\n  listen: 127.0.0.1:{port}\n"
+            "    substitute: true\n"
+            "variables:\n  DELEGATE_TOKEN: {env: DELEGATE_TOKEN}\n"
+            f"sync:\n  interval: 5m\n  prune: true\n  selfHeal: true\nserver:\n  listen: 127.0.0.1:{port}\n"
         )
         say(f"gitops-agent sync --config {config.relative_to(REPO)}")
         first = subprocess.run([*AGENT, "sync", "--config", str(config)], check=False)
@@ -80,7 +88,7 @@ def main() -> int:
             last = c["lastSync"]
             counts = ", ".join(f"{n} {a}" for a, n in last["counts"].items() if n)
             print(
-                f"  {c['name']}: {last['result']} at {last['revision']['sha'][:12]} ({counts}) "
+                f"  {c['name']}: {c['syncStatus']}, {c['health']}, at {last['revision']['sha'][:12]} ({counts}) "
                 f"in {last['durationSeconds']}s"
             )
         print(f"  full status: curl http://127.0.0.1:{port}/api/v1/status")

@@ -24,6 +24,7 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.IgnoreDifference,
         config.LabelSelector,
         config.SecretRef,
+        config.RolloutConfig,
         config.WebhooksConfig,
     )
     for model in models:

@@ -1,0 +1,44 @@
+"""Health per kind and state, from fixtures named ``tests/fixtures/health/<kind>-<state>.yaml``: the state in the
+name is the expected health."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import yaml
+
+from reconcilers import health, resources
+
+FIXTURES = sorted((pathlib.Path(__file__).parents[1] / "fixtures" / "health").glob("*.yaml"))
+STATES = {
+    "healthy": health.Health.HEALTHY,
+    "progressing": health.Health.PROGRESSING,
+    "degraded": health.Health.DEGRADED,
+}
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
+def test_fixture(fixture: pathlib.Path) -> None:
+    obj = yaml.safe_load(fixture.read_text())
+    expected = STATES[fixture.stem.rsplit("-", 1)[1]]
+    result = health.assess(resources.ResourceKey.of(obj), obj)
+    assert result.status is expected, result.message
+
+
+def test_every_kind_with_a_rule_has_fixtures() -> None:
+    kinds = {yaml.safe_load(f.read_text())["kind"] for f in FIXTURES}
+    assert kinds == {kind for _, kind in health.HEALTH_KINDS}
+
+
+def test_missing_deleting_and_aggregation() -> None:
+    key = resources.ResourceKey("apps", "Deployment", "x", "web")
+    assert health.assess(key, None).status is health.Health.MISSING
+    deleting = {"metadata": {"deletionTimestamp": "2026-11-21T00:00:00Z"}}
+    assert health.assess(key, deleting).status is health.Health.PROGRESSING
+    h = health.Health
+    assert health.aggregate([h.HEALTHY, h.PROGRESSING, h.HEALTHY]) is h.PROGRESSING
+    assert health.aggregate([h.MISSING, h.DEGRADED]) is h.DEGRADED
+    assert health.aggregate([]) is h.HEALTHY
+    degraded = yaml.safe_load((FIXTURES[0].parent / "deployment-degraded.yaml").read_text())
+    assert "timed out progressing" in health.assess(key, degraded).message
