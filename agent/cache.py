@@ -130,6 +130,9 @@ class _Reflector(threading.Thread):
                 rv = self._watch(rv)
                 backoff = 0.5
             except errors.ClusterError as e:
+                # A kind that cannot be listed (403, 404, unreachable) must not hold up reconciles: they fall back
+                # to reading objects one by one, whose errors name what is wrong.
+                self.listed.set()
                 if self.cache._stop.is_set():
                     return
                 if isinstance(e, errors.ApiError) and e.status == 410:
