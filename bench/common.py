@@ -25,20 +25,41 @@ def make_repo(path: pathlib.Path, namespace: str, configmaps: int, deployments: 
     """A git repo whose ``app/`` holds a Namespace, ``configmaps`` ConfigMaps and ``deployments`` Deployments."""
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
     for i in range(configmaps):
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}", "namespace": namespace},
-                     "data": {"value": str(i), "mode": "git"}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"cm-{i}", "namespace": namespace},
+                "data": {"value": str(i), "mode": "git"},
+            }
+        )
     for i in range(deployments):
-        docs.append({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"web-{i}", "namespace": namespace},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": f"web-{i}"}},
-                     "template": {"metadata": {"labels": {"app": f"web-{i}"}},
-                                  "spec": {"containers": [{"name": "web", "image": "example/web:1",
-                                                           "resources": {"requests": {"cpu": "0.1"}}}]}}},
-        })
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": f"web-{i}", "namespace": namespace},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": f"web-{i}"}},
+                    "template": {
+                        "metadata": {"labels": {"app": f"web-{i}"}},
+                        "spec": {
+                            "containers": [
+                                {"name": "web", "image": "example/web:1", "resources": {"requests": {"cpu": "0.1"}}}
+                            ]
+                        },
+                    },
+                },
+            }
+        )
     (path / "app").mkdir(parents=True)
     (path / "app" / "all.yaml").write_text(yaml.safe_dump_all(docs))
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "bench"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "bench"],
+    ):
         subprocess.run(["git", *args], cwd=path, check=True)
     return path
 

@@ -56,8 +56,11 @@ def agent(tmp: pathlib.Path, bare: pathlib.Path, clusters: list[TestCluster], we
         cfg["source"]["interval"] = "1h"  # only the webhook may trigger
     path = tmp / f"agent-{webhook}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
-                            env={**os.environ, "BENCH_SECRET": SECRET}, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(path)],
+        env={**os.environ, "BENCH_SECRET": SECRET},
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -84,9 +87,16 @@ def measure(work: pathlib.Path, clients: list[object], base: str, label: str, n:
         name = f"{label}-{i}"
         if not webhook:  # push at a random phase of the poll interval, as real pushes do
             time.sleep(rng.uniform(0, 60))
-        (work / "app" / f"{name}.yaml").write_text(yaml.safe_dump(
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "bench-push"},
-             "data": {"i": str(i)}}))
+        (work / "app" / f"{name}.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": "bench-push"},
+                    "data": {"i": str(i)},
+                }
+            )
+        )
         t0 = time.perf_counter()
         git(work, "add", "-A")
         git(work, "commit", "-q", "-m", name)
@@ -94,8 +104,12 @@ def measure(work: pathlib.Path, clients: list[object], base: str, label: str, n:
         if webhook:
             body = b'{"ref": "refs/heads/main"}'
             sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-            req = urllib.request.Request(f"{base}/api/v1/webhooks/github", data=body, method="POST",
-                                         headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig})
+            req = urllib.request.Request(
+                f"{base}/api/v1/webhooks/github",
+                data=body,
+                method="POST",
+                headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": sig},
+            )
             urllib.request.urlopen(req, timeout=10).close()
         pending = list(clients)
         while pending:
@@ -129,15 +143,20 @@ def main() -> None:
             subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
             work = tmp / "work"
             (work / "app").mkdir(parents=True)
-            (work / "app" / "ns.yaml").write_text(yaml.safe_dump(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench-push"}}))
+            (work / "app" / "ns.yaml").write_text(
+                yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench-push"}})
+            )
             git(work, "init", "-q", "-b", "main")
             git(work, "remote", "add", "origin", str(bare))
             git(work, "add", "-A")
             git(work, "commit", "-q", "-m", "ns")
             git(work, "push", "-q", "origin", "main")
-            clients = [dynamic.DynamicClient(kconfig.new_client_from_config(str(c.kubeconfig)))
-                       .resources.get(api_version="v1", kind="ConfigMap") for c in clusters]
+            clients = [
+                dynamic.DynamicClient(kconfig.new_client_from_config(str(c.kubeconfig))).resources.get(
+                    api_version="v1", kind="ConfigMap"
+                )
+                for c in clusters
+            ]
             with agent(tmp, bare, clusters, webhook=True) as base:
                 time.sleep(2)
                 hooked = measure(work, clients, base, "webhook", args.pushes, webhook=True)
@@ -150,8 +169,10 @@ def main() -> None:
     print("| trigger | clusters | pushes | p50 (s) | p95 (s) | max (s) |")
     print("|---|---|---|---|---|---|")
     for label, xs in (("webhook", hooked), ("polling, source.interval 1m", polled)):
-        print(f"| {label} | {args.clusters} | {len(xs)} | {percentile(xs, 0.5):.2f} | {percentile(xs, 0.95):.2f} | "
-              f"{max(xs):.2f} |")
+        print(
+            f"| {label} | {args.clusters} | {len(xs)} | {percentile(xs, 0.5):.2f} | {percentile(xs, 0.95):.2f} | "
+            f"{max(xs):.2f} |"
+        )
     print(f"ratio webhook / polling p50: {percentile(hooked, 0.5) / percentile(polled, 0.5):.3f}")
 
 

@@ -75,8 +75,10 @@ def main() -> None:
     print(f"| method | no-op resync, median of {args.rounds} (s) | GET per resync | dry runs per resync | writes |")
     print("|---|---|---|---|---|")
     for method, wall, sent, writes in rows:
-        print(f"| {method} | {wall:.3f} | {sent['get'] / args.rounds:.0f} | {sent['apply-dry-run'] / args.rounds:.0f} "
-              f"| {writes} |")
+        print(
+            f"| {method} | {wall:.3f} | {sent['get'] / args.rounds:.0f} | {sent['apply-dry-run'] / args.rounds:.0f} "
+            f"| {writes} |"
+        )
     print(f"ratio cache / dry-run wall time: {rows[0][1] / rows[1][1]:.3f}")
 
 

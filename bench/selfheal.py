@@ -56,8 +56,13 @@ def main() -> None:
             for _ in range(args.edits):
                 name = f"cm-{rng.randrange(args.configmaps)}"
                 t0 = time.perf_counter()
-                cms.patch(name=name, namespace=ns, body={"data": {"mode": "tampered"}},
-                          content_type="application/merge-patch+json", field_manager="intruder")
+                cms.patch(
+                    name=name,
+                    namespace=ns,
+                    body={"data": {"mode": "tampered"}},
+                    content_type="application/merge-patch+json",
+                    field_manager="intruder",
+                )
                 while cms.get(name=name, namespace=ns).data["mode"] != "git":
                     time.sleep(0.005)
                     if time.perf_counter() - t0 > 30:
@@ -71,8 +76,10 @@ def main() -> None:
     ms = [x * 1000 for x in latencies]
     print("| managed objects | edits | healed | p50 (ms) | p95 (ms) | max (ms) | mean (ms) |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| {managed} | {len(ms)} | {healed} | {percentile(ms, 0.5):.0f} | {percentile(ms, 0.95):.0f} | "
-          f"{max(ms):.0f} | {statistics.mean(ms):.0f} |")
+    print(
+        f"| {managed} | {len(ms)} | {healed} | {percentile(ms, 0.5):.0f} | {percentile(ms, 0.95):.0f} | "
+        f"{max(ms):.0f} | {statistics.mean(ms):.0f} |"
+    )
 
 
 if __name__ == "__main__":
