@@ -38,7 +38,7 @@ WATCH_CONNECTIONS = 64
 """Connections kept for the live cache's watches (one per watched kind), beside the request pool."""
 
 
-def connect(cluster: config.ClusterConfig, pool_size: int = 8) -> KubeCluster:
+def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: float = 60.0) -> KubeCluster:
     """An API client for ``cluster`` from its kubeconfig and context (no request is sent yet).
 
     Raises :class:`errors.ConfigError` when the kubeconfig is missing, unreadable or lacks the context.
@@ -61,15 +61,18 @@ def connect(cluster: config.ClusterConfig, pool_size: int = 8) -> KubeCluster:
     cfg.retries = 1
     api = kubernetes.client.ApiClient(cfg)
     api.user_agent = USER_AGENT
-    return KubeCluster(cluster.name, api)
+    return KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout))
 
 
 class KubeCluster:
     """One cluster's API server, with a discovery cache. Thread-safe."""
 
-    def __init__(self, name: str, api: kubernetes.client.ApiClient) -> None:
+    def __init__(
+        self, name: str, api: kubernetes.client.ApiClient, timeout: tuple[float, float] = REQUEST_TIMEOUT
+    ) -> None:
         self.name = name
         self.api = api
+        self.timeout = timeout
         self._types: dict[tuple[str, str], client.ResourceType] | None = None
         self._lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
@@ -242,7 +245,7 @@ class KubeCluster:
         Raises :class:`errors.ApiError` for an error status (with the server's Status message) and
         :class:`errors.ClusterUnreachableError` when no HTTP answer came.
         """
-        resp = self._send(method, path, query or [], body, content_type, accept, REQUEST_TIMEOUT)
+        resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
         try:
             data: bytes = resp.read()
         except urllib3.exceptions.HTTPError as e:

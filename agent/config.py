@@ -153,7 +153,9 @@ class SyncConfig(_Model):
     the inventory one sync may delete (default 0.5); ``prunePropagationPolicy``: Background, Foreground or Orphan;
     ``selfHeal``: re-apply an object as soon as a watch shows it drifted (default false, ``run`` only);
     ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``);
-    ``wait``: after applying, wait up to ``timeout`` for every object to be Healthy (always on with ``rollout``).
+    ``wait``: after applying, wait up to ``timeout`` for every object to be Healthy (always on with ``rollout``);
+    ``requestTimeout``: seconds one API request may wait for an answer (default 60; a frozen API server fails the
+    sync after this long, and the cluster is retried with backoff).
     """
 
     interval: Duration = 300.0
@@ -167,6 +169,7 @@ class SyncConfig(_Model):
     self_heal: bool = False
     inventory_namespace: str = "gitops-agent"
     wait: bool = False
+    request_timeout: Duration = 60.0
 
 
 class SecretRef(_Model):

@@ -79,11 +79,12 @@ class ClusterRunner:
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
         self.secrets: set[str] = set()
+        self.stopping = threading.Event()
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[clusters.KubeCluster, cache.LiveCache]:
         if self.kube is None or self.live is None:
-            kube = clusters.connect(self.cluster, self.cfg.sync.concurrency)
+            kube = clusters.connect(self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout)
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
             heal = self.watch and self.cfg.sync.self_heal
             options = options_for(self.cfg, self.cluster, dry_run=False).apply
@@ -186,9 +187,9 @@ class ClusterRunner:
             healths = self.health(keys) if self.watch else self._health_now(keys)
             worst = health.aggregate(h.status for h in healths.values())
             timed_out = time.monotonic() > deadline
-            if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out:
+            if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out or self.stopping.is_set():
                 break
-            time.sleep(0.25)
+            self.stopping.wait(0.25)
         culprit = next((k for k, h in healths.items() if h.status is worst), None)
         message = f"{culprit}: {healths[culprit].message}" if culprit and worst is not health.Health.HEALTHY else ""
         if timed_out and worst is not health.Health.HEALTHY:
@@ -211,7 +212,8 @@ class ClusterRunner:
         return {k: health.assess(k, self.live.get(k)) for k in keys}
 
     def close(self) -> None:
-        """Stop watches and self-heal, release the connection."""
+        """Stop watches and self-heal, end any health wait, release the connection."""
+        self.stopping.set()
         if self.healer:
             self.healer.stop()
         if self.live:

@@ -30,6 +30,10 @@ from reconcilers import engine, errors, health, resources
 log = logging.getLogger(__name__)
 
 
+BACKOFF_CAP = 60.0
+"""The longest wait (seconds) before an unreachable cluster is tried again."""
+
+
 def sync_status(last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool) -> str:
     """``Synced`` when the last reconcile applied the source's current revision completely and nothing fights
     over an object; ``OutOfSync`` when it did not; ``Unknown`` before the first reconcile and when the cluster
@@ -59,6 +63,7 @@ class Agent:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
         self._busy: set[str] = set()
+        self._failures: dict[str, int] = {}
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self.fetched = threading.Event()
@@ -127,6 +132,8 @@ class Agent:
         self._stopping.set()
         if self.rollout:
             self.rollout.stop()
+        for r in self.runners.values():
+            r.stopping.set()  # health waits end now; a sync in flight finishes its current stage
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         for r in self.runners.values():
@@ -172,6 +179,20 @@ class Agent:
             if job is not None:
                 job.modify(next_run_time=datetime.datetime.now(datetime.UTC))
         return names
+
+    def _retry_later(self, name: str, result: engine.ReconcileResult) -> None:
+        """A cluster that could not be reached is tried again after 1, 2, 4, ... seconds, at most
+        :data:`BACKOFF_CAP` (or ``sync.interval`` when shorter); a success resets the backoff."""
+        with self._lock:
+            if result.error_kind is not engine.ErrorKind.CLUSTER:
+                self._failures.pop(name, None)
+                return
+            n = self._failures[name] = self._failures.get(name, 0) + 1
+        delay = min(2.0 ** (n - 1), BACKOFF_CAP, self.cfg.sync.interval)
+        job = self.scheduler.get_job(f"sync:{name}")
+        if job is not None:
+            job.modify(next_run_time=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=delay))
+        log.warning("cluster %s: unreachable (%d in a row); retrying in %.0fs", name, n, delay)
 
     def cluster_json(self, name: str) -> dict[str, Any] | None:
         """The status of one cluster: sync status, health (aggregated and per object, from the live cache),
@@ -231,6 +252,7 @@ class Agent:
                 result = self.runners[name].reconcile(revision, checkout)
                 self.state.record(result)
                 self.metrics.reconciled(result, int(self.runners[name].status().get("healed", 0)))
+                self._retry_later(name, result)
                 with self._lock:
                     if name not in self._pending:
                         break

@@ -103,5 +103,6 @@ class AgentState:
                 "revision": revision_json(self.revision),
                 "lastFetch": self.last_fetch.isoformat() if self.last_fetch else None,
                 "error": self.source_error,
+                "stale": self.source_error is not None,
             }
         return {"source": source, "clusters": [self.cluster_json(n) for n in names]}

@@ -70,10 +70,31 @@ class GitSource:
                 self.last_error = str(e)
                 raise
             except (pygit2.GitError, KeyError, ValueError, OSError) as e:
-                self.last_error = f"fetch {_redact(self.source.url)} ({self.source.ref}): {e}"
-                raise errors.FetchError(self.last_error) from e
+                # A damaged clone fails here too: clone again beside it and swap only if that works, so an
+                # unreachable remote costs nothing and a corrupt cache heals itself.
+                try:
+                    revision = self._reclone()
+                except (pygit2.GitError, KeyError, ValueError, OSError):
+                    self.last_error = f"fetch {_redact(self.source.url)} ({self.source.ref}): {e}"
+                    raise errors.FetchError(self.last_error) from e
+                log.warning("clone cache %s failed (%s): cloned it again", self.dir, e)
             self.last_good, self.last_error = revision, None
             return revision
+
+    def _reclone(self) -> resources.Revision:
+        fresh = self.dir.parent / f".{self.dir.name}.reclone"
+        shutil.rmtree(fresh, ignore_errors=True)
+        try:
+            repo = pygit2.init_repository(str(fresh), bare=True)
+            repo.remotes.create("origin", self.source.url)
+            repo.remotes["origin"].fetch(_REFSPECS, callbacks=_Callbacks(self.source))
+            revision = resources.Revision(str(_resolve(repo, self.source.ref)), self.source.ref)
+        except BaseException:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.rename(fresh, self.dir)
+        return revision
 
     def resolve(self, ref: str) -> resources.Revision:
         """A branch, tag or commit of the fetched clone as a revision (call :meth:`fetch` first).
@@ -116,7 +137,7 @@ class GitSource:
                     return repo
             except pygit2.GitError:
                 pass
-            log.warning("clone cache %s is unusable; cloning again", self.dir)
+            log.warning("clone cache %s is unusable: cloned it again", self.dir)
             shutil.rmtree(self.dir)
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         repo = pygit2.init_repository(str(self.dir), bare=True)

@@ -96,6 +96,7 @@ def parse_stream(text: str, source_file: str) -> list[resources.Manifest]:
     index = 0  # documents are composed one at a time: on an error, ``index`` is the one being read
     try:
         for doc in yaml.load_all(text, Loader=_Loader):
+            _check_expansion(doc, source_file, index)
             if doc is not None:
                 for body in _expand(doc, source_file, index):
                     out.append(resources.Manifest(resources.ResourceKey.of(body), body, source_file, index))
@@ -106,6 +107,38 @@ def parse_stream(text: str, source_file: str) -> list[resources.Manifest]:
         problem = getattr(e, "problem", None) or str(e)
         raise errors.ManifestError(source_file, index, f"malformed YAML{where}: {problem}") from None
     return out
+
+
+MAX_EXPANDED_VALUES = 1_000_000
+"""A document whose aliases expand it to more values than this (and to ten times its own size) is refused."""
+
+
+def _check_expansion(doc: Any, source_file: str, index: int) -> None:
+    """Refuse a YAML alias bomb ("billion laughs"): the expanded size is computed once per distinct node, so the
+    check costs the document's own size, not its expansion."""
+    sizes: dict[int, int] = {}
+    unique = 0
+
+    def size(node: Any) -> int:
+        nonlocal unique
+        if not isinstance(node, dict | list):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        unique += 1
+        children = node.values() if isinstance(node, dict) else node
+        total = 1 + sum(size(c) for c in children)
+        sizes[id(node)] = total
+        return total
+
+    try:
+        expanded = size(doc)
+    except RecursionError:
+        raise errors.ManifestError(source_file, index, "nested too deeply to be a manifest") from None
+    if expanded > MAX_EXPANDED_VALUES and expanded > 10 * max(unique, 1):
+        raise errors.ManifestError(
+            source_file, index, f"YAML aliases expand this document to {expanded} values (alias bomb?): refused"
+        )
 
 
 def _expand(doc: Any, source_file: str, index: int) -> Iterator[dict[str, Any]]:

@@ -37,6 +37,8 @@ class TestCluster:
         if not BINARY.is_file():
             raise RuntimeError(f"{BINARY} is missing: run 'make testcluster' first")
         data_dir.mkdir(parents=True, exist_ok=True)
+        # A killed cluster leaves its kubeconfig behind; its presence must mean "this process is ready".
+        (data_dir / "kubeconfig").unlink(missing_ok=True)
         log = (data_dir / "testcluster.log").open("ab")
         proc = subprocess.Popen(
             [str(BINARY), "--data-dir", str(data_dir), *(extra_args or [])],
