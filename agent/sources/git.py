@@ -134,6 +134,9 @@ class GitSource:
             try:
                 repo = pygit2.Repository(str(self.dir))
                 if "origin" in [r.name for r in repo.remotes]:
+                    if repo.remotes["origin"].url != self.source.url:  # source.url changed: follow it
+                        log.info("source url changed: fetching from %s now", _redact(self.source.url))
+                        repo.remotes.set_url("origin", self.source.url)
                     return repo
             except pygit2.GitError:
                 pass

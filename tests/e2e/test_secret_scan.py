@@ -1,0 +1,152 @@
+"""No credential is ever printed or served: a full scenario with known secret values (git token, SSH key, cluster
+bearer token, the delegate token, a webhook secret, the API token), then a scan of every byte the agent printed
+(logs, `sync`, `diff` and `status` output) or served (status, cluster, metrics, OpenAPI, dashboard). The delegate
+token also sits in a ConfigMap, where a corrected drift's diff would otherwise show it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+from tests.conftest import REPO, GitRepo, cluster_entry, dynamic_client, live_object, runner_for, wait_until
+from tests.e2e.test_faults import Agent
+from tests.e2e.test_push_to_deploy import request
+from tests.e2e.test_run_status import free_port
+
+SECRETS = {
+    "GIT_TOKEN": "git-token-9b8a7c6d",
+    "DELEGATE_TOKEN": "delegate-token-1a2b3c4d",
+    "HOOK_SECRET": "hook-secret-5e6f7a8b",
+    "API_TOKEN": "api-token-0c1d2e3f",
+}
+SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nssh-key-material-4f5e6d7c\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_no_secret_in_anything_printed_or_served(
+    tmp_path: pathlib.Path, clusters: Any, make_config: Any, namespace: str
+) -> None:
+    (tc,) = clusters(1)
+    # the cluster's credential: a ServiceAccount token with the least-privilege target role
+    rbac = GitRepo(tmp_path / "rbac")
+    rbac.copy_tree(REPO / "manifests" / "agent-target", "rbac")
+    rbac.commit()
+    admin, revision, checkout = runner_for(make_config(rbac, [cluster_entry(tc, "admin", ["rbac"])]), "admin")
+    try:
+        assert admin.reconcile(revision, checkout).ok
+    finally:
+        admin.close()
+    token_secret = wait_until(
+        lambda: (
+            (s := live_object(tc, "v1", "Secret", "gitops-agent-token", "gitops-agent"))
+            and (s.get("data") or {}).get("token")
+            and s
+        )
+    )
+    cluster_token = base64.b64decode(token_secret["data"]["token"]).decode()
+    kubeconfig = yaml.safe_load(tc.kubeconfig.read_text())
+    kubeconfig["users"] = [{"name": "agent", "user": {"token": cluster_token}}]
+    kubeconfig["contexts"][0]["context"]["user"] = "agent"
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    (tmp_path / "id_ed25519").write_text(SSH_KEY)
+
+    repo = GitRepo(tmp_path / "fleet")
+    repo.write_objects(
+        "app/all.yaml",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "token", "namespace": namespace},
+            "stringData": {"TOKEN": "${DELEGATE_TOKEN}"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "leaky", "namespace": namespace},
+            "data": {"banner": "token is ${DELEGATE_TOKEN}"},
+        },
+    )
+    repo.commit()
+    port = free_port()
+    config = make_config(
+        repo,
+        [{"name": "a", "kubeconfig": str(tmp_path / "kubeconfig"), "paths": ["app"], "substitute": True}],
+        variables={"DELEGATE_TOKEN": {"env": "DELEGATE_TOKEN"}},
+        sync={"interval": "1h", "prune": True},
+        server={
+            "listen": f"127.0.0.1:{port}",
+            "token": {"env": "API_TOKEN"},
+            "webhooks": {"generic": {"env": "HOOK_SECRET"}},
+        },
+    )
+    cfg = yaml.safe_load(config.read_text())
+    cfg["source"].update(tokenEnv="GIT_TOKEN", sshKeyFile=str(tmp_path / "id_ed25519"))
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, **SECRETS, "GITOPS_AGENT_TOKEN": SECRETS["API_TOKEN"]}
+    seen: list[str] = []
+
+    def cli(*args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        seen.append(done.stdout + done.stderr)
+
+    cli("sync", "--config", str(config), "--json")
+    agent = Agent(config, tmp_path / "agent.log", env=env)
+    try:
+        agent.wait_ready()
+        get = lambda path: request(agent.base + path, token=SECRETS["API_TOKEN"])  # noqa: E731
+        wait_until(
+            lambda: get("/api/v1/status")[0] == 200 and json.loads(get("/api/v1/status")[1])["clusters"][0]["lastSync"]
+        )
+        # drift on the ConfigMap that carries the token: the correction's diff must be masked
+        dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
+            name="leaky",
+            namespace=namespace,
+            body={"data": {"banner": "edited"}},
+            content_type="application/merge-patch+json",
+            field_manager="someone",
+        )
+        cli("diff", "--config", str(config))
+        assert "***" in seen[-1]
+        body = b'{"ref": "refs/heads/main"}'
+        signature = "sha256=" + hmac.new(SECRETS["HOOK_SECRET"].encode(), body, hashlib.sha256).hexdigest()
+        assert (
+            request(
+                f"{agent.base}/api/v1/webhooks/generic",
+                method="POST",
+                body=body,
+                headers={"X-Signature-256": signature},
+            )[0]
+            == 202
+        )
+        assert get("/api/v1/sync/a")[0] in (200, 405)  # GET is not the trigger; POST is
+        assert request(f"{agent.base}/api/v1/sync/a", method="POST", token=SECRETS["API_TOKEN"])[0] == 202
+        wait_until(
+            lambda: (
+                live_object(tc, "v1", "ConfigMap", "leaky", namespace)["data"]["banner"]
+                == f"token is {SECRETS['DELEGATE_TOKEN']}"
+            )
+        )
+        wait_until(lambda: "configured" in get("/api/v1/clusters/a")[1])
+        for path in ("/api/v1/status", "/api/v1/clusters/a", "/metrics", "/openapi.json", "/"):
+            seen.append(get(path)[1])
+        assert '"diff":"--- live/core/ConfigMap' in seen[-4]  # the corrected drift is shown, masked
+        cli("status", "--url", agent.base)
+    finally:
+        assert agent.stop() == 0
+    seen.append(agent.log.read_text(errors="replace"))
+    values = [*SECRETS.values(), cluster_token, "ssh-key-material-4f5e6d7c"]
+    values += [base64.b64encode(v.encode()).decode() for v in values]
+    for output in seen:
+        for value in values:
+            assert value not in output, f"a secret leaked: {value[:6]}... in {output[:200]!r}"
