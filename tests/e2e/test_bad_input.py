@@ -62,6 +62,25 @@ def test_malformed_yaml_names_file_and_document_and_writes_nothing(
     assert live_object(b, "v1", "ConfigMap", "good", namespace) is not None
 
 
+def test_duplicate_objects_across_files_name_both_documents_and_write_nothing(
+    two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (a,) = clusters(1)
+    two_apps.write_objects("bad/copy.yaml", configmap("good", namespace))  # the same object as good/app.yaml#1
+    two_apps.commit()
+    config = make_config(two_apps, [cluster_entry(a, "a", ["good", "bad"])])
+    offset = audit_offset(a)
+
+    code, out, _ = run_sync(config, capsys)
+
+    assert code == 2
+    assert out["a"]["errorKind"] == "source"
+    assert out["a"]["error"] == (
+        f"bad/copy.yaml#0: ConfigMap {namespace}/good is also defined in good/app.yaml#1: one object, one document"
+    )
+    assert agent_writes(a, offset) == []
+
+
 def test_unknown_kind_fails_its_stage_and_other_clusters_sync(
     two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -110,3 +110,31 @@ def test_broken_kustomization_is_a_clear_error(tmp_path: pathlib.Path) -> None:
     write(tmp_path, "k/kustomization.yaml", "resources: [missing.yaml]\n")
     with pytest.raises(errors.ManifestError, match=r"^k: kustomize build failed: .*missing.yaml"):
         manifests.load_paths(tmp_path, ["k"])
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path: pathlib.Path) -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    previous = "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+        previous = name
+    write(
+        tmp_path,
+        "bomb.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  " + "\n  ".join(lines) + "\n",
+    )
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(errors.ManifestError, match=r"^bomb\.yaml#0: YAML aliases expand this document to \d+ values"):
+        manifests.load_paths(tmp_path, ["bomb.yaml"])
+    assert time.monotonic() - started < 2.0  # refused without expanding it
+
+
+def test_aliases_in_an_ordinary_document_are_fine(tmp_path: pathlib.Path) -> None:
+    write(
+        tmp_path,
+        "ok.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, labels: &l {a: b}}\ndata: {copy: yes}\nextra: *l\n",
+    )
+    assert manifests.load_paths(tmp_path, ["ok.yaml"])[0].body["extra"] == {"a": "b"}
