@@ -214,3 +214,32 @@ def runner_for(config_path: pathlib.Path, cluster: str = "a", *, watch: bool = T
     source = git.GitSource(cfg.source)
     revision = source.fetch()
     return runner.ClusterRunner(cfg, cfg.cluster(cluster), watch=watch), revision, source.checkout(revision)
+
+
+def target_identity(
+    tc: TestCluster, make_config: Callable[..., pathlib.Path], tmp_path: pathlib.Path
+) -> tuple[pathlib.Path, str]:
+    """Install manifests/agent-target/rbac.yaml in ``tc`` (as admin, through the agent) and return a kubeconfig
+    that authenticates with its ServiceAccount token (a bearer-token kubeconfig), and the token."""
+    import base64
+
+    repo = GitRepo(tmp_path / "target-rbac")
+    repo.copy_tree(REPO / "manifests" / "agent-target", "rbac")
+    repo.commit("target rbac")
+    admin, revision, checkout = runner_for(make_config(repo, [cluster_entry(tc, "admin", ["rbac"])]), "admin")
+    try:
+        assert admin.reconcile(revision, checkout).ok
+    finally:
+        admin.close()
+
+    def token_secret() -> Any:
+        s = live_object(tc, "v1", "Secret", "gitops-agent-token", "gitops-agent")
+        return s if s and (s.get("data") or {}).get("token") else None
+
+    token = base64.b64decode(wait_until(token_secret)["data"]["token"]).decode()
+    kubeconfig = yaml.safe_load(tc.kubeconfig.read_text())
+    kubeconfig["users"] = [{"name": "agent", "user": {"token": token}}]
+    kubeconfig["contexts"][0]["context"]["user"] = "agent"
+    path = tmp_path / "agent-kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    return path, token

@@ -5,7 +5,6 @@ refused, with the verb and resource named, what it does not."""
 
 from __future__ import annotations
 
-import base64
 import pathlib
 import shutil
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import yaml
 
 from agent.sources import manifests
-from tests.conftest import REPO, GitRepo, cluster_entry, live_object, runner_for, wait_until
+from tests.conftest import REPO, GitRepo, cluster_entry, live_object, runner_for, target_identity
 
 
 def test_agent_yaml_is_hardened_and_applies_healthy(git_repo: GitRepo, clusters: Any, make_config: Any) -> None:
@@ -46,26 +45,7 @@ def test_target_rbac_allows_what_it_lists_and_names_what_it_refuses(
     git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     (tc,) = clusters(1)
-    git_repo.copy_tree(REPO / "manifests" / "agent-target", "rbac")
-    git_repo.commit("target rbac")
-    admin, revision, checkout = runner_for(make_config(git_repo, [cluster_entry(tc, "admin", ["rbac"])]), "admin")
-    try:
-        assert admin.reconcile(revision, checkout).ok
-    finally:
-        admin.close()
-    token_secret = wait_until(
-        lambda: (
-            (s := live_object(tc, "v1", "Secret", "gitops-agent-token", "gitops-agent"))
-            and (s.get("data") or {}).get("token")
-            and s
-        )
-    )
-    token = base64.b64decode(token_secret["data"]["token"]).decode()
-    kubeconfig = yaml.safe_load(tc.kubeconfig.read_text())
-    kubeconfig["users"] = [{"name": "agent", "user": {"token": token}}]
-    kubeconfig["contexts"][0]["context"]["user"] = "agent"
-    limited = tmp_path / "limited-kubeconfig"
-    limited.write_text(yaml.safe_dump(kubeconfig))
+    limited, _ = target_identity(tc, make_config, tmp_path)
 
     git_repo.write_objects(
         "app/all.yaml",

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO, GitRepo, cluster_entry, dynamic_client, live_object, runner_for, wait_until
+from tests.conftest import GitRepo, dynamic_client, live_object, target_identity, wait_until
 from tests.e2e.test_faults import Agent
 from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
@@ -36,26 +36,7 @@ def test_no_secret_in_anything_printed_or_served(
 ) -> None:
     (tc,) = clusters(1)
     # the cluster's credential: a ServiceAccount token with the least-privilege target role
-    rbac = GitRepo(tmp_path / "rbac")
-    rbac.copy_tree(REPO / "manifests" / "agent-target", "rbac")
-    rbac.commit()
-    admin, revision, checkout = runner_for(make_config(rbac, [cluster_entry(tc, "admin", ["rbac"])]), "admin")
-    try:
-        assert admin.reconcile(revision, checkout).ok
-    finally:
-        admin.close()
-    token_secret = wait_until(
-        lambda: (
-            (s := live_object(tc, "v1", "Secret", "gitops-agent-token", "gitops-agent"))
-            and (s.get("data") or {}).get("token")
-            and s
-        )
-    )
-    cluster_token = base64.b64decode(token_secret["data"]["token"]).decode()
-    kubeconfig = yaml.safe_load(tc.kubeconfig.read_text())
-    kubeconfig["users"] = [{"name": "agent", "user": {"token": cluster_token}}]
-    kubeconfig["contexts"][0]["context"]["user"] = "agent"
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    kubeconfig_path, cluster_token = target_identity(tc, make_config, tmp_path)
     (tmp_path / "id_ed25519").write_text(SSH_KEY)
 
     repo = GitRepo(tmp_path / "fleet")
@@ -79,7 +60,7 @@ def test_no_secret_in_anything_printed_or_served(
     port = free_port()
     config = make_config(
         repo,
-        [{"name": "a", "kubeconfig": str(tmp_path / "kubeconfig"), "paths": ["app"], "substitute": True}],
+        [{"name": "a", "kubeconfig": str(kubeconfig_path), "paths": ["app"], "substitute": True}],
         variables={"DELEGATE_TOKEN": {"env": "DELEGATE_TOKEN"}},
         sync={"interval": "1h", "prune": True},
         server={
