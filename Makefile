@@ -6,6 +6,11 @@ GO ?= go
 VENV := .venv
 BIN := $(VENV)/bin
 KUSTOMIZE_VERSION := v5.8.2
+# The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
+K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v1\./ {print $$2; exit}' tests/cluster/go.mod)
+K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=1 \
+  -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
 .PHONY: all venv testcluster kustomize browser lint test demo bench bench-testcluster clean
@@ -23,7 +28,7 @@ testcluster: build/testcluster
 build/testcluster: $(wildcard tests/cluster/*.go) tests/cluster/go.mod tests/cluster/go.sum
 	@mkdir -p build
 	@echo "building the test cluster (kube-apiserver + etcd + controllers; about 6 minutes the first time)"
-	cd tests/cluster && $(GO) build -trimpath -o ../../build/testcluster .
+	cd tests/cluster && $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o ../../build/testcluster .
 
 kustomize: $(BIN)/kustomize
 $(BIN)/kustomize: | $(VENV)/.installed

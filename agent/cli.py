@@ -7,6 +7,8 @@
   and the changed paths, Secret values masked; exit 0 in sync, 1 drift, 2 error (like ``kubectl diff``).
   ``--revision`` shows what a commit not yet deployed would change in every cluster.
 - ``gitops-agent run --config FILE``: the scheduler and the HTTP status server until SIGTERM.
+- ``gitops-agent clusters check --config FILE [--cluster NAME ...]``: per cluster reachable, authenticated as
+  whom, server version, and every permission the desired state needs that is missing; exit 1 when any is.
 - ``gitops-agent status [--url URL]``: a table of every cluster of a running agent; exit 1 when any is not
   Synced and Healthy.
 """
@@ -25,7 +27,7 @@ import rich.console
 import rich.syntax
 import rich.table
 
-from agent import __version__, config, runner, scheduler, server, state
+from agent import __version__, checks, config, runner, scheduler, server, state
 from agent.sources import local
 from reconcilers import apply, engine, errors
 
@@ -69,6 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="GITOPS_AGENT_TOKEN",
         help="environment variable holding the bearer token, if the agent requires one",
     )
+    p_clusters = sub.add_parser("clusters", help="cluster registration commands")
+    clusters_sub = p_clusters.add_subparsers(dest="clusters_command", required=True)
+    p_check = clusters_sub.add_parser(
+        "check",
+        help="reachable, identity, version and permissions per cluster (exit 1 when any cluster lacks something)",
+    )
+    p_check.add_argument("--config", required=True, help="the agent config file")
+    p_check.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
     p_run = sub.add_parser("run", help="run the scheduler and the HTTP status server")
     p_run.add_argument("--config", required=True, help="the agent config file")
     args = parser.parse_args(argv)
@@ -86,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sync(cfg, args.cluster, dry_run=args.dry_run, as_json=args.json, force_prune=args.force_prune)
         if args.command == "diff":
             return _diff(cfg, args.cluster, args.revision)
+        if args.command == "clusters":
+            return _clusters_check(cfg, args.cluster)
         return _run(cfg)
     except errors.GitOpsError as e:
         rich.console.Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
@@ -174,6 +186,33 @@ def _status(url: str, token: str | None) -> int:
     if source.get("error"):
         out.print(f"[bold red]source:[/] {source['error']}")
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
+    """0 when every cluster is reachable and allows all the desired state needs, 1 otherwise."""
+    source = local.open_source(cfg.source)
+    try:
+        checkout = source.checkout(source.fetch())
+    except errors.FetchError as e:
+        rich.console.Console(stderr=True).print(f"[yellow]source:[/] {e}; permissions are not checked", highlight=False)
+        checkout = None
+    results = checks.check_all(cfg, names, checkout)
+    out = rich.console.Console(highlight=False)
+    if not out.is_terminal:
+        out = rich.console.Console(width=200, highlight=False)
+    table = rich.table.Table(title="clusters check", title_justify="left")
+    for col in ("cluster", "server", "version", "authenticated as", "permissions", "problem"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        perms = (
+            "-" if r.error else ("all " + str(r.checked) + " checked" if not r.missing else f"{len(r.missing)} missing")
+        )
+        problem = r.error or "\n".join(r.missing)
+        table.add_row(
+            r.cluster, r.server, r.version, r.user, perms, f"[red]{problem}[/]" if problem else "[green]ok[/]"
+        )
+    out.print(table)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
 def exit_code(results: Sequence[engine.ReconcileResult]) -> int:
