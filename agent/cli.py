@@ -6,7 +6,8 @@
 - ``gitops-agent diff --config FILE [--cluster NAME ...] [--revision REV]``: per drifted object a unified diff
   and the changed paths, Secret values masked; exit 0 in sync, 1 drift, 2 error (like ``kubectl diff``).
   ``--revision`` shows what a commit not yet deployed would change in every cluster.
-- ``gitops-agent run --config FILE``: the scheduler and the HTTP status server until SIGTERM.
+- ``gitops-agent run --config FILE``: the scheduler and the HTTP status server until SIGTERM; the config file
+  is watched and reloaded (an invalid version is refused and the last valid one kept).
 - ``gitops-agent clusters check --config FILE [--cluster NAME ...]``: per cluster reachable, authenticated as
   whom, server version, and every permission the desired state needs that is missing; exit 1 when any is.
 - ``gitops-agent status [--url URL]``: a table of every cluster of a running agent; exit 1 when any is not
@@ -19,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import pathlib
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -27,7 +29,7 @@ import rich.console
 import rich.syntax
 import rich.table
 
-from agent import __version__, checks, config, runner, scheduler, server, state
+from agent import __version__, checks, config, reload, runner, scheduler, server, state
 from agent.sources import local
 from reconcilers import apply, engine, errors
 
@@ -98,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _diff(cfg, args.cluster, args.revision)
         if args.command == "clusters":
             return _clusters_check(cfg, args.cluster)
-        return _run(cfg)
+        return _run(cfg, pathlib.Path(args.config))
     except errors.GitOpsError as e:
         rich.console.Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
         return EXIT_ERROR
@@ -249,13 +251,15 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
     out.print(f"{len(results) - failed}/{len(results)} clusters synced", style="bold" if not failed else "bold red")
 
 
-def _run(cfg: config.AgentConfig) -> int:
+def _run(cfg: config.AgentConfig, path: pathlib.Path) -> int:
     agent = scheduler.Agent(cfg)
     server.create_app(agent)  # fails fast (exit 2) on a missing token or webhook secret
     agent.start()
+    stop_reload = reload.start(agent, path)
     try:
         server.serve(agent)
     finally:
+        stop_reload.set()
         agent.shutdown()
     return EXIT_OK
 

@@ -77,6 +77,67 @@ class Agent:
         """True once the first fetch finished (even if it failed) and the scheduler runs."""
         return self.fetched.is_set() and bool(self.scheduler.running)
 
+    def apply_config(self, new: config.AgentConfig) -> dict[str, list[str]]:
+        """Take a new, already validated config without a restart: clusters added get a runner and a schedule,
+        removed ones are dropped (their objects stay), changed ones (or all, when a setting every runner uses
+        changed) get a fresh runner; all of those reconcile at once. ``server`` changes need a restart.
+        Returns ``{"added": [...], "removed": [...], "changed": [...]}``."""
+        old = self.cfg
+        shared_changed = (old.sync, old.instance, old.variables, old.ignore_differences) != (
+            new.sync,
+            new.instance,
+            new.variables,
+            new.ignore_differences,
+        )
+        before = {c.name: c for c in old.clusters}
+        after = {c.name: c for c in new.clusters}
+        added = [n for n in after if n not in before]
+        removed = [n for n in before if n not in after]
+        changed = [n for n in after if n in before and (shared_changed or after[n] != before[n])]
+        with self._lock:
+            self.cfg = new
+            if new.source != old.source:
+                self.source = local.open_source(new.source)
+            for name in removed:
+                self.runners.pop(name).close()
+                if self.scheduler.get_job(f"sync:{name}"):
+                    self.scheduler.remove_job(f"sync:{name}")
+                self.state.forget(name)
+            for name in changed:
+                self.runners.pop(name).close()
+                self.runners[name] = runner.ClusterRunner(new, after[name], watch=True)
+            for name in added:
+                self.runners[name] = runner.ClusterRunner(new, after[name], watch=True)
+                self.state.add(name)
+        for name in added + changed:
+            if self.scheduler.get_job(f"sync:{name}"):
+                self.scheduler.remove_job(f"sync:{name}")
+            self._schedule(after[name])
+        if self.rollout:
+            self.rollout.cfg = new
+        if new.server != old.server:
+            log.warning("config: server settings changed; they take effect after a restart")
+        summary = {"added": added, "removed": removed, "changed": changed}
+        log.info("config reloaded: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no cluster changed")
+        if added or changed:
+            self.trigger_now_many(added + changed)
+        return summary
+
+    def _schedule(self, cluster: config.ClusterConfig) -> None:
+        self.scheduler.add_job(
+            self.reconcile,
+            "interval",
+            args=[cluster.name],
+            seconds=self.cfg.sync.interval,
+            jitter=self.cfg.sync.interval * 0.1,
+            id=f"sync:{cluster.name}",
+        )
+
+    def trigger_now_many(self, names: list[str]) -> None:
+        """Reconcile each of ``names`` as soon as possible."""
+        for name in names:
+            self.trigger_now(name)
+
     def start(self) -> None:
         """Schedule the jobs and start the scheduler thread; the first fetch runs at once."""
         now = datetime.datetime.now(datetime.UTC)
@@ -89,14 +150,7 @@ class Agent:
             next_run_time=now,
         )
         for c in self.cfg.clusters:
-            self.scheduler.add_job(
-                self.reconcile,
-                "interval",
-                args=[c.name],
-                seconds=self.cfg.sync.interval,
-                jitter=self.cfg.sync.interval * 0.1,
-                id=f"sync:{c.name}",
-            )
+            self._schedule(c)
         self.scheduler.start()
         self._fetcher.start()
         if self.rollout:

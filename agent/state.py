@@ -59,8 +59,17 @@ class AgentState:
             n: collections.deque(maxlen=HISTORY) for n in cluster_names
         }
         self.revision: resources.Revision | None = None
+        self.config_error: str | None = None
+        self.config_loaded = datetime.datetime.now(datetime.UTC)
         self.source_error: str | None = None
         self.last_fetch: datetime.datetime | None = None
+
+    def record_config(self, error: str | None) -> None:
+        """Record a config reload: None when the file was valid (and applied), else why it was refused."""
+        with self._lock:
+            self.config_error = error
+            if error is None:
+                self.config_loaded = datetime.datetime.now(datetime.UTC)
 
     def record_fetch(self, revision: resources.Revision | None, error: str | None) -> None:
         """Record a fetch: the new revision (None keeps the last good one) and its error, if any."""
@@ -74,6 +83,16 @@ class AgentState:
         """Record a finished reconcile."""
         with self._lock:
             self._history.setdefault(result.cluster, collections.deque(maxlen=HISTORY)).append(result)
+
+    def add(self, name: str) -> None:
+        """Start tracking cluster ``name`` (a config reload added it)."""
+        with self._lock:
+            self._history.setdefault(name, collections.deque(maxlen=HISTORY))
+
+    def forget(self, name: str) -> None:
+        """Stop tracking cluster ``name`` (a config reload removed it)."""
+        with self._lock:
+            self._history.pop(name, None)
 
     def last(self, name: str) -> engine.ReconcileResult | None:
         """The last reconcile of cluster ``name`` (None before the first)."""
@@ -105,4 +124,6 @@ class AgentState:
                 "error": self.source_error,
                 "stale": self.source_error is not None,
             }
-        return {"source": source, "clusters": [self.cluster_json(n) for n in names]}
+        with self._lock:
+            cfg = {"loaded": self.config_loaded.isoformat(), "error": self.config_error}
+        return {"source": source, "config": cfg, "clusters": [self.cluster_json(n) for n in names]}

@@ -1,0 +1,61 @@
+"""Live config reload: the config file is watched (watchfiles) and every valid new version is applied without
+a restart (``Agent.apply_config``: clusters added, changed or removed). An invalid new version is refused with
+its error (logged, and shown as ``config.error`` in the status) and the agent keeps running on the last valid one.
+The directory is watched rather than the file, because editors save by writing a new file and renaming it.
+Used by ``agent.cli run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import threading
+
+import watchfiles
+
+from agent import config, scheduler
+from reconcilers import errors
+
+log = logging.getLogger(__name__)
+
+
+def reload_once(agent: scheduler.Agent, path: pathlib.Path) -> bool:
+    """Read ``path`` and apply it if valid; returns True when applied."""
+    try:
+        new = config.load_config(path)
+    except errors.ConfigError as e:
+        log.error("config reload refused, still running on the last valid config: %s", e)
+        agent.state.record_config(str(e))
+        return False
+    if new == agent.cfg:
+        agent.state.record_config(None)
+        return False
+    agent.apply_config(new)
+    agent.state.record_config(None)
+    return True
+
+
+def watch(agent: scheduler.Agent, path: pathlib.Path, stop: threading.Event) -> None:
+    """Reload ``path`` on every change until ``stop`` is set (run it in a thread)."""
+    path = path.resolve()
+
+    def is_config(_: watchfiles.Change, changed: str) -> bool:
+        return pathlib.Path(changed).name == path.name
+
+    for _ in watchfiles.watch(
+        path.parent,
+        watch_filter=is_config,
+        stop_event=stop,
+        debounce=100,
+        step=50,
+        rust_timeout=500,
+        yield_on_timeout=False,
+    ):
+        reload_once(agent, path)
+
+
+def start(agent: scheduler.Agent, path: pathlib.Path) -> threading.Event:
+    """Watch ``path`` in a daemon thread; set the returned event to stop."""
+    stop = threading.Event()
+    threading.Thread(target=watch, args=(agent, path, stop), name="config-reload", daemon=True).start()
+    return stop

@@ -1,0 +1,60 @@
+"""Live config reload of ``gitops-agent run``: a cluster added to the config file is synced without a restart; an
+invalid new config is refused (named in the status) while the agent keeps running on the last valid one; a
+cluster removed from the file leaves the status (its objects stay)."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import yaml
+
+from tests.conftest import GitRepo, cluster_entry, live_object, wait_until
+from tests.e2e.test_faults import Agent
+from tests.e2e.test_run_status import free_port
+
+
+def test_clusters_added_removed_and_an_invalid_config_refused(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    a, b = clusters(2)
+    git_repo.write_objects(
+        "app/all.yaml",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace}},
+    )
+    git_repo.commit()
+    config = make_config(
+        git_repo,
+        [cluster_entry(a, "a", ["app"])],
+        sync={"interval": "1h"},
+        server={"listen": f"127.0.0.1:{free_port()}"},
+    )
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: live_object(a, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
+        assert live_object(b, "v1", "ConfigMap", "c", namespace) is None
+
+        cfg = yaml.safe_load(config.read_text())
+        cfg["clusters"].append(cluster_entry(b, "b", ["app"]))
+        config.write_text(yaml.safe_dump(cfg))  # add b
+        wait_until(lambda: live_object(b, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
+        assert [c["name"] for c in agent.status()["clusters"]] == ["a", "b"]
+
+        good = config.read_text()
+        config.write_text(good.replace("paths:", "pathz:", 1))  # invalid: an unknown key
+        error = wait_until(lambda: agent.status()["config"]["error"], timeout=30)
+        assert str(config) in error
+        assert "pathz" in error
+        assert agent.proc.poll() is None
+        assert [c["name"] for c in agent.status()["clusters"]] == ["a", "b"]  # still on the last valid config
+
+        cfg["clusters"] = [c for c in cfg["clusters"] if c["name"] == "b"]
+        config.write_text(yaml.safe_dump(cfg))  # remove a
+        wait_until(lambda: [c["name"] for c in agent.status()["clusters"]] == ["b"], timeout=30)
+        assert agent.status()["config"]["error"] is None
+        assert live_object(a, "v1", "ConfigMap", "c", namespace) is not None  # removal never deletes objects
+    finally:
+        assert agent.stop() == 0
+    assert "config reload refused, still running on the last valid config" in (tmp_path / "agent.log").read_text()
