@@ -10,10 +10,14 @@ fallback to per-group discovery for older servers. Used by ``agent.runner``.
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
 import json
 import logging
 import os
+import pathlib
+import tempfile
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -22,6 +26,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import urllib3
+import yaml
 from kubernetes.client import exceptions as kube_exceptions
 
 from agent import __version__, config
@@ -39,29 +44,62 @@ WATCH_CONNECTIONS = 64
 
 
 def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: float = 60.0) -> KubeCluster:
-    """An API client for ``cluster`` from its kubeconfig and context (no request is sent yet).
+    """An API client for ``cluster`` (no request is sent yet), from whichever way in its config gives: a kubeconfig
+    file and context, an inline kubeconfig, a server with a bearer token, or the pod's service account.
 
-    Raises :class:`errors.ConfigError` when the kubeconfig is missing, unreadable or lacks the context.
+    Raises :class:`errors.ConfigError` naming the cluster and what is wrong (missing file, unknown context,
+    unreadable token, CA or kubeconfig).
     """
-    path = cluster.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
-    path = os.path.expanduser(path)
-    where = f"cluster {cluster.name}: kubeconfig {path}"
-    if not os.path.isfile(path):
-        raise errors.ConfigError(f"{where}: file not found")
     cfg = kubernetes.client.Configuration()
+    where = f"cluster {cluster.name}"
     try:
-        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=cluster.context, client_configuration=cfg, persist_config=False
-        )
+        if cluster.in_cluster:
+            kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        elif cluster.server is not None:
+            _direct(cfg, cluster, where)
+        elif cluster.kubeconfig_data is not None:
+            data = yaml.safe_load(cluster.kubeconfig_data)
+            kubernetes.config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
+                data, context=cluster.context, client_configuration=cfg, persist_config=False
+            )
+        else:
+            path = cluster.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+            path = os.path.expanduser(path)
+            where = f"cluster {cluster.name}: kubeconfig {path}"
+            if not os.path.isfile(path):
+                raise errors.ConfigError(f"{where}: file not found")
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=cluster.context, client_configuration=cfg, persist_config=False
+            )
     except kubernetes.config.ConfigException as e:
         raise errors.ConfigError(f"{where}: {e}") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError) as e:
         raise errors.ConfigError(f"{where}: unreadable: {e}") from None
     cfg.connection_pool_maxsize = pool_size * 2 + WATCH_CONNECTIONS
     cfg.retries = 1
     api = kubernetes.client.ApiClient(cfg)
     api.user_agent = USER_AGENT
     return KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout))
+
+
+def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConfig, where: str) -> None:
+    """``server`` + ``token`` (+ CA): no kubeconfig at all."""
+    assert cluster.server is not None
+    assert cluster.token is not None
+    cfg.host = cluster.server
+    cfg.api_key = {"BearerToken": cluster.token.value(f"{where}: token").decode().strip()}
+    cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    if cluster.insecure_skip_tls_verify:
+        cfg.verify_ssl = False  # explicitly asked for in the config
+    elif cluster.certificate_authority:
+        cfg.ssl_ca_cert = os.path.expanduser(cluster.certificate_authority)
+    elif cluster.certificate_authority_data:
+        pem = base64.b64decode(cluster.certificate_authority_data)
+        # the client reads CAs from files: one per distinct CA, reused across reconnects
+        path = pathlib.Path(tempfile.gettempdir()) / f"gitops-agent-ca-{hashlib.sha256(pem).hexdigest()[:16]}.crt"
+        if not path.exists():
+            path.write_bytes(pem)
+        cfg.ssl_ca_cert = str(path)
 
 
 class KubeCluster:
@@ -277,7 +315,8 @@ class KubeCluster:
             )
             return self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
         except kube_exceptions.ApiException as e:  # raised by the client for TLS failures (status 0)
-            raise errors.ClusterUnreachableError(f"{self.server}: {e.reason}".strip()) from None
+            tls = "TLS verification failed (wrong or missing CA?): " if "CERTIFICATE_VERIFY_FAILED" in str(e) else ""
+            raise errors.ClusterUnreachableError(f"{self.server}: {tls}{e.reason}".strip()) from None
         except urllib3.exceptions.HTTPError as e:
             raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
 
@@ -308,11 +347,16 @@ def _verb(method: str, path: str, query: list[tuple[str, str]]) -> str:
 def _api_error(status: int, data: bytes) -> errors.ApiError:
     try:
         doc = json.loads(data)
-        return errors.ApiError(status, str(doc.get("reason", "")), str(doc.get("message", "")))
+        reason, message = str(doc.get("reason", "")), str(doc.get("message", ""))
     except (ValueError, AttributeError):
-        return errors.ApiError(status, "", data.decode("utf-8", "replace")[:500])
+        reason, message = "", data.decode("utf-8", "replace")[:500]
+    if status == 401:
+        message = f"the API server rejected the credentials (expired, revoked, or for another cluster): {message}"
+    return errors.ApiError(status, reason, message)
 
 
 def _reason(e: urllib3.exceptions.HTTPError) -> str:
-    inner = getattr(e, "reason", None)
-    return str(inner or e)
+    text = str(getattr(e, "reason", None) or e)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"TLS verification failed (wrong or missing CA?): {text}"
+    return text

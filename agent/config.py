@@ -82,6 +82,36 @@ class SourceConfig(_Model):
         return pathlib.Path("~/.cache/gitops-agent").expanduser() / digest
 
 
+class SecretRef(_Model):
+    """A secret kept out of the config file: ``env`` names an environment variable, ``file`` a file whose content
+    (trailing newline stripped) is the secret. Exactly one must be given."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def value(self, where: str) -> bytes:
+        """The secret's bytes. Raises ConfigError naming ``where`` when it is unset, empty or unreadable."""
+        if self.env is not None:
+            found = os.environ.get(self.env, "")
+            if not found:
+                raise errors.ConfigError(f"{where}: environment variable {self.env} is not set")
+            return found.encode()
+        assert self.file is not None
+        try:
+            data = pathlib.Path(self.file).expanduser().read_bytes().rstrip(b"\r\n")
+        except OSError as e:
+            raise errors.ConfigError(f"{where}: cannot read {self.file}: {e.strerror or e}") from None
+        if not data:
+            raise errors.ConfigError(f"{where}: {self.file} is empty")
+        return data
+
+
 class LabelSelector(_Model):
     """``matchLabels``: every label must be present with the given value."""
 
@@ -112,8 +142,11 @@ class IgnoreDifference(_Model):
 class ClusterConfig(_Model):
     """One target cluster.
 
-    ``name``: a DNS label, unique; ``kubeconfig``: path (``~`` expanded, relative to the config file) or None for
-    ``$KUBECONFIG``/``~/.kube/config``; ``context``: default the kubeconfig's current context; ``namespace``: for
+    ``name``: a DNS label, unique. How to reach it, one of: ``kubeconfig``, a path (``~`` expanded, relative to the
+    config file; default ``$KUBECONFIG``, else ``~/.kube/config``) with ``context`` (default: its current
+    context); ``kubeconfigData``, a kubeconfig inline; ``server`` with ``token`` (env or file) and
+    ``certificateAuthority`` (file) or ``certificateAuthorityData`` (base64 PEM), or ``insecureSkipTLSVerify:
+    true`` when explicitly wanted; ``inCluster: true``, the pod's service account. ``namespace``: for
     namespaced objects that name none (default ``default``); ``paths``: directories or files in the repository,
     relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only; ``substitute``:
     replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
@@ -121,11 +154,29 @@ class ClusterConfig(_Model):
 
     name: str
     kubeconfig: str | None = None
+    kubeconfig_data: str | None = None
     context: str | None = None
+    server: str | None = None
+    token: SecretRef | None = None
+    certificate_authority: str | None = None
+    certificate_authority_data: str | None = None
+    insecure_skip_tls_verify: bool = pydantic.Field(default=False, alias="insecureSkipTLSVerify")
+    in_cluster: bool = False
     namespace: str = "default"
     paths: tuple[str, ...] = pydantic.Field(min_length=1)
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     substitute: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _one_way_in(self) -> ClusterConfig:
+        ways = [self.kubeconfig is not None, self.kubeconfig_data is not None, self.server is not None, self.in_cluster]
+        if sum(ways) > 1:
+            raise ValueError("give one of kubeconfig, kubeconfigData, server (with token) or inCluster")
+        if self.server is not None and self.token is None:
+            raise ValueError("server needs a token (env or file)")
+        if self.server is not None and not self.server.startswith("https://"):
+            raise ValueError(f"server {self.server!r} must be an https:// URL")
+        return self
 
     @pydantic.field_validator("name", "namespace")
     @classmethod
@@ -170,36 +221,6 @@ class SyncConfig(_Model):
     inventory_namespace: str = "gitops-agent"
     wait: bool = False
     request_timeout: Duration = 60.0
-
-
-class SecretRef(_Model):
-    """A secret kept out of the config file: ``env`` names an environment variable, ``file`` a file whose content
-    (trailing newline stripped) is the secret. Exactly one must be given."""
-
-    env: str | None = None
-    file: str | None = None
-
-    @pydantic.model_validator(mode="after")
-    def _one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("give exactly one of env or file")
-        return self
-
-    def value(self, where: str) -> bytes:
-        """The secret's bytes. Raises ConfigError naming ``where`` when it is unset, empty or unreadable."""
-        if self.env is not None:
-            found = os.environ.get(self.env, "")
-            if not found:
-                raise errors.ConfigError(f"{where}: environment variable {self.env} is not set")
-            return found.encode()
-        assert self.file is not None
-        try:
-            data = pathlib.Path(self.file).expanduser().read_bytes().rstrip(b"\r\n")
-        except OSError as e:
-            raise errors.ConfigError(f"{where}: cannot read {self.file}: {e.strerror or e}") from None
-        if not data:
-            raise errors.ConfigError(f"{where}: {self.file} is empty")
-        return data
 
 
 class WebhooksConfig(_Model):

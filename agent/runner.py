@@ -114,7 +114,7 @@ class ClusterRunner:
             name = self.cluster.name
 
             def failed(kind: engine.ErrorKind, message: str) -> ReconcileResult:
-                log.error("cluster %s: %s", name, message)
+                log.error("%s", message if message.startswith(f"cluster {name}") else f"cluster {name}: {message}")
                 return ReconcileResult(name, revision, (), started, time.monotonic() - t0, dry_run, message, kind)
 
             result: ReconcileResult | None = None
