@@ -29,7 +29,7 @@ import urllib3
 import yaml
 from kubernetes.client import exceptions as kube_exceptions
 
-from agent import __version__, config
+from agent import __version__, aws, config
 from reconcilers import client, errors, resources
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,12 @@ def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: 
     """
     cfg = kubernetes.client.Configuration()
     where = f"cluster {cluster.name}"
+    eks: aws.EksToken | None = None
     try:
         if cluster.in_cluster:
             kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         elif cluster.server is not None:
-            _direct(cfg, cluster, where)
+            eks = _direct(cfg, cluster, where)
         elif cluster.kubeconfig_data is not None:
             data = yaml.safe_load(cluster.kubeconfig_data)
             kubernetes.config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
@@ -79,16 +80,24 @@ def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: 
     cfg.retries = 1
     api = kubernetes.client.ApiClient(cfg)
     api.user_agent = USER_AGENT
-    return KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout))
+    return KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout), eks)
 
 
-def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConfig, where: str) -> None:
-    """``server`` + ``token`` (+ CA): no kubeconfig at all."""
+def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConfig, where: str) -> aws.EksToken | None:
+    """``server`` + ``token`` or ``aws`` (+ CA): no kubeconfig at all. Returns the EKS token source, if any."""
     assert cluster.server is not None
-    assert cluster.token is not None
     cfg.host = cluster.server
-    cfg.api_key = {"BearerToken": cluster.token.value(f"{where}: token").decode().strip()}
     cfg.api_key_prefix = {"BearerToken": "Bearer"}
+    eks = None
+    if cluster.aws is not None:
+        eks = aws.EksToken(cluster.aws)
+        source = eks
+        # called by the client before every request: the cached token, renewed before it expires
+        cfg.refresh_api_key_hook = lambda c: c.api_key.update({"BearerToken": source.get()})  # type: ignore[assignment]
+        cfg.api_key = {"BearerToken": ""}  # the client calls the hook only when this key is present
+    else:
+        assert cluster.token is not None
+        cfg.api_key = {"BearerToken": cluster.token.value(f"{where}: token").decode().strip()}
     if cluster.insecure_skip_tls_verify:
         cfg.verify_ssl = False  # explicitly asked for in the config
     elif cluster.certificate_authority:
@@ -100,17 +109,23 @@ def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConfig,
         if not path.exists():
             path.write_bytes(pem)
         cfg.ssl_ca_cert = str(path)
+    return eks
 
 
 class KubeCluster:
     """One cluster's API server, with a discovery cache. Thread-safe."""
 
     def __init__(
-        self, name: str, api: kubernetes.client.ApiClient, timeout: tuple[float, float] = REQUEST_TIMEOUT
+        self,
+        name: str,
+        api: kubernetes.client.ApiClient,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+        eks: aws.EksToken | None = None,
     ) -> None:
         self.name = name
         self.api = api
         self.timeout = timeout
+        self.eks = eks
         self._types: dict[tuple[str, str], client.ResourceType] | None = None
         self._lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
@@ -284,6 +299,11 @@ class KubeCluster:
         :class:`errors.ClusterUnreachableError` when no HTTP answer came.
         """
         resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
+        if resp.status == 401 and self.eks is not None:  # an expired or rejected EKS token: renew once, retry
+            resp.read()
+            resp.response.release_conn()
+            self.eks.get(force=True)
+            resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
         try:
             data: bytes = resp.read()
         except urllib3.exceptions.HTTPError as e:

@@ -139,6 +139,18 @@ class IgnoreDifference(_Model):
         return v
 
 
+class AwsConfig(_Model):
+    """An EKS cluster reached with an AWS IAM identity: ``clusterName`` (the EKS name, signed into every token),
+    ``region``, optional ``roleArn`` (assumed with STS) and ``sessionName``, optional ``profile`` (a shared
+    config profile; default: botocore's credential chain)."""
+
+    cluster_name: str
+    region: str
+    role_arn: str | None = None
+    session_name: str = "gitops-agent"
+    profile: str | None = None
+
+
 class ClusterConfig(_Model):
     """One target cluster.
 
@@ -146,7 +158,8 @@ class ClusterConfig(_Model):
     config file; default ``$KUBECONFIG``, else ``~/.kube/config``) with ``context`` (default: its current
     context); ``kubeconfigData``, a kubeconfig inline; ``server`` with ``token`` (env or file) and
     ``certificateAuthority`` (file) or ``certificateAuthorityData`` (base64 PEM), or ``insecureSkipTLSVerify:
-    true`` when explicitly wanted; ``inCluster: true``, the pod's service account. ``namespace``: for
+    true`` when explicitly wanted, or with ``aws`` (an IAM identity, EKS tokens) instead of ``token``;
+    ``inCluster: true``, the pod's service account. ``namespace``: for
     namespaced objects that name none (default ``default``); ``paths``: directories or files in the repository,
     relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only; ``substitute``:
     replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
@@ -161,6 +174,7 @@ class ClusterConfig(_Model):
     certificate_authority: str | None = None
     certificate_authority_data: str | None = None
     insecure_skip_tls_verify: bool = pydantic.Field(default=False, alias="insecureSkipTLSVerify")
+    aws: AwsConfig | None = None
     in_cluster: bool = False
     namespace: str = "default"
     paths: tuple[str, ...] = pydantic.Field(min_length=1)
@@ -172,8 +186,10 @@ class ClusterConfig(_Model):
         ways = [self.kubeconfig is not None, self.kubeconfig_data is not None, self.server is not None, self.in_cluster]
         if sum(ways) > 1:
             raise ValueError("give one of kubeconfig, kubeconfigData, server (with token) or inCluster")
-        if self.server is not None and self.token is None:
-            raise ValueError("server needs a token (env or file)")
+        if self.server is not None and self.token is None and self.aws is None:
+            raise ValueError("server needs a token (env or file) or aws")
+        if self.aws is not None and self.server is None:
+            raise ValueError("aws needs server (the EKS endpoint) and certificateAuthorityData")
         if self.server is not None and not self.server.startswith("https://"):
             raise ValueError(f"server {self.server!r} must be an https:// URL")
         return self

@@ -169,6 +169,12 @@ class Store:
 
     def _ensure_namespace(self) -> None:
         ns = resources.ResourceKey("", "Namespace", "", self.namespace)
-        if self.kube.get(ns) is None:
+        try:
+            missing = self.kube.get(ns) is None
+        except errors.ApiError as e:
+            if e.status != 403:
+                raise
+            return  # a namespace-scoped identity may not read Namespaces: its own is taken to exist
+        if missing:
             body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
             self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=False)

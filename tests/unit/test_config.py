@@ -25,6 +25,7 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.LabelSelector,
         config.SecretRef,
         config.RolloutConfig,
+        config.AwsConfig,
         config.WebhooksConfig,
     )
     for model in models:
