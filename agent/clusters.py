@@ -28,6 +28,7 @@ import kubernetes.config
 import urllib3
 import yaml
 from kubernetes.client import exceptions as kube_exceptions
+from kubernetes.config import incluster_config
 
 from agent import __version__, aws, config
 from reconcilers import client, errors, resources
@@ -35,6 +36,9 @@ from reconcilers import client, errors, resources
 log = logging.getLogger(__name__)
 
 _AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+"""Where a pod's service-account token and CA are mounted (``inCluster: true``), with
+``$KUBERNETES_SERVICE_HOST`` and ``$KUBERNETES_SERVICE_PORT`` (Kubernetes docs, "Accessing the API from a Pod")."""
 USER_AGENT = f"gitops-agent/{__version__}"
 """Sent with every request, so audit logs tell the agent's writes apart."""
 REQUEST_TIMEOUT = (5.0, 60.0)
@@ -55,7 +59,11 @@ def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: 
     eks: aws.EksToken | None = None
     try:
         if cluster.in_cluster:
-            kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                token_filename=os.path.join(SERVICE_ACCOUNT_DIR, "token"),
+                cert_filename=os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
+            )
+            loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
         elif cluster.server is not None:
             eks = _direct(cfg, cluster, where)
         elif cluster.kubeconfig_data is not None:
