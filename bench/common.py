@@ -15,6 +15,24 @@ sys.path.insert(0, str(REPO))
 from tests.cluster.launcher import TestCluster  # noqa: E402
 
 
+def wait_ready(base: str, timeout: float = 60.0) -> None:
+    """Wait until the agent at ``base`` answers 200 on /readyz. Raises SystemExit after ``timeout`` seconds."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"agent at {base} not ready within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)

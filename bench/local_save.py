@@ -14,10 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import yaml
-from common import REPO, TestCluster, percentile
+from common import REPO, TestCluster, percentile, wait_ready
 
 sys.path.insert(0, str(REPO))
 
@@ -57,17 +56,7 @@ def main() -> None:
                 api_version="v1", kind="ConfigMap"
             )
             try:
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                            if r.status == 200:
-                                break
-                    except OSError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise SystemExit("agent not ready")
-                    time.sleep(0.1)
+                wait_ready(f"http://127.0.0.1:{port}")
                 time.sleep(2)
                 latencies = []
                 for i in range(args.saves):

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import yaml
-from common import REPO, TestCluster, percentile
+from common import REPO, TestCluster, percentile, wait_ready
 
 sys.path.insert(0, str(REPO))
 
@@ -63,17 +63,7 @@ def agent(tmp: pathlib.Path, bare: pathlib.Path, clusters: list[TestCluster], we
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("agent not ready")
-            time.sleep(0.1)
+        wait_ready(base)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)
