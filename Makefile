@@ -13,7 +13,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv testcluster kustomize browser lint test demo bench bench-testcluster clean
+.PHONY: all venv testcluster kubectl kustomize browser lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize
 
@@ -29,6 +29,12 @@ build/testcluster: $(wildcard tests/cluster/*.go) tests/cluster/go.mod tests/clu
 	@mkdir -p build
 	@echo "building the test cluster (kube-apiserver + etcd + controllers; about 6 minutes the first time)"
 	cd tests/cluster && $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o ../../build/testcluster .
+
+# The real kubectl of the same release, for the benchmarks' baseline (not needed by the tests).
+kubectl: build/kubectl
+build/kubectl: tests/cluster/cmd/kubectl/main.go tests/cluster/go.mod tests/cluster/go.sum
+	@mkdir -p build
+	cd tests/cluster && $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o ../../build/kubectl ./cmd/kubectl
 
 kustomize: $(BIN)/kustomize
 $(BIN)/kustomize: | $(VENV)/.installed
