@@ -67,6 +67,12 @@ class TestCluster:
         ports = json.loads((self.data_dir / "ports.json").read_text())
         return f"https://127.0.0.1:{ports['API']}"
 
+    def restart(self, extra_args: list[str] | None = None) -> None:
+        """Stop this cluster (if it still runs) and start it again on the same data dir, port and certificates;
+        the new process replaces the old one in this object, so whoever holds it stops the right process."""
+        self.stop()
+        self.process = TestCluster.start(self.name, self.data_dir, extra_args).process
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` seconds."""
         if self.process.poll() is None:

@@ -75,8 +75,7 @@ def test_cache_relists_after_410_gone_and_keeps_watching(
                 namespace=namespace, body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"}}
             )
         time.sleep(3)  # let a compaction pass
-        tc.stop()
-        tc = TestCluster.start("compacting", tmp_path / "compacting", args)
+        tc.restart(args)
         cfg = config.load_config(make_config(git_repo, [cluster_entry(tc, "a", ["x"])]))
         kube = agent_clusters.connect(cfg.clusters[0])
         real_list = kube.list_objects

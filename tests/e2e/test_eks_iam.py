@@ -12,7 +12,6 @@ import datetime
 import hashlib
 import hmac
 import json
-import pathlib
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -291,4 +290,3 @@ def test_tokens_are_cached_until_near_expiry(aws_env: None) -> None:
 
     time.sleep(1.1)  # X-Amz-Date has a one-second resolution
     assert source.get() != first  # renewed before it would expire
-    assert pathlib.Path  # keep the import used

@@ -70,14 +70,8 @@ class Agent:
 @pytest.fixture
 def own_cluster(tmp_path: pathlib.Path) -> Iterator[TestCluster]:
     tc = TestCluster.start("own", tmp_path / "own")
-    holder = [tc]
     yield tc
-    holder[0].stop()
-
-
-def restart(tc: TestCluster) -> TestCluster:
-    tc.stop()
-    return TestCluster.start(tc.name, tc.data_dir)
+    tc.stop()  # the process it runs now, restarted or not
 
 
 def test_clusters_down_killed_and_frozen_leave_the_others_syncing_and_converge(
@@ -107,7 +101,7 @@ def test_clusters_down_killed_and_frozen_leave_the_others_syncing_and_converge(
         assert "refused" in down["lastSync"]["error"].lower()
         assert live_object(a, "v1", "ConfigMap", "one", ns) is not None
 
-        b = TestCluster.start("flaky", b.data_dir)  # back: the backoff retries converge it
+        b.restart()  # back: the backoff retries converge it
         wait_until(lambda: agent.cluster("b")["syncStatus"] == "Synced", timeout=90)
         assert live_object(b, "v1", "ConfigMap", "one", ns) is not None
 
@@ -133,7 +127,7 @@ def test_clusters_down_killed_and_frozen_leave_the_others_syncing_and_converge(
         request(f"{agent.base}/api/v1/sync", method="POST")
         wait_until(lambda: live_object(a, "v1", "ConfigMap", "three", ns) is not None, timeout=90)
         wait_until(lambda: agent.cluster("b")["syncStatus"] == "Unknown", timeout=60)
-        b = TestCluster.start("flaky", b.data_dir)
+        b.restart()
         wait_until(lambda: live_object(b, "v1", "ConfigMap", "three", ns) is not None, timeout=90)
         assert agent.proc.poll() is None  # the agent never stopped
     finally:
@@ -158,8 +152,7 @@ def test_api_server_restarted_mid_watch_misses_no_drift(
         assert runner.reconcile(revision, checkout).ok
         key = resources.ResourceKey("", "ConfigMap", namespace, "watched")
         wait_until(lambda: runner.live.get(key) is not None)
-        tc.stop()
-        TestCluster.start(tc.name, tc.data_dir)
+        tc.restart()
         # the first write after the restart: the watch resumes (or re-lists) and self-heal corrects it
         dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
             name="watched",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconcilers import health, resources
+from reconcilers import health
 from tests.conftest import GitRepo, cluster_entry, runner_for, wait_until
 
 
@@ -92,4 +92,3 @@ def test_health_of_each_workload_kind_on_a_real_cluster(
         assert "Job" in waited.health_message
     finally:
         runner.close()
-    assert isinstance(keys[("Job", "fails")], resources.ResourceKey)

@@ -102,6 +102,7 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
         assert f'in the namespace "{ns}"' in failed["Secret"]
     finally:
         runner.close()
-    missing = checks.check(config.load_config(path), config.load_config(path).clusters[0], git_repo.path).missing
+    cfg = config.load_config(path)
+    missing = checks.check(cfg, cfg.clusters[0], git_repo.path).missing
     assert f'cannot create resource "secrets" in the namespace "{ns}"' in missing
     assert not any("configmaps" in m and "namespace" in m for m in missing)  # what it needs in its namespace is there

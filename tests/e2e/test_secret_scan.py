@@ -110,7 +110,7 @@ def test_no_secret_in_anything_printed_or_served(
             )[0]
             == 202
         )
-        assert get("/api/v1/sync/a")[0] in (200, 405)  # GET is not the trigger; POST is
+        assert get("/api/v1/sync/a")[0] == 405  # only POST triggers
         assert request(f"{agent.base}/api/v1/sync/a", method="POST", token=SECRETS["API_TOKEN"])[0] == 202
         wait_until(
             lambda: (
