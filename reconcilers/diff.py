@@ -21,7 +21,6 @@ import difflib
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import deepdiff
 import yaml
@@ -34,19 +33,6 @@ _BOOKKEEPING = ("managedFields", "resourceVersion", "generation")
 def _comparable(obj: resources.Body) -> resources.Body:
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _BOOKKEEPING}
     return {**obj, "metadata": meta}
-
-
-def _owned(obj: resources.Body, field_manager: str) -> list[tuple[Any, ...]]:
-    """The (operation, apiVersion, subresource, fieldsV1) entries of ``field_manager`` in managedFields."""
-    entries = (obj.get("metadata") or {}).get("managedFields") or []
-    return sorted(
-        (
-            (e.get("operation"), e.get("apiVersion"), e.get("subresource", ""), repr(e.get("fieldsV1")))
-            for e in entries
-            if e.get("manager") == field_manager
-        ),
-        key=repr,
-    )
 
 
 def resource_version(obj: resources.Body | None) -> str | None:
@@ -62,7 +48,7 @@ def would_change(live: resources.Body | None, merged: resources.Body, field_mana
     ``live`` in any field but bookkeeping, or ``field_manager``'s ownership would change (first adoption)."""
     if live is None:
         return True
-    if _owned(live, field_manager) != _owned(merged, field_manager):
+    if owned_hash(live, field_manager) != owned_hash(merged, field_manager):
         return True
     return _comparable(live) != _comparable(merged)
 

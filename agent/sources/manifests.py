@@ -78,7 +78,7 @@ def _load_dir(root: pathlib.Path, directory: pathlib.Path) -> Iterator[resources
 
 
 def _load_file(root: pathlib.Path, file: pathlib.Path) -> list[resources.Manifest]:
-    rel = file.relative_to(root).as_posix() if not file.is_symlink() else os.path.relpath(file, root)
+    rel = file.relative_to(root).as_posix()  # as named in the repository (a symlink by its own name)
     file = _inside(root, file, rel)
     size = file.stat().st_size
     if size > MAX_FILE_BYTES:
