@@ -119,8 +119,14 @@ class Agent:
             log.warning("config: server settings changed; they take effect after a restart")
         summary = {"added": added, "removed": removed, "changed": changed}
         log.info("config reloaded: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no cluster changed")
-        if added or changed:
-            self.trigger_now_many(added + changed)
+        if new.source != old.source:  # a new source has no revision yet: fetch it now, at its own interval
+            if self.scheduler.get_job("fetch"):
+                self.scheduler.reschedule_job(
+                    "fetch", trigger="interval", seconds=new.source.interval, jitter=new.source.interval * 0.1
+                )
+            self.fetch_soon()
+        for name in added + changed:
+            self.trigger_now(name)
         return summary
 
     def _schedule(self, cluster: config.ClusterConfig) -> None:
@@ -132,11 +138,6 @@ class Agent:
             jitter=self.cfg.sync.interval * 0.1,
             id=f"sync:{cluster.name}",
         )
-
-    def trigger_now_many(self, names: list[str]) -> None:
-        """Reconcile each of ``names`` as soon as possible."""
-        for name in names:
-            self.trigger_now(name)
 
     def start(self) -> None:
         """Schedule the jobs and start the scheduler thread; the first fetch runs at once."""

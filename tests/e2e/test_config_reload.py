@@ -55,6 +55,17 @@ def test_clusters_added_removed_and_an_invalid_config_refused(
         wait_until(lambda: [c["name"] for c in agent.status()["clusters"]] == ["b"], timeout=30)
         assert agent.status()["config"]["error"] is None
         assert live_object(a, "v1", "ConfigMap", "c", namespace) is not None  # removal never deletes objects
+
+        other = GitRepo(tmp_path / "other-fleet")  # a new source.url: fetched and deployed at once
+        other.write_objects(
+            "app/all.yaml",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "from-other", "namespace": namespace}},
+        )
+        other.commit()
+        cfg["source"]["url"] = str(other.path)
+        config.write_text(yaml.safe_dump(cfg))
+        wait_until(lambda: live_object(b, "v1", "ConfigMap", "from-other", namespace) is not None, timeout=30)
     finally:
         assert agent.stop() == 0
     assert "config reload refused, still running on the last valid config" in (tmp_path / "agent.log").read_text()
