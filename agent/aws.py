@@ -17,8 +17,6 @@ import datetime
 import threading
 from typing import Any
 
-import botocore.session
-
 from agent import config
 from reconcilers import errors
 
@@ -52,6 +50,8 @@ class EksToken:
             return self._token
 
     def _new_token(self) -> str:
+        import botocore.session  # imported on first use: one-shot commands without EKS clusters skip its 55 ms
+
         session = botocore.session.Session(profile=self.aws.profile) if self.aws.profile else botocore.session.Session()
         region = self.aws.region
         try:

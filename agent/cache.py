@@ -7,8 +7,11 @@ a closed watch resumes from the last resourceVersion seen; ``410 Gone`` (the ver
 watch window) re-lists and reports every difference as an event, so no drift is missed (Kubernetes docs, "API
 Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. Entries keep only what drift
 detection reads: metadata (name, namespace, uid, resourceVersion, generation, labels, annotations,
-managedFields, deletionTimestamp), plus status and a few spec fields for kinds with a health rule
-(``reconcilers.health``). Used by ``agent.runner``; implements ``reconcilers.client.LiveView``.
+deletionTimestamp, and the managedFields of the agent's field manager; other managers' entries without their
+fieldsV1), plus status and a few spec fields for kinds with a health rule (``reconcilers.health``). Kinds
+without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the agent never
+holds a Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents. Used by
+``agent.runner``; implements ``reconcilers.client.LiveView``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ _KEPT_METADATA = (
     "generation",
     "labels",
     "annotations",
-    "managedFields",
     "deletionTimestamp",
 )
 
@@ -44,15 +46,18 @@ OnChange = Callable[[resources.ResourceKey, "resources.Body | None"], None]
 _KEPT_SPEC = ("replicas", "paused", "suspend", "type")
 
 
-def lean(obj: resources.Body, group: str = "") -> resources.Body:
-    """The part of a live object the cache keeps: its metadata, and for kinds with a health rule its status and
-    the spec fields health reads."""
+def lean(obj: resources.Body, group: str, field_manager: str) -> resources.Body:
+    """The part of a live object the cache keeps: its metadata with ``field_manager``'s managedFields entries
+    whole and the other managers' without their fieldsV1 (self-heal names the last other writer), and for kinds
+    with a health rule its status and the spec fields health reads."""
     meta = obj.get("metadata") or {}
-    out: resources.Body = {
-        "apiVersion": obj.get("apiVersion"),
-        "kind": obj.get("kind"),
-        "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
-    }
+    kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
+    if "managedFields" in meta:
+        kept["managedFields"] = [
+            e if e.get("manager") == field_manager else {k: v for k, v in e.items() if k != "fieldsV1"}
+            for e in meta["managedFields"] or []
+        ]
+    out: resources.Body = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
     if (group, obj.get("kind")) in health.HEALTH_KINDS:
         spec = obj.get("spec") or {}
         out["spec"] = {k: spec[k] for k in _KEPT_SPEC if k in spec}
@@ -63,9 +68,12 @@ def lean(obj: resources.Body, group: str = "") -> resources.Body:
 class LiveCache:
     """Live objects of the managed kinds of one cluster, kept current by watches (threads)."""
 
-    def __init__(self, kube: clusters.KubeCluster, selector: str, on_change: OnChange | None = None) -> None:
+    def __init__(
+        self, kube: clusters.KubeCluster, selector: str, field_manager: str, on_change: OnChange | None = None
+    ) -> None:
         self.kube = kube
         self.selector = selector
+        self.field_manager = field_manager
         self.on_change = on_change
         self._objects: dict[resources.ResourceKey, resources.Body] = {}
         self._reflectors: dict[tuple[str, str], _Reflector] = {}
@@ -115,6 +123,7 @@ class _Reflector(threading.Thread):
     def __init__(self, cache: LiveCache, group: str, kind: str, watch: bool) -> None:
         super().__init__(name=f"watch-{cache.kube.name}-{kind}", daemon=True)
         self.cache, self.group, self.kind, self.watch_enabled = cache, group, kind, watch
+        self.metadata_only = (group, kind) not in health.HEALTH_KINDS
         self.listed = threading.Event()
 
     def run(self) -> None:
@@ -143,8 +152,11 @@ class _Reflector(threading.Thread):
                 backoff = min(backoff * 2, 30.0)
 
     def _relist(self) -> str:
-        items, rv = self.cache.kube.list_objects(self.group, self.kind, self.cache.selector)
-        fresh = {resources.ResourceKey.of(o): lean(o, self.group) for o in items}
+        items, rv = self.cache.kube.list_objects(
+            self.group, self.kind, self.cache.selector, metadata_only=self.metadata_only
+        )
+        fm = self.cache.field_manager
+        fresh = {resources.ResourceKey.of(o): lean(o, self.group, fm) for o in items}
         mine = [k for k in list(self.cache._objects) if (k.group, k.kind) == (self.group, self.kind)]
         for key in mine:
             if key not in fresh:
@@ -156,7 +168,13 @@ class _Reflector(threading.Thread):
         return rv
 
     def _watch(self, rv: str) -> str:
-        for event in self.cache.kube.watch(self.group, self.kind, self.cache.selector, rv, WATCH_TIMEOUT):
+        rtype = self.cache.kube.resource_type(self.group, self.kind)
+        version = rtype.versions[0] if rtype else ""
+        api_version = f"{self.group}/{version}" if self.group else version
+        events = self.cache.kube.watch(
+            self.group, self.kind, self.cache.selector, rv, WATCH_TIMEOUT, metadata_only=self.metadata_only
+        )
+        for event in events:
             if self.cache._stop.is_set():
                 break
             kind, obj = event.get("type"), event.get("object") or {}
@@ -167,9 +185,9 @@ class _Reflector(threading.Thread):
             rv = _rv(obj) or rv
             if kind == "BOOKMARK":
                 continue
-            obj.setdefault("kind", self.kind)
+            obj["apiVersion"], obj["kind"] = api_version, self.kind
             key = resources.ResourceKey(self.group, self.kind, _meta(obj, "namespace"), _meta(obj, "name"))
-            self.cache._store(key, None if kind == "DELETED" else lean(obj, self.group))
+            self.cache._store(key, None if kind == "DELETED" else lean(obj, self.group, self.cache.field_manager))
         return rv
 
 

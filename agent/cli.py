@@ -29,7 +29,7 @@ import rich.console
 import rich.syntax
 import rich.table
 
-from agent import __version__, checks, config, reload, runner, scheduler, server, state
+from agent import __version__, config, runner, state
 from agent.sources import local
 from reconcilers import apply, engine, errors
 
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as_json: bool, force_prune: bool) -> int:
     results = runner.sync_fleet(cfg, local.open_source(cfg.source), names, dry_run=dry_run, force_prune=force_prune)
     if as_json:
-        print(json.dumps({r.cluster: state.result_json(r) for r in results}, indent=2))
+        print(json.dumps({r.cluster: state.result_json(r) for r in results}))  # compact: the C encoder
     else:
         _print(results)
     return exit_code(results)
@@ -192,6 +192,8 @@ def _status(url: str, token: str | None) -> int:
 
 def _clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
     """0 when every cluster is reachable and allows all the desired state needs, 1 otherwise."""
+    from agent import checks
+
     source = local.open_source(cfg.source)
     try:
         checkout = source.checkout(source.fetch())
@@ -252,6 +254,9 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
 
 
 def _run(cfg: config.AgentConfig, path: pathlib.Path) -> int:
+    # The long-running parts load only for ``run``: a one-shot ``sync`` starts faster without them.
+    from agent import reload, scheduler, server
+
     agent = scheduler.Agent(cfg)
     server.create_app(agent)  # fails fast (exit 2) on a missing token or webhook secret
     agent.start()

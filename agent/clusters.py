@@ -36,6 +36,8 @@ from reconcilers import client, errors, resources
 log = logging.getLogger(__name__)
 
 _AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 """Where a pod's service-account token and CA are mounted (``inCluster: true``), with
 ``$KUBERNETES_SERVICE_HOST`` and ``$KUBERNETES_SERVICE_PORT`` (Kubernetes docs, "Accessing the API from a Pod")."""
@@ -47,9 +49,15 @@ WATCH_CONNECTIONS = 64
 """Connections kept for the live cache's watches (one per watched kind), beside the request pool."""
 
 
-def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: float = 60.0) -> KubeCluster:
+def connect(
+    cluster: config.ClusterConnection,
+    pool_size: int = 8,
+    request_timeout: float = 60.0,
+    user_agent: str = USER_AGENT,
+) -> KubeCluster:
     """An API client for ``cluster`` (no request is sent yet), from whichever way in its config gives: a kubeconfig
     file and context, an inline kubeconfig, a server with a bearer token, or the pod's service account.
+    ``user_agent`` is sent with every request (audit logs show it).
 
     Raises :class:`errors.ConfigError` naming the cluster and what is wrong (missing file, unknown context,
     unreadable token, CA or kubeconfig).
@@ -87,11 +95,11 @@ def connect(cluster: config.ClusterConfig, pool_size: int = 8, request_timeout: 
     cfg.connection_pool_maxsize = pool_size * 2 + WATCH_CONNECTIONS
     cfg.retries = 1
     api = kubernetes.client.ApiClient(cfg)
-    api.user_agent = USER_AGENT
+    api.user_agent = user_agent
     return KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout), eks)
 
 
-def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConfig, where: str) -> aws.EksToken | None:
+def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConnection, where: str) -> aws.EksToken | None:
     """``server`` + ``token`` or ``aws`` (+ CA): no kubeconfig at all. Returns the EKS token source, if any."""
     assert cluster.server is not None
     cfg.host = cluster.server
@@ -244,30 +252,38 @@ class KubeCluster:
             if not e.not_found:
                 raise
 
-    def list_objects(self, group: str, kind: str, selector: str) -> tuple[list[resources.Body], str]:
+    def list_objects(
+        self, group: str, kind: str, selector: str, *, metadata_only: bool = False
+    ) -> tuple[list[resources.Body], str]:
         """Every object of ``(group, kind)`` in all namespaces matching the label ``selector``, and the list's
-        resourceVersion (to start a watch from). Raises ApiError 404 when the kind is not served."""
+        resourceVersion (to start a watch from). With ``metadata_only`` the server sends only each object's
+        metadata (``PartialObjectMetadataList``, Kubernetes docs "API Concepts", receiving resources as tables
+        or metadata); items are labelled with their own apiVersion and kind either way. Raises ApiError 404 when
+        the kind is not served."""
         rtype = self.resource_type(group, kind)
         if rtype is None:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
         path = self.path_of(group, rtype.versions[0], kind, "")
+        api_version = f"{group}/{rtype.versions[0]}" if group else rtype.versions[0]
+        accept = _METADATA_LIST if metadata_only else "application/json"
         items: list[resources.Body] = []
         token = ""
         while True:
             query = [("labelSelector", selector), ("limit", "500")] + ([("continue", token)] if token else [])
-            page = self.request("GET", path, query=query)
-            api_version = f"{group}/{rtype.versions[0]}" if group else rtype.versions[0]
+            page = self.request("GET", path, query=query, accept=accept)
             for item in page.get("items") or []:
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
+                item["apiVersion"], item["kind"] = api_version, kind
                 items.append(item)
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
 
-    def watch(self, group: str, kind: str, selector: str, resource_version: str, timeout: int) -> Iterator[Any]:
+    def watch(
+        self, group: str, kind: str, selector: str, resource_version: str, timeout: int, *, metadata_only: bool = False
+    ) -> Iterator[Any]:
         """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` matching ``selector`` from
-        ``resource_version``, with bookmarks, for up to ``timeout`` seconds. Raises like :meth:`request`."""
+        ``resource_version``, with bookmarks, for up to ``timeout`` seconds; with ``metadata_only`` each object
+        is its metadata alone (see :meth:`list_objects`). Raises like :meth:`request`."""
         rtype = self.resource_type(group, kind)
         if rtype is None:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
@@ -279,7 +295,8 @@ class KubeCluster:
             ("timeoutSeconds", str(timeout)),
         ]
         path = self.path_of(group, rtype.versions[0], kind, "")
-        resp = self._send("GET", path, query, None, "application/json", "application/json", (5.0, timeout + 30.0))
+        accept = _METADATA if metadata_only else "application/json"
+        resp = self._send("GET", path, query, None, "application/json", accept, (5.0, timeout + 30.0))
         try:
             if resp.status >= 400:
                 raise _api_error(resp.status, resp.read())

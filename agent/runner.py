@@ -44,6 +44,12 @@ def ignore_rules(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> tupl
     )
 
 
+def user_agent(cfg: config.AgentConfig) -> str:
+    """The User-Agent of this agent's requests: with sharding it names the replica, so audit logs tell replicas
+    apart (``gitops-agent/0.1.0 (replica web-0)``)."""
+    return f"{clusters.USER_AGENT} (replica {cfg.sharding.identity})" if cfg.sharding else clusters.USER_AGENT
+
+
 def options_for(
     cfg: config.AgentConfig, cluster: config.ClusterConfig, *, dry_run: bool, force_prune: bool = False
 ) -> engine.ReconcileOptions:
@@ -84,12 +90,16 @@ class ClusterRunner:
 
     def _connect(self) -> tuple[clusters.KubeCluster, cache.LiveCache]:
         if self.kube is None or self.live is None:
-            kube = clusters.connect(self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout)
+            kube = clusters.connect(
+                self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, user_agent(self.cfg)
+            )
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
             heal = self.watch and self.cfg.sync.self_heal
             options = options_for(self.cfg, self.cluster, dry_run=False).apply
             self.healer = selfheal.Healer(self.cluster.name, kube, options) if heal else None
-            self.live = cache.LiveCache(kube, tracking.selector, self.healer.notify if self.healer else None)
+            self.live = cache.LiveCache(
+                kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None
+            )
             if self.healer:
                 self.healer.live = self.live
             self.kube = kube

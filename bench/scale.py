@@ -4,34 +4,43 @@
   (the CRD file first, so its custom resources can be applied), with the real kubectl of the same release
   (``make kubectl``);
 - ``API limit``: the same server-side apply PATCHes from a minimal concurrent client (Python threads over
-  urllib3, 32 in flight per cluster, clusters in parallel, no diffing, namespaces and the CRD first);
-- ``gitops-agent``: ``gitops-agent sync`` (one process, every cluster), then the same again (a no-op resync).
+  urllib3, 32 in flight per cluster, clusters in parallel, no diffing, namespaces and the CRD first, then
+  polling every 50 ms until the CRD is Established);
+- ``gitops-agent sync``: one process, every cluster, then the same again (a one-shot no-op resync, process
+  start-up included);
+- ``gitops-agent run``: the long-running agent on the synced clusters (watch cache, self-heal on); once it
+  reports every cluster Synced, one resync is requested (``POST /api/v1/sync``) and its duration taken from the
+  status API (the slowest cluster). Its peak RSS is the agent's memory with every object watched.
 
 Each contender gets its own fresh clusters, so every first sync is a first sync. Wall time, CPU seconds and peak
-RSS of the process come from ``os.wait4``; writes from the clusters' audit logs.
+RSS of a process come from ``os.wait4`` (``/proc`` for the running agent); the clusters' CPU seconds (API
+server, etcd, controllers, fake kubelet) from ``/proc/PID/stat``; writes from the clusters' audit logs.
 
-Usage: .venv/bin/python bench/scale.py [--objects 2000] [--clusters 3]
+Usage: .venv/bin/python bench/scale.py [--objects 2000] [--clusters 3] [--skip-baselines]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import json
 import os
 import pathlib
+import resource
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent import futures
 from typing import Any
 
 import urllib3
 import yaml
-from common import REPO, TestCluster
+from common import REPO, TestCluster, wait_ready
 
 KUBECTL = REPO / "build" / "kubectl"
 
@@ -145,6 +154,16 @@ def measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, 
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
+def cluster_cpu(clusters: list[TestCluster]) -> float:
+    """CPU seconds used so far by the clusters' processes (user + system)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for tc in clusters:
+        fields = pathlib.Path(f"/proc/{tc.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / ticks
+
+
 def writes(tc: TestCluster) -> int:
     n = 0
     with (tc.data_dir / "audit.log").open() as f:
@@ -204,11 +223,18 @@ def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]]) ->
         def send(o: dict[str, Any]) -> int:
             return int(pool.request("PATCH", path(o), body=json.dumps(o), headers=headers).status)
 
+        crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.bench.example.com"
+
+        def established() -> bool:
+            conditions = json.loads(pool.request("GET", crd).data).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
         with futures.ThreadPoolExecutor(32) as ex:
             list(ex.map(send, first))
-            time.sleep(1.0)  # the CRD becomes Established, as any client must wait for
+            while not established():  # as any client must before sending custom resources
+                time.sleep(0.05)
             failed = [o for o, status in zip(rest, ex.map(send, rest), strict=True) if status >= 400]
-            for o in failed:  # custom resources sent before their kind was served
+            for o in failed:  # custom resources sent before discovery caught up
                 send(o)
 
     t0 = time.perf_counter()
@@ -220,14 +246,127 @@ def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]]) ->
     return time.perf_counter() - t0
 
 
+Row = tuple[str, float, float | None, float | None, int, float]
+"""(contender, wall s, CPU s of the client, peak RSS MiB of the client, writes, CPU s of the clusters)."""
+
+
+def kubectl_row(repo: pathlib.Path, cs: list[TestCluster]) -> Row:
+    wall = cpu = rss = 0.0
+    c0 = cluster_cpu(cs)
+    for tc in cs:  # one cluster after another
+        for target in (repo / "app" / "000.yaml", repo / "app"):
+            cmd = [str(KUBECTL), "--kubeconfig", str(tc.kubeconfig), "apply", "--server-side", "--force-conflicts"]
+            w, c, r, code = measured([*cmd, "-R", "-f", str(target)])
+            assert code == 0, code
+            wall, cpu, rss = wall + w, cpu + c, max(rss, r)
+            if target.name == "000.yaml":
+                time.sleep(1.0)  # CRD established (not counted)
+    name = "kubectl apply --server-side, clusters one after another"
+    return (name, wall, cpu, rss, total_writes(cs), cluster_cpu(cs) - c0)
+
+
+def limit_row(files: list[list[dict[str, Any]]], cs: list[TestCluster]) -> Row:
+    c0, r0 = cluster_cpu(cs), resource.getrusage(resource.RUSAGE_SELF)
+    wall = api_limit(cs, files)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    return ("API limit: minimal concurrent SSA client", wall, cpu, None, total_writes(cs), cluster_cpu(cs) - c0)
+
+
+def total_writes(cs: list[TestCluster]) -> int:
+    return sum(writes(tc) for tc in cs)
+
+
+def agent_rows(repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster]) -> list[Row]:
+    """One-shot first sync and resync, then a running agent's resync; the rows and the running agent's peak RSS."""
+    config = tmp / "agent.yaml"
+    port = 18000 + os.getpid() % 1000
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "instance": "scale",
+                "source": {"url": str(repo), "cacheDir": str(tmp / "cache"), "interval": "1h"},
+                "clusters": [{"name": tc.name, "kubeconfig": str(tc.kubeconfig), "paths": ["app"]} for tc in cs],
+                "sync": {"concurrency": 32, "interval": "1h", "selfHeal": True},
+                "server": {"listen": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    rows: list[Row] = []
+    sync = [sys.executable, "-m", "agent.cli", "sync", "--config", str(config), "--json"]
+    for name in ("gitops-agent sync (first)", "gitops-agent sync (no-op resync, one-shot process)"):
+        before, c0 = total_writes(cs), cluster_cpu(cs)
+        w, c, r, code = measured(sync)
+        assert code == 0, code
+        rows.append((name, w, c, r, total_writes(cs) - before, cluster_cpu(cs) - c0))
+    base = f"http://127.0.0.1:{port}"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "agent.log").open("wb"),
+    )
+    try:
+        wait_ready(base, timeout=120)
+
+        def clusters() -> list[dict[str, Any]]:
+            with urllib.request.urlopen(f"{base}/api/v1/status", timeout=30) as resp:
+                return list(json.load(resp)["clusters"])
+
+        def synced_after(t: str) -> list[dict[str, Any]] | None:
+            cl = clusters()
+            done = all(c["lastSync"] and c["lastSync"]["started"] > t and c["syncStatus"] == "Synced" for c in cl)
+            return cl if done else None
+
+        deadline = time.monotonic() + 600
+        while synced_after("") is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2.0)  # watches settled
+        before, c0 = total_writes(cs), cluster_cpu(cs)
+        cpu0 = _proc_cpu(agent.pid)
+        t0 = datetime.datetime.now(datetime.UTC).isoformat()
+        urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/sync", method="POST"), timeout=30).close()
+        while (cl := synced_after(t0)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert cl is not None, "the running agent did not finish its resync"
+        wall = max(c["lastSync"]["durationSeconds"] for c in cl)
+        rss = _peak_rss(agent.pid)
+        rows.append(
+            (
+                "gitops-agent run: resync in the running agent (watch cache)",
+                wall,
+                _proc_cpu(agent.pid) - cpu0,
+                rss,
+                total_writes(cs) - before,
+                cluster_cpu(cs) - c0,
+            )
+        )
+    finally:
+        agent.terminate()
+        agent.wait(30)
+    return rows
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=2000)
     ap.add_argument("--clusters", type=int, default=3)
+    ap.add_argument("--skip-baselines", action="store_true", help="only the agent's rows")
     args = ap.parse_args()
     files = generate(args.objects)
     total = sum(len(f) for f in files)
-    rows: list[tuple[str, float, float, float, int]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = pathlib.Path(tmp_)
         repo = tmp / "repo"
@@ -242,91 +381,38 @@ def main() -> None:
             subprocess.run(["git", *a], cwd=repo, check=True)
 
         def fresh(tag: str) -> list[TestCluster]:
-            return [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(args.clusters)]
+            cs = [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(args.clusters)]
+            time.sleep(3.0)  # start-up work of the controllers done
+            return cs
 
-        cs = fresh("k")
-        try:
-            wall = cpu = rss = 0.0
-            for tc in cs:  # one cluster after another
-                for target in (repo / "app" / "000.yaml", repo / "app"):
-                    w, c, r, code = measured(
-                        [
-                            str(KUBECTL),
-                            "--kubeconfig",
-                            str(tc.kubeconfig),
-                            "apply",
-                            "--server-side",
-                            "--force-conflicts",
-                            "-R",
-                            "-f",
-                            str(target),
-                        ]
-                    )
-                    wall, cpu, rss = wall + w, cpu + c, max(rss, r)
-                    if target.name == "000.yaml":
-                        time.sleep(1.0)  # CRD established
-            rows.append(
-                (
-                    "kubectl apply --server-side, clusters one after another",
-                    wall,
-                    cpu,
-                    rss,
-                    sum(writes(tc) for tc in cs),
-                )
-            )
-        finally:
-            for tc in cs:
-                tc.stop()
-        cs = fresh("l")
-        try:
-            rows.append(
-                (
-                    "API limit: minimal concurrent SSA client",
-                    api_limit(cs, files),
-                    0.0,
-                    0.0,
-                    sum(writes(tc) for tc in cs),
-                )
-            )
-        finally:
-            for tc in cs:
-                tc.stop()
-        cs = fresh("g")
-        try:
-            config = tmp / "agent.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "instance": "scale",
-                        "source": {"url": str(repo), "cacheDir": str(tmp / "cache")},
-                        "clusters": [
-                            {"name": tc.name, "kubeconfig": str(tc.kubeconfig), "paths": ["app"]} for tc in cs
-                        ],
-                        "sync": {"concurrency": 32},
-                    }
-                )
-            )
-            agent = [sys.executable, "-m", "agent.cli", "sync", "--config", str(config), "--json"]
-            w, c, r, code = measured(agent)
-            first_writes = sum(writes(tc) for tc in cs)
-            rows.append(("gitops-agent sync (first)", w, c, r, first_writes))
-            w, c, r, code2 = measured(agent)
-            rows.append(("gitops-agent sync (no-op resync)", w, c, r, sum(writes(tc) for tc in cs) - first_writes))
-            assert code == 0, code
-            assert code2 == 0, code2
-        finally:
-            for tc in cs:
-                tc.stop()
+        contenders = [("g", lambda cs: agent_rows(repo, tmp, cs))]
+        if not args.skip_baselines:
+            contenders = [
+                ("k", lambda cs: [kubectl_row(repo, cs)]),
+                ("l", lambda cs: [limit_row(files, cs)]),
+                *contenders,
+            ]
+        for tag, run in contenders:
+            cs = fresh(tag)
+            try:
+                rows.extend(run(cs))
+            finally:
+                for tc in cs:
+                    tc.stop()
     print(f"objects per cluster: {total}; clusters: {args.clusters}")
-    print("| run | wall (s) | CPU (s) | peak RSS (MiB) | writes |")
-    print("|---|---|---|---|---|")
-    for name, w, c, r, n in rows:
-        print(f"| {name} | {w:.2f} | {c:.2f} | {r:.0f} | {n} |")
-    kubectl, limit, first, noop = (row[1] for row in rows)
-    print(
-        f"first sync / kubectl: {first / kubectl:.2f}; first sync / API limit: {first / limit:.2f}; "
-        f"no-op resync / kubectl: {noop / kubectl:.3f}"
-    )
+    print("| run | wall (s) | CPU (s) | peak RSS (MiB) | writes | clusters' CPU (s) |")
+    print("|---|---|---|---|---|---|")
+    for name, w, c, r, n, cc in rows:
+        cpu = f"{c:.2f}" if c is not None else "-"
+        rss = f"{r:.0f}" if r is not None else "-"
+        print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {cc:.1f} |")
+    if not args.skip_baselines:
+        kubectl, limit, first, noop, running = (row[1] for row in rows)
+        print(
+            f"first sync / kubectl: {first / kubectl:.2f}; first sync / API limit: {first / limit:.2f}; "
+            f"API limit / kubectl: {limit / kubectl:.2f}; no-op resync / kubectl: one-shot {noop / kubectl:.3f}, "
+            f"running agent {running / kubectl:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Validate and apply one stage with server-side apply; every object gets a :class:`ChangeSetEntry`.
 
 For each object, first the cheap check (:func:`reconcilers.diff.quick_in_sync`, from the live cache and the
-inventory, no request): a match is ``unchanged``. Every other object is read live and sent as a server-side dry
-run, in parallel. If the API server rejects any object, nothing of the stage is written: the rejected objects
-are ``failed`` with the server's message and the others ``skipped``. Otherwise the objects whose dry-run result
-differs from live (:func:`reconcilers.diff.would_change`) are applied in kind order, in parallel within a kind;
-unchanged objects cost no write. Called by :mod:`reconcilers.engine`.
+inventory, no request): a match is ``unchanged``. Every other object is sent as a server-side dry run (and read
+live when the dry run shows it exists), in parallel. If the API server rejects any object, nothing of the stage
+is written: the rejected objects are ``failed`` with the server's message and the others ``skipped``. Otherwise
+the objects whose dry-run result differs from live (:func:`reconcilers.diff.would_change`) are applied in kind
+order, in parallel within a kind; unchanged objects cost no write. Called by :mod:`reconcilers.engine`.
 """
 
 from __future__ import annotations
@@ -178,19 +178,31 @@ def _record(d: Desired, obj: resources.Body | None, field_manager: str) -> inven
 def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Validated:
     """Dry-run ``d`` against the live object it is compared with.
 
-    The dry-run result is only comparable with ``live`` when the server merged into that same version: when a
-    controller wrote the object in between (``resourceVersion`` moved), live is read again and the dry run
-    repeated, up to :data:`VALIDATE_ATTEMPTS` times, so another writer's change is never taken for drift.
+    Without ignored fields the dry run goes first: a dry-run create persists nothing and carries no
+    ``resourceVersion``, so an object that does not exist yet (every object of a first sync) costs no GET. With
+    ignored fields live is read first, as their live values are sent back. The dry-run result is only comparable
+    with ``live`` when the server merged into that same version: when a controller wrote the object in between
+    (``resourceVersion`` moved), live is read again and the dry run repeated, up to :data:`VALIDATE_ATTEMPTS`
+    times, so another writer's change is never taken for drift.
     """
     fm = options.field_manager
+    key = d.manifest.key
+    body = d.manifest.body
+    merged: resources.Body | None = None
     try:
-        live = kube.get(d.manifest.key)
-        for _ in range(VALIDATE_ATTEMPTS):
-            body = ignore.for_apply(d.manifest.body, live, d.pointers, fm)
+        if d.pointers:
+            live = kube.get(key)
+        else:
             merged = kube.apply(body, field_manager=fm, force=options.force, dry_run=True)
+            live = kube.get(key) if diff.resource_version(merged) else None
+        for attempt in range(VALIDATE_ATTEMPTS):
+            if merged is None:
+                body = ignore.for_apply(d.manifest.body, live, d.pointers, fm)
+                merged = kube.apply(body, field_manager=fm, force=options.force, dry_run=True)
             if live is None or diff.resource_version(merged) == diff.resource_version(live):
                 break
-            live = kube.get(d.manifest.key)
+            if attempt + 1 < VALIDATE_ATTEMPTS:
+                live, merged = kube.get(key), None
     except errors.ApiError as e:
         return _Validated(d, None, None, d.manifest.body, e.message or str(e))
     return _Validated(d, live, merged, body, None)

@@ -12,17 +12,25 @@ cluster gets no writes at all):
 - files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
   refused.
 
+A file is parsed once per content: the objects of the last files read (up to :data:`PARSE_CACHE_BYTES` of
+source) are kept by the SHA-256 of their bytes, so a new commit re-parses only the files it changed and the
+clusters of one sync share one parse. Manifests are immutable by convention (every step of a reconcile builds
+new bodies), which is what makes sharing them safe.
+
 Called by ``agent.runner``.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -39,6 +47,12 @@ KUSTOMIZE_TIMEOUT = 120.0
 """Seconds one ``kustomize build`` may take."""
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+PARSE_CACHE_BYTES = 64 * 1024 * 1024
+"""Source bytes whose parsed objects are kept (least recently used files are dropped first)."""
+_parsed: collections.OrderedDict[tuple[str, bytes], tuple[int, list[resources.Manifest]]] = collections.OrderedDict()
+_parsed_bytes = 0
+_parsed_lock = threading.Lock()
 
 
 def load_paths(root: pathlib.Path, paths: Sequence[str]) -> list[resources.Manifest]:
@@ -83,11 +97,32 @@ def _load_file(root: pathlib.Path, file: pathlib.Path) -> list[resources.Manifes
     size = file.stat().st_size
     if size > MAX_FILE_BYTES:
         raise errors.ManifestError(rel, None, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+    data = file.read_bytes()
+    key = (rel, hashlib.sha256(data).digest())
+    with _parsed_lock:
+        hit = _parsed.get(key)
+        if hit is not None:
+            _parsed.move_to_end(key)
+            return list(hit[1])
     try:
-        text = file.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise errors.ManifestError(rel, None, f"not UTF-8 (byte {e.start}): {e.reason}") from None
-    return parse_stream(text, rel)
+    parsed = parse_stream(text, rel)
+    _remember(key, len(data), parsed)
+    return list(parsed)
+
+
+def _remember(key: tuple[str, bytes], size: int, parsed: list[resources.Manifest]) -> None:
+    global _parsed_bytes
+    with _parsed_lock:
+        if key in _parsed:
+            return
+        _parsed[key] = (size, parsed)
+        _parsed_bytes += size
+        while _parsed_bytes > PARSE_CACHE_BYTES and _parsed:
+            _, (dropped, _) = _parsed.popitem(last=False)
+            _parsed_bytes -= dropped
 
 
 def parse_stream(text: str, source_file: str) -> list[resources.Manifest]:
