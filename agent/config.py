@@ -11,6 +11,7 @@ import hashlib
 import os
 import pathlib
 import re
+import socket
 import typing
 from typing import Annotated, Any
 
@@ -151,19 +152,13 @@ class AwsConfig(_Model):
     profile: str | None = None
 
 
-class ClusterConfig(_Model):
-    """One target cluster.
-
-    ``name``: a DNS label, unique. How to reach it, one of: ``kubeconfig``, a path (``~`` expanded, relative to the
-    config file; default ``$KUBECONFIG``, else ``~/.kube/config``) with ``context`` (default: its current
-    context); ``kubeconfigData``, a kubeconfig inline; ``server`` with ``token`` (env or file) and
-    ``certificateAuthority`` (file) or ``certificateAuthorityData`` (base64 PEM), or ``insecureSkipTLSVerify:
-    true`` when explicitly wanted, or with ``aws`` (an IAM identity, EKS tokens) instead of ``token``;
-    ``inCluster: true``, the pod's service account. ``namespace``: for
-    namespaced objects that name none (default ``default``); ``paths``: directories or files in the repository,
-    relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only; ``substitute``:
-    replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
-    """
+class ClusterConnection(_Model):
+    """How to reach one API server, one of: ``kubeconfig``, a path (``~`` expanded, relative to the config file;
+    default ``$KUBECONFIG``, else ``~/.kube/config``) with ``context`` (default: its current context);
+    ``kubeconfigData``, a kubeconfig inline; ``server`` with ``token`` (env or file) and ``certificateAuthority``
+    (file) or ``certificateAuthorityData`` (base64 PEM), or ``insecureSkipTLSVerify: true`` when explicitly
+    wanted, or with ``aws`` (an IAM identity, EKS tokens) instead of ``token``; ``inCluster: true``, the pod's
+    service account. ``name``: a DNS label."""
 
     name: str
     kubeconfig: str | None = None
@@ -176,13 +171,9 @@ class ClusterConfig(_Model):
     insecure_skip_tls_verify: bool = pydantic.Field(default=False, alias="insecureSkipTLSVerify")
     aws: AwsConfig | None = None
     in_cluster: bool = False
-    namespace: str = "default"
-    paths: tuple[str, ...] = pydantic.Field(min_length=1)
-    ignore_differences: tuple[IgnoreDifference, ...] = ()
-    substitute: bool = False
 
     @pydantic.model_validator(mode="after")
-    def _one_way_in(self) -> ClusterConfig:
+    def _one_way_in(self) -> ClusterConnection:
         ways = [self.kubeconfig is not None, self.kubeconfig_data is not None, self.server is not None, self.in_cluster]
         if sum(ways) > 1:
             raise ValueError("give one of kubeconfig, kubeconfigData, server (with token) or inCluster")
@@ -194,12 +185,34 @@ class ClusterConfig(_Model):
             raise ValueError(f"server {self.server!r} must be an https:// URL")
         return self
 
-    @pydantic.field_validator("name", "namespace")
+    @pydantic.field_validator("name")
     @classmethod
-    def _dns_label(cls, v: str) -> str:
-        if not _DNS_LABEL.match(v) or len(v) > 63:
-            raise ValueError(f"{v!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
-        return v
+    def _name_label(cls, v: str) -> str:
+        return _dns_label(v)
+
+
+def _dns_label(v: str) -> str:
+    if not _DNS_LABEL.match(v) or len(v) > 63:
+        raise ValueError(f"{v!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    return v
+
+
+class ClusterConfig(ClusterConnection):
+    """One target cluster: how to reach it (see :class:`ClusterConnection`; ``name`` unique), ``namespace``
+    for namespaced objects that name none (default ``default``); ``paths``: directories or files in the
+    repository, relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only;
+    ``substitute``: replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
+    """
+
+    namespace: str = "default"
+    paths: tuple[str, ...] = pydantic.Field(min_length=1)
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
+    substitute: bool = False
+
+    @pydantic.field_validator("namespace")
+    @classmethod
+    def _namespace_label(cls, v: str) -> str:
+        return _dns_label(v)
 
     @pydantic.field_validator("paths")
     @classmethod
@@ -208,6 +221,41 @@ class ClusterConfig(_Model):
             if p.startswith("/") or ".." in pathlib.PurePosixPath(p).parts:
                 raise ValueError(f"path {p!r} must be relative to the repository root and must not contain '..'")
         return v
+
+
+class HomeCluster(ClusterConnection):
+    """The cluster holding the sharding Leases (see :class:`ClusterConnection`); ``name`` defaults to
+    ``home``."""
+
+    name: str = "home"
+
+
+class ShardingConfig(_Model):
+    """Several replicas share the clusters (``run`` only) through Leases (``coordination.k8s.io/v1``) in a home
+    cluster; each cluster is reconciled by the one replica holding its Lease.
+
+    ``homeCluster``: where the Leases live; ``namespace``: their namespace there (default ``gitops-agent``, must
+    exist); ``identity``: this replica's name, unique among replicas (default ``<hostname>-<pid>``; in a pod,
+    its name); ``leaseDuration`` (seconds, default 15): a Lease not renewed for this long is free, so a dead
+    replica's clusters move within about this long; ``renewDeadline`` (default 10): a replica that could not
+    renew for this long stops reconciling the cluster, before anyone else may take it; ``retryPeriod`` (default
+    2): how often Leases are renewed and checked. Defaults and their meaning follow client-go's leader election.
+    """
+
+    home_cluster: HomeCluster
+    namespace: str = "gitops-agent"
+    identity: str = pydantic.Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1, max_length=128
+    )
+    lease_duration: Duration = 15.0
+    renew_deadline: Duration = 10.0
+    retry_period: Duration = 2.0
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> ShardingConfig:
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("need retryPeriod < renewDeadline < leaseDuration")
+        return self
 
 
 class SyncConfig(_Model):
@@ -301,7 +349,8 @@ class AgentConfig(_Model):
     """The whole config file: ``instance`` names this agent in the tracking label and annotation of every object
     it applies (default ``gitops-agent``; two agents on one cluster need different names); ``ignoreDifferences``
     apply to every cluster; ``variables`` are the values of ``${NAME}`` in manifests of clusters with
-    ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery."""
+    ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery;
+    ``sharding`` shares the clusters among several replicas (not with ``rollout``)."""
 
     instance: str = "gitops-agent"
     source: SourceConfig
@@ -311,6 +360,7 @@ class AgentConfig(_Model):
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     variables: dict[str, SecretRef] = pydantic.Field(default_factory=dict)
     rollout: RolloutConfig | None = None
+    sharding: ShardingConfig | None = None
 
     @pydantic.field_validator("variables")
     @classmethod
@@ -322,6 +372,8 @@ class AgentConfig(_Model):
 
     @pydantic.model_validator(mode="after")
     def _rollout_order(self) -> AgentConfig:
+        if self.rollout and self.sharding:
+            raise ValueError("rollout and sharding cannot be combined: a rollout's order spans every cluster")
         if self.rollout:
             known = {c.name for c in self.clusters}
             unknown = [n for n in self.rollout.order if n not in known]
@@ -339,9 +391,7 @@ class AgentConfig(_Model):
     @pydantic.field_validator("instance")
     @classmethod
     def _instance_label(cls, v: str) -> str:
-        if not _DNS_LABEL.match(v) or len(v) > 63:
-            raise ValueError(f"{v!r} is not a valid label value (lowercase letters, digits and '-', at most 63)")
-        return v
+        return _dns_label(v)
 
     @pydantic.field_validator("clusters")
     @classmethod
@@ -411,6 +461,11 @@ def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
             if key in src:
                 src[key] = resolve(src[key])
         out["source"] = src
+    sharding = raw.get("sharding")
+    if isinstance(sharding, dict) and isinstance(sharding.get("homeCluster"), dict):
+        home = sharding["homeCluster"]
+        if home.get("kubeconfig"):
+            out["sharding"] = {**sharding, "homeCluster": {**home, "kubeconfig": resolve(home["kubeconfig"])}}
     if isinstance(raw.get("clusters"), list):
         out["clusters"] = [
             {**c, "kubeconfig": resolve(c["kubeconfig"])} if isinstance(c, dict) and c.get("kubeconfig") else c

@@ -23,7 +23,7 @@ from typing import Any
 import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import config, metrics, rollout, runner, state
+from agent import config, leases, metrics, rollout, runner, state
 from agent.sources import local
 from reconcilers import engine, errors, health, resources
 
@@ -59,6 +59,13 @@ class Agent:
         self.runners = {c.name: runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters}
         self.metrics = metrics.Metrics()
         self.rollout = rollout.Rollout(cfg, self.reconcile_to) if cfg.rollout else None
+        # With sharding, only the clusters whose Lease this replica holds are reconciled (None: all of them).
+        self.owned: set[str] | None = set() if cfg.sharding else None
+        self.leases = (
+            leases.Coordinator(cfg.sharding, cfg.instance, [c.name for c in cfg.clusters], self.set_owned)
+            if cfg.sharding
+            else None
+        )
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
@@ -115,8 +122,10 @@ class Agent:
             self._schedule(after[name])
         if self.rollout:
             self.rollout.cfg = new
-        if new.server != old.server:
-            log.warning("config: server settings changed; they take effect after a restart")
+        if new.server != old.server or new.sharding != old.sharding:
+            log.warning("config: server or sharding settings changed; they take effect after a restart")
+        if self.leases:
+            self.leases.set_clusters(after)
         summary = {"added": added, "removed": removed, "changed": changed}
         log.info("config reloaded: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no cluster changed")
         if new.source != old.source:  # a new source has no revision yet: fetch it now, at its own interval
@@ -156,6 +165,8 @@ class Agent:
         self._fetcher.start()
         if self.rollout:
             self.rollout.start()
+        if self.leases:
+            self.leases.start()
         if isinstance(self.source, local.LocalSource):
             threading.Thread(
                 target=self._watch_local, args=(self.source.path,), name="watch-source", daemon=True
@@ -193,6 +204,22 @@ class Agent:
             self.scheduler.shutdown(wait=True)
         for r in self.runners.values():
             r.close()
+        if self.leases:
+            self.leases.stop()  # reconciles have ended: hand the clusters over now
+
+    def set_owned(self, owned: set[str]) -> None:
+        """Sharding: this replica now holds the Leases of ``owned``. Clusters gained reconcile at once; clusters
+        lost stop their watches and self-heal (a fresh runner waits in case they come back)."""
+        with self._lock:
+            before = self.owned or set()
+            self.owned = set(owned)
+            lost = [n for n in before - owned if n in self.runners]
+            for name in lost:
+                self.runners[name].close()
+                self.runners[name] = runner.ClusterRunner(self.cfg, self.cfg.cluster(name), watch=True)
+        gained = sorted(n for n in owned - before if any(c.name == n for c in self.cfg.clusters))
+        if gained and not self._stopping.is_set():
+            self.trigger_now_many(gained)
 
     def fetch(self) -> None:
         """Fetch the source; a new revision triggers every cluster (kustomize bases may live outside a cluster's
@@ -225,6 +252,10 @@ class Agent:
         Raises :class:`errors.ConfigError` for an unknown cluster.
         """
         names = [self.cfg.cluster(cluster).name] if cluster else [c.name for c in self.cfg.clusters]
+        return self.trigger_now_many(names)
+
+    def trigger_now_many(self, names: list[str]) -> list[str]:
+        """:meth:`trigger_now` for each of ``names`` (known clusters)."""
         for name in names:
             with self._lock:
                 if name in self._busy:
@@ -263,6 +294,8 @@ class Agent:
         found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")))
         if self.rollout:
             found["rollout"] = self.rollout.cluster_json(name)
+        if self.leases:
+            found["sharding"] = {"holder": self.leases.holder(name), "reconciledHere": name in (self.owned or ())}
         keys = list(last.desired) if last else []
         healths = r.health(keys)
         overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
@@ -280,6 +313,8 @@ class Agent:
         status["clusters"] = [self.cluster_json(c["name"]) for c in status["clusters"] if c]
         if self.rollout:
             status["rollout"] = self.rollout.status_json()
+        if self.leases:
+            status["sharding"] = self.leases.status()
         return status
 
     def reconcile_to(self, name: str, revision: resources.Revision) -> engine.ReconcileResult:
@@ -297,9 +332,9 @@ class Agent:
         """One reconcile of cluster ``name`` at its revision (none before the first good fetch, or, with a
         rollout, before the rollout reached it)."""
         revision = self._revision_for(name)
-        if revision is None:
-            return
         with self._lock:
+            if revision is None or (self.owned is not None and name not in self.owned):
+                return  # nothing fetched yet, or another replica holds this cluster
             self._busy.add(name)
         try:
             while True:

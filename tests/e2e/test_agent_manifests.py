@@ -83,7 +83,7 @@ def test_target_rbac_allows_what_it_lists_and_names_what_it_refuses(
         assert failed, result
         message = failed[0].message
         assert "forbidden" in message
-        assert 'cannot get resource "clusterroles"' in message  # the first request it makes, named
+        assert 'cannot patch resource "clusterroles"' in message  # the first request it makes (a dry run), named
         assert "system:serviceaccount:gitops-agent:gitops-agent" in message
     finally:
         runner.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+import yaml
 
 from agent import config
 from reconcilers import errors
@@ -27,11 +28,16 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.RolloutConfig,
         config.AwsConfig,
         config.WebhooksConfig,
+        config.ShardingConfig,
     )
     for model in models:
         for field in model.model_fields.values():
             assert f"{field.alias}:" in text, f"config.example.yaml does not document {model.__name__}.{field.alias}"
     assert cfg.clusters[0].paths
+    sharding = yaml.safe_load(
+        "\n".join(line.removeprefix("# ") for line in text.splitlines() if line.startswith(("# sharding:", "#   ")))
+    )["sharding"]
+    assert config.ShardingConfig.model_validate(sharding).identity == "gitops-agent-0"
 
 
 @pytest.mark.parametrize(
