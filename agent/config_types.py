@@ -1,0 +1,197 @@
+"""Building blocks of the config file shared by its sections: durations, secrets from env or file, ignore rules,
+and how a cluster is reached (:class:`ClusterConnection`, :class:`ClusterConfig`, :class:`HomeCluster`).
+Re-exported by :mod:`agent.config`, the module everything else imports.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+from typing import Annotated, Any
+
+import pydantic
+from pydantic import alias_generators
+
+from reconcilers import errors
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a Go-style duration (``"1h"``, ``"5m"``, ``"1m30s"``, ``"0.5s"``, ``"100ms"``) or a number of
+    seconds.
+
+    Raises ValueError for anything else or a value that is not positive.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        parts = _DURATION_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"invalid duration {value!r}: expected a duration such as 30s, 5m or 1h")
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return seconds
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(
+        frozen=True, extra="forbid", alias_generator=alias_generators.to_camel, populate_by_name=True
+    )
+
+
+class SecretRef(_Model):
+    """A secret kept out of the config file: ``env`` names an environment variable, ``file`` a file whose content
+    (trailing newline stripped) is the secret. Exactly one must be given."""
+
+    env: str | None = None
+    file: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of env or file")
+        return self
+
+    def value(self, where: str) -> bytes:
+        """The secret's bytes. Raises ConfigError naming ``where`` when it is unset, empty or unreadable."""
+        if self.env is not None:
+            found = os.environ.get(self.env, "")
+            if not found:
+                raise errors.ConfigError(f"{where}: environment variable {self.env} is not set")
+            return found.encode()
+        assert self.file is not None
+        try:
+            data = pathlib.Path(self.file).expanduser().read_bytes().rstrip(b"\r\n")
+        except OSError as e:
+            raise errors.ConfigError(f"{where}: cannot read {self.file}: {e.strerror or e}") from None
+        if not data:
+            raise errors.ConfigError(f"{where}: {self.file} is empty")
+        return data
+
+
+class LabelSelector(_Model):
+    """``matchLabels``: every label must be present with the given value."""
+
+    match_labels: dict[str, str] = pydantic.Field(default_factory=dict)
+
+
+class IgnoreDifference(_Model):
+    """Fields git does not govern on matching objects (Argo CD's ``ignoreDifferences``): ``jsonPointers``
+    (RFC 6901, required) on objects of ``group`` (``""`` is the core group), ``kind``, ``name``, ``namespace`` and
+    ``labelSelector``; an unset target field matches any."""
+
+    group: str | None = None
+    kind: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    label_selector: LabelSelector | None = None
+    json_pointers: tuple[str, ...] = pydantic.Field(min_length=1)
+
+    @pydantic.field_validator("json_pointers")
+    @classmethod
+    def _pointers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if not p.startswith("/") or p == "/":
+                raise ValueError(f"{p!r} is not a JSON pointer to a field (RFC 6901), e.g. /spec/replicas")
+        return v
+
+
+class AwsConfig(_Model):
+    """An EKS cluster reached with an AWS IAM identity: ``clusterName`` (the EKS name, signed into every token),
+    ``region``, optional ``roleArn`` (assumed with STS) and ``sessionName``, optional ``profile`` (a shared
+    config profile; default: botocore's credential chain)."""
+
+    cluster_name: str
+    region: str
+    role_arn: str | None = None
+    session_name: str = "gitops-agent"
+    profile: str | None = None
+
+
+class ClusterConnection(_Model):
+    """How to reach one API server, one of: ``kubeconfig``, a path (``~`` expanded, relative to the config file;
+    default ``$KUBECONFIG``, else ``~/.kube/config``) with ``context`` (default: its current context);
+    ``kubeconfigData``, a kubeconfig inline; ``server`` with ``token`` (env or file) and ``certificateAuthority``
+    (file) or ``certificateAuthorityData`` (base64 PEM), or ``insecureSkipTLSVerify: true`` when explicitly
+    wanted, or with ``aws`` (an IAM identity, EKS tokens) instead of ``token``; ``inCluster: true``, the pod's
+    service account. ``name``: a DNS label."""
+
+    name: str
+    kubeconfig: str | None = None
+    kubeconfig_data: str | None = None
+    context: str | None = None
+    server: str | None = None
+    token: SecretRef | None = None
+    certificate_authority: str | None = None
+    certificate_authority_data: str | None = None
+    insecure_skip_tls_verify: bool = pydantic.Field(default=False, alias="insecureSkipTLSVerify")
+    aws: AwsConfig | None = None
+    in_cluster: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _one_way_in(self) -> ClusterConnection:
+        ways = [self.kubeconfig is not None, self.kubeconfig_data is not None, self.server is not None, self.in_cluster]
+        if sum(ways) > 1:
+            raise ValueError("give one of kubeconfig, kubeconfigData, server (with token) or inCluster")
+        if self.server is not None and self.token is None and self.aws is None:
+            raise ValueError("server needs a token (env or file) or aws")
+        if self.aws is not None and self.server is None:
+            raise ValueError("aws needs server (the EKS endpoint) and certificateAuthorityData")
+        if self.server is not None and not self.server.startswith("https://"):
+            raise ValueError(f"server {self.server!r} must be an https:// URL")
+        return self
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _name_label(cls, v: str) -> str:
+        return _dns_label(v)
+
+
+def _dns_label(v: str) -> str:
+    if not _DNS_LABEL.match(v) or len(v) > 63:
+        raise ValueError(f"{v!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
+    return v
+
+
+class ClusterConfig(ClusterConnection):
+    """One target cluster: how to reach it (see :class:`ClusterConnection`; ``name`` unique), ``namespace``
+    for namespaced objects that name none (default ``default``); ``paths``: directories or files in the
+    repository, relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only;
+    ``substitute``: replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
+    """
+
+    namespace: str = "default"
+    paths: tuple[str, ...] = pydantic.Field(min_length=1)
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
+    substitute: bool = False
+
+    @pydantic.field_validator("namespace")
+    @classmethod
+    def _namespace_label(cls, v: str) -> str:
+        return _dns_label(v)
+
+    @pydantic.field_validator("paths")
+    @classmethod
+    def _relative_paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for p in v:
+            if p.startswith("/") or ".." in pathlib.PurePosixPath(p).parts:
+                raise ValueError(f"path {p!r} must be relative to the repository root and must not contain '..'")
+        return v
+
+
+class HomeCluster(ClusterConnection):
+    """The cluster holding the sharding Leases (see :class:`ClusterConnection`); ``name`` defaults to
+    ``home``."""
+
+    name: str = "home"
