@@ -98,7 +98,7 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
     try:
         result = runner.reconcile(revision, checkout)
         failed = {e.key.kind: e.message for e in result.failed}
-        assert 'cannot get resource "secrets"' in failed["Secret"]
+        assert 'cannot patch resource "secrets"' in failed["Secret"]
         assert f'in the namespace "{ns}"' in failed["Secret"]
     finally:
         runner.close()
