@@ -9,8 +9,8 @@ Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. 
 detection reads: metadata (name, namespace, uid, resourceVersion, generation, labels, annotations,
 deletionTimestamp, and the managedFields of the agent's field manager; other managers' entries without their
 fieldsV1), plus status and a few spec fields for kinds with a health rule (``reconcilers.health``). Kinds
-without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the agent never
-holds a Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents. Used by
+without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the cache never
+holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents. Used by
 ``agent.runner``; implements ``reconcilers.client.LiveView``.
 """
 

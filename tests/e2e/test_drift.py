@@ -117,3 +117,47 @@ def test_cache_relists_after_410_gone_and_keeps_watching(
             live.stop()
     finally:
         tc.stop()
+
+
+def test_the_live_cache_keeps_metadata_only_for_kinds_without_health_and_still_sees_drift(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str
+) -> None:
+    """Secrets and ConfigMaps are watched as PartialObjectMetadata: the cache holds no live data of theirs, keeps
+    only our field manager's fieldsV1, and an out-of-band edit of a Secret is still drift (self-heal restores it)."""
+    from reconcilers import resources
+
+    (tc,) = clusters(1)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": namespace},
+        "data": {"token": "Z2l0"},
+    }
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    git_repo.write_objects("app/app.yaml", ns, secret)
+    git_repo.commit()
+    config = make_config(git_repo, [cluster_entry(tc, "a", ["app"])], sync={"selfHeal": True})
+    runner, revision, checkout = runner_for(config)
+    key = resources.ResourceKey("", "Secret", namespace, "s")
+    try:
+        assert runner.reconcile(revision, checkout).ok
+        cached = wait_until(lambda: runner.live.get(key))
+        assert "data" not in cached
+        assert (cached["apiVersion"], cached["kind"]) == ("v1", "Secret")
+        assert runner.kube is not None
+        assert runner.live is not None
+        items, _ = runner.kube.list_objects("", "Secret", runner.live.selector, metadata_only=True)
+        assert [(i["apiVersion"], i["kind"], "data" in i) for i in items] == [("v1", "Secret", False)]
+        entries = cached["metadata"]["managedFields"]
+        assert [e["manager"] for e in entries if "fieldsV1" in e] == ["gitops-agent"]
+        secrets = dynamic_client(tc).resources.get(api_version="v1", kind="Secret")
+        secrets.patch(
+            name="s",
+            namespace=namespace,
+            body={"data": {"token": "b3V0"}},
+            content_type="application/merge-patch+json",
+            field_manager="intruder",
+        )
+        wait_until(lambda: secrets.get(name="s", namespace=namespace).data.token == "Z2l0")
+    finally:
+        runner.close()
