@@ -209,9 +209,12 @@ class Coordinator:
                 owned.discard(cluster)
             holders[cluster] = holder or None
         owned &= set(names)
+        error = "; ".join(errors_seen) or None
+        if error and error != self.error:  # e.g. the Leases' namespace does not exist: say so once, not every round
+            log.warning("sharding: %s", error)
         with self._lock:
             self.members, self.holders = members, holders
-            self.error = "; ".join(errors_seen) or None
+            self.error = error
         self._publish(owned)
 
     def _failed(self, now: float, message: str) -> None:

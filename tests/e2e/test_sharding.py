@@ -157,3 +157,19 @@ def test_three_replicas_share_five_clusters_and_take_over_from_a_killed_one(
         for a in agents.values():
             if a.proc.poll() is None:
                 a.stop()
+
+
+def test_a_missing_lease_namespace_is_named_and_no_cluster_is_taken(clusters: Any, namespace: str) -> None:
+    from agent import config, leases
+
+    (home,) = clusters(1)
+    cfg = config.ShardingConfig.model_validate(
+        {"homeCluster": {"kubeconfig": str(home.kubeconfig)}, "namespace": namespace, "identity": "r1"}
+    )
+    taken: list[set[str]] = []
+    coordinator = leases.Coordinator(cfg, "missing-ns", ["c0", "c1"], taken.append)
+    coordinator.tick()
+    status = coordinator.status()
+    assert status["owned"] == []
+    assert taken == []
+    assert f'namespaces "{namespace}" not found' in status["error"]
