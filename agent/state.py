@@ -13,7 +13,9 @@ from typing import Any
 from reconcilers import engine, resources
 
 HISTORY = 10
-"""Reconciles kept per cluster."""
+"""Reconciles kept per cluster: the last one whole (its per-object entries), the ones before it as the summaries
+the status API shows (:func:`result_json` without objects), so the history costs the same at 10 or 10,000
+objects."""
 
 
 def result_json(r: engine.ReconcileResult, *, objects: bool = True) -> dict[str, Any]:
@@ -55,9 +57,10 @@ class AgentState:
 
     def __init__(self, cluster_names: list[str]) -> None:
         self._lock = threading.Lock()
-        self._history: dict[str, collections.deque[engine.ReconcileResult]] = {
-            n: collections.deque(maxlen=HISTORY) for n in cluster_names
+        self._history: dict[str, collections.deque[dict[str, Any]]] = {
+            n: collections.deque(maxlen=HISTORY - 1) for n in cluster_names
         }
+        self._last: dict[str, engine.ReconcileResult] = {}
         self.revision: resources.Revision | None = None
         self.config_error: str | None = None
         self.config_loaded = datetime.datetime.now(datetime.UTC)
@@ -82,23 +85,27 @@ class AgentState:
     def record(self, result: engine.ReconcileResult) -> None:
         """Record a finished reconcile."""
         with self._lock:
-            self._history.setdefault(result.cluster, collections.deque(maxlen=HISTORY)).append(result)
+            history = self._history.setdefault(result.cluster, collections.deque(maxlen=HISTORY - 1))
+            previous = self._last.get(result.cluster)
+            if previous is not None:
+                history.append(result_json(previous, objects=False))
+            self._last[result.cluster] = result
 
     def add(self, name: str) -> None:
         """Start tracking cluster ``name`` (a config reload added it)."""
         with self._lock:
-            self._history.setdefault(name, collections.deque(maxlen=HISTORY))
+            self._history.setdefault(name, collections.deque(maxlen=HISTORY - 1))
 
     def forget(self, name: str) -> None:
         """Stop tracking cluster ``name`` (a config reload removed it)."""
         with self._lock:
             self._history.pop(name, None)
+            self._last.pop(name, None)
 
     def last(self, name: str) -> engine.ReconcileResult | None:
         """The last reconcile of cluster ``name`` (None before the first)."""
         with self._lock:
-            history = self._history.get(name)
-            return history[-1] if history else None
+            return self._last.get(name)
 
     def cluster_json(self, name: str) -> dict[str, Any] | None:
         """The status of one cluster (None when unknown)."""
@@ -106,12 +113,12 @@ class AgentState:
             history = self._history.get(name)
             if history is None:
                 return None
-            items = list(history)
-        last = items[-1] if items else None
+            earlier = list(history)
+            last = self._last.get(name)
         return {
             "name": name,
             "lastSync": result_json(last) if last else None,
-            "history": [result_json(r, objects=False) for r in reversed(items)],
+            "history": ([result_json(last, objects=False)] if last else []) + earlier[::-1],
         }
 
     def status_json(self) -> dict[str, Any]:
