@@ -30,7 +30,7 @@ class Action(enum.Enum):
     SKIPPED = "skipped"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ChangeSetEntry:
     """The result for one object: its key, the action, a message (the API server's own words for failures)
     and where it came from (``file#doc``)."""
@@ -62,13 +62,22 @@ VALIDATE_ATTEMPTS = 3
 """Dry runs per object when its live version keeps moving under it (see ``_validate``)."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Desired:
-    """One desired object as the engine applies it: the marked manifest, its hash, and its ignored pointers."""
+    """One desired object as the engine applies it: the manifest as git has it (placed in its namespace, shared
+    by every cluster), the hash of the body to apply, its ignored pointers and the ``tracking`` whose marks the
+    applied body carries. :attr:`body` builds that body when it is needed, so a cluster's desired state costs no
+    copy of each object (self-heal keeps it for the agent's lifetime)."""
 
     manifest: resources.Manifest
     hash: str
     pointers: tuple[tuple[str, ...], ...] = ()
+    tracking: inventory.Tracking | None = None
+
+    @property
+    def body(self) -> resources.Body:
+        """The body to apply: the manifest with the tracking marks (:meth:`inventory.Tracking.mark_body`)."""
+        return self.tracking.mark_body(self.manifest) if self.tracking else self.manifest.body
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +88,18 @@ class StageResult:
     records: dict[resources.ResourceKey, inventory.Entry]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Validated:
+    """What the dry run decided for one object, without the live and merged bodies (a stage of 10,000 objects
+    must not hold 20,000 full objects): the action, the body to apply, the inventory entry when unchanged, the
+    diff when shown, or the API server's error."""
+
     desired: Desired
-    live: resources.Body | None
-    merged: resources.Body | None
-    body: resources.Body
-    error: str | None
+    action: Action
+    body: resources.Body | None = None
+    record: inventory.Entry | None = None
+    diff: diff.ObjectDiff | None = None
+    error: str | None = None
 
 
 def apply_stage(
@@ -125,36 +139,27 @@ def apply_stage(
             ],
             {},
         )
-    results = {key: _plan(v, fm) for key, v in validated.items()}
-    for v in validated.values():
-        if results[v.desired.manifest.key] is Action.UNCHANGED:
-            records[v.desired.manifest.key] = _record(v.desired, v.live, fm)
+    results = {key: v.action for key, v in validated.items()}
+    records.update({key: v.record for key, v in validated.items() if v.record is not None})
     messages: dict[resources.ResourceKey, str] = {}
-    # What changed: every drift corrected (configured), and in dry runs what would be created too.
-    shown = (Action.CREATED, Action.CONFIGURED) if options.dry_run else (Action.CONFIGURED,)
-    diffs = {
-        key: diff.object_diff(v.live, v.merged, label(key)) for key, v in validated.items() if results[key] in shown
-    }
     if options.dry_run:
         messages = {key: "dry run" for key in results}
     else:
-        for group in ordering.by_rank(
-            [v.desired for v in validated.values() if results[v.desired.manifest.key] is not Action.UNCHANGED]
-        ):
-            for d, (applied, err) in zip(
+        for group in ordering.by_rank([v.desired for v in validated.values() if v.action is not Action.UNCHANGED]):
+            for d, (record, err) in zip(
                 group, pool.map(lambda d: _write(kube, validated[d.manifest.key], options), group), strict=True
             ):
-                if err is not None:
+                if record is None:
                     results[d.manifest.key], messages[d.manifest.key] = Action.FAILED, err
                 else:
-                    records[d.manifest.key] = _record(d, applied, fm)
+                    records[d.manifest.key] = record
     return StageResult(
         [
             _entry(
                 d,
                 results.get(d.manifest.key, Action.UNCHANGED),
                 messages.get(d.manifest.key, ""),
-                diffs.get(d.manifest.key),
+                v.diff if (v := validated.get(d.manifest.key)) else None,
             )
             for d in stage
         ],
@@ -176,18 +181,19 @@ def _record(d: Desired, obj: resources.Body | None, field_manager: str) -> inven
 
 
 def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Validated:
-    """Dry-run ``d`` against the live object it is compared with.
+    """Dry-run ``d`` against the live object it is compared with, and decide its action.
 
     Without ignored fields the dry run goes first: a dry-run create persists nothing and carries no
     ``resourceVersion``, so an object that does not exist yet (every object of a first sync) costs no GET. With
     ignored fields live is read first, as their live values are sent back. The dry-run result is only comparable
     with ``live`` when the server merged into that same version: when a controller wrote the object in between
     (``resourceVersion`` moved), live is read again and the dry run repeated, up to :data:`VALIDATE_ATTEMPTS`
-    times, so another writer's change is never taken for drift.
+    times, so another writer's change is never taken for drift. The diff is kept for drifted objects (and, in a
+    dry run, for objects that would be created).
     """
     fm = options.field_manager
     key = d.manifest.key
-    body = d.manifest.body
+    body = d.body
     merged: resources.Body | None = None
     try:
         if d.pointers:
@@ -197,38 +203,40 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Va
             live = kube.get(key) if diff.resource_version(merged) else None
         for attempt in range(VALIDATE_ATTEMPTS):
             if merged is None:
-                body = ignore.for_apply(d.manifest.body, live, d.pointers, fm)
+                body = ignore.for_apply(d.body, live, d.pointers, fm)
                 merged = kube.apply(body, field_manager=fm, force=options.force, dry_run=True)
             if live is None or diff.resource_version(merged) == diff.resource_version(live):
                 break
             if attempt + 1 < VALIDATE_ATTEMPTS:
                 live, merged = kube.get(key), None
     except errors.ApiError as e:
-        return _Validated(d, None, None, d.manifest.body, e.message or str(e))
-    return _Validated(d, live, merged, body, None)
+        return _Validated(d, Action.FAILED, error=e.message or str(e))
+    assert merged is not None
+    if live is None:
+        action = Action.CREATED
+    else:
+        action = Action.CONFIGURED if diff.would_change(live, merged, fm) else Action.UNCHANGED
+    if action is Action.UNCHANGED:
+        return _Validated(d, action, record=_record(d, live, fm))
+    shown = action is Action.CONFIGURED or options.dry_run
+    return _Validated(d, action, body, diff=diff.object_diff(live, merged, label(key)) if shown else None)
 
 
-def _plan(v: _Validated, field_manager: str) -> Action:
-    assert v.merged is not None
-    if v.live is None:
-        return Action.CREATED
-    return Action.CONFIGURED if diff.would_change(v.live, v.merged, field_manager) else Action.UNCHANGED
-
-
-def _write(kube: client.KubeClient, v: _Validated, options: ApplyOptions) -> tuple[resources.Body | None, str | None]:
-    """Apply one object; returns (the applied object, None) or (None, the API server's message)."""
+def _write(kube: client.KubeClient, v: _Validated, options: ApplyOptions) -> tuple[inventory.Entry | None, str]:
+    """Apply one object; returns (its new inventory entry, "") or (None, the API server's message)."""
+    assert v.body is not None
     try:
         applied = kube.apply(v.body, field_manager=options.field_manager, force=options.force, dry_run=False)
     except errors.ApiError as e:
         return None, e.message or str(e)
-    return applied, None
+    return _record(v.desired, applied, options.field_manager), ""
 
 
 def apply_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> inventory.Entry:
     """Re-apply one object now (self-heal): read live, keep ignored fields, apply. Returns its new inventory
     entry. Raises :class:`errors.ApiError` when the API server refuses it."""
     live = kube.get(d.manifest.key) if d.pointers else None
-    body = ignore.for_apply(d.manifest.body, live, d.pointers, options.field_manager)
+    body = ignore.for_apply(d.body, live, d.pointers, options.field_manager)
     applied = kube.apply(body, field_manager=options.field_manager, force=options.force, dry_run=False)
     return _record(d, applied, options.field_manager)
 

@@ -135,8 +135,13 @@ def reconcile(
         tracking = inventory.Tracking(options.instance, cluster)
         rules = [*options.ignore, *ignore.hpa_rules(placed)]
         for m in placed:
-            marked = tracking.mark(normalize.for_apply(m))
-            desired[m.key] = apply.Desired(marked, inventory.desired_hash(marked.body), ignore.pointers_for(m, rules))
+            normalized = normalize.for_apply(m)
+            desired[m.key] = apply.Desired(
+                normalized,
+                inventory.desired_hash(tracking.mark_body(normalized)),
+                ignore.pointers_for(m, rules),
+                tracking,
+            )
         store = inventory.Store(kube, tracking, options.inventory_namespace, options.apply.field_manager)
         previous = store.read(options.paths)
         known = {k: e for inv in previous.values() for k, e in inv.entries.items()}

@@ -46,13 +46,18 @@ class Tracking:
 
     def mark(self, manifest: resources.Manifest) -> resources.Manifest:
         """``manifest`` with the instance label and the tracking annotation added."""
+        return dataclasses.replace(manifest, body=self.mark_body(manifest))
+
+    def mark_body(self, manifest: resources.Manifest) -> resources.Body:
+        """``manifest``'s body with the instance label and the tracking annotation added (a new top level and
+        metadata; everything below is shared with the manifest, not copied)."""
         meta = dict(manifest.body.get("metadata") or {})
         meta["labels"] = {**(meta.get("labels") or {}), INSTANCE_LABEL: self.instance}
         meta["annotations"] = {
             **(meta.get("annotations") or {}),
             TRACKING_ANNOTATION: f"{self.instance}:{self.cluster}:{manifest.source_path}",
         }
-        return dataclasses.replace(manifest, body={**manifest.body, "metadata": meta})
+        return {**manifest.body, "metadata": meta}
 
     def owns(self, live: resources.Body) -> bool:
         """True when ``live``'s tracking annotation names this instance and cluster."""
@@ -73,7 +78,7 @@ def desired_hash(body: resources.Body) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Entry:
     """One object of an inventory: its key and, when known, the hash of the desired body last applied and of
     the fields our manager owned right after (``""`` when unknown)."""

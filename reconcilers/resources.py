@@ -14,7 +14,7 @@ Body = dict[str, Any]
 """A Kubernetes object as plain JSON-compatible data (the shape the API server reads and returns)."""
 
 
-@dataclasses.dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True, order=True, slots=True)
 class ResourceKey:
     """The identity of one object: API group ("" for the core group), kind, namespace ("" when
     cluster-scoped or not yet known) and name."""
