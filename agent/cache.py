@@ -6,9 +6,7 @@ One reflector thread per (group, kind): LIST (paged) -> WATCH from the list's re
 a closed watch resumes from the last resourceVersion seen; ``410 Gone`` (the version fell out of the server's
 watch window) re-lists and reports every difference as an event, so no drift is missed (Kubernetes docs, "API
 Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. Entries keep only what drift
-detection reads: metadata (name, namespace, uid, resourceVersion, generation, labels, annotations,
-deletionTimestamp, and the managedFields of the agent's field manager; other managers' entries without their
-fieldsV1), plus status and a few spec fields for kinds with a health rule (``reconcilers.health``). Kinds
+detection, health and self-heal read (:class:`Entry`: a few hundred bytes, however large the object). Kinds
 without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the cache never
 holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents. Used by
 ``agent.runner``; implements ``reconcilers.client.LiveView``.
@@ -16,7 +14,10 @@ holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,40 +30,93 @@ log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT = 300
 """Seconds one watch request stays open before it is renewed."""
-_KEPT_METADATA = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "labels",
-    "annotations",
-    "deletionTimestamp",
-)
-
 OnChange = Callable[[resources.ResourceKey, "resources.Body | None"], None]
-
 
 _KEPT_SPEC = ("replicas", "paused", "suspend", "type")
 
 
-def lean(obj: resources.Body, group: str, field_manager: str) -> resources.Body:
-    """The part of a live object the cache keeps: its metadata with ``field_manager``'s managedFields entries
-    whole and the other managers' without their fieldsV1 (self-heal names the last other writer), and for kinds
-    with a health rule its status and the spec fields health reads."""
-    meta = obj.get("metadata") or {}
-    kept = {k: meta[k] for k in _KEPT_METADATA if k in meta}
-    if "managedFields" in meta:
-        kept["managedFields"] = [
-            e if e.get("manager") == field_manager else {k: v for k, v in e.items() if k != "fieldsV1"}
-            for e in meta["managedFields"] or []
-        ]
-    out: resources.Body = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": kept}
-    if (group, obj.get("kind")) in health.HEALTH_KINDS:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """One cached object in compact form (a few hundred bytes, where the same data as nested dicts takes about
+    three times that): what drift detection, health and self-heal read, and nothing else.
+
+    - ``resource_version``, ``generation``, ``deletion`` (``metadata.deletionTimestamp``, None when absent);
+    - ``mine``: ``(apiVersion, fieldsV1 as JSON text)`` per applied entry of our field manager (no subresource);
+      the text is ``json.dumps(fieldsV1, sort_keys=True)``, which :func:`reconcilers.diff.owned_hash` hashes as is;
+    - ``other``: ``(manager, operation, time)`` of the most recent other writer outside the status subresource
+      (self-heal names it when it fights us), or None;
+    - ``spec``/``status``: for kinds with a health rule (:data:`reconcilers.health.HEALTH_KINDS`), the spec
+      fields health reads and the status; None otherwise.
+    """
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    resource_version: str
+    generation: int | None
+    deletion: str | None
+    mine: tuple[tuple[str, str], ...]
+    other: tuple[str, str, str] | None
+    spec: dict[str, Any] | None
+    status: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, obj: resources.Body, key: resources.ResourceKey, field_manager: str) -> Entry:
+        """The entry of a live object (or of its ``PartialObjectMetadata``) whose key is ``key``."""
+        meta = obj.get("metadata") or {}
+        mine, others = [], []
+        for e in meta.get("managedFields") or []:
+            if e.get("manager") == field_manager:
+                if e.get("operation") == "Apply" and not e.get("subresource"):
+                    mine.append(
+                        (sys.intern(str(e.get("apiVersion", ""))), json.dumps(e.get("fieldsV1"), sort_keys=True))
+                    )
+            elif e.get("subresource") != "status":
+                others.append(e)
+        last = max(others, key=lambda e: str(e.get("time", "")), default=None)
+        health_kind = (key.group, key.kind) in health.HEALTH_KINDS
         spec = obj.get("spec") or {}
-        out["spec"] = {k: spec[k] for k in _KEPT_SPEC if k in spec}
-        out["status"] = obj.get("status") or {}
-    return out
+        return cls(
+            sys.intern(str(obj.get("apiVersion", ""))),
+            key.kind,
+            key.name,
+            key.namespace,
+            str(meta.get("resourceVersion", "")),
+            meta.get("generation"),
+            meta.get("deletionTimestamp"),
+            tuple(mine),
+            (
+                sys.intern(str(last.get("manager", ""))),
+                sys.intern(str(last.get("operation", ""))),
+                str(last.get("time", "")),
+            )
+            if last
+            else None,
+            {k: spec[k] for k in _KEPT_SPEC if k in spec} if health_kind else None,
+            (obj.get("status") or {}) if health_kind else None,
+        )
+
+    def body(self, field_manager: str) -> resources.Body:
+        """The entry as an object body whose ``metadata.managedFields`` hold ``field_manager``'s applied entries
+        (``fieldsV1`` as text) and the last other writer's (manager, operation, time)."""
+        meta: dict[str, Any] = {"name": self.name, "resourceVersion": self.resource_version}
+        if self.namespace:
+            meta["namespace"] = self.namespace
+        if self.generation is not None:
+            meta["generation"] = self.generation
+        if self.deletion is not None:
+            meta["deletionTimestamp"] = self.deletion
+        managed: list[dict[str, Any]] = [
+            {"manager": field_manager, "operation": "Apply", "apiVersion": v, "fieldsV1": text} for v, text in self.mine
+        ]
+        if self.other:
+            managed.append(dict(zip(("manager", "operation", "time"), self.other, strict=True)))
+        meta["managedFields"] = managed
+        out: resources.Body = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
+        if self.spec is not None:
+            out["spec"], out["status"] = self.spec, self.status
+        return out
 
 
 class LiveCache:
@@ -75,14 +129,15 @@ class LiveCache:
         self.selector = selector
         self.field_manager = field_manager
         self.on_change = on_change
-        self._objects: dict[resources.ResourceKey, resources.Body] = {}
+        self._objects: dict[resources.ResourceKey, Entry] = {}
         self._reflectors: dict[tuple[str, str], _Reflector] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
     def get(self, key: resources.ResourceKey) -> resources.Body | None:
-        """See :meth:`reconcilers.client.LiveView.get`."""
-        return self._objects.get(key)
+        """See :meth:`reconcilers.client.LiveView.get`: the cached :class:`Entry` as a body."""
+        entry = self._objects.get(key)
+        return entry.body(self.field_manager) if entry is not None else None
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -108,15 +163,15 @@ class LiveCache:
         """Stop every watch (threads end within one request's read timeout; they are daemons)."""
         self._stop.set()
 
-    def _store(self, key: resources.ResourceKey, obj: resources.Body | None) -> None:
-        if obj is None:
+    def _store(self, key: resources.ResourceKey, entry: Entry | None) -> None:
+        if entry is None:
             existed = self._objects.pop(key, None) is not None
             if existed and self.on_change:
                 self.on_change(key, None)
             return
-        self._objects[key] = obj
+        self._objects[key] = entry
         if self.on_change:
-            self.on_change(key, obj)
+            self.on_change(key, entry.body(self.field_manager))
 
 
 class _Reflector(threading.Thread):
@@ -156,15 +211,19 @@ class _Reflector(threading.Thread):
             self.group, self.kind, self.cache.selector, metadata_only=self.metadata_only
         )
         fm = self.cache.field_manager
-        fresh = {resources.ResourceKey.of(o): lean(o, self.group, fm) for o in items}
+        fresh = {}
+        for o in items:
+            key = resources.ResourceKey.of(o)
+            fresh[key] = Entry.of(o, key, fm)
+        del items  # a page of full objects is not kept past its entries
         mine = [k for k in list(self.cache._objects) if (k.group, k.kind) == (self.group, self.kind)]
         for key in mine:
             if key not in fresh:
                 self.cache._store(key, None)
-        for key, obj in fresh.items():
+        for key, entry in fresh.items():
             old = self.cache._objects.get(key)
-            if old is None or _rv(old) != _rv(obj):
-                self.cache._store(key, obj)
+            if old is None or old.resource_version != entry.resource_version:
+                self.cache._store(key, entry)
         return rv
 
     def _watch(self, rv: str) -> str:
@@ -187,7 +246,7 @@ class _Reflector(threading.Thread):
                 continue
             obj["apiVersion"], obj["kind"] = api_version, self.kind
             key = resources.ResourceKey(self.group, self.kind, _meta(obj, "namespace"), _meta(obj, "name"))
-            self.cache._store(key, None if kind == "DELETED" else lean(obj, self.group, self.cache.field_manager))
+            self.cache._store(key, None if kind == "DELETED" else Entry.of(obj, key, self.cache.field_manager))
         return rv
 
 

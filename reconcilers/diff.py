@@ -54,17 +54,28 @@ def would_change(live: resources.Body | None, merged: resources.Body, field_mana
 
 
 def owned_hash(obj: resources.Body | None, field_manager: str, pointers: Sequence[Sequence[str]] = ()) -> str:
-    """A hash of the fields ``field_manager`` owns by apply in ``obj`` (ignored paths left out); "" when none."""
+    """A hash of the fields ``field_manager`` owns by apply in ``obj`` (ignored paths left out); "" when none.
+
+    An entry's ``fieldsV1`` may also be given as its JSON text from ``json.dumps(fieldsV1, sort_keys=True)`` (how
+    the live cache keeps it); both forms hash the same: the SHA-256 of ``json.dumps([[apiVersion, fieldsV1],
+    ...], sort_keys=True)``, 16 hex digits (the inventory stores it, so the form must not change).
+    """
     if obj is None:
         return ""
-    entries = [
-        [e.get("apiVersion"), ignore.exclude_fields(e.get("fieldsV1"), pointers)]
-        for e in (obj.get("metadata") or {}).get("managedFields") or []
-        if e.get("manager") == field_manager and e.get("operation") == "Apply" and not e.get("subresource")
-    ]
-    if not entries:
+    parts = []
+    for e in (obj.get("metadata") or {}).get("managedFields") or []:
+        if e.get("manager") != field_manager or e.get("operation") != "Apply" or e.get("subresource"):
+            continue
+        fields = e.get("fieldsV1")
+        if isinstance(fields, str) and not pointers:
+            text = fields
+        else:
+            fields = json.loads(fields) if isinstance(fields, str) else fields
+            text = json.dumps(ignore.exclude_fields(fields, pointers), sort_keys=True)
+        parts.append(f"[{json.dumps(e.get('apiVersion'))}, {text}]")
+    if not parts:
         return ""
-    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(f"[{', '.join(parts)}]".encode()).hexdigest()[:16]
 
 
 def quick_in_sync(

@@ -124,7 +124,7 @@ def test_the_live_cache_keeps_metadata_only_for_kinds_without_health_and_still_s
 ) -> None:
     """Secrets and ConfigMaps are watched as PartialObjectMetadata: the cache holds no live data of theirs, keeps
     only our field manager's fieldsV1, and an out-of-band edit of a Secret is still drift (self-heal restores it)."""
-    from reconcilers import resources
+    from reconcilers import diff, resources
 
     (tc,) = clusters(1)
     secret = {
@@ -150,6 +150,14 @@ def test_the_live_cache_keeps_metadata_only_for_kinds_without_health_and_still_s
         assert [(i["apiVersion"], i["kind"], "data" in i) for i in items] == [("v1", "Secret", False)]
         entries = cached["metadata"]["managedFields"]
         assert [e["manager"] for e in entries if "fieldsV1" in e] == ["gitops-agent"]
+        # lean entries: no labels, annotations or uid; our fieldsV1 kept as its JSON text, hashed like the object's
+        assert set(cached["metadata"]) <= {"name", "namespace", "resourceVersion", "generation", "managedFields"}
+        assert all(isinstance(e["fieldsV1"], str) for e in entries if "fieldsV1" in e)
+        full = runner.kube.get(key)
+        assert diff.owned_hash(cached, "gitops-agent") == diff.owned_hash(full, "gitops-agent") != ""
+        assert diff.owned_hash(cached, "gitops-agent", [("data", "token")]) == diff.owned_hash(
+            full, "gitops-agent", [("data", "token")]
+        )
         secrets = dynamic_client(tc).resources.get(api_version="v1", kind="Secret")
         secrets.patch(
             name="s",

@@ -1,0 +1,89 @@
+"""What a live cache entry keeps (``agent.cache.Entry``), and that drift detection reads it like the object."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import cache, selfheal
+from reconcilers import diff, resources
+
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "web",
+        "namespace": "shop",
+        "uid": "0d3c1f9e-0000-4000-8000-000000000001",
+        "resourceVersion": "42",
+        "generation": 3,
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "labels": {"app": "web", "gitops-agent.io/instance": "prod"},
+        "annotations": {"gitops-agent.io/tracking": "prod:a:app", "deployment.kubernetes.io/revision": "2"},
+        "managedFields": [
+            {
+                "manager": "gitops-agent",
+                "operation": "Apply",
+                "apiVersion": "apps/v1",
+                "time": "2026-01-01T00:00:00Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:metadata": {"f:labels": {"f:app": {}, "f:\u00e9t\u00e9": {}}},
+                    "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {'k:{"name":"web"}': {}}}}},
+                },
+            },
+            {
+                "manager": "kubectl-edit",
+                "operation": "Update",
+                "apiVersion": "apps/v1",
+                "time": "2026-01-01T00:00:03Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:paused": {}}},
+            },
+            {
+                "manager": "kubectl-scale",
+                "operation": "Update",
+                "apiVersion": "apps/v1",
+                "time": "2026-01-01T00:00:02Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:spec": {"f:replicas": {}}},
+            },
+            {
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "apiVersion": "apps/v1",
+                "subresource": "status",
+                "time": "2026-01-01T00:00:05Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:status": {"f:replicas": {}}},
+            },
+        ],
+    },
+    "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {"spec": {"containers": []}}},
+    "status": {"replicas": 2, "readyReplicas": 2},
+}
+
+
+def lean(obj: resources.Body) -> resources.Body:
+    return cache.Entry.of(obj, resources.ResourceKey.of(obj), "gitops-agent").body("gitops-agent")
+
+
+def test_an_entry_keeps_what_drift_health_and_self_heal_read() -> None:
+    kept = lean(DEPLOYMENT)
+    assert set(kept["metadata"]) == {"name", "namespace", "resourceVersion", "generation", "managedFields"}
+    ours, other = kept["metadata"]["managedFields"]
+    assert isinstance(ours["fieldsV1"], str)
+    # the last writer outside the status subresource, as self-heal names it when it fights us
+    assert other == {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:03Z"}
+    assert selfheal.other_manager(kept, "gitops-agent") == selfheal.other_manager(DEPLOYMENT, "gitops-agent")
+    assert kept["spec"] == {"replicas": 2}  # a health kind: the spec fields health reads, and the status
+    assert kept["status"] == DEPLOYMENT["status"]
+    configmap = lean({**DEPLOYMENT, "kind": "ConfigMap", "apiVersion": "v1"})
+    assert "spec" not in configmap
+    assert "status" not in configmap
+
+
+@pytest.mark.parametrize("pointers", [(), (("spec", "replicas"),), (("metadata", "labels", "app"), ("spec",))])
+def test_owned_hash_of_an_entry_equals_the_objects(pointers: tuple[tuple[str, ...], ...]) -> None:
+    kept = lean(DEPLOYMENT)
+    assert diff.owned_hash(kept, "gitops-agent", pointers) == diff.owned_hash(DEPLOYMENT, "gitops-agent", pointers)
+    assert diff.owned_hash(kept, "someone-else", pointers) == ""
