@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from agent import cache
@@ -54,7 +55,7 @@ class Healer:
         self.live: cache.LiveCache | None = None
         self.healed = 0
         self.fights: dict[resources.ResourceKey, Fight] = {}
-        self._desired: dict[resources.ResourceKey, apply.Desired] = {}
+        self._desired: Mapping[resources.ResourceKey, apply.Desired] = {}
         self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
         self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
         self._queue: queue.Queue[resources.ResourceKey | None] = queue.Queue()
@@ -79,7 +80,7 @@ class Healer:
                     if old is None or old.hash != d.hash:
                         self.fights.pop(key, None)  # a new desired body ends a fight
                         self._corrections.pop(key, None)
-                self._desired = dict(result.desired)
+                self._desired = result.desired  # the reconcile's own mapping, never changed after it
                 self._entries.update(result.inventory)
             held, self._held = self._held, set()
         for key in held:

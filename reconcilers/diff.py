@@ -20,6 +20,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 
 import deepdiff
@@ -75,7 +76,7 @@ def owned_hash(obj: resources.Body | None, field_manager: str, pointers: Sequenc
         parts.append(f"[{json.dumps(e.get('apiVersion'))}, {text}]")
     if not parts:
         return ""
-    return hashlib.sha256(f"[{', '.join(parts)}]".encode()).hexdigest()[:16]
+    return sys.intern(hashlib.sha256(f"[{', '.join(parts)}]".encode()).hexdigest()[:16])  # shared by like objects
 
 
 def quick_in_sync(

@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Mapping
 
 from reconcilers import client, errors, resources
@@ -108,7 +109,7 @@ class Inventory:
         entries = {}
         for group, kind, namespace, name, desired, owned in rows:
             key = resources.ResourceKey(group, kind, namespace, name)
-            entries[key] = Entry(key, desired, owned)
+            entries[key] = Entry(key, desired, sys.intern(owned) if isinstance(owned, str) else owned)
         return cls(path, entries)
 
 

@@ -7,6 +7,7 @@ so ``apps/v1`` and a future ``apps/v2`` of the same object pair up. Owned here; 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,12 +18,22 @@ Body = dict[str, Any]
 @dataclasses.dataclass(frozen=True, order=True, slots=True)
 class ResourceKey:
     """The identity of one object: API group ("" for the core group), kind, namespace ("" when
-    cluster-scoped or not yet known) and name."""
+    cluster-scoped or not yet known) and name.
+
+    Its strings are interned: the desired state, the live cache and the inventory of every cluster name the same
+    objects, and share one copy of each name instead of one per holder.
+    """
 
     group: str
     kind: str
     namespace: str
     name: str
+
+    def __post_init__(self) -> None:
+        for field in ("group", "kind", "namespace", "name"):
+            value = getattr(self, field)
+            if type(value) is str:
+                object.__setattr__(self, field, sys.intern(value))
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ResourceKey:
@@ -45,7 +56,7 @@ def group_of(api_version: str) -> str:
     return api_version.rpartition("/")[0]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Manifest:
     """One desired object and where it came from.
 
@@ -64,7 +75,7 @@ class Manifest:
     @property
     def origin(self) -> str:
         """``file#index``, the form every message uses to name a document."""
-        return f"{self.source_file}#{self.doc_index}"
+        return sys.intern(f"{self.source_file}#{self.doc_index}")  # every cluster's results share one copy
 
     def with_namespace(self, namespace: str) -> Manifest:
         """A copy placed in ``namespace`` (for namespaced objects that did not name one)."""
