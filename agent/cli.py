@@ -29,7 +29,7 @@ import rich.console
 import rich.syntax
 import rich.table
 
-from agent import __version__, config, runner, state
+from agent import __version__, config, malloc, runner, state
 from agent.sources import local
 from reconcilers import apply, engine, errors
 
@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    malloc.tune()  # before any thread allocates
     if args.command == "status":
         return _status(args.url, os.environ.get(args.token_env))
     try:
