@@ -16,7 +16,11 @@ Each contender gets its own fresh clusters, so every first sync is a first sync.
 RSS of a process come from ``os.wait4`` (``/proc`` for the running agent); the clusters' CPU seconds (API
 server, etcd, controllers, fake kubelet) from ``/proc/PID/stat``; writes from the clusters' audit logs.
 
-Usage: .venv/bin/python bench/scale.py [--objects 2000] [--clusters 3] [--skip-baselines]
+With ``--rounds N`` every contender runs N times, interleaved (kubectl, limit, agent, kubectl, ...), each time on
+fresh clusters; the table shows the round with the median wall time of each row and the wall times of all rounds
+are printed (the baselines' wall times move by tens of percent between runs on a loaded 2-core machine).
+
+Usage: .venv/bin/python bench/scale.py [--objects 2000] [--clusters 3] [--skip-baselines] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import os
 import pathlib
 import resource
+import shutil
 import ssl
 import subprocess
 import sys
@@ -358,15 +363,20 @@ def _peak_rss(pid: int) -> float:
     return 0.0
 
 
+def _median(rows: list[Row]) -> Row:
+    """The row of the round with the median wall time (its other figures come from that same round)."""
+    return sorted(rows, key=lambda r: r[1])[len(rows) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=2000)
     ap.add_argument("--clusters", type=int, default=3)
     ap.add_argument("--skip-baselines", action="store_true", help="only the agent's rows")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of every contender, interleaved; medians shown")
     args = ap.parse_args()
     files = generate(args.objects)
     total = sum(len(f) for f in files)
-    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = pathlib.Path(tmp_)
         repo = tmp / "repo"
@@ -381,6 +391,8 @@ def main() -> None:
             subprocess.run(["git", *a], cwd=repo, check=True)
 
         def fresh(tag: str) -> list[TestCluster]:
+            for d in [tmp / "cache", *(tmp / f"{tag}{i}" for i in range(args.clusters))]:
+                shutil.rmtree(d, ignore_errors=True)  # every round starts from empty clusters and no clone
             cs = [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(args.clusters)]
             time.sleep(3.0)  # start-up work of the controllers done
             return cs
@@ -392,13 +404,22 @@ def main() -> None:
                 ("l", lambda cs: [limit_row(files, cs)]),
                 *contenders,
             ]
-        for tag, run in contenders:
-            cs = fresh(tag)
-            try:
-                rows.extend(run(cs))
-            finally:
-                for tc in cs:
-                    tc.stop()
+        rounds: list[list[Row]] = []
+        for _ in range(args.rounds):
+            done: list[Row] = []
+            for tag, run in contenders:
+                cs = fresh(tag)
+                try:
+                    done.extend(run(cs))
+                finally:
+                    for tc in cs:
+                        tc.stop()
+            rounds.append(done)
+    rows = [_median([r[i] for r in rounds]) for i in range(len(rounds[0]))]
+    if args.rounds > 1:
+        print(f"medians of {args.rounds} rounds; wall times per round:")
+        for i, row in enumerate(rounds[0]):
+            print(f"  {row[0]}: " + ", ".join(f"{r[i][1]:.2f}" for r in rounds))
     print(f"objects per cluster: {total}; clusters: {args.clusters}")
     print("| run | wall (s) | CPU (s) | peak RSS (MiB) | writes | clusters' CPU (s) |")
     print("|---|---|---|---|---|---|")
