@@ -1,6 +1,6 @@
 """Ownership and the inventory: what this agent applied to a cluster, kept in that cluster.
 
-Every applied object is marked (:meth:`Tracking.mark`) with
+Every applied object is marked (:meth:`Tracking.mark_body`) with
 
 - the label ``gitops-agent.io/instance: <instance>``: the live cache watches only objects carrying it;
 - the annotation ``gitops-agent.io/tracking: <instance>:<cluster>:<path>``: who applied it, for which cluster
@@ -44,10 +44,6 @@ class Tracking:
     def selector(self) -> str:
         """The label selector of every object this instance applied (in any cluster)."""
         return f"{INSTANCE_LABEL}={self.instance}"
-
-    def mark(self, manifest: resources.Manifest) -> resources.Manifest:
-        """``manifest`` with the instance label and the tracking annotation added."""
-        return dataclasses.replace(manifest, body=self.mark_body(manifest))
 
     def mark_body(self, manifest: resources.Manifest) -> resources.Body:
         """``manifest``'s body with the instance label and the tracking annotation added (a new top level and

@@ -154,7 +154,7 @@ class _RefusingDeletes:
 def test_a_failed_delete_stays_in_the_inventory() -> None:
     key = resources.ResourceKey("", "ConfigMap", "n", "x")
     tracking = inventory.Tracking("gitops-agent", "a")
-    live = tracking.mark(resources.Manifest(key, cm("x", "n"), "f", 0, "app")).body
+    live = tracking.mark_body(resources.Manifest(key, cm("x", "n"), "f", 0, "app"))
     fake: client.KubeClient = _RefusingDeletes(live)  # type: ignore[assignment]
     entries, keep = prune.execute(
         fake, prune.Plan([(key, "app")], {}, None), tracking, prune.PruneOptions(), dry_run=False
