@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import time
+from concurrent import futures
 
 import pytest
 
 from agent.sources import manifests
-from reconcilers import errors
+from reconcilers import errors, resources
 from tests.conftest import CORPORA
 
 
@@ -138,3 +140,67 @@ def test_aliases_in_an_ordinary_document_are_fine(tmp_path: pathlib.Path) -> Non
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, labels: &l {a: b}}\ndata: {copy: yes}\nextra: *l\n",
     )
     assert manifests.load_paths(tmp_path, ["ok.yaml"])[0].body["extra"] == {"a": "b"}
+
+
+def test_clusters_loading_one_file_at_once_share_one_parse(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five clusters reconcile at once: each file is parsed by one of them and its objects shared by all."""
+    for i in range(3):
+        write(tmp_path, f"app/{i}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared-{i}}}\n")
+    calls: list[str] = []
+    real = manifests.parse_stream
+
+    def slow_parse(text: str, source_file: str, source_path: str) -> list[resources.Manifest]:
+        calls.append(source_file)
+        time.sleep(0.05)  # every thread arrives while the first is still parsing
+        return real(text, source_file, source_path)
+
+    monkeypatch.setattr(manifests, "parse_stream", slow_parse)
+    with futures.ThreadPoolExecutor(5) as pool:
+        loads = list(pool.map(lambda _: manifests.load_paths(tmp_path, ["app"]), range(5)))
+    assert sorted(calls) == ["app/0.yaml", "app/1.yaml", "app/2.yaml"]
+    assert {m.source_path for m in loads[0]} == {"app"}
+    for other in loads[1:]:
+        assert all(a is b for a, b in zip(other, loads[0], strict=True))  # one Manifest each, not one per cluster
+
+
+def test_a_file_that_fails_to_parse_fails_every_waiting_cluster(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [unclosed\n")
+    real = manifests.parse_stream
+
+    def slow_parse(text: str, source_file: str, source_path: str) -> list[resources.Manifest]:
+        time.sleep(0.05)
+        return real(text, source_file, source_path)
+
+    monkeypatch.setattr(manifests, "parse_stream", slow_parse)
+
+    def load(_: int) -> str:
+        try:
+            manifests.load_paths(tmp_path, ["bad.yaml"])
+        except errors.ManifestError as e:
+            return str(e)
+        return "loaded"
+
+    with futures.ThreadPoolExecutor(3) as pool:
+        outcomes = list(pool.map(load, range(3)))
+    assert all(o.startswith("bad.yaml") and "malformed YAML" in o for o in outcomes), outcomes
+    assert not manifests._parsing
+
+
+def test_short_strings_are_shared_across_documents(tmp_path: pathlib.Path) -> None:
+    """Keys and short values are one object however many documents spell them; long values are left alone."""
+    long_value = "x" * (manifests.INTERN_MAX_CHARS + 1)
+    docs = [
+        f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web-{i}}}\ndata: {{k: {long_value}}}\n"
+        for i in range(2)
+    ]
+    write(tmp_path, "two.yaml", "---\n".join(docs))
+    a, b = (m.body for m in manifests.load_paths(tmp_path, ["two.yaml"]))
+    assert next(k for k in a if k == "apiVersion") is next(k for k in b if k == "apiVersion")
+    assert a["apiVersion"] is b["apiVersion"]
+    assert a["apiVersion"] == "apps/v1"
+    assert a["data"]["k"] == b["data"]["k"] == long_value
+    assert a["data"]["k"] is not b["data"]["k"]
