@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT = 300
 """Seconds one watch request stays open before it is renewed."""
+LIST_PAGE_SIZE = 500
+"""Objects per LIST page. Each page is reduced to its entries before the next is asked for, so a (re)list holds
+one page of full objects per kind at a time, not the whole kind."""
 OnChange = Callable[[resources.ResourceKey, "resources.Body | None"], None]
 
 _KEPT_SPEC = ("replicas", "paused", "suspend", "type")
@@ -45,12 +48,15 @@ class Entry:
       the text is ``json.dumps(fieldsV1, sort_keys=True)``, which :func:`reconcilers.diff.owned_hash` hashes as is;
     - ``other``: ``(manager, operation, time)`` of the most recent other writer outside the status subresource
       (self-heal names it when it fights us), or None;
-    - ``spec``/``status``: for kinds with a health rule (:data:`reconcilers.health.HEALTH_KINDS`), the spec
-      fields health reads and the status; None otherwise.
+    - ``health``: for kinds with a health rule (:data:`reconcilers.health.HEALTH_KINDS`), the spec fields health
+      reads and the status, as compact JSON text (``{"spec": {...}, "status": {...}}``); None otherwise. One string
+      instead of a tree of small dicts: a Deployment's status is about twenty objects, and a cache filled page by
+      page would leave them scattered among the freed pages.
 
     Strings repeated across objects and clusters are interned: apiVersions, managers, operations, write times
-    (a burst of writes shares its second) and the fieldsV1 texts (objects made from one template own the same
-    fields, and every cluster owns the same as the others).
+    (a burst of writes shares its second), the fieldsV1 texts (objects made from one template own the same
+    fields, and every cluster owns the same as the others) and the health texts (every ClusterIP Service and
+    active Namespace has the same).
     """
 
     api_version: str
@@ -62,8 +68,7 @@ class Entry:
     deletion: str | None
     mine: tuple[tuple[str, str], ...]
     other: tuple[str, str, str] | None
-    spec: dict[str, Any] | None
-    status: dict[str, Any] | None
+    health: str | None
 
     @classmethod
     def of(cls, obj: resources.Body, key: resources.ResourceKey, field_manager: str) -> Entry:
@@ -82,8 +87,10 @@ class Entry:
             elif e.get("subresource") != "status":
                 others.append(e)
         last = max(others, key=lambda e: str(e.get("time", "")), default=None)
-        health_kind = (key.group, key.kind) in health.HEALTH_KINDS
-        spec = obj.get("spec") or {}
+        kept = None
+        if (key.group, key.kind) in health.HEALTH_KINDS:
+            spec = obj.get("spec") or {}
+            kept = {"spec": {k: spec[k] for k in _KEPT_SPEC if k in spec}, "status": obj.get("status") or {}}
         return cls(
             sys.intern(str(obj.get("apiVersion", ""))),
             key.kind,
@@ -100,8 +107,7 @@ class Entry:
             )
             if last
             else None,
-            {k: spec[k] for k in _KEPT_SPEC if k in spec} if health_kind else None,
-            (obj.get("status") or {}) if health_kind else None,
+            sys.intern(json.dumps(kept, separators=(",", ":"))) if kept is not None else None,  # Services share
         )
 
     def body(self, field_manager: str) -> resources.Body:
@@ -121,8 +127,8 @@ class Entry:
             managed.append(dict(zip(("manager", "operation", "time"), self.other, strict=True)))
         meta["managedFields"] = managed
         out: resources.Body = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
-        if self.spec is not None:
-            out["spec"], out["status"] = self.spec, self.status
+        if self.health is not None:
+            out.update(json.loads(self.health))
         return out
 
 
@@ -214,15 +220,17 @@ class _Reflector(threading.Thread):
                 backoff = min(backoff * 2, 30.0)
 
     def _relist(self) -> str:
-        items, rv = self.cache.kube.list_objects(
-            self.group, self.kind, self.cache.selector, metadata_only=self.metadata_only
-        )
         fm = self.cache.field_manager
-        fresh = {}
-        for o in items:
-            key = resources.ResourceKey.of(o)
-            fresh[key] = Entry.of(o, key, fm)
-        del items  # a page of full objects is not kept past its entries
+        fresh: dict[resources.ResourceKey, Entry] = {}
+        rv = ""
+        for items, page_rv in self.cache.kube.list_pages(
+            self.group, self.kind, self.cache.selector, metadata_only=self.metadata_only, limit=LIST_PAGE_SIZE
+        ):
+            rv = page_rv
+            for o in items:
+                key = resources.ResourceKey.of(o)
+                fresh[key] = Entry.of(o, key, fm)
+            items.clear()  # a page of full objects is not kept past its entries
         mine = [k for k in list(self.cache._objects) if (k.group, k.kind) == (self.group, self.kind)]
         for key in mine:
             if key not in fresh:

@@ -256,27 +256,44 @@ class KubeCluster:
         self, group: str, kind: str, selector: str, *, metadata_only: bool = False
     ) -> tuple[list[resources.Body], str]:
         """Every object of ``(group, kind)`` in all namespaces matching the label ``selector``, and the list's
-        resourceVersion (to start a watch from). With ``metadata_only`` the server sends only each object's
-        metadata (``PartialObjectMetadataList``, Kubernetes docs "API Concepts", receiving resources as tables
-        or metadata); items are labelled with their own apiVersion and kind either way. Raises ApiError 404 when
-        the kind is not served."""
+        resourceVersion (to start a watch from): :meth:`list_pages` gathered into one list. Raises like it."""
+        items: list[resources.Body] = []
+        rv = ""
+        for page, page_rv in self.list_pages(group, kind, selector, metadata_only=metadata_only):
+            items.extend(page)
+            rv = page_rv
+        return items, rv
+
+    def list_pages(
+        self, group: str, kind: str, selector: str, *, metadata_only: bool = False, limit: int = 500
+    ) -> Iterator[tuple[list[resources.Body], str]]:
+        """The objects of ``(group, kind)`` in all namespaces matching the label ``selector``, one page of up to
+        ``limit`` objects at a time (``limit``/``continue``, Kubernetes docs "API Concepts", retrieving large
+        results sets in chunks), each with the list's resourceVersion (to start a watch from; ``""`` until the
+        last page). A caller that reduces each page before asking for the next holds one page at a time, not the
+        whole list. With ``metadata_only`` the server sends only each object's metadata
+        (``PartialObjectMetadataList``, same docs, receiving resources as tables or metadata); items are labelled
+        with their own apiVersion and kind either way. Raises ApiError 404 when the kind is not served, else like
+        :meth:`request` (a continue token that expired mid-list is ``410 Gone``: list again)."""
         rtype = self.resource_type(group, kind)
         if rtype is None:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
         path = self.path_of(group, rtype.versions[0], kind, "")
         api_version = f"{group}/{rtype.versions[0]}" if group else rtype.versions[0]
         accept = _METADATA_LIST if metadata_only else "application/json"
-        items: list[resources.Body] = []
         token = ""
         while True:
-            query = [("labelSelector", selector), ("limit", "500")] + ([("continue", token)] if token else [])
+            query = [("labelSelector", selector), ("limit", str(limit))] + ([("continue", token)] if token else [])
             page = self.request("GET", path, query=query, accept=accept)
-            for item in page.get("items") or []:
+            items: list[resources.Body] = page.get("items") or []
+            for item in items:
                 item["apiVersion"], item["kind"] = api_version, kind
-                items.append(item)
-            token = (page.get("metadata") or {}).get("continue") or ""
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or ""
+            del page
+            yield items, "" if token else str(meta.get("resourceVersion", ""))
             if not token:
-                return items, str((page.get("metadata") or {}).get("resourceVersion", ""))
+                return
 
     def watch(
         self, group: str, kind: str, selector: str, resource_version: str, timeout: int, *, metadata_only: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -85,15 +86,17 @@ def test_cache_relists_after_410_gone_and_keeps_watching(
         tc.restart(args)
         cfg = config.load_config(make_config(git_repo, [cluster_entry(tc, "a", ["x"])]))
         kube = agent_clusters.connect(cfg.clusters[0])
-        real_list = kube.list_objects
+        real_list = kube.list_pages
         calls: list[str] = []
 
-        def stale_first(group: str, kind: str, selector: str, **kw: Any) -> tuple[list[Any], str]:
-            items, rv = real_list(group, kind, selector, **kw)
-            calls.append(rv)
-            return items, "1" if len(calls) == 1 else rv  # the first watch starts before the compacted revision
+        def stale_first(group: str, kind: str, selector: str, **kw: Any) -> Iterator[tuple[list[Any], str]]:
+            for items, rv in real_list(group, kind, selector, **kw):
+                if rv:  # the last page: the first watch starts before the compacted revision
+                    calls.append(rv)
+                    rv = "1" if len(calls) == 1 else rv
+                yield items, rv
 
-        monkeypatch.setattr(kube, "list_objects", stale_first)
+        monkeypatch.setattr(kube, "list_pages", stale_first)
         events: list[Any] = []
         live = cache.LiveCache(kube, f"relist={namespace}", "gitops-agent", lambda k, o: events.append(k))
         try:
@@ -117,6 +120,57 @@ def test_cache_relists_after_410_gone_and_keeps_watching(
             live.stop()
     finally:
         tc.stop()
+
+
+def test_the_live_cache_lists_page_by_page(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LIST larger than a page is read in pages (``limit``/``continue``), each reduced to its entries before
+    the next is asked for, and the cache ends with every object and a watch from the list's resourceVersion."""
+    from agent import cache
+    from reconcilers import resources
+
+    (tc,) = clusters(1)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    cms = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": namespace}}
+        for i in range(7)
+    ]
+    git_repo.write_objects("app/app.yaml", ns, *cms)
+    git_repo.commit()
+    config = make_config(git_repo, [cluster_entry(tc, "a", ["app"])])
+    runner, revision, checkout = runner_for(config)
+    try:
+        assert runner.reconcile(revision, checkout).ok
+    finally:
+        runner.close()
+    monkeypatch.setattr(cache, "LIST_PAGE_SIZE", 3)
+    runner, revision, checkout = runner_for(config)
+    kube, live = runner._connect()
+    real_pages = kube.list_pages
+    pages: list[tuple[int, str, int]] = []  # (page size, resourceVersion, entries cached before the page)
+
+    def recorded(group: str, kind: str, selector: str, **kw: Any) -> Iterator[tuple[list[Any], str]]:
+        for items, rv in real_pages(group, kind, selector, **kw):
+            if kind == "ConfigMap":
+                pages.append((len(items), rv, sum(k.kind == "ConfigMap" for k in list(live._objects))))
+            yield items, rv
+
+    monkeypatch.setattr(kube, "list_pages", recorded)
+    try:
+        live.ensure([("", "ConfigMap")], watch=True)
+        assert [(n, bool(rv)) for n, rv, _ in pages] == [(3, False), (3, False), (1, True)]
+        assert all(before == 0 for _, _, before in pages)  # entries are stored once the whole list is read
+        assert len(live) == 7
+        key = resources.ResourceKey("", "ConfigMap", namespace, "c0")
+        listed = live.get(key)
+        assert listed is not None
+        dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
+            name="c0", namespace=namespace, body={"data": {"k": "v"}}, content_type="application/merge-patch+json"
+        )  # the watch, started from the last page's resourceVersion, sees the edit
+        wait_until(lambda: live.get(key)["metadata"]["resourceVersion"] != listed["metadata"]["resourceVersion"])
+    finally:
+        runner.close()
 
 
 def test_the_live_cache_keeps_metadata_only_for_kinds_without_health_and_still_sees_drift(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent import cache, selfheal
-from reconcilers import diff, resources
+from reconcilers import diff, health, resources
 
 DEPLOYMENT = {
     "apiVersion": "apps/v1",
@@ -87,3 +87,19 @@ def test_owned_hash_of_an_entry_equals_the_objects(pointers: tuple[tuple[str, ..
     kept = lean(DEPLOYMENT)
     assert diff.owned_hash(kept, "gitops-agent", pointers) == diff.owned_hash(DEPLOYMENT, "gitops-agent", pointers)
     assert diff.owned_hash(kept, "someone-else", pointers) == ""
+
+
+def test_health_fields_are_one_shared_text() -> None:
+    """The spec and status health reads are kept as one compact JSON string, shared by objects whose are equal."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "a", "namespace": "shop", "resourceVersion": "1"},
+        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]},
+        "status": {"loadBalancer": {}},
+    }
+    other = {**service, "metadata": {**service["metadata"], "name": "b"}}
+    a, b = (cache.Entry.of(o, resources.ResourceKey.of(o), "gitops-agent") for o in (service, other))
+    assert a.health == '{"spec":{"type":"ClusterIP"},"status":{"loadBalancer":{}}}'
+    assert a.health is b.health
+    assert health.assess(resources.ResourceKey.of(service), a.body("gitops-agent")).status is health.Health.HEALTHY
