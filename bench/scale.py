@@ -20,7 +20,10 @@ With ``--rounds N`` every contender runs N times, interleaved (kubectl, limit, a
 fresh clusters; the table shows the round with the median wall time of each row and the wall times of all rounds
 are printed (the baselines' wall times move by tens of percent between runs on a loaded 2-core machine).
 
-Usage: .venv/bin/python bench/scale.py [--objects 2000] [--clusters 3] [--skip-baselines] [--rounds 1]
+With comma lists (``--objects 500,2000,10000 --clusters 1,3,5``) every size runs in turn, each printing its table,
+and a last table shows how each figure grows with the objects and the clusters.
+
+Usage: .venv/bin/python bench/scale.py [--objects 2000[,N...]] [--clusters 3[,M...]] [--skip-baselines] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -368,14 +371,9 @@ def _median(rows: list[Row]) -> Row:
     return sorted(rows, key=lambda r: r[1])[len(rows) // 2]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--objects", type=int, default=2000)
-    ap.add_argument("--clusters", type=int, default=3)
-    ap.add_argument("--skip-baselines", action="store_true", help="only the agent's rows")
-    ap.add_argument("--rounds", type=int, default=1, help="rounds of every contender, interleaved; medians shown")
-    args = ap.parse_args()
-    files = generate(args.objects)
+def run_size(objects: int, clusters: int, rounds: int, skip_baselines: bool) -> tuple[int, list[Row]]:
+    """Every contender ``rounds`` times at one size; (objects per cluster, the median round of each row)."""
+    files = generate(objects)
     total = sum(len(f) for f in files)
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = pathlib.Path(tmp_)
@@ -391,21 +389,21 @@ def main() -> None:
             subprocess.run(["git", *a], cwd=repo, check=True)
 
         def fresh(tag: str) -> list[TestCluster]:
-            for d in [tmp / "cache", *(tmp / f"{tag}{i}" for i in range(args.clusters))]:
+            for d in [tmp / "cache", *(tmp / f"{tag}{i}" for i in range(clusters))]:
                 shutil.rmtree(d, ignore_errors=True)  # every round starts from empty clusters and no clone
-            cs = [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(args.clusters)]
+            cs = [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(clusters)]
             time.sleep(3.0)  # start-up work of the controllers done
             return cs
 
         contenders = [("g", lambda cs: agent_rows(repo, tmp, cs))]
-        if not args.skip_baselines:
+        if not skip_baselines:
             contenders = [
                 ("k", lambda cs: [kubectl_row(repo, cs)]),
                 ("l", lambda cs: [limit_row(files, cs)]),
                 *contenders,
             ]
-        rounds: list[list[Row]] = []
-        for _ in range(args.rounds):
+        done_rounds: list[list[Row]] = []
+        for _ in range(rounds):
             done: list[Row] = []
             for tag, run in contenders:
                 cs = fresh(tag)
@@ -414,26 +412,71 @@ def main() -> None:
                 finally:
                     for tc in cs:
                         tc.stop()
-            rounds.append(done)
-    rows = [_median([r[i] for r in rounds]) for i in range(len(rounds[0]))]
-    if args.rounds > 1:
-        print(f"medians of {args.rounds} rounds; wall times per round:")
-        for i, row in enumerate(rounds[0]):
-            print(f"  {row[0]}: " + ", ".join(f"{r[i][1]:.2f}" for r in rounds))
-    print(f"objects per cluster: {total}; clusters: {args.clusters}")
+            done_rounds.append(done)
+    rows = [_median([r[i] for r in done_rounds]) for i in range(len(done_rounds[0]))]
+    if rounds > 1:
+        print(f"medians of {rounds} rounds; wall times per round:")
+        for i, row in enumerate(done_rounds[0]):
+            print(f"  {row[0]}: " + ", ".join(f"{r[i][1]:.2f}" for r in done_rounds))
+    print(f"objects per cluster: {total}; clusters: {clusters}")
     print("| run | wall (s) | CPU (s) | peak RSS (MiB) | writes | clusters' CPU (s) |")
     print("|---|---|---|---|---|---|")
     for name, w, c, r, n, cc in rows:
         cpu = f"{c:.2f}" if c is not None else "-"
         rss = f"{r:.0f}" if r is not None else "-"
         print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {cc:.1f} |")
-    if not args.skip_baselines:
+    if not skip_baselines:
         kubectl, limit, first, noop, running = (row[1] for row in rows)
         print(
             f"first sync / kubectl: {first / kubectl:.2f}; first sync / API limit: {first / limit:.2f}; "
             f"API limit / kubectl: {limit / kubectl:.2f}; no-op resync / kubectl: one-shot {noop / kubectl:.3f}, "
             f"running agent {running / kubectl:.4f}"
         )
+    print(flush=True)
+    return total, rows
+
+
+def growth_table(results: list[tuple[int, int, list[Row]]]) -> None:
+    """One line per size: wall times, the ratios to the baselines, and milliseconds per object and cluster."""
+    print(
+        "| objects x clusters | kubectl (s) | API limit (s) | first sync (s) | / kubectl | / limit "
+        "| ms per object-cluster | one-shot resync (s) | / kubectl | running resync (s) | resync writes "
+        "| agent CPU, first (s) | running agent RSS (MiB) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for total, clusters, rows in results:
+        by = {r[0]: r for r in rows}
+        first, noop = by["gitops-agent sync (first)"], by["gitops-agent sync (no-op resync, one-shot process)"]
+        running = by["gitops-agent run: resync in the running agent (watch cache)"]
+        kubectl = next((r[1] for r in rows if r[0].startswith("kubectl")), None)
+        limit = next((r[1] for r in rows if r[0].startswith("API limit")), None)
+
+        def ratio(a: float, b: float | None) -> str:
+            return f"{a / b:.2f}" if b else "-"
+
+        print(
+            f"| {total} x {clusters} | {kubectl or 0:.2f} | {limit or 0:.2f} | {first[1]:.2f}"
+            f" | {ratio(first[1], kubectl)} | {ratio(first[1], limit)}"
+            f" | {1000 * first[1] / (total * clusters):.2f} | {noop[1]:.2f}"
+            f" | {ratio(noop[1], kubectl)} | {running[1]:.2f} | {noop[4] + running[4]} | {first[2]:.1f}"
+            f" | {running[3]:.0f} |"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", default="2000", help="objects per cluster; a comma list runs every size")
+    ap.add_argument("--clusters", default="3", help="clusters; a comma list runs every count")
+    ap.add_argument("--skip-baselines", action="store_true", help="only the agent's rows")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of every contender, interleaved; medians shown")
+    args = ap.parse_args()
+    results = []
+    for objects in (int(x) for x in args.objects.split(",")):
+        for clusters in (int(x) for x in args.clusters.split(",")):
+            total, rows = run_size(objects, clusters, args.rounds, args.skip_baselines)
+            results.append((total, clusters, rows))
+    if len(results) > 1:
+        growth_table(results)
 
 
 if __name__ == "__main__":
