@@ -455,12 +455,16 @@ def growth_table(results: list[tuple[int, int, list[Row]]]) -> None:
             return f"{a / b:.2f}" if b else "-"
 
         print(
-            f"| {total} x {clusters} | {kubectl or 0:.2f} | {limit or 0:.2f} | {first[1]:.2f}"
+            f"| {total} x {clusters} | {_seconds(kubectl)} | {_seconds(limit)} | {first[1]:.2f}"
             f" | {ratio(first[1], kubectl)} | {ratio(first[1], limit)}"
             f" | {1000 * first[1] / (total * clusters):.2f} | {noop[1]:.2f}"
             f" | {ratio(noop[1], kubectl)} | {running[1]:.2f} | {noop[4] + running[4]} | {first[2]:.1f}"
             f" | {running[3]:.0f} |"
         )
+
+
+def _seconds(wall: float | None) -> str:
+    return f"{wall:.2f}" if wall is not None else "-"  # a baseline skipped with --skip-baselines
 
 
 def main() -> None:
