@@ -18,6 +18,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("GITOPS_AGENT_TESTCLUSTER", REPO / "build" / "testcluster"))
 START_TIMEOUT = 120.0
 """Seconds a cluster may take to become ready."""
+PORT_RETRIES = 3
+"""Times a first start is retried with new ports when another process took one of them first."""
 
 
 class TestCluster:
@@ -33,20 +35,35 @@ class TestCluster:
 
     @classmethod
     def start(cls, name: str, data_dir: pathlib.Path, extra_args: list[str] | None = None) -> TestCluster:
-        """Launch a cluster on ``data_dir`` and wait until it is ready. Raises RuntimeError on failure."""
+        """Launch a cluster on ``data_dir`` and wait until it is ready. Raises RuntimeError on failure.
+
+        A new data dir gets free ports chosen by the process; another process can bind one of them before this one
+        does, so a first start that fails with "address already in use" is retried (up to ``PORT_RETRIES`` times)
+        with new ports. A restart keeps its ports.json and is never retried: its address must not change."""
         if not BINARY.is_file():
             raise RuntimeError(f"{BINARY} is missing: run 'make testcluster' first")
         data_dir.mkdir(parents=True, exist_ok=True)
-        # A killed cluster leaves its kubeconfig behind; its presence must mean "this process is ready".
-        (data_dir / "kubeconfig").unlink(missing_ok=True)
-        log = (data_dir / "testcluster.log").open("ab")
-        proc = subprocess.Popen(
-            [str(BINARY), "--data-dir", str(data_dir), *(extra_args or [])],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        cluster = cls(name, data_dir, proc)
-        cluster.wait_ready()
-        return cluster
+        fresh = not (data_dir / "ports.json").exists()
+        for attempt in range(PORT_RETRIES + 1):
+            # A killed cluster leaves its kubeconfig behind; its presence must mean "this process is ready".
+            (data_dir / "kubeconfig").unlink(missing_ok=True)
+            log_start = (data_dir / "testcluster.log").stat().st_size if (data_dir / "testcluster.log").exists() else 0
+            with (data_dir / "testcluster.log").open("ab") as log:
+                proc = subprocess.Popen(
+                    [str(BINARY), "--data-dir", str(data_dir), *(extra_args or [])],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            cluster = cls(name, data_dir, proc)
+            try:
+                cluster.wait_ready()
+                return cluster
+            except RuntimeError:
+                lost_port = "address already in use" in cluster.log_since(log_start)
+                if not (fresh and lost_port and attempt < PORT_RETRIES):
+                    raise
+                cluster.stop()
+                (data_dir / "ports.json").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Wait for the kubeconfig to appear. Raises RuntimeError when the process exits or time runs out."""
@@ -82,6 +99,15 @@ class TestCluster:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def log_since(self, offset: int) -> str:
+        """The cluster's log from byte ``offset`` on ("" when it cannot be read)."""
+        try:
+            with (self.data_dir / "testcluster.log").open("rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the cluster's log."""

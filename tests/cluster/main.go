@@ -297,30 +297,32 @@ func loadPorts(dir string, apiPort int) (ports, error) {
 			return p, nil
 		}
 	}
-	var err error
-	p.API = apiPort
+	free, err := freePorts(3)
+	if err != nil {
+		return p, err
+	}
+	p = ports{API: apiPort, EtcdClient: free[1], EtcdPeer: free[2]}
 	if p.API == 0 {
-		if p.API, err = freePort(); err != nil {
-			return p, err
-		}
-	}
-	if p.EtcdClient, err = freePort(); err != nil {
-		return p, err
-	}
-	if p.EtcdPeer, err = freePort(); err != nil {
-		return p, err
+		p.API = free[0]
 	}
 	b, _ := json.Marshal(p)
 	return p, os.WriteFile(path, b, 0o600)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n distinct free loopback ports. Every listener stays open until all n are chosen: a port
+// closed early can be handed out again by the next bind to port 0, which once gave etcd and the API server the
+// same port. Another process may still take one before this process binds it; the launcher retries on that.
+func freePorts(n int) ([]int, error) {
+	out := make([]int, 0, n)
+	for len(out) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return out, nil
 }
 
 func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
