@@ -151,7 +151,7 @@ def _status(url: str, token: str | None) -> int:
     if not url.startswith(("http://", "https://")):
         err.print(f"[bold red]error:[/] --url must be an http:// or https:// address, not {url!r}")
         return EXIT_ERROR
-    request = urllib.request.Request(url.rstrip("/") + "/api/v1/status")  # noqa: S310 - scheme checked above
+    request = urllib.request.Request(url.rstrip("/") + "/api/v1/status?objects=false")  # noqa: S310 - scheme checked above
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:

@@ -1,12 +1,15 @@
 """The agent's HTTP server (FastAPI on uvicorn): liveness, readiness, the status API and push webhooks.
 
-- ``GET /``: the dashboard, one HTML page (``agent/dashboard.html``) that polls the status API every 3 s: every
-  cluster with revision, sync status and health, and a drill-down to its objects, their health and diffs.
+- ``GET /``: the dashboard, one HTML page (``agent/dashboard.html``) that polls the fleet summary every 3 s: every
+  cluster with revision, sync status and health, and a drill-down (the selected cluster's status, fetched with
+  it) to its objects, their health and diffs.
 - ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 once the first fetch is done and the
   scheduler runs, else 503. Both stay open.
 - ``GET /api/v1/status``, ``GET /api/v1/clusters/{name}``: the source and every cluster (revision, sync status,
-  health, last sync, per-object results, the last 10 syncs); ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``:
-  reconcile now. These need ``Authorization: Bearer <server.token>`` when a token is configured.
+  health and health counts, last sync, per-object results, the last 10 syncs); ``GET /api/v1/status?objects=false``
+  is the fleet summary without the per-object results (what the dashboard and ``gitops-agent status`` poll: its
+  size does not grow with the objects); ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``: reconcile now. These
+  need ``Authorization: Bearer <server.token>`` when a token is configured.
 - ``GET /metrics``: Prometheus metrics (see ``agent.metrics``), behind the bearer token too.
 - ``POST /api/v1/webhooks/{github,gitlab,generic}``: a push to the tracked ref fetches at once (see
   ``agent.webhooks``); authenticated by the provider's signature, never by the bearer token; bodies over
@@ -28,6 +31,8 @@ import uvicorn
 
 from agent import scheduler, webhooks
 from reconcilers import errors
+
+OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
 
 
 def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
@@ -69,12 +74,12 @@ def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
         return {"status": "not ready: first fetch pending or scheduler stopped"}
 
     @api.get("/api/v1/status", response_class=fastapi.responses.JSONResponse)
-    def status() -> fastapi.Response:
-        return _json(agent.status_json())
+    def status(objects: bool = OBJECTS) -> fastapi.Response:
+        return _json(agent.status_json(objects=objects))
 
     @api.get("/api/v1/clusters/{name}", response_class=fastapi.responses.JSONResponse)
-    def cluster(name: str) -> fastapi.Response:
-        found = agent.cluster_json(name)
+    def cluster(name: str, objects: bool = OBJECTS) -> fastapi.Response:
+        found = agent.cluster_json(name, objects=objects)
         if found is None:
             raise fastapi.HTTPException(404, f"no cluster named {name!r}")
         return _json(found)

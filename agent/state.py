@@ -107,8 +107,9 @@ class AgentState:
         with self._lock:
             return self._last.get(name)
 
-    def cluster_json(self, name: str) -> dict[str, Any] | None:
-        """The status of one cluster (None when unknown)."""
+    def cluster_json(self, name: str, *, objects: bool = True) -> dict[str, Any] | None:
+        """The status of one cluster (None when unknown); ``objects=False`` leaves out the last sync's
+        per-object entries."""
         with self._lock:
             history = self._history.get(name)
             if history is None:
@@ -117,20 +118,24 @@ class AgentState:
             last = self._last.get(name)
         return {
             "name": name,
-            "lastSync": result_json(last) if last else None,
+            "lastSync": result_json(last, objects=objects) if last else None,
             "history": ([result_json(last, objects=False)] if last else []) + earlier[::-1],
         }
 
-    def status_json(self) -> dict[str, Any]:
-        """The status of the source and of every cluster."""
+    def names(self) -> list[str]:
+        """The clusters tracked, in config order."""
         with self._lock:
-            names = list(self._history)
-            source = {
-                "revision": revision_json(self.revision),
-                "lastFetch": self.last_fetch.isoformat() if self.last_fetch else None,
-                "error": self.source_error,
-                "stale": self.source_error is not None,
+            return list(self._history)
+
+    def source_json(self) -> dict[str, Any]:
+        """The source (revision, last fetch, error, stale) and the config file (loaded, error)."""
+        with self._lock:
+            return {
+                "source": {
+                    "revision": revision_json(self.revision),
+                    "lastFetch": self.last_fetch.isoformat() if self.last_fetch else None,
+                    "error": self.source_error,
+                    "stale": self.source_error is not None,
+                },
+                "config": {"loaded": self.config_loaded.isoformat(), "error": self.config_error},
             }
-        with self._lock:
-            cfg = {"loaded": self.config_loaded.isoformat(), "error": self.config_error}
-        return {"source": source, "config": cfg, "clusters": [self.cluster_json(n) for n in names]}

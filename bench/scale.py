@@ -10,7 +10,9 @@
   start-up included);
 - ``gitops-agent run``: the long-running agent on the synced clusters (watch cache, self-heal on); once it
   reports every cluster Synced, one resync is requested (``POST /api/v1/sync``) and its duration taken from the
-  status API (the slowest cluster). Its peak RSS is the agent's memory with every object watched.
+  status API (the slowest cluster). Its peak RSS is the agent's memory with every object watched. Then the full
+  status and the fleet summary (``?objects=false``) are each read 5 times: their sizes and median times are
+  printed.
 
 Each contender gets its own fresh clusters, so every first sync is a first sync. Wall time, CPU seconds and peak
 RSS of a process come from ``os.wait4`` (``/proc`` for the running agent); the clusters' CPU seconds (API
@@ -317,7 +319,7 @@ def agent_rows(repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster]) -> 
         wait_ready(base, timeout=120)
 
         def clusters() -> list[dict[str, Any]]:
-            with urllib.request.urlopen(f"{base}/api/v1/status", timeout=30) as resp:
+            with urllib.request.urlopen(f"{base}/api/v1/status?objects=false", timeout=30) as resp:
                 return list(json.load(resp)["clusters"])
 
         def synced_after(t: str) -> list[dict[str, Any]] | None:
@@ -337,21 +339,33 @@ def agent_rows(repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster]) -> 
             time.sleep(0.2)
         assert cl is not None, "the running agent did not finish its resync"
         wall = max(c["lastSync"]["durationSeconds"] for c in cl)
-        rss = _peak_rss(agent.pid)
-        rows.append(
-            (
-                "gitops-agent run: resync in the running agent (watch cache)",
-                wall,
-                _proc_cpu(agent.pid) - cpu0,
-                rss,
-                total_writes(cs) - before,
-                cluster_cpu(cs) - c0,
-            )
+        row = (
+            "gitops-agent run: resync in the running agent (watch cache)",
+            wall,
+            _proc_cpu(agent.pid) - cpu0,
+            _peak_rss(agent.pid),
+            total_writes(cs) - before,
+            cluster_cpu(cs) - c0,
         )
+        rows.append(row)
+        status_polls(base)  # after the row's figures: the full status of 50,000 objects is megabytes
     finally:
         agent.terminate()
         agent.wait(30)
     return rows
+
+
+def status_polls(base: str, times: int = 5) -> None:
+    """Print the size and the median time of ``times`` GETs of the full status and of the fleet summary."""
+    for query in ("", "?objects=false"):
+        sizes, walls = [], []
+        for _ in range(times):
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(f"{base}/api/v1/status{query}", timeout=60) as resp:
+                sizes.append(len(resp.read()))
+            walls.append(time.perf_counter() - t0)
+        wall = sorted(walls)[len(walls) // 2]
+        print(f"GET /api/v1/status{query}: {sizes[-1]} bytes, median of {times}: {1000 * wall:.1f} ms", flush=True)
 
 
 def _proc_cpu(pid: int) -> float:

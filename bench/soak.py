@@ -149,7 +149,7 @@ def main() -> None:
             settle = time.monotonic()
             status: dict = {}
             while time.monotonic() - settle < 120:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status?objects=false", timeout=5) as r:
                     status = json.loads(r.read())
                 at_head = all(
                     ((c.get("lastSync") or {}).get("revision") or {}).get("sha") == head

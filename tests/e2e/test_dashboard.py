@@ -103,6 +103,8 @@ def test_dashboard_shows_clusters_and_drills_down(
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            asked: list[str] = []
+            page.on("request", lambda r: asked.append(r.url.removeprefix(base)))
             page.goto(f"{base}/")
             page.wait_for_selector("#login", state="visible")  # the API wants the token
             page.fill("#token", TOKEN)
@@ -120,6 +122,9 @@ def test_dashboard_shows_clusters_and_drills_down(
             diff_text = page.locator("#objects pre.diff").inner_text()
             assert "-  mode: slow" in diff_text
             assert "+  mode: fast" in diff_text
+            # it polls the fleet summary, and asks for the objects of the selected cluster alone
+            api = {u for u in asked if u.startswith("/api/")}
+            assert api == {"/api/v1/status?objects=false", "/api/v1/clusters/alpha"}, asked
             artifacts = pathlib.Path(os.environ.get("GITOPS_AGENT_ARTIFACTS", REPO / "test-artifacts"))
             artifacts.mkdir(exist_ok=True)
             page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)

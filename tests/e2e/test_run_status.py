@@ -90,6 +90,25 @@ def test_run_serves_status_of_every_cluster(git_repo: GitRepo, clusters: Any, ma
         assert code == 200
         assert one["name"] == "b"
         assert len(one["history"]) == 1
+        assert {o["name"]: o["health"] for o in one["lastSync"]["objects"]} == {
+            namespace: "Healthy",
+            "settings": "Healthy",
+        }
+        assert one["healthCounts"] == {"Healthy": 2}
+
+        # The fleet summary: the same clusters and fields, without the per-object results.
+        summary = get(f"{base}/api/v1/status?objects=false")[1]
+        assert [c["name"] for c in summary["clusters"]] == ["a", "b"]
+        assert summary["source"] == status["source"]
+        for full, short in zip(status["clusters"], summary["clusters"], strict=True):
+            assert "objects" not in short["lastSync"]
+            assert short["lastSync"]["counts"] == full["lastSync"]["counts"]
+            assert (short["syncStatus"], short["health"], short["healthCounts"]) == (
+                "Synced",
+                "Healthy",
+                {"Healthy": 2},
+            )
+        assert "objects" not in get(f"{base}/api/v1/clusters/b?objects=false")[1]["lastSync"]
         assert get(f"{base}/api/v1/clusters/nope")[0] == 404
 
         request = urllib.request.Request(f"{base}/api/v1/sync/a", method="POST")
