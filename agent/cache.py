@@ -6,7 +6,8 @@ One reflector thread per (group, kind): LIST (paged) -> WATCH from the list's re
 a closed watch resumes from the last resourceVersion seen; ``410 Gone`` (the version fell out of the server's
 watch window) re-lists and reports every difference as an event, so no drift is missed (Kubernetes docs, "API
 Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. Entries keep only what drift
-detection, health and self-heal read (:class:`Entry`: a few hundred bytes, however large the object). Kinds
+detection and self-heal read, and the object's health verdict (:class:`Entry`: a few hundred bytes, however large
+the object). Kinds
 without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the cache never
 holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents. Used by
 ``agent.runner``; implements ``reconcilers.client.LiveView``.
@@ -35,7 +36,20 @@ LIST_PAGE_SIZE = 500
 one page of full objects per kind at a time, not the whole kind."""
 OnChange = Callable[[resources.ResourceKey, "resources.Body | None"], None]
 
-_KEPT_SPEC = ("replicas", "paused", "suspend", "type")
+SHARED_HEALTHS = 4096
+"""Distinct health verdicts (status and message) shared by every entry that has them; past this many, a new one
+is kept by its entry alone (messages that name an object would otherwise grow the table without bound)."""
+_healths: dict[health.HealthStatus, health.HealthStatus] = {}
+
+
+def _shared(verdict: health.HealthStatus) -> health.HealthStatus:
+    """The one shared copy of ``verdict`` (thread-safe: a lost race only keeps a second equal copy)."""
+    found = _healths.get(verdict)
+    if found is not None:
+        return found
+    if len(_healths) < SHARED_HEALTHS:
+        _healths.setdefault(verdict, verdict)
+    return verdict
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,15 +62,14 @@ class Entry:
       the text is ``json.dumps(fieldsV1, sort_keys=True)``, which :func:`reconcilers.diff.owned_hash` hashes as is;
     - ``other``: ``(manager, operation, time)`` of the most recent other writer outside the status subresource
       (self-heal names it when it fights us), or None;
-    - ``health``: for kinds with a health rule (:data:`reconcilers.health.HEALTH_KINDS`), the spec fields health
-      reads and the status, as compact JSON text (``{"spec": {...}, "status": {...}}``); None otherwise. One string
-      instead of a tree of small dicts: a Deployment's status is about twenty objects, and a cache filled page by
-      page would leave them scattered among the freed pages.
+    - ``health``: the object's health (:func:`reconcilers.health.assess`), judged once when the entry is made:
+      health rules read only the object, so the verdict holds until the next watch event replaces the entry. A
+      status poll then reads 50,000 healths without decoding anything, and the entry keeps no spec or status
+      (a Deployment's status alone is about twenty small objects).
 
     Strings repeated across objects and clusters are interned: apiVersions, managers, operations, write times
-    (a burst of writes shares its second), the fieldsV1 texts (objects made from one template own the same
-    fields, and every cluster owns the same as the others) and the health texts (every ClusterIP Service and
-    active Namespace has the same).
+    (a burst of writes shares its second) and the fieldsV1 texts (objects made from one template own the same
+    fields, and every cluster owns the same as the others); equal health verdicts are one shared object.
     """
 
     api_version: str
@@ -68,7 +81,7 @@ class Entry:
     deletion: str | None
     mine: tuple[tuple[str, str], ...]
     other: tuple[str, str, str] | None
-    health: str | None
+    health: health.HealthStatus
 
     @classmethod
     def of(cls, obj: resources.Body, key: resources.ResourceKey, field_manager: str) -> Entry:
@@ -87,10 +100,6 @@ class Entry:
             elif e.get("subresource") != "status":
                 others.append(e)
         last = max(others, key=lambda e: str(e.get("time", "")), default=None)
-        kept = None
-        if (key.group, key.kind) in health.HEALTH_KINDS:
-            spec = obj.get("spec") or {}
-            kept = {"spec": {k: spec[k] for k in _KEPT_SPEC if k in spec}, "status": obj.get("status") or {}}
         return cls(
             sys.intern(str(obj.get("apiVersion", ""))),
             key.kind,
@@ -107,7 +116,7 @@ class Entry:
             )
             if last
             else None,
-            sys.intern(json.dumps(kept, separators=(",", ":"))) if kept is not None else None,  # Services share
+            _shared(health.assess(key, obj)),
         )
 
     def body(self, field_manager: str) -> resources.Body:
@@ -126,10 +135,7 @@ class Entry:
         if self.other:
             managed.append(dict(zip(("manager", "operation", "time"), self.other, strict=True)))
         meta["managedFields"] = managed
-        out: resources.Body = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
-        if self.health is not None:
-            out.update(json.loads(self.health))
-        return out
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
 
 
 class LiveCache:
@@ -151,6 +157,11 @@ class LiveCache:
         """See :meth:`reconcilers.client.LiveView.get`: the cached :class:`Entry` as a body."""
         entry = self._objects.get(key)
         return entry.body(self.field_manager) if entry is not None else None
+
+    def health(self, key: resources.ResourceKey) -> health.HealthStatus:
+        """The health of the cached object ``key`` (Missing when it is not in the cache)."""
+        entry = self._objects.get(key)
+        return entry.health if entry is not None else health.assess(key, None)
 
     def __len__(self) -> int:
         return len(self._objects)

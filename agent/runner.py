@@ -219,7 +219,7 @@ class ClusterRunner:
         """The health of ``keys`` from the live cache (Unknown for all when the cluster was never reached)."""
         if self.live is None:
             return {k: health.HealthStatus(health.Health.UNKNOWN, "cluster not reached yet") for k in keys}
-        return {k: health.assess(k, self.live.get(k)) for k in keys}
+        return {k: self.live.health(k) for k in keys}
 
     def close(self) -> None:
         """Stop watches and self-heal, end any health wait, release the connection."""

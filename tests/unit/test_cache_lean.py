@@ -75,11 +75,8 @@ def test_an_entry_keeps_what_drift_health_and_self_heal_read() -> None:
     # the last writer outside the status subresource, as self-heal names it when it fights us
     assert other == {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:03Z"}
     assert selfheal.other_manager(kept, "gitops-agent") == selfheal.other_manager(DEPLOYMENT, "gitops-agent")
-    assert kept["spec"] == {"replicas": 2}  # a health kind: the spec fields health reads, and the status
-    assert kept["status"] == DEPLOYMENT["status"]
-    configmap = lean({**DEPLOYMENT, "kind": "ConfigMap", "apiVersion": "v1"})
-    assert "spec" not in configmap
-    assert "status" not in configmap
+    assert "spec" not in kept  # health is judged when the entry is made: no spec or status is kept
+    assert "status" not in kept
 
 
 @pytest.mark.parametrize("pointers", [(), (("spec", "replicas"),), (("metadata", "labels", "app"), ("spec",))])
@@ -89,8 +86,33 @@ def test_owned_hash_of_an_entry_equals_the_objects(pointers: tuple[tuple[str, ..
     assert diff.owned_hash(kept, "someone-else", pointers) == ""
 
 
-def test_health_fields_are_one_shared_text() -> None:
-    """The spec and status health reads are kept as one compact JSON string, shared by objects whose are equal."""
+def entry(obj: resources.Body) -> cache.Entry:
+    return cache.Entry.of(obj, resources.ResourceKey.of(obj), "gitops-agent")
+
+
+def test_an_entry_holds_the_health_of_its_object() -> None:
+    """The verdict of :func:`reconcilers.health.assess` on the whole object, including rollouts in progress and
+    deletions."""
+    assert entry(DEPLOYMENT).health == health.assess(resources.ResourceKey.of(DEPLOYMENT), DEPLOYMENT)
+    assert entry(DEPLOYMENT).health.status is health.Health.PROGRESSING  # no availableReplicas yet
+    available = {
+        **DEPLOYMENT,
+        "status": {
+            "observedGeneration": 3,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "readyReplicas": 2,
+            "availableReplicas": 2,
+        },
+    }
+    assert entry(available).health.status is health.Health.HEALTHY
+    deleting = {**available, "metadata": {**available["metadata"], "deletionTimestamp": "2026-01-01T00:00:09Z"}}
+    assert entry(deleting).health == health.HealthStatus(health.Health.PROGRESSING, "being deleted")
+    configmap = entry({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}})
+    assert configmap.health.status is health.Health.HEALTHY
+
+
+def test_equal_health_verdicts_are_one_shared_object() -> None:
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -99,7 +121,6 @@ def test_health_fields_are_one_shared_text() -> None:
         "status": {"loadBalancer": {}},
     }
     other = {**service, "metadata": {**service["metadata"], "name": "b"}}
-    a, b = (cache.Entry.of(o, resources.ResourceKey.of(o), "gitops-agent") for o in (service, other))
-    assert a.health == '{"spec":{"type":"ClusterIP"},"status":{"loadBalancer":{}}}'
+    a, b = entry(service), entry(other)
+    assert a.health.status is health.Health.HEALTHY
     assert a.health is b.health
-    assert health.assess(resources.ResourceKey.of(service), a.body("gitops-agent")).status is health.Health.HEALTHY
