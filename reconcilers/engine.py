@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from concurrent import futures
@@ -88,7 +89,12 @@ class ReconcileResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Objects per action (see :func:`apply.counts`)."""
+        """Objects per action (see :func:`apply.counts`); a new dict each time."""
+        return dict(self._counts)
+
+    @functools.cached_property
+    def _counts(self) -> dict[str, int]:
+        # Counted once: the status API reads the counts of every cluster on every poll (10,000 entries each).
         return apply.counts(self.entries)
 
     @property
@@ -99,7 +105,7 @@ class ReconcileResult:
     @property
     def ok(self) -> bool:
         """True when the reconcile ran to its end and no object failed or was skipped."""
-        c = self.counts
+        c = self._counts
         return self.error is None and c["failed"] == 0 and c["skipped"] == 0
 
 

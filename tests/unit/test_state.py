@@ -3,7 +3,9 @@ number of objects times the history length)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+from typing import Any
 
 from agent import state
 from reconcilers import apply, engine, resources
@@ -47,3 +49,30 @@ def test_forget_drops_the_last_result_too() -> None:
     assert s.cluster_json("b") is None
     s.add("b")
     assert s.cluster_json("b") == {"name": "b", "lastSync": None, "history": []}
+
+
+def test_counts_are_handed_out_as_copies_and_follow_a_replaced_result() -> None:
+    """The counts are counted once per result (every status poll reads them), so no caller may change them."""
+    r = result(1, objects=4)
+    counts = r.counts
+    counts["unchanged"] = 0
+    assert r.counts["unchanged"] == 4
+    assert r.ok
+    failed = dataclasses.replace(
+        r,
+        entries=(
+            *r.entries,
+            apply.ChangeSetEntry(resources.ResourceKey("", "ConfigMap", "ns", "x"), apply.Action.FAILED),
+        ),
+    )
+    assert failed.counts["failed"] == 1
+    assert not failed.ok
+    assert s_summary(state.AgentState(["a"]), failed)["lastSync"]["result"] == "Failed"
+
+
+def s_summary(s: state.AgentState, r: engine.ReconcileResult) -> dict[str, Any]:
+    s.record(r)
+    out = s.cluster_json(r.cluster, objects=False)
+    assert out is not None
+    assert "objects" not in out["lastSync"]
+    return out
