@@ -7,10 +7,9 @@ a closed watch resumes from the last resourceVersion seen; ``410 Gone`` (the ver
 watch window) re-lists and reports every difference as an event, so no drift is missed (Kubernetes docs, "API
 Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. Entries keep only what drift
 detection and self-heal read, and the object's health verdict (:class:`Entry`: a few hundred bytes, however large
-the object). Kinds
-without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the cache never
-holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents. Used by
-``agent.runner``; implements ``reconcilers.client.LiveView``.
+the object). Kinds without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the
+cache never holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents.
+Used by ``agent.runner``; implements ``reconcilers.client.LiveView``.
 """
 
 from __future__ import annotations
