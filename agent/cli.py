@@ -29,7 +29,8 @@ import rich.console
 import rich.syntax
 import rich.table
 
-from agent import __version__, config, malloc, runner, state
+from agent import __version__, config, malloc
+from agent.runtime import runner, state
 from agent.sources import local
 from reconcilers import apply, engine, errors
 
@@ -193,7 +194,7 @@ def _status(url: str, token: str | None) -> int:
 
 def _clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
     """0 when every cluster is reachable and allows all the desired state needs, 1 otherwise."""
-    from agent import checks
+    from agent.clusters import checks
 
     source = local.open_source(cfg.source)
     try:
@@ -256,9 +257,10 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
 
 def _run(cfg: config.AgentConfig, path: pathlib.Path) -> int:
     # The long-running parts load only for ``run``: a one-shot ``sync`` starts faster without them.
-    from agent import reload, scheduler, server
+    from agent.api import server
+    from agent.runtime import fleet, reload
 
-    agent = scheduler.Agent(cfg)
+    agent = fleet.Agent(cfg)
     server.create_app(agent)  # fails fast (exit 2) on a missing token or webhook secret
     agent.start()
     stop_reload = reload.start(agent, path)

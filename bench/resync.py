@@ -23,7 +23,8 @@ from common import REPO, TestCluster, make_repo, write_config
 
 sys.path.insert(0, str(REPO))
 
-from agent import config, runner
+from agent import config
+from agent.runtime import runner
 from agent.sources import git, manifests
 from reconcilers import engine
 

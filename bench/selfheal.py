@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 from kubernetes import config as kconfig
 from kubernetes import dynamic
 
-from agent import config, runner
+from agent import config
+from agent.runtime import runner
 from agent.sources import git
 
 

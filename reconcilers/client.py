@@ -52,7 +52,7 @@ class KubeClient(Protocol):
 
 
 class LiveView(Protocol):
-    """Live objects as last seen by a watch (``agent.cache.LiveCache``); may hold only their metadata."""
+    """Live objects as last seen by a watch (``agent.clusters.cache.LiveCache``); may hold only their metadata."""
 
     def get(self, key: resources.ResourceKey) -> resources.Body | None:
         """The cached object, or None when the cache does not hold it (absent, or its kind not watched)."""

@@ -15,7 +15,7 @@
 6. prune what left git (:mod:`reconcilers.prune`), then write each path's inventory (only when it changed).
 
 Partial results come back with the error: a cluster that stops answering mid-sync yields the entries so far.
-Called by ``agent.runner``.
+Called by ``agent.runtime.runner``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
         ├── ClusterUnreachableError   connection refused, DNS, TLS, timeouts
         └── ApiError             the API server answered with an error status (carries code and message)
 
-Reconcile results carry these as text; ``agent.runner`` never lets one escape a reconcile.
+Reconcile results carry these as text; ``agent.runtime.runner`` never lets one escape a reconcile.
 """
 
 from __future__ import annotations

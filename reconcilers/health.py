@@ -4,7 +4,7 @@ The rules read what the controllers report, following the Kubernetes docs for ea
 Deployment status", "StatefulSets", "DaemonSets", "Jobs") and the conventions Argo CD's health checks made
 familiar: a controller that has not yet seen the newest spec (``observedGeneration < generation``) means
 Progressing; ``ProgressDeadlineExceeded`` means Degraded. A kind without a rule is Healthy once it exists.
-Used by ``agent.scheduler`` (status) and the engine (CRD ``Established``).
+Used by ``agent.runtime.fleet`` (status) and the engine (CRD ``Established``).
 """
 
 from __future__ import annotations

@@ -207,7 +207,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 def runner_for(config_path: pathlib.Path, cluster: str = "a", *, watch: bool = True) -> tuple[Any, Any, Any]:
     """A ClusterRunner for one cluster of a config file, with the source fetched: (runner, revision, checkout)."""
-    from agent import config, runner
+    from agent import config
+    from agent.runtime import runner
     from agent.sources import git
 
     cfg = config.load_config(config_path)

@@ -4,7 +4,7 @@ checkouts of a revision's tree for the manifest loader.
 The clone lives in ``source.cacheDir`` as a bare repository; a clone that cannot be opened is removed and cloned
 again. A failed fetch keeps the last good revision (``last_good``) and raises :class:`FetchError`, so callers can
 keep the deployed state and report the source as stale. Thread-safe: one lock serializes fetch and checkout.
-Used by ``agent.runner`` and ``agent.scheduler``.
+Used by ``agent.runtime.runner`` and ``agent.runtime.fleet``.
 """
 
 from __future__ import annotations

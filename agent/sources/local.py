@@ -2,10 +2,10 @@
 
 ``LocalSource`` serves a plain directory (not a git repository): its revision is a digest of every file's path
 and content (``Revision(sha=<sha256>, ref="local")``), and each revision is read from a snapshot copy, so a file
-saved halfway through a reconcile never mixes two versions. ``agent.scheduler`` watches the directory with
+saved halfway through a reconcile never mixes two versions. ``agent.runtime.fleet`` watches the directory with
 watchfiles and reconciles within a second of a save. :func:`open_source` picks the source type from
 ``source.type`` (``auto``: a local directory that is not a git repository is local, anything else is git).
-Used by ``agent.cli`` and ``agent.scheduler``.
+Used by ``agent.cli`` and ``agent.runtime.fleet``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ file one thread is parsing is waited for by the others, not parsed again: cluste
 (:func:`_interned_str`). Manifests are immutable by convention (every step of a reconcile builds new bodies),
 which is what makes sharing them safe.
 
-Called by ``agent.runner``.
+Called by ``agent.runtime.runner``.
 """
 
 from __future__ import annotations

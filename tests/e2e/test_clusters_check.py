@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import checks, cli, config
+from agent import cli, config
+from agent.clusters import checks
 from tests.conftest import GitRepo, cluster_entry, target_identity
 
 

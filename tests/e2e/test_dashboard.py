@@ -140,7 +140,9 @@ def test_open_pages_need_no_token(path: str) -> None:
     """Documented contract: the page itself holds no data; /healthz stays open (checked in-process)."""
     from fastapi.testclient import TestClient
 
-    from agent import config, scheduler, server
+    from agent import config
+    from agent.api import server
+    from agent.runtime import fleet
 
     cfg = config.AgentConfig.model_validate(
         {
@@ -149,6 +151,6 @@ def test_open_pages_need_no_token(path: str) -> None:
             "server": {"token": {"env": "PATH"}},  # any set variable: a token is required
         }
     )
-    http = TestClient(server.create_app(scheduler.Agent(cfg)))
+    http = TestClient(server.create_app(fleet.Agent(cfg)))
     assert http.get(path).status_code == 200
     assert http.get("/api/v1/status").status_code == 401

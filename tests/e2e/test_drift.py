@@ -68,8 +68,9 @@ def test_cache_relists_after_410_gone_and_keeps_watching(
 ) -> None:
     """A cluster whose etcd is compacted every 2 s and whose API server restarted answers a watch from an old
     resourceVersion with 410 Expired: the cache must LIST again and keep watching."""
-    from agent import cache, config
-    from agent import clusters as agent_clusters
+    from agent import config
+    from agent.clusters import cache
+    from agent.clusters import connection as agent_clusters
     from reconcilers import resources
     from tests.cluster.launcher import TestCluster
 
@@ -127,7 +128,7 @@ def test_the_live_cache_lists_page_by_page(
 ) -> None:
     """A LIST larger than a page is read in pages (``limit``/``continue``), each reduced to its entries before
     the next is asked for, and the cache ends with every object and a watch from the list's resourceVersion."""
-    from agent import cache
+    from agent.clusters import cache
     from reconcilers import resources
 
     (tc,) = clusters(1)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import aws
+from agent.clusters import aws
 from tests.cluster.launcher import TestCluster
 from tests.conftest import GitRepo, agent_writes, audit_offset, dynamic_client, live_object, runner_for
 

@@ -252,8 +252,8 @@ def test_sigterm_mid_sync_exits_0_and_a_restart_resumes_with_the_inventory_intac
     assert cli.main(["sync", "--config", str(config)]) == 0  # restarted: resumes and converges
     instance = yaml.safe_load(config.read_text())["instance"]
     tracking = inventory.Tracking(instance, "a")
-    from agent import clusters as agent_clusters
     from agent import config as agent_config
+    from agent.clusters import connection as agent_clusters
 
     cfg = agent_config.load_config(config)
     kube = agent_clusters.connect(cfg.clusters[0])

@@ -13,7 +13,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import config, runner
+from agent import config
+from agent.runtime import runner
 from reconcilers import errors, resources
 from tests.conftest import agent_writes, audit_offset
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from agent import checks, config
+from agent import config
+from agent.clusters import checks
 from tests.conftest import GitRepo, dynamic_client, live_object, runner_for, wait_until
 
 

@@ -160,7 +160,8 @@ def test_three_replicas_share_five_clusters_and_take_over_from_a_killed_one(
 
 
 def test_a_missing_lease_namespace_is_named_and_no_cluster_is_taken(clusters: Any, namespace: str) -> None:
-    from agent import config, leases
+    from agent import config
+    from agent.runtime import leases
 
     (home,) = clusters(1)
     cfg = config.ShardingConfig.model_validate(

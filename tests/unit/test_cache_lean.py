@@ -1,10 +1,11 @@
-"""What a live cache entry keeps (``agent.cache.Entry``), and that drift detection reads it like the object."""
+"""What a live cache entry keeps (``agent.clusters.cache.Entry``), and that drift detection reads it like the object."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent import cache, selfheal
+from agent.clusters import cache
+from agent.runtime import selfheal
 from reconcilers import diff, health, resources
 
 DEPLOYMENT = {

@@ -7,7 +7,8 @@ import pathlib
 
 import pytest
 
-from agent import config, leases
+from agent import config
+from agent.runtime import leases
 from reconcilers import errors
 
 CLUSTERS = [f"cluster-{i}" for i in range(200)]

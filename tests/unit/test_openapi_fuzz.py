@@ -12,7 +12,9 @@ import yaml
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from agent import config, scheduler, server
+from agent import config
+from agent.api import server
+from agent.runtime import fleet
 
 
 def _app(tmp: pathlib.Path) -> object:
@@ -26,7 +28,7 @@ def _app(tmp: pathlib.Path) -> object:
             }
         )
     )
-    agent = scheduler.Agent(config.load_config(path))
+    agent = fleet.Agent(config.load_config(path))
     agent.fetched.set()  # ready: /readyz answers 200 (its 503 before the first fetch is by design)
     agent.scheduler.start(paused=True)
     return server.create_app(agent)

@@ -7,7 +7,7 @@ import dataclasses
 import datetime
 from typing import Any
 
-from agent import state
+from agent.runtime import state
 from reconcilers import apply, engine, resources
 
 

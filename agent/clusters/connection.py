@@ -5,7 +5,7 @@ The official client supplies kubeconfig parsing (contexts, client certificates, 
 authentication headers and its pooled urllib3 transport; requests go through ``ApiClient.call_api`` with raw JSON
 so no per-object model (de)serialization sits on the hot path. Discovery uses the aggregated discovery document
 (``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30, KEP-3352): two requests list every served kind, with a
-fallback to per-group discovery for older servers. Used by ``agent.runner``.
+fallback to per-group discovery for older servers. Used by ``agent.runtime.runner``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import yaml
 from kubernetes.client import exceptions as kube_exceptions
 from kubernetes.config import incluster_config
 
-from agent import __version__, aws, config
+from agent import __version__, config
+from agent.clusters import aws
 from reconcilers import client, errors, resources
 
 log = logging.getLogger(__name__)

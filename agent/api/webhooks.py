@@ -7,7 +7,7 @@
 
 Every comparison is constant-time (``hmac.compare_digest``). Only pushes to the tracked ref trigger (a branch
 ``main`` matches ``refs/heads/main``, a tag ``v1`` matches ``refs/tags/v1``; a pinned commit matches nothing).
-Used by ``agent.server``.
+Used by ``agent.api.server``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """One reconcile of one cluster, and one sync of the fleet.
 
-:class:`ClusterRunner` keeps a cluster's connection, live cache (``agent.cache``) and self-heal worker
-(``agent.selfheal``) between reconciles; :meth:`ClusterRunner.reconcile` loads the cluster's manifests from a
+:class:`ClusterRunner` keeps a cluster's connection, live cache (``agent.clusters.cache``) and self-heal worker
+(``agent.runtime.selfheal``) between reconciles; :meth:`ClusterRunner.reconcile` loads the cluster's manifests from a
 checkout and runs ``reconcilers.engine.reconcile``. It never raises: every failure becomes a
 ``ReconcileResult`` with ``error`` and ``error_kind`` set, so a failing cluster never stops the others.
 :func:`sync_fleet` fetches the source once and reconciles the selected clusters concurrently (one thread per
-cluster). Used by ``agent.cli`` and ``agent.scheduler``.
+cluster). Used by ``agent.cli`` and ``agent.runtime.fleet``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
-from agent import cache, clusters, config, selfheal
+from agent import config
+from agent.clusters import cache, connection
+from agent.runtime import selfheal
 from agent.sources import local, manifests, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 
@@ -47,7 +49,7 @@ def ignore_rules(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> tupl
 def user_agent(cfg: config.AgentConfig) -> str:
     """The User-Agent of this agent's requests: with sharding it names the replica, so audit logs tell replicas
     apart (``gitops-agent/0.1.0 (replica web-0)``)."""
-    return f"{clusters.USER_AGENT} (replica {cfg.sharding.identity})" if cfg.sharding else clusters.USER_AGENT
+    return f"{connection.USER_AGENT} (replica {cfg.sharding.identity})" if cfg.sharding else connection.USER_AGENT
 
 
 def options_for(
@@ -81,16 +83,16 @@ class ClusterRunner:
         self.cfg = cfg
         self.cluster = cluster
         self.watch = watch
-        self.kube: clusters.KubeCluster | None = None
+        self.kube: connection.KubeCluster | None = None
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
         self.secrets: set[str] = set()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
 
-    def _connect(self) -> tuple[clusters.KubeCluster, cache.LiveCache]:
+    def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
         if self.kube is None or self.live is None:
-            kube = clusters.connect(
+            kube = connection.connect(
                 self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, user_agent(self.cfg)
             )
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)

@@ -7,7 +7,7 @@ the new revision, syncs them and waits up to ``sync.timeout`` for health (see ``
 batch that is not Healthy halts the rollout: its revision is marked failed for those clusters and, with
 ``rollback: auto``, each goes back to its last healthy revision. A failed revision is not tried again; a newer
 commit starts a new rollout from the first batch, and supersedes one in progress at the next batch boundary.
-Used by ``agent.scheduler`` when ``rollout`` is configured.
+Used by ``agent.runtime.fleet`` when ``rollout`` is configured.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ authenticator (aws-iam-authenticator) replays it to STS and maps the caller's AR
 a token for 15 minutes after its X-Amz-Date. Credentials come from botocore's chain (environment, shared profile,
 web identity / IRSA, instance metadata), optionally exchanged with STS ``AssumeRole`` for ``roleArn``.
 
-Tokens are cached and renewed :data:`REFRESH_BEFORE` seconds before they expire; ``agent.clusters`` also renews
-once and retries when the API server answers 401. Used by ``agent.clusters``.
+Tokens are cached and renewed :data:`REFRESH_BEFORE` seconds before they expire; ``agent.clusters.connection``
+also renews once and retries when the API server answers 401. Used by ``agent.clusters.connection``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ newest cache entry, and re-applies just that object (server-side apply, forced).
 Fights: an object corrected more than :data:`FIGHT_LIMIT` times within :data:`FIGHT_WINDOW` seconds is no
 longer corrected and is reported as Fighting, with the name of the other field manager (the most recent writer
 in its managedFields). A new desired body for it (a new commit) ends the fight. While a full reconcile runs,
-events are held and checked against its result. Used by ``agent.runner``.
+events are held and checked against its result. Used by ``agent.runtime.runner``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from agent import cache
+from agent.clusters import cache
 from reconcilers import apply, client, diff, engine, errors, inventory, resources
 
 log = logging.getLogger(__name__)

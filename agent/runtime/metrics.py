@@ -11,8 +11,8 @@
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
 | ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
 
-Labels carry names and revisions only, never object contents or credentials. Used by ``agent.scheduler`` and
-``agent.server``.
+Labels carry names and revisions only, never object contents or credentials. Used by ``agent.runtime.fleet`` and
+``agent.api.server``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Lease exactly one wins (the other gets 409 Conflict); a holder that could not re
 Leases are released (holder cleared), so the others take over at their next check.
 
 A reconcile already running when its Lease is lost finishes its current request stage; no new one starts.
-Used by ``agent.scheduler``.
+Used by ``agent.runtime.fleet``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent import clusters, config
+from agent import config
+from agent.clusters import connection
 from reconcilers import errors
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Coordinator:
         self.error: str | None = None
         self._renewed: dict[str, float] = {}  # cluster -> monotonic time of the last successful acquire or renew
         self._observed: dict[str, tuple[str, float]] = {}  # Lease name -> (resourceVersion, first seen at)
-        self._kube: clusters.KubeCluster | None = None
+        self._kube: connection.KubeCluster | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
@@ -149,8 +150,8 @@ class Coordinator:
         now = time.monotonic()
         try:
             if self._kube is None:
-                agent = f"{clusters.USER_AGENT} (replica {self.identity})"
-                self._kube = clusters.connect(self.cfg.home_cluster, 4, max(1.0, self.cfg.retry_period), agent)
+                agent = f"{connection.USER_AGENT} (replica {self.identity})"
+                self._kube = connection.connect(self.cfg.home_cluster, 4, max(1.0, self.cfg.retry_period), agent)
             leases = self._list()
         except errors.ConfigError as e:
             self._failed(now, str(e))

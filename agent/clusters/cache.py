@@ -9,7 +9,7 @@ Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. 
 detection and self-heal read, and the object's health verdict (:class:`Entry`: a few hundred bytes, however large
 the object). Kinds without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the
 cache never holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents.
-Used by ``agent.runner``; implements ``reconcilers.client.LiveView``.
+Used by ``agent.runtime.runner``; implements ``reconcilers.client.LiveView``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent import clusters
+from agent.clusters import connection
 from reconcilers import errors, health, resources
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class LiveCache:
     """Live objects of the managed kinds of one cluster, kept current by watches (threads)."""
 
     def __init__(
-        self, kube: clusters.KubeCluster, selector: str, field_manager: str, on_change: OnChange | None = None
+        self, kube: connection.KubeCluster, selector: str, field_manager: str, on_change: OnChange | None = None
     ) -> None:
         self.kube = kube
         self.selector = selector

@@ -10,9 +10,9 @@
   is the fleet summary without the per-object results (what the dashboard and ``gitops-agent status`` poll: its
   size does not grow with the objects); ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``: reconcile now. These
   need ``Authorization: Bearer <server.token>`` when a token is configured.
-- ``GET /metrics``: Prometheus metrics (see ``agent.metrics``), behind the bearer token too.
+- ``GET /metrics``: Prometheus metrics (see ``agent.runtime.metrics``), behind the bearer token too.
 - ``POST /api/v1/webhooks/{github,gitlab,generic}``: a push to the tracked ref fetches at once (see
-  ``agent.webhooks``); authenticated by the provider's signature, never by the bearer token; bodies over
+  ``agent.api.webhooks``); authenticated by the provider's signature, never by the bearer token; bodies over
   ``server.maxBodyBytes`` get 413 before they are read.
 
 The OpenAPI document is served at ``/openapi.json``. Used by ``agent.cli run``.
@@ -29,13 +29,14 @@ from typing import Any
 import fastapi
 import uvicorn
 
-from agent import scheduler, webhooks
+from agent.api import webhooks
+from agent.runtime import fleet
 from reconcilers import errors
 
 OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
 
 
-def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
+def create_app(agent: fleet.Agent) -> fastapi.FastAPI:
     """The FastAPI application serving ``agent``. Raises ConfigError when a configured secret is missing."""
     server = agent.cfg.server
     token = server.token.value("server.token") if server.token else None
@@ -55,7 +56,7 @@ def create_app(agent: scheduler.Agent) -> fastapi.FastAPI:
     app = fastapi.FastAPI(title="gitops-agent", version="v1")
     api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
 
-    page = importlib.resources.files("agent").joinpath("dashboard.html").read_bytes()
+    page = importlib.resources.files("agent.api").joinpath("dashboard.html").read_bytes()
 
     @app.get("/", response_class=fastapi.responses.HTMLResponse, include_in_schema=False)
     def dashboard() -> fastapi.Response:
@@ -139,7 +140,7 @@ async def _read_capped(request: fastapi.Request, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(agent: scheduler.Agent) -> None:
+def serve(agent: fleet.Agent) -> None:
     """Serve ``agent`` on ``server.listen`` until SIGTERM or SIGINT, then return (a graceful stop).
 
     uvicorn drains connections on the signal and then re-raises it to the handler that was installed before it

@@ -14,7 +14,8 @@ import pathlib
 from collections.abc import Sequence
 from concurrent import futures
 
-from agent import clusters, config
+from agent import config
+from agent.clusters import connection
 from agent.sources import manifests
 from reconcilers import errors
 
@@ -43,7 +44,7 @@ class CheckResult:
 def check(cfg: config.AgentConfig, cluster: config.ClusterConfig, checkout: pathlib.Path | None) -> CheckResult:
     """Check one cluster; ``checkout`` is the source tree (None: permissions are not checked). Never raises."""
     try:
-        kube = clusters.connect(cluster, 4, min(cfg.sync.request_timeout, 10.0))
+        kube = connection.connect(cluster, 4, min(cfg.sync.request_timeout, 10.0))
     except errors.ConfigError as e:
         return CheckResult(cluster.name, error=str(e))
     try:
@@ -74,7 +75,7 @@ def check(cfg: config.AgentConfig, cluster: config.ClusterConfig, checkout: path
 
 
 def _needs(
-    kube: clusters.KubeCluster, cfg: config.AgentConfig, cluster: config.ClusterConfig, checkout: pathlib.Path | None
+    kube: connection.KubeCluster, cfg: config.AgentConfig, cluster: config.ClusterConfig, checkout: pathlib.Path | None
 ) -> list[tuple[str, str, str, str]]:
     """(group, resource, namespace or "" for cluster scope, verb) the cluster's desired state needs."""
     verbs = VERBS + (("delete",) if cfg.sync.prune else ())
@@ -90,7 +91,7 @@ def _needs(
     return sorted(needs)
 
 
-def _allowed(kube: clusters.KubeCluster, group: str, resource: str, namespace: str, verb: str) -> bool:
+def _allowed(kube: connection.KubeCluster, group: str, resource: str, namespace: str, verb: str) -> bool:
     attributes = {"group": group, "resource": resource, "verb": verb}
     if namespace:
         attributes["namespace"] = namespace

@@ -1,6 +1,6 @@
 """What the agent knows about its clusters and source, for the status API: the last reconcile of each cluster,
-its recent history, and the source's revision and fetch errors. Thread-safe; written by ``agent.scheduler``,
-read by ``agent.server``.
+its recent history, and the source's revision and fetch errors. Thread-safe; written by ``agent.runtime.fleet``,
+read by ``agent.api.server``.
 """
 
 from __future__ import annotations

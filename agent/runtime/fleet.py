@@ -8,7 +8,7 @@ Jobs (a ``BackgroundScheduler``, threads only):
   coalesced. A trigger that arrives while the cluster is reconciling runs once more right after, so no
   revision is missed.
 
-Used by ``agent.cli run``; reads and writes ``agent.state.AgentState``.
+Used by ``agent.cli run``; reads and writes ``agent.runtime.state.AgentState``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import config, leases, metrics, rollout, runner, state
+from agent import config
+from agent.runtime import leases, metrics, rollout, runner, state
 from agent.sources import local
 from reconcilers import engine, errors, health, resources
 

@@ -1,0 +1,1 @@
+"""The HTTP surface: status API, dashboard, webhooks and /metrics (FastAPI on uvicorn)."""

@@ -1,0 +1,1 @@
+"""Reaching clusters: connections (kubeconfig, token, in-cluster, EKS), the live cache and `clusters check`."""

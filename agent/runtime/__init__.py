@@ -1,0 +1,2 @@
+"""The long-running runtime: the fleet of per-cluster workers, their runner, rollout, leases, self-heal, status
+and metrics."""
