@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ _STYLE = {
     "unchanged": "dim",
     "pruned": "magenta",
     "kept": "cyan",
+    "orphaned": "bold magenta",
     "failed": "bold red",
     "skipped": "red",
 }
@@ -61,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_sync.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
     p_sync.add_argument("--json", action="store_true", help="print the results as JSON")
     p_sync.add_argument("--force-prune", action="store_true", help="prune even beyond the prune budget")
+    p_sync.add_argument(
+        "--prune-orphans",
+        action="store_true",
+        help="also delete orphans: objects with this agent's tracking annotation in neither git nor the inventory",
+    )
     p_diff = sub.add_parser("diff", help="show what a sync would change (exit 0 in sync, 1 drift, 2 error)")
     p_diff.add_argument("--config", required=True, help="the agent config file")
     p_diff.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
@@ -97,7 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config.load_config(args.config)
         if args.command == "sync":
-            return _sync(cfg, args.cluster, dry_run=args.dry_run, as_json=args.json, force_prune=args.force_prune)
+            return _sync(
+                cfg,
+                args.cluster,
+                dry_run=args.dry_run,
+                as_json=args.json,
+                force_prune=args.force_prune,
+                prune_orphans=args.prune_orphans,
+            )
         if args.command == "diff":
             return _diff(cfg, args.cluster, args.revision)
         if args.command == "clusters":
@@ -108,8 +122,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as_json: bool, force_prune: bool) -> int:
-    results = runner.sync_fleet(cfg, local.open_source(cfg.source), names, dry_run=dry_run, force_prune=force_prune)
+def _sync(
+    cfg: config.AgentConfig,
+    names: list[str] | None,
+    *,
+    dry_run: bool,
+    as_json: bool,
+    force_prune: bool,
+    prune_orphans: bool,
+) -> int:
+    source = local.open_source(cfg.source)
+    results = runner.sync_fleet(
+        cfg, source, names, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+    )
     if as_json:
         print(json.dumps({r.cluster: state.result_json(r) for r in results}))  # compact: the C encoder
     else:
@@ -117,7 +142,7 @@ def _sync(cfg: config.AgentConfig, names: list[str] | None, *, dry_run: bool, as
     return exit_code(results)
 
 
-_CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED)
+_CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED, apply.Action.ORPHANED)
 
 
 def _diff(cfg: config.AgentConfig, names: list[str] | None, revision: str | None) -> int:
@@ -131,7 +156,12 @@ def _diff(cfg: config.AgentConfig, names: list[str] | None, revision: str | None
         drift = drift or bool(changed)
         out.print(f"[bold]cluster {r.cluster}[/] @ {rev}: {len(changed)} object(s) would change")
         for e in changed:
-            verb = {"configured": "drifted", "created": "missing (would create)", "pruned": "would prune"}
+            verb = {
+                "configured": "drifted",
+                "created": "missing (would create)",
+                "pruned": "would prune",
+                "orphaned": "orphan (in neither git nor the inventory; sync --prune-orphans deletes it)",
+            }
             out.print(f"[bold]{verb[e.action.value]}[/] {e.key} ({e.origin})")
             if e.diff:
                 out.print(rich.syntax.Syntax(e.diff.unified.rstrip("\n"), "diff", theme="ansi_dark"))
@@ -197,12 +227,14 @@ def _clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
     from agent.clusters import checks
 
     source = local.open_source(cfg.source)
-    try:
-        checkout = source.checkout(source.fetch())
-    except errors.FetchError as e:
-        rich.console.Console(stderr=True).print(f"[yellow]source:[/] {e}; permissions are not checked", highlight=False)
-        checkout = None
-    results = checks.check_all(cfg, names, checkout)
+    with contextlib.ExitStack() as held:
+        try:
+            checkout: pathlib.Path | None = held.enter_context(source.tree(source.fetch()))
+        except errors.FetchError as e:
+            err = rich.console.Console(stderr=True)
+            err.print(f"[yellow]source:[/] {e}; permissions are not checked", highlight=False)
+            checkout = None
+        results = checks.check_all(cfg, names, checkout)
     out = rich.console.Console(highlight=False)
     if not out.is_terminal:
         out = rich.console.Console(width=200, highlight=False)
@@ -260,7 +292,7 @@ def _run(cfg: config.AgentConfig, path: pathlib.Path) -> int:
     from agent.api import server
     from agent.runtime import fleet, reload
 
-    agent = fleet.Agent(cfg)
+    agent = fleet.Fleet(cfg)
     server.create_app(agent)  # fails fast (exit 2) on a missing token or webhook secret
     agent.start()
     stop_reload = reload.start(agent, path)

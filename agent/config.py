@@ -63,13 +63,15 @@ class SourceConfig(_Model):
     git repository is ``local``); ``ref``: branch, tag or
     commit (default ``main``); ``interval``: fetch period in seconds (default 60); ``cacheDir``: where the clone
     lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
-    HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it).
+    HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it); ``timeout``: seconds one fetch may
+    take before it is stopped and the source reported stale (default 60, as Flux's GitRepository).
     """
 
     url: str
     type: typing.Literal["auto", "git", "local"] = "auto"
     ref: str = "main"
     interval: Duration = 60.0
+    timeout: Duration = 60.0
     cache_dir: str | None = None
     token_env: str | None = None
     ssh_key_file: str | None = None
@@ -154,7 +156,9 @@ class ServerConfig(_Model):
     ``listen`` as ``host:port`` (default ``127.0.0.1:8080``); ``token``: when set, every endpoint but /healthz,
     /readyz and the webhooks (which carry their own signatures) needs ``Authorization: Bearer <token>``;
     ``webhooks``: see :class:`WebhooksConfig`; ``maxBodyBytes``: larger webhook bodies get 413 (default 10 MiB);
-    ``webhookDebounce``: seconds a push waits for more pushes before the one fetch they share (default 0.1).
+    ``webhookDebounce``: seconds a push waits for more pushes before the one fetch they share (default 0.1);
+    ``allowUnauthenticated``: serve on a non-loopback ``listen`` address without ``token`` (default false: such a
+    config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port).
     """
 
     listen: str = "127.0.0.1:8080"
@@ -162,6 +166,7 @@ class ServerConfig(_Model):
     webhooks: WebhooksConfig = WebhooksConfig()
     max_body_bytes: int = pydantic.Field(default=10 * 1024 * 1024, ge=1024)
     webhook_debounce: Duration = 0.1
+    allow_unauthenticated: bool = False
 
     @pydantic.field_validator("listen")
     @classmethod

@@ -43,7 +43,7 @@ def main() -> None:
             cfg = config.load_config(write_config(tmp / "agent.yaml", repo, [tc]))
             source = git.GitSource(cfg.source)
             revision = source.fetch()
-            checkout = source.checkout(revision)
+            checkout = source.tree(revision).__enter__()  # held for the benchmark's life
             r = runner.ClusterRunner(cfg, cfg.clusters[0], watch=True)
             t0 = time.perf_counter()
             first = r.reconcile(revision, checkout)

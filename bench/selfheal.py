@@ -46,7 +46,7 @@ def main() -> None:
             source = git.GitSource(cfg.source)
             revision = source.fetch()
             r = runner.ClusterRunner(cfg, cfg.clusters[0], watch=True)
-            result = r.reconcile(revision, source.checkout(revision))
+            result = r.reconcile(revision, source.tree(revision).__enter__())  # the tree is held for the run
             assert result.ok, result.error
             managed = len(result.entries)
             time.sleep(2)

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 
+from reconcilers import cancel as cancel_
 from reconcilers import client, diff, errors, ignore, inventory, ordering, resources
 
 
@@ -26,6 +27,7 @@ class Action(enum.Enum):
     UNCHANGED = "unchanged"
     PRUNED = "pruned"
     KEPT = "kept"
+    ORPHANED = "orphaned"
     FAILED = "failed"
     SKIPPED = "skipped"
 
@@ -110,13 +112,17 @@ def apply_stage(
     pool: futures.ThreadPoolExecutor,
     live: client.LiveView | None = None,
     known: Mapping[resources.ResourceKey, inventory.Entry] | None = None,
+    cancel: cancel_.Token | None = None,
 ) -> StageResult:
     """Bring the objects of stage ``name`` in line with git; ``known`` are the inventory entries.
 
-    Raises :class:`errors.ClusterUnreachableError` when the cluster stops answering; objects already written
-    stay written (the next sync converges).
+    Raises :class:`errors.ClusterUnreachableError` when the cluster stops answering, :class:`errors.CancelledError`
+    when ``cancel`` is (checked before each dry run and each write; the caller's pool, shut down with wait as the
+    engine's is, lets the writes already sent return, and its other tasks check the token before sending);
+    objects already written stay written (the next sync converges).
     """
     known = known or {}
+    token = cancel or cancel_.never()
     fm = options.field_manager
     records: dict[resources.ResourceKey, inventory.Entry] = {}
     todo: list[Desired] = []
@@ -126,7 +132,7 @@ def apply_stage(
             records[key] = known[key]
         else:
             todo.append(d)
-    validated = {v.desired.manifest.key: v for v in pool.map(lambda d: _validate(kube, d, options), todo)}
+    validated = {v.desired.manifest.key: v for v in pool.map(lambda d: _validate(kube, d, options, token), todo)}
     rejected = [v for v in validated.values() if v.error is not None]
     if rejected:
         why = f"not applied: {len(rejected)} object(s) of stage '{name}' were rejected by the API server"
@@ -146,9 +152,8 @@ def apply_stage(
         messages = {key: "dry run" for key in results}
     else:
         for group in ordering.by_rank([v.desired for v in validated.values() if v.action is not Action.UNCHANGED]):
-            for d, (record, err) in zip(
-                group, pool.map(lambda d: _write(kube, validated[d.manifest.key], options), group), strict=True
-            ):
+            written = list(pool.map(lambda d: _write(kube, validated[d.manifest.key], options, token), group))
+            for d, (record, err) in zip(group, written, strict=True):
                 if record is None:
                     results[d.manifest.key], messages[d.manifest.key] = Action.FAILED, err
                 else:
@@ -180,7 +185,7 @@ def _record(d: Desired, obj: resources.Body | None, field_manager: str) -> inven
     return inventory.Entry(d.manifest.key, d.hash, diff.owned_hash(obj, field_manager, d.pointers))
 
 
-def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Validated:
+def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token: cancel_.Token) -> _Validated:
     """Dry-run ``d`` against the live object it is compared with, and decide its action.
 
     Without ignored fields the dry run goes first: a dry-run create persists nothing and carries no
@@ -195,6 +200,7 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Va
     key = d.manifest.key
     body = d.body
     merged: resources.Body | None = None
+    token.check()
     try:
         if d.pointers:
             live = kube.get(key)
@@ -222,9 +228,13 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> _Va
     return _Validated(d, action, body, diff=diff.object_diff(live, merged, label(key)) if shown else None)
 
 
-def _write(kube: client.KubeClient, v: _Validated, options: ApplyOptions) -> tuple[inventory.Entry | None, str]:
-    """Apply one object; returns (its new inventory entry, "") or (None, the API server's message)."""
+def _write(
+    kube: client.KubeClient, v: _Validated, options: ApplyOptions, token: cancel_.Token
+) -> tuple[inventory.Entry | None, str]:
+    """Apply one object; returns (its new inventory entry, "") or (None, the API server's message). Raises
+    Cancelled (before sending) when the sync is cancelled."""
     assert v.body is not None
+    token.check()
     try:
         applied = kube.apply(v.body, field_manager=options.field_manager, force=options.force, dry_run=False)
     except errors.ApiError as e:

@@ -45,6 +45,16 @@ class KubeClient(Protocol):
         the server validates, defaults and merges but persists nothing. Returns the resulting object."""
         ...
 
+    def create(self, body: resources.Body, *, field_manager: str) -> resources.Body:
+        """Create ``body`` (POST). Raises ApiError 409 (``AlreadyExists``) when it exists."""
+        ...
+
+    def replace(self, body: resources.Body, *, field_manager: str) -> resources.Body:
+        """Replace the object with ``body`` (PUT), only if it is still at ``body``'s
+        ``metadata.resourceVersion`` (optimistic concurrency, Kubernetes docs "API Concepts", resource versions).
+        Raises ApiError 409 (``Conflict``) when another writer changed it since."""
+        ...
+
     def delete(self, key: resources.ResourceKey, *, uid: str | None, propagation: str) -> None:
         """Delete the object, only if its ``uid`` is still ``uid`` (when given), with the propagation policy
         ``Background``, ``Foreground`` or ``Orphan``. A missing object is not an error."""
@@ -56,4 +66,9 @@ class LiveView(Protocol):
 
     def get(self, key: resources.ResourceKey) -> resources.Body | None:
         """The cached object, or None when the cache does not hold it (absent, or its kind not watched)."""
+        ...
+
+    def keys_held(self) -> list[resources.ResourceKey]:
+        """Every object the cache holds: the objects carrying this agent instance's label, of the kinds it
+        lists (those of the desired state)."""
         ...

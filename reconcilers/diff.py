@@ -115,12 +115,18 @@ def _shown(obj: resources.Body | None) -> resources.Body:
     return {**obj, "metadata": meta}
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""Where ``kubectl apply`` (client-side) keeps the whole object it applied: for a Secret, its values."""
+
+
 def _mask_secrets(before: resources.Body, after: resources.Body) -> tuple[resources.Body, resources.Body]:
     """Secret ``data``/``stringData`` values replaced by ``***``, or ``*** (before)``/``*** (after)`` where they
-    differ, so a diff shows which keys changed and never a value."""
+    differ, so a diff shows which keys changed and never a value; a Secret's ``last-applied-configuration``
+    annotation (the object a client-side ``kubectl apply`` sent, values included) is masked the same way, as
+    gitops-engine's ``HideSecretData`` does."""
     if "Secret" not in (before.get("kind"), after.get("kind")):
         return before, after
-    masked_before, masked_after = dict(before), dict(after)
+    masked_before, masked_after = _mask_last_applied(before, after)
     for field in ("data", "stringData"):
         old, new = before.get(field) or {}, after.get(field) or {}
         if field in before:
@@ -128,6 +134,20 @@ def _mask_secrets(before: resources.Body, after: resources.Body) -> tuple[resour
         if field in after:
             masked_after[field] = {k: MASK if old.get(k) == v else f"{MASK} (after)" for k, v in new.items()}
     return masked_before, masked_after
+
+
+def _mask_last_applied(before: resources.Body, after: resources.Body) -> tuple[resources.Body, resources.Body]:
+    old = ((before.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    new = ((after.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+
+    def masked(obj: resources.Body, value: object, other: object, side: str) -> resources.Body:
+        if value is None:
+            return dict(obj)
+        meta = dict(obj.get("metadata") or {})
+        meta["annotations"] = {**meta["annotations"], LAST_APPLIED: MASK if value == other else f"{MASK} ({side})"}
+        return {**obj, "metadata": meta}
+
+    return masked(before, old, new, "before"), masked(after, new, old, "after")
 
 
 def object_diff(live: resources.Body | None, merged: resources.Body | None, label: str) -> ObjectDiff:

@@ -29,17 +29,20 @@ from collections.abc import Mapping, Sequence
 from concurrent import futures
 
 from reconcilers import apply, client, errors, health, ignore, inventory, normalize, ordering, prune, resources
+from reconcilers import cancel as cancel_
 
 
 class ErrorKind(enum.Enum):
     """Why a reconcile did not run to its end: ``config`` and ``source`` errors write nothing; ``cluster`` errors
     (unreachable, refused credentials) may leave a partial sync; ``prune`` is a prune refused for safety (the
-    apply went through); ``internal`` is a bug."""
+    apply went through); ``cancelled``: stopped before a write (Lease lost, cluster removed, shutdown), what was
+    written stays and the inventory already names it; ``internal`` is a bug."""
 
     CONFIG = "config"
     SOURCE = "source"
     CLUSTER = "cluster"
     PRUNE = "prune"
+    CANCELLED = "cancelled"
     INTERNAL = "internal"
 
 
@@ -117,14 +120,19 @@ def reconcile(
     cluster: str,
     revision: resources.Revision | None,
     live: client.LiveView | None = None,
+    cancel: cancel_.Token | None = None,
 ) -> ReconcileResult:
     """Sync ``manifests`` into the cluster behind ``kube``; ``live`` is the cluster's live cache, if any.
 
-    Never raises for cluster errors (they end the result); raises :class:`errors.SourceError` for duplicate
-    identities and unreadable inventories, before any request that writes.
+    ``cancel`` is checked before each stage and before every write (apply, delete, inventory): a cancelled sync
+    returns at once with ``error_kind=CANCELLED`` and the entries so far, and sends no write after the requests
+    already in flight have returned. Never raises for cluster errors (they end the result); raises
+    :class:`errors.SourceError` for duplicate identities and unreadable inventories, before any request that
+    writes.
     """
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
+    token = cancel or cancel_.never()
     entries: list[apply.ChangeSetEntry] = []
     desired: dict[resources.ResourceKey, apply.Desired] = {}
     records: dict[resources.ResourceKey, inventory.Entry] = {}
@@ -136,6 +144,7 @@ def reconcile(
         )
 
     try:
+        token.check()
         placed, unplaceable = _place(kube, manifests, options.default_namespace)
         _check_unique(placed)
         tracking = inventory.Tracking(options.instance, cluster)
@@ -152,27 +161,26 @@ def reconcile(
         previous = store.read(options.paths)
         known = {k: e for inv in previous.values() for k, e in inv.entries.items()}
         by_path = {p: [k for k, d in desired.items() if d.manifest.source_path == p] for p in options.paths}
-        stored = dict(previous)
         if not dry_run:
             for p in options.paths:  # record intent before acting: whatever we create is owned
-                intent = inventory.Inventory(
-                    p, {**previous[p].entries, **{k: known.get(k, inventory.Entry(k)) for k in by_path[p]}}
-                )
-                if store.write(intent, previous[p]):
-                    stored[p] = intent
+                store.merge(p, add=by_path[p], cancel=token)
         entries.extend(unplaceable)
-        _apply_stages(kube, desired, options, live, known, entries, records, cluster)
+        _apply_stages(kube, desired, options, live, known, entries, records, cluster, token)
         error: str | None = None
         kind: ErrorKind | None = None
         gone: set[resources.ResourceKey] = set()
         if options.prune.enabled and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
-            error, gone = _prune(kube, previous, by_path, tracking, options, entries)
+            error, gone = _prune(kube, previous, by_path, tracking, options, entries, token)
             kind = ErrorKind.PRUNE if error else None
         if not dry_run:
             for p in options.paths:
-                kept = {k: e for k, e in previous[p].entries.items() if k not in desired and k not in gone}
-                now = {k: records.get(k) or known.get(k) or inventory.Entry(k) for k in by_path[p]}
-                store.write(inventory.Inventory(p, {**kept, **now}), stored[p])
+                put = {k: records[k] for k in by_path[p] if k in records}
+                store.merge(p, put=put, add=by_path[p], drop=gone, cancel=token)
+        if live is not None and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
+            known_now = set(desired) | set(known) | gone
+            entries.extend(prune.orphans(kube, live, known_now, tracking, options.prune, dry_run=dry_run, cancel=token))
+    except errors.CancelledError as e:
+        return result(f"cancelled: {e}", ErrorKind.CANCELLED)
     except errors.ClusterError as e:
         return result(f"cluster {cluster}: {e}", ErrorKind.CLUSTER)
     return result(error, kind)
@@ -187,6 +195,7 @@ def _apply_stages(
     entries: list[apply.ChangeSetEntry],
     records: dict[resources.ResourceKey, inventory.Entry],
     cluster: str,
+    token: cancel_.Token,
 ) -> None:
     stages = ordering.stages(d.manifest for d in desired.values())
     with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
@@ -194,13 +203,14 @@ def _apply_stages(
             if any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
                 entries.extend(_skip(stage, "not applied: an earlier stage failed"))
                 continue
+            token.check()
             done = apply.apply_stage(
-                kube, [desired[m.key] for m in stage.manifests], stage.name, options.apply, pool, live, known
+                kube, [desired[m.key] for m in stage.manifests], stage.name, options.apply, pool, live, known, token
             )
             entries.extend(done.entries)
             records.update(done.records)
             if stage.name == "prerequisites" and i + 1 < len(stages):
-                _await_crds(kube, [desired[m.key] for m in stage.manifests], done.entries, options)
+                _await_crds(kube, [desired[m.key] for m in stage.manifests], done.entries, options, token)
 
 
 def _prune(
@@ -210,12 +220,13 @@ def _prune(
     tracking: inventory.Tracking,
     options: ReconcileOptions,
     entries: list[apply.ChangeSetEntry],
+    token: cancel_.Token,
 ) -> tuple[str | None, set[resources.ResourceKey]]:
     """Prune; returns the refusal (None when all went as planned) and the keys no longer ours."""
     plan = prune.plan(previous, by_path, options.prune)
     if plan.error:
         return plan.error, set()
-    done, keep = prune.execute(kube, plan, tracking, options.prune, dry_run=options.apply.dry_run)
+    done, keep = prune.execute(kube, plan, tracking, options.prune, dry_run=options.apply.dry_run, cancel=token)
     entries.extend(done)
     gone = {k for k, _ in plan.candidates if k not in keep}
     return ("; ".join(plan.held.values()) or None), gone
@@ -279,6 +290,7 @@ def _await_crds(
     stage: Sequence[apply.Desired],
     done: Sequence[apply.ChangeSetEntry],
     options: ReconcileOptions,
+    token: cancel_.Token,
 ) -> None:
     """Wait until every CRD of ``stage`` that this sync wrote, or whose kind is not served yet, is Established
     (up to ``options.timeout``), then refresh discovery. Unchanged, served CRDs cost nothing."""
@@ -295,6 +307,6 @@ def _await_crds(
     pending = list(crds)
     while pending and time.monotonic() < deadline:
         pending = [k for k in pending if not health.crd_established(kube.get(k))]
-        if pending:
-            time.sleep(0.1)
+        if pending and token.wait(0.1):
+            token.check()
     kube.refresh_discovery()

@@ -5,9 +5,10 @@
     ├── SourceError              the desired state could not be produced
     │   ├── FetchError           git clone/fetch/ref resolution failed
     │   └── ManifestError        a file or document is malformed (names file and document index)
-    └── ClusterError             a cluster could not be reached or used
-        ├── ClusterUnreachableError   connection refused, DNS, TLS, timeouts
-        └── ApiError             the API server answered with an error status (carries code and message)
+    ├── ClusterError             a cluster could not be reached or used
+    │   ├── ClusterUnreachableError   connection refused, DNS, TLS, timeouts
+    │   └── ApiError             the API server answered with an error status (carries code and message)
+    └── CancelledError            the sync was cancelled (Lease lost, cluster removed, shutdown): nothing more written
 
 Reconcile results carry these as text; ``agent.runtime.runner`` never lets one escape a reconcile.
 """
@@ -69,3 +70,7 @@ class ApiError(ClusterError):
     def not_found(self) -> bool:
         """True for 404 Not Found."""
         return self.status == 404
+
+
+class CancelledError(GitOpsError):
+    """The sync was cancelled before a write (see :mod:`reconcilers.cancel`); the message says why."""

@@ -23,6 +23,7 @@ import json
 import sys
 from collections.abc import Iterable, Mapping
 
+from reconcilers import cancel as cancel_
 from reconcilers import client, errors, resources
 
 INSTANCE_LABEL = "gitops-agent.io/instance"
@@ -113,10 +114,17 @@ def _by_key(e: Entry) -> resources.ResourceKey:
     return e.key
 
 
+WRITE_ATTEMPTS = 8
+"""Read-merge-write rounds of one inventory write before another writer's 409s make it give up."""
+
+
 class Store:
     """Reads and writes the inventories of one cluster through the ``KubeClient``.
 
     ``namespace`` holds the inventory ConfigMaps (created on first write); ``field_manager`` writes them.
+    Writes are read-merge-update with the ``resourceVersion`` read as precondition (:meth:`merge`), so two
+    writers of one inventory at once (a ``gitops-agent sync`` beside ``run``, a Lease hand-over) never lose each
+    other's entries: the second gets 409 Conflict, reads again and merges its change into what the first wrote.
     """
 
     def __init__(self, kube: client.KubeClient, tracking: Tracking, namespace: str, field_manager: str) -> None:
@@ -124,6 +132,7 @@ class Store:
         self.tracking = tracking
         self.namespace = namespace
         self.field_manager = field_manager
+        self._seen: dict[str, tuple[Inventory, resources.Body | None]] = {}  # path -> last read or written
 
     def key(self, path: str) -> resources.ResourceKey:
         """The key of the ConfigMap holding the inventory of ``path``."""
@@ -136,35 +145,74 @@ class Store:
         Raises :class:`errors.SourceError` when a stored inventory cannot be read: pruning from a damaged
         inventory could delete the wrong objects, so the sync stops instead.
         """
-        out = {}
-        for path in paths:
-            found = self.kube.get(self.key(path))
-            payload = ((found or {}).get("binaryData") or {}).get(_DATA_KEY)
-            try:
-                out[path] = Inventory.decode(path, payload) if payload else Inventory(path, {})
-            except (ValueError, TypeError, OSError) as e:
-                raise errors.SourceError(f"inventory {self.key(path)} of path {path!r} is unreadable: {e}") from e
-        return out
+        return {path: self._read(path)[0] for path in paths}
 
-    def write(self, inventory: Inventory, previous: Inventory | None) -> bool:
-        """Store ``inventory`` unless it equals ``previous``; returns True when it wrote."""
-        if previous is not None and dict(previous.entries) == dict(inventory.entries):
-            return False
-        self._ensure_namespace()
+    def _read(self, path: str) -> tuple[Inventory, resources.Body | None]:
+        found = self.kube.get(self.key(path))
+        payload = ((found or {}).get("binaryData") or {}).get(_DATA_KEY)
+        try:
+            read = (Inventory.decode(path, payload) if payload else Inventory(path, {})), found
+        except (ValueError, TypeError, OSError) as e:
+            raise errors.SourceError(f"inventory {self.key(path)} of path {path!r} is unreadable: {e}") from e
+        self._seen[path] = read
+        return read
+
+    def merge(
+        self,
+        path: str,
+        *,
+        put: Mapping[resources.ResourceKey, Entry] | None = None,
+        add: Iterable[resources.ResourceKey] = (),
+        drop: Iterable[resources.ResourceKey] = (),
+        cancel: cancel_.Token | None = None,
+    ) -> Inventory:
+        """Change the stored inventory of ``path``: set the entries ``put``, add an empty entry for each key of
+        ``add`` not there yet, remove the keys ``drop``; everything else stored (another writer's entries) stays.
+        Starts from the version this store last read or wrote (so a sync that changes nothing costs no request
+        beyond its first read) and writes only when the merge changes something, with that version's
+        ``resourceVersion`` as precondition; on 409 (another writer came between) reads again and merges again,
+        up to :data:`WRITE_ATTEMPTS` times. Returns the inventory as stored.
+
+        Raises :class:`errors.CancelledError` (checked before each write), :class:`errors.ApiError` (409 after every
+        attempt, or any other refusal), :class:`errors.SourceError` for an unreadable stored inventory.
+        """
+        put, dropped = dict(put or {}), set(drop)
+        for attempt in range(WRITE_ATTEMPTS):
+            stored, found = self._seen[path] if attempt == 0 and path in self._seen else self._read(path)
+            entries = {k: e for k, e in stored.entries.items() if k not in dropped}
+            entries.update(put)
+            for k in add:
+                entries.setdefault(k, Entry(k))
+            merged = Inventory(path, entries)
+            if dict(stored.entries) == entries and found is not None:
+                return stored
+            if cancel is not None:
+                cancel.check()
+            try:
+                self._seen[path] = merged, self._write(merged, found)
+                return merged
+            except errors.ApiError as e:
+                if e.status != 409 or attempt + 1 == WRITE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write(self, inventory: Inventory, found: resources.Body | None) -> resources.Body:
+        """Create the ConfigMap (``found`` None) or replace ``found`` at its resourceVersion; returns it as
+        stored. Raises ApiError 409 when another writer got there first."""
         key = self.key(inventory.path)
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": key.name,
-                "namespace": key.namespace,
-                "labels": {INSTANCE_LABEL + "-inventory": self.tracking.instance},
-                "annotations": {PATH_ANNOTATION: inventory.path, TRACKING_ANNOTATION: self._tracking(inventory.path)},
-            },
-            "binaryData": {_DATA_KEY: inventory.encode()},
+        metadata: dict[str, object] = {
+            "name": key.name,
+            "namespace": key.namespace,
+            "labels": {INSTANCE_LABEL + "-inventory": self.tracking.instance},
+            "annotations": {PATH_ANNOTATION: inventory.path, TRACKING_ANNOTATION: self._tracking(inventory.path)},
         }
-        self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=False)
-        return True
+        body: resources.Body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
+        body["binaryData"] = {_DATA_KEY: inventory.encode()}
+        if found is None:
+            self._ensure_namespace()
+            return self.kube.create(body, field_manager=self.field_manager)
+        metadata["resourceVersion"] = (found.get("metadata") or {}).get("resourceVersion")
+        return self.kube.replace(body, field_manager=self.field_manager)
 
     def _tracking(self, path: str) -> str:
         return f"{self.tracking.instance}:{self.tracking.cluster}:{path}"

@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from reconcilers import apply, client, diff, errors, inventory, ordering, resources
+from reconcilers import cancel as cancel_
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,13 +29,16 @@ class PruneOptions:
     """``enabled`` (config ``sync.prune``, default False); ``allow_empty`` (``sync.allowEmpty``): prune even when
     a path or the whole cluster renders nothing; ``budget``: the fraction of the previous inventory one sync may
     delete (``sync.pruneBudget``, default 0.5); ``force``: ignore the budget (``--force-prune``);
-    ``propagation``: ``Background`` (default), ``Foreground`` or ``Orphan``."""
+    ``propagation``: ``Background`` (default), ``Foreground`` or ``Orphan``; ``orphans``: also delete orphans,
+    objects carrying this agent's tracking annotation that are neither desired nor in any inventory (an
+    inventory deleted out of band, a path removed from the config): only on request (``--prune-orphans``)."""
 
     enabled: bool = False
     allow_empty: bool = False
     budget: float = 0.5
     force: bool = False
     propagation: str = "Background"
+    orphans: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +92,15 @@ def execute(
     options: PruneOptions,
     *,
     dry_run: bool,
+    cancel: cancel_.Token | None = None,
 ) -> tuple[list[apply.ChangeSetEntry], set[resources.ResourceKey]]:
     """Delete the planned objects that are still ours. Returns one entry per candidate and the keys that must
-    stay in the inventory (failed deletes)."""
+    stay in the inventory (failed deletes). Raises :class:`errors.CancelledError` before a delete when ``cancel`` is
+    cancelled (what was deleted stays deleted; the inventory still names the rest)."""
     entries, keep = [], set()
     for key, path in plan_.candidates:
+        if cancel is not None:
+            cancel.check()
         origin = f"{path} (removed from git)"
         live = kube.get(key)
         if live is None:
@@ -121,3 +129,51 @@ def execute(
                 keep.add(key)
                 entries.append(apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune: {e.message or e}", origin))
     return entries, keep
+
+
+ORPHAN_MESSAGE = "orphan: carries this agent's tracking annotation but is in neither git nor the inventory"
+
+
+def orphans(
+    kube: client.KubeClient,
+    live: client.LiveView,
+    known: set[resources.ResourceKey],
+    tracking: inventory.Tracking,
+    options: PruneOptions,
+    *,
+    dry_run: bool,
+    cancel: cancel_.Token | None = None,
+) -> list[apply.ChangeSetEntry]:
+    """Report (and with ``options.orphans`` delete) the objects of the live cache that are neither desired nor
+    inventoried (``known``) and whose live tracking annotation names this agent instance and cluster (read
+    again: the cache keeps no annotations). One entry each: ``orphaned``, or ``pruned``/``kept``/``failed``.
+    Only the kinds the cache lists (those of the desired state) are seen."""
+    entries = []
+    for key in ordering.prune_order(k for k in live.keys_held() if k not in known):
+        found = kube.get(key)
+        if found is None or not tracking.owns(found):
+            continue
+        origin = "orphan"
+        if not options.orphans:
+            entries.append(apply.ChangeSetEntry(key, apply.Action.ORPHANED, ORPHAN_MESSAGE + " (not pruned)", origin))
+        elif inventory.prune_disabled(found):
+            entries.append(
+                apply.ChangeSetEntry(
+                    key, apply.Action.KEPT, f"orphan kept: {inventory.PRUNE_ANNOTATION}: disabled", origin
+                )
+            )
+        elif dry_run:
+            change = diff.object_diff(found, None, apply.label(key))
+            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "dry run (orphan)", origin, change))
+        else:
+            if cancel is not None:
+                cancel.check()
+            uid = (found.get("metadata") or {}).get("uid")
+            try:
+                kube.delete(key, uid=uid, propagation=options.propagation)
+                entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "orphan", origin))
+            except errors.ApiError as e:
+                entries.append(
+                    apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune orphan: {e.message or e}", origin)
+                )
+    return entries

@@ -214,7 +214,18 @@ def runner_for(config_path: pathlib.Path, cluster: str = "a", *, watch: bool = T
     cfg = config.load_config(config_path)
     source = git.GitSource(cfg.source)
     revision = source.fetch()
-    return runner.ClusterRunner(cfg, cfg.cluster(cluster), watch=watch), revision, source.checkout(revision)
+    held = source.tree(revision)
+    _HELD.append(held)  # held (never evicted) for the rest of the session
+    return runner.ClusterRunner(cfg, cfg.cluster(cluster), watch=watch), revision, held.__enter__()
+
+
+_HELD: list[Any] = []
+
+
+def pytest_sessionfinish() -> None:
+    """Let go of the trees :func:`runner_for` held."""
+    while _HELD:
+        _HELD.pop().__exit__(None, None, None)
 
 
 def target_identity(

@@ -3,8 +3,9 @@
 - ``GET /``: the dashboard, one HTML page (``agent/dashboard.html``) that polls the fleet summary every 3 s: every
   cluster with revision, sync status and health, and a drill-down (the selected cluster's status, fetched with
   it) to its objects, their health and diffs.
-- ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 once the first fetch is done and the
-  scheduler runs, else 503. Both stay open.
+- ``GET /healthz``: 200 while the process serves; ``GET /readyz``: 200 while the agent can make progress, else
+  503 with the reasons (first fetch pending, scheduler stopped, source failing, no cluster finished a sync within
+  twice ``sync.interval``). Both stay open.
 - ``GET /api/v1/status``, ``GET /api/v1/clusters/{name}``: the source and every cluster (revision, sync status,
   health and health counts, last sync, per-object results, the last 10 syncs); ``GET /api/v1/status?objects=false``
   is the fleet summary without the per-object results (what the dashboard and ``gitops-agent status`` poll: its
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import importlib.resources
+import ipaddress
 import json
 import signal
 from typing import Any
@@ -36,9 +38,17 @@ from reconcilers import errors
 OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
 
 
-def create_app(agent: fleet.Agent) -> fastapi.FastAPI:
-    """The FastAPI application serving ``agent``. Raises ConfigError when a configured secret is missing."""
+def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
+    """The FastAPI application serving ``agent``. Raises ConfigError when a configured secret is missing, or when
+    ``server.listen`` is not a loopback address and no ``server.token`` protects the API (unless
+    ``server.allowUnauthenticated: true`` says that is meant: ``POST /api/v1/sync`` and the status would be open
+    to anyone who can reach the port)."""
     server = agent.cfg.server
+    if not server.token and not server.allow_unauthenticated and not _loopback(server.host):
+        raise errors.ConfigError(
+            f"server.listen {server.listen!r} is reachable from other hosts but no server.token is set: set "
+            "server.token (env or file), listen on 127.0.0.1, or set server.allowUnauthenticated: true"
+        )
     token = server.token.value("server.token") if server.token else None
     hooks = {
         name: ref.value(f"server.webhooks.{name}")
@@ -67,12 +77,16 @@ def create_app(agent: fleet.Agent) -> fastapi.FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: {"description": "first fetch pending or scheduler stopped"}})
-    def readyz(response: fastapi.Response) -> dict[str, str]:
-        if agent.ready:
+    @app.get(
+        "/readyz",
+        responses={503: {"description": "cannot make progress (the reasons are in the body)"}},
+    )
+    def readyz(response: fastapi.Response) -> dict[str, Any]:
+        reasons = agent.not_ready()
+        if not reasons:
             return {"status": "ready"}
         response.status_code = 503
-        return {"status": "not ready: first fetch pending or scheduler stopped"}
+        return {"status": "not ready", "reasons": reasons}
 
     @api.get("/api/v1/status", response_class=fastapi.responses.JSONResponse)
     def status(objects: bool = OBJECTS) -> fastapi.Response:
@@ -120,6 +134,16 @@ def create_app(agent: fleet.Agent) -> fastapi.FastAPI:
     return app
 
 
+def _loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
 def _json(doc: dict[str, Any]) -> fastapi.Response:
     """``doc`` as compact JSON, encoded once: the status of 50,000 objects is not copied through FastAPI's
     response-model validation and ``jsonable_encoder`` first (it is plain JSON data already)."""
@@ -140,7 +164,7 @@ async def _read_capped(request: fastapi.Request, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def serve(agent: fleet.Agent) -> None:
+def serve(agent: fleet.Fleet) -> None:
     """Serve ``agent`` on ``server.listen`` until SIGTERM or SIGINT, then return (a graceful stop).
 
     uvicorn drains connections on the signal and then re-raises it to the handler that was installed before it

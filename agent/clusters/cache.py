@@ -165,6 +165,10 @@ class LiveCache:
     def __len__(self) -> int:
         return len(self._objects)
 
+    def keys_held(self) -> list[resources.ResourceKey]:
+        """See :meth:`reconcilers.client.LiveView.keys_held`: every cached object's key (a copy)."""
+        return list(self._objects.copy())
+
     def ensure(self, kinds: Iterable[tuple[str, str]], *, watch: bool, timeout: float = 30.0) -> None:
         """Make sure every served kind in ``kinds`` is listed (and watched when ``watch``); waits up to
         ``timeout`` seconds for their first LIST. Kinds the server does not serve are left out."""

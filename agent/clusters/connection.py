@@ -10,6 +10,7 @@ fallback to per-group discovery for older servers. Used by ``agent.runtime.runne
 
 from __future__ import annotations
 
+import atexit
 import base64
 import collections
 import hashlib
@@ -17,10 +18,11 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes.client
@@ -120,13 +122,30 @@ def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConnect
     elif cluster.certificate_authority:
         cfg.ssl_ca_cert = os.path.expanduser(cluster.certificate_authority)
     elif cluster.certificate_authority_data:
-        pem = base64.b64decode(cluster.certificate_authority_data)
-        # the client reads CAs from files: one per distinct CA, reused across reconnects
-        path = pathlib.Path(tempfile.gettempdir()) / f"gitops-agent-ca-{hashlib.sha256(pem).hexdigest()[:16]}.crt"
-        if not path.exists():
-            path.write_bytes(pem)
-        cfg.ssl_ca_cert = str(path)
+        cfg.ssl_ca_cert = str(_ca_file(base64.b64decode(cluster.certificate_authority_data)))
     return eks
+
+
+_CA_DIR: pathlib.Path | None = None
+_CA_LOCK = threading.Lock()
+
+
+def _ca_file(pem: bytes) -> pathlib.Path:
+    """A file holding ``pem`` for the client, which reads CAs from files: one per distinct CA, in a private
+    directory (0700, random name, made once per process and removed at exit), written atomically, so no other
+    local user can plant or swap a CA for the agent to trust."""
+    global _CA_DIR
+    with _CA_LOCK:
+        if _CA_DIR is None:
+            _CA_DIR = pathlib.Path(tempfile.mkdtemp(prefix="gitops-agent-ca-"))  # mode 0700 (mkdtemp)
+            atexit.register(shutil.rmtree, _CA_DIR, True)
+        path = _CA_DIR / f"{hashlib.sha256(pem).hexdigest()[:16]}.crt"
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(dir=_CA_DIR)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            os.replace(tmp, path)
+        return path
 
 
 class KubeCluster:
@@ -145,6 +164,10 @@ class KubeCluster:
         self.eks = eks
         self._types: dict[tuple[str, str], client.ResourceType] | None = None
         self._lock = threading.Lock()
+        self.fence: Callable[[], str | None] | None = None
+        """Asked right before every write request is sent (a sharded cluster's Lease fence); a reason it gives
+        stops the request with :class:`errors.CancelledError`. Checked here, as late as possible, so a replica
+        frozen between a sync's own check and the request still does not write once its Lease moved."""
         self.requests: collections.Counter[str] = collections.Counter()
         """Requests sent, by verb: get, list, watch, apply, apply-dry-run, delete, discovery."""
 
@@ -236,6 +259,22 @@ class KubeCluster:
             "PATCH", path, query=query, body=body, content_type="application/apply-patch+yaml"
         )
         return merged
+
+    def create(self, body: resources.Body, *, field_manager: str) -> resources.Body:
+        """See :meth:`reconcilers.client.KubeClient.create`."""
+        key = resources.ResourceKey.of(body)
+        version = str(body.get("apiVersion", "")).rpartition("/")[2]
+        path = self.path_of(key.group, version, key.kind, key.namespace)
+        created: resources.Body = self.request("POST", path, query=[("fieldManager", field_manager)], body=body)
+        return created
+
+    def replace(self, body: resources.Body, *, field_manager: str) -> resources.Body:
+        """See :meth:`reconcilers.client.KubeClient.replace`."""
+        key = resources.ResourceKey.of(body)
+        version = str(body.get("apiVersion", "")).rpartition("/")[2]
+        path = self.path_of(key.group, version, key.kind, key.namespace, key.name)
+        replaced: resources.Body = self.request("PUT", path, query=[("fieldManager", field_manager)], body=body)
+        return replaced
 
     def delete(self, key: resources.ResourceKey, *, uid: str | None, propagation: str) -> None:
         """See :meth:`reconcilers.client.KubeClient.delete`."""
@@ -367,7 +406,12 @@ class KubeCluster:
         accept: str,
         timeout: tuple[float, float],
     ) -> Any:
-        self.requests[_verb(method, path, query)] += 1
+        verb = _verb(method, path, query)
+        if self.fence is not None and verb in _WRITES:
+            fenced = self.fence()
+            if fenced:
+                raise errors.CancelledError(fenced)
+        self.requests[verb] += 1
         headers = {"Accept": accept, "Content-Type": content_type}
         # The client JSON-encodes bodies sent as application/json itself; other types (apply-patch+yaml) go as text.
         json_body = content_type == "application/json"
@@ -394,6 +438,9 @@ def _add_aggregated(types: dict[tuple[str, str], client.ResourceType], group: di
             old = types.get((name, kind))
             served = (old.versions if old else ()) + (version["version"],)
             types[(name, kind)] = client.ResourceType(name, kind, r["resource"], r.get("scope") == "Namespaced", served)
+
+
+_WRITES = frozenset({"apply", "post", "put", "delete"})
 
 
 def _verb(method: str, path: str, query: list[tuple[str, str]]) -> str:

@@ -1,49 +1,57 @@
-"""The long-running agent: APScheduler jobs that fetch the source and reconcile each cluster, and one
-``trigger_now`` for everything that wants a reconcile sooner (a new revision, an API call).
+"""The long-running agent: the source, and one :class:`agent.runtime.worker.Worker` per cluster.
 
-Jobs (a ``BackgroundScheduler``, threads only):
+The fleet only starts, stops and joins workers and reads their state; every trigger goes through the cluster's
+worker, so a slow or frozen cluster never holds a thread another cluster needs:
 
-- ``fetch``: every ``source.interval`` seconds (10% jitter); a new revision triggers every cluster at once;
-- ``sync:<cluster>``: every ``sync.interval`` seconds (10% jitter), one run at a time per cluster, missed runs
-  coalesced. A trigger that arrives while the cluster is reconciling runs once more right after, so no
-  revision is missed.
+- the source is fetched every ``source.interval`` (APScheduler, 10% jitter) and on demand (``fetch_soon``:
+  webhooks and local file changes, debounced), each fetch bounded by ``source.timeout`` in a child process; a new
+  revision triggers every worker (or, with ``rollout``, the rollout decides who gets it, and when);
+- each worker syncs its cluster on its own schedule (``sync.interval``), on triggers, and for rollout steps;
+- a config reload stops the workers of removed or changed clusters (their syncs cancelled and waited for) and
+  starts new ones; with sharding a lost Lease pauses the cluster's worker (cancelled and waited for before the
+  Lease is released) and a gained one resumes it; SIGTERM cancels every sync and waits for them.
 
-Used by ``agent.cli run``; reads and writes ``agent.runtime.state.AgentState``.
+Threads and who owns them: the APScheduler thread pool (fetch job only), ``fetch-on-demand`` (debounced fetches),
+one ``worker-<cluster>`` per cluster (owns its runner: connection, live cache, self-heal), ``rollout`` and
+``leases`` when configured, ``watch-source`` for a local source. ``self.workers`` is swapped under ``_lock``,
+never held across the network. Used by ``agent.cli run`` and ``agent.api.server``.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import logging
 import pathlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import config
-from agent.runtime import leases, metrics, rollout, runner, state
+from agent.runtime import leases, metrics, rollout, rollout_store, runner, state, worker
 from agent.sources import local
 from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
 
-
-BACKOFF_CAP = 60.0
-"""The longest wait (seconds) before an unreachable cluster is tried again."""
+STOP_GRACE = 5.0
+"""Seconds beyond ``sync.requestTimeout`` that stopping a worker waits for its sync to end."""
 
 
 def sync_status(last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool) -> str:
     """``Synced`` when the last reconcile applied the source's current revision completely and nothing fights
     over an object; ``OutOfSync`` when it did not; ``Unknown`` before the first reconcile and when the cluster
-    could not be reached or used."""
+    could not be reached or used, or the sync was cancelled."""
     if last is None or last.error_kind in (
         engine.ErrorKind.CLUSTER,
         engine.ErrorKind.CONFIG,
         engine.ErrorKind.INTERNAL,
+        engine.ErrorKind.CANCELLED,
     ):
         return "Unknown"
     if not last.ok or fighting or (revision is not None and last.revision != revision):
@@ -51,18 +59,15 @@ def sync_status(last: engine.ReconcileResult | None, revision: resources.Revisio
     return "Synced"
 
 
-class Agent:
-    """The source, the clusters and their schedule."""
+class Fleet:
+    """The source, the clusters' workers, and the rollout and leases when configured."""
 
     def __init__(self, cfg: config.AgentConfig) -> None:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters])
         self.source = local.open_source(cfg.source)
-        self.runners = {c.name: runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters}
         self.metrics = metrics.Metrics()
-        self.rollout = rollout.Rollout(cfg, self.reconcile_to) if cfg.rollout else None
-        # With sharding, only the clusters whose Lease this replica holds are reconciled (None: all of them).
-        self.owned: set[str] | None = set() if cfg.sharding else None
+        self.rollout = self._new_rollout(cfg)
         self.leases = (
             leases.Coordinator(cfg.sharding, cfg.instance, [c.name for c in cfg.clusters], self.set_owned)
             if cfg.sharding
@@ -71,9 +76,7 @@ class Agent:
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
-        self._busy: set[str] = set()
-        self._failures: dict[str, int] = {}
-        self._pending: set[str] = set()
+        self.workers: dict[str, worker.Worker] = {c.name: self._new_worker(cfg, c) for c in cfg.clusters}
         self._lock = threading.Lock()
         self.fetched = threading.Event()
         self._fetch_wanted = threading.Event()
@@ -81,23 +84,120 @@ class Agent:
         self._fetch_lock = threading.Lock()
         self._fetcher = threading.Thread(target=self._fetch_on_demand, name="fetch-on-demand", daemon=True)
 
+    # -- building blocks ---------------------------------------------------------------------------------------
+    def _new_worker(self, cfg: config.AgentConfig, cluster: config.ClusterConfig) -> worker.Worker:
+        def make_runner(guard: Any) -> runner.ClusterRunner:
+            return runner.ClusterRunner(cfg, cluster, watch=True, guard=guard)
+
+        guard = self.leases.guard(cluster.name) if self.leases else None
+        # With sharding a worker reconciles only while this replica holds the cluster's Lease (set_owned).
+        return worker.Worker(cluster.name, self, make_runner, cfg.sync.interval, guard=guard, active=not cfg.sharding)
+
+    def _new_rollout(self, cfg: config.AgentConfig) -> rollout.Rollout | None:
+        if not cfg.rollout:
+            return None
+        return rollout.Rollout(cfg, self.reconcile_to, rollout_store.RolloutStore(cfg), self._restored)
+
+    def _restored(self) -> None:
+        """The rollout read its saved state: every cluster syncs to its restored target now."""
+        self.trigger_now(reason="rollout restored")
+
+    def _stop_timeout(self) -> float:
+        return self.cfg.sync.request_timeout + STOP_GRACE
+
+    # -- the worker's host (agent.runtime.worker.Host) ---------------------------------------------------------
+    def revision_for(self, cluster: str) -> resources.Revision | None:
+        """What cluster ``cluster`` should be at: its rollout target, or else the last good revision."""
+        return self.rollout.target(cluster) if self.rollout else self.source.last_good
+
+    @contextlib.contextmanager
+    def tree(self, revision: resources.Revision) -> Iterator[pathlib.Path]:
+        """The source tree of ``revision``, held while the block runs. Raises FetchError."""
+        with self.source.tree(revision) as path:
+            yield path
+
+    def record(self, result: engine.ReconcileResult, healed: int) -> None:
+        """Keep a finished sync in the status and the metrics."""
+        self.state.record(result)
+        self.metrics.reconciled(result, healed)
+
+    def late(self, cluster: str, seconds: float) -> None:
+        """A scheduled sync started ``seconds`` late (metrics)."""
+        self.metrics.lateness.observe(seconds)
+
+    # -- life cycle --------------------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """True once the first fetch finished (even if it failed) and the scheduler runs."""
-        return self.fetched.is_set() and bool(self.scheduler.running)
+        """True when :meth:`not_ready` finds nothing."""
+        return not self.not_ready()
+
+    def not_ready(self) -> list[str]:
+        """Why the agent cannot make progress now (``/readyz`` answers 503 with these): the first fetch pending,
+        the scheduler stopped, the source failing, or no cluster synced within twice ``sync.interval``."""
+        reasons = []
+        if not self.fetched.is_set():
+            reasons.append("first fetch pending")
+        if not self.scheduler.running:
+            reasons.append("scheduler stopped")
+        source = self.state.source_json()["source"]
+        if source["error"]:
+            reasons.append(f"source failing: {source['error']}")
+        with self._lock:
+            workers = list(self.workers.values())
+        active = [w for w in workers if w.active]
+        if active and all(w.overdue() is not None for w in active):
+            reasons.append(f"no cluster finished a sync within twice sync.interval ({2 * self.cfg.sync.interval:g}s)")
+        return reasons
+
+    def start(self) -> None:
+        """Start the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
+        self.scheduler.add_job(
+            self.fetch,
+            "interval",
+            seconds=self.cfg.source.interval,
+            jitter=self.cfg.source.interval * 0.1,
+            id="fetch",
+            next_run_time=datetime.datetime.now(datetime.UTC),
+        )
+        self.scheduler.start()
+        with self._lock:
+            for w in self.workers.values():
+                w.start()
+        self._fetcher.start()
+        if self.rollout:
+            self.rollout.start()
+        if self.leases:
+            self.leases.start()
+        if isinstance(self.source, local.LocalSource):
+            threading.Thread(
+                target=self._watch_local, args=(self.source.path,), name="watch-source", daemon=True
+            ).start()
+
+    def shutdown(self) -> None:
+        """SIGTERM: stop fetching, cancel every sync in flight and wait for them (about ``sync.requestTimeout`` at
+        most), then release the Leases."""
+        self._stopping.set()
+        if self.rollout:
+            self.rollout.stop()
+        with self._lock:
+            workers = list(self.workers.values())
+        for w in workers:
+            w.cancel("shutting down")
+        for w in workers:
+            w.stop("shutting down", self._stop_timeout())
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self.leases:
+            self.leases.stop()  # reconciles have ended: hand the clusters over now
 
     def apply_config(self, new: config.AgentConfig) -> dict[str, list[str]]:
-        """Take a new, already validated config without a restart: clusters added get a runner and a schedule,
-        removed ones are dropped (their objects stay), changed ones (or all, when a setting every runner uses
-        changed) get a fresh runner; all of those reconcile at once. ``server`` changes need a restart.
-        Returns ``{"added": [...], "removed": [...], "changed": [...]}``."""
+        """Take a new, already validated config without a restart: clusters added get a worker, removed ones
+        lose theirs (the sync in flight cancelled and waited for; their objects stay; no status is kept), changed
+        ones (or all, when a setting every runner uses changed) get a fresh worker; all of those sync at once.
+        ``server`` and ``sharding`` changes need a restart. Returns ``{"added", "removed", "changed"}``."""
         old = self.cfg
-        shared_changed = (old.sync, old.instance, old.variables, old.ignore_differences) != (
-            new.sync,
-            new.instance,
-            new.variables,
-            new.ignore_differences,
-        )
+        shared = (old.sync, old.instance, old.variables, old.ignore_differences)
+        shared_changed = shared != (new.sync, new.instance, new.variables, new.ignore_differences)
         before = {c.name: c for c in old.clusters}
         after = {c.name: c for c in new.clusters}
         added = [n for n in after if n not in before]
@@ -107,23 +207,21 @@ class Agent:
             self.cfg = new
             if new.source != old.source:
                 self.source = local.open_source(new.source)
-            for name in removed:
-                self.runners.pop(name).close()
-                if self.scheduler.get_job(f"sync:{name}"):
-                    self.scheduler.remove_job(f"sync:{name}")
-                self.state.forget(name)
-            for name in changed:
-                self.runners.pop(name).close()
-                self.runners[name] = runner.ClusterRunner(new, after[name], watch=True)
-            for name in added:
-                self.runners[name] = runner.ClusterRunner(new, after[name], watch=True)
-                self.state.add(name)
-        for name in added + changed:
-            if self.scheduler.get_job(f"sync:{name}"):
-                self.scheduler.remove_job(f"sync:{name}")
-            self._schedule(after[name])
-        if self.rollout:
-            self.rollout.cfg = new
+            retired = {n: self.workers.pop(n) for n in removed + changed}
+        for name, w in retired.items():
+            w.stop("removed from the config" if name in removed else "its config changed", self._stop_timeout())
+        for name in removed:
+            self.state.forget(name)
+        fresh = {name: self._new_worker(new, after[name]) for name in added + changed}
+        with self._lock:
+            self.workers.update(fresh)
+            owned = set(self.leases.owned) if self.leases else None
+        for name, w in fresh.items():
+            self.state.add(name)
+            w.start()
+            if owned is not None and name in owned:
+                w.resume()
+        self._reconfigure_rollout(old, new)
         if new.server != old.server or new.sharding != old.sharding:
             log.warning("config: server or sharding settings changed; they take effect after a restart")
         if self.leases:
@@ -136,44 +234,41 @@ class Agent:
                     "fetch", trigger="interval", seconds=new.source.interval, jitter=new.source.interval * 0.1
                 )
             self.fetch_soon()
-        for name in added + changed:
-            self.trigger_now(name)
+        for name in fresh:
+            fresh[name].trigger("config reload")
         return summary
 
-    def _schedule(self, cluster: config.ClusterConfig) -> None:
-        self.scheduler.add_job(
-            self.reconcile,
-            "interval",
-            args=[cluster.name],
-            seconds=self.cfg.sync.interval,
-            jitter=self.cfg.sync.interval * 0.1,
-            id=f"sync:{cluster.name}",
-        )
-
-    def start(self) -> None:
-        """Schedule the jobs and start the scheduler thread; the first fetch runs at once."""
-        now = datetime.datetime.now(datetime.UTC)
-        self.scheduler.add_job(
-            self.fetch,
-            "interval",
-            seconds=self.cfg.source.interval,
-            jitter=self.cfg.source.interval * 0.1,
-            id="fetch",
-            next_run_time=now,
-        )
-        for c in self.cfg.clusters:
-            self._schedule(c)
-        self.scheduler.start()
-        self._fetcher.start()
-        if self.rollout:
+    def _reconfigure_rollout(self, old: config.AgentConfig, new: config.AgentConfig) -> None:
+        """``rollout`` turned on, off or changed by a reload."""
+        if self.rollout and not new.rollout:
+            self.rollout.stop()
+            self.rollout = None
+            log.info("rollout turned off: every cluster follows the source's revision")
+            self.trigger_now()
+        elif new.rollout and not self.rollout:
+            self.rollout = self._new_rollout(new)
+            assert self.rollout is not None
             self.rollout.start()
-        if self.leases:
-            self.leases.start()
-        if isinstance(self.source, local.LocalSource):
-            threading.Thread(
-                target=self._watch_local, args=(self.source.path,), name="watch-source", daemon=True
-            ).start()
+            if self.source.last_good:
+                self.rollout.notify(self.source.last_good)
+        elif self.rollout:
+            self.rollout.reconfigure(new)
 
+    def set_owned(self, owned: set[str]) -> None:
+        """Sharding (called from the lease thread): this replica now holds the Leases of ``owned``. A cluster lost
+        has its sync cancelled and waited for before this returns (so the Lease is released only after the last
+        write); its watches and self-heal stop. A cluster gained syncs at once."""
+        with self._lock:
+            workers = dict(self.workers)
+        for name, w in workers.items():
+            if name not in owned and w.active:
+                waited = self._stop_timeout()
+                if not w.pause("lease lost", waited):
+                    log.warning("cluster %s: sync still ending %.0fs after its lease was lost", name, waited)
+            elif name in owned and not w.active and not self._stopping.is_set():
+                w.resume()
+
+    # -- the source --------------------------------------------------------------------------------------------
     def _watch_local(self, path: pathlib.Path) -> None:
         """Developer mode: every saved change of the local source directory fetches (and so reconciles) at once."""
         for changes in watchfiles.watch(
@@ -195,44 +290,18 @@ class Agent:
             self._fetch_wanted.clear()
             self.fetch()
 
-    def shutdown(self) -> None:
-        """Stop scheduling and wait for running reconciles to finish."""
-        self._stopping.set()
-        if self.rollout:
-            self.rollout.stop()
-        for r in self.runners.values():
-            r.stopping.set()  # health waits end now; a sync in flight finishes its current stage
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        for r in self.runners.values():
-            r.close()
-        if self.leases:
-            self.leases.stop()  # reconciles have ended: hand the clusters over now
-
-    def set_owned(self, owned: set[str]) -> None:
-        """Sharding: this replica now holds the Leases of ``owned``. Clusters gained reconcile at once; clusters
-        lost stop their watches and self-heal (a fresh runner waits in case they come back)."""
-        with self._lock:
-            before = self.owned or set()
-            self.owned = set(owned)
-            lost = [n for n in before - owned if n in self.runners]
-            for name in lost:
-                self.runners[name].close()
-                self.runners[name] = runner.ClusterRunner(self.cfg, self.cfg.cluster(name), watch=True)
-        gained = sorted(n for n in owned - before if any(c.name == n for c in self.cfg.clusters))
-        if gained and not self._stopping.is_set():
-            self.trigger_now_many(gained)
-
     def fetch(self) -> None:
-        """Fetch the source; a new revision triggers every cluster (kustomize bases may live outside a cluster's
-        paths, so every cluster is reconciled; an unaffected one resyncs at no cost)."""
+        """Fetch the source (bounded by ``source.timeout``); a new revision triggers every cluster (kustomize
+        bases may live outside a cluster's paths, so every cluster is reconciled; an unaffected one resyncs at no
+        cost). A failure keeps the last good revision and marks the source stale."""
         with self._fetch_lock:
-            self._fetch()
+            if not self._stopping.is_set():
+                self._fetch()
 
     def _fetch(self) -> None:
         before = self.source.last_good
         try:
-            revision = self.source.fetch()
+            revision = self.source.fetch(self._stopping)
         except errors.FetchError as e:
             log.error("source: %s (keeping revision %s)", e, before.short if before else "none")
             self.state.record_fetch(None, str(e))
@@ -244,63 +313,59 @@ class Agent:
                 self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
             elif before is None or revision.sha != before.sha:
                 log.info("source: revision %s (%s)", revision.short, revision.ref)
-                self.trigger_now()
+                self.trigger_now(reason="new revision")
         finally:
             self.fetched.set()
 
-    def trigger_now(self, cluster: str | None = None) -> list[str]:
-        """Reconcile ``cluster`` (every cluster when None) as soon as possible; returns the names triggered.
+    # -- triggers ----------------------------------------------------------------------------------------------
+    def trigger_now(self, cluster: str | None = None, reason: str = "requested") -> list[str]:
+        """Sync ``cluster`` (every cluster when None) as soon as its worker is free; returns the names triggered.
 
         Raises :class:`errors.ConfigError` for an unknown cluster.
         """
         names = [self.cfg.cluster(cluster).name] if cluster else [c.name for c in self.cfg.clusters]
-        return self.trigger_now_many(names)
-
-    def trigger_now_many(self, names: list[str]) -> list[str]:
-        """:meth:`trigger_now` for each of ``names`` (known clusters)."""
-        for name in names:
-            with self._lock:
-                if name in self._busy:
-                    self._pending.add(name)
-                    continue
-            job = self.scheduler.get_job(f"sync:{name}")
-            if job is not None:
-                job.modify(next_run_time=datetime.datetime.now(datetime.UTC))
+        with self._lock:
+            found = [self.workers[n] for n in names if n in self.workers]
+        for w in found:
+            w.trigger(reason)
         return names
 
-    def _retry_later(self, name: str, result: engine.ReconcileResult) -> None:
-        """A cluster that could not be reached is tried again after 1, 2, 4, ... seconds, at most
-        :data:`BACKOFF_CAP` (or ``sync.interval`` when shorter); a success resets the backoff."""
+    def reconcile_to(self, name: str, revision: resources.Revision) -> engine.ReconcileResult:
+        """Sync cluster ``name`` to ``revision`` now through its worker and wait for its health (a rollout step).
+        Raises :class:`errors.CancelledError` when the cluster is removed or the agent stops first."""
         with self._lock:
-            if result.error_kind is not engine.ErrorKind.CLUSTER:
-                self._failures.pop(name, None)
-                return
-            n = self._failures[name] = self._failures.get(name, 0) + 1
-        delay = min(2.0 ** (n - 1), BACKOFF_CAP, self.cfg.sync.interval)
-        job = self.scheduler.get_job(f"sync:{name}")
-        if job is not None:
-            job.modify(next_run_time=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=delay))
-        log.warning("cluster %s: unreachable (%d in a row); retrying in %.0fs", name, n, delay)
+            w = self.workers.get(name)
+        if w is None:
+            raise errors.CancelledError(f"cluster {name} is no longer in the config")
+        return w.run_to(revision)
 
+    # -- status ------------------------------------------------------------------------------------------------
     def cluster_json(self, name: str, *, objects: bool = True) -> dict[str, Any] | None:
-        """The status of one cluster: sync status, health (aggregated, counted per status and, with ``objects``,
-        per object, from the live cache), self-heal, the last sync and the history. ``objects=False`` leaves out
-        the last sync's per-object entries (the fleet summary). None for an unknown cluster."""
+        """The status of one cluster: sync status (with the reason when Unknown for lack of a recent sync),
+        health (aggregated, counted per status and, with ``objects``, per object, from the live cache), the
+        worker, self-heal, the last sync and the history. ``objects=False`` leaves out the last sync's per-object
+        entries (the fleet summary). None for an unknown cluster."""
         found = self.state.cluster_json(name, objects=objects)
-        if found is None or name not in self.runners:
+        with self._lock:
+            w = self.workers.get(name)
+        if found is None or w is None:
             return found
-        r = self.runners[name]
+        r = w.runner
         last = self.state.last(name)
-        heal = r.status()
+        heal = r.status() if r else {}
         found["selfHeal"] = heal
-        target = self._revision_for(name)
+        found["worker"] = w.status_json()
+        target = self.revision_for(name)
         found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")))
+        found["syncStatusReason"] = self._reason(w, last, found["syncStatus"])
+        if found["syncStatusReason"] and found["syncStatus"] == "Synced":
+            found["syncStatus"] = "Unknown"  # no recent sync: what was true then may not be now
         if self.rollout:
             found["rollout"] = self.rollout.cluster_json(name)
         if self.leases:
-            found["sharding"] = {"holder": self.leases.holder(name), "reconciledHere": name in (self.owned or ())}
+            found["sharding"] = {"holder": self.leases.holder(name), "reconciledHere": bool(w.active)}
         keys = list(last.desired) if last else []
-        healths = r.health(keys)
+        healths = r.health(keys) if r else {k: health.HealthStatus(health.Health.UNKNOWN, "not watched") for k in keys}
         overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
         found["health"] = overall.value
         found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))
@@ -311,49 +376,28 @@ class Agent:
                     o["health"], o["healthMessage"] = healths[key].status.value, healths[key].message
         return found
 
+    def _reason(self, w: worker.Worker, last: engine.ReconcileResult | None, sync: str) -> str:
+        """Why the sync status is not to be trusted now ("" when it is)."""
+        age = w.overdue()
+        if age is not None:
+            doing = w.status_json()
+            return (
+                f"no sync finished in {age:.0f}s (over twice sync.interval, {2 * self.cfg.sync.interval:g}s); "
+                f"worker {doing['state']} since {doing['since']}"
+            )
+        if last is not None and last.error_kind is engine.ErrorKind.CANCELLED:
+            return f"last sync {last.error}"
+        return ""
+
     def status_json(self, *, objects: bool = True) -> dict[str, Any]:
         """The status of the source and of every cluster. ``objects=False`` is the fleet summary: every field but
         the per-object entries, whose size grows with the objects (about 180 bytes each: 9.2 MB at 50,005, measured
         by bench/scale.py)."""
         status = self.state.source_json()
         status["clusters"] = [c for n in self.state.names() if (c := self.cluster_json(n, objects=objects))]
+        status["ready"] = {"ready": not (reasons := self.not_ready()), "reasons": reasons}
         if self.rollout:
             status["rollout"] = self.rollout.status_json()
         if self.leases:
             status["sharding"] = self.leases.status()
         return status
-
-    def reconcile_to(self, name: str, revision: resources.Revision) -> engine.ReconcileResult:
-        """Reconcile cluster ``name`` to ``revision`` now and wait for its health (a rollout step)."""
-        result = self.runners[name].reconcile(revision, self.source.checkout(revision), wait=True)
-        self.state.record(result)
-        self.metrics.reconciled(result, int(self.runners[name].status().get("healed", 0)))
-        return result
-
-    def _revision_for(self, name: str) -> resources.Revision | None:
-        """What cluster ``name`` should be at: its rollout target, or else the last good revision."""
-        return self.rollout.target(name) if self.rollout else self.source.last_good
-
-    def reconcile(self, name: str) -> None:
-        """One reconcile of cluster ``name`` at its revision (none before the first good fetch, or, with a
-        rollout, before the rollout reached it)."""
-        revision = self._revision_for(name)
-        with self._lock:
-            if revision is None or (self.owned is not None and name not in self.owned):
-                return  # nothing fetched yet, or another replica holds this cluster
-            self._busy.add(name)
-        try:
-            while True:
-                checkout = self.source.checkout(revision)
-                result = self.runners[name].reconcile(revision, checkout)
-                self.state.record(result)
-                self.metrics.reconciled(result, int(self.runners[name].status().get("healed", 0)))
-                self._retry_later(name, result)
-                with self._lock:
-                    if name not in self._pending:
-                        break
-                    self._pending.discard(name)
-                revision = self._revision_for(name) or revision
-        finally:
-            with self._lock:
-                self._busy.discard(name)

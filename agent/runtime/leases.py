@@ -21,7 +21,8 @@ Lease exactly one wins (the other gets 409 Conflict); a holder that could not re
 (shorter than the lease duration) stops reconciling the cluster before anyone may take it over. On shutdown the
 Leases are released (holder cleared), so the others take over at their next check.
 
-A reconcile already running when its Lease is lost finishes its current request stage; no new one starts.
+A sync running when its Lease is lost is cancelled before its next write (:meth:`Coordinator.guard` fences every
+write, and the agent waits for the sync to end before the Lease is released).
 Used by ``agent.runtime.fleet``.
 """
 
@@ -130,6 +131,26 @@ class Coordinator:
                 "owned": sorted(self.owned),
                 "error": self.error,
             }
+
+    def guard(self, cluster: str) -> Callable[[], str | None]:
+        """A write fence for ``cluster`` (a :data:`reconcilers.cancel.Guard`): asked before every write of its
+        syncs and self-heal, it names why this replica may not write now: the Lease is not held, or was not
+        renewed within ``renewDeadline`` on this replica's monotonic clock (which goes on while the process is
+        frozen, so a replica resumed after SIGSTOP is fenced before its first write, not at the lease loop's next
+        round; client-go's leader election takes the same view of a holder that could not renew)."""
+
+        def fence() -> str | None:
+            with self._lock:
+                held = cluster in self.owned
+            if not held:
+                return f"lease of cluster {cluster} is not held by {self.identity}"
+            age = time.monotonic() - self._renewed.get(cluster, 0.0)
+            deadline = self.cfg.renew_deadline
+            if age > deadline:
+                return f"lease of cluster {cluster} not renewed for {age:.1f}s (renewDeadline {deadline:g}s)"
+            return None
+
+        return fence
 
     def holder(self, cluster: str) -> str | None:
         """The replica holding ``cluster``'s Lease, as last seen (None: nobody)."""

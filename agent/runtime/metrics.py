@@ -10,6 +10,7 @@
 | ``gitops_agent_git_fetches_total`` | counter | result | source fetches by result (success, failure) |
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
 | ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
+| ``gitops_agent_sync_lateness_seconds`` | histogram | (none) | how late a scheduled sync started after it was due |
 
 Labels carry names and revisions only, never object contents or credentials. Used by ``agent.runtime.fleet`` and
 ``agent.api.server``.
@@ -61,6 +62,13 @@ class Metrics:
         )
         self.heals = prometheus_client.Counter(
             "gitops_agent_self_heals", "Objects re-applied by self-heal.", ["cluster"], registry=r
+        )
+
+        self.lateness = prometheus_client.Histogram(
+            "gitops_agent_sync_lateness_seconds",
+            "How late a scheduled sync started after it was due (a worker busy or starved).",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
 
     def reconciled(self, result: engine.ReconcileResult, healed_total: int) -> None:

@@ -20,7 +20,7 @@ from reconcilers import errors
 log = logging.getLogger(__name__)
 
 
-def reload_once(agent: fleet.Agent, path: pathlib.Path) -> bool:
+def reload_once(agent: fleet.Fleet, path: pathlib.Path) -> bool:
     """Read ``path`` and apply it if valid; returns True when applied."""
     try:
         new = config.load_config(path)
@@ -36,7 +36,7 @@ def reload_once(agent: fleet.Agent, path: pathlib.Path) -> bool:
     return True
 
 
-def watch(agent: fleet.Agent, path: pathlib.Path, stop: threading.Event) -> None:
+def watch(agent: fleet.Fleet, path: pathlib.Path, stop: threading.Event) -> None:
     """Reload ``path`` on every change until ``stop`` is set (run it in a thread)."""
     path = path.resolve()
 
@@ -55,7 +55,7 @@ def watch(agent: fleet.Agent, path: pathlib.Path, stop: threading.Event) -> None
         reload_once(agent, path)
 
 
-def start(agent: fleet.Agent, path: pathlib.Path) -> threading.Event:
+def start(agent: fleet.Fleet, path: pathlib.Path) -> threading.Event:
     """Watch ``path`` in a daemon thread; set the returned event to stop."""
     stop = threading.Event()
     threading.Thread(target=watch, args=(agent, path, stop), name="config-reload", daemon=True).start()

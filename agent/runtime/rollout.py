@@ -21,7 +21,8 @@ from concurrent import futures
 from typing import Any
 
 from agent import config
-from reconcilers import engine, health, resources
+from agent.runtime import rollout_store
+from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,24 @@ def _now() -> datetime.datetime:
 class Rollout:
     """The rollout state of the fleet and the thread that advances it."""
 
-    def __init__(self, cfg: config.AgentConfig, run_cluster: RunCluster) -> None:
+    def __init__(
+        self,
+        cfg: config.AgentConfig,
+        run_cluster: RunCluster,
+        store: rollout_store.RolloutStore | None = None,
+        restored: Callable[[], None] | None = None,
+    ) -> None:
         assert cfg.rollout is not None
         self.cfg = cfg
         self.run_cluster = run_cluster
+        self.store = store
+        self.restored = restored
         self.targets: dict[str, resources.Revision] = {}
         self.last_healthy: dict[str, resources.Revision] = {}
         self.failures: dict[str, Failure] = {}
         self.revision: resources.Revision | None = None
         self.state = "Idle"
+        self.message = ""
         self.steps: list[Step] = []
         self._wanted: resources.Revision | None = None
         self._failed_revisions: set[str] = set()
@@ -95,7 +105,19 @@ class Rollout:
         with self._lock:
             return self.targets.get(cluster)
 
+    def reconfigure(self, cfg: config.AgentConfig) -> None:
+        """A reload changed the config (clusters, order): the next batch is computed from it."""
+        assert cfg.rollout is not None
+        with self._lock:
+            self.cfg = cfg
+
     def _loop(self) -> None:
+        try:
+            self._restore()
+        except Exception:  # a bug must not end rollouts: start afresh
+            log.exception("rollout: the saved state could not be restored")
+        if self.restored:
+            self.restored()
         while not self._stop.is_set():
             self._event.wait()
             self._event.clear()
@@ -105,7 +127,75 @@ class Rollout:
                 continue
             if self.revision == wanted and self.state in ("Complete", "Halted"):
                 continue
-            self._roll(wanted)
+            try:
+                self._roll(wanted)
+            except Exception as e:  # a bug must not end rollouts: report it and halt this one
+                log.exception("rollout of %s: unexpected error", wanted.short)
+                with self._lock:
+                    self.state, self.message = "Halted", f"internal error: {type(e).__name__}: {e}"
+
+    def _restore(self) -> None:
+        """Read the state saved in the clusters (see :mod:`agent.runtime.rollout_store`): each cluster's target,
+        last healthy revision and failure, and the newest fleet part; a rollout that was progressing goes on."""
+        if self.store is None:
+            return
+        with self._lock:
+            names = [c.name for c in self.cfg.clusters]
+        saved = self.store.load(names)
+        newest = max(saved.values(), key=lambda d: str(d.get("at", "")), default=None)
+        with self._lock:
+            for name, doc in saved.items():
+                if target := rollout_store.revision_of(doc.get("target")):
+                    self.targets.setdefault(name, target)
+                if healthy := rollout_store.revision_of(doc.get("lastHealthy")):
+                    self.last_healthy.setdefault(name, healthy)
+                failure = doc.get("failure")
+                if isinstance(failure, dict) and (failed := rollout_store.revision_of(failure.get("revision"))):
+                    at = datetime.datetime.fromisoformat(str(failure.get("at")))
+                    self.failures.setdefault(name, Failure(failed, str(failure.get("reason", "")), at))
+            fleet = (newest or {}).get("rollout") or {}
+            revision = rollout_store.revision_of(fleet.get("revision"))
+            self._failed_revisions |= {str(s) for s in fleet.get("failedRevisions") or []}
+            if revision is None or self.revision is not None:
+                return
+            self.revision, self.state = revision, str(fleet.get("state", "Idle"))
+            self.message = str(fleet.get("message", ""))
+            if self.state in ("Progressing", "RollingBack"):
+                self.state = "Progressing"
+                self._wanted = self._wanted or revision
+                self._event.set()
+        log.info("rollout of %s restored from the clusters: %s", revision.short, self.state)
+
+    def _save(self, names: list[str] | None = None) -> None:
+        """Write the state of ``names`` (every cluster when None) to their clusters."""
+        if self.store is None:
+            return
+        with self._lock:
+            every = [c.name for c in self.cfg.clusters]
+            fleet = {
+                "revision": rollout_store.revision_json(self.revision),
+                "state": self.state,
+                "message": self.message,
+                "failedRevisions": sorted(self._failed_revisions),
+            }
+            docs = {
+                name: {
+                    "target": rollout_store.revision_json(self.targets.get(name)),
+                    "lastHealthy": rollout_store.revision_json(self.last_healthy.get(name)),
+                    "failure": {
+                        "revision": rollout_store.revision_json(f.revision),
+                        "reason": f.reason,
+                        "at": f.at.isoformat(),
+                    }
+                    if (f := self.failures.get(name))
+                    else None,
+                    "rollout": fleet,
+                }
+                for name in (every if names is None else names)
+                if name in every
+            }
+        for name, doc in docs.items():
+            self.store.save(name, doc)
 
     def _superseded(self, revision: resources.Revision) -> bool:
         with self._lock:
@@ -113,27 +203,52 @@ class Rollout:
 
     def _roll(self, revision: resources.Revision) -> None:
         with self._lock:
-            self.revision, self.state, self.steps = revision, "Progressing", []
-        log.info("rollout of %s started: %s", revision.short, " -> ".join(map(str, self.cfg.rollout_batches())))
-        for batch in self.cfg.rollout_batches():
+            resumed = self.revision == revision and self.state == "Progressing"
+            self.revision, self.state, self.message = revision, "Progressing", ""
+            if not resumed:
+                self.steps = []
+            batches = self.cfg.rollout_batches()
+        self._save()
+        log.info("rollout of %s started: %s", revision.short, " -> ".join(map(str, batches)))
+        for i in range(len(batches)):
+            with self._lock:  # a reload may have changed the clusters: the batches are read again each time
+                current = self.cfg.rollout_batches()
+            batch = current[i] if i < len(current) else []
             if self._stop.is_set() or self._superseded(revision):
-                log.info("rollout of %s superseded by a newer revision", revision.short)
+                log.info("rollout of %s stopped or superseded by a newer revision", revision.short)
                 return
+            with self._lock:  # a resumed rollout skips the clusters already Healthy at its revision
+                batch = [n for n in batch if self.last_healthy.get(n) != revision or self.targets.get(n) != revision]
+            if not batch:
+                continue
             with futures.ThreadPoolExecutor(len(batch)) as pool:
-                steps = list(pool.map(lambda name: self._step(name, revision), batch))
+                steps = [s for s in pool.map(lambda name: self._step(name, revision), batch) if s is not None]
+            if self._stop.is_set():
+                return
             failed = [s for s in steps if s.result != health.Health.HEALTHY.value]
             if failed:
                 self._halt(revision, failed)
                 return
         with self._lock:
             self.state = "Complete"
+        self._save()
         log.info("rollout of %s complete", revision.short)
 
-    def _step(self, name: str, revision: resources.Revision) -> Step:
+    def _step(self, name: str, revision: resources.Revision) -> Step | None:
+        """Sync one cluster to ``revision`` and wait for its health; None when the cluster was removed or the
+        agent stops before the step ran (not a failure of the revision)."""
         started = _now()
         with self._lock:
             self.targets[name] = revision
-        result = self.run_cluster(name, revision)
+        self._save([name])
+        try:
+            result = self.run_cluster(name, revision)
+        except errors.CancelledError as e:
+            log.info("rollout of %s: cluster %s: %s", revision.short, name, e)
+            return None
+        if result.error_kind is engine.ErrorKind.CANCELLED:  # the agent stops or the cluster left: not a verdict
+            log.info("rollout of %s: cluster %s: %s", revision.short, name, result.error)
+            return None
         if result.ok and result.health is health.Health.HEALTHY:
             with self._lock:
                 self.last_healthy[name] = revision
@@ -145,6 +260,7 @@ class Rollout:
             step = Step(name, revision.sha, started, _now(), outcome, why)
         with self._lock:
             self.steps.append(step)
+        self._save([name])
         log.info("rollout of %s: cluster %s %s %s", revision.short, name, step.result, step.message)
         return step
 
@@ -164,6 +280,7 @@ class Rollout:
         finally:
             with self._lock:
                 self.state = "Halted"
+            self._save()
 
     def _roll_back(self, revision: resources.Revision, failed: list[Step]) -> None:
         for s in failed:
@@ -174,8 +291,17 @@ class Rollout:
             started = _now()
             with self._lock:
                 self.targets[s.cluster] = previous
-            result = self.run_cluster(s.cluster, previous)
-            outcome = "RolledBack" if result.ok and result.health is health.Health.HEALTHY else "RollbackFailed"
+            try:
+                result = self.run_cluster(s.cluster, previous)
+            except errors.CancelledError as e:
+                log.warning("rollback of cluster %s not done: %s", s.cluster, e)
+                continue
+            ok = result.ok and result.health is health.Health.HEALTHY
+            outcome = "RolledBack" if ok else "RollbackFailed"
+            why = "" if ok else f": {result.error or result.health_message or 'not Healthy'}"
+            if not ok:
+                with self._lock:
+                    self.message = f"rollback of cluster {s.cluster} to {previous.short} failed{why}"
             with self._lock:
                 self.steps.append(
                     Step(
@@ -184,7 +310,7 @@ class Rollout:
                         started,
                         _now(),
                         outcome,
-                        f"back to {previous.short} after {revision.short} failed",
+                        f"back to {previous.short} after {revision.short} failed{why}",
                     )
                 )
             log.warning("cluster %s rolled back to %s: %s", s.cluster, previous.short, outcome)
@@ -195,6 +321,7 @@ class Rollout:
             return {
                 "revision": self.revision.sha if self.revision else None,
                 "state": self.state,
+                "message": self.message,
                 "steps": [
                     {
                         "cluster": s.cluster,

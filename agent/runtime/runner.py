@@ -25,6 +25,7 @@ from agent.clusters import cache, connection
 from agent.runtime import selfheal
 from agent.sources import local, manifests, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
+from reconcilers import cancel as cancel_
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,12 @@ def user_agent(cfg: config.AgentConfig) -> str:
 
 
 def options_for(
-    cfg: config.AgentConfig, cluster: config.ClusterConfig, *, dry_run: bool, force_prune: bool = False
+    cfg: config.AgentConfig,
+    cluster: config.ClusterConfig,
+    *,
+    dry_run: bool,
+    force_prune: bool = False,
+    prune_orphans: bool = False,
 ) -> engine.ReconcileOptions:
     """The engine options of ``cluster`` under ``cfg``."""
     sync = cfg.sync
@@ -64,6 +70,7 @@ def options_for(
             allow_empty=sync.allow_empty,
             budget=sync.prune_budget,
             force=force_prune,
+            orphans=prune_orphans,
             propagation=sync.prune_propagation_policy,
         ),
         ignore=ignore_rules(cfg, cluster),
@@ -79,15 +86,22 @@ class ClusterRunner:
     """Reconciles one cluster; with ``watch`` its live cache follows the cluster between reconciles, and with
     ``cfg.sync.selfHeal`` (and ``watch``) drifted objects are re-applied as soon as a watch event shows them."""
 
-    def __init__(self, cfg: config.AgentConfig, cluster: config.ClusterConfig, *, watch: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: config.AgentConfig,
+        cluster: config.ClusterConfig,
+        *,
+        watch: bool = False,
+        guard: cancel_.Guard | None = None,
+    ) -> None:
         self.cfg = cfg
         self.cluster = cluster
         self.watch = watch
+        self.guard = guard
         self.kube: connection.KubeCluster | None = None
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
         self.secrets: set[str] = set()
-        self.stopping = threading.Event()
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -95,10 +109,11 @@ class ClusterRunner:
             kube = connection.connect(
                 self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, user_agent(self.cfg)
             )
+            kube.fence = self.guard
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
             heal = self.watch and self.cfg.sync.self_heal
             options = options_for(self.cfg, self.cluster, dry_run=False).apply
-            self.healer = selfheal.Healer(self.cluster.name, kube, options) if heal else None
+            self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard) if heal else None
             self.live = cache.LiveCache(
                 kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None
             )
@@ -114,12 +129,16 @@ class ClusterRunner:
         *,
         dry_run: bool = False,
         force_prune: bool = False,
+        prune_orphans: bool = False,
         wait: bool | None = None,
+        cancel: cancel_.Token | None = None,
     ) -> ReconcileResult:
         """Reconcile the cluster to ``revision`` (whose tree is at ``checkout``); with ``wait`` (default
-        ``sync.wait``) then wait up to ``sync.timeout`` for every object to be Healthy. Never raises.
+        ``sync.wait``) then wait up to ``sync.timeout`` for every object to be Healthy. ``cancel`` stops the sync
+        before its next write and ends the health wait (``error_kind=cancelled``). Never raises.
 
         Values substituted for ``${VAR}`` are masked (``***``) in everything the result carries."""
+        token = cancel or cancel_.Token(self.guard)
         with self._lock:
             started = datetime.datetime.now(datetime.UTC)
             t0 = time.monotonic()
@@ -140,12 +159,16 @@ class ClusterRunner:
                 kube, live = self._connect()
                 kinds = {(m.key.group, m.key.kind) for m in desired}
                 live.ensure(kinds, watch=self.watch)
-                options = options_for(self.cfg, self.cluster, dry_run=dry_run, force_prune=force_prune)
-                result = engine.reconcile(kube, desired, options, cluster=name, revision=revision, live=live)
+                options = options_for(
+                    self.cfg, self.cluster, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                )
+                result = engine.reconcile(
+                    kube, desired, options, cluster=name, revision=revision, live=live, cancel=token
+                )
                 if self.watch:
                     live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
                 if (self.cfg.sync.wait if wait is None else wait) and not dry_run and result.ok:
-                    result = self._wait_healthy(result)
+                    result = self._wait_healthy(result, token)
             except errors.ConfigError as e:
                 return failed(engine.ErrorKind.CONFIG, self.mask(str(e)))
             except errors.SourceError as e:
@@ -190,18 +213,22 @@ class ClusterRunner:
             health_message=self.mask(result.health_message),
         )
 
-    def _wait_healthy(self, result: ReconcileResult) -> ReconcileResult:
+    def _wait_healthy(self, result: ReconcileResult, token: cancel_.Token) -> ReconcileResult:
         """Poll the health of the synced objects (live cache, every 0.25 s) until all are Healthy, one is
-        Degraded, or ``sync.timeout`` passes (the worst state then, Progressing or Missing, is the answer)."""
+        Degraded, ``sync.timeout`` passes (the worst state then, Progressing or Missing, is the answer) or the
+        sync is cancelled (the result says so)."""
         keys = list(result.desired)
         deadline = time.monotonic() + self.cfg.sync.timeout
         while True:
             healths = self.health(keys) if self.watch else self._health_now(keys)
             worst = health.aggregate(h.status for h in healths.values())
             timed_out = time.monotonic() > deadline
-            if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out or self.stopping.is_set():
+            if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out:
                 break
-            self.stopping.wait(0.25)
+            if token.wait(0.25):
+                return dataclasses.replace(
+                    result, error=f"cancelled: {token.reason}", error_kind=engine.ErrorKind.CANCELLED
+                )
         culprit = next((k for k, h in healths.items() if h.status is worst), None)
         message = f"{culprit}: {healths[culprit].message}" if culprit and worst is not health.Health.HEALTHY else ""
         if timed_out and worst is not health.Health.HEALTHY:
@@ -224,8 +251,8 @@ class ClusterRunner:
         return {k: self.live.health(k) for k in keys}
 
     def close(self) -> None:
-        """Stop watches and self-heal, end any health wait, release the connection."""
-        self.stopping.set()
+        """Stop watches and self-heal (waiting for a correction in flight), release the connection. Call when no
+        reconcile runs (the worker cancels and waits for its sync first)."""
         if self.healer:
             self.healer.stop()
         if self.live:
@@ -241,6 +268,7 @@ def sync_fleet(
     *,
     dry_run: bool = False,
     force_prune: bool = False,
+    prune_orphans: bool = False,
     revision: str | None = None,
 ) -> list[ReconcileResult]:
     """Fetch the source and reconcile the named clusters (all when None) once, concurrently, in config order,
@@ -252,14 +280,17 @@ def sync_fleet(
     selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
     head = source.fetch()
     revision_ = source.resolve(revision) if revision else head
-    checkout = source.checkout(revision_)
 
-    def one(cluster: config.ClusterConfig) -> ReconcileResult:
-        runner = ClusterRunner(cfg, cluster)
-        try:
-            return runner.reconcile(revision_, checkout, dry_run=dry_run, force_prune=force_prune)
-        finally:
-            runner.close()
+    with source.tree(revision_) as checkout:
 
-    with futures.ThreadPoolExecutor(len(selected), thread_name_prefix="cluster") as pool:
-        return list(pool.map(one, selected))
+        def one(cluster: config.ClusterConfig) -> ReconcileResult:
+            runner = ClusterRunner(cfg, cluster)
+            try:
+                return runner.reconcile(
+                    revision_, checkout, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                )
+            finally:
+                runner.close()
+
+        with futures.ThreadPoolExecutor(len(selected), thread_name_prefix="cluster") as pool:
+            return list(pool.map(one, selected))

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.clusters import cache
-from reconcilers import apply, client, diff, engine, errors, inventory, resources
+from reconcilers import apply, cancel, client, diff, engine, errors, inventory, resources
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,15 @@ class Fight:
 class Healer:
     """Self-heal of one cluster: a worker thread fed by the live cache."""
 
-    def __init__(self, cluster: str, kube: client.KubeClient, options: apply.ApplyOptions) -> None:
+    def __init__(
+        self,
+        cluster: str,
+        kube: client.KubeClient,
+        options: apply.ApplyOptions,
+        guard: cancel.Guard | None = None,
+    ) -> None:
         self.cluster = cluster
+        self.guard = guard
         self.kube = kube
         self.options = options
         self.live: cache.LiveCache | None = None
@@ -74,14 +81,20 @@ class Healer:
         """Take the desired set and inventory entries of a finished reconcile (None: it failed early)."""
         with self._lock:
             self._reconciling = False
-            if result is not None and not result.dry_run and result.desired:
-                for key, d in result.desired.items():
+            if result is not None and not result.dry_run and (result.desired or result.ok):
+                desired = result.desired
+                for key, d in desired.items():
                     old = self._desired.get(key)
                     if old is None or old.hash != d.hash:
                         self.fights.pop(key, None)  # a new desired body ends a fight
                         self._corrections.pop(key, None)
-                self._desired = result.desired  # the reconcile's own mapping, never changed after it
-                self._entries.update(result.inventory)
+                # Objects that left git leave every map: no fight outlives its object, and the maps stay bounded
+                # by the desired set (kustomize's hash-suffixed ConfigMaps come and go).
+                self.fights = {k: f for k, f in self.fights.items() if k in desired}
+                self._corrections = {k: c for k, c in self._corrections.items() if k in desired}
+                entries = {**self._entries, **result.inventory}
+                self._entries = {k: e for k, e in entries.items() if k in desired}
+                self._desired = desired  # the reconcile's own mapping, never changed after it
             held, self._held = self._held, set()
         for key in held:
             self.notify(key, self.live.get(key) if self.live else None)
@@ -96,9 +109,11 @@ class Healer:
                 return
         self._queue.put(key)
 
-    def stop(self) -> None:
-        """End the worker thread."""
+    def stop(self, timeout: float = 60.0) -> None:
+        """End the worker thread and wait (up to ``timeout`` seconds: one request) for a correction in flight."""
         self._queue.put(None)
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _in_sync(self, key: resources.ResourceKey, obj: resources.Body | None) -> bool:
         d = self._desired.get(key)
@@ -144,9 +159,13 @@ class Healer:
                 )
                 return
             recent.append(now)
+        fenced = self.guard() if self.guard else None
+        if fenced:
+            log.warning("cluster %s: self-heal of %s not sent: %s", self.cluster, key, fenced)
+            return
         try:
             entry = apply.apply_one(self.kube, d, self.options)
-        except errors.ClusterError as e:
+        except (errors.ClusterError, errors.CancelledError) as e:
             log.error("cluster %s: self-heal of %s failed: %s", self.cluster, key, e)
             return
         with self._lock:

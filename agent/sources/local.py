@@ -10,15 +10,16 @@ Used by ``agent.cli`` and ``agent.runtime.fleet``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
 import shutil
-import tempfile
 import threading
+from collections.abc import Iterator
 
 from agent import config
-from agent.sources import git
+from agent.sources import git, trees
 from reconcilers import errors, resources
 
 _KEEP_SNAPSHOTS = 3
@@ -33,10 +34,12 @@ class LocalSource:
         self.dir = source.clone_dir()
         self.last_good: resources.Revision | None = None
         self.last_error: str | None = None
+        self.trees = trees.Trees(self.dir.parent / f"{self.dir.name}-local", _KEEP_SNAPSHOTS)
         self._lock = threading.Lock()
 
-    def fetch(self) -> resources.Revision:
-        """Digest the directory into a revision. Raises FetchError when it cannot be read."""
+    def fetch(self, stop: threading.Event | None = None) -> resources.Revision:
+        """Digest the directory into a revision (local: ``stop`` is not needed). Raises FetchError when it cannot
+        be read."""
         with self._lock:
             try:
                 revision = resources.Revision(_digest(self.path), "local")
@@ -50,22 +53,15 @@ class LocalSource:
         """A local source keeps no history: only its current content can be previewed. Raises FetchError."""
         raise errors.FetchError(f"source {self.path} is a local directory: it has no revision {ref!r}")
 
-    def checkout(self, revision: resources.Revision) -> pathlib.Path:
-        """A snapshot of the directory for ``revision`` (taken now; the digest is checked again against it)."""
-        with self._lock:
-            root = self.dir.parent / f"{self.dir.name}-local"
-            target = root / revision.sha
-            if target.is_dir():
-                return target
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-            shutil.copytree(self.path, tmp / "tree", symlinks=True, ignore=shutil.ignore_patterns(".git"))
-            os.rename(tmp / "tree", target)
-            shutil.rmtree(tmp, ignore_errors=True)
-            for old in sorted(root.iterdir(), key=lambda p: p.stat().st_mtime)[:-_KEEP_SNAPSHOTS]:
-                if old != target:
-                    shutil.rmtree(old, ignore_errors=True)
-            return target
+    @contextlib.contextmanager
+    def tree(self, revision: resources.Revision) -> Iterator[pathlib.Path]:
+        """A snapshot of the directory for ``revision`` (taken now), held until the block ends."""
+
+        def write(into: pathlib.Path) -> None:
+            shutil.copytree(self.path, into, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+
+        with self.trees.hold(revision.sha, write) as path:
+            yield path
 
 
 def _digest(path: pathlib.Path) -> str:

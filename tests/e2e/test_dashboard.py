@@ -151,6 +151,6 @@ def test_open_pages_need_no_token(path: str) -> None:
             "server": {"token": {"env": "PATH"}},  # any set variable: a token is required
         }
     )
-    http = TestClient(server.create_app(fleet.Agent(cfg)))
+    http = TestClient(server.create_app(fleet.Fleet(cfg)))
     assert http.get(path).status_code == 200
     assert http.get("/api/v1/status").status_code == 401

@@ -75,7 +75,7 @@ def test_digest_follows_content(tmp_path: pathlib.Path) -> None:
     src = local.LocalSource(config.SourceConfig(url=str(tmp_path / "d"), cache_dir=str(tmp_path / "c")))
     first = src.fetch()
     assert src.fetch() == first
-    snapshot = src.checkout(first)
-    (tmp_path / "d" / "a.yaml").write_text("changed: true\n")
-    assert src.fetch() != first
-    assert "ConfigMap" in (snapshot / "a.yaml").read_text()  # the snapshot of the old revision is untouched
+    with src.tree(first) as snapshot:
+        (tmp_path / "d" / "a.yaml").write_text("changed: true\n")
+        assert src.fetch() != first
+        assert "ConfigMap" in (snapshot / "a.yaml").read_text()  # the snapshot of the old revision is untouched

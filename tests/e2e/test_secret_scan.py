@@ -131,3 +131,89 @@ def test_no_secret_in_anything_printed_or_served(
     for output in seen:
         for value in values:
             assert value not in output, f"a secret leaked: {value[:6]}... in {output[:200]!r}"
+
+
+def test_a_secret_adopted_from_client_side_apply_shows_no_value(
+    tmp_path: pathlib.Path, clusters: Any, make_config: Any, namespace: str
+) -> None:
+    """A Secret first created by ``kubectl apply`` (client-side) keeps its old data in the
+    ``last-applied-configuration`` annotation. Neither its old value nor git's new one appears in ``sync --json``,
+    ``sync --dry-run``, ``diff``, a dry-run prune, the status API or the logs."""
+    (tc,) = clusters(1)
+    old, new = "old-password-7d3e9a", "new-password-2c8f41"
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    dynamic_client(tc).resources.get(api_version="v1", kind="Namespace").create(body=ns)
+    applied = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "adopted", "namespace": namespace, "annotations": {}},
+        "data": {"password": base64.b64encode(old.encode()).decode()},
+    }
+    # What `kubectl apply` (client-side) sends for a new object: the object with its own last-applied copy.
+    created = json.loads(json.dumps(applied))
+    created["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": json.dumps(applied, separators=(",", ":")) + "\n"
+    }
+    dynamic_client(tc).resources.get(api_version="v1", kind="Secret").create(
+        body=created, namespace=namespace, field_manager="kubectl-client-side-apply"
+    )
+    repo = GitRepo(tmp_path / "fleet")
+    repo.write_objects(
+        "app/all.yaml",
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "adopted", "namespace": namespace},
+            "stringData": {"password": new},
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": namespace}},
+    )
+    repo.commit()
+    port = free_port()
+    config = make_config(
+        repo,
+        [{"name": "a", "kubeconfig": str(tc.kubeconfig), "paths": ["app"]}],
+        sync={"interval": "1h", "prune": True},
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    seen: list[str] = []
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.cli", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        seen.append(done.stdout + done.stderr)
+        return done
+
+    assert "***" in cli("diff").stdout  # the drift is shown, masked
+    cli("sync", "--dry-run", "--json")
+    assert cli("sync", "--json").returncode == 0
+    live = live_object(tc, "v1", "Secret", "adopted", namespace)
+    assert base64.b64decode(live["data"]["password"]).decode() == new
+    assert base64.b64encode(old.encode()).decode() in json.dumps(live)  # the annotation keeps the old value
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: (agent.cluster("a").get("lastSync") or {}).get("result") == "Succeeded")
+        seen += [request(agent.base + p)[1] for p in ("/api/v1/status", "/api/v1/clusters/a", "/metrics")]
+    finally:
+        assert agent.stop() == 0
+    seen.append(agent.log.read_text(errors="replace"))
+    repo.write_objects(
+        "app/all.yaml",
+        ns,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "plain", "namespace": namespace}},
+    )
+    repo.commit("the Secret leaves git")
+    dry = cli("sync", "--dry-run", "--json", "--force-prune")
+    assert '"action": "pruned"' in dry.stdout
+    assert "live/core/Secret" in dry.stdout
+    cli("diff")
+    values = [old, new, base64.b64encode(old.encode()).decode(), base64.b64encode(new.encode()).decode()]
+    for output in seen:
+        for value in values:
+            assert value not in output, f"a secret value leaked: {value[:6]}... in {output[:300]!r}"

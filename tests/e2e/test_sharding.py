@@ -174,3 +174,104 @@ def test_a_missing_lease_namespace_is_named_and_no_cluster_is_taken(clusters: An
     assert status["owned"] == []
     assert taken == []
     assert f'namespaces "{namespace}" not found' in status["error"]
+
+
+def _writes(tc: Any, namespace: str, since: int) -> list[tuple[str, str]]:
+    """(time received, replica) of every write into ``namespace`` of ``tc`` after byte ``since`` of its audit
+    log, in time order (Leases and dry runs left out)."""
+    out = []
+    with (tc.data_dir / "audit.log").open("rb") as f:
+        f.seek(since)
+        for line in f:
+            e = json.loads(line)
+            agent, uri = str(e.get("userAgent", "")), str(e.get("requestURI", ""))
+            if "(replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri:
+                out.append((str(e["requestReceivedTimestamp"]), agent.split("(replica ", 1)[1].rstrip(")")))
+    return sorted(out)
+
+
+def test_a_frozen_holder_never_writes_once_its_lease_moved(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: Any
+) -> None:
+    """SIGSTOP the replica holding a cluster in the middle of a sync of 3,000 objects, let its Lease expire and
+    the other replica take over, SIGCONT it while the new holder is still syncing: the target's audit log shows no
+    write of the old replica between the new holder's first and last write, and the old replica reports its sync
+    as cancelled."""
+    from tests.conftest import audit_offset
+
+    home, target = clusters(2)
+    ensure_namespace(home, namespace)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    git_repo.write_objects("app/app.yaml", ns, cm("seed", namespace))
+    git_repo.commit("seed")
+    instance = f"fence-{uuid.uuid4().hex[:8]}"
+    agents: dict[str, Agent] = {}
+    try:
+        for r in ("r1", "r2"):
+            config = make_config(
+                git_repo,
+                [cluster_entry(target, "t", ["app"])],
+                instance=instance,
+                source={
+                    "url": str(git_repo.path),
+                    "ref": "main",
+                    "cacheDir": str(tmp_path / f"cache-{r}"),
+                    "interval": "1s",
+                },
+                sync={"interval": "1h", "concurrency": 4},
+                server={"listen": f"127.0.0.1:{free_port()}"},
+                sharding={
+                    "homeCluster": {"kubeconfig": str(home.kubeconfig)},
+                    "namespace": namespace,
+                    "identity": r,
+                    "leaseDuration": "4s",
+                    "renewDeadline": "3s",
+                    "retryPeriod": "500ms",
+                },
+            )
+            agents[r] = Agent(config, tmp_path / f"{r}.log")
+        for a in agents.values():
+            a.wait_ready()
+
+        def holder() -> str | None:
+            views = {r: a.status() for r, a in agents.items()}
+            owners = [r for r, v in views.items() if "t" in v["sharding"]["owned"]]
+            if len(owners) != 1 or views[owners[0]]["clusters"][0]["syncStatus"] != "Synced":
+                return None
+            return owners[0]
+
+        old = wait_until(holder, timeout=60)
+        new = next(r for r in agents if r != old)
+        since = audit_offset(target)
+        git_repo.write_objects(
+            "app/app.yaml", ns, cm("seed", namespace), *(cm(f"n-{i:04d}", namespace) for i in range(3000))
+        )
+        git_repo.commit("3,000 objects")
+        wait_until(
+            lambda: sum(1 for _, r in _writes(target, namespace, since) if r == old) >= 100, timeout=60, interval=0.02
+        )
+        agents[old].proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: any(r == new for _, r in _writes(target, namespace, since)), timeout=60, interval=0.05)
+        finally:
+            agents[old].proc.send_signal(signal.SIGCONT)  # while the new holder is in the middle of its sync
+        # The Lease may come back to the old replica afterwards (rendezvous hashing picks one of the two): any
+        # holder will do, once the whole desired set is live and synced.
+        wait_until(
+            lambda: live_object(target, "v1", "ConfigMap", "n-2999", namespace) is not None and holder(),
+            timeout=180,
+            interval=0.5,
+        )
+        writes = _writes(target, namespace, since)
+        by_new = [i for i, (_, r) in enumerate(writes) if r == new]
+        between = [w for w in writes[by_new[0] : by_new[-1] + 1] if w[1] == old]
+        assert between == [], f"{len(between)} write(s) of the old holder while the new one held the Lease"
+        assert sum(1 for _, r in writes if r == old) >= 100
+        log = agents[old].log.read_text()
+        assert "cancelled: lease of cluster t" in log, log[-3000:]
+        for tc_name in ("n-0000", "n-2999"):
+            assert live_object(target, "v1", "ConfigMap", tc_name, namespace) is not None
+    finally:
+        for a in agents.values():
+            if a.proc.poll() is None:
+                a.stop()

@@ -28,7 +28,7 @@ def _app(tmp: pathlib.Path) -> object:
             }
         )
     )
-    agent = fleet.Agent(config.load_config(path))
+    agent = fleet.Fleet(config.load_config(path))
     agent.fetched.set()  # ready: /readyz answers 200 (its 503 before the first fetch is by design)
     agent.scheduler.start(paused=True)
     return server.create_app(agent)

@@ -84,7 +84,7 @@ def client(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Any:
             }
         )
     )
-    agent = fleet.Agent(config.load_config(path))
+    agent = fleet.Fleet(config.load_config(path))
     fetches: list[bool] = []
     monkeypatch.setattr(agent, "fetch_soon", lambda: fetches.append(True))
     return TestClient(server.create_app(agent)), fetches
@@ -117,4 +117,4 @@ def test_a_missing_secret_fails_at_startup(tmp_path: pathlib.Path) -> None:
         )
     )
     with pytest.raises(Exception, match=r"server\.webhooks\.github: environment variable SURELY_UNSET_WEBHOOK_SECRET"):
-        server.create_app(fleet.Agent(config.load_config(path)))
+        server.create_app(fleet.Fleet(config.load_config(path)))

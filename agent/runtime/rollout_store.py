@@ -1,0 +1,124 @@
+"""Rollout state kept in the target clusters, so a restarted agent resumes a rollout where it was.
+
+Each target cluster holds a ConfigMap ``<instance>-rollout`` in ``sync.inventoryNamespace`` whose ``state.json``
+is that cluster's part (the revision its syncs apply, its last healthy revision, its last failure) and a copy of
+the fleet's part (the revision being rolled out, the rollout's state and message, the revisions that failed,
+with the time it was written). On start the newest fleet part read from any cluster wins, and each cluster's own
+part restores its targets: a halted rollout stays halted, a failed revision stays failed, and a rollout that was
+progressing goes on with the clusters not yet Healthy at its revision.
+
+Every request is bounded by ``sync.requestTimeout``; a cluster that cannot be written is logged and the rollout
+goes on (its state is rewritten at the next step). Used by :mod:`agent.runtime.rollout`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from agent import config
+from agent.clusters import connection
+from reconcilers import errors, resources
+
+log = logging.getLogger(__name__)
+
+_KEY = "state.json"
+
+
+def revision_json(rev: resources.Revision | None) -> dict[str, str] | None:
+    """``{"sha", "ref"}`` or None."""
+    return {"sha": rev.sha, "ref": rev.ref} if rev else None
+
+
+def revision_of(doc: Any) -> resources.Revision | None:
+    """The inverse of :func:`revision_json` (None for anything else)."""
+    if isinstance(doc, dict) and isinstance(doc.get("sha"), str):
+        return resources.Revision(doc["sha"], str(doc.get("ref", "")))
+    return None
+
+
+class RolloutStore:
+    """Reads and writes the rollout ConfigMaps of the clusters of ``cfg``."""
+
+    def __init__(self, cfg: config.AgentConfig) -> None:
+        self.cfg = cfg
+
+    def name(self) -> str:
+        """The ConfigMap's name."""
+        return f"{self.cfg.instance}-rollout"
+
+    def save(self, cluster: str, state: dict[str, Any]) -> bool:
+        """Write ``state`` (JSON data) to ``cluster``; False (logged) when it could not be written."""
+        doc = {**state, "at": datetime.datetime.now(datetime.UTC).isoformat()}
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": self.name(),
+                "namespace": self.cfg.sync.inventory_namespace,
+                "labels": {"gitops-agent.io/rollout": self.cfg.instance},
+            },
+            "data": {_KEY: json.dumps(doc, sort_keys=True)},
+        }
+        try:
+            kube = self._connect(cluster)
+        except errors.GitOpsError as e:
+            log.warning("rollout state of cluster %s not saved: %s", cluster, e)
+            return False
+        try:
+            kube.apply(body, field_manager=self.cfg.sync.field_manager, force=True, dry_run=False)
+            return True
+        except errors.ApiError as e:
+            if e.not_found:  # the namespace does not exist yet (a first rollout creates it with the inventory)
+                kube.apply(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.cfg.sync.inventory_namespace}},
+                    field_manager=self.cfg.sync.field_manager,
+                    force=True,
+                    dry_run=False,
+                )
+                return self._retry(kube, body, cluster)
+            log.warning("rollout state of cluster %s not saved: %s", cluster, e)
+            return False
+        except errors.ClusterError as e:
+            log.warning("rollout state of cluster %s not saved: %s", cluster, e)
+            return False
+        finally:
+            kube.close()
+
+    def _retry(self, kube: connection.KubeCluster, body: dict[str, Any], cluster: str) -> bool:
+        try:
+            kube.apply(body, field_manager=self.cfg.sync.field_manager, force=True, dry_run=False)
+            return True
+        except errors.ClusterError as e:
+            log.warning("rollout state of cluster %s not saved: %s", cluster, e)
+            return False
+
+    def load(self, clusters: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The state saved in each of ``clusters`` that has one and could be read (others are logged)."""
+        out: dict[str, dict[str, Any]] = {}
+        for cluster in clusters:
+            try:
+                kube = self._connect(cluster)
+            except errors.GitOpsError as e:
+                log.warning("rollout state of cluster %s not read: %s", cluster, e)
+                continue
+            try:
+                key = resources.ResourceKey("", "ConfigMap", self.cfg.sync.inventory_namespace, self.name())
+                found = kube.get(key)
+                text = ((found or {}).get("data") or {}).get(_KEY)
+                if text:
+                    doc = json.loads(text)
+                    if isinstance(doc, dict):
+                        out[cluster] = doc
+            except (errors.ClusterError, ValueError) as e:
+                log.warning("rollout state of cluster %s not read: %s", cluster, e)
+            finally:
+                kube.close()
+        return out
+
+    def _connect(self, cluster: str) -> connection.KubeCluster:
+        timeout = self.cfg.sync.request_timeout
+        return connection.connect(self.cfg.cluster(cluster), 1, timeout, connection.USER_AGENT)

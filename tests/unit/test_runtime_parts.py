@@ -1,0 +1,210 @@
+"""The runtime's parts that need no cluster: the bounded git fetch against a server that accepts and never
+answers (and one that refuses), checkout trees held while read, the cancellation token, the CA file, and the
+refusal to serve the API unauthenticated on a non-loopback address."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent import config
+from agent.clusters import connection
+from agent.sources import git, trees
+from reconcilers import cancel, errors
+
+
+@pytest.fixture
+def stalled_server() -> Iterator[int]:
+    """A TCP server on loopback that accepts every connection and never sends a byte."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "git"])
+def test_a_fetch_from_a_server_that_never_answers_ends_at_the_timeout(
+    stalled_server: int, tmp_path: pathlib.Path, scheme: str
+) -> None:
+    source = git.GitSource(
+        config.SourceConfig(
+            url=f"{scheme}://127.0.0.1:{stalled_server}/fleet.git", timeout=2, cache_dir=str(tmp_path / "c")
+        )
+    )
+    started = time.monotonic()
+    with pytest.raises(errors.FetchError, match=r"no answer within source.timeout \(2s\)"):
+        source.fetch()
+    took = time.monotonic() - started
+    assert 2 <= took < 5, took
+    assert source.last_good is None
+    assert "no answer" in (source.last_error or "")
+
+
+def test_a_refused_connection_fails_at_once_with_the_reason(tmp_path: pathlib.Path) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connection refused
+    source = git.GitSource(
+        config.SourceConfig(url=f"http://127.0.0.1:{port}/fleet.git", timeout=30, cache_dir=str(tmp_path / "c"))
+    )
+    started = time.monotonic()
+    with pytest.raises(errors.FetchError) as caught:
+        source.fetch()
+    assert time.monotonic() - started < 10
+    assert "no answer within" not in str(caught.value)
+    assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+def test_a_stop_ends_a_stalled_fetch_at_once(stalled_server: int, tmp_path: pathlib.Path) -> None:
+    source = git.GitSource(
+        config.SourceConfig(url=f"http://127.0.0.1:{stalled_server}/f.git", timeout=60, cache_dir=str(tmp_path / "c"))
+    )
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(errors.FetchError, match="shutting down"):
+        source.fetch(stop)
+    assert time.monotonic() - started < 3
+
+
+def _write(into: pathlib.Path) -> None:
+    into.mkdir()
+    (into / "a.yaml").write_text("a: 1\n")
+
+
+def test_a_held_tree_is_never_evicted_in_this_process_or_another(tmp_path: pathlib.Path) -> None:
+    cache = trees.Trees(tmp_path / "trees", keep=1)
+    with cache.hold("held-here", _write) as here:
+        # Another process holds a second tree (as a `gitops-agent sync` beside `run` would).
+        with cache.hold("held-there", _write):
+            pass
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_SH);"
+                " print('held', flush=True); time.sleep(60)",
+                str(tmp_path / "trees" / "held-there.lock"),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == b"held"
+            for i in range(4):  # each new tree evicts all but the newest unheld one
+                with cache.hold(f"new-{i}", _write):
+                    pass
+            assert (here / "a.yaml").read_text() == "a: 1\n"
+            assert (tmp_path / "trees" / "held-there" / "a.yaml").exists()
+            assert cache.held("held-there")
+            assert cache.held("held-here")
+            assert not (tmp_path / "trees" / "new-0").exists()
+        finally:
+            holder.kill()
+            holder.wait()
+    with cache.hold("last", _write):
+        pass
+    assert not (tmp_path / "trees" / "held-here").exists()  # let go: evicted like any other
+    assert not (tmp_path / "trees" / "held-there").exists()
+
+
+def test_a_failed_tree_write_leaves_nothing_behind(tmp_path: pathlib.Path) -> None:
+    cache = trees.Trees(tmp_path / "trees")
+
+    def broken(into: pathlib.Path) -> None:
+        into.mkdir()
+        raise errors.FetchError("revision gone")
+
+    with pytest.raises(errors.FetchError), cache.hold("gone", broken):
+        pass
+    assert sorted(p.name for p in (tmp_path / "trees").iterdir() if not p.name.endswith(".lock")) == []
+
+
+def test_the_token_names_the_first_reason_and_asks_its_guard() -> None:
+    fenced: list[str] = []
+    token = cancel.Token(lambda: fenced[0] if fenced else None)
+    token.check()
+    fenced.append("lease of cluster a not renewed for 11.0s")
+    with pytest.raises(errors.CancelledError, match="not renewed"):
+        token.check()
+    token.cancel("shutting down")
+    assert token.reason == "lease of cluster a not renewed for 11.0s"
+    other = cancel.Token()
+    threading.Timer(0.1, other.cancel, ["stop"]).start()
+    started = time.monotonic()
+    assert other.wait(10)
+    assert time.monotonic() - started < 2
+
+
+def test_the_ca_file_is_private_random_and_complete() -> None:
+    pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    path = connection._ca_file(pem)
+    assert path.read_bytes() == pem
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert path.parent.name.startswith("gitops-agent-ca-")
+    assert path.parent.name != "gitops-agent-ca-"
+    assert connection._ca_file(pem) == path
+    assert os.stat(path).st_uid == os.getuid()
+
+
+@pytest.mark.parametrize(
+    ("listen", "extra", "refused"),
+    [
+        ("0.0.0.0:8080", {}, True),
+        ("[::]:8080", {}, True),
+        ("agent.example.com:8080", {}, True),
+        ("0.0.0.0:8080", {"allowUnauthenticated": True}, False),
+        ("0.0.0.0:8080", {"token": {"env": "T"}}, False),
+        ("127.0.0.1:8080", {}, False),
+        ("localhost:8080", {}, False),
+        ("[::1]:8080", {}, False),
+    ],
+)
+def test_an_open_listen_address_needs_a_token(
+    listen: str, extra: dict[str, object], refused: bool, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.api import server
+    from agent.runtime import fleet
+
+    monkeypatch.setenv("T", "secret")
+    cfg = config.AgentConfig.model_validate(
+        {
+            "source": {"url": str(tmp_path), "cacheDir": str(tmp_path / "c")},
+            "clusters": [{"name": "a", "kubeconfig": str(tmp_path / "k"), "paths": ["x"]}],
+            "server": {"listen": listen, **extra},
+        }
+    )
+    if refused:
+        with pytest.raises(errors.ConfigError, match=r"no server\.token is set"):
+            server.create_app(fleet.Fleet(cfg))
+    else:
+        server.create_app(fleet.Fleet(cfg))
