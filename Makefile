@@ -1,11 +1,13 @@
 # gitops-agent: `make demo` runs the agent on two local clusters; `make test` runs lint and the whole suite.
-# Everything is installed here: the virtualenv (.venv), the test cluster (build/testcluster, Go) and kustomize.
+# Everything is installed here: the virtualenv (.venv, pinned by constraints.txt), the test cluster
+# (build/testcluster, Go), kustomize and helm (pinned Go modules, into .venv/bin).
 
 PYTHON ?= python3
 GO ?= go
 VENV := .venv
 BIN := $(VENV)/bin
 KUSTOMIZE_VERSION := v5.8.2
+HELM_VERSION := v4.3.1
 # The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
 K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v1\./ {print $$2; exit}' tests/cluster/go.mod)
 K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
@@ -13,16 +15,24 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv testcluster kubectl kustomize browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock testcluster kubectl kustomize helm browser lint test demo bench bench-testcluster clean
 
-all: venv testcluster kustomize
+all: venv testcluster kustomize helm
 
+# Python packages come from constraints.txt (exact versions); `make lock` refreshes it deliberately.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade 'pip==26.3'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[dev]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^gitops-agent' > constraints.txt
+	rm -rf .lock-venv
 
 testcluster: build/testcluster
 build/testcluster: $(wildcard tests/cluster/*.go) tests/cluster/go.mod tests/cluster/go.sum
@@ -40,6 +50,10 @@ kustomize: $(BIN)/kustomize
 $(BIN)/kustomize: | $(VENV)/.installed
 	GOBIN=$(abspath $(BIN)) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
+helm: $(BIN)/helm
+$(BIN)/helm: | $(VENV)/.installed
+	GOBIN=$(abspath $(BIN)) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
 # Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads a browser).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -52,16 +66,16 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kustomize browser lint
+test: venv testcluster kustomize helm browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: venv testcluster kustomize
+demo: venv testcluster kustomize helm
 	$(BIN)/python examples/demo.py
 
 bench-testcluster: venv testcluster
 	$(BIN)/python bench/testcluster.py
 
-bench: venv testcluster kustomize
+bench: venv testcluster kustomize helm
 	$(BIN)/python bench/testcluster.py
 	$(BIN)/python bench/selfheal.py
 	$(BIN)/python bench/resync.py

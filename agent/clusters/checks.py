@@ -81,7 +81,7 @@ def _needs(
     verbs = VERBS + (("delete",) if cfg.sync.prune else ())
     needs = {("", "configmaps", cfg.sync.inventory_namespace, v) for v in ("get", "create", "patch")}
     if checkout is not None:
-        for m in manifests.load_paths(checkout, cluster.paths):
+        for m in manifests.load_paths(checkout, cluster.paths, cluster.namespace):
             rtype = kube.resource_type(m.key.group, m.key.kind)
             resource = rtype.plural if rtype else m.key.kind.lower() + "s"  # a kind a CRD in git will define
             namespaced = rtype.namespaced if rtype else bool(m.key.namespace)

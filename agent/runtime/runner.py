@@ -152,7 +152,7 @@ class ClusterRunner:
             if self.healer:
                 self.healer.begin_reconcile()
             try:
-                desired = manifests.load_paths(checkout, self.cluster.paths)
+                desired = manifests.load_paths(checkout, self.cluster.paths, self.cluster.namespace)
                 if self.cluster.substitute:
                     desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
                     self.secrets |= used

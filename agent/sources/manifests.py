@@ -6,7 +6,8 @@ cluster gets no writes at all):
 - every path must exist inside the checkout; directories are walked recursively in name order, reading
   ``*.yaml``, ``*.yml`` and ``*.json``; hidden entries (``.git``, ``.github``) are skipped;
 - a directory holding a ``kustomization.yaml`` (``.yml``, ``Kustomization``) is rendered with ``kustomize build``
-  as one unit, and its files are not read one by one (they are kustomize inputs);
+  as one unit, and its files are not read one by one (they are kustomize inputs); a directory holding
+  ``Chart.yaml`` is a Helm chart, rendered with ``helm template`` as one unit (:mod:`agent.sources.helm`);
 - multi-document YAML (libyaml's CSafeLoader); empty documents are skipped; ``kind: List`` is expanded;
 - every object needs ``apiVersion``, ``kind`` and ``metadata.name``;
 - files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
@@ -26,6 +27,7 @@ Called by ``agent.runtime.runner``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -38,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from agent.sources import helm
 from reconcilers import errors, resources
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -75,15 +78,16 @@ _parsing: dict[_Key, threading.Event] = {}
 """Files being parsed now, by key: set when the parse ends (stored or failed)."""
 
 
-def load_paths(root: pathlib.Path, paths: Sequence[str]) -> list[resources.Manifest]:
-    """Every object under ``paths`` (relative to ``root``), in walk order. Raises ManifestError."""
+def load_paths(root: pathlib.Path, paths: Sequence[str], namespace: str = "default") -> list[resources.Manifest]:
+    """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
+    ``namespace``. Raises ManifestError."""
     root = root.resolve()
     out: list[resources.Manifest] = []
     for rel in paths:
         target = _inside(root, root / rel, rel)
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
-        out.extend(_load_dir(root, target, rel) if target.is_dir() else _load_file(root, target, rel))
+        out.extend(_load_dir(root, target, rel, namespace) if target.is_dir() else _load_file(root, target, rel))
     return out
 
 
@@ -94,7 +98,12 @@ def _inside(root: pathlib.Path, path: pathlib.Path, rel: str) -> pathlib.Path:
     return resolved
 
 
-def _load_dir(root: pathlib.Path, directory: pathlib.Path, source_path: str) -> Iterator[resources.Manifest]:
+def _load_dir(
+    root: pathlib.Path, directory: pathlib.Path, source_path: str, namespace: str
+) -> Iterator[resources.Manifest]:
+    if helm.is_chart(directory):
+        yield from _chart(root, directory, source_path, namespace)
+        return
     if any((directory / k).is_file() for k in KUSTOMIZATION_FILES):
         yield from _kustomize(root, directory, source_path)
         return
@@ -105,7 +114,7 @@ def _load_dir(root: pathlib.Path, directory: pathlib.Path, source_path: str) -> 
         if entry.is_symlink():
             _inside(root, entry, rel)
         if entry.is_dir():
-            yield from _load_dir(root, entry, source_path)
+            yield from _load_dir(root, entry, source_path, namespace)
         elif entry.suffix in MANIFEST_SUFFIXES:
             yield from _load_file(root, entry, source_path)
 
@@ -232,6 +241,21 @@ def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) ->
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         raise errors.ManifestError(source_file, index, f"{prefix}metadata.name is missing ({body['kind']})")
     return body
+
+
+def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, namespace: str) -> list[resources.Manifest]:
+    """A Helm chart rendered as one unit (see :mod:`agent.sources.helm`); each object names its template."""
+    rel = directory.relative_to(root).as_posix()
+    out: list[resources.Manifest] = []
+    seen: collections.Counter[str] = collections.Counter()
+    for template, doc in helm.template(directory, rel, release=directory.name, namespace=namespace):
+        source_file = f"{directory.parent.relative_to(root).as_posix()}/{template}".lstrip("./")
+        for m in parse_stream(doc, source_file, source_path):
+            index = seen[source_file]
+            seen[source_file] += 1
+            helm.refuse_hook((m.body.get("metadata") or {}).get("annotations"), source_file, index)
+            out.append(dataclasses.replace(m, doc_index=index))
+    return out
 
 
 def kustomize_binary() -> str | None:

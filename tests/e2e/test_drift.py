@@ -19,7 +19,7 @@ from tests.conftest import (
     runner_for,
     wait_until,
 )
-from tests.e2e.test_sync_corpora import FOLDERS, HARNESS, ensure_namespace
+from tests.e2e.test_sync_corpora import FOLDERS, HARNESS, corpus_paths, ensure_namespace
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
@@ -28,7 +28,9 @@ def test_three_resyncs_after_a_sync_report_no_drift_and_write_nothing(
 ) -> None:
     (tc,) = clusters(1)
     ensure_namespace(tc, namespace)
-    config = make_config(corpora_repo, [cluster_entry(tc, "a", [folder], namespace)], instance=f"drift-{namespace}")
+    config = make_config(
+        corpora_repo, [cluster_entry(tc, "a", corpus_paths(folder), namespace)], instance=f"drift-{namespace}"
+    )
     runner, revision, checkout = runner_for(config)
     try:
         first = runner.reconcile(revision, checkout)
@@ -56,8 +58,8 @@ def test_three_resyncs_after_a_sync_report_no_drift_and_write_nothing(
             # and read live only when needed (a dry-run create needs no GET)
             assert sent["apply-dry-run"] == 3 * 9
             assert sent["get"] == 3 + 3 * read
-        else:  # one inventory read per resync, no per-object GET, no dry run
-            assert sent["get"] == 3
+        else:  # one inventory read per path and resync, no per-object GET, no dry run
+            assert sent["get"] == 3 * len(corpus_paths(folder))
             assert sent["apply-dry-run"] == 0
     finally:
         runner.close()

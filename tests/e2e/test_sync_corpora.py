@@ -20,7 +20,21 @@ from reconcilers import ordering
 from tests import livecheck
 from tests.conftest import CORPORA, GitRepo, agent_writes, audit_offset, cluster_entry, live_object
 
-FOLDERS = sorted(p.name for p in CORPORA.iterdir() if p.is_dir())
+
+def corpus_paths(folder: str) -> list[str]:
+    """The paths of a corpus folder that hold plain manifests and kustomizations: the folder itself, or, where it
+    also ships Helm charts (``charts/``, tested on their own in test_helm_charts.py), its other entries."""
+    root = CORPORA / folder
+    if not (root / "charts").is_dir():
+        return [folder]
+    return [
+        f"{folder}/{p.name}"
+        for p in sorted(root.iterdir())
+        if p.name != "charts" and (p.is_dir() or p.suffix in (".yaml", ".yml", ".json"))
+    ]
+
+
+FOLDERS = sorted(p.name for p in CORPORA.iterdir() if p.is_dir() and corpus_paths(p.name))
 HARNESS = "harness-developer-hub"
 HARNESS_FILE = (
     "harness-developer-hub/docs/platform/delegates/manage-delegates/auto-scale-using-replicas.example-delegate.yaml"
@@ -57,12 +71,16 @@ def test_corpus_syncs_to_two_clusters(
     for tc in (a, b):
         ensure_namespace(tc, namespace)
     config = make_config(
-        corpora_repo, [cluster_entry(a, "a", [folder], namespace), cluster_entry(b, "b", [folder], namespace)]
+        corpora_repo,
+        [
+            cluster_entry(a, "a", corpus_paths(folder), namespace),
+            cluster_entry(b, "b", corpus_paths(folder), namespace),
+        ],
     )
 
     code, results = sync(config, capsys)
 
-    desired = manifests.load_paths(corpora_repo.path, [folder])
+    desired = manifests.load_paths(corpora_repo.path, corpus_paths(folder), namespace)
     for name, tc in (("a", a), ("b", b)):
         result = results[name]
         assert result["error"] is None, result["error"]
