@@ -154,3 +154,67 @@ def test_open_pages_need_no_token(path: str) -> None:
     http = TestClient(server.create_app(fleet.Fleet(cfg)))
     assert http.get(path).status_code == 200
     assert http.get("/api/v1/status").status_code == 401
+
+
+def test_dashboard_shows_a_stale_source_and_a_cluster_without_recent_syncs(
+    git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """The status never says more than the agent knows: with the source failing and a cluster frozen (SIGSTOP,
+    its sync stuck in a request), the page shows the source as stale, the agent as not ready, and the frozen
+    cluster's sync status as Unknown with the reason."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.cluster.launcher import TestCluster
+
+    frozen = TestCluster.start("frozen", tmp_path / "frozen")
+    git_repo.write_objects("app/ns.yaml", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    git_repo.commit()
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [cluster_entry(frozen, "frozen", ["app"])],
+        source={"url": str(git_repo.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
+        sync={"interval": "1s", "requestTimeout": "30s"},
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def status() -> Any:
+            try:
+                code, text = request(f"{base}/api/v1/status?objects=false")
+            except OSError:
+                return None
+            return json.loads(text) if code == 200 else None
+
+        wait_until(lambda: (s := status()) and s["clusters"][0]["syncStatus"] == "Synced", timeout=60)
+        git_repo.path.rename(tmp_path / "moved")  # the remote is gone
+        frozen.process.send_signal(signal.SIGSTOP)
+        wait_until(
+            lambda: (
+                (s := status()) and s["source"]["stale"] and "no sync finished" in s["clusters"][0]["syncStatusReason"]
+            ),
+            timeout=30,
+        )
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/")
+            page.wait_for_selector("tr.cluster[data-cluster=frozen]")
+            header = page.locator("#source").inner_text()
+            assert "STALE" in header
+            assert "not ready" in header
+            row = page.locator("tr.cluster[data-cluster=frozen]").inner_text()
+            assert "Unknown" in row
+            assert "no sync finished" in row
+            browser.close()
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        frozen.stop()
