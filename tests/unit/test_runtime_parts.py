@@ -4,6 +4,7 @@ refusal to serve the API unauthenticated on a non-loopback address."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -208,3 +210,127 @@ def test_an_open_listen_address_needs_a_token(
             server.create_app(fleet.Fleet(cfg))
     else:
         server.create_app(fleet.Fleet(cfg))
+
+
+def test_self_heal_forgets_objects_that_left_git() -> None:
+    """A fight (and the counters and inventory entries) of an object git no longer holds ends with it: its
+    status is no longer OutOfSync for ever, and the maps stay bounded by the desired set (kustomize's
+    hash-suffixed ConfigMaps come and go)."""
+    import datetime
+
+    from agent.runtime import selfheal
+    from reconcilers import apply, engine, inventory, resources
+
+    def desired(name: str) -> tuple[resources.ResourceKey, apply.Desired]:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "n"}}
+        m = resources.Manifest(resources.ResourceKey.of(body), body, "app/a.yaml", 0, "app")
+        return m.key, apply.Desired(m, f"hash-{name}")
+
+    def result(*names: str) -> engine.ReconcileResult:
+        pairs = dict(desired(n) for n in names)
+        now = datetime.datetime.now(datetime.UTC)
+        entries = {k: inventory.Entry(k, d.hash, "owned") for k, d in pairs.items()}
+        return engine.ReconcileResult("a", None, (), now, 0.0, desired=pairs, inventory=entries)
+
+    healer = selfheal.Healer("a", None, apply.ApplyOptions())  # type: ignore[arg-type]  # never writes here
+    try:
+        healer.update(result("cm-1", "cm-2"))
+        gone, _ = desired("cm-2")
+        healer.fights[gone] = selfheal.Fight(gone, "kubectl", 6, 0.0)
+        assert healer.status()["fighting"]
+        healer.update(result("cm-1", "cm-3"))  # cm-2 left git
+        assert healer.status()["fighting"] == []
+        assert set(healer._entries) == {desired("cm-1")[0], desired("cm-3")[0]}
+    finally:
+        healer.stop()
+
+
+class _Host:
+    """A fleet stand-in for one worker: a fixed revision, a tree, and the results recorded."""
+
+    def __init__(self) -> None:
+        from reconcilers import resources
+
+        self.revision = resources.Revision("a" * 40, "main")
+        self.recorded: list[Any] = []
+
+    def revision_for(self, cluster: str) -> Any:
+        return self.revision
+
+    @contextlib.contextmanager
+    def tree(self, revision: Any) -> Iterator[pathlib.Path]:
+        yield pathlib.Path("/nonexistent")
+
+    def record(self, result: Any, healed: int) -> None:
+        self.recorded.append(result)
+
+    def late(self, cluster: str, seconds: float) -> None:
+        pass
+
+
+class _BlockingRunner:
+    """Syncs until its token is cancelled (a cluster frozen mid-sync), counting its syncs."""
+
+    def __init__(self, started: threading.Semaphore) -> None:
+        self.started = started
+        self.syncs = 0
+        self.closed = False
+
+    def reconcile(self, revision: Any, checkout: Any, *, wait: Any = None, cancel: Any = None) -> Any:
+        import datetime
+
+        from reconcilers import engine
+
+        self.syncs += 1
+        self.started.release()
+        now = datetime.datetime.now(datetime.UTC)
+        if cancel.wait(0.3):
+            return engine.ReconcileResult(
+                "a", revision, (), now, 0.0, error=f"cancelled: {cancel.reason}", error_kind=engine.ErrorKind.CANCELLED
+            )
+        return engine.ReconcileResult("a", revision, (), now, 0.3)
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_worker_coalesces_triggers_and_pause_cancels_its_sync() -> None:
+    from agent.runtime import worker
+    from reconcilers import engine
+
+    host, started = _Host(), threading.Semaphore(0)
+    made: list[_BlockingRunner] = []
+
+    def make(guard: Any) -> Any:
+        made.append(_BlockingRunner(started))
+        return made[-1]
+
+    w = worker.Worker("a", host, make, interval=3600)
+    w.start()
+    try:
+        w.trigger("api")
+        assert started.acquire(timeout=5)
+        for _ in range(5):  # five triggers during a sync: one more sync, not five
+            w.trigger("webhook")
+        assert started.acquire(timeout=5)
+        assert not started.acquire(timeout=1)
+        assert made[0].syncs == 2
+        w.trigger("api")
+        assert started.acquire(timeout=5)
+        t0 = time.monotonic()
+        assert w.pause("lease lost", timeout=5)
+        assert time.monotonic() - t0 < 1
+        assert made[0].closed
+        assert host.recorded[-1].error_kind is engine.ErrorKind.CANCELLED
+        assert host.recorded[-1].error == "cancelled: lease lost"
+        w.trigger("api")  # paused: nothing runs until resumed
+        assert not started.acquire(timeout=0.5)
+        w.resume()
+        assert started.acquire(timeout=5)
+        assert len(made) == 2  # a fresh runner after the pause
+    finally:
+        assert w.stop("test over", timeout=5)
+    assert w.state is worker.State.STOPPED
