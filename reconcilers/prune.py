@@ -99,35 +99,17 @@ def execute(
     cancelled (what was deleted stays deleted; the inventory still names the rest)."""
     entries, keep = [], set()
     for key, path in plan_.candidates:
-        if cancel is not None:
-            cancel.check()
         origin = f"{path} (removed from git)"
         live = kube.get(key)
         if live is None:
             entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "already gone", origin))
         elif not tracking.owns(live):
-            entries.append(
-                apply.ChangeSetEntry(
-                    key, apply.Action.KEPT, "not pruned: its tracking annotation does not name this agent", origin
-                )
-            )
-        elif inventory.prune_disabled(live):
-            entries.append(
-                apply.ChangeSetEntry(
-                    key, apply.Action.KEPT, f"not pruned: {inventory.PRUNE_ANNOTATION}: disabled", origin
-                )
-            )
-        elif dry_run:
-            change = diff.object_diff(live, None, apply.label(key))
-            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "dry run", origin, change))
+            why = "not pruned: its tracking annotation does not name this agent"
+            entries.append(apply.ChangeSetEntry(key, apply.Action.KEPT, why, origin))
         else:
-            uid = (live.get("metadata") or {}).get("uid")
-            try:
-                kube.delete(key, uid=uid, propagation=options.propagation)
-                entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "", origin))
-            except errors.ApiError as e:
+            entries.append(_delete(kube, key, live, origin, options, dry_run, cancel))
+            if entries[-1].action is apply.Action.FAILED:
                 keep.add(key)
-                entries.append(apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune: {e.message or e}", origin))
     return entries, keep
 
 
@@ -153,27 +135,36 @@ def orphans(
         found = kube.get(key)
         if found is None or not tracking.owns(found):
             continue
-        origin = "orphan"
-        if not options.orphans:
-            entries.append(apply.ChangeSetEntry(key, apply.Action.ORPHANED, ORPHAN_MESSAGE + " (not pruned)", origin))
-        elif inventory.prune_disabled(found):
-            entries.append(
-                apply.ChangeSetEntry(
-                    key, apply.Action.KEPT, f"orphan kept: {inventory.PRUNE_ANNOTATION}: disabled", origin
-                )
-            )
-        elif dry_run:
-            change = diff.object_diff(found, None, apply.label(key))
-            entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "dry run (orphan)", origin, change))
+        if options.orphans:
+            entries.append(_delete(kube, key, found, "orphan", options, dry_run, cancel))
         else:
-            if cancel is not None:
-                cancel.check()
-            uid = (found.get("metadata") or {}).get("uid")
-            try:
-                kube.delete(key, uid=uid, propagation=options.propagation)
-                entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "orphan", origin))
-            except errors.ApiError as e:
-                entries.append(
-                    apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune orphan: {e.message or e}", origin)
-                )
+            why = ORPHAN_MESSAGE + " (not pruned)"
+            entries.append(apply.ChangeSetEntry(key, apply.Action.ORPHANED, why, "orphan"))
     return entries
+
+
+def _delete(
+    kube: client.KubeClient,
+    key: resources.ResourceKey,
+    live: resources.Body,
+    origin: str,
+    options: PruneOptions,
+    dry_run: bool,
+    cancel: cancel_.Token | None,
+) -> apply.ChangeSetEntry:
+    """Delete ``live`` (ours) unless it opts out, with a UID precondition; a dry run shows it as a diff."""
+    if inventory.prune_disabled(live):
+        return apply.ChangeSetEntry(
+            key, apply.Action.KEPT, f"not pruned: {inventory.PRUNE_ANNOTATION}: disabled", origin
+        )
+    if dry_run:
+        return apply.ChangeSetEntry(
+            key, apply.Action.PRUNED, "dry run", origin, diff.object_diff(live, None, apply.label(key))
+        )
+    if cancel is not None:
+        cancel.check()
+    try:
+        kube.delete(key, uid=(live.get("metadata") or {}).get("uid"), propagation=options.propagation)
+    except errors.ApiError as e:
+        return apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune: {e.message or e}", origin)
+    return apply.ChangeSetEntry(key, apply.Action.PRUNED, "", origin)

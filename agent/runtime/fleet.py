@@ -40,7 +40,11 @@ from reconcilers import engine, errors, health, resources
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0
-"""Seconds beyond ``sync.requestTimeout`` that stopping a worker waits for its sync to end."""
+"""Seconds beyond ``sync.requestTimeout`` that a reload waits for a removed cluster's sync to end."""
+SHUTDOWN_WAIT = 10.0
+"""Seconds SIGTERM waits in all for the cancelled syncs to end (a pod's grace period is 30 s by default). A sync
+still waiting on a frozen API server then is left to the process's exit: its token is cancelled, so it sends
+nothing more."""
 
 
 def sync_status(last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool) -> str:
@@ -183,8 +187,10 @@ class Fleet:
             workers = list(self.workers.values())
         for w in workers:
             w.cancel("shutting down")
+        deadline = time.monotonic() + SHUTDOWN_WAIT
         for w in workers:
-            w.stop("shutting down", self._stop_timeout())
+            if not w.stop("shutting down", max(0.0, deadline - time.monotonic())):
+                log.warning("cluster %s: its cancelled sync is still waiting on the network; exiting anyway", w.name)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.leases:
@@ -215,7 +221,7 @@ class Fleet:
         fresh = {name: self._new_worker(new, after[name]) for name in added + changed}
         with self._lock:
             self.workers.update(fresh)
-            owned = set(self.leases.owned) if self.leases else None
+            owned = set(self.leases.status()["owned"]) if self.leases else None
         for name, w in fresh.items():
             self.state.add(name)
             w.start()
@@ -255,17 +261,23 @@ class Fleet:
             self.rollout.reconfigure(new)
 
     def set_owned(self, owned: set[str]) -> None:
-        """Sharding (called from the lease thread): this replica now holds the Leases of ``owned``. A cluster lost
-        has its sync cancelled and waited for before this returns (so the Lease is released only after the last
-        write); its watches and self-heal stop. A cluster gained syncs at once."""
+        """Sharding (called from the lease thread): this replica now holds the Leases of ``owned``. Clusters lost
+        have their syncs cancelled at once and are waited for (together, at most half of ``renewDeadline``, so the
+        lease loop keeps renewing the others) before this returns and the Leases are released; their watches and
+        self-heal stop. Every write request is fenced by the Lease anyway (:meth:`leases.Coordinator.guard`).
+        Clusters gained sync at once."""
         with self._lock:
             workers = dict(self.workers)
+        lost = [w for name, w in workers.items() if name not in owned and w.active]
+        for w in lost:
+            w.deactivate("lease lost")
+        assert self.cfg.sharding is not None
+        deadline = time.monotonic() + self.cfg.sharding.renew_deadline / 2
+        for w in lost:
+            if not w.pause("lease lost", max(0.0, deadline - time.monotonic())):
+                log.warning("cluster %s: its cancelled sync is still waiting on the network", w.name)
         for name, w in workers.items():
-            if name not in owned and w.active:
-                waited = self._stop_timeout()
-                if not w.pause("lease lost", waited):
-                    log.warning("cluster %s: sync still ending %.0fs after its lease was lost", name, waited)
-            elif name in owned and not w.active and not self._stopping.is_set():
+            if name in owned and not w.active and not self._stopping.is_set():
                 w.resume()
 
     # -- the source --------------------------------------------------------------------------------------------

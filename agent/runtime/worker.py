@@ -153,13 +153,21 @@ class Worker:
 
     def pause(self, reason: str, timeout: float) -> bool:
         """Stop reconciling: cancel the sync in flight, wait up to ``timeout`` seconds for it to end, then close
-        the runner (watches, self-heal). Returns False when the sync had not ended in time."""
-        with self._cond:
-            self._active = False
-            self._fail_steps(reason)
+        the runner (watches, self-heal). Returns False when the sync had not ended in time (it sends no write
+        either way: its token is cancelled)."""
+        self.deactivate(reason)
         ended = self._quiesce(reason, timeout)
         self._close_runner()
         return ended
+
+    def deactivate(self, reason: str) -> None:
+        """The first half of :meth:`pause`, without waiting: no new sync starts, the one in flight is
+        cancelled."""
+        with self._cond:
+            self._active = False
+            self._fail_steps(reason)
+            if self._token is not None:
+                self._token.cancel(reason)
 
     def resume(self) -> None:
         """Reconcile again (a fresh runner), starting with a sync now."""

@@ -197,6 +197,7 @@ def test_a_frozen_holder_never_writes_once_its_lease_moved(
     the other replica take over, SIGCONT it while the new holder is still syncing: the target's audit log shows no
     write of the old replica between the new holder's first and last write, and the old replica reports its sync
     as cancelled."""
+    from agent.runtime import leases as leases_
     from tests.conftest import audit_offset
 
     home, target = clusters(2)
@@ -234,11 +235,14 @@ def test_a_frozen_holder_never_writes_once_its_lease_moved(
             a.wait_ready()
 
         def holder() -> str | None:
+            """The one replica holding t, once both see both as members (no hand-over pending) and t is Synced."""
             views = {r: a.status() for r, a in agents.items()}
-            owners = [r for r, v in views.items() if "t" in v["sharding"]["owned"]]
-            if len(owners) != 1 or views[owners[0]]["clusters"][0]["syncStatus"] != "Synced":
+            if any(v["sharding"]["members"] != sorted(agents) for v in views.values()):
                 return None
-            return owners[0]
+            owners = [r for r, v in views.items() if "t" in v["sharding"]["owned"]]
+            if owners != [leases_.owner("t", sorted(agents))]:  # the rendezvous winner: no hand-over pending
+                return None
+            return owners[0] if views[owners[0]]["clusters"][0]["syncStatus"] == "Synced" else None
 
         old = wait_until(holder, timeout=60)
         new = next(r for r in agents if r != old)
