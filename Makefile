@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 KUSTOMIZE_VERSION := v5.8.2
 HELM_VERSION := v4.3.1
+SOPS_VERSION := v3.13.3
+AGE_VERSION := v1.3.2
 # The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
 K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v1\./ {print $$2; exit}' tests/cluster/go.mod)
 K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
@@ -15,9 +17,9 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock testcluster kubectl kustomize helm browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock testcluster kubectl kustomize helm sops browser lint test demo bench bench-testcluster clean
 
-all: venv testcluster kustomize helm
+all: venv testcluster kustomize helm sops
 
 # Python packages come from constraints.txt (exact versions); `make lock` refreshes it deliberately.
 venv: $(VENV)/.installed
@@ -54,6 +56,13 @@ helm: $(BIN)/helm
 $(BIN)/helm: | $(VENV)/.installed
 	GOBIN=$(abspath $(BIN)) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
+# sops decrypts; age-keygen (and age) make the tests' keys.
+sops: $(BIN)/sops $(BIN)/age-keygen
+$(BIN)/sops: | $(VENV)/.installed
+	GOBIN=$(abspath $(BIN)) $(GO) install github.com/getsops/sops/v3/cmd/sops@$(SOPS_VERSION)
+$(BIN)/age-keygen: | $(VENV)/.installed
+	GOBIN=$(abspath $(BIN)) $(GO) install filippo.io/age/cmd/...@$(AGE_VERSION)
+
 # Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads a browser).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -66,10 +75,10 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kustomize helm browser lint
+test: venv testcluster kustomize helm sops browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: venv testcluster kustomize helm
+demo: venv testcluster kustomize helm sops
 	$(BIN)/python examples/demo.py
 
 bench-testcluster: venv testcluster

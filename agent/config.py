@@ -23,6 +23,7 @@ from agent.config_types import (
     AwsConfig,
     ClusterConfig,
     ClusterConnection,
+    ClusterDecryption,
     Duration,
     HomeCluster,
     IgnoreDifference,
@@ -39,6 +40,8 @@ __all__ = [
     "AwsConfig",
     "ClusterConfig",
     "ClusterConnection",
+    "ClusterDecryption",
+    "DecryptionConfig",
     "Duration",
     "HomeCluster",
     "IgnoreDifference",
@@ -47,6 +50,7 @@ __all__ = [
     "SecretRef",
     "ServerConfig",
     "ShardingConfig",
+    "SopsConfig",
     "SourceConfig",
     "SyncConfig",
     "WebhooksConfig",
@@ -202,12 +206,26 @@ class RolloutConfig(_Model):
     rollback: typing.Literal["auto", "none"] = "auto"
 
 
+class SopsConfig(_Model):
+    """``ageKeys``: the age identities (``AGE-SECRET-KEY-1...``, one or more per env variable or file) that
+    decrypt SOPS-encrypted files, tried in turn."""
+
+    age_keys: tuple[SecretRef, ...] = pydantic.Field(min_length=1)
+
+
+class DecryptionConfig(_Model):
+    """Keys for encrypted files in the sources: ``sops`` (see :class:`SopsConfig`)."""
+
+    sops: SopsConfig | None = None
+
+
 class AgentConfig(_Model):
     """The whole config file: ``instance`` names this agent in the tracking label and annotation of every object
     it applies (default ``gitops-agent``; two agents on one cluster need different names); ``ignoreDifferences``
     apply to every cluster; ``variables`` are the values of ``${NAME}`` in manifests of clusters with
     ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery;
-    ``sharding`` shares the clusters among several replicas (not with ``rollout``)."""
+    ``sharding`` shares the clusters among several replicas (not with ``rollout``); ``decryption`` holds the keys
+    of SOPS-encrypted files, used by clusters with ``decryption: {sops: true}``."""
 
     instance: str = "gitops-agent"
     source: SourceConfig
@@ -218,6 +236,7 @@ class AgentConfig(_Model):
     variables: dict[str, SecretRef] = pydantic.Field(default_factory=dict)
     rollout: RolloutConfig | None = None
     sharding: ShardingConfig | None = None
+    decryption: DecryptionConfig = DecryptionConfig()
 
     @pydantic.field_validator("variables")
     @classmethod
@@ -226,6 +245,13 @@ class AgentConfig(_Model):
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
                 raise ValueError(f"{name!r} is not a variable name (letters, digits and _, not starting with a digit)")
         return v
+
+    @pydantic.model_validator(mode="after")
+    def _keys_for_decryption(self) -> AgentConfig:
+        wanting = [c.name for c in self.clusters if c.decryption.sops]
+        if wanting and self.decryption.sops is None:
+            raise ValueError(f"clusters {', '.join(wanting)} decrypt with sops: set decryption.sops.ageKeys")
+        return self
 
     @pydantic.model_validator(mode="after")
     def _rollout_order(self) -> AgentConfig:

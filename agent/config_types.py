@@ -164,17 +164,26 @@ def _dns_label(v: str) -> str:
     return v
 
 
+class ClusterDecryption(_Model):
+    """``sops: true`` decrypts SOPS-encrypted files of this cluster's paths with the agent's
+    ``decryption.sops.ageKeys`` (off by default: an encrypted file is then refused)."""
+
+    sops: bool = False
+
+
 class ClusterConfig(ClusterConnection):
     """One target cluster: how to reach it (see :class:`ClusterConnection`; ``name`` unique), ``namespace``
     for namespaced objects that name none (default ``default``); ``paths``: directories or files in the
     repository, relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only;
-    ``substitute``: replace ``${NAME}`` in its manifests with the config's ``variables`` (default false).
+    ``substitute``: replace ``${NAME}`` in its manifests with the config's ``variables`` (default false);
+    ``decryption``: see :class:`ClusterDecryption`.
     """
 
     namespace: str = "default"
     paths: tuple[str, ...] = pydantic.Field(min_length=1)
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     substitute: bool = False
+    decryption: ClusterDecryption = ClusterDecryption()
 
     @pydantic.field_validator("namespace")
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any
 from agent import config
 from agent.clusters import cache, connection
 from agent.runtime import selfheal
-from agent.sources import local, manifests, substitute
+from agent.sources import local, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -102,6 +102,7 @@ class ClusterRunner:
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
         self.secrets: set[str] = set()
+        self._sops: sops.Decryptor | None = None
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -152,7 +153,9 @@ class ClusterRunner:
             if self.healer:
                 self.healer.begin_reconcile()
             try:
-                desired = manifests.load_paths(checkout, self.cluster.paths, self.cluster.namespace)
+                desired = manifests.load_paths(checkout, self.cluster.paths, self.cluster.namespace, self._decryptor())
+                if self._sops is not None:
+                    self.secrets |= self._sops.revealed
                 if self.cluster.substitute:
                     desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
                     self.secrets |= used
@@ -187,6 +190,16 @@ class ClusterRunner:
             error_note = f"; error: {result.error}" if result.error else ""
             log.info("cluster %s: revision %s: %s%s%s", name, revision.short, counts, health_note, error_note)
             return result
+
+    def _decryptor(self) -> sops.Decryptor | None:
+        """The cluster's SOPS decryptor (None when decryption is off); what it decrypts is masked like
+        substituted values. Raises ConfigError when a key cannot be read."""
+        if not self.cluster.decryption.sops:
+            return None
+        if self._sops is None:
+            keys = self.cfg.decryption.sops.age_keys if self.cfg.decryption.sops else ()
+            self._sops = sops.Decryptor(k.value(f"decryption.sops.ageKeys[{i}]") for i, k in enumerate(keys))
+        return self._sops
 
     def mask(self, text: str) -> str:
         """``text`` with every value substituted for a variable replaced by ``***``."""

@@ -8,6 +8,8 @@ cluster gets no writes at all):
 - a directory holding a ``kustomization.yaml`` (``.yml``, ``Kustomization``) is rendered with ``kustomize build``
   as one unit, and its files are not read one by one (they are kustomize inputs); a directory holding
   ``Chart.yaml`` is a Helm chart, rendered with ``helm template`` as one unit (:mod:`agent.sources.helm`);
+- a file carrying SOPS metadata is decrypted first (:mod:`agent.sources.sops`), or refused where decryption is
+  off; encrypted kustomize inputs are refused (not decrypted yet);
 - multi-document YAML (libyaml's CSafeLoader); empty documents are skipped; ``kind: List`` is expanded;
 - every object needs ``apiVersion``, ``kind`` and ``metadata.name``;
 - files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
@@ -40,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from agent.sources import helm
+from agent.sources import helm, sops
 from reconcilers import errors, resources
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -78,16 +80,22 @@ _parsing: dict[_Key, threading.Event] = {}
 """Files being parsed now, by key: set when the parse ends (stored or failed)."""
 
 
-def load_paths(root: pathlib.Path, paths: Sequence[str], namespace: str = "default") -> list[resources.Manifest]:
+def load_paths(
+    root: pathlib.Path, paths: Sequence[str], namespace: str = "default", decrypt: sops.Decryptor | None = None
+) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
-    ``namespace``. Raises ManifestError."""
+    ``namespace``; SOPS-encrypted files are decrypted with ``decrypt`` (refused without it). Raises
+    ManifestError."""
     root = root.resolve()
     out: list[resources.Manifest] = []
     for rel in paths:
         target = _inside(root, root / rel, rel)
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
-        out.extend(_load_dir(root, target, rel, namespace) if target.is_dir() else _load_file(root, target, rel))
+        if target.is_dir():
+            out.extend(_load_dir(root, target, rel, namespace, decrypt))
+        else:
+            out.extend(_load_file(root, target, rel, decrypt))
     return out
 
 
@@ -99,7 +107,7 @@ def _inside(root: pathlib.Path, path: pathlib.Path, rel: str) -> pathlib.Path:
 
 
 def _load_dir(
-    root: pathlib.Path, directory: pathlib.Path, source_path: str, namespace: str
+    root: pathlib.Path, directory: pathlib.Path, source_path: str, namespace: str, decrypt: sops.Decryptor | None
 ) -> Iterator[resources.Manifest]:
     if helm.is_chart(directory):
         yield from _chart(root, directory, source_path, namespace)
@@ -114,18 +122,24 @@ def _load_dir(
         if entry.is_symlink():
             _inside(root, entry, rel)
         if entry.is_dir():
-            yield from _load_dir(root, entry, source_path, namespace)
+            yield from _load_dir(root, entry, source_path, namespace, decrypt)
         elif entry.suffix in MANIFEST_SUFFIXES:
-            yield from _load_file(root, entry, source_path)
+            yield from _load_file(root, entry, source_path, decrypt)
 
 
-def _load_file(root: pathlib.Path, file: pathlib.Path, source_path: str) -> list[resources.Manifest]:
+def _load_file(
+    root: pathlib.Path, file: pathlib.Path, source_path: str, decrypt: sops.Decryptor | None = None
+) -> list[resources.Manifest]:
     rel = file.relative_to(root).as_posix()  # as named in the repository (a symlink by its own name)
     file = _inside(root, file, rel)
     size = file.stat().st_size
     if size > MAX_FILE_BYTES:
         raise errors.ManifestError(rel, None, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
     data = file.read_bytes()
+    if sops.is_encrypted(data):  # never parsed (nor cached) as ciphertext; decrypted per cluster that may
+        if decrypt is None:
+            raise sops.refuse(rel)
+        return parse_stream(decrypt.decrypt(data, rel), rel, source_path)
     key = (source_path, rel, hashlib.sha256(data).digest())
     while True:
         with _parsed_lock:
@@ -272,6 +286,18 @@ def kustomize_binary() -> str | None:
 
 def _kustomize(root: pathlib.Path, directory: pathlib.Path, source_path: str) -> list[resources.Manifest]:
     rel = directory.relative_to(root).as_posix()
+    for f in directory.rglob("*"):
+        if (
+            f.suffix in (*MANIFEST_SUFFIXES, ".env")
+            and f.is_file()
+            and sops.is_encrypted(f.read_bytes()[:MAX_FILE_BYTES])
+        ):
+            raise errors.ManifestError(
+                f.relative_to(root).as_posix(),
+                None,
+                "is a SOPS-encrypted kustomize input: encrypted kustomize inputs are not decrypted yet (keep encrypted "
+                "files in plain manifest directories); never applied as ciphertext",
+            )
     binary = kustomize_binary()
     if binary is None:
         raise errors.ManifestError(

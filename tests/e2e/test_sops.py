@@ -1,0 +1,191 @@
+"""SOPS-encrypted files in git (issue 18), encrypted here with the real ``sops`` and a generated age key, synced
+to a real cluster: whole-file and ``encrypted_regex`` encryption, live values right, a resync writes nothing, and
+no decrypted value in anything printed or served; a wrong key, a tampered file and an encrypted file where
+decryption is off are each refused with a clear error and zero writes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    REPO,
+    GitRepo,
+    agent_writes,
+    audit_offset,
+    cluster_entry,
+    dynamic_client,
+    live_object,
+    wait_until,
+)
+from tests.e2e.test_faults import Agent
+from tests.e2e.test_push_to_deploy import request
+from tests.e2e.test_run_status import free_port
+
+BIN = REPO / ".venv" / "bin"
+WHOLE, REGEX, CM = "whole-file-value-7c1d", "regex-value-5e2a", "configmap-value-9b3f"
+
+
+def age_key(tmp: pathlib.Path, name: str) -> tuple[str, str]:
+    """A new age identity from the real age-keygen: (secret key, public recipient)."""
+    path = tmp / f"{name}.agekey"
+    subprocess.run([str(BIN / "age-keygen"), "-o", str(path)], check=True, capture_output=True)
+    text = path.read_text()
+    return re.search(r"AGE-SECRET-KEY-\S+", text).group(0), re.search(r"public key: (\S+)", text).group(1)  # type: ignore[union-attr]
+
+
+def encrypt(file: pathlib.Path, recipient: str, regex: str | None = None) -> None:
+    """Encrypt ``file`` in place with the real sops (no key of the user's involved)."""
+    args = [str(BIN / "sops"), "--encrypt", "--age", recipient, "--in-place"]
+    if regex:
+        args += ["--encrypted-regex", regex]
+    env = {"PATH": os.environ["PATH"], "HOME": str(file.parent)}
+    subprocess.run([*args, str(file)], check=True, capture_output=True, env=env)
+
+
+def write_encrypted(repo: GitRepo, namespace: str, recipient: str) -> None:
+    repo.write_objects("app/ns.yaml", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    whole = repo.write_objects(
+        "app/db.yaml",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db", "namespace": namespace},
+            "stringData": {"password": WHOLE},
+        },
+    )
+    encrypt(whole, recipient)
+    api = repo.write_objects(
+        "app/api.yaml",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "api", "namespace": namespace},
+            "stringData": {"key": REGEX},
+        },
+    )
+    encrypt(api, recipient, "^(data|stringData)$")
+    settings = repo.write_objects(
+        "app/settings.yaml",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": namespace},
+            "data": {"token": CM},
+        },
+    )
+    encrypt(settings, recipient, "^data$")
+    repo.commit("encrypted")
+
+
+def cli(config: pathlib.Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_encrypted_files_sync_and_no_decrypted_value_shows(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    (tc,) = clusters(1)
+    key, recipient = age_key(tmp_path, "fleet")
+    write_encrypted(git_repo, namespace, recipient)
+    assert WHOLE not in (git_repo.path / "app/db.yaml").read_text()  # really encrypted in git
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", ["app"], namespace), "decryption": {"sops": True}}],
+        decryption={"sops": {"ageKeys": [{"env": "SOPS_AGE_KEY"}]}},
+        sync={"interval": "1h"},
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    env = {"SOPS_AGE_KEY": key}
+    seen: list[str] = []
+    first = cli(config, env, "sync", "--json")
+    seen.append(first.stdout + first.stderr)
+    assert first.returncode == 0, first.stdout + first.stderr
+    db = live_object(tc, "v1", "Secret", "db", namespace)
+    assert base64.b64decode(db["data"]["password"]).decode() == WHOLE
+    assert base64.b64decode(live_object(tc, "v1", "Secret", "api", namespace)["data"]["key"]).decode() == REGEX
+    assert live_object(tc, "v1", "ConfigMap", "settings", namespace)["data"] == {"token": CM}
+    assert "sops" not in db  # the metadata is not applied
+
+    offset = audit_offset(tc)
+    again = cli(config, env, "sync", "--json")
+    seen.append(again.stdout + again.stderr)
+    assert again.returncode == 0
+    assert {o["action"] for o in json.loads(again.stdout)["a"]["objects"]} == {"unchanged"}
+    assert agent_writes(tc, offset) == []
+
+    # drift on the ConfigMap whose value was decrypted: the diff shows it masked
+    dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
+        name="settings",
+        namespace=namespace,
+        body={"data": {"token": "edited"}},
+        content_type="application/merge-patch+json",
+        field_manager="someone",
+    )
+    drift = cli(config, env, "diff")
+    seen.append(drift.stdout + drift.stderr)
+    assert drift.returncode == 1
+    assert "***" in drift.stdout
+    agent = Agent(config, tmp_path / "agent.log", env=env)
+    try:
+        agent.wait_ready()
+        wait_until(lambda: live_object(tc, "v1", "ConfigMap", "settings", namespace)["data"] == {"token": CM})
+        wait_until(lambda: (agent.cluster("a").get("lastSync") or {}).get("result") == "Succeeded")
+        seen += [request(agent.base + p)[1] for p in ("/api/v1/status", "/api/v1/clusters/a", "/metrics")]
+    finally:
+        assert agent.stop() == 0
+    seen.append(agent.log.read_text(errors="replace"))
+    values = [WHOLE, REGEX, CM]
+    values += [base64.b64encode(v.encode()).decode() for v in values]
+    for output in seen:
+        for value in values:
+            assert value not in output, f"a decrypted value leaked: {value[:6]}... in {output[:300]!r}"
+
+
+@pytest.mark.parametrize("case", ["wrong key", "tampered", "decryption off"])
+def test_undecryptable_files_are_refused_and_nothing_is_written(
+    case: str, git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    (tc,) = clusters(1)
+    key, recipient = age_key(tmp_path, "fleet")
+    write_encrypted(git_repo, namespace, recipient)
+    if case == "tampered":  # one ciphertext changed: sops's MAC check fails
+        db = git_repo.path / "app/db.yaml"
+        text = db.read_text()
+        value = re.search(r"ENC\[AES256_GCM,data:([A-Za-z0-9+/=]{8})", text).group(1)  # type: ignore[union-attr]
+        db.write_text(text.replace(value, value[::-1], 1))
+        git_repo.commit("tampered")
+    if case == "wrong key":
+        key, _ = age_key(tmp_path, "other")
+    cluster = cluster_entry(tc, "a", ["app"], namespace)
+    if case != "decryption off":
+        cluster["decryption"] = {"sops": True}
+    config = make_config(git_repo, [cluster], decryption={"sops": {"ageKeys": [{"env": "SOPS_AGE_KEY"}]}})
+    offset = audit_offset(tc)
+    done = cli(config, {"SOPS_AGE_KEY": key}, "sync", "--json")
+    assert done.returncode == 2, done.stdout + done.stderr
+    error = json.loads(done.stdout)["a"]["error"]
+    assert error.startswith("app/"), error
+    expected = {
+        "wrong key": "cannot be decrypted",
+        "tampered": "cannot be decrypted",
+        "decryption off": "is SOPS-encrypted but decryption is off here",
+    }[case]
+    assert expected in error, error
+    assert agent_writes(tc, offset) == []
+    assert live_object(tc, "v1", "Secret", "db", namespace) is None
