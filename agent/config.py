@@ -18,6 +18,8 @@ from typing import Any
 import pydantic
 import yaml
 
+from agent import celhealth
+
 # The config's building blocks live in agent.config_types; re-exported here, the module everything imports.
 from agent.config_types import (
     AwsConfig,
@@ -43,6 +45,7 @@ __all__ = [
     "ClusterDecryption",
     "DecryptionConfig",
     "Duration",
+    "HealthCheck",
     "HomeCluster",
     "IgnoreDifference",
     "LabelSelector",
@@ -206,6 +209,35 @@ class RolloutConfig(_Model):
     rollback: typing.Literal["auto", "none"] = "auto"
 
 
+class HealthCheck(_Model):
+    """A health rule for one kind (Flux's form): ``apiVersion`` (group/version, or ``v1``) and ``kind`` (``"*"``:
+    every custom resource without a rule of its own), then CEL expressions over the object, ``current``
+    (Healthy), ``inProgress`` (Progressing), ``failed`` (Degraded), evaluated in that order, or ``preset: kstatus``
+    (the kstatus conditions). A configured rule for a built-in kind replaces the built-in one; kinds with a rule
+    are watched with their status. See :mod:`agent.celhealth`."""
+
+    api_version: str | None = None
+    kind: str
+    current: str | None = None
+    in_progress: str | None = None
+    failed: str | None = None
+    preset: typing.Literal["kstatus"] | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _compiles(self) -> HealthCheck:
+        expressions = {"current": self.current, "inProgress": self.in_progress, "failed": self.failed}
+        if self.preset and any(expressions.values()):
+            raise ValueError("give a preset or expressions, not both")
+        if not self.preset and not any(expressions.values()):
+            raise ValueError("give at least one of current, inProgress, failed (or a preset)")
+        if self.kind != "*" and not self.api_version:
+            raise ValueError(f"apiVersion is required for kind {self.kind}")
+        for name, text in expressions.items():
+            if text:
+                celhealth.compile_expression(text, name)
+        return self
+
+
 class SopsConfig(_Model):
     """``ageKeys``: the age identities (``AGE-SECRET-KEY-1...``, one or more per env variable or file) that
     decrypt SOPS-encrypted files, tried in turn."""
@@ -225,7 +257,8 @@ class AgentConfig(_Model):
     apply to every cluster; ``variables`` are the values of ``${NAME}`` in manifests of clusters with
     ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery;
     ``sharding`` shares the clusters among several replicas (not with ``rollout``); ``decryption`` holds the keys
-    of SOPS-encrypted files, used by clusters with ``decryption: {sops: true}``."""
+    of SOPS-encrypted files, used by clusters with ``decryption: {sops: true}``; ``healthChecks`` are health rules
+    for any kind (:class:`HealthCheck`)."""
 
     instance: str = "gitops-agent"
     source: SourceConfig
@@ -237,6 +270,7 @@ class AgentConfig(_Model):
     rollout: RolloutConfig | None = None
     sharding: ShardingConfig | None = None
     decryption: DecryptionConfig = DecryptionConfig()
+    health_checks: tuple[HealthCheck, ...] = ()
 
     @pydantic.field_validator("variables")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from reconcilers import resources
@@ -203,22 +203,86 @@ _RULES: dict[tuple[str, str], Callable[[resources.Body], HealthStatus]] = {
 }
 
 HEALTH_KINDS = frozenset(_RULES)
-"""The (group, kind) pairs with a health rule (the live cache keeps their status)."""
+"""The (group, kind) pairs with a built-in health rule (the live cache keeps their status)."""
+
+Rule = Callable[[resources.Body], HealthStatus]
+"""A health rule: the live object in, its health out (it may raise TypeError or ValueError: Unknown)."""
+
+
+def kstatus(obj: resources.Body) -> HealthStatus:
+    """The kstatus conventions for any custom resource (sigs.k8s.io/cli-utils kstatus, "status computation"): an
+    ``observedGeneration`` behind ``metadata.generation`` is Progressing; condition ``Stalled`` True is Degraded,
+    ``Reconciling`` True is Progressing, ``Ready`` True is Healthy and False Progressing; no conditions at all is
+    Healthy (nothing to wait for)."""
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    if observed is not None and generation is not None and int(observed) < int(generation):
+        return HealthStatus(Health.PROGRESSING, f"observedGeneration {observed} behind generation {generation}")
+    conditions = _conditions(obj)
+    for name, true_is in (("Stalled", Health.DEGRADED), ("Reconciling", Health.PROGRESSING)):
+        c = conditions.get(name) or {}
+        if c.get("status") == "True":
+            return HealthStatus(true_is, f"{name}: {c.get('message') or c.get('reason') or 'True'}")
+    ready = conditions.get("Ready")
+    if ready is None:
+        return HealthStatus(Health.HEALTHY, "no Ready condition")
+    if ready.get("status") == "True":
+        return HealthStatus(Health.HEALTHY, f"Ready: {ready.get('message') or 'True'}")
+    return HealthStatus(
+        Health.PROGRESSING, f"Ready {ready.get('status')}: {ready.get('message') or ready.get('reason') or ''}"
+    )
+
+
+def custom_group(group: str) -> bool:
+    """True for a group that custom resources use: dotted, and not Kubernetes's own ``*.k8s.io`` (but
+    ``*.x-k8s.io``, the SIGs' CRD groups, counts as custom). A wildcard health rule applies to these only, so that
+    built-in kinds (Secrets above all) stay watched as metadata."""
+    return "." in group and (not group.endswith(".k8s.io") or group.endswith(".x-k8s.io"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """The health rules in force: configured ones by (group, kind) first, then the built-in ones, then a
+    wildcard rule for custom resources (:func:`custom_group`); a kind with none is Healthy once it exists."""
+
+    configured: Mapping[tuple[str, str], Rule] = dataclasses.field(default_factory=dict)
+    wildcard: Rule | None = None
+
+    def rule_for(self, group: str, kind: str) -> Rule | None:
+        """The rule of ``(group, kind)`` or None."""
+        found = self.configured.get((group, kind)) or _RULES.get((group, kind))
+        if found is None and self.wildcard is not None and custom_group(group):
+            return self.wildcard
+        return found
+
+    def watches_status(self, group: str, kind: str) -> bool:
+        """True when the health of ``(group, kind)`` needs its full object (status), not only its metadata."""
+        return self.rule_for(group, kind) is not None
+
+    def assess(self, key: resources.ResourceKey, obj: resources.Body | None) -> HealthStatus:
+        """The health of the live object ``obj`` (None: it does not exist) whose key is ``key``."""
+        if obj is None:
+            return HealthStatus(Health.MISSING, "not found in the cluster")
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return HealthStatus(Health.PROGRESSING, "being deleted")
+        rule = self.rule_for(key.group, key.kind)
+        if rule is None:
+            return HealthStatus(Health.HEALTHY, "exists")
+        try:
+            return rule(obj)
+        except (TypeError, ValueError) as e:
+            return HealthStatus(Health.UNKNOWN, f"unreadable status: {e}")
+
+
+BUILT_IN = Rules()
+"""The built-in rules alone."""
 
 
 def assess(key: resources.ResourceKey, obj: resources.Body | None) -> HealthStatus:
-    """The health of the live object ``obj`` (None: it does not exist) whose key is ``key``."""
-    if obj is None:
-        return HealthStatus(Health.MISSING, "not found in the cluster")
-    if (obj.get("metadata") or {}).get("deletionTimestamp"):
-        return HealthStatus(Health.PROGRESSING, "being deleted")
-    rule = _RULES.get((key.group, key.kind))
-    if rule is None:
-        return HealthStatus(Health.HEALTHY, "exists")
-    try:
-        return rule(obj)
-    except (TypeError, ValueError) as e:
-        return HealthStatus(Health.UNKNOWN, f"unreadable status: {e}")
+    """The health of the live object ``obj`` (None: it does not exist) whose key is ``key``, by the built-in
+    rules (:data:`BUILT_IN`)."""
+    return BUILT_IN.assess(key, obj)
 
 
 def aggregate(statuses: Iterable[Health]) -> Health:

@@ -25,6 +25,7 @@ from typing import Any
 
 from agent.clusters import connection
 from reconcilers import errors, health, resources
+from reconcilers import health as health_
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,15 @@ class Entry:
     health: health.HealthStatus
 
     @classmethod
-    def of(cls, obj: resources.Body, key: resources.ResourceKey, field_manager: str) -> Entry:
-        """The entry of a live object (or of its ``PartialObjectMetadata``) whose key is ``key``."""
+    def of(
+        cls,
+        obj: resources.Body,
+        key: resources.ResourceKey,
+        field_manager: str,
+        rules: health_.Rules = health_.BUILT_IN,
+    ) -> Entry:
+        """The entry of a live object (or of its ``PartialObjectMetadata``) whose key is ``key``, its health
+        judged by ``rules``."""
         meta = obj.get("metadata") or {}
         mine, others = [], []
         for e in meta.get("managedFields") or []:
@@ -115,7 +123,7 @@ class Entry:
             )
             if last
             else None,
-            _shared(health.assess(key, obj)),
+            _shared(rules.assess(key, obj)),
         )
 
     def body(self, field_manager: str) -> resources.Body:
@@ -141,12 +149,19 @@ class LiveCache:
     """Live objects of the managed kinds of one cluster, kept current by watches (threads)."""
 
     def __init__(
-        self, kube: connection.KubeCluster, selector: str, field_manager: str, on_change: OnChange | None = None
+        self,
+        kube: connection.KubeCluster,
+        selector: str,
+        field_manager: str,
+        on_change: OnChange | None = None,
+        rules: health.Rules = health.BUILT_IN,
     ) -> None:
         self.kube = kube
         self.selector = selector
         self.field_manager = field_manager
         self.on_change = on_change
+        self.rules = rules
+        """Health rules; kinds with one are watched with their status, the others as metadata only."""
         self._objects: dict[resources.ResourceKey, Entry] = {}
         self._reflectors: dict[tuple[str, str], _Reflector] = {}
         self._lock = threading.Lock()
@@ -160,7 +175,7 @@ class LiveCache:
     def health(self, key: resources.ResourceKey) -> health.HealthStatus:
         """The health of the cached object ``key`` (Missing when it is not in the cache)."""
         entry = self._objects.get(key)
-        return entry.health if entry is not None else health.assess(key, None)
+        return entry.health if entry is not None else self.rules.assess(key, None)
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -205,7 +220,7 @@ class _Reflector(threading.Thread):
     def __init__(self, cache: LiveCache, group: str, kind: str, watch: bool) -> None:
         super().__init__(name=f"watch-{cache.kube.name}-{kind}", daemon=True)
         self.cache, self.group, self.kind, self.watch_enabled = cache, group, kind, watch
-        self.metadata_only = (group, kind) not in health.HEALTH_KINDS
+        self.metadata_only = not cache.rules.watches_status(group, kind)
         self.listed = threading.Event()
 
     def run(self) -> None:
@@ -243,7 +258,7 @@ class _Reflector(threading.Thread):
             rv = page_rv
             for o in items:
                 key = resources.ResourceKey.of(o)
-                fresh[key] = Entry.of(o, key, fm)
+                fresh[key] = Entry.of(o, key, fm, self.cache.rules)
             items.clear()  # a page of full objects is not kept past its entries
         mine = [k for k in list(self.cache._objects) if (k.group, k.kind) == (self.group, self.kind)]
         for key in mine:
@@ -275,7 +290,9 @@ class _Reflector(threading.Thread):
                 continue
             obj["apiVersion"], obj["kind"] = api_version, self.kind
             key = resources.ResourceKey(self.group, self.kind, _meta(obj, "namespace"), _meta(obj, "name"))
-            self.cache._store(key, None if kind == "DELETED" else Entry.of(obj, key, self.cache.field_manager))
+            self.cache._store(
+                key, None if kind == "DELETED" else Entry.of(obj, key, self.cache.field_manager, self.cache.rules)
+            )
         return rv
 
 

@@ -413,8 +413,8 @@ class KubeCluster:
                 raise errors.CancelledError(fenced)
         self.requests[verb] += 1
         headers = {"Accept": accept, "Content-Type": content_type}
-        # The client JSON-encodes bodies sent as application/json itself; other types (apply-patch+yaml) go as text.
-        json_body = content_type == "application/json"
+        # The client JSON-encodes bodies of JSON types itself; other types (apply-patch+yaml) go as text.
+        json_body = "json" in content_type  # the client encodes every JSON type (merge-patch+json too)
         payload = body if json_body or body is None else json.dumps(body, separators=(",", ":"))
         try:
             _, url, headers, _, _ = self.api.param_serialize(

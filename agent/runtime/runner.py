@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
-from agent import config
+from agent import celhealth, config
 from agent.clusters import cache, connection
 from agent.runtime import selfheal
 from agent.sources import local, manifests, sops, substitute
@@ -102,6 +102,7 @@ class ClusterRunner:
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
         self.secrets: set[str] = set()
+        self.rules = celhealth.rules(cfg.health_checks)
         self._sops: sops.Decryptor | None = None
         self._lock = threading.Lock()
 
@@ -116,7 +117,7 @@ class ClusterRunner:
             options = options_for(self.cfg, self.cluster, dry_run=False).apply
             self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard) if heal else None
             self.live = cache.LiveCache(
-                kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None
+                kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None, self.rules
             )
             if self.healer:
                 self.healer.live = self.live
@@ -251,7 +252,7 @@ class ClusterRunner:
     def _health_now(self, keys: Sequence[resources.ResourceKey]) -> dict[resources.ResourceKey, health.HealthStatus]:
         """Health read with a GET per object (one-shot syncs have no watches)."""
         assert self.kube is not None
-        return {k: health.assess(k, self.kube.get(k)) for k in keys}
+        return {k: self.rules.assess(k, self.kube.get(k)) for k in keys}
 
     def status(self) -> dict[str, Any]:
         """Self-heal status (``{}`` when self-heal is off) for the status API."""

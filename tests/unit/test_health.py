@@ -42,3 +42,34 @@ def test_missing_deleting_and_aggregation() -> None:
     assert health.aggregate([]) is h.HEALTHY
     degraded = yaml.safe_load((FIXTURES[0].parent / "deployment-degraded.yaml").read_text())
     assert "timed out progressing" in health.assess(key, degraded).message
+
+
+def test_kstatus_preset_reads_the_conventional_conditions() -> None:
+    def cr(status: dict[str, object], generation: int = 2) -> dict[str, object]:
+        return {
+            "apiVersion": "example.com/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w", "generation": generation},
+            "status": status,
+        }
+
+    def verdict(status: dict[str, object]) -> health.Health:
+        return health.kstatus(cr(status)).status
+
+    assert verdict({}) is health.Health.HEALTHY
+    assert verdict({"observedGeneration": 1}) is health.Health.PROGRESSING
+    assert verdict({"conditions": [{"type": "Ready", "status": "True"}]}) is health.Health.HEALTHY
+    assert verdict({"conditions": [{"type": "Ready", "status": "False"}]}) is health.Health.PROGRESSING
+    assert verdict({"conditions": [{"type": "Stalled", "status": "True"}, {"type": "Ready", "status": "True"}]}) is (
+        health.Health.DEGRADED
+    )
+    assert verdict({"conditions": [{"type": "Reconciling", "status": "True"}]}) is health.Health.PROGRESSING
+
+
+def test_a_wildcard_rule_covers_custom_resources_only() -> None:
+    rules = health.Rules(wildcard=health.kstatus)
+    assert rules.watches_status("example.com", "Widget")
+    assert rules.watches_status("cluster.x-k8s.io", "Cluster")
+    assert not rules.watches_status("", "Secret")  # a Secret stays metadata-only
+    assert not rules.watches_status("rbac.authorization.k8s.io", "Role")
+    assert rules.watches_status("apps", "Deployment")  # its built-in rule

@@ -334,3 +334,37 @@ def test_a_worker_coalesces_triggers_and_pause_cancels_its_sync() -> None:
     finally:
         assert w.stop("test over", timeout=5)
     assert w.state is worker.State.STOPPED
+
+
+def test_sops_files_are_recognized_and_their_values_revealed_for_masking() -> None:
+    from agent.sources import sops
+
+    ciphertext = (
+        b"apiVersion: ENC[AES256_GCM,data:AAAA,type:str]\nkind: ENC[AES256_GCM,data:BBBB,type:str]\n"
+        b"metadata:\n  name: ENC[AES256_GCM,data:CCCC,type:str]\n"
+        b"data:\n  token: ENC[AES256_GCM,data:DDDD,type:str]\n  plain: visible\n"
+        b"sops:\n  mac: ENC[AES256_GCM,data:EEEE,type:str]\n  lastmodified: '2026-11-29T00:00:00Z'\n"
+    )
+    plaintext = (
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  token: czNjcmV0LXZhbHVl\n  plain: visible\n"
+    )
+    assert sops.is_encrypted(ciphertext)
+    assert sops.is_encrypted(b'{"data": {"a": "ENC[...]"}, "sops": {"mac": "ENC[...]"}}')
+    assert not sops.is_encrypted(b"apiVersion: v1\nkind: ConfigMap\ndata:\n  sops: not metadata\n")
+    revealed = set(sops._revealed(ciphertext, plaintext))
+    # the encrypted value, its base64 form and (a Secret's data) its decoded form; never the object's identity
+    assert revealed == {"czNjcmV0LXZhbHVl", "Y3pOamNtVjBMWFpoYkhWbA==", "s3cret-value"}
+    assert "v1" not in revealed
+    assert "db" not in revealed
+    assert "visible" not in revealed
+
+
+def test_decryption_on_a_cluster_needs_keys(tmp_path: pathlib.Path) -> None:
+    base = {
+        "source": {"url": str(tmp_path)},
+        "clusters": [{"name": "a", "kubeconfig": "k", "paths": ["x"], "decryption": {"sops": True}}],
+    }
+    with pytest.raises(ValueError, match=r"decryption\.sops\.ageKeys"):
+        config.AgentConfig.model_validate(base)
+    cfg = config.AgentConfig.model_validate({**base, "decryption": {"sops": {"ageKeys": [{"env": "K"}]}}})
+    assert cfg.clusters[0].decryption.sops
