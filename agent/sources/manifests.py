@@ -9,7 +9,7 @@ cluster gets no writes at all):
   as one unit, and its files are not read one by one (they are kustomize inputs); a directory holding
   ``Chart.yaml`` is a Helm chart, rendered with ``helm template`` as one unit (:mod:`agent.sources.helm`);
 - a file carrying SOPS metadata is decrypted first (:mod:`agent.sources.sops`), or refused where decryption is
-  off; encrypted kustomize inputs are refused (not decrypted yet);
+  off; so are encrypted kustomize inputs under the kustomization's directory (:mod:`agent.sources.kustomize`);
 - multi-document YAML (libyaml's CSafeLoader); empty documents are skipped; ``kind: List`` is expanded;
 - every object needs ``apiVersion``, ``kind`` and ``metadata.name``;
 - files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
@@ -31,10 +31,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import os
 import pathlib
-import shutil
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -42,16 +39,13 @@ from typing import Any
 
 import yaml
 
-from agent.sources import helm, sops
+from agent.sources import helm, kustomize, sops
 from reconcilers import errors, resources
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """The largest manifest file read (bytes)."""
 
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-KUSTOMIZE_TIMEOUT = 120.0
-"""Seconds one ``kustomize build`` may take."""
 
 INTERN_MAX_CHARS = 64
 """Strings up to this length in a manifest are interned (see :func:`_interned_str`)."""
@@ -112,8 +106,8 @@ def _load_dir(
     if helm.is_chart(directory):
         yield from _chart(root, directory, source_path, namespace)
         return
-    if any((directory / k).is_file() for k in KUSTOMIZATION_FILES):
-        yield from _kustomize(root, directory, source_path)
+    if kustomize.is_kustomization(directory):
+        yield from _kustomize(root, directory, source_path, decrypt)
         return
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
         if entry.name.startswith("."):
@@ -272,43 +266,19 @@ def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, namesp
     return out
 
 
-def kustomize_binary() -> str | None:
-    """``$GITOPS_AGENT_KUSTOMIZE``, else ``kustomize`` on PATH, else one beside the running Python (a venv)."""
-    explicit = os.environ.get("GITOPS_AGENT_KUSTOMIZE")
-    if explicit:
-        return explicit
-    found = shutil.which("kustomize")
-    if found:
-        return found
-    beside = pathlib.Path(sys.executable).parent / "kustomize"
-    return str(beside) if beside.is_file() else None
-
-
-def _kustomize(root: pathlib.Path, directory: pathlib.Path, source_path: str) -> list[resources.Manifest]:
+def _kustomize(
+    root: pathlib.Path, directory: pathlib.Path, source_path: str, decrypt: sops.Decryptor | None
+) -> list[resources.Manifest]:
+    """A kustomization rendered as one unit (see :mod:`agent.sources.kustomize`); an object still holding SOPS
+    ciphertext (an encrypted input outside the kustomization's directory, not decrypted) is refused."""
     rel = directory.relative_to(root).as_posix()
-    for f in directory.rglob("*"):
-        if (
-            f.suffix in (*MANIFEST_SUFFIXES, ".env")
-            and f.is_file()
-            and sops.is_encrypted(f.read_bytes()[:MAX_FILE_BYTES])
-        ):
+    out = parse_stream(kustomize.build(root, directory, decrypt), rel, source_path)
+    for m in out:
+        if sops.has_ciphertext(m.body):
             raise errors.ManifestError(
-                f.relative_to(root).as_posix(),
-                None,
-                "is a SOPS-encrypted kustomize input: encrypted kustomize inputs are not decrypted yet (keep encrypted "
-                "files in plain manifest directories); never applied as ciphertext",
+                m.source_file,
+                m.doc_index,
+                f"{m.key} still holds SOPS ciphertext: its encrypted input lies outside the kustomization's directory "
+                "(only inputs under it are decrypted); never applied as ciphertext",
             )
-    binary = kustomize_binary()
-    if binary is None:
-        raise errors.ManifestError(
-            rel, None, "is a kustomization but kustomize is not installed (or set GITOPS_AGENT_KUSTOMIZE)"
-        )
-    try:
-        proc = subprocess.run(
-            [binary, "build", str(directory)], capture_output=True, text=True, timeout=KUSTOMIZE_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise errors.ManifestError(rel, None, f"kustomize build took longer than {KUSTOMIZE_TIMEOUT:.0f}s") from None
-    if proc.returncode != 0:
-        raise errors.ManifestError(rel, None, f"kustomize build failed: {proc.stderr.strip()}")
-    return parse_stream(proc.stdout, rel, source_path)
+    return out

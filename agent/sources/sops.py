@@ -41,6 +41,7 @@ CACHE_FILES = 256
 """Decrypted files kept per decryptor (by content), so a resync does not run sops again."""
 _YAML_METADATA = re.compile(rb"^sops:\s*$", re.MULTILINE)
 _JSON_METADATA = re.compile(rb'"sops"\s*:\s*\{')
+_DOTENV_METADATA = re.compile(rb"^sops_mac=ENC\[", re.MULTILINE)
 ENCRYPTED = "ENC["
 _IDENTITY = ("apiVersion", "kind", "metadata", "type")
 
@@ -55,8 +56,27 @@ def binary() -> str | None:
 
 
 def is_encrypted(data: bytes) -> bool:
-    """True when ``data`` (a YAML or JSON file) carries SOPS metadata with a MAC."""
-    return b"mac" in data and bool(_YAML_METADATA.search(data) or _JSON_METADATA.search(data))
+    """True when ``data`` (a YAML, JSON or dotenv file) carries SOPS metadata with a MAC."""
+    return b"mac" in data and bool(
+        _YAML_METADATA.search(data) or _JSON_METADATA.search(data) or _DOTENV_METADATA.search(data)
+    )
+
+
+def has_ciphertext(body: Any) -> bool:
+    """True when a rendered object still holds SOPS metadata or an encrypted value (an encrypted input that was
+    not decrypted, e.g. in a kustomize base outside the kustomization's directory)."""
+    metadata = body.get("sops") if isinstance(body, dict) else None
+    return (isinstance(metadata, dict) and "mac" in metadata) or _enc_value(body)
+
+
+def _enc_value(node: Any) -> bool:
+    if isinstance(node, str):
+        return node.startswith(ENCRYPTED + "AES256_GCM")
+    if isinstance(node, dict):
+        return any(_enc_value(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_enc_value(v) for v in node)
+    return False
 
 
 def refuse(rel: str) -> errors.ManifestError:
@@ -101,7 +121,7 @@ class Decryptor:
             raise errors.ManifestError(
                 rel, None, "is SOPS-encrypted but sops is not installed (or set GITOPS_AGENT_SOPS)"
             )
-        kind = "json" if rel.endswith(".json") else "yaml"
+        kind = _format(rel)
         with tempfile.TemporaryDirectory(prefix="gitops-agent-sops-") as home:
             source = pathlib.Path(home) / f"in.{kind}"
             source.write_bytes(data)  # the ciphertext; the plaintext only ever goes through the pipe
@@ -126,16 +146,28 @@ class Decryptor:
             raise errors.ManifestError(rel, None, "decrypted to bytes that are not UTF-8") from None
 
 
+def _format(rel: str) -> str:
+    """sops's input type for a file name: ``json``, ``dotenv`` (``.env``, a kustomize secretGenerator input) or
+    ``yaml``."""
+    if rel.endswith(".json"):
+        return "json"
+    return "dotenv" if rel.endswith(".env") else "yaml"
+
+
+def _dotenv(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
+
+
 def _revealed(ciphertext: bytes, plaintext: str) -> Iterator[str]:
     """Every value that was encrypted in ``ciphertext``, as decrypted in ``plaintext`` (documents and values paired
         by position), with its base64 form, and the decoded form of a base64 value (a Secret's ``data``). A whole-file
     encryption encrypts ``apiVersion``, ``kind``, ``metadata`` and ``type`` too: those name the object, are shown
     everywhere and are not masked."""
     try:
-        before = list(yaml.safe_load_all(ciphertext))
-        after = list(yaml.safe_load_all(plaintext))
-    except yaml.YAMLError:
-        return
+        before: list[Any] = list(yaml.safe_load_all(ciphertext))
+        after: list[Any] = list(yaml.safe_load_all(plaintext))
+    except yaml.YAMLError:  # a dotenv file
+        before, after = [_dotenv(ciphertext.decode(errors="replace"))], [_dotenv(plaintext)]
     for old, new in zip(before, after, strict=False):
         if isinstance(old, dict) and isinstance(new, dict):  # identity fields are not secrets, even when encrypted
             old = {k: v for k, v in old.items() if k not in _IDENTITY}

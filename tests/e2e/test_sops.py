@@ -32,6 +32,7 @@ from tests.e2e.test_run_status import free_port
 
 BIN = REPO / ".venv" / "bin"
 WHOLE, REGEX, CM = "whole-file-value-7c1d", "regex-value-5e2a", "configmap-value-9b3f"
+KZ, ENV = "kustomize-input-value-3d8e", "dotenv-value-6a4c"
 
 
 def age_key(tmp: pathlib.Path, name: str) -> tuple[str, str]:
@@ -83,6 +84,18 @@ def write_encrypted(repo: GitRepo, namespace: str, recipient: str) -> None:
         },
     )
     encrypt(settings, recipient, "^data$")
+    # a kustomization with an encrypted resource and an encrypted secretGenerator .env input
+    repo.write(
+        "kz/kustomization.yaml",
+        f"namespace: {namespace}\nresources: [token.yaml]\n"
+        "secretGenerator: [{name: creds, envs: [creds.env]}]\ngeneratorOptions: {disableNameSuffixHash: true}\n",
+    )
+    token = repo.write_objects(
+        "kz/token.yaml",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "kz-token"}, "stringData": {"token": KZ}},
+    )
+    encrypt(token, recipient, "^(data|stringData)$")
+    encrypt(repo.write("kz/creds.env", f"PASSWORD={ENV}\n"), recipient)
     repo.commit("encrypted")
 
 
@@ -106,7 +119,7 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
     port = free_port()
     config = make_config(
         git_repo,
-        [{**cluster_entry(tc, "a", ["app"], namespace), "decryption": {"sops": True}}],
+        [{**cluster_entry(tc, "a", ["app", "kz"], namespace), "decryption": {"sops": True}}],
         decryption={"sops": {"ageKeys": [{"env": "SOPS_AGE_KEY"}]}},
         sync={"interval": "1h"},
         server={"listen": f"127.0.0.1:{port}"},
@@ -121,6 +134,9 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
     assert base64.b64decode(live_object(tc, "v1", "Secret", "api", namespace)["data"]["key"]).decode() == REGEX
     assert live_object(tc, "v1", "ConfigMap", "settings", namespace)["data"] == {"token": CM}
     assert "sops" not in db  # the metadata is not applied
+    assert base64.b64decode(live_object(tc, "v1", "Secret", "kz-token", namespace)["data"]["token"]).decode() == KZ
+    assert base64.b64decode(live_object(tc, "v1", "Secret", "creds", namespace)["data"]["PASSWORD"]).decode() == ENV
+    assert not list((tmp_path / "cache-trees").glob(".decrypted-*"))  # the decrypted copy is gone
 
     offset = audit_offset(tc)
     again = cli(config, env, "sync", "--json")
@@ -150,14 +166,14 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
     finally:
         assert agent.stop() == 0
     seen.append(agent.log.read_text(errors="replace"))
-    values = [WHOLE, REGEX, CM]
+    values = [WHOLE, REGEX, CM, KZ, ENV]
     values += [base64.b64encode(v.encode()).decode() for v in values]
     for output in seen:
         for value in values:
             assert value not in output, f"a decrypted value leaked: {value[:6]}... in {output[:300]!r}"
 
 
-@pytest.mark.parametrize("case", ["wrong key", "tampered", "decryption off"])
+@pytest.mark.parametrize("case", ["wrong key", "tampered", "decryption off", "kustomize input, decryption off"])
 def test_undecryptable_files_are_refused_and_nothing_is_written(
     case: str, git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
 ) -> None:
@@ -172,19 +188,21 @@ def test_undecryptable_files_are_refused_and_nothing_is_written(
         git_repo.commit("tampered")
     if case == "wrong key":
         key, _ = age_key(tmp_path, "other")
-    cluster = cluster_entry(tc, "a", ["app"], namespace)
-    if case != "decryption off":
+    paths = ["kz"] if case.startswith("kustomize") else ["app", "kz"]
+    cluster = cluster_entry(tc, "a", paths, namespace)
+    if "decryption off" not in case:
         cluster["decryption"] = {"sops": True}
     config = make_config(git_repo, [cluster], decryption={"sops": {"ageKeys": [{"env": "SOPS_AGE_KEY"}]}})
     offset = audit_offset(tc)
     done = cli(config, {"SOPS_AGE_KEY": key}, "sync", "--json")
     assert done.returncode == 2, done.stdout + done.stderr
     error = json.loads(done.stdout)["a"]["error"]
-    assert error.startswith("app/"), error
+    assert error.startswith(paths[0] + "/"), error
     expected = {
         "wrong key": "cannot be decrypted",
         "tampered": "cannot be decrypted",
         "decryption off": "is SOPS-encrypted but decryption is off here",
+        "kustomize input, decryption off": "is SOPS-encrypted but decryption is off here",
     }[case]
     assert expected in error, error
     assert agent_writes(tc, offset) == []
