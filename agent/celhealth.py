@@ -22,6 +22,8 @@ import cel
 
 from reconcilers import health, resources
 
+_MAPS = ("metadata", "spec", "status")
+"""Top-level fields that are an empty map when the object has none (a new object has no status yet)."""
 _VERDICTS = (
     ("current", health.Health.HEALTHY),
     ("inProgress", health.Health.PROGRESSING),
@@ -63,9 +65,12 @@ class CelRule:
             for name, verdict in _VERDICTS
             if (text := getattr(spec, "in_progress" if name == "inProgress" else name))
         ]
+        # Only the top-level fields the expressions name are handed to CEL: converting a whole object (its
+        # managedFields above all) on every watch event would cost more than evaluating the rule.
+        self.fields = frozenset(v for _, _, program, _ in self.programs for v in program.variables())
 
     def __call__(self, obj: resources.Body) -> health.HealthStatus:
-        variables = {"metadata": {}, "spec": {}, "status": {}, **obj}
+        variables = {f: obj.get(f) or {} if f in _MAPS else obj.get(f) for f in self.fields if f in obj or f in _MAPS}
         for name, verdict, program, text in self.programs:
             try:
                 value = program.execute(variables)
