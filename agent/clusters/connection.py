@@ -163,6 +163,7 @@ class KubeCluster:
         self.timeout = timeout
         self.eks = eks
         self._types: dict[tuple[str, str], client.ResourceType] | None = None
+        self._facts: tuple[str, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
         self.fence: Callable[[], str | None] | None = None
         """Asked right before every write request is sent (a sharded cluster's Lease fence); a reason it gives
@@ -193,6 +194,26 @@ class KubeCluster:
         types = self._discover()
         with self._lock:
             self._types = types
+            self._facts = None
+
+    def facts(self) -> tuple[str, tuple[str, ...]]:
+        """What a chart's ``.Capabilities`` should see of this cluster: its version (``GET /version``,
+        ``gitVersion``) and every served ``group/version`` and ``group/version/Kind`` (as ``helm template
+        --api-versions`` takes them), from discovery. Raises like :meth:`request`."""
+        if self._facts is not None:
+            return self._facts
+        version = str(self.request("GET", "/version").get("gitVersion", ""))
+        with self._lock:
+            if self._types is None:
+                self._types = self._discover()
+            types = list(self._types.values())
+        served = set()
+        for t in types:
+            for v in t.versions:
+                gv = f"{t.group}/{v}" if t.group else v
+                served |= {gv, f"{gv}/{t.kind}"}
+        self._facts = version, tuple(sorted(served))  # until discovery is refreshed
+        return self._facts
 
     def _discover(self) -> dict[tuple[str, str], client.ResourceType]:
         types: dict[tuple[str, str], client.ResourceType] = {}

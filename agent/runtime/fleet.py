@@ -34,7 +34,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import config
 from agent.runtime import leases, metrics, rollout, rollout_store, runner, state, worker
-from agent.sources import local
+from agent.sources import helm, local
 from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class Fleet:
         """Keep a finished sync in the status and the metrics."""
         self.state.record(result)
         self.metrics.reconciled(result, healed)
+        self.metrics.rendered(helm.renders())
 
     def late(self, cluster: str, seconds: float) -> None:
         """A scheduled sync started ``seconds`` late (metrics)."""

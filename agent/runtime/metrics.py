@@ -11,6 +11,7 @@
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
 | ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
 | ``gitops_agent_sync_lateness_seconds`` | histogram | (none) | how late a scheduled sync started after it was due |
+| ``gitops_agent_helm_renders_total`` | counter | (none) | ``helm template`` runs (cached renders are not counted) |
 
 Labels carry names and revisions only, never object contents or credentials. Used by ``agent.runtime.fleet`` and
 ``agent.api.server``.
@@ -64,12 +65,21 @@ class Metrics:
             "gitops_agent_self_heals", "Objects re-applied by self-heal.", ["cluster"], registry=r
         )
 
+        self.renders = prometheus_client.Counter(
+            "gitops_agent_helm_renders", "helm template runs (cached renders are not counted).", registry=r
+        )
+        self._renders_seen = 0
         self.lateness = prometheus_client.Histogram(
             "gitops_agent_sync_lateness_seconds",
             "How late a scheduled sync started after it was due (a worker busy or starved).",
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+
+    def rendered(self, total: int) -> None:
+        """Count the ``helm template`` runs up to ``total`` (the process's count so far)."""
+        self.renders.inc(max(0, total - self._renders_seen))
+        self._renders_seen = max(self._renders_seen, total)
 
     def reconciled(self, result: engine.ReconcileResult, healed_total: int) -> None:
         """Record a finished reconcile; ``healed_total`` is the cluster's self-heal count so far."""

@@ -154,7 +154,9 @@ class ClusterRunner:
             if self.healer:
                 self.healer.begin_reconcile()
             try:
-                desired = manifests.load_paths(checkout, self.cluster.paths, self.cluster.namespace, self._decryptor())
+                desired = manifests.load_paths(
+                    checkout, self.cluster.paths, self.cluster.namespace, self._decryptor(), self._facts
+                )
                 if self._sops is not None:
                     self.secrets |= self._sops.revealed
                 if self.cluster.substitute:
@@ -191,6 +193,11 @@ class ClusterRunner:
             error_note = f"; error: {result.error}" if result.error else ""
             log.info("cluster %s: revision %s: %s%s%s", name, revision.short, counts, health_note, error_note)
             return result
+
+    def _facts(self) -> tuple[str, tuple[str, ...]]:
+        """The cluster's version and served API versions, for Helm's ``.Capabilities`` (read only: no write).
+        Raises ClusterError."""
+        return self._connect()[0].facts()
 
     def _decryptor(self) -> sops.Decryptor | None:
         """The cluster's SOPS decryptor (None when decryption is off); what it decrypts is masked like

@@ -5,8 +5,10 @@ unit (its files are never read as manifests), like a kustomization.
 into ``.venv/bin/helm`` from its Go module): the release is named after the chart's directory and placed in the
 cluster's namespace, CRDs under ``crds/`` are included and ``helm test`` hooks left out, as Argo CD renders a
 chart. Each rendered document keeps the template it came from (Helm's ``# Source:`` line), so an error names
-``<chart dir>/<template file>#<doc>``. Rendering is offline: ``lookup`` finds nothing, and until the cluster's
-version and API versions are passed, ``.Capabilities`` is Helm's built-in default.
+``<chart dir>/<template file>#<doc>``. The target cluster's version and served API versions are passed
+(``--kube-version``, ``--api-versions``), so ``.Capabilities`` checks render as they would install there. Rendering
+is offline: ``lookup`` finds nothing. Renders are cached by chart content, release, namespace and cluster facts,
+so clusters alike and resyncs with nothing changed run no ``helm`` (:func:`renders` counts the runs).
 
 Helm hooks (``helm.sh/hook``) are refused with a clear error naming the template, never applied as plain
 objects: sync phases and hooks are not implemented yet. Used by :mod:`agent.sources.manifests`.
@@ -14,6 +16,8 @@ objects: sync phases and hooks are not implemented yet. Used by :mod:`agent.sour
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import os
 import pathlib
 import re
@@ -21,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 from reconcilers import errors
 
@@ -46,12 +51,56 @@ def is_chart(directory: pathlib.Path) -> bool:
     return (directory / "Chart.yaml").is_file()
 
 
-def template(chart: pathlib.Path, rel: str, *, release: str, namespace: str) -> list[tuple[str, str]]:
-    """Render the chart at ``chart`` (named ``rel`` in errors); returns ``(template file, YAML document)`` pairs
-    in Helm's order, the template relative to the chart's parent directory as Helm prints it.
+Facts = tuple[str, tuple[str, ...]]
+"""A cluster's version (``v1.34.4``) and served API versions (``apps/v1``, ``apps/v1/Deployment``, ...)."""
+
+CACHE_RENDERS = 64
+"""Renders kept (by chart content, release, namespace and cluster facts), shared by clusters and resyncs."""
+_cache: collections.OrderedDict[tuple[str, str, str, str], list[tuple[str, str]]] = collections.OrderedDict()
+_cache_lock = threading.Lock()
+_renders = 0
+
+
+def renders() -> int:
+    """How many times ``helm template`` ran in this process (a resync with nothing changed runs none)."""
+    return _renders
+
+
+def template(
+    chart: pathlib.Path, rel: str, *, release: str, namespace: str, facts: Facts | None = None
+) -> list[tuple[str, str]]:
+    """Render the chart at ``chart`` (named ``rel`` in errors) for a cluster with ``facts`` (its version and
+    served API versions, passed as ``--kube-version`` and ``--api-versions`` so ``.Capabilities`` checks behave as
+    on install there); returns ``(template file, YAML document)`` pairs in Helm's order, the template relative to
+    the chart's parent directory as Helm prints it. The same chart content, release, namespace and facts render
+    once (:data:`CACHE_RENDERS` kept).
 
     Raises :class:`errors.ManifestError` naming ``rel`` with Helm's own message when it fails, is missing or
     takes longer than :data:`TIMEOUT` seconds."""
+    key = (_content_hash(chart), release, namespace, hashlib.sha256(repr(facts).encode()).hexdigest())
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return list(_cache[key])
+    pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts)
+    with _cache_lock:
+        _cache[key] = pairs
+        while len(_cache) > CACHE_RENDERS:
+            _cache.popitem(last=False)
+    return list(pairs)
+
+
+def _content_hash(chart: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(p for p in chart.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(chart).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _render(
+    chart: pathlib.Path, rel: str, *, release: str, namespace: str, facts: Facts | None
+) -> list[tuple[str, str]]:
+    global _renders
     helm = binary()
     if helm is None:
         raise errors.ManifestError(rel, None, "is a Helm chart but helm is not installed (or set GITOPS_AGENT_HELM)")
@@ -64,10 +113,18 @@ def template(chart: pathlib.Path, rel: str, *, release: str, namespace: str) -> 
             "HELM_DATA_HOME": f"{home}/data",
         }
         command = [helm, "template", release, str(chart), "--namespace", namespace, "--include-crds", "--skip-tests"]
+        if facts is not None:
+            version, api_versions = facts
+            if version:
+                command += ["--kube-version", version.lstrip("v").split("+")[0]]
+            if api_versions:
+                command += ["--api-versions", ",".join(api_versions)]
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env)
         except subprocess.TimeoutExpired:
             raise errors.ManifestError(rel, None, f"helm template took longer than {TIMEOUT:.0f}s") from None
+    with _cache_lock:
+        _renders += 1
     if proc.returncode != 0:
         message = proc.stderr.strip().removeprefix("Error: ")
         raise errors.ManifestError(rel, None, f"helm template failed: {message}")

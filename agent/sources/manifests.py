@@ -34,7 +34,7 @@ import hashlib
 import pathlib
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import yaml
@@ -75,11 +75,16 @@ _parsing: dict[_Key, threading.Event] = {}
 
 
 def load_paths(
-    root: pathlib.Path, paths: Sequence[str], namespace: str = "default", decrypt: sops.Decryptor | None = None
+    root: pathlib.Path,
+    paths: Sequence[str],
+    namespace: str = "default",
+    decrypt: sops.Decryptor | None = None,
+    facts: Callable[[], helm.Facts] | None = None,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
-    ``namespace``; SOPS-encrypted files are decrypted with ``decrypt`` (refused without it). Raises
-    ManifestError."""
+    ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
+    files are decrypted with ``decrypt`` (refused without it). Raises ManifestError (and whatever ``facts``
+    raises)."""
     root = root.resolve()
     out: list[resources.Manifest] = []
     for rel in paths:
@@ -87,7 +92,7 @@ def load_paths(
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
         if target.is_dir():
-            out.extend(_load_dir(root, target, rel, namespace, decrypt))
+            out.extend(_load_dir(root, target, rel, _Unit(namespace, decrypt, facts)))
         else:
             out.extend(_load_file(root, target, rel, decrypt))
     return out
@@ -100,11 +105,21 @@ def _inside(root: pathlib.Path, path: pathlib.Path, rel: str) -> pathlib.Path:
     return resolved
 
 
+@dataclasses.dataclass(frozen=True)
+class _Unit:
+    """What rendering needs of the cluster a path is loaded for."""
+
+    namespace: str
+    decrypt: sops.Decryptor | None
+    facts: Callable[[], helm.Facts] | None
+
+
 def _load_dir(
-    root: pathlib.Path, directory: pathlib.Path, source_path: str, namespace: str, decrypt: sops.Decryptor | None
+    root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: _Unit
 ) -> Iterator[resources.Manifest]:
+    decrypt = unit.decrypt
     if helm.is_chart(directory):
-        yield from _chart(root, directory, source_path, namespace)
+        yield from _chart(root, directory, source_path, unit)
         return
     if kustomize.is_kustomization(directory):
         yield from _kustomize(root, directory, source_path, decrypt)
@@ -116,7 +131,7 @@ def _load_dir(
         if entry.is_symlink():
             _inside(root, entry, rel)
         if entry.is_dir():
-            yield from _load_dir(root, entry, source_path, namespace, decrypt)
+            yield from _load_dir(root, entry, source_path, unit)
         elif entry.suffix in MANIFEST_SUFFIXES:
             yield from _load_file(root, entry, source_path, decrypt)
 
@@ -251,12 +266,13 @@ def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) ->
     return body
 
 
-def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, namespace: str) -> list[resources.Manifest]:
+def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: _Unit) -> list[resources.Manifest]:
     """A Helm chart rendered as one unit (see :mod:`agent.sources.helm`); each object names its template."""
     rel = directory.relative_to(root).as_posix()
     out: list[resources.Manifest] = []
     seen: collections.Counter[str] = collections.Counter()
-    for template, doc in helm.template(directory, rel, release=directory.name, namespace=namespace):
+    facts = unit.facts() if unit.facts else None
+    for template, doc in helm.template(directory, rel, release=directory.name, namespace=unit.namespace, facts=facts):
         source_file = f"{directory.parent.relative_to(root).as_posix()}/{template}".lstrip("./")
         for m in parse_stream(doc, source_file, source_path):
             index = seen[source_file]

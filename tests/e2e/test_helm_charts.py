@@ -86,3 +86,40 @@ def test_a_broken_template_names_the_chart_and_helms_message(
     assert "templates/broken.yaml" in error
     assert "nope" in error
     assert agent_writes(a, offset) == []
+
+
+def test_charts_see_the_target_clusters_capabilities_and_render_once(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``.Capabilities`` is the target cluster's (its version, its served API versions, as on install); the same
+    chart, values and capabilities render once, and a resync renders nothing."""
+    from agent.sources import helm
+
+    a, b = clusters(2)
+    git_repo.write("caps/Chart.yaml", "apiVersion: v2\nname: caps\nversion: 0.1.0\n")
+    git_repo.write(
+        "caps/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n"
+        '  kube: "{{ .Capabilities.KubeVersion.Version }}"\n'
+        '  deployments: "{{ .Capabilities.APIVersions.Has "apps/v1/Deployment" }}"\n'
+        '  widgets: "{{ .Capabilities.APIVersions.Has "example.com/v1/Widget" }}"\n',
+    )
+    git_repo.commit("a chart reading .Capabilities")
+    for tc in (a, b):
+        ensure_namespace(tc, namespace)
+    config = make_config(
+        git_repo, [cluster_entry(a, "a", ["caps"], namespace), cluster_entry(b, "b", ["caps"], namespace)]
+    )
+    before = helm.renders()
+    code, _, err = sync(config, capsys)
+    assert code == 0, err
+    assert 1 <= helm.renders() - before <= 2  # once per distinct set of capabilities
+    for tc in (a, b):
+        data = live_object(tc, "v1", "ConfigMap", "caps", namespace)["data"]
+        assert data["kube"].startswith("v1.34."), data  # the test clusters' Kubernetes, not Helm's default
+        assert data == {"kube": data["kube"], "deployments": "true", "widgets": "false"}
+    rendered = helm.renders()
+    code, again, err = sync(config, capsys)
+    assert code == 0, err
+    assert helm.renders() == rendered  # nothing changed: nothing rendered
+    assert {o["action"] for o in again["a"]["objects"]} == {"unchanged"}
