@@ -154,6 +154,8 @@ def agent_writes(tc: TestCluster, since: int = 0) -> list[dict[str, Any]]:
     with (tc.data_dir / "audit.log").open("rb") as f:
         f.seek(since)
         for line in f:
+            if not line.endswith(b"\n"):
+                break  # the API server is still writing this event
             event = json.loads(line)
             if (
                 event.get("stage") == "ResponseComplete"

@@ -183,6 +183,8 @@ def _writes(tc: Any, namespace: str, since: int) -> list[tuple[str, str]]:
     with (tc.data_dir / "audit.log").open("rb") as f:
         f.seek(since)
         for line in f:
+            if not line.endswith(b"\n"):
+                break  # the API server is still writing this event
             e = json.loads(line)
             agent, uri = str(e.get("userAgent", "")), str(e.get("requestURI", ""))
             if "(replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri:
