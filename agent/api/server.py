@@ -11,6 +11,8 @@
   is the fleet summary without the per-object results (what the dashboard and ``gitops-agent status`` poll: its
   size does not grow with the objects); ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``: reconcile now. These
   need ``Authorization: Bearer <server.token>`` when a token is configured.
+- ``GET /api/v1/events[?cluster=NAME&limit=N]``: the last 100 events, newest first (see
+  ``agent.runtime.events``).
 - ``GET /metrics``: Prometheus metrics (see ``agent.runtime.metrics``), behind the bearer token too.
 - ``POST /api/v1/webhooks/{github,gitlab,generic}``: a push to the tracked ref fetches at once (see
   ``agent.api.webhooks``); authenticated by the provider's signature, never by the bearer token; bodies over
@@ -98,6 +100,10 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         if found is None:
             raise fastapi.HTTPException(404, f"no cluster named {name!r}")
         return _json(found)
+
+    @api.get("/api/v1/events", response_class=fastapi.responses.JSONResponse)
+    def events(cluster: str | None = None, limit: int = fastapi.Query(100, ge=0, le=100)) -> fastapi.Response:
+        return _json({"events": agent.events.json(cluster, limit)})
 
     @api.get("/metrics", response_class=fastapi.responses.PlainTextResponse)
     def prometheus() -> fastapi.Response:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from concurrent import futures
 
 from agent import config
-from agent.clusters import connection
+from agent.clusters import connection, kubeconfig
 from agent.sources import manifests
 from reconcilers import errors
 
@@ -44,7 +44,7 @@ class CheckResult:
 def check(cfg: config.AgentConfig, cluster: config.ClusterConfig, checkout: pathlib.Path | None) -> CheckResult:
     """Check one cluster; ``checkout`` is the source tree (None: permissions are not checked). Never raises."""
     try:
-        kube = connection.connect(cluster, 4, min(cfg.sync.request_timeout, 10.0))
+        kube = kubeconfig.connect(cluster, 4, min(cfg.sync.request_timeout, 10.0))
     except errors.ConfigError as e:
         return CheckResult(cluster.name, error=str(e))
     try:

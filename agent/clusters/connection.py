@@ -1,25 +1,18 @@
-"""Clusters: a registered cluster's config -> an API client, and :class:`KubeCluster`, the
-``reconcilers.client.KubeClient`` implementation over the official ``kubernetes`` client.
+""":class:`KubeCluster`, the ``reconcilers.client.KubeClient`` implementation over the official ``kubernetes``
+client (built from a cluster's config by :mod:`agent.clusters.kubeconfig`).
 
-The official client supplies kubeconfig parsing (contexts, client certificates, tokens, exec plugins, CA data),
-authentication headers and its pooled urllib3 transport; requests go through ``ApiClient.call_api`` with raw JSON
-so no per-object model (de)serialization sits on the hot path. Discovery uses the aggregated discovery document
-(``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30, KEP-3352): two requests list every served kind, with a
-fallback to per-group discovery for older servers. Used by ``agent.runtime.runner``.
+The official client supplies authentication headers and its pooled urllib3 transport; requests go through
+``ApiClient.call_api`` with raw JSON so no per-object model (de)serialization sits on the hot path. Discovery uses
+the aggregated discovery document (``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30, KEP-3352): two requests
+list every served kind, with a fallback to per-group discovery for older servers. Used by ``agent.runtime`` and
+``agent.clusters``.
 """
 
 from __future__ import annotations
 
-import atexit
-import base64
 import collections
-import hashlib
 import json
 import logging
-import os
-import pathlib
-import shutil
-import tempfile
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -28,11 +21,9 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import urllib3
-import yaml
 from kubernetes.client import exceptions as kube_exceptions
-from kubernetes.config import incluster_config
 
-from agent import __version__, config
+from agent import __version__
 from agent.clusters import aws
 from reconcilers import client, errors, resources
 
@@ -41,111 +32,10 @@ log = logging.getLogger(__name__)
 _AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-"""Where a pod's service-account token and CA are mounted (``inCluster: true``), with
-``$KUBERNETES_SERVICE_HOST`` and ``$KUBERNETES_SERVICE_PORT`` (Kubernetes docs, "Accessing the API from a Pod")."""
 USER_AGENT = f"gitops-agent/{__version__}"
 """Sent with every request, so audit logs tell the agent's writes apart."""
 REQUEST_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds for one request."""
-WATCH_CONNECTIONS = 64
-"""Connections kept for the live cache's watches (one per watched kind), beside the request pool."""
-
-
-def connect(
-    cluster: config.ClusterConnection,
-    pool_size: int = 8,
-    request_timeout: float = 60.0,
-    user_agent: str = USER_AGENT,
-) -> KubeCluster:
-    """An API client for ``cluster`` (no request is sent yet), from whichever way in its config gives: a kubeconfig
-    file and context, an inline kubeconfig, a server with a bearer token, or the pod's service account.
-    ``user_agent`` is sent with every request (audit logs show it).
-
-    Raises :class:`errors.ConfigError` naming the cluster and what is wrong (missing file, unknown context,
-    unreadable token, CA or kubeconfig).
-    """
-    cfg = kubernetes.client.Configuration()
-    where = f"cluster {cluster.name}"
-    eks: aws.EksToken | None = None
-    try:
-        if cluster.in_cluster:
-            loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
-                token_filename=os.path.join(SERVICE_ACCOUNT_DIR, "token"),
-                cert_filename=os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
-            )
-            loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
-        elif cluster.server is not None:
-            eks = _direct(cfg, cluster, where)
-        elif cluster.kubeconfig_data is not None:
-            data = yaml.safe_load(cluster.kubeconfig_data)
-            kubernetes.config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
-                data, context=cluster.context, client_configuration=cfg, persist_config=False
-            )
-        else:
-            path = cluster.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
-            path = os.path.expanduser(path)
-            where = f"cluster {cluster.name}: kubeconfig {path}"
-            if not os.path.isfile(path):
-                raise errors.ConfigError(f"{where}: file not found")
-            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=cluster.context, client_configuration=cfg, persist_config=False
-            )
-    except kubernetes.config.ConfigException as e:
-        raise errors.ConfigError(f"{where}: {e}") from None
-    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError) as e:
-        raise errors.ConfigError(f"{where}: unreadable: {e}") from None
-    cfg.connection_pool_maxsize = pool_size * 2 + WATCH_CONNECTIONS
-    cfg.retries = 1
-    api = kubernetes.client.ApiClient(cfg)
-    api.user_agent = user_agent
-    return KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout), eks)
-
-
-def _direct(cfg: kubernetes.client.Configuration, cluster: config.ClusterConnection, where: str) -> aws.EksToken | None:
-    """``server`` + ``token`` or ``aws`` (+ CA): no kubeconfig at all. Returns the EKS token source, if any."""
-    assert cluster.server is not None
-    cfg.host = cluster.server
-    cfg.api_key_prefix = {"BearerToken": "Bearer"}
-    eks = None
-    if cluster.aws is not None:
-        eks = aws.EksToken(cluster.aws)
-        source = eks
-        # called by the client before every request: the cached token, renewed before it expires
-        cfg.refresh_api_key_hook = lambda c: c.api_key.update({"BearerToken": source.get()})  # type: ignore[assignment]
-        cfg.api_key = {"BearerToken": ""}  # the client calls the hook only when this key is present
-    else:
-        assert cluster.token is not None
-        cfg.api_key = {"BearerToken": cluster.token.value(f"{where}: token").decode().strip()}
-    if cluster.insecure_skip_tls_verify:
-        cfg.verify_ssl = False  # explicitly asked for in the config
-    elif cluster.certificate_authority:
-        cfg.ssl_ca_cert = os.path.expanduser(cluster.certificate_authority)
-    elif cluster.certificate_authority_data:
-        cfg.ssl_ca_cert = str(_ca_file(base64.b64decode(cluster.certificate_authority_data)))
-    return eks
-
-
-_CA_DIR: pathlib.Path | None = None
-_CA_LOCK = threading.Lock()
-
-
-def _ca_file(pem: bytes) -> pathlib.Path:
-    """A file holding ``pem`` for the client, which reads CAs from files: one per distinct CA, in a private
-    directory (0700, random name, made once per process and removed at exit), written atomically, so no other
-    local user can plant or swap a CA for the agent to trust."""
-    global _CA_DIR
-    with _CA_LOCK:
-        if _CA_DIR is None:
-            _CA_DIR = pathlib.Path(tempfile.mkdtemp(prefix="gitops-agent-ca-"))  # mode 0700 (mkdtemp)
-            atexit.register(shutil.rmtree, _CA_DIR, True)
-        path = _CA_DIR / f"{hashlib.sha256(pem).hexdigest()[:16]}.crt"
-        if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=_CA_DIR)
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-            os.replace(tmp, path)
-        return path
 
 
 class KubeCluster:

@@ -12,14 +12,14 @@ worker, so a slow or frozen cluster never holds a thread another cluster needs:
   Lease is released) and a gained one resumes it; SIGTERM cancels every sync and waits for them.
 
 Threads and who owns them: the APScheduler thread pool (fetch job only), ``fetch-on-demand`` (debounced fetches),
-one ``worker-<cluster>`` per cluster (owns its runner: connection, live cache, self-heal), ``rollout`` and
-``leases`` when configured, ``watch-source`` for a local source. ``self.workers`` is swapped under ``_lock``,
+one ``worker-<cluster>`` per cluster (owns its runner: connection, live cache, self-heal), ``health-events``
+(health changes between syncs become events), ``rollout`` and ``leases`` when configured, ``watch-source`` for a
+local source. ``self.workers`` is swapped under ``_lock``,
 never held across the network. Used by ``agent.cli run`` and ``agent.api.server``.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime
 import logging
@@ -33,34 +33,20 @@ import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import config
-from agent.runtime import leases, metrics, rollout, rollout_store, runner, state, worker
+from agent.runtime import events, leases, metrics, rollout, rollout_store, runner, state, status, worker
 from agent.sources import helm, local
-from reconcilers import engine, errors, health, resources
+from reconcilers import engine, errors, resources
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0
 """Seconds beyond ``sync.requestTimeout`` that a reload waits for a removed cluster's sync to end."""
+HEALTH_TICK = 5.0
+"""Seconds between the checks that turn health changes into events."""
 SHUTDOWN_WAIT = 10.0
 """Seconds SIGTERM waits in all for the cancelled syncs to end (a pod's grace period is 30 s by default). A sync
 still waiting on a frozen API server then is left to the process's exit: its token is cancelled, so it sends
 nothing more."""
-
-
-def sync_status(last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool) -> str:
-    """``Synced`` when the last reconcile applied the source's current revision completely and nothing fights
-    over an object; ``OutOfSync`` when it did not; ``Unknown`` before the first reconcile and when the cluster
-    could not be reached or used, or the sync was cancelled."""
-    if last is None or last.error_kind in (
-        engine.ErrorKind.CLUSTER,
-        engine.ErrorKind.CONFIG,
-        engine.ErrorKind.INTERNAL,
-        engine.ErrorKind.CANCELLED,
-    ):
-        return "Unknown"
-    if not last.ok or fighting or (revision is not None and last.revision != revision):
-        return "OutOfSync"
-    return "Synced"
 
 
 class Fleet:
@@ -69,6 +55,7 @@ class Fleet:
     def __init__(self, cfg: config.AgentConfig) -> None:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters])
+        self.events = events.EventLog()
         self.source = local.open_source(cfg.source)
         self.metrics = metrics.Metrics()
         self.rollout = self._new_rollout(cfg)
@@ -90,8 +77,12 @@ class Fleet:
 
     # -- building blocks ---------------------------------------------------------------------------------------
     def _new_worker(self, cfg: config.AgentConfig, cluster: config.ClusterConfig) -> worker.Worker:
+        def tell(reason: str, message: str) -> None:  # self-heal's events
+            revision = self.revision_for(cluster.name)
+            self.events.emit(events.Event(reason, cluster.name, revision.sha if revision else "", message))
+
         def make_runner(guard: Any) -> runner.ClusterRunner:
-            return runner.ClusterRunner(cfg, cluster, watch=True, guard=guard)
+            return runner.ClusterRunner(cfg, cluster, watch=True, guard=guard, on_event=tell)
 
         guard = self.leases.guard(cluster.name) if self.leases else None
         # With sharding a worker reconciles only while this replica holds the cluster's Lease (set_owned).
@@ -100,7 +91,10 @@ class Fleet:
     def _new_rollout(self, cfg: config.AgentConfig) -> rollout.Rollout | None:
         if not cfg.rollout:
             return None
-        return rollout.Rollout(cfg, self.reconcile_to, rollout_store.RolloutStore(cfg), self._restored)
+        return rollout.Rollout(cfg, self.reconcile_to, rollout_store.RolloutStore(cfg), self._restored, self._rolled)
+
+    def _rolled(self, reason: str, cluster: str, revision: resources.Revision, message: str) -> None:
+        self.events.emit(events.Event(reason, cluster, revision.sha, message))
 
     def _restored(self) -> None:
         """The rollout read its saved state: every cluster syncs to its restored target now."""
@@ -125,6 +119,20 @@ class Fleet:
         self.state.record(result)
         self.metrics.reconciled(result, healed)
         self.metrics.rendered(helm.renders())
+        self.events.synced(result)
+        self._judge_health(result.cluster)
+
+    def _judge_health(self, name: str) -> None:
+        status.judge_health(self, name)
+
+    def _watch_health(self) -> None:
+        """Every :data:`HEALTH_TICK` seconds, health changes between syncs (a pod that crashes) become events."""
+        while not self._stopping.wait(HEALTH_TICK):
+            for name in self.state.names():
+                try:
+                    self._judge_health(name)
+                except Exception:  # a bug must not end the thread
+                    log.exception("cluster %s: health events", name)
 
     def late(self, cluster: str, seconds: float) -> None:
         """A scheduled sync started ``seconds`` late (metrics)."""
@@ -137,22 +145,8 @@ class Fleet:
         return not self.not_ready()
 
     def not_ready(self) -> list[str]:
-        """Why the agent cannot make progress now (``/readyz`` answers 503 with these): the first fetch pending,
-        the scheduler stopped, the source failing, or no cluster synced within twice ``sync.interval``."""
-        reasons = []
-        if not self.fetched.is_set():
-            reasons.append("first fetch pending")
-        if not self.scheduler.running:
-            reasons.append("scheduler stopped")
-        source = self.state.source_json()["source"]
-        if source["error"]:
-            reasons.append(f"source failing: {source['error']}")
-        with self._lock:
-            workers = list(self.workers.values())
-        active = [w for w in workers if w.active]
-        if active and all(w.overdue() is not None for w in active):
-            reasons.append(f"no cluster finished a sync within twice sync.interval ({2 * self.cfg.sync.interval:g}s)")
-        return reasons
+        """Why the agent cannot make progress now (see :func:`status.not_ready`)."""
+        return status.not_ready(self)
 
     def start(self) -> None:
         """Start the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
@@ -169,6 +163,7 @@ class Fleet:
             for w in self.workers.values():
                 w.start()
         self._fetcher.start()
+        threading.Thread(target=self._watch_health, name="health-events", daemon=True).start()
         if self.rollout:
             self.rollout.start()
         if self.leases:
@@ -219,6 +214,7 @@ class Fleet:
             w.stop("removed from the config" if name in removed else "its config changed", self._stop_timeout())
         for name in removed:
             self.state.forget(name)
+            self.events.forget(name)
         fresh = {name: self._new_worker(new, after[name]) for name in added + changed}
         with self._lock:
             self.workers.update(fresh)
@@ -319,9 +315,11 @@ class Fleet:
             log.error("source: %s (keeping revision %s)", e, before.short if before else "none")
             self.state.record_fetch(None, str(e))
             self.metrics.fetched(None)
+            self.events.fetched(before.sha if before else "", str(e))
         else:
             self.state.record_fetch(revision, None)
             self.metrics.fetched(revision)
+            self.events.fetched(revision.sha, None)
             if self.rollout:
                 self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
             elif before is None or revision.sha != before.sha:
@@ -353,64 +351,26 @@ class Fleet:
         return w.run_to(revision)
 
     # -- status ------------------------------------------------------------------------------------------------
-    def cluster_json(self, name: str, *, objects: bool = True) -> dict[str, Any] | None:
-        """The status of one cluster: sync status (with the reason when Unknown for lack of a recent sync),
-        health (aggregated, counted per status and, with ``objects``, per object, from the live cache), the
-        worker, self-heal, the last sync and the history. ``objects=False`` leaves out the last sync's per-object
-        entries (the fleet summary). None for an unknown cluster."""
-        found = self.state.cluster_json(name, objects=objects)
-        with self._lock:
-            w = self.workers.get(name)
-        if found is None or w is None:
-            return found
-        r = w.runner
-        last = self.state.last(name)
-        heal = r.status() if r else {}
-        found["selfHeal"] = heal
-        found["worker"] = w.status_json()
-        target = self.revision_for(name)
-        found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")))
-        found["syncStatusReason"] = self._reason(w, last, found["syncStatus"])
-        if found["syncStatusReason"] and found["syncStatus"] == "Synced":
-            found["syncStatus"] = "Unknown"  # no recent sync: what was true then may not be now
-        if self.rollout:
-            found["rollout"] = self.rollout.cluster_json(name)
-        if self.leases:
-            found["sharding"] = {"holder": self.leases.holder(name), "reconciledHere": bool(w.active)}
-        keys = list(last.desired) if last else []
-        healths = r.health(keys) if r else {k: health.HealthStatus(health.Health.UNKNOWN, "not watched") for k in keys}
-        overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
-        found["health"] = overall.value
-        found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))
-        if objects and found.get("lastSync"):
-            for o in found["lastSync"]["objects"]:
-                key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
-                if key in healths:
-                    o["health"], o["healthMessage"] = healths[key].status.value, healths[key].message
-        return found
 
-    def _reason(self, w: worker.Worker, last: engine.ReconcileResult | None, sync: str) -> str:
-        """Why the sync status is not to be trusted now ("" when it is)."""
-        age = w.overdue()
-        if age is not None:
-            doing = w.status_json()
-            return (
-                f"no sync finished in {age:.0f}s (over twice sync.interval, {2 * self.cfg.sync.interval:g}s); "
-                f"worker {doing['state']} since {doing['since']}"
-            )
-        if last is not None and last.error_kind is engine.ErrorKind.CANCELLED:
-            return f"last sync {last.error}"
-        return ""
+    # -- status (agent.runtime.status) -------------------------------------------------------------------------
+    def worker_of(self, name: str) -> worker.Worker | None:
+        """The worker of cluster ``name`` (None for an unknown cluster)."""
+        with self._lock:
+            return self.workers.get(name)
+
+    def all_workers(self) -> list[worker.Worker]:
+        """Every worker now."""
+        with self._lock:
+            return list(self.workers.values())
+
+    def scheduling(self) -> bool:
+        """True while the fetch schedule runs."""
+        return bool(self.scheduler.running)
+
+    def cluster_json(self, name: str, *, objects: bool = True) -> dict[str, Any] | None:
+        """One cluster's status (see :func:`status.cluster_json`); None for an unknown cluster."""
+        return status.cluster_json(self, name, objects=objects)
 
     def status_json(self, *, objects: bool = True) -> dict[str, Any]:
-        """The status of the source and of every cluster. ``objects=False`` is the fleet summary: every field but
-        the per-object entries, whose size grows with the objects (about 180 bytes each: 9.2 MB at 50,005, measured
-        by bench/scale.py)."""
-        status = self.state.source_json()
-        status["clusters"] = [c for n in self.state.names() if (c := self.cluster_json(n, objects=objects))]
-        status["ready"] = {"ready": not (reasons := self.not_ready()), "reasons": reasons}
-        if self.rollout:
-            status["rollout"] = self.rollout.status_json()
-        if self.leases:
-            status["sharding"] = self.leases.status()
-        return status
+        """The source and every cluster (see :func:`status.status_json`)."""
+        return status.status_json(self, objects=objects)

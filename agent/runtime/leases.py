@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent import config
-from agent.clusters import connection
+from agent.clusters import connection, kubeconfig
 from reconcilers import errors
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Coordinator:
         try:
             if self._kube is None:
                 agent = f"{connection.USER_AGENT} (replica {self.identity})"
-                self._kube = connection.connect(self.cfg.home_cluster, 4, max(1.0, self.cfg.retry_period), agent)
+                self._kube = kubeconfig.connect(self.cfg.home_cluster, 4, max(1.0, self.cfg.retry_period), agent)
             leases = self._list()
         except errors.ConfigError as e:
             self._failed(now, str(e))

@@ -26,6 +26,9 @@ from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
 
+OnEvent = Callable[[str, str, resources.Revision, str], None]
+"""Called with (reason, cluster or "", revision, message): ``RolloutHalted``, ``RolledBack``, ``RolloutCompleted``."""
+
 RunCluster = Callable[[str, resources.Revision], engine.ReconcileResult]
 """Reconcile one cluster to a revision and wait for its health (``Agent.reconcile_to``)."""
 
@@ -65,12 +68,14 @@ class Rollout:
         run_cluster: RunCluster,
         store: rollout_store.RolloutStore | None = None,
         restored: Callable[[], None] | None = None,
+        on_event: OnEvent | None = None,
     ) -> None:
         assert cfg.rollout is not None
         self.cfg = cfg
         self.run_cluster = run_cluster
         self.store = store
         self.restored = restored
+        self.on_event = on_event
         self.targets: dict[str, resources.Revision] = {}
         self.last_healthy: dict[str, resources.Revision] = {}
         self.failures: dict[str, Failure] = {}
@@ -233,6 +238,7 @@ class Rollout:
             self.state = "Complete"
         self._save()
         log.info("rollout of %s complete", revision.short)
+        self._tell("RolloutCompleted", "", revision, f"{revision.short} is Healthy on every cluster")
 
     def _step(self, name: str, revision: resources.Revision) -> Step | None:
         """Sync one cluster to ``revision`` and wait for its health; None when the cluster was removed or the
@@ -273,6 +279,8 @@ class Rollout:
             for s in failed:
                 self.failures[s.cluster] = Failure(revision, f"{s.result}: {s.message}", s.finished)
         log.warning("rollout of %s halted at %s", revision.short, ", ".join(s.cluster for s in failed))
+        for s in failed:
+            self._tell("RolloutHalted", s.cluster, revision, f"{revision.short} halted: {s.result}: {s.message}")
         assert self.cfg.rollout is not None
         try:
             if self.cfg.rollout.rollback == "auto":
@@ -314,6 +322,12 @@ class Rollout:
                     )
                 )
             log.warning("cluster %s rolled back to %s: %s", s.cluster, previous.short, outcome)
+            if ok:
+                self._tell("RolledBack", s.cluster, previous, f"back to {previous.short} after {revision.short} failed")
+
+    def _tell(self, reason: str, cluster: str, revision: resources.Revision, message: str) -> None:
+        if self.on_event:
+            self.on_event(reason, cluster, revision, message)
 
     def status_json(self) -> dict[str, Any]:
         """The rollout: revision, state and steps (with timestamps)."""

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent import config
-from agent.clusters import connection
+from agent.clusters import connection, kubeconfig
 from reconcilers import errors, resources
 
 log = logging.getLogger(__name__)
@@ -121,4 +121,4 @@ class RolloutStore:
 
     def _connect(self, cluster: str) -> connection.KubeCluster:
         timeout = self.cfg.sync.request_timeout
-        return connection.connect(self.cfg.cluster(cluster), 1, timeout, connection.USER_AGENT)
+        return kubeconfig.connect(self.cfg.cluster(cluster), 1, timeout, connection.USER_AGENT)

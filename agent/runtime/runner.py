@@ -21,7 +21,7 @@ from concurrent import futures
 from typing import Any
 
 from agent import celhealth, config
-from agent.clusters import cache, connection
+from agent.clusters import cache, connection, kubeconfig
 from agent.runtime import selfheal
 from agent.sources import local, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
@@ -93,11 +93,13 @@ class ClusterRunner:
         *,
         watch: bool = False,
         guard: cancel_.Guard | None = None,
+        on_event: selfheal.OnEvent | None = None,
     ) -> None:
         self.cfg = cfg
         self.cluster = cluster
         self.watch = watch
         self.guard = guard
+        self.on_event = on_event
         self.kube: connection.KubeCluster | None = None
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
@@ -108,14 +110,14 @@ class ClusterRunner:
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
         if self.kube is None or self.live is None:
-            kube = connection.connect(
+            kube = kubeconfig.connect(
                 self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, user_agent(self.cfg)
             )
             kube.fence = self.guard
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
             heal = self.watch and self.cfg.sync.self_heal
             options = options_for(self.cfg, self.cluster, dry_run=False).apply
-            self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard) if heal else None
+            self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard, self.on_event) if heal else None
             self.live = cache.LiveCache(
                 kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None, self.rules
             )

@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.clusters import cache
@@ -45,6 +45,11 @@ class Fight:
     since: float
 
 
+OnEvent = Callable[[str, str], None]
+"""Called with (reason, message) when self-heal corrects an object (``DriftCorrected``) or gives up on one
+(``Fighting``)."""
+
+
 class Healer:
     """Self-heal of one cluster: a worker thread fed by the live cache."""
 
@@ -54,9 +59,11 @@ class Healer:
         kube: client.KubeClient,
         options: apply.ApplyOptions,
         guard: cancel.Guard | None = None,
+        on_event: OnEvent | None = None,
     ) -> None:
         self.cluster = cluster
         self.guard = guard
+        self.on_event = on_event
         self.kube = kube
         self.options = options
         self.live: cache.LiveCache | None = None
@@ -157,6 +164,10 @@ class Healer:
                     len(recent),
                     FIGHT_WINDOW,
                 )
+                if self.on_event:
+                    self.on_event(
+                        "Fighting", f"{key}: {fight.manager} keeps changing it ({len(recent)} corrections); left alone"
+                    )
                 return
             recent.append(now)
         fenced = self.guard() if self.guard else None
@@ -172,6 +183,10 @@ class Healer:
             self._entries[key] = entry
             self.healed += 1
         log.info("cluster %s: self-healed %s", self.cluster, key)
+        if self.on_event:
+            self.on_event(
+                "DriftCorrected", f"{key}: changed by {other_manager(obj, self.options.field_manager)}, corrected"
+            )
 
     def status(self) -> dict[str, Any]:
         """``{"healed": N, "fighting": [...]}`` for the status API."""

@@ -72,7 +72,7 @@ def test_cache_relists_after_410_gone_and_keeps_watching(
     resourceVersion with 410 Expired: the cache must LIST again and keep watching."""
     from agent import config
     from agent.clusters import cache
-    from agent.clusters import connection as agent_clusters
+    from agent.clusters import kubeconfig as agent_clusters
     from reconcilers import resources
     from tests.cluster.launcher import TestCluster
 

@@ -253,7 +253,7 @@ def test_sigterm_mid_sync_exits_0_and_a_restart_resumes_with_the_inventory_intac
     instance = yaml.safe_load(config.read_text())["instance"]
     tracking = inventory.Tracking(instance, "a")
     from agent import config as agent_config
-    from agent.clusters import connection as agent_clusters
+    from agent.clusters import kubeconfig as agent_clusters
 
     cfg = agent_config.load_config(config)
     kube = agent_clusters.connect(cfg.clusters[0])

@@ -91,7 +91,7 @@ def test_every_form_reaches_the_cluster(setup: Any, monkeypatch: pytest.MonkeyPa
 def test_in_cluster_service_account(setup: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``inCluster: true`` reads the pod's token and CA (here from a directory standing in for the mount) and
     ``$KUBERNETES_SERVICE_HOST``/``PORT``, through the official client's in-cluster loader."""
-    from agent.clusters import connection
+    from agent.clusters import kubeconfig
 
     _, token, admin, repo, make_config, tmp = setup
     mount = tmp / "serviceaccount"
@@ -99,7 +99,7 @@ def test_in_cluster_service_account(setup: Any, monkeypatch: pytest.MonkeyPatch)
     (mount / "token").write_text(token)
     (mount / "ca.crt").write_bytes(base64.b64decode(admin["clusters"][0]["cluster"]["certificate-authority-data"]))
     host, port = admin["clusters"][0]["cluster"]["server"].removeprefix("https://").rsplit(":", 1)
-    monkeypatch.setattr(connection, "SERVICE_ACCOUNT_DIR", str(mount))
+    monkeypatch.setattr(kubeconfig, "SERVICE_ACCOUNT_DIR", str(mount))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
     result = sync(make_config, repo, {"inCluster": True})

@@ -93,6 +93,13 @@ def test_rollout_state_survives_restarts(
         rev3 = release("3", tag="broken")
         wait_until(lambda: (r := rollout(agent))["revision"] == rev3 and r["state"] == "Halted", timeout=120)
         assert agent.cluster("a")["rollout"]["failed"]["revision"] == rev3
+        told = [(e["reason"], e["cluster"], e["revision"]) for e in reversed(agent.status()["events"])]
+        rollout_events = [t for t in told if t[0].startswith("Roll")]
+        assert rollout_events == [
+            ("RolloutCompleted", "", rev2),
+            ("RolloutHalted", "a", rev3),
+            ("RolledBack", "a", rev2),
+        ], told
         assert agent.stop() == 0
         agent = Agent(config, tmp_path / "agent-3.log")
         agent.wait_ready()

@@ -196,11 +196,11 @@ def test_cli_syncs_beside_run_lose_no_inventory_entry(
 def _inventory_names(tc: Any, doc: dict[str, Any]) -> set[str]:
     """The names in the stored inventory of cluster ``a``'s path ``app`` (read as the agent reads it)."""
     from agent import config as agent_config
-    from agent.clusters import connection
+    from agent.clusters import kubeconfig
     from reconcilers import inventory
 
     cfg = agent_config.AgentConfig.model_validate(doc)
-    kube = connection.connect(cfg.clusters[0])
+    kube = kubeconfig.connect(cfg.clusters[0])
     try:
         store = inventory.Store(
             kube, inventory.Tracking(cfg.instance, "a"), cfg.sync.inventory_namespace, cfg.sync.field_manager

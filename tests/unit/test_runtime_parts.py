@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agent import config
-from agent.clusters import connection
+from agent.clusters import kubeconfig
 from agent.sources import git, trees
 from reconcilers import cancel, errors
 
@@ -169,12 +169,12 @@ def test_the_token_names_the_first_reason_and_asks_its_guard() -> None:
 
 def test_the_ca_file_is_private_random_and_complete() -> None:
     pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    path = connection._ca_file(pem)
+    path = kubeconfig._ca_file(pem)
     assert path.read_bytes() == pem
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert path.parent.name.startswith("gitops-agent-ca-")
     assert path.parent.name != "gitops-agent-ca-"
-    assert connection._ca_file(pem) == path
+    assert kubeconfig._ca_file(pem) == path
     assert os.stat(path).st_uid == os.getuid()
 
 
