@@ -30,6 +30,7 @@ from agent.config_types import (
     HomeCluster,
     IgnoreDifference,
     LabelSelector,
+    Notification,
     SecretRef,
     _dns_label,
     _Model,
@@ -49,6 +50,7 @@ __all__ = [
     "HomeCluster",
     "IgnoreDifference",
     "LabelSelector",
+    "Notification",
     "RolloutConfig",
     "SecretRef",
     "ServerConfig",
@@ -258,7 +260,7 @@ class AgentConfig(_Model):
     ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery;
     ``sharding`` shares the clusters among several replicas (not with ``rollout``); ``decryption`` holds the keys
     of SOPS-encrypted files, used by clusters with ``decryption: {sops: true}``; ``healthChecks`` are health rules
-    for any kind (:class:`HealthCheck`)."""
+    for any kind (:class:`HealthCheck`); ``notifications`` send events out (:class:`Notification`)."""
 
     instance: str = "gitops-agent"
     source: SourceConfig
@@ -271,6 +273,7 @@ class AgentConfig(_Model):
     sharding: ShardingConfig | None = None
     decryption: DecryptionConfig = DecryptionConfig()
     health_checks: tuple[HealthCheck, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
     @pydantic.field_validator("variables")
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import alias_generators
@@ -204,3 +204,40 @@ class HomeCluster(ClusterConnection):
     ``home``."""
 
     name: str = "home"
+
+
+class Notification(_Model):
+    """Where events go (see :mod:`agent.runtime.notify`): ``name`` (unique), ``type`` and what it needs:
+
+    - ``slack``: ``url``, the incoming-webhook URL (a secret: env or file); Slack's Block Kit JSON;
+    - ``webhook``: ``url`` (a plain URL or a secret), optional ``secret`` (HMAC-SHA256 of the body in
+      ``X-Signature-256: sha256=<hex>``); CloudEvents 1.0 structured JSON;
+    - ``github`` / ``gitlab``: commit status on the synced revision, ``token`` (env or file), ``apiURL``
+      (default ``https://api.github.com`` / ``https://gitlab.com``), ``repository`` (``owner/repo``, or the GitLab
+      project path; default: from the source URL). One context per cluster, ``gitops-agent/<cluster>``.
+
+    ``events``: the reasons wanted (default: every one; commit status providers use the syncs and health only);
+    ``clusters``: only these (default: all); ``timeout``: seconds one delivery may take (default 10);
+    ``targetURL``: a link put in commit statuses and messages (e.g. the dashboard)."""
+
+    name: str
+    type: Literal["slack", "webhook", "github", "gitlab"]
+    url: SecretRef | str | None = None
+    secret: SecretRef | None = None
+    token: SecretRef | None = None
+    api_url: str | None = pydantic.Field(default=None, alias="apiURL")
+    repository: str | None = None
+    events: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    timeout: Duration = 10.0
+    target_url: str | None = pydantic.Field(default=None, alias="targetURL")
+
+    @pydantic.model_validator(mode="after")
+    def _needs(self) -> Notification:
+        if self.type in ("slack", "webhook") and self.url is None:
+            raise ValueError(f"a {self.type} notification needs url")
+        if self.type == "slack" and isinstance(self.url, str):
+            raise ValueError("a Slack webhook URL is a secret: give url as {env: ...} or {file: ...}")
+        if self.type in ("github", "gitlab") and self.token is None:
+            raise ValueError(f"a {self.type} notification needs token (env or file)")
+        return self

@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import datetime
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from reconcilers import engine, health
@@ -83,7 +84,9 @@ class Event:
 class EventLog:
     """The newest :data:`KEEP` events, and what the producers need to tell a change from a repeat."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_event: Callable[[Event], None] | None = None) -> None:
+        self.on_event = on_event
+        """Called with every event kept (the notifications), outside the log's lock."""
         self._events: collections.deque[Event] = collections.deque(maxlen=KEEP)
         self._unreachable: set[str] = set()
         self._health: dict[str, health.Health] = {}
@@ -95,6 +98,8 @@ class EventLog:
         assert event.reason in REASONS, event.reason
         with self._lock:
             self._events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
 
     def synced(self, result: engine.ReconcileResult) -> None:
         """The events of a finished sync of ``result.cluster``."""

@@ -33,9 +33,9 @@ import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import config
-from agent.runtime import events, leases, metrics, rollout, rollout_store, runner, state, status, worker
+from agent.runtime import events, leases, metrics, notify, rollout, rollout_store, runner, state, status, worker
 from agent.sources import helm, local
-from reconcilers import engine, errors, resources
+from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,11 @@ class Fleet:
     def __init__(self, cfg: config.AgentConfig) -> None:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters])
-        self.events = events.EventLog()
         self.source = local.open_source(cfg.source)
         self.metrics = metrics.Metrics()
+        self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
+        self.events = events.EventLog(self.notifier.event)
+        self._statuses: dict[str, str] = {}  # cluster -> the revision whose commit status is pending there
         self.rollout = self._new_rollout(cfg)
         self.leases = (
             leases.Coordinator(cfg.sharding, cfg.instance, [c.name for c in cfg.clusters], self.set_owned)
@@ -122,8 +124,33 @@ class Fleet:
         self.events.synced(result)
         self._judge_health(result.cluster)
 
+    def started(self, cluster: str, revision: resources.Revision) -> None:
+        """A sync of ``revision`` starts on ``cluster``: a revision new there gets a pending commit status."""
+        last = self.state.last(cluster)
+        if self._statuses.get(cluster) != revision.sha and (last is None or last.revision != revision):
+            self._statuses[cluster] = revision.sha
+            self.notifier.commit_status(cluster, revision.sha, "pending", f"syncing {revision.short} to {cluster}")
+
     def _judge_health(self, name: str) -> None:
-        status.judge_health(self, name)
+        """Health events, and the pending commit status settled: success once Synced and Healthy, failure when
+        the sync failed or the cluster turned Degraded."""
+        verdict = status.judge_health(self, name)
+        sha, last = self._statuses.get(name), self.state.last(name)
+        if sha is None or last is None or last.revision is None or last.revision.sha != sha:
+            return
+        if last.error_kind is engine.ErrorKind.CANCELLED:
+            return
+        if not last.ok:
+            failed = "; ".join(f"{e.key}: {e.message}" for e in last.failed[:2])
+            self._settle(name, sha, "failure", last.error or failed or "sync failed")
+        elif verdict is not None and verdict[0] is health.Health.HEALTHY:
+            self._settle(name, sha, "success", f"Synced and Healthy on {name}")
+        elif verdict is not None and verdict[0] is health.Health.DEGRADED:
+            self._settle(name, sha, "failure", f"Degraded: {verdict[1]}")
+
+    def _settle(self, cluster: str, sha: str, state: str, description: str) -> None:
+        if self._statuses.pop(cluster, None) == sha:
+            self.notifier.commit_status(cluster, sha, state, description)
 
     def _watch_health(self) -> None:
         """Every :data:`HEALTH_TICK` seconds, health changes between syncs (a pod that crashes) become events."""
@@ -191,6 +218,7 @@ class Fleet:
             self.scheduler.shutdown(wait=True)
         if self.leases:
             self.leases.stop()  # reconciles have ended: hand the clusters over now
+        self.notifier.stop()
 
     def apply_config(self, new: config.AgentConfig) -> dict[str, list[str]]:
         """Take a new, already validated config without a restart: clusters added get a worker, removed ones

@@ -12,6 +12,7 @@
 | ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
 | ``gitops_agent_sync_lateness_seconds`` | histogram | (none) | how late a scheduled sync started after it was due |
 | ``gitops_agent_helm_renders_total`` | counter | (none) | ``helm template`` runs (cached renders are not counted) |
+| ``gitops_agent_notifications_total`` | counter | provider, result | notifications sent, retried or dropped |
 
 Labels carry names and revisions only, never object contents or credentials. Used by ``agent.runtime.fleet`` and
 ``agent.api.server``.
@@ -69,12 +70,19 @@ class Metrics:
             "gitops_agent_helm_renders", "helm template runs (cached renders are not counted).", registry=r
         )
         self._renders_seen = 0
+        self.notifications = prometheus_client.Counter(
+            "gitops_agent_notifications", "Notifications by outcome.", ["provider", "result"], registry=r
+        )
         self.lateness = prometheus_client.Histogram(
             "gitops_agent_sync_lateness_seconds",
             "How late a scheduled sync started after it was due (a worker busy or starved).",
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+
+    def notified(self, provider: str, result: str) -> None:
+        """Count one notification outcome: ``sent``, ``retried`` or ``dropped``."""
+        self.notifications.labels(provider, result).inc()
 
     def rendered(self, total: int) -> None:
         """Count the ``helm template`` runs up to ``total`` (the process's count so far)."""

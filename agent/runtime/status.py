@@ -61,17 +61,19 @@ def sync_status(last: engine.ReconcileResult | None, revision: resources.Revisio
     return "Synced"
 
 
-def judge_health(fleet: View, name: str) -> None:
-    """Tell the events the cluster's health now (from its live cache)."""
+def judge_health(fleet: View, name: str) -> tuple[health.Health, str] | None:
+    """Tell the events the cluster's health now (from its live cache); returns it with the worst object's
+    message (None when it cannot be known: no sync yet, or the cluster unreachable)."""
     w = fleet.worker_of(name)
     last = fleet.state.last(name)
     r = w.runner if w else None
     if r is None or last is None or last.error_kind is engine.ErrorKind.CLUSTER:
-        return
+        return None
     healths = r.health(list(last.desired))
     worst = health.aggregate(h.status for h in healths.values())
     culprit = next((f"{k}: {h.message}" for k, h in healths.items() if h.status is worst), "")
     fleet.events.health(name, last.revision.sha if last.revision else "", worst, culprit)
+    return worst, culprit
 
 
 def not_ready(fleet: View) -> list[str]:

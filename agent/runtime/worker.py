@@ -77,6 +77,10 @@ class Host(Protocol):
         """A scheduled sync of ``cluster`` started ``seconds`` after it was due (metrics)."""
         ...
 
+    def started(self, cluster: str, revision: resources.Revision) -> None:
+        """A sync of ``cluster`` to ``revision`` starts (commit status)."""
+        ...
+
 
 @dataclasses.dataclass
 class _Step:
@@ -267,6 +271,7 @@ class Worker:
         if self._runner is None:
             self._runner = self._make_runner(self._guard or _unguarded)
         log.debug("cluster %s: sync (%s)", self.name, ", ".join(reasons))
+        self.host.started(self.name, revision)
         try:
             with self.host.tree(revision) as checkout:
                 result = self._runner.reconcile(revision, checkout, wait=True if step else None, cancel=token)

@@ -267,6 +267,9 @@ class _Host:
     def late(self, cluster: str, seconds: float) -> None:
         pass
 
+    def started(self, cluster: str, revision: Any) -> None:
+        pass
+
 
 class _BlockingRunner:
     """Syncs until its token is cancelled (a cluster frozen mid-sync), counting its syncs."""
@@ -368,3 +371,16 @@ def test_decryption_on_a_cluster_needs_keys(tmp_path: pathlib.Path) -> None:
         config.AgentConfig.model_validate(base)
     cfg = config.AgentConfig.model_validate({**base, "decryption": {"sops": {"ageKeys": [{"env": "K"}]}}})
     assert cfg.clusters[0].decryption.sops
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"}, "is a secret"),
+        ({"type": "webhook"}, "needs url"),
+        ({"type": "github"}, "needs token"),
+    ],
+)
+def test_a_notification_says_what_it_lacks(spec: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        config.Notification.model_validate({"name": "n", **spec})
