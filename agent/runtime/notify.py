@@ -43,6 +43,8 @@ QUEUE = 100
 """Messages waiting per provider; beyond it the oldest is dropped (counted)."""
 COALESCE = 2.0
 """Seconds a message waits for a newer one of the same key to replace it."""
+FLUSH = 3.0
+"""Seconds a stopping agent spends sending what is queued (SIGTERM: events of the last moments still go out)."""
 RATE = 2.0
 """Messages per second per provider at most."""
 BACKOFF = (1.0, 2.0, 4.0)
@@ -79,6 +81,7 @@ class Provider:
         )
         self._queue: collections.OrderedDict[tuple[str, ...], _Message] = collections.OrderedDict()
         self._told_4xx: set[int] = set()
+        self._flushing = False
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name=f"notify-{spec.name}", daemon=True)
@@ -146,12 +149,23 @@ class Provider:
             self._cond.notify()
 
     # -- delivery ------------------------------------------------------------------------------------------------
-    def stop(self, timeout: float = 2.0) -> None:
-        """End the thread (messages still queued are not sent)."""
+    def stop(self, flush: float = FLUSH) -> None:
+        """Send what is queued now (no more coalescing wait) for up to ``flush`` seconds, then end the thread;
+        what is still queued then is dropped (counted)."""
+        deadline = time.monotonic() + flush
+        with self._cond:
+            self._flushing = True
+            self._cond.notify()
+            while self._queue and time.monotonic() < deadline:
+                self._cond.wait(max(0.0, deadline - time.monotonic()))
+            left = len(self._queue)
+            self._queue.clear()
+        for _ in range(left):
+            self.counts.notified(self.name, "dropped")
         self._stop.set()
         with self._cond:
             self._cond.notify()
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
 
     def _loop(self) -> None:
         last_sent = 0.0
@@ -162,13 +176,16 @@ class Provider:
                 if self._stop.is_set():
                     return
                 _, first = next(iter(self._queue.items()))
-                wait = max(first.due - time.monotonic(), last_sent + 1 / RATE - time.monotonic())
+                due = time.monotonic() if self._flushing else first.due
+                wait = max(due - time.monotonic(), last_sent + 1 / RATE - time.monotonic())
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
                 message = self._queue.pop(first.key)
             self._deliver(message)
             last_sent = time.monotonic()
+            with self._cond:
+                self._cond.notify_all()  # a flush waits for the queue to empty
 
     def _deliver(self, message: _Message) -> None:
         for attempt in range(len(BACKOFF) + 1):
@@ -218,9 +235,12 @@ class Notifier:
                 p.status(cluster, sha, state, description)
 
     def stop(self) -> None:
-        """End every provider's thread."""
-        for p in self.providers:
-            p.stop()
+        """Flush and end every provider's thread (:data:`FLUSH` seconds in all at most, providers in parallel)."""
+        threads = [threading.Thread(target=p.stop, daemon=True) for p in self.providers]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(FLUSH + 1)
 
 
 def slack_payload(event: events.Event, link: str | None) -> dict[str, Any]:

@@ -212,6 +212,9 @@ def test_dashboard_shows_a_stale_source_and_a_cluster_without_recent_syncs(
             row = page.locator("tr.cluster[data-cluster=frozen]").inner_text()
             assert "Unknown" in row
             assert "no sync finished" in row
+            timeline = page.locator("#timeline").inner_text()  # the events, newest first
+            assert "SourceFailed" in timeline
+            assert "source" in timeline
             browser.close()
     finally:
         frozen.process.send_signal(signal.SIGCONT)

@@ -17,7 +17,12 @@ from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
 from tests.receivers import Receiver
 
-SECRETS = {"AUDIT_HMAC": "audit-hmac-3f9d2c", "GH_TOKEN": "gh-token-8b1e4a", "GL_TOKEN": "gl-token-5c7f0d"}
+SECRETS = {
+    "AUDIT_HMAC": "audit-hmac-3f9d2c",
+    "GH_TOKEN": "gh-token-8b1e4a",
+    "GL_TOKEN": "gl-token-5c7f0d",
+    "API_TOKEN": "substituted-7e2b9a",
+}
 
 
 def test_events_and_commit_statuses_reach_each_receiver_once_in_order(
@@ -35,10 +40,11 @@ def test_events_and_commit_statuses_reach_each_receiver_once_in_order(
     port = free_port()
     config = make_config(
         git_repo,
-        [cluster_entry(tc, "a", ["app"], namespace)],
+        [{**cluster_entry(tc, "a", ["app"], namespace), "substitute": True}],
         source={"url": str(git_repo.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
         sync={"interval": "1h", "selfHeal": True},
         server={"listen": f"127.0.0.1:{port}"},
+        variables={"API_TOKEN": {"env": "API_TOKEN"}},
         notifications=[
             {"name": "audit", "type": "webhook", "url": hook.url + "/gitops", "secret": {"env": "AUDIT_HMAC"}},
             {"name": "ops-slack", "type": "slack", "url": {"env": "SLACK_URL"}, "events": ["SyncFailed"]},
@@ -82,8 +88,14 @@ def test_events_and_commit_statuses_reach_each_receiver_once_in_order(
         )
         wait_until(lambda: hooked() == ["SyncSucceeded", "DriftCorrected"], timeout=30)
 
-        bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad", "namespace": namespace}}
-        git_repo.write_objects("app/app.yaml", ns, cm("app", namespace), {**bad, "data": {"n": 5}})
+        # rejected by the API server, whose message quotes the invalid label value: a substituted secret
+        labels = {"token": "${API_TOKEN} is not a label value"}
+        bad = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "bad", "namespace": namespace, "labels": labels},
+        }
+        git_repo.write_objects("app/app.yaml", ns, cm("app", namespace), bad)
         rev2 = git_repo.commit("rejected by the API server")
         wait_until(lambda: states(github, rev2) == ["pending", "failure"], timeout=30)
         wait_until(lambda: states(gitlab, rev2) == ["pending", "failed"], timeout=30)
@@ -96,7 +108,9 @@ def test_events_and_commit_statuses_reach_each_receiver_once_in_order(
         time.sleep(3)  # anything late or repeated would show now
         assert hooked() == ["SyncSucceeded", "DriftCorrected", "SyncFailed", "SourceFailed", "SourceRecovered"]
         assert [a["body"]["text"].split(" on ")[0] for a in slack.accepted] == ["SyncFailed"]
-        assert "bad" in slack.accepted[0]["body"]["blocks"][0]["text"]["text"]
+        told = slack.accepted[0]["body"]["blocks"][0]["text"]["text"]
+        assert "bad" in told
+        assert "*** is not a label value" in told  # the API server quoted the value: masked
         failure = next(a["body"] for a in github.accepted if a["body"]["state"] == "failure")
         assert failure["context"] == "gitops-agent/a"
         assert "bad" in failure["description"]

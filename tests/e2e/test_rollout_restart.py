@@ -13,6 +13,9 @@ import yaml
 from tests.conftest import GitRepo, agent_writes, audit_offset, cluster_entry, wait_until
 from tests.e2e.test_faults import Agent, cm
 from tests.e2e.test_run_status import free_port
+from tests.receivers import Receiver
+
+ENV = {"ROLLOUT_HMAC": "rollout-hmac"}
 
 
 def deployment(name: str, namespace: str, tag: str) -> dict[str, Any]:
@@ -51,6 +54,8 @@ def test_rollout_state_survives_restarts(
         cluster_entry(c, "c", ["app"], namespace),
     ]
 
+    receiver = Receiver("webhook", secret="rollout-hmac")
+
     def config_with(cache: str) -> pathlib.Path:
         return make_config(
             git_repo,
@@ -59,10 +64,19 @@ def test_rollout_state_survives_restarts(
             sync={"interval": "1h", "timeout": "8s", "concurrency": 2},
             rollout={"order": ["a", "b", "c"], "maxUnavailableClusters": 1},
             server={"listen": f"127.0.0.1:{port}"},
+            notifications=[
+                {
+                    "name": "rollouts",
+                    "type": "webhook",
+                    "url": receiver.url,
+                    "secret": {"env": "ROLLOUT_HMAC"},
+                    "events": ["RolloutHalted", "RolledBack", "RolloutCompleted"],
+                }
+            ],
         )
 
     config = config_with("cache")
-    agent = Agent(config, tmp_path / "agent-1.log")
+    agent = Agent(config, tmp_path / "agent-1.log", env=ENV)
 
     def rollout(of: Agent) -> Any:
         return of.status()["rollout"]
@@ -82,7 +96,7 @@ def test_rollout_state_survives_restarts(
         wait_until(first_batch_done, timeout=60, interval=0.05)
         assert agent.stop() == 0
         restarted_at = audit_offset(a)
-        agent = Agent(config, tmp_path / "agent-2.log")
+        agent = Agent(config, tmp_path / "agent-2.log", env=ENV)
         agent.wait_ready()
         wait_until(lambda: (r := rollout(agent))["revision"] == rev2 and r["state"] == "Complete", timeout=120)
         redone = [s["cluster"] for s in rollout(agent)["steps"] if s["revision"] == rev2]
@@ -100,8 +114,23 @@ def test_rollout_state_survives_restarts(
             ("RolloutHalted", "a", rev3),
             ("RolledBack", "a", rev2),
         ], told
+
+        def delivered() -> list[tuple[str, str, str]]:
+            return [
+                (
+                    r["body"]["type"].removeprefix("io.gitops-agent."),
+                    r["body"]["data"]["cluster"],
+                    r["body"]["data"]["revision"],
+                )
+                for r in receiver.accepted
+            ]
+
+        # the same, at a webhook receiver, once each, in order (after rev1's and rev2's completions)
+        wait_until(lambda: delivered()[-2:] == rollout_events[1:], timeout=20)
+        assert delivered() == [("RolloutCompleted", "", rev1), *rollout_events], delivered()
+        assert receiver.problems == []
         assert agent.stop() == 0
-        agent = Agent(config, tmp_path / "agent-3.log")
+        agent = Agent(config, tmp_path / "agent-3.log", env=ENV)
         agent.wait_ready()
         time.sleep(4)  # several fetches of rev3 later
         r = rollout(agent)
@@ -123,7 +152,7 @@ def test_rollout_state_survives_restarts(
         doc = yaml.safe_load(fresh.read_text())
         doc["instance"] = yaml.safe_load(config.read_text())["instance"]  # the same agent, a new clone
         fresh.write_text(yaml.safe_dump(doc))
-        agent = Agent(fresh, tmp_path / "agent-4.log")
+        agent = Agent(fresh, tmp_path / "agent-4.log", env=ENV)
         agent.wait_ready()
         wait_until(lambda: (r := rollout(agent))["revision"] == rev4 and r["state"] == "Halted", timeout=120)
         r = rollout(agent)
@@ -136,3 +165,4 @@ def test_rollout_state_survives_restarts(
     finally:
         if agent.proc.poll() is None:
             agent.stop()
+        receiver.close()
