@@ -214,7 +214,9 @@ class Notification(_Model):
       ``X-Signature-256: sha256=<hex>``); CloudEvents 1.0 structured JSON;
     - ``github`` / ``gitlab``: commit status on the synced revision, ``token`` (env or file), ``apiURL``
       (default ``https://api.github.com`` / ``https://gitlab.com``), ``repository`` (``owner/repo``, or the GitLab
-      project path; default: from the source URL). One context per cluster, ``gitops-agent/<cluster>``.
+      project path; default: from the source URL); ``commitStatus``: ``perCluster`` (default: one context per
+      cluster, ``gitops-agent/<cluster>``) or ``aggregated`` (one context, ``gitops-agent``: success once every
+      cluster is Synced and Healthy at the revision, failure as soon as one fails).
 
     ``events``: the reasons wanted (default: every one; commit status providers use the syncs and health only);
     ``clusters``: only these (default: all); ``timeout``: seconds one delivery may take (default 10);
@@ -231,6 +233,7 @@ class Notification(_Model):
     clusters: tuple[str, ...] = ()
     timeout: Duration = 10.0
     target_url: str | None = pydantic.Field(default=None, alias="targetURL")
+    commit_status: Literal["perCluster", "aggregated"] = "perCluster"
 
     @pydantic.model_validator(mode="after")
     def _needs(self) -> Notification:

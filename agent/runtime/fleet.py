@@ -129,7 +129,10 @@ class Fleet:
         last = self.state.last(cluster)
         if self._statuses.get(cluster) != revision.sha and (last is None or last.revision != revision):
             self._statuses[cluster] = revision.sha
-            self.notifier.commit_status(cluster, revision.sha, "pending", f"syncing {revision.short} to {cluster}")
+            every = frozenset(c.name for c in self.cfg.clusters)
+            self.notifier.commit_status(
+                cluster, revision.sha, "pending", f"syncing {revision.short} to {cluster}", every
+            )
 
     def _judge_health(self, name: str) -> None:
         """Health events, and the pending commit status settled: success once Synced and Healthy, failure when
@@ -150,7 +153,8 @@ class Fleet:
 
     def _settle(self, cluster: str, sha: str, state: str, description: str) -> None:
         if self._statuses.pop(cluster, None) == sha:
-            self.notifier.commit_status(cluster, sha, state, description)
+            every = frozenset(c.name for c in self.cfg.clusters)
+            self.notifier.commit_status(cluster, sha, state, description, every)
 
     def _watch_health(self) -> None:
         """Every :data:`HEALTH_TICK` seconds, health changes between syncs (a pod that crashes) become events."""

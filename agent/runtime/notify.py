@@ -52,6 +52,17 @@ BACKOFF = (1.0, 2.0, 4.0)
 COMMIT_STATES = {"github": {"failure": "failure"}, "gitlab": {"failure": "failed"}}
 
 
+AGGREGATED_REVISIONS = 50
+"""Revisions whose aggregated commit status is followed."""
+
+
+@dataclasses.dataclass
+class _Aggregate:
+    pending: bool = False
+    failed: bool = False
+    healthy: set[str] = dataclasses.field(default_factory=set)
+
+
 @dataclasses.dataclass
 class _Message:
     key: tuple[str, ...]
@@ -82,6 +93,7 @@ class Provider:
         self._queue: collections.OrderedDict[tuple[str, ...], _Message] = collections.OrderedDict()
         self._told_4xx: set[int] = set()
         self._flushing = False
+        self._revisions: dict[str, _Aggregate] = {}  # aggregated commit statuses, by revision
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._loop, name=f"notify-{spec.name}", daemon=True)
@@ -112,9 +124,17 @@ class Provider:
             headers["X-Signature-256"] = "sha256=" + hmac.new(self._secret, body, hashlib.sha256).hexdigest()
         self._offer((event.cluster, event.path, event.reason), "", body, headers)
 
-    def status(self, cluster: str, sha: str, state: str, description: str) -> None:
-        """Queue a commit status (``state``: pending, success or failure) for ``sha`` on ``cluster``'s context."""
-        context = f"gitops-agent/{cluster}"
+    def status(self, cluster: str, sha: str, state: str, description: str, clusters: frozenset[str]) -> None:
+        """Queue a commit status (``state``: pending, success or failure) for ``sha`` on ``cluster``'s context, or,
+        ``aggregated``, on the one context of the revision (``clusters``: every cluster it must reach)."""
+        if self.spec.commit_status == "aggregated":
+            found = self._aggregated(cluster, sha, state, description, clusters)
+            if found is None:
+                return
+            state, description = found
+            context = "gitops-agent"
+        else:
+            context = f"gitops-agent/{cluster}"
         state = COMMIT_STATES[self.spec.type].get(state, state)
         short = description if len(description) <= 140 else description[:137] + "..."
         if self.spec.type == "github":
@@ -134,6 +154,28 @@ class Provider:
             doc["target_url"] = self.spec.target_url
         headers["Content-Type"] = "application/json"
         self._offer(("status", context, sha, state), path, json.dumps(doc).encode(), headers)
+
+    def _aggregated(
+        self, cluster: str, sha: str, state: str, description: str, clusters: frozenset[str]
+    ) -> tuple[str, str] | None:
+        """The revision's one status after ``cluster`` reached ``state``, or None when it does not change."""
+        seen = self._revisions.setdefault(sha, _Aggregate())
+        while len(self._revisions) > AGGREGATED_REVISIONS:
+            self._revisions.pop(next(iter(self._revisions)))
+        if seen.failed:
+            return None
+        if state == "failure":
+            seen.failed = True
+            return "failure", f"{cluster}: {description}"
+        if state == "pending":
+            if seen.pending:
+                return None
+            seen.pending = True
+            return "pending", f"syncing {sha[:12]} to {len(clusters)} cluster(s)"
+        seen.healthy.add(cluster)
+        if clusters <= seen.healthy:
+            return "success", f"Synced and Healthy on all {len(clusters)} cluster(s)"
+        return None
 
     def _offer(self, key: tuple[str, ...], path: str, body: bytes, headers: dict[str, str]) -> None:
         message = _Message(key, body, path, headers, time.monotonic() + COALESCE)
@@ -228,11 +270,13 @@ class Notifier:
             if not p.commit_status and p.wants(event):
                 p.event(event)
 
-    def commit_status(self, cluster: str, sha: str, state: str, description: str) -> None:
-        """Set ``state`` (pending, success, failure) on ``sha`` for ``cluster`` at every commit status provider."""
+    def commit_status(self, cluster: str, sha: str, state: str, description: str, clusters: frozenset[str]) -> None:
+        """Set ``state`` (pending, success, failure) on ``sha`` for ``cluster`` at every commit status provider
+        (``clusters``: every cluster the revision must reach, for aggregated statuses)."""
         for p in self.providers:
             if p.commit_status and (not p.spec.clusters or cluster in p.spec.clusters):
-                p.status(cluster, sha, state, description)
+                wanted = clusters & frozenset(p.spec.clusters) if p.spec.clusters else clusters
+                p.status(cluster, sha, state, description, wanted)
 
     def stop(self) -> None:
         """Flush and end every provider's thread (:data:`FLUSH` seconds in all at most, providers in parallel)."""

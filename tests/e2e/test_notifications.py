@@ -177,3 +177,55 @@ def test_a_failing_receiver_is_retried_and_a_hanging_one_never_holds_a_sync(
         agent.stop()
         flaky.close()
         stuck.close()
+
+
+def test_an_aggregated_commit_status_waits_for_every_cluster() -> None:
+    """``commitStatus: aggregated``: one context for the revision, pending once, success once every cluster is
+    Synced and Healthy, failure as soon as one fails (and nothing after it)."""
+    import os
+
+    from agent import config
+    from agent.runtime import metrics, notify
+
+    receiver = Receiver("github", token="t", repository="acme/fleet")
+    os.environ["AGG_TOKEN"] = "t"
+    spec = config.Notification.model_validate(
+        {
+            "name": "gh",
+            "type": "github",
+            "token": {"env": "AGG_TOKEN"},
+            "apiURL": receiver.url,
+            "repository": "acme/fleet",
+            "commitStatus": "aggregated",
+        }
+    )
+    provider = notify.Provider(spec, "/srv/fleet", "i", metrics.Metrics())
+    every = frozenset({"a", "b"})
+    good, bad = "a" * 40, "b" * 40
+    try:
+        for cluster, sha, state in [
+            ("a", good, "pending"),
+            ("b", good, "pending"),
+            ("a", good, "success"),
+            ("a", bad, "pending"),
+            ("b", good, "success"),
+            ("a", bad, "failure"),
+            ("b", bad, "pending"),
+            ("b", bad, "success"),
+        ]:
+            provider.status(cluster, sha, state, f"{cluster} {state}", every)
+        wait_until(lambda: len(receiver.accepted) == 4, timeout=15)
+        time.sleep(3)
+        got = [(a["path"][-40:], a["body"]["state"], a["body"]["context"]) for a in receiver.accepted]
+        assert sorted(got) == sorted(
+            [
+                (good, "pending", "gitops-agent"),
+                (good, "success", "gitops-agent"),
+                (bad, "pending", "gitops-agent"),
+                (bad, "failure", "gitops-agent"),
+            ]
+        )
+        assert receiver.problems == []
+    finally:
+        provider.stop()
+        receiver.close()
