@@ -227,9 +227,13 @@ class Fleet:
     def apply_config(self, new: config.AgentConfig) -> dict[str, list[str]]:
         """Take a new, already validated config without a restart: clusters added get a worker, removed ones
         lose theirs (the sync in flight cancelled and waited for; their objects stay; no status is kept), changed
-        ones (or all, when a setting every runner uses changed) get a fresh worker; all of those sync at once.
-        ``server`` and ``sharding`` changes need a restart. Returns ``{"added", "removed", "changed"}``."""
+        ones (or all, when a setting every runner uses changed) get a fresh worker; all of those sync at once;
+        changed notifications replace the providers. ``server`` and ``sharding`` changes need a restart. Returns
+        ``{"added", "removed", "changed"}``. Raises ConfigError (nothing changed) when a new notification's
+        secret cannot be read."""
         old = self.cfg
+        # Built first: a notification whose secret cannot be read refuses the whole new config (ConfigError).
+        notifier = notify.Notifier(new, self.metrics) if new.notifications != old.notifications else None
         shared = (old.sync, old.instance, old.variables, old.ignore_differences)
         shared_changed = shared != (new.sync, new.instance, new.variables, new.ignore_differences)
         before = {c.name: c for c in old.clusters}
@@ -257,6 +261,10 @@ class Fleet:
             if owned is not None and name in owned:
                 w.resume()
         self._reconfigure_rollout(old, new)
+        if notifier is not None:
+            retired_notifier, self.notifier = self.notifier, notifier
+            self.events.on_event = notifier.event
+            retired_notifier.stop()
         if new.server != old.server or new.sharding != old.sharding:
             log.warning("config: server or sharding settings changed; they take effect after a restart")
         if self.leases:

@@ -31,7 +31,12 @@ def reload_once(agent: fleet.Fleet, path: pathlib.Path) -> bool:
     if new == agent.cfg:
         agent.state.record_config(None)
         return False
-    agent.apply_config(new)
+    try:
+        agent.apply_config(new)
+    except errors.ConfigError as e:  # e.g. a new notification's secret is not set: nothing was changed
+        log.error("config reload refused, still running on the last valid config: %s", e)
+        agent.state.record_config(str(e))
+        return False
     agent.state.record_config(None)
     return True
 

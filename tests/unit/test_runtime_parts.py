@@ -5,6 +5,7 @@ refusal to serve the API unauthenticated on a non-loopback address."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import socket
@@ -384,3 +385,21 @@ def test_decryption_on_a_cluster_needs_keys(tmp_path: pathlib.Path) -> None:
 def test_a_notification_says_what_it_lacks(spec: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         config.Notification.model_validate({"name": "n", **spec})
+
+
+def test_a_reload_whose_notification_secret_is_missing_changes_nothing(tmp_path: pathlib.Path) -> None:
+    from agent.runtime import fleet, reload
+
+    base = {
+        "source": {"url": str(tmp_path), "cacheDir": str(tmp_path / "c")},
+        "clusters": [{"name": "a", "kubeconfig": str(tmp_path / "k"), "paths": ["x"]}],
+    }
+    path = tmp_path / "agent.yaml"
+    path.write_text(json.dumps(base))
+    agent = fleet.Fleet(config.load_config(path))
+    before = agent.cfg
+    hook = {"name": "audit", "type": "webhook", "url": "http://127.0.0.1:9/x", "secret": {"env": "NOT_SET_ANYWHERE"}}
+    path.write_text(json.dumps({**base, "notifications": [hook]}))
+    assert not reload.reload_once(agent, path)
+    assert agent.cfg == before
+    assert "NOT_SET_ANYWHERE" in (agent.state.source_json()["config"]["error"] or "")
