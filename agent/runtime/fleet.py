@@ -59,7 +59,8 @@ class Fleet:
         self.metrics = metrics.Metrics()
         self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
         self.events = events.EventLog(self.notifier.event)
-        self._statuses: dict[str, str] = {}  # cluster -> the revision whose commit status is pending there
+        self._statuses: dict[str, tuple[str, str]] = {}  # cluster -> (revision, its commit status last posted)
+        self._status_lock = threading.Lock()  # held for an enqueue only, never across the network
         self.rollout = self._new_rollout(cfg)
         self.leases = (
             leases.Coordinator(cfg.sharding, cfg.instance, [c.name for c in cfg.clusters], self.set_owned)
@@ -126,35 +127,38 @@ class Fleet:
 
     def started(self, cluster: str, revision: resources.Revision) -> None:
         """A sync of ``revision`` starts on ``cluster``: a revision new there gets a pending commit status."""
-        last = self.state.last(cluster)
-        if self._statuses.get(cluster) != revision.sha and (last is None or last.revision != revision):
-            self._statuses[cluster] = revision.sha
-            every = frozenset(c.name for c in self.cfg.clusters)
-            self.notifier.commit_status(
-                cluster, revision.sha, "pending", f"syncing {revision.short} to {cluster}", every
-            )
+        with self._status_lock:
+            posted = self._statuses.get(cluster)
+            if posted is None or posted[0] != revision.sha:
+                self._statuses[cluster] = (revision.sha, "pending")
+                self._post(cluster, revision.sha, "pending", f"syncing {revision.short} to {cluster}")
 
     def _judge_health(self, name: str) -> None:
-        """Health events, and the pending commit status settled: success once Synced and Healthy, failure when
-        the sync failed or the cluster turned Degraded."""
+        """Health events, and the revision's commit status kept true: failure while its sync fails or the
+        cluster is Degraded, success once it is Synced and Healthy (posted when it changes)."""
         verdict = status.judge_health(self, name)
-        sha, last = self._statuses.get(name), self.state.last(name)
-        if sha is None or last is None or last.revision is None or last.revision.sha != sha:
+        posted, last = self._statuses.get(name), self.state.last(name)
+        if posted is None or last is None or last.revision is None or last.revision.sha != posted[0]:
             return
-        if last.error_kind is engine.ErrorKind.CANCELLED:
-            return
+        if last.error_kind in (engine.ErrorKind.CANCELLED, engine.ErrorKind.CLUSTER):
+            return  # no verdict on the revision
         if not last.ok:
             failed = "; ".join(f"{e.key}: {e.message}" for e in last.failed[:2])
-            self._settle(name, sha, "failure", last.error or failed or "sync failed")
+            state, why = "failure", last.error or failed or "sync failed"
         elif verdict is not None and verdict[0] is health.Health.HEALTHY:
-            self._settle(name, sha, "success", f"Synced and Healthy on {name}")
+            state, why = "success", f"Synced and Healthy on {name}"
         elif verdict is not None and verdict[0] is health.Health.DEGRADED:
-            self._settle(name, sha, "failure", f"Degraded: {verdict[1]}")
+            state, why = "failure", f"Degraded: {verdict[1]}"
+        else:
+            return  # still progressing
+        with self._status_lock:  # the worker and the health thread both judge: post each change once
+            if self._statuses.get(name) == posted and state != posted[1]:
+                self._statuses[name] = (posted[0], state)
+                self._post(name, posted[0], state, why)
 
-    def _settle(self, cluster: str, sha: str, state: str, description: str) -> None:
-        if self._statuses.pop(cluster, None) == sha:
-            every = frozenset(c.name for c in self.cfg.clusters)
-            self.notifier.commit_status(cluster, sha, state, description, every)
+    def _post(self, cluster: str, sha: str, state: str, description: str) -> None:
+        every = frozenset(c.name for c in self.cfg.clusters)
+        self.notifier.commit_status(cluster, sha, state, description, every)
 
     def _watch_health(self) -> None:
         """Every :data:`HEALTH_TICK` seconds, health changes between syncs (a pod that crashes) become events."""
