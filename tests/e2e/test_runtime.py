@@ -260,3 +260,55 @@ def test_a_frozen_cluster_never_delays_another(
         if agent.proc.poll() is None:
             agent.stop()
         frozen.stop()
+
+
+def test_orphans_are_reported_and_pruned_only_on_request(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """The inventory deleted out of band, then a file removed from git: its object is ours by its tracking
+    annotation but in neither git nor the inventory. `diff` and `sync` name it as an orphan (and `sync` keeps it);
+    `sync --prune-orphans` deletes it."""
+    import json
+    import sys
+
+    from reconcilers import inventory
+
+    (tc,) = clusters(1)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    git_repo.write_objects("app/a.yaml", ns, cm("kept", namespace))
+    git_repo.write_objects("app/b.yaml", cm("leaving", namespace))
+    git_repo.commit("two files")
+    config = make_config(git_repo, [cluster_entry(tc, "a", ["app"], namespace)], sync={"prune": True})
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agent.cli", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert cli("sync").returncode == 0
+    doc = yaml.safe_load(config.read_text())
+    inventories = dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap")
+    for item in inventories.get(
+        namespace="gitops-agent", label_selector=f"{inventory.INSTANCE_LABEL}-inventory={doc['instance']}"
+    ).items:
+        inventories.delete(name=item.metadata.name, namespace="gitops-agent")  # the inventory, deleted out of band
+    git_repo.remove("app/b.yaml")
+    git_repo.commit("b leaves git")
+
+    diff = cli("diff")
+    assert diff.returncode == 1, diff.stdout + diff.stderr
+    assert "orphan" in diff.stdout
+    assert "leaving" in diff.stdout
+    synced = cli("sync", "--json")
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    actions = {o["name"]: o["action"] for o in json.loads(synced.stdout)["a"]["objects"]}
+    assert actions["leaving"] == "orphaned"
+    assert actions["kept"] == "unchanged"
+    assert live_object(tc, "v1", "ConfigMap", "leaving", namespace) is not None  # reported, not pruned
+    pruned = cli("sync", "--json", "--prune-orphans")
+    assert {o["name"]: o["action"] for o in json.loads(pruned.stdout)["a"]["objects"]}["leaving"] == "pruned"
+    assert live_object(tc, "v1", "ConfigMap", "leaving", namespace) is None
+    assert live_object(tc, "v1", "ConfigMap", "kept", namespace) is not None
