@@ -147,23 +147,30 @@ def cluster_entry(tc: TestCluster, name: str, paths: list[str], namespace: str =
     return {"name": name, "kubeconfig": str(tc.kubeconfig), "namespace": namespace, "paths": paths}
 
 
-def agent_writes(tc: TestCluster, since: int = 0) -> list[dict[str, Any]]:
-    """The write requests (create/update/patch/delete, not dry runs) the agent sent to ``tc``, from its audit
-    log after byte offset ``since`` (see :func:`audit_offset`)."""
-    out = []
-    with (tc.data_dir / "audit.log").open("rb") as f:
+def audit_events(tc: TestCluster, since: int = 0) -> Iterator[dict[str, Any]]:
+    """The events of ``tc``'s audit log (write requests) after byte offset ``since`` (see :func:`audit_offset`),
+    stopping before a line the API server is still writing."""
+    log = tc.data_dir / "audit.log"
+    if not log.exists():
+        return
+    with log.open("rb") as f:
         f.seek(since)
         for line in f:
             if not line.endswith(b"\n"):
-                break  # the API server is still writing this event
-            event = json.loads(line)
-            if (
-                event.get("stage") == "ResponseComplete"
-                and str(event.get("userAgent", "")).startswith("gitops-agent/")
-                and "dryRun=All" not in event.get("requestURI", "")
-            ):
-                out.append(event)
-    return out
+                return
+            yield json.loads(line)
+
+
+def agent_writes(tc: TestCluster, since: int = 0) -> list[dict[str, Any]]:
+    """The write requests (create/update/patch/delete, not dry runs) the agent sent to ``tc``, from its audit
+    log after byte offset ``since`` (see :func:`audit_offset`)."""
+    return [
+        event
+        for event in audit_events(tc, since)
+        if event.get("stage") == "ResponseComplete"
+        and str(event.get("userAgent", "")).startswith("gitops-agent/")
+        and "dryRun=All" not in event.get("requestURI", "")
+    ]
 
 
 def audit_offset(tc: TestCluster) -> int:

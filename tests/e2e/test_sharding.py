@@ -5,13 +5,12 @@ duration, and a replica stopped with SIGTERM hands its clusters over at once."""
 from __future__ import annotations
 
 import itertools
-import json
 import signal
 import time
 import uuid
 from typing import Any
 
-from tests.conftest import GitRepo, cluster_entry, live_object, wait_until
+from tests.conftest import GitRepo, audit_events, cluster_entry, live_object, wait_until
 from tests.e2e.test_faults import Agent, cm
 from tests.e2e.test_run_status import free_port
 from tests.e2e.test_sync_corpora import ensure_namespace
@@ -38,15 +37,7 @@ def leases(home: Any, namespace: str) -> dict[str, Any]:
 def writers(tc: Any, namespace: str) -> list[str]:
     """The replicas that wrote objects to ``namespace`` in ``tc``, in time order (from the audit log's user
     agents)."""
-    events = []
-    for line in (tc.data_dir / "audit.log").read_text().splitlines():
-        e = json.loads(line)
-        agent = str(e.get("userAgent", ""))
-        uri = str(e.get("requestURI", ""))
-        leases_ = "/apis/coordination.k8s.io/" in uri  # the home cluster's Leases, written by every replica
-        if "(replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri and not leases_:
-            events.append((e["requestReceivedTimestamp"], agent.split("(replica ", 1)[1].rstrip(")")))
-    return [w for _, w in sorted(events)]
+    return [replica for _, replica in _writes(tc, namespace, 0)]
 
 
 def test_three_replicas_share_five_clusters_and_take_over_from_a_killed_one(
@@ -178,17 +169,13 @@ def test_a_missing_lease_namespace_is_named_and_no_cluster_is_taken(clusters: An
 
 def _writes(tc: Any, namespace: str, since: int) -> list[tuple[str, str]]:
     """(time received, replica) of every write into ``namespace`` of ``tc`` after byte ``since`` of its audit
-    log, in time order (Leases and dry runs left out)."""
+    log, in time order (dry runs and the home cluster's Leases, written by every replica, left out)."""
     out = []
-    with (tc.data_dir / "audit.log").open("rb") as f:
-        f.seek(since)
-        for line in f:
-            if not line.endswith(b"\n"):
-                break  # the API server is still writing this event
-            e = json.loads(line)
-            agent, uri = str(e.get("userAgent", "")), str(e.get("requestURI", ""))
-            if "(replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri:
-                out.append((str(e["requestReceivedTimestamp"]), agent.split("(replica ", 1)[1].rstrip(")")))
+    for e in audit_events(tc, since):
+        agent, uri = str(e.get("userAgent", "")), str(e.get("requestURI", ""))
+        leases_ = "/apis/coordination.k8s.io/" in uri
+        if "(replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri and not leases_:
+            out.append((str(e["requestReceivedTimestamp"]), agent.split("(replica ", 1)[1].rstrip(")")))
     return sorted(out)
 
 
