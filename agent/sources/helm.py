@@ -11,7 +11,8 @@ is offline: ``lookup`` finds nothing. Renders are cached by chart content, relea
 so clusters alike and resyncs with nothing changed run no ``helm`` (:func:`renders` counts the runs).
 
 Helm hooks (``helm.sh/hook``) are refused with a clear error naming the template, never applied as plain
-objects: sync phases and hooks are not implemented yet. Used by :mod:`agent.sources.manifests`.
+objects: sync phases and hooks are not implemented yet (:mod:`reconcilers.hooks`). Used by
+:mod:`agent.sources.manifests`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from reconcilers import errors
 
 TIMEOUT = 120.0
 """Seconds one ``helm template`` may take."""
-HOOK_ANNOTATION = "helm.sh/hook"
 _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
 
@@ -141,15 +141,3 @@ def split(output: str) -> list[tuple[str, str]]:
         found = _SOURCE.search(doc)
         pairs.append((found.group(1).strip() if found else "(unknown template)", doc))
     return pairs
-
-
-def refuse_hook(annotations: object, source_file: str, index: int) -> None:
-    """Raise :class:`errors.ManifestError` when ``annotations`` mark a Helm hook (refused until sync phases
-    exist: a hook applied as a plain object would run at the wrong time and stay as drift)."""
-    if isinstance(annotations, dict) and HOOK_ANNOTATION in annotations:
-        raise errors.ManifestError(
-            source_file,
-            index,
-            f"Helm hook ({HOOK_ANNOTATION}: {annotations[HOOK_ANNOTATION]}) is not supported yet (sync phases and "
-            "hooks are not implemented): turn the hook off in the chart's values",
-        )

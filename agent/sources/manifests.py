@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from agent.sources import helm, kustomize, sops
-from reconcilers import errors, resources
+from reconcilers import errors, hooks, resources
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """The largest manifest file read (bytes)."""
@@ -255,6 +255,9 @@ def _expand(doc: Any, source_file: str, index: int) -> Iterator[dict[str, Any]]:
 
 
 def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) -> dict[str, Any]:
+    refused = hooks.refusal(body)  # before the name: a hook may have only a generateName
+    if refused:
+        raise errors.ManifestError(source_file, index, f"{prefix}{refused}")
     for field in ("apiVersion", "kind"):
         if not isinstance(body.get(field), str) or not body[field]:
             raise errors.ManifestError(
@@ -277,7 +280,6 @@ def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: 
         for m in parse_stream(doc, source_file, source_path):
             index = seen[source_file]
             seen[source_file] += 1
-            helm.refuse_hook((m.body.get("metadata") or {}).get("annotations"), source_file, index)
             out.append(dataclasses.replace(m, doc_index=index))
     return out
 

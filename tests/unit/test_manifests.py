@@ -8,6 +8,7 @@ import time
 from concurrent import futures
 
 import pytest
+import yaml
 
 from agent.sources import manifests
 from reconcilers import errors, resources
@@ -204,3 +205,40 @@ def test_short_strings_are_shared_across_documents(tmp_path: pathlib.Path) -> No
     assert a["apiVersion"] == "apps/v1"
     assert a["data"]["k"] == b["data"]["k"] == long_value
     assert a["data"]["k"] is not b["data"]["k"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "what"),
+    [
+        ("argocd.argoproj.io/hook", "PreSync", "Argo CD hook"),
+        ("helm.sh/hook", "post-install", "Helm hook"),
+        ("gitops-agent.io/phase", "PostSync", "sync phase"),
+    ],
+)
+def test_hooks_are_refused_never_applied_as_plain_objects(
+    tmp_path: pathlib.Path, annotation: str, value: str, what: str
+) -> None:
+    """A hook Job as Argo CD users write it (``generateName``, no name) is named as a hook, not as a nameless
+    object; sync phases do not exist yet, so it is refused with file and document."""
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"generateName": "migrate-", "annotations": {annotation: value}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "m:1"}]}}},
+    }
+    plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "all.yaml").write_text(yaml.safe_dump_all([plain, job]))
+    with pytest.raises(errors.ManifestError) as caught:
+        manifests.load_paths(tmp_path, ["app"])
+    assert str(caught.value).startswith(f"app/all.yaml#1: {what} ({annotation}: {value}) is not supported yet")
+
+
+def test_the_sync_phase_is_an_ordinary_object(tmp_path: pathlib.Path) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "annotations": {"gitops-agent.io/phase": "Sync"}},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(body))
+    assert [m.key.name for m in manifests.load_paths(tmp_path, ["c.yaml"])] == ["c"]
