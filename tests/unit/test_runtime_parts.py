@@ -23,6 +23,7 @@ from agent import config
 from agent.clusters import kubeconfig
 from agent.sources import git, trees
 from reconcilers import cancel, errors
+from tests.conftest import wait_until
 
 
 @pytest.fixture
@@ -403,3 +404,57 @@ def test_a_reload_whose_notification_secret_is_missing_changes_nothing(tmp_path:
     assert not reload.reload_once(agent, path)
     assert agent.cfg == before
     assert "NOT_SET_ANYWHERE" in (agent.state.source_json()["config"]["error"] or "")
+
+
+def _rollout_config(tmp_path: pathlib.Path, rollout: bool) -> config.AgentConfig:
+    return config.AgentConfig.model_validate(
+        {
+            "source": {"url": str(tmp_path), "cacheDir": str(tmp_path / "c")},
+            "clusters": [{"name": n, "kubeconfig": str(tmp_path / "none"), "paths": ["x"]} for n in ("a", "b")],
+            **({"rollout": {"order": ["a", "b"]}} if rollout else {}),
+        }
+    )
+
+
+def test_the_rollout_loop_survives_an_exception_and_goes_on(tmp_path: pathlib.Path) -> None:
+    """A step that raises (a bug) halts that rollout with the reason instead of ending the thread: the next
+    revision still rolls out."""
+    import datetime
+
+    from agent.runtime import rollout
+    from reconcilers import engine, health, resources
+
+    calls: list[str] = []
+
+    def run(name: str, revision: resources.Revision) -> engine.ReconcileResult:
+        calls.append(f"{name}@{revision.sha[:1]}")
+        if revision.sha.startswith("1"):
+            raise RuntimeError("boom")
+        now = datetime.datetime.now(datetime.UTC)
+        return engine.ReconcileResult(name, revision, (), now, 0.0, health=health.Health.HEALTHY)
+
+    r = rollout.Rollout(_rollout_config(tmp_path, True), run)  # no store: nothing to restore
+    r.start()
+    try:
+        r.notify(resources.Revision("1" * 40, "main"))
+        wait_until(lambda: r.state == "Halted", timeout=5)
+        assert r.status_json()["message"] == "internal error: RuntimeError: boom"
+        r.notify(resources.Revision("2" * 40, "main"))
+        wait_until(lambda: r.state == "Complete" and r.revision and r.revision.sha.startswith("2"), timeout=5)
+        assert calls == ["a@1", "a@2", "b@2"]
+    finally:
+        r.stop()
+
+
+def test_a_reload_turns_rollout_off_and_on(tmp_path: pathlib.Path) -> None:
+    from agent.runtime import fleet
+
+    agent = fleet.Fleet(_rollout_config(tmp_path, True))
+    assert agent.rollout is not None
+    agent.apply_config(_rollout_config(tmp_path, False))  # used to trip an assertion
+    assert agent.rollout is None
+    assert agent.revision_for("a") is None  # the source's revision (none fetched yet), not a rollout target
+    agent.apply_config(_rollout_config(tmp_path, True))
+    assert agent.rollout is not None
+    assert agent.rollout.status_json()["state"] == "Idle"
+    agent.shutdown()
