@@ -199,8 +199,7 @@ class Rollout:
                 for name in (every if names is None else names)
                 if name in every
             }
-        for name, doc in docs.items():
-            self.store.save(name, doc)
+        self.store.save_all(docs)
 
     def _superseded(self, revision: resources.Revision) -> bool:
         with self._lock:
