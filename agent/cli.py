@@ -25,6 +25,7 @@ import pathlib
 import sys
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 
 import rich.console
 import rich.syntax
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_sync = sub.add_parser("sync", help="reconcile every (or the named) cluster once")
     p_sync.add_argument("--config", required=True, help="the agent config file")
     p_sync.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+    p_sync.add_argument("--app", help="only this app (on the clusters it is placed on, or the --cluster ones)")
     p_sync.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
     p_sync.add_argument("--json", action="store_true", help="print the results as JSON")
     p_sync.add_argument("--force-prune", action="store_true", help="prune even beyond the prune budget")
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_diff = sub.add_parser("diff", help="show what a sync would change (exit 0 in sync, 1 drift, 2 error)")
     p_diff.add_argument("--config", required=True, help="the agent config file")
     p_diff.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+    p_diff.add_argument("--app", help="only this app")
     p_diff.add_argument("--revision", help="a commit, branch or tag of the source not yet deployed")
     p_status = sub.add_parser(
         "status", help="a table of every cluster from a running agent (exit 1 unless all are Synced and Healthy)"
@@ -107,13 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sync(
                 cfg,
                 args.cluster,
+                app=args.app,
                 dry_run=args.dry_run,
                 as_json=args.json,
                 force_prune=args.force_prune,
                 prune_orphans=args.prune_orphans,
             )
         if args.command == "diff":
-            return _diff(cfg, args.cluster, args.revision)
+            return _diff(cfg, args.cluster, args.app, args.revision)
         if args.command == "clusters":
             return _clusters_check(cfg, args.cluster)
         return _run(cfg, pathlib.Path(args.config))
@@ -126,14 +130,14 @@ def _sync(
     cfg: config.AgentConfig,
     names: list[str] | None,
     *,
+    app: str | None,
     dry_run: bool,
     as_json: bool,
     force_prune: bool,
     prune_orphans: bool,
 ) -> int:
-    source = local.open_source(cfg.source)
     results = runner.sync_fleet(
-        cfg, source, names, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+        cfg, _sources(cfg), names, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
     )
     if as_json:
         print(json.dumps({r.cluster: state.result_json(r) for r in results}))  # compact: the C encoder
@@ -145,9 +149,13 @@ def _sync(
 _CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED, apply.Action.ORPHANED)
 
 
-def _diff(cfg: config.AgentConfig, names: list[str] | None, revision: str | None) -> int:
+def _sources(cfg: config.AgentConfig) -> dict[str, local.Source]:
+    return {n: local.open_source(s) for n, s in cfg.all_sources().items()}
+
+
+def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revision: str | None) -> int:
     """Like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would change, 2 on any error."""
-    results = runner.sync_fleet(cfg, local.open_source(cfg.source), names, dry_run=True, revision=revision)
+    results = runner.sync_fleet(cfg, _sources(cfg), names, app=app, dry_run=True, revision=revision)
     out = rich.console.Console(highlight=False)
     drift = False
     for r in results:
@@ -188,6 +196,9 @@ def _status(url: str, token: str | None) -> int:
     try:
         with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the user's own agent URL
             status = json.loads(resp.read())
+        request = urllib.request.Request(url.rstrip("/") + "/api/v1/apps", headers=request.headers)  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the user's own agent URL
+            found_apps = json.loads(resp.read()).get("apps") or []
     except (OSError, ValueError) as e:
         err.print(f"[bold red]error:[/] cannot read {request.full_url}: {e}")
         return EXIT_ERROR
@@ -216,17 +227,44 @@ def _status(url: str, token: str | None) -> int:
     if not out.is_terminal:
         out = rich.console.Console(width=200, highlight=False)
     out.print(table)
-    source = status.get("source") or {}
-    if source.get("error"):
-        out.print(f"[bold red]source:[/] {source['error']}")
+    if found_apps:
+        out.print(_apps_matrix(found_apps, [c["name"] for c in status.get("clusters") or []]))
+        healthy = healthy and all(
+            c["syncStatus"] == "Synced" and c["health"] == "Healthy" for a in found_apps for c in a["clusters"]
+        )
+    sources: dict[str, Any] = status.get("sources") or {"default": status.get("source") or {}}
+    for source_name, source in sources.items():
+        if source.get("error"):
+            out.print(f"[bold red]source {source_name}:[/] {source['error']}")
     return EXIT_OK if healthy else EXIT_FAILED
+
+
+def _apps_matrix(found: list[dict[str, Any]], clusters: list[str]) -> rich.table.Table:
+    """Apps x clusters: each cell the app's sync status and health there ("-" where it is not placed)."""
+    table = rich.table.Table(title="apps", title_justify="left")
+    table.add_column("app", overflow="fold")
+    for cluster in clusters:
+        table.add_column(cluster, overflow="fold")
+    for a in found:
+        cells: dict[str, dict[str, Any]] = {c["cluster"]: c for c in a["clusters"]}
+        row = []
+        for name in clusters:
+            cell = cells.get(name)
+            if cell is None:
+                row.append("-")
+                continue
+            good = cell["syncStatus"] == "Synced" and cell["health"] == "Healthy"
+            note = f"\n{cell['syncStatusReason']}" if cell["syncStatusReason"] else ""
+            row.append(f"[{'green' if good else 'red'}]{cell['syncStatus']} {cell['health']}[/]{note}")
+        table.add_row(a["name"], *row)
+    return table
 
 
 def _clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
     """0 when every cluster is reachable and allows all the desired state needs, 1 otherwise."""
     from agent.clusters import checks
 
-    source = local.open_source(cfg.source)
+    source = local.open_source(cfg.default_source)
     with contextlib.ExitStack() as held:
         try:
             checkout: pathlib.Path | None = held.enter_context(source.tree(source.fetch()))
@@ -254,8 +292,9 @@ def _clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
 
 
 def exit_code(results: Sequence[engine.ReconcileResult]) -> int:
-    """2 when any cluster had a config or source error, else 1 when any result is not ok, else 0."""
-    if any(r.error_kind in (engine.ErrorKind.CONFIG, engine.ErrorKind.SOURCE) for r in results):
+    """2 when any cluster or app had a config or source error, else 1 when any result is not ok, else 0."""
+    bad = (engine.ErrorKind.CONFIG, engine.ErrorKind.SOURCE)
+    if any(r.error_kind in bad or any(a.error_kind in bad for a in r.apps) for r in results):
         return EXIT_ERROR
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
@@ -279,6 +318,10 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
             out.print(title)
         counts = ", ".join(f"{n} {a}" for a, n in r.counts.items() if n) or "no objects"
         out.print(f"  {counts} in {r.duration:.2f}s", highlight=False)
+        for a in r.apps if len(r.apps) > 1 else ():
+            app_counts = ", ".join(f"{n} {k}" for k, n in a.counts.items() if n) or "no objects"
+            mark = "[green]ok[/]" if a.ok else f"[bold red]{a.error_kind.value if a.error_kind else 'failed'}[/]"
+            out.print(f"  app [bold]{a.app}[/]: {mark} ({app_counts})", highlight=False)
         if r.error:
             out.print(
                 f"  [bold red]error ({r.error_kind.value if r.error_kind else '?'}):[/] {r.error}", highlight=False

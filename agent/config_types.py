@@ -173,14 +173,17 @@ class ClusterDecryption(_Model):
 
 class ClusterConfig(ClusterConnection):
     """One target cluster: how to reach it (see :class:`ClusterConnection`; ``name`` unique), ``namespace``
-    for namespaced objects that name none (default ``default``); ``paths``: directories or files in the
-    repository, relative to its root (no ``..``); ``ignoreDifferences``: ignore rules for this cluster only;
+    for namespaced objects that name none (default ``default``); ``labels``: what apps' placement selectors
+    match (``env: prod``); ``paths``: directories or files in the source named ``default``, relative to its root
+    (no ``..``), each one app on this cluster only (sugar for ``apps``); ``ignoreDifferences``: ignore rules for
+    this cluster only;
     ``substitute``: replace ``${NAME}`` in its manifests with the config's ``variables`` (default false);
     ``decryption``: see :class:`ClusterDecryption`.
     """
 
     namespace: str = "default"
-    paths: tuple[str, ...] = pydantic.Field(min_length=1)
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    paths: tuple[str, ...] = ()
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     substitute: bool = False
     decryption: ClusterDecryption = ClusterDecryption()

@@ -23,7 +23,7 @@ from common import REPO, TestCluster, make_repo, write_config
 
 sys.path.insert(0, str(REPO))
 
-from agent import config
+from agent import apps, config
 from agent.runtime import runner
 from agent.sources import git, manifests
 from reconcilers import engine
@@ -41,7 +41,7 @@ def main() -> None:
         try:
             repo = make_repo(tmp / "repo", "bench-resync", args.configmaps, args.deployments)
             cfg = config.load_config(write_config(tmp / "agent.yaml", repo, [tc]))
-            source = git.GitSource(cfg.source)
+            source = git.GitSource(cfg.default_source)
             revision = source.fetch()
             checkout = source.tree(revision).__enter__()  # held for the benchmark's life
             r = runner.ClusterRunner(cfg, cfg.clusters[0], watch=True)
@@ -62,7 +62,8 @@ def main() -> None:
                         result = r.reconcile(revision, checkout)
                     else:
                         desired = manifests.load_paths(checkout, cfg.clusters[0].paths)
-                        options = runner.options_for(cfg, cfg.clusters[0], dry_run=False)
+                        unit = apps.units(cfg, cfg.clusters[0])[0]
+                        options = runner.options_for(cfg, cfg.clusters[0], unit, dry_run=False)
                         result = engine.reconcile(r.kube, desired, options, cluster="resync", revision=revision)
                     walls.append(time.perf_counter() - t0)
                     sent += collections.Counter(r.kube.requests) - before

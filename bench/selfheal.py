@@ -43,7 +43,7 @@ def main() -> None:
         try:
             repo = make_repo(tmp / "repo", ns, args.configmaps, args.deployments)
             cfg = config.load_config(write_config(tmp / "agent.yaml", repo, [tc], selfHeal=True))
-            source = git.GitSource(cfg.source)
+            source = git.GitSource(cfg.default_source)
             revision = source.fetch()
             r = runner.ClusterRunner(cfg, cfg.clusters[0], watch=True)
             result = r.reconcile(revision, source.tree(revision).__enter__())  # the tree is held for the run

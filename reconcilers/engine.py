@@ -36,7 +36,9 @@ class ErrorKind(enum.Enum):
     """Why a reconcile did not run to its end: ``config`` and ``source`` errors write nothing; ``cluster`` errors
     (unreachable, refused credentials) may leave a partial sync; ``prune`` is a prune refused for safety (the
     apply went through); ``cancelled``: stopped before a write (Lease lost, cluster removed, shutdown), what was
-    written stays and the inventory already names it; ``internal`` is a bug."""
+    written stays and the inventory already names it; ``internal`` is a bug; ``waiting``: an app did not sync
+    because an app it depends on is not Synced and Healthy yet (nothing written); ``apps``: a cluster's result
+    when some of its apps failed (each app's own result says how; the others went on)."""
 
     CONFIG = "config"
     SOURCE = "source"
@@ -44,6 +46,8 @@ class ErrorKind(enum.Enum):
     PRUNE = "prune"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    WAITING = "waiting"
+    APPS = "apps"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +57,10 @@ class ReconcileOptions:
     ``apply`` (see :class:`apply.ApplyOptions`); ``prune`` (see :class:`prune.PruneOptions`); ``ignore``: the
     configured ignore rules (HPA targets are added); ``default_namespace`` for namespaced objects that name none;
     ``timeout`` (seconds) for waits such as CRDs becoming Established; ``instance`` names this agent in tracking
-    labels; ``paths`` are the cluster's configured paths (one inventory each); ``inventory_namespace`` holds them.
+    labels; ``paths`` are the inventory keys of this sync (one inventory each: a ``paths`` entry or ``app:<name>``);
+    ``inventory_namespace`` holds them; ``protected``: objects other apps on the cluster desire now: never pruned
+    here, and dropped from this sync's inventories (they moved to another app); ``scan_orphans``: report orphans
+    (off when the caller scans once for all its apps).
     """
 
     apply: apply.ApplyOptions = dataclasses.field(default_factory=apply.ApplyOptions)
@@ -64,6 +71,8 @@ class ReconcileOptions:
     instance: str = "gitops-agent"
     paths: tuple[str, ...] = ()
     inventory_namespace: str = "gitops-agent"
+    protected: frozenset[resources.ResourceKey] = frozenset()
+    scan_orphans: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +83,10 @@ class ReconcileResult:
     ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end);
     ``started`` is UTC, ``duration`` in seconds. ``desired`` and ``inventory`` are what self-heal needs: the
     objects as applied and their inventory entries. ``health`` is set when the sync waited for health (the
-    worst object's state when the wait ended, with ``health_message`` saying which object and why).
+    worst object's state when the wait ended, with ``health_message`` saying which object and why). ``app`` names
+    the app of a one-app result; a cluster's result made of apps lists them in ``apps`` (its entries, desired and
+    inventory are theirs together). ``known``: every object this sync had reason to know (desired, inventoried,
+    pruned), for an orphan scan across apps.
     """
 
     cluster: str
@@ -89,6 +101,9 @@ class ReconcileResult:
     inventory: Mapping[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict, repr=False)
     health: health.Health | None = None
     health_message: str = ""
+    app: str = ""
+    apps: tuple[ReconcileResult, ...] = dataclasses.field(default=(), repr=False)
+    known: frozenset[resources.ResourceKey] = dataclasses.field(default=frozenset(), repr=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -121,6 +136,7 @@ def reconcile(
     revision: resources.Revision | None,
     live: client.LiveView | None = None,
     cancel: cancel_.Token | None = None,
+    store_kube: client.KubeClient | None = None,
 ) -> ReconcileResult:
     """Sync ``manifests`` into the cluster behind ``kube``; ``live`` is the cluster's live cache, if any.
 
@@ -128,7 +144,8 @@ def reconcile(
     returns at once with ``error_kind=CANCELLED`` and the entries so far, and sends no write after the requests
     already in flight have returned. Never raises for cluster errors (they end the result); raises
     :class:`errors.SourceError` for duplicate identities and unreadable inventories, before any request that
-    writes.
+    writes. ``store_kube`` reads and writes the inventories (default ``kube``: an app that impersonates a team's
+    identity still keeps its inventory with the agent's own).
     """
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
@@ -138,10 +155,13 @@ def reconcile(
     records: dict[resources.ResourceKey, inventory.Entry] = {}
     dry_run = options.apply.dry_run
 
+    known: set[resources.ResourceKey] = set()
+
     def result(error: str | None = None, kind: ErrorKind | None = None) -> ReconcileResult:
         return ReconcileResult(
-            cluster, revision, tuple(entries), started, time.monotonic() - t0, dry_run, error, kind, desired, records
-        )
+            cluster, revision, tuple(entries), started, time.monotonic() - t0, dry_run, error, kind, desired, records,
+            known=frozenset(known | set(desired)),
+        )  # fmt: skip
 
     try:
         token.check()
@@ -157,15 +177,16 @@ def reconcile(
                 ignore.pointers_for(m, rules),
                 tracking,
             )
-        store = inventory.Store(kube, tracking, options.inventory_namespace, options.apply.field_manager)
+        store = inventory.Store(store_kube or kube, tracking, options.inventory_namespace, options.apply.field_manager)
         previous = store.read(options.paths)
-        known = {k: e for inv in previous.values() for k, e in inv.entries.items()}
+        previously = {k: e for inv in previous.values() for k, e in inv.entries.items()}
+        known.update(previously)
         by_path = {p: [k for k, d in desired.items() if d.manifest.source_path == p] for p in options.paths}
         if not dry_run:
             for p in options.paths:  # record intent before acting: whatever we create is owned
                 store.merge(p, add=by_path[p], cancel=token)
         entries.extend(unplaceable)
-        _apply_stages(kube, desired, options, live, known, entries, records, cluster, token)
+        _apply_stages(kube, desired, options, live, previously, entries, records, cluster, token)
         error: str | None = None
         kind: ErrorKind | None = None
         gone: set[resources.ResourceKey] = set()
@@ -173,12 +194,18 @@ def reconcile(
             error, gone = _prune(kube, previous, by_path, tracking, options, entries, token)
             kind = ErrorKind.PRUNE if error else None
         if not dry_run:
+            moved = {k for inv in previous.values() for k in inv.entries if k in options.protected}
             for p in options.paths:
                 put = {k: records[k] for k in by_path[p] if k in records}
-                store.merge(p, put=put, add=by_path[p], drop=gone, cancel=token)
-        if live is not None and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
-            known_now = set(desired) | set(known) | gone
-            entries.extend(prune.orphans(kube, live, known_now, tracking, options.prune, dry_run=dry_run, cancel=token))
+                store.merge(p, put=put, add=by_path[p], drop=gone | moved, cancel=token)
+        if (
+            options.scan_orphans
+            and live is not None
+            and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries)
+        ):
+            entries.extend(
+                prune.orphans(kube, live, known | set(desired), tracking, options.prune, dry_run=dry_run, cancel=token)
+            )
     except errors.CancelledError as e:
         return result(f"cancelled: {e}", ErrorKind.CANCELLED)
     except errors.ClusterError as e:
@@ -224,6 +251,8 @@ def _prune(
 ) -> tuple[str | None, set[resources.ResourceKey]]:
     """Prune; returns the refusal (None when all went as planned) and the keys no longer ours."""
     plan = prune.plan(previous, by_path, options.prune)
+    if options.protected:  # desired by another app now: moved there, not deleted
+        plan = dataclasses.replace(plan, candidates=[c for c in plan.candidates if c[0] not in options.protected])
     if plan.error:
         return plan.error, set()
     done, keep = prune.execute(kube, plan, tracking, options.prune, dry_run=options.apply.dry_run, cancel=token)

@@ -221,7 +221,7 @@ def runner_for(config_path: pathlib.Path, cluster: str = "a", *, watch: bool = T
     from agent.sources import git
 
     cfg = config.load_config(config_path)
-    source = git.GitSource(cfg.source)
+    source = git.GitSource(cfg.default_source)
     revision = source.fetch()
     held = source.tree(revision)
     _HELD.append(held)  # held (never evicted) for the rest of the session

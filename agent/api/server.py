@@ -34,7 +34,7 @@ import fastapi
 import uvicorn
 
 from agent.api import webhooks
-from agent.runtime import fleet
+from agent.runtime import appstatus, fleet
 from reconcilers import errors
 
 OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
@@ -101,6 +101,17 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
             raise fastapi.HTTPException(404, f"no cluster named {name!r}")
         return _json(found)
 
+    @api.get("/api/v1/apps", response_class=fastapi.responses.JSONResponse)
+    def apps_all() -> fastapi.Response:
+        return _json({"apps": appstatus.apps_json(agent)})
+
+    @api.get("/api/v1/apps/{name}", response_class=fastapi.responses.JSONResponse)
+    def app_one(name: str, objects: bool = OBJECTS) -> fastapi.Response:
+        found = appstatus.apps_json(agent, app=name, objects=objects)
+        if not found:
+            raise fastapi.HTTPException(404, f"no app named {name!r}")
+        return _json(found[0])
+
     @api.get("/api/v1/events", response_class=fastapi.responses.JSONResponse)
     def events(cluster: str | None = None, limit: int = fastapi.Query(100, ge=0, le=100)) -> fastapi.Response:
         return _json({"events": agent.events.json(cluster, limit)})
@@ -128,13 +139,14 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         body = await _read_capped(request, server.max_body_bytes)
         if body is None:
             raise fastapi.HTTPException(413, f"body over {server.max_body_bytes} bytes")
-        verdict = webhooks.judge(provider, secret, request.headers, body, agent.cfg.source.ref)
+        sources = {n: (s.url, s.ref) for n, s in agent.cfg.all_sources().items()}
+        verdict = webhooks.judge(provider, secret, request.headers, body, sources)
         if verdict.status >= 400:
             raise fastapi.HTTPException(verdict.status, verdict.reason)
         if verdict.trigger:
-            agent.fetch_soon()
+            agent.fetch_soon(list(verdict.sources))
         response.status_code = verdict.status
-        return {"triggered": verdict.trigger, "reason": verdict.reason}
+        return {"triggered": verdict.trigger, "reason": verdict.reason, "sources": list(verdict.sources)}
 
     app.include_router(api)
     return app

@@ -11,6 +11,7 @@ list every served kind, with a fallback to per-group discovery for older servers
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import logging
 import threading
@@ -61,6 +62,19 @@ class KubeCluster:
         frozen between a sync's own check and the request still does not write once its Lease moved."""
         self.requests: collections.Counter[str] = collections.Counter()
         """Requests sent, by verb: get, list, watch, apply, apply-dry-run, delete, discovery."""
+        self.impersonate: str | None = None
+        """The user every request impersonates (``Impersonate-User``), None for the connection's own identity."""
+        self._origin: KubeCluster | None = None  # an impersonating copy's discovery is its origin's
+
+    def impersonating(self, user: str) -> KubeCluster:
+        """This connection acting as ``user`` (e.g. ``system:serviceaccount:team-a:deployer``): every request
+        carries ``Impersonate-User`` (Kubernetes docs, "User impersonation"), so the API server authorizes it as
+        that user and its RBAC decides. Shares the transport, the discovery cache, the fence and the request
+        counts; the agent's own identity needs the ``impersonate`` verb on that service account."""
+        other = copy.copy(self)
+        other.impersonate = user
+        other._origin = self._origin or self
+        return other
 
     @property
     def server(self) -> str:
@@ -74,6 +88,8 @@ class KubeCluster:
     # -- discovery -----------------------------------------------------------------------------------------
     def resource_type(self, group: str, kind: str) -> client.ResourceType | None:
         """See :meth:`reconcilers.client.KubeClient.resource_type`."""
+        if self._origin is not None:
+            return self._origin.resource_type(group, kind)
         with self._lock:
             if self._types is None:
                 self._types = self._discover()
@@ -81,6 +97,8 @@ class KubeCluster:
 
     def refresh_discovery(self) -> None:
         """See :meth:`reconcilers.client.KubeClient.refresh_discovery`."""
+        if self._origin is not None:
+            return self._origin.refresh_discovery()
         types = self._discover()
         with self._lock:
             self._types = types
@@ -324,6 +342,8 @@ class KubeCluster:
                 raise errors.CancelledError(fenced)
         self.requests[verb] += 1
         headers = {"Accept": accept, "Content-Type": content_type}
+        if self.impersonate:
+            headers["Impersonate-User"] = self.impersonate
         # The client JSON-encodes bodies of JSON types itself; other types (apply-patch+yaml) go as text.
         json_body = "json" in content_type  # the client encodes every JSON type (merge-patch+json too)
         payload = body if json_body or body is None else json.dumps(body, separators=(",", ":"))

@@ -26,13 +26,13 @@ import logging
 import pathlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import config
+from agent import apps, config
 from agent.runtime import events, leases, metrics, notify, rollout, rollout_store, runner, state, status, worker
 from agent.sources import helm, local
 from reconcilers import engine, errors, health, resources
@@ -54,8 +54,8 @@ class Fleet:
 
     def __init__(self, cfg: config.AgentConfig) -> None:
         self.cfg = cfg
-        self.state = state.AgentState([c.name for c in cfg.clusters])
-        self.source = local.open_source(cfg.source)
+        self.state = state.AgentState([c.name for c in cfg.clusters], list(cfg.all_sources()))
+        self.sources: dict[str, local.Source] = {n: local.open_source(s) for n, s in cfg.all_sources().items()}
         self.metrics = metrics.Metrics()
         self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
         self.events = events.EventLog(self.notifier.event)
@@ -73,7 +73,9 @@ class Fleet:
         self.workers: dict[str, worker.Worker] = {c.name: self._new_worker(cfg, c) for c in cfg.clusters}
         self._lock = threading.Lock()
         self.fetched = threading.Event()
-        self._fetch_wanted = threading.Event()
+        self._attempted: set[str] = set()  # sources fetched (or tried) once: ``fetched`` is set when all were
+        self._fetch_wanted: set[str] = set()
+        self._fetch_signal = threading.Event()
         self._stopping = threading.Event()
         self._fetch_lock = threading.Lock()
         self._fetcher = threading.Thread(target=self._fetch_on_demand, name="fetch-on-demand", daemon=True)
@@ -107,15 +109,44 @@ class Fleet:
         return self.cfg.sync.request_timeout + STOP_GRACE
 
     # -- the worker's host (agent.runtime.worker.Host) ---------------------------------------------------------
+    @property
+    def source(self) -> local.Source:
+        """The source named ``default`` (else the first): the one rollout and commit statuses follow."""
+        return self.sources.get("default") or next(iter(self.sources.values()))
+
+    def _primary(self) -> str:
+        return "default" if "default" in self.sources else next(iter(self.sources))
+
     def revision_for(self, cluster: str) -> resources.Revision | None:
-        """What cluster ``cluster`` should be at: its rollout target, or else the last good revision."""
+        """What cluster ``cluster`` should be at in the primary source (``default``): its rollout target, or else
+        the last good revision."""
         return self.rollout.target(cluster) if self.rollout else self.source.last_good
 
+    def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
+        """The revision of each source the cluster's apps read: the last good one, and for the primary source
+        under ``rollout`` the rollout's target (nothing at all until the rollout reached the cluster)."""
+        cfg = self.cfg
+        try:
+            found = apps.sources_of(cfg, cfg.cluster(cluster))
+        except errors.ConfigError:
+            return {}
+        out = {}
+        for name in found:
+            source = self.sources.get(name)
+            revision = source.last_good if source else None
+            if self.rollout and name == self._primary():
+                revision = self.rollout.target(cluster)
+                if revision is None:
+                    return {}
+            if revision is not None:
+                out[name] = revision
+        return out
+
     @contextlib.contextmanager
-    def tree(self, revision: resources.Revision) -> Iterator[pathlib.Path]:
-        """The source tree of ``revision``, held while the block runs. Raises FetchError."""
-        with self.source.tree(revision) as path:
-            yield path
+    def trees(self, revisions: Mapping[str, resources.Revision]) -> Iterator[dict[str, pathlib.Path]]:
+        """The tree of each revision (by source name), held while the block runs. Raises FetchError."""
+        with contextlib.ExitStack() as stack:
+            yield {n: stack.enter_context(self.sources[n].tree(r)) for n, r in revisions.items() if n in self.sources}
 
     def record(self, result: engine.ReconcileResult, healed: int) -> None:
         """Keep a finished sync in the status and the metrics."""
@@ -185,14 +216,8 @@ class Fleet:
 
     def start(self) -> None:
         """Start the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
-        self.scheduler.add_job(
-            self.fetch,
-            "interval",
-            seconds=self.cfg.source.interval,
-            jitter=self.cfg.source.interval * 0.1,
-            id="fetch",
-            next_run_time=datetime.datetime.now(datetime.UTC),
-        )
+        for name in self.sources:
+            self._schedule_fetch(name)
         self.scheduler.start()
         with self._lock:
             for w in self.workers.values():
@@ -203,10 +228,25 @@ class Fleet:
             self.rollout.start()
         if self.leases:
             self.leases.start()
-        if isinstance(self.source, local.LocalSource):
-            threading.Thread(
-                target=self._watch_local, args=(self.source.path,), name="watch-source", daemon=True
-            ).start()
+        for name, source in self.sources.items():
+            if isinstance(source, local.LocalSource):
+                threading.Thread(
+                    target=self._watch_local, args=(name, source.path), name=f"watch-source-{name}", daemon=True
+                ).start()
+
+    def _schedule_fetch(self, name: str) -> None:
+        """Fetch source ``name`` now and every ``interval`` (10% jitter) after."""
+        interval = self.cfg.all_sources()[name].interval
+        self.scheduler.add_job(
+            self.fetch,
+            "interval",
+            args=[name],
+            seconds=interval,
+            jitter=interval * 0.1,
+            id=f"fetch:{name}",
+            replace_existing=True,
+            next_run_time=datetime.datetime.now(datetime.UTC),
+        )
 
     def shutdown(self) -> None:
         """SIGTERM: stop fetching, cancel every sync in flight and wait for them (about ``sync.requestTimeout`` at
@@ -238,8 +278,10 @@ class Fleet:
         old = self.cfg
         # Built first: a notification whose secret cannot be read refuses the whole new config (ConfigError).
         notifier = notify.Notifier(new, self.metrics) if new.notifications != old.notifications else None
-        shared = (old.sync, old.instance, old.variables, old.ignore_differences)
-        shared_changed = shared != (new.sync, new.instance, new.variables, new.ignore_differences)
+        shared = (old.sync, old.instance, old.variables, old.ignore_differences, old.apps, old.all_sources())
+        shared_changed = shared != (
+            new.sync, new.instance, new.variables, new.ignore_differences, new.apps, new.all_sources()
+        )  # fmt: skip
         before = {c.name: c for c in old.clusters}
         after = {c.name: c for c in new.clusters}
         added = [n for n in after if n not in before]
@@ -247,8 +289,12 @@ class Fleet:
         changed = [n for n in after if n in before and (shared_changed or after[n] != before[n])]
         with self._lock:
             self.cfg = new
-            if new.source != old.source:
-                self.source = local.open_source(new.source)
+            before_sources, after_sources = old.all_sources(), new.all_sources()
+            changed_sources = [n for n, s in after_sources.items() if before_sources.get(n) != s]
+            self.sources = {
+                n: self.sources[n] if n in self.sources and n not in changed_sources else local.open_source(s)
+                for n, s in after_sources.items()
+            }
             retired = {n: self.workers.pop(n) for n in removed + changed}
         for name, w in retired.items():
             w.stop("removed from the config" if name in removed else "its config changed", self._stop_timeout())
@@ -275,12 +321,13 @@ class Fleet:
             self.leases.set_clusters(after)
         summary = {"added": added, "removed": removed, "changed": changed}
         log.info("config reloaded: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no cluster changed")
-        if new.source != old.source:  # a new source has no revision yet: fetch it now, at its own interval
-            if self.scheduler.get_job("fetch"):
-                self.scheduler.reschedule_job(
-                    "fetch", trigger="interval", seconds=new.source.interval, jitter=new.source.interval * 0.1
-                )
-            self.fetch_soon()
+        for name in before_sources:
+            if name not in after_sources and self.scheduler.get_job(f"fetch:{name}"):
+                self.scheduler.remove_job(f"fetch:{name}")
+        self.state.set_sources(list(after_sources))
+        if self.scheduler.running:  # a new or changed source has no revision yet: fetch it now, at its interval
+            for name in changed_sources:
+                self._schedule_fetch(name)
         for name in fresh:
             fresh[name].trigger("config reload")
         return summary
@@ -321,56 +368,69 @@ class Fleet:
             if name in owned and not w.active and not self._stopping.is_set():
                 w.resume()
 
-    # -- the source --------------------------------------------------------------------------------------------
-    def _watch_local(self, path: pathlib.Path) -> None:
-        """Developer mode: every saved change of the local source directory fetches (and so reconciles) at once."""
+    # -- the sources -------------------------------------------------------------------------------------------
+    def _watch_local(self, name: str, path: pathlib.Path) -> None:
+        """Developer mode: every saved change of a local source directory fetches (and so reconciles) at once."""
         for changes in watchfiles.watch(
             path, stop_event=self._stopping, debounce=50, step=20, rust_timeout=500, yield_on_timeout=False
         ):
-            log.info("source: %d change(s) in %s", len(changes), path)
-            self.fetch_soon()
+            log.info("source %s: %d change(s) in %s", name, len(changes), path)
+            self.fetch_soon([name])
 
-    def fetch_soon(self) -> None:
-        """Fetch as soon as possible (a webhook push). Calls within ``server.webhookDebounce`` seconds of each
-        other share one fetch; a call during a fetch causes one more after it, so no push is lost."""
-        self._fetch_wanted.set()
+    def fetch_soon(self, names: Sequence[str] | None = None) -> None:
+        """Fetch the sources ``names`` (all when None) as soon as possible (a webhook push). Calls within
+        ``server.webhookDebounce`` seconds of each other share one fetch; a call during a fetch causes one more
+        after it, so no push is lost."""
+        with self._lock:
+            self._fetch_wanted |= set(names if names is not None else self.sources)
+        self._fetch_signal.set()
 
     def _fetch_on_demand(self) -> None:
         while not self._stopping.is_set():
-            if not self._fetch_wanted.wait(0.5):
+            if not self._fetch_signal.wait(0.5):
                 continue
             time.sleep(self.cfg.server.webhook_debounce)
-            self._fetch_wanted.clear()
-            self.fetch()
+            self._fetch_signal.clear()
+            with self._lock:
+                wanted, self._fetch_wanted = self._fetch_wanted, set()
+            for name in wanted:
+                self.fetch(name)
 
-    def fetch(self) -> None:
-        """Fetch the source (bounded by ``source.timeout``); a new revision triggers every cluster (kustomize
-        bases may live outside a cluster's paths, so every cluster is reconciled; an unaffected one resyncs at no
-        cost). A failure keeps the last good revision and marks the source stale."""
-        with self._fetch_lock:
-            if not self._stopping.is_set():
-                self._fetch()
+    def fetch(self, name: str | None = None) -> None:
+        """Fetch source ``name`` (every source when None), each bounded by its ``timeout``; a new revision
+        triggers the clusters whose apps read it (kustomize bases may live outside an app's path, so every such
+        cluster is reconciled; an unaffected app resyncs at no cost). A failure keeps the last good revision and
+        marks the source (and only its apps) stale."""
+        for n in [name] if name else list(self.sources):
+            with self._fetch_lock:
+                if not self._stopping.is_set() and n in self.sources:
+                    self._fetch(n)
 
-    def _fetch(self) -> None:
-        before = self.source.last_good
+    def _fetch(self, name: str) -> None:
+        source = self.sources[name]
+        before = source.last_good
         try:
-            revision = self.source.fetch(self._stopping)
+            revision = source.fetch(self._stopping)
         except errors.FetchError as e:
-            log.error("source: %s (keeping revision %s)", e, before.short if before else "none")
-            self.state.record_fetch(None, str(e))
+            log.error("source %s: %s (keeping revision %s)", name, e, before.short if before else "none")
+            self.state.record_fetch(None, str(e), name)
             self.metrics.fetched(None)
             self.events.fetched(before.sha if before else "", str(e))
         else:
-            self.state.record_fetch(revision, None)
+            self.state.record_fetch(revision, None, name)
             self.metrics.fetched(revision)
             self.events.fetched(revision.sha, None)
-            if self.rollout:
+            if self.rollout and name == self._primary():
                 self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
             elif before is None or revision.sha != before.sha:
-                log.info("source: revision %s (%s)", revision.short, revision.ref)
-                self.trigger_now(reason="new revision")
+                log.info("source %s: revision %s (%s)", name, revision.short, revision.ref)
+                for c in self.cfg.clusters:
+                    if name in apps.sources_of(self.cfg, c):
+                        self.trigger_now(c.name, reason=f"new revision of {name}")
         finally:
-            self.fetched.set()
+            self._attempted.add(name)
+            if self._attempted >= set(self.sources):
+                self.fetched.set()
 
     # -- triggers ----------------------------------------------------------------------------------------------
     def trigger_now(self, cluster: str | None = None, reason: str = "requested") -> list[str]:
@@ -392,7 +452,15 @@ class Fleet:
             w = self.workers.get(name)
         if w is None:
             raise errors.CancelledError(f"cluster {name} is no longer in the config")
-        return w.run_to(revision)
+        return w.run_to({**self.revisions_for_sources(name), self._primary(): revision})
+
+    def revisions_for_sources(self, cluster: str) -> dict[str, resources.Revision]:
+        """The last good revision of each source the cluster's apps read (no rollout target applied)."""
+        try:
+            found = apps.sources_of(self.cfg, self.cfg.cluster(cluster))
+        except errors.ConfigError:
+            return {}
+        return {n: r for n in found if n in self.sources and (r := self.sources[n].last_good) is not None}
 
     # -- status ------------------------------------------------------------------------------------------------
 

@@ -262,7 +262,7 @@ class Notifier:
     """Every configured provider; events and commit statuses fan out to those that want them."""
 
     def __init__(self, cfg: config.AgentConfig, counts: metrics.Metrics) -> None:
-        self.providers = [Provider(n, cfg.source.url, cfg.instance, counts) for n in cfg.notifications]
+        self.providers = [Provider(n, cfg.default_source.url, cfg.instance, counts) for n in cfg.notifications]
 
     def event(self, event: events.Event) -> None:
         """Send ``event`` to the event providers that want it."""

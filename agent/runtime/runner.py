@@ -10,19 +10,20 @@ cluster). Used by ``agent.cli`` and ``agent.runtime.fleet``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
 import pathlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 from typing import Any
 
-from agent import celhealth, config
+from agent import apps, celhealth, config
 from agent.clusters import cache, connection, kubeconfig
-from agent.runtime import selfheal
+from agent.runtime import appsync, selfheal
 from agent.sources import local, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 from reconcilers import cancel as cancel_
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 ReconcileResult = engine.ReconcileResult
 
 
-def ignore_rules(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> tuple[ignore.IgnoreRule, ...]:
-    """The configured ignore rules that apply to ``cluster`` (global first)."""
+def ignore_rules(rules: Sequence[config.IgnoreDifference]) -> tuple[ignore.IgnoreRule, ...]:
+    """The engine's form of configured ignore rules."""
     return tuple(
         ignore.IgnoreRule(
             r.json_pointers,
@@ -43,7 +44,7 @@ def ignore_rules(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> tupl
             r.namespace,
             dict(r.label_selector.match_labels) if r.label_selector else {},
         )
-        for r in (*cfg.ignore_differences, *cluster.ignore_differences)
+        for r in rules
     )
 
 
@@ -56,29 +57,31 @@ def user_agent(cfg: config.AgentConfig) -> str:
 def options_for(
     cfg: config.AgentConfig,
     cluster: config.ClusterConfig,
+    unit: apps.Unit,
     *,
     dry_run: bool,
     force_prune: bool = False,
     prune_orphans: bool = False,
 ) -> engine.ReconcileOptions:
-    """The engine options of ``cluster`` under ``cfg``."""
+    """The engine options of ``unit`` on ``cluster`` under ``cfg`` (one inventory: the unit's)."""
     sync = cfg.sync
     return engine.ReconcileOptions(
         apply=apply.ApplyOptions(field_manager=sync.field_manager, dry_run=dry_run, concurrency=sync.concurrency),
         prune=prune.PruneOptions(
-            enabled=sync.prune,
+            enabled=unit.prune,
             allow_empty=sync.allow_empty,
             budget=sync.prune_budget,
             force=force_prune,
             orphans=prune_orphans,
             propagation=sync.prune_propagation_policy,
         ),
-        ignore=ignore_rules(cfg, cluster),
-        default_namespace=cluster.namespace,
+        ignore=ignore_rules(unit.ignore),
+        default_namespace=unit.namespace,
         timeout=sync.timeout,
         instance=cfg.instance,
-        paths=cluster.paths,
+        paths=(unit.inventory,),
         inventory_namespace=sync.inventory_namespace,
+        scan_orphans=False,
     )
 
 
@@ -115,8 +118,10 @@ class ClusterRunner:
             )
             kube.fence = self.guard
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
-            heal = self.watch and self.cfg.sync.self_heal
-            options = options_for(self.cfg, self.cluster, dry_run=False).apply
+            heal = self.watch and any(u.self_heal for u in apps.units(self.cfg, self.cluster))
+            options = apply.ApplyOptions(
+                field_manager=self.cfg.sync.field_manager, concurrency=self.cfg.sync.concurrency
+            )
             self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard, self.on_event) if heal else None
             self.live = cache.LiveCache(
                 kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None, self.rules
@@ -128,55 +133,66 @@ class ClusterRunner:
 
     def reconcile(
         self,
-        revision: resources.Revision,
-        checkout: pathlib.Path,
+        revisions: Mapping[str, resources.Revision] | resources.Revision,
+        trees: Mapping[str, pathlib.Path] | pathlib.Path,
         *,
+        app: str | None = None,
         dry_run: bool = False,
         force_prune: bool = False,
         prune_orphans: bool = False,
         wait: bool | None = None,
         cancel: cancel_.Token | None = None,
     ) -> ReconcileResult:
-        """Reconcile the cluster to ``revision`` (whose tree is at ``checkout``); with ``wait`` (default
-        ``sync.wait``) then wait up to ``sync.timeout`` for every object to be Healthy. ``cancel`` stops the sync
-        before its next write and ends the health wait (``error_kind=cancelled``). Never raises.
+        """Reconcile the cluster's apps (:mod:`agent.runtime.appsync`; with ``app``, that app only) to
+        ``revisions`` (source name -> revision; a lone revision is the source named ``default``'s), whose trees
+        are at ``trees``; with ``wait`` (default: each app's
+        ``sync.wait``) each app then waits up to ``sync.timeout`` for its objects to be Healthy. ``cancel`` stops
+        the sync before its next write and ends the health waits (``error_kind=cancelled``). Never raises: a
+        failing app fails alone (its result in ``apps``), a cluster that cannot be reached fails the whole result.
 
-        Values substituted for ``${VAR}`` are masked (``***``) in everything the result carries."""
+        Values substituted for ``${VAR}`` or decrypted are masked (``***``) in everything the result carries."""
+        if isinstance(revisions, resources.Revision):  # one revision and tree: the source named default
+            revisions = {"default": revisions}
+        if isinstance(trees, pathlib.Path):
+            trees = {"default": trees}
         token = cancel or cancel_.Token(self.guard)
         with self._lock:
             started = datetime.datetime.now(datetime.UTC)
             t0 = time.monotonic()
             name = self.cluster.name
+            revision = revisions.get("default") or next(iter(revisions.values()), None)
 
             def failed(kind: engine.ErrorKind, message: str) -> ReconcileResult:
                 log.error("%s", message if message.startswith(f"cluster {name}") else f"cluster {name}: {message}")
                 return ReconcileResult(name, revision, (), started, time.monotonic() - t0, dry_run, message, kind)
 
+            units = apps.units(self.cfg, self.cluster)
+            if app is not None and not apps.select(units, app):
+                return failed(engine.ErrorKind.CONFIG, f"no app {app!r} on cluster {name}")
             result: ReconcileResult | None = None
             if self.healer:
                 self.healer.begin_reconcile()
             try:
-                desired = manifests.load_paths(
-                    checkout, self.cluster.paths, self.cluster.namespace, self._decryptor(), self._facts
-                )
-                if self._sops is not None:
-                    self.secrets |= self._sops.revealed
-                if self.cluster.substitute:
-                    desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
-                    self.secrets |= used
                 kube, live = self._connect()
-                kinds = {(m.key.group, m.key.kind) for m in desired}
-                live.ensure(kinds, watch=self.watch)
-                options = options_for(
-                    self.cfg, self.cluster, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                ctx = appsync.Context(
+                    self.cfg,
+                    self.cluster,
+                    kube,
+                    live,
+                    lambda u: options_for(
+                        self.cfg, self.cluster, u, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                    ),
+                    self._load,
+                    self._wait_healthy,
+                    self.mask,
+                    dry_run,
+                    wait,
+                    self.watch,
                 )
-                result = engine.reconcile(
-                    kube, desired, options, cluster=name, revision=revision, live=live, cancel=token
-                )
-                if self.watch:
-                    live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
-                if (self.cfg.sync.wait if wait is None else wait) and not dry_run and result.ok:
-                    result = self._wait_healthy(result, token)
+                found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
+                result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
+            except errors.CancelledError as e:
+                return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
             except errors.ConfigError as e:
                 return failed(engine.ErrorKind.CONFIG, self.mask(str(e)))
             except errors.SourceError as e:
@@ -188,24 +204,34 @@ class ClusterRunner:
                 return failed(engine.ErrorKind.INTERNAL, self.mask(f"internal error: {type(e).__name__}: {e}"))
             finally:
                 if self.healer:
-                    self.healer.update(result)
-            result = self._masked(result)
+                    self.healer.update(_healed_part(result, units))
             counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
             health_note = f"; health {result.health.value}: {result.health_message}" if result.health else ""
             error_note = f"; error: {result.error}" if result.error else ""
-            log.info("cluster %s: revision %s: %s%s%s", name, revision.short, counts, health_note, error_note)
+            short = revision.short if revision else "none"
+            log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
+
+    def _load(self, unit: apps.Unit, tree: pathlib.Path) -> list[resources.Manifest]:
+        """``unit``'s manifests from ``tree``: rendered, decrypted (when the unit decrypts) and substituted (when
+        it substitutes). Raises ConfigError and SourceError naming the file."""
+        decryptor = self._decryptor() if unit.decrypt else None
+        desired = manifests.load_paths(tree, (unit.path,), unit.namespace, decryptor, self._facts)
+        if decryptor is not None:
+            self.secrets |= decryptor.revealed
+        if unit.substitute:
+            desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
+            self.secrets |= used
+        return desired
 
     def _facts(self) -> tuple[str, tuple[str, ...]]:
         """The cluster's version and served API versions, for Helm's ``.Capabilities`` (read only: no write).
         Raises ClusterError."""
         return self._connect()[0].facts()
 
-    def _decryptor(self) -> sops.Decryptor | None:
-        """The cluster's SOPS decryptor (None when decryption is off); what it decrypts is masked like
-        substituted values. Raises ConfigError when a key cannot be read."""
-        if not self.cluster.decryption.sops:
-            return None
+    def _decryptor(self) -> sops.Decryptor:
+        """The agent's SOPS decryptor; what it decrypts is masked like substituted values. Raises ConfigError when
+        a key cannot be read."""
         if self._sops is None:
             keys = self.cfg.decryption.sops.age_keys if self.cfg.decryption.sops else ()
             self._sops = sops.Decryptor(k.value(f"decryption.sops.ageKeys[{i}]") for i, k in enumerate(keys))
@@ -284,36 +310,68 @@ class ClusterRunner:
             self.kube.close()
 
 
+def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit]) -> ReconcileResult | None:
+    """What self-heal takes of a cluster's result: the apps that self-heal and act as the agent itself (an app
+    with a ``serviceAccount`` is corrected by its next sync, with its own identity)."""
+    if result is None or not result.apps:
+        return result
+    healing = {u.name for u in units if u.self_heal and not u.impersonate}
+    kept = [r for r in result.apps if r.app in healing]
+    return dataclasses.replace(
+        result,
+        desired={k: d for r in kept for k, d in r.desired.items()},
+        inventory={k: e for r in kept for k, e in r.inventory.items()},
+    )
+
+
 def sync_fleet(
     cfg: config.AgentConfig,
-    source: local.Source,
+    sources: Mapping[str, local.Source],
     names: Sequence[str] | None = None,
     *,
+    app: str | None = None,
     dry_run: bool = False,
     force_prune: bool = False,
     prune_orphans: bool = False,
     revision: str | None = None,
 ) -> list[ReconcileResult]:
-    """Fetch the source and reconcile the named clusters (all when None) once, concurrently, in config order,
-    at ``source.ref`` or at ``revision`` (a branch, tag or commit of the source).
+    """Fetch the sources and reconcile the named clusters (all when None; with ``app``, those it is placed on,
+    and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
+    ``default``, at ``revision`` (a branch, tag or commit).
 
-    Raises :class:`errors.FetchError` when the source cannot be fetched or the revision resolved (nothing is
-    written) and :class:`errors.ConfigError` for an unknown cluster name.
+    A source that cannot be fetched leaves its apps unsynced (their results say so); raises
+    :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
+    and :class:`errors.ConfigError` for an unknown cluster or app name.
     """
     selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
-    head = source.fetch()
-    revision_ = source.resolve(revision) if revision else head
+    if app is not None:
+        selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
+        if not selected:
+            raise errors.ConfigError(f"app {app!r} is placed on none of the clusters named")
+    needed = list(dict.fromkeys(s for c in selected for s in apps.sources_of(cfg, c)))
+    revisions: dict[str, resources.Revision] = {}
+    failures: list[errors.FetchError] = []
+    for name in needed:
+        try:
+            head = sources[name].fetch()
+            revisions[name] = sources[name].resolve(revision) if revision and name == "default" else head
+        except errors.FetchError as e:
+            log.error("source %s: %s", name, e)
+            failures.append(e)
+    if failures and not revisions:
+        raise failures[0]
 
-    with source.tree(revision_) as checkout:
+    with contextlib.ExitStack() as stack:
+        trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
 
         def one(cluster: config.ClusterConfig) -> ReconcileResult:
             runner = ClusterRunner(cfg, cluster)
             try:
                 return runner.reconcile(
-                    revision_, checkout, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                    revisions, trees, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
                 )
             finally:
                 runner.close()
 
-        with futures.ThreadPoolExecutor(len(selected), thread_name_prefix="cluster") as pool:
+        with futures.ThreadPoolExecutor(max(1, len(selected)), thread_name_prefix="cluster") as pool:
             return list(pool.map(one, selected))

@@ -6,6 +6,7 @@ read by ``agent.api.server``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import threading
 from typing import Any
@@ -55,17 +56,15 @@ def revision_json(rev: resources.Revision | None) -> dict[str, str] | None:
 class AgentState:
     """The status of the source and of every cluster."""
 
-    def __init__(self, cluster_names: list[str]) -> None:
+    def __init__(self, cluster_names: list[str], source_names: list[str] | None = None) -> None:
         self._lock = threading.Lock()
         self._history: dict[str, collections.deque[dict[str, Any]]] = {
             n: collections.deque(maxlen=HISTORY - 1) for n in cluster_names
         }
         self._last: dict[str, engine.ReconcileResult] = {}
-        self.revision: resources.Revision | None = None
+        self._sources: dict[str, SourceState] = {n: SourceState() for n in source_names or ["default"]}
         self.config_error: str | None = None
         self.config_loaded = datetime.datetime.now(datetime.UTC)
-        self.source_error: str | None = None
-        self.last_fetch: datetime.datetime | None = None
 
     def record_config(self, error: str | None) -> None:
         """Record a config reload: None when the file was valid (and applied), else why it was refused."""
@@ -74,13 +73,25 @@ class AgentState:
             if error is None:
                 self.config_loaded = datetime.datetime.now(datetime.UTC)
 
-    def record_fetch(self, revision: resources.Revision | None, error: str | None) -> None:
-        """Record a fetch: the new revision (None keeps the last good one) and its error, if any."""
+    def set_sources(self, names: list[str]) -> None:
+        """Track the sources ``names`` (a reload): new ones start unfetched, removed ones are forgotten."""
         with self._lock:
-            self.last_fetch = datetime.datetime.now(datetime.UTC)
+            self._sources = {n: self._sources.get(n) or SourceState() for n in names}
+
+    def record_fetch(self, revision: resources.Revision | None, error: str | None, source: str = "default") -> None:
+        """Record a fetch of ``source``: the new revision (None keeps the last good one) and its error, if any."""
+        with self._lock:
+            found = self._sources.setdefault(source, SourceState())
+            found.last_fetch = datetime.datetime.now(datetime.UTC)
             if revision is not None:
-                self.revision = revision
-            self.source_error = error
+                found.revision = revision
+            found.error = error
+
+    def stale(self, source: str) -> str | None:
+        """Why ``source`` is stale (its last fetch failed), or None."""
+        with self._lock:
+            found = self._sources.get(source)
+            return found.error if found else None
 
     def record(self, result: engine.ReconcileResult) -> None:
         """Record a finished reconcile."""
@@ -128,14 +139,30 @@ class AgentState:
             return list(self._history)
 
     def source_json(self) -> dict[str, Any]:
-        """The source (revision, last fetch, error, stale) and the config file (loaded, error)."""
+        """The sources (each: revision, last fetch, error, stale; ``source`` is the one named ``default``, else
+        the first) and the config file (loaded, error)."""
         with self._lock:
+            sources = {n: s.json() for n, s in self._sources.items()}
             return {
-                "source": {
-                    "revision": revision_json(self.revision),
-                    "lastFetch": self.last_fetch.isoformat() if self.last_fetch else None,
-                    "error": self.source_error,
-                    "stale": self.source_error is not None,
-                },
+                "source": sources.get("default") or next(iter(sources.values()), SourceState().json()),
+                "sources": sources,
                 "config": {"loaded": self.config_loaded.isoformat(), "error": self.config_error},
             }
+
+
+@dataclasses.dataclass
+class SourceState:
+    """One source's last fetch: the revision last fetched well, when, and the error of the last attempt."""
+
+    revision: resources.Revision | None = None
+    last_fetch: datetime.datetime | None = None
+    error: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        """``{"revision", "lastFetch", "error", "stale"}``."""
+        return {
+            "revision": revision_json(self.revision),
+            "lastFetch": self.last_fetch.isoformat() if self.last_fetch else None,
+            "error": self.error,
+            "stale": self.error is not None,
+        }

@@ -11,7 +11,7 @@ import threading
 from typing import Any, Protocol
 
 from agent import config
-from agent.runtime import events, leases, rollout, state, worker
+from agent.runtime import appstatus, events, leases, rollout, state, worker
 from reconcilers import engine, health, resources
 
 EVENTS_IN_STATUS = 20
@@ -38,6 +38,10 @@ class View(Protocol):
 
     def revision_for(self, cluster: str) -> resources.Revision | None:
         """The revision ``cluster`` should be at."""
+        ...
+
+    def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
+        """The revision of each source the cluster should be at."""
         ...
 
     def scheduling(self) -> bool:
@@ -84,9 +88,14 @@ def not_ready(fleet: View) -> list[str]:
         reasons.append("first fetch pending")
     if not fleet.scheduling():
         reasons.append("scheduler stopped")
-    source = fleet.state.source_json()["source"]
-    if source["error"]:
-        reasons.append(f"source failing: {source['error']}")
+    sources = fleet.state.source_json()["sources"]
+    for name, source in sources.items():
+        if source["error"]:
+            reasons.append(
+                f"source failing: {source['error']}"
+                if len(sources) == 1
+                else f"source {name} failing: {source['error']}"
+            )
     workers = fleet.all_workers()
     active = [w for w in workers if w.active]
     if active and all(w.overdue() is not None for w in active):
@@ -122,6 +131,7 @@ def cluster_json(fleet: View, name: str, *, objects: bool = True) -> dict[str, A
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
     found["health"] = overall.value
     found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))
+    found["apps"] = [appstatus.cell(fleet, name, a, healths) for a in (last.apps if last else ())]
     if objects and found.get("lastSync"):
         for o in found["lastSync"]["objects"]:
             key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
@@ -150,6 +160,7 @@ def status_json(fleet: View, *, objects: bool = True) -> dict[str, Any]:
     by bench/scale.py)."""
     status = fleet.state.source_json()
     status["clusters"] = [c for n in fleet.state.names() if (c := cluster_json(fleet, n, objects=objects))]
+    status["apps"] = appstatus.summary(fleet)
     status["ready"] = {"ready": not (reasons := not_ready(fleet)), "reasons": reasons}
     status["events"] = fleet.events.json(limit=EVENTS_IN_STATUS)
     if fleet.rollout:

@@ -32,7 +32,7 @@ import pathlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any, Protocol
 
@@ -61,12 +61,15 @@ class State(enum.Enum):
 class Host(Protocol):
     """What a worker needs from the fleet (:class:`agent.runtime.fleet.Fleet` implements it)."""
 
-    def revision_for(self, cluster: str) -> resources.Revision | None:
-        """The revision ``cluster`` should be at now (None: nothing to sync yet)."""
+    def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
+        """The revision of each source ``cluster``'s apps read that it should be at now (empty: nothing to sync
+        yet; a source without a revision yet is left out, and its apps wait)."""
         ...
 
-    def tree(self, revision: resources.Revision) -> contextlib.AbstractContextManager[pathlib.Path]:
-        """The tree of ``revision``, held while the block runs. Raises FetchError."""
+    def trees(
+        self, revisions: Mapping[str, resources.Revision]
+    ) -> contextlib.AbstractContextManager[dict[str, pathlib.Path]]:
+        """The tree of each revision (by source name), held while the block runs. Raises FetchError."""
         ...
 
     def record(self, result: engine.ReconcileResult, healed: int) -> None:
@@ -84,9 +87,9 @@ class Host(Protocol):
 
 @dataclasses.dataclass
 class _Step:
-    """A rollout step waiting for the worker: the revision and where its result goes."""
+    """A rollout step waiting for the worker: the revisions (by source) and where its result goes."""
 
-    revision: resources.Revision
+    revisions: dict[str, resources.Revision]
     done: futures.Future[engine.ReconcileResult]
 
 
@@ -136,12 +139,12 @@ class Worker:
             self._wanted[reason] += 1
             self._cond.notify_all()
 
-    def run_to(self, revision: resources.Revision, timeout: float | None = None) -> engine.ReconcileResult:
-        """Sync to ``revision`` now, wait for health, and return the result (a rollout step).
+    def run_to(self, revisions: dict[str, resources.Revision], timeout: float | None = None) -> engine.ReconcileResult:
+        """Sync to ``revisions`` (by source name) now, wait for health, and return the result (a rollout step).
 
         Raises :class:`errors.CancelledError` when the worker stops or pauses before the step ran, or
         TimeoutError after ``timeout`` seconds."""
-        step = _Step(revision, futures.Future())
+        step = _Step(revisions, futures.Future())
         with self._cond:
             if self._stop or not self._active:
                 raise errors.CancelledError(f"cluster {self.name}: worker {self.state.value}, not reconciling")
@@ -265,16 +268,17 @@ class Worker:
         return self._active and bool(self._steps or self._wanted or time.monotonic() >= self._due)
 
     def _sync(self, step: _Step | None, token: cancel_.Token, reasons: list[str]) -> None:
-        revision = step.revision if step else self.host.revision_for(self.name)
-        if revision is None:
+        revisions = step.revisions if step else self.host.revisions_for(self.name)
+        if not revisions:
             return  # nothing fetched yet, or (rollout) not reached yet
+        revision = revisions.get("default") or next(iter(revisions.values()))
         if self._runner is None:
             self._runner = self._make_runner(self._guard or _unguarded)
         log.debug("cluster %s: sync (%s)", self.name, ", ".join(reasons))
         self.host.started(self.name, revision)
         try:
-            with self.host.tree(revision) as checkout:
-                result = self._runner.reconcile(revision, checkout, wait=True if step else None, cancel=token)
+            with self.host.trees(revisions) as trees:
+                result = self._runner.reconcile(revisions, trees, wait=True if step else None, cancel=token)
         except errors.FetchError as e:
             now = datetime.datetime.now(datetime.UTC)
             result = engine.ReconcileResult(self.name, revision, (), now, 0.0, error=str(e), error_kind=_SOURCE)

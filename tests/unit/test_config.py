@@ -29,6 +29,10 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.AwsConfig,
         config.WebhooksConfig,
         config.ShardingConfig,
+        config.AppConfig,
+        config.AppSync,
+        config.Placement,
+        config.SelectorRequirement,
     )
     for model in models:
         for field in model.model_fields.values():
@@ -67,7 +71,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: pathlib.Path) 
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
-        ("clusters: [{name: a, paths: [x]}]\n", "source: Field required"),
+        ("clusters: [{name: a, paths: [x]}]\n", "give source (or sources)"),
         (
             "source: {url: /r}\nclusters: [{name: a, paths: ['../up']}]\n",
             "clusters[0].paths: path '../up' must be relative",

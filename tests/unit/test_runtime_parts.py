@@ -256,12 +256,12 @@ class _Host:
         self.revision = resources.Revision("a" * 40, "main")
         self.recorded: list[Any] = []
 
-    def revision_for(self, cluster: str) -> Any:
-        return self.revision
+    def revisions_for(self, cluster: str) -> Any:
+        return {"default": self.revision}
 
     @contextlib.contextmanager
-    def tree(self, revision: Any) -> Iterator[pathlib.Path]:
-        yield pathlib.Path("/nonexistent")
+    def trees(self, revisions: Any) -> Iterator[dict[str, pathlib.Path]]:
+        yield {"default": pathlib.Path("/nonexistent")}
 
     def record(self, result: Any, healed: int) -> None:
         self.recorded.append(result)
@@ -281,11 +281,12 @@ class _BlockingRunner:
         self.syncs = 0
         self.closed = False
 
-    def reconcile(self, revision: Any, checkout: Any, *, wait: Any = None, cancel: Any = None) -> Any:
+    def reconcile(self, revisions: Any, checkout: Any, *, wait: Any = None, cancel: Any = None) -> Any:
         import datetime
 
         from reconcilers import engine
 
+        revision = revisions["default"]
         self.syncs += 1
         self.started.release()
         now = datetime.datetime.now(datetime.UTC)

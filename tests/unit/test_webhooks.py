@@ -62,7 +62,7 @@ def sig(body: bytes, secret: bytes = SECRET) -> str:
     ],
 )
 def test_judge(provider: str, headers: dict[str, str], body: bytes, status: int, trigger: bool) -> None:
-    verdict = webhooks.judge(provider, SECRET, headers, body, "main")
+    verdict = webhooks.judge(provider, SECRET, headers, body, {"default": ("/srv/fleet.git", "main")})
     assert (verdict.status, verdict.trigger) == (status, trigger), verdict.reason
 
 
@@ -86,7 +86,7 @@ def client(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     )
     agent = fleet.Fleet(config.load_config(path))
     fetches: list[bool] = []
-    monkeypatch.setattr(agent, "fetch_soon", lambda: fetches.append(True))
+    monkeypatch.setattr(agent, "fetch_soon", lambda names=None: fetches.append(True))
     return TestClient(server.create_app(agent)), fetches
 
 

@@ -1,0 +1,134 @@
+"""Apps placed on clusters: the (app, cluster) units the runtime syncs, each on its own.
+
+:func:`units` turns the config into the units of one cluster: every app whose placement selects the cluster
+(``apps[].clusters``), then one unit per entry of the cluster's ``paths`` (the sugar form, from the source named
+``default``), in dependency order (``dependsOn`` first, config order otherwise). A unit carries everything one
+sync of it needs, with the app's overrides of the top-level ``sync`` settings already resolved. Used by
+:mod:`agent.runtime.runner`, :mod:`agent.runtime.fleet` and :mod:`agent.cli`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from agent import config
+
+APP_INVENTORY_PREFIX = "app:"
+"""An app's inventory is keyed ``app:<name>``; a ``paths`` entry's by its path, as before apps existed, so
+inventories written by earlier versions stay valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One app on one cluster.
+
+    ``name``: the app's name (a ``paths`` entry: its path); ``source``: the source's name; ``path`` in it;
+    ``inventory``: the key of its inventory; ``namespace``: for namespaced objects without one;
+    ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``: resolved sync settings;
+    ``ignore``: ignore rules (global, cluster, app); ``namespaces``: allow-list patterns (empty: anywhere);
+    ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
+    ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar.
+    """
+
+    name: str
+    source: str
+    path: str
+    inventory: str
+    namespace: str
+    create_namespace: bool = False
+    depends_on: tuple[str, ...] = ()
+    prune: bool = False
+    self_heal: bool = False
+    wait: bool = False
+    ignore: tuple[config.IgnoreDifference, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    service_account: str | None = None
+    substitute: bool = False
+    decrypt: bool = False
+    from_paths: bool = False
+
+    @property
+    def impersonate(self) -> str | None:
+        """The user every request of this unit impersonates (``system:serviceaccount:<ns>:<name>``), or None."""
+        if not self.service_account:
+            return None
+        namespace, _, name = self.service_account.partition("/")
+        return f"system:serviceaccount:{namespace}:{name}"
+
+
+def placed(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[config.AppConfig]:
+    """The apps whose placement selects ``cluster``, in config order."""
+    return [a for a in cfg.apps if a.clusters.selects(cluster.name, cluster.labels)]
+
+
+def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
+    """The units of ``cluster``: its placed apps and its ``paths``, dependencies before the apps that need
+    them (a stable topological order; the config rejects cycles)."""
+    sync = cfg.sync
+    found = [
+        Unit(
+            name=a.name,
+            source=a.source,
+            path=a.path,
+            inventory=APP_INVENTORY_PREFIX + a.name,
+            namespace=a.namespace or cluster.namespace,
+            create_namespace=a.create_namespace,
+            depends_on=a.depends_on,
+            prune=sync.prune if a.sync.prune is None else a.sync.prune,
+            self_heal=sync.self_heal if a.sync.self_heal is None else a.sync.self_heal,
+            wait=sync.wait if a.sync.wait is None else a.sync.wait,
+            ignore=(*cfg.ignore_differences, *cluster.ignore_differences, *a.ignore_differences),
+            namespaces=a.namespaces,
+            service_account=a.service_account,
+            substitute=a.substitute,
+            decrypt=a.decryption.sops,
+        )
+        for a in placed(cfg, cluster)
+    ]
+    found += [
+        Unit(
+            name=p,
+            source="default",
+            path=p,
+            inventory=p,
+            namespace=cluster.namespace,
+            prune=sync.prune,
+            self_heal=sync.self_heal,
+            wait=sync.wait,
+            ignore=(*cfg.ignore_differences, *cluster.ignore_differences),
+            substitute=cluster.substitute,
+            decrypt=cluster.decryption.sops,
+            from_paths=True,
+        )
+        for p in cluster.paths
+    ]
+    return _ordered(found)
+
+
+def _ordered(found: list[Unit]) -> list[Unit]:
+    by_name = {u.name: u for u in found}
+    out: list[Unit] = []
+    seen: set[str] = set()
+
+    def visit(u: Unit) -> None:
+        if u.name in seen:
+            return
+        seen.add(u.name)
+        for d in u.depends_on:
+            if d in by_name:
+                visit(by_name[d])
+        out.append(u)
+
+    for u in found:
+        visit(u)
+    return out
+
+
+def sources_of(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[str]:
+    """The names of the sources ``cluster``'s units read, in first-use order."""
+    return list(dict.fromkeys(u.source for u in units(cfg, cluster)))
+
+
+def select(found: list[Unit], app: str | None) -> list[Unit]:
+    """``found`` narrowed to the unit named ``app`` (all when None); an unknown name gives []."""
+    return [u for u in found if app is None or u.name == app]

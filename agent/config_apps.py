@@ -1,0 +1,163 @@
+"""The ``apps`` section of the config file: an app is a source and a path, placed on clusters by name or label
+selector (:class:`Placement`), with its own sync settings. Re-exported by :mod:`agent.config`; turned into the
+units the runtime syncs by :mod:`agent.apps`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import pathlib
+import typing
+from collections.abc import Mapping
+
+import pydantic
+
+from agent.config_types import ClusterDecryption, IgnoreDifference, _dns_label, _Model
+
+
+class SelectorRequirement(_Model):
+    """One ``matchExpressions`` entry, as in a Kubernetes label selector (``apimachinery`` ``LabelSelector``):
+    ``key``, ``operator`` (``In``, ``NotIn``, ``Exists``, ``DoesNotExist``) and ``values`` (non-empty for ``In``
+    and ``NotIn``, empty otherwise)."""
+
+    key: str
+    operator: typing.Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: tuple[str, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _values(self) -> SelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True when ``labels`` meet this requirement (Kubernetes semantics: ``NotIn`` matches a missing key)."""
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        return labels.get(self.key) not in self.values
+
+
+class Placement(_Model):
+    """Where an app goes: ``names`` (clusters by name) and/or a label selector (``matchLabels``,
+    ``matchExpressions``). A cluster is selected when its name is in ``names``, or when a selector is given and
+    every label rule matches its ``labels`` (the two are ORed, as Argo CD's ApplicationSet cluster generators
+    do with separate generators). No field at all selects every cluster."""
+
+    names: tuple[str, ...] = ()
+    match_labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+
+    def selects(self, name: str, labels: Mapping[str, str]) -> bool:
+        """True when the cluster ``name`` with ``labels`` is selected."""
+        if name in self.names:
+            return True
+        if not self.match_labels and not self.match_expressions:
+            return not self.names  # no rule at all: every cluster
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+class AppSync(_Model):
+    """Per-app overrides of the top-level ``sync`` keys (unset: the top-level value): ``prune``, ``selfHeal``,
+    ``wait``."""
+
+    prune: bool | None = None
+    self_heal: bool | None = None
+    wait: bool | None = None
+
+
+class AppConfig(_Model):
+    """One app: ``name`` (a DNS label, unique); ``source`` (a name under ``sources``, default ``default``);
+    ``path`` (a directory or file in that source, relative, no ``..``); ``namespace`` for namespaced objects that
+    name none (default: the cluster's ``namespace``); ``createNamespace``: create ``namespace`` when missing
+    (Argo CD's ``CreateNamespace=true``; labelled, never pruned); ``clusters``: where it goes (:class:`Placement`,
+    default every cluster); ``dependsOn``: apps that must be Synced and Healthy on a cluster before this one syncs
+    there; ``sync``: :class:`AppSync`; ``ignoreDifferences``; ``namespaces``: an allow-list of namespace patterns
+    (``fnmatch``: ``team-a-*``): an object elsewhere, or a cluster-scoped object other than an allowed Namespace,
+    refuses the app before any write; ``serviceAccount``: ``namespace/name``, every request of this app's sync
+    impersonates ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's
+    RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster."""
+
+    name: str
+    source: str = "default"
+    path: str
+    namespace: str | None = None
+    create_namespace: bool = False
+    clusters: Placement = Placement()
+    depends_on: tuple[str, ...] = ()
+    sync: AppSync = AppSync()
+    ignore_differences: tuple[IgnoreDifference, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    service_account: str | None = None
+    substitute: bool = False
+    decryption: ClusterDecryption = ClusterDecryption()
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _name_label(cls, v: str) -> str:
+        return _dns_label(v)
+
+    @pydantic.field_validator("namespace")
+    @classmethod
+    def _namespace_label(cls, v: str | None) -> str | None:
+        return _dns_label(v) if v is not None else v
+
+    @pydantic.field_validator("path")
+    @classmethod
+    def _relative_path(cls, v: str) -> str:
+        if v.startswith("/") or ".." in pathlib.PurePosixPath(v).parts:
+            raise ValueError(f"path {v!r} must be relative to the source's root and must not contain '..'")
+        return v
+
+    @pydantic.field_validator("service_account")
+    @classmethod
+    def _service_account(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        namespace, sep, name = v.partition("/")
+        if not sep or not namespace or not name:
+            raise ValueError(f"serviceAccount {v!r} must be namespace/name")
+        _dns_label(namespace)
+        return v
+
+    @pydantic.model_validator(mode="after")
+    def _namespace_allowed(self) -> AppConfig:
+        if self.namespaces and self.namespace and not allowed(self.namespaces, self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} is outside the app's namespaces {list(self.namespaces)}")
+        return self
+
+
+def allowed(patterns: tuple[str, ...], namespace: str) -> bool:
+    """True when ``namespace`` matches one of ``patterns`` (``fnmatch``, case-sensitive)."""
+    return any(fnmatch.fnmatchcase(namespace, p) for p in patterns)
+
+
+def check_dependencies(apps: tuple[AppConfig, ...]) -> None:
+    """Every ``dependsOn`` names an app, and the dependencies form no cycle. Raises ValueError naming the
+    unknown app or the cycle (``a -> b -> a``)."""
+    by_name = {a.name: a for a in apps}
+    for a in apps:
+        unknown = [d for d in a.depends_on if d not in by_name]
+        if unknown:
+            raise ValueError(f"app {a.name}: dependsOn names unknown apps: {', '.join(unknown)}")
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = [*trail[trail.index(name) :], name]
+            raise ValueError(f"dependsOn forms a cycle: {' -> '.join(cycle)}")
+        if name in done:
+            return
+        for d in by_name[name].depends_on:
+            visit(d, [*trail, name])
+        done.add(name)
+
+    for a in apps:
+        visit(a.name, [])

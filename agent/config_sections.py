@@ -1,0 +1,175 @@
+"""Sections of the config file that stand alone: the source, sharding, sync, the HTTP server and its webhooks,
+rollout and decryption keys. Re-exported by :mod:`agent.config`, the module everything imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import socket
+import typing
+
+import pydantic
+
+from agent.config_types import Duration, HomeCluster, SecretRef, _Model
+
+
+class SourceConfig(_Model):
+    """Where desired state comes from.
+
+    ``url``: a local path, ``file://``, ``https://`` or ``ssh://``/scp-style git URL; ``type``: ``git``, ``local``
+    (a plain directory, watched for changes: developer mode) or ``auto`` (default: a local directory that is not a
+    git repository is ``local``); ``ref``: branch, tag or
+    commit (default ``main``); ``interval``: fetch period in seconds (default 60); ``cacheDir``: where the clone
+    lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
+    HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it); ``timeout``: seconds one fetch may
+    take before it is stopped and the source reported stale (default 60, as Flux's GitRepository).
+    """
+
+    url: str
+    type: typing.Literal["auto", "git", "local"] = "auto"
+    ref: str = "main"
+    interval: Duration = 60.0
+    timeout: Duration = 60.0
+    cache_dir: str | None = None
+    token_env: str | None = None
+    ssh_key_file: str | None = None
+
+    def clone_dir(self) -> pathlib.Path:
+        """The directory of the local clone."""
+        if self.cache_dir:
+            return pathlib.Path(self.cache_dir).expanduser()
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        return pathlib.Path("~/.cache/gitops-agent").expanduser() / digest
+
+
+class ShardingConfig(_Model):
+    """Several replicas share the clusters (``run`` only) through Leases (``coordination.k8s.io/v1``) in a home
+    cluster; each cluster is reconciled by the one replica holding its Lease.
+
+    ``homeCluster``: where the Leases live; ``namespace``: their namespace there (default ``gitops-agent``, must
+    exist); ``identity``: this replica's name, unique among replicas (default ``<hostname>-<pid>``; in a pod,
+    its name); ``leaseDuration`` (seconds, default 15): a Lease not renewed for this long is free, so a dead
+    replica's clusters move within about this long; ``renewDeadline`` (default 10): a replica that could not
+    renew for this long stops reconciling the cluster, before anyone else may take it; ``retryPeriod`` (default
+    2): how often Leases are renewed and checked. Defaults and their meaning follow client-go's leader election.
+    """
+
+    home_cluster: HomeCluster
+    namespace: str = "gitops-agent"
+    identity: str = pydantic.Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1, max_length=128
+    )
+    lease_duration: Duration = 15.0
+    renew_deadline: Duration = 10.0
+    retry_period: Duration = 2.0
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self) -> ShardingConfig:
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("need retryPeriod < renewDeadline < leaseDuration")
+        return self
+
+
+class SyncConfig(_Model):
+    """How clusters are synced.
+
+    ``interval`` between reconciles (seconds, default 300); ``fieldManager`` for server-side apply (default
+    ``gitops-agent``); ``timeout`` for one reconcile's waits (seconds, default 300); ``concurrency``: requests in
+    flight per cluster (default 8); ``prune``: delete objects that left git (default false); ``allowEmpty``:
+    prune even when a path or a cluster renders nothing (default false); ``pruneBudget``: the largest fraction of
+    the inventory one sync may delete (default 0.5); ``prunePropagationPolicy``: Background, Foreground or Orphan;
+    ``selfHeal``: re-apply an object as soon as a watch shows it drifted (default false, ``run`` only);
+    ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``);
+    ``wait``: after applying, wait up to ``timeout`` for every object to be Healthy (always on with ``rollout``);
+    ``requestTimeout``: seconds one API request may wait for an answer (default 60; a frozen API server fails the
+    sync after this long, and the cluster is retried with backoff).
+    """
+
+    interval: Duration = 300.0
+    field_manager: str = "gitops-agent"
+    timeout: Duration = 300.0
+    concurrency: int = pydantic.Field(default=8, ge=1, le=64)
+    prune: bool = False
+    allow_empty: bool = False
+    prune_budget: float = pydantic.Field(default=0.5, gt=0, le=1)
+    prune_propagation_policy: typing.Literal["Background", "Foreground", "Orphan"] = "Background"
+    self_heal: bool = False
+    inventory_namespace: str = "gitops-agent"
+    wait: bool = False
+    request_timeout: Duration = 60.0
+
+
+class WebhooksConfig(_Model):
+    """Push webhooks, each enabled by its secret: ``github`` (``X-Hub-Signature-256``, HMAC-SHA256 of the body),
+    ``gitlab`` (``X-Gitlab-Token``), ``generic`` (``X-Signature-256: sha256=<hex>``, HMAC-SHA256 of the body)."""
+
+    github: SecretRef | None = None
+    gitlab: SecretRef | None = None
+    generic: SecretRef | None = None
+
+
+class ServerConfig(_Model):
+    """The HTTP server.
+
+    ``listen`` as ``host:port`` (default ``127.0.0.1:8080``); ``token``: when set, every endpoint but /healthz,
+    /readyz and the webhooks (which carry their own signatures) needs ``Authorization: Bearer <token>``;
+    ``webhooks``: see :class:`WebhooksConfig`; ``maxBodyBytes``: larger webhook bodies get 413 (default 10 MiB);
+    ``webhookDebounce``: seconds a push waits for more pushes before the one fetch they share (default 0.1);
+    ``allowUnauthenticated``: serve on a non-loopback ``listen`` address without ``token`` (default false: such a
+    config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port).
+    """
+
+    listen: str = "127.0.0.1:8080"
+    token: SecretRef | None = None
+    webhooks: WebhooksConfig = WebhooksConfig()
+    max_body_bytes: int = pydantic.Field(default=10 * 1024 * 1024, ge=1024)
+    webhook_debounce: Duration = 0.1
+    allow_unauthenticated: bool = False
+
+    @pydantic.field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{v!r} is not host:port")
+        return v
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``."""
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class RolloutConfig(_Model):
+    """Progressive delivery of a new revision across clusters (``run`` only).
+
+    ``order``: cluster names to go first, in this order (the others follow in config order);
+    ``maxUnavailableClusters``: clusters upgraded at once (default 1: one after the other); the next batch starts
+    only when the previous one is Healthy within ``sync.timeout``. A batch that is not (Degraded, or not Healthy in
+    time) halts the rollout; with ``rollback: auto`` (default) its clusters go back to their last healthy revision.
+    A failed revision is not tried again; a newer commit starts a new rollout.
+    """
+
+    order: tuple[str, ...] = ()
+    max_unavailable_clusters: int = pydantic.Field(default=1, ge=1)
+    rollback: typing.Literal["auto", "none"] = "auto"
+
+
+class SopsConfig(_Model):
+    """``ageKeys``: the age identities (``AGE-SECRET-KEY-1...``, one or more per env variable or file) that
+    decrypt SOPS-encrypted files, tried in turn."""
+
+    age_keys: tuple[SecretRef, ...] = pydantic.Field(min_length=1)
+
+
+class DecryptionConfig(_Model):
+    """Keys for encrypted files in the sources: ``sops`` (see :class:`SopsConfig`)."""
+
+    sops: SopsConfig | None = None

@@ -1,0 +1,152 @@
+"""The apps x clusters view of the status: one cell per (app, cluster) with its revision, sync status, health and
+last sync; the per-app summary of the fleet. Read from the clusters' last results (each carries its apps') and
+their live caches. Used by :mod:`agent.runtime.status` and the API (``GET /api/v1/apps``).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from agent import apps, config
+from agent.runtime import state, worker
+from reconcilers import engine, errors, health, resources
+
+UNKNOWN_KINDS = (
+    engine.ErrorKind.CLUSTER,
+    engine.ErrorKind.CONFIG,
+    engine.ErrorKind.INTERNAL,
+    engine.ErrorKind.CANCELLED,
+)
+
+
+class View(Protocol):
+    """What the apps' status reads of the fleet."""
+
+    cfg: config.AgentConfig
+    state: state.AgentState
+
+    def worker_of(self, name: str) -> worker.Worker | None:
+        """The worker of cluster ``name``."""
+        ...
+
+    def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
+        """The revision of each source the cluster should be at."""
+        ...
+
+
+def app_sync_status(r: engine.ReconcileResult, target: resources.Revision | None) -> tuple[str, str]:
+    """An app's sync status on one cluster and why: ``Synced`` (its source's current revision applied
+    completely), ``OutOfSync``, ``Waiting`` (a dependency is not Synced and Healthy yet, or its source has no
+    revision), ``Unknown`` (the cluster could not be reached or used, the app did not load, or the sync was
+    cancelled)."""
+    if r.error_kind is engine.ErrorKind.WAITING:
+        return "Waiting", r.error or ""
+    if r.error_kind in UNKNOWN_KINDS:
+        return "Unknown", r.error or ""
+    if not r.ok:
+        return "OutOfSync", r.error or ""
+    if r.revision is not None and target is not None and r.revision != target:
+        return "OutOfSync", f"at {r.revision.short}; the source is at {target.short}"
+    return "Synced", ""
+
+
+def cell(
+    fleet: View,
+    cluster: str,
+    r: engine.ReconcileResult,
+    healths: Mapping[resources.ResourceKey, health.HealthStatus],
+    *,
+    objects: bool = False,
+) -> dict[str, Any]:
+    """One (app, cluster) cell: ``app``, ``cluster``, ``source``, ``revision``, ``syncStatus`` (with
+    ``syncStatusReason``), ``health`` (the worst of its objects, from ``healths``), ``stale`` (its source's last
+    fetch failed: the reason), and ``lastSync`` (with ``objects``, its per-object entries and health)."""
+    unit = _unit(fleet, cluster, r.app)
+    source = unit.source if unit else None
+    target = fleet.revisions_for(cluster).get(source) if source else None
+    sync, why = app_sync_status(r, target)
+    mine = {k: healths[k] for k in r.desired if k in healths}
+    worst = health.aggregate(h.status for h in mine.values()) if mine else health.Health.UNKNOWN
+    if r.ok and not r.desired and r.error is None:
+        worst = health.Health.HEALTHY if unit is not None else health.Health.UNKNOWN
+    last = state.result_json(r, objects=objects)
+    if objects:
+        for o in last["objects"]:
+            key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
+            if key in mine:
+                o["health"], o["healthMessage"] = mine[key].status.value, mine[key].message
+    return {
+        "app": r.app,
+        "cluster": cluster,
+        "source": source,
+        "placed": unit is not None,
+        "revision": state.revision_json(r.revision),
+        "syncStatus": sync,
+        "syncStatusReason": why,
+        "health": worst.value,
+        "healthCounts": dict(sorted(collections.Counter(h.status.value for h in mine.values()).items())),
+        "stale": fleet.state.stale(source) if source else None,
+        "lastSync": last,
+    }
+
+
+def _unit(fleet: View, cluster: str, app: str) -> apps.Unit | None:
+    try:
+        found = apps.units(fleet.cfg, fleet.cfg.cluster(cluster))
+    except errors.ConfigError:  # a cluster just removed by a reload has no units
+        return None
+    return next((u for u in found if u.name == app), None)
+
+
+def cells(fleet: View, *, app: str | None = None, objects: bool = False) -> list[dict[str, Any]]:
+    """Every (app, cluster) cell of the last syncs, in cluster order (with ``app``, that app's only)."""
+    out = []
+    for name in fleet.state.names():
+        last = fleet.state.last(name)
+        if last is None:
+            continue
+        w = fleet.worker_of(name)
+        r = w.runner if w else None
+        keys = list(last.desired)
+        healths = r.health(keys) if r else {}
+        out += [cell(fleet, name, a, healths, objects=objects) for a in last.apps if app is None or a.app == app]
+    return out
+
+
+def apps_json(fleet: View, *, app: str | None = None, objects: bool = False) -> list[dict[str, Any]]:
+    """Every app with its cells (``GET /api/v1/apps``; with ``app``, that one, objects included when asked):
+    ``name``, ``source``, ``path``, ``clusters`` (the cells), ``summary`` (cells per sync status and health)."""
+    by_app: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for c in cells(fleet, app=app, objects=objects):
+        by_app[c["app"]].append(c)
+    configured = {a.name: a for a in fleet.cfg.apps}
+    names = [n for n in configured if app is None or n == app] + [n for n in by_app if n not in configured]
+    out = []
+    for n in names:
+        found = by_app.get(n, [])
+        a = configured.get(n)
+        out.append(
+            {
+                "name": n,
+                "source": a.source if a else (found[0]["source"] if found else None),
+                "path": a.path if a else n,
+                "clusters": found,
+                "summary": _counts(found),
+            }
+        )
+    return out
+
+
+def summary(fleet: View) -> list[dict[str, Any]]:
+    """Per app: its name and how many clusters are in each sync status and health (the fleet summary)."""
+    return [{"name": a["name"], **a["summary"]} for a in apps_json(fleet)]
+
+
+def _counts(found: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "clusters": len(found),
+        "syncStatus": dict(collections.Counter(c["syncStatus"] for c in found)),
+        "health": dict(collections.Counter(c["health"] for c in found)),
+    }

@@ -1,0 +1,353 @@
+"""One sync of a cluster's apps, each an isolated unit (Argo CD's Application, Flux's Kustomization).
+
+:func:`sync_units` runs the story for the units of one cluster (:mod:`agent.apps`):
+
+1. load every unit from its source's tree; a unit that fails to load fails alone;
+2. claim objects in unit order: an object a second unit also renders fails that second unit (naming both apps
+   and documents); the first keeps it. A unit whose objects leave the ``namespaces`` allow-list fails before any
+   write;
+3. sync the units, each with its own ``reconcilers.engine.reconcile`` (own inventory, prune, stages), as many at
+   once as ``sync.concurrency``, an app only after the apps it ``dependsOn`` are Synced and Healthy on the
+   cluster (else it is ``Waiting``); objects another unit desires are never pruned by this one (they moved);
+4. prune the inventories of apps no longer placed on the cluster (removed from the config, or the cluster left
+   their selector) when ``sync.prune`` is on and every unit loaded; keep them (and say so) otherwise;
+5. scan for orphans once for the whole cluster.
+
+The cluster's result is the units' results together (:func:`aggregate`). Called by :mod:`agent.runtime.runner`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import pathlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+
+from agent import apps, config, config_apps
+from agent.clusters import cache, connection
+from agent.runtime import removed
+from reconcilers import apply, engine, errors, health, inventory, prune, resources
+from reconcilers import cancel as cancel_
+
+Loader = Callable[[apps.Unit, pathlib.Path], list[resources.Manifest]]
+"""Loads one unit's manifests from its source's tree (decrypted, substituted). Raises ConfigError/SourceError."""
+Waiter = Callable[[engine.ReconcileResult, cancel_.Token], engine.ReconcileResult]
+"""Waits for a synced unit's objects to be Healthy; returns the result with ``health`` set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What one cluster sync shares among its units: the config, the cluster, its connection (the agent's
+    identity) and live cache, how to load and wait, and the sync's options."""
+
+    cfg: config.AgentConfig
+    cluster: config.ClusterConfig
+    kube: connection.KubeCluster
+    live: cache.LiveCache
+    options: Callable[[apps.Unit], engine.ReconcileOptions]
+    load: Loader
+    wait_healthy: Waiter
+    mask: Callable[[str], str]
+    dry_run: bool
+    wait: bool | None
+    watch: bool
+
+
+def sync_units(
+    ctx: Context,
+    units: Sequence[apps.Unit],
+    revisions: Mapping[str, resources.Revision],
+    trees: Mapping[str, pathlib.Path],
+    token: cancel_.Token,
+    *,
+    only: str | None = None,
+) -> tuple[list[engine.ReconcileResult], list[apply.ChangeSetEntry]]:
+    """Sync ``units`` (every unit of the cluster, dependencies first) at ``revisions`` (source name -> revision)
+    from ``trees`` (source name -> checkout); with ``only``, just the unit of that name (the others are loaded
+    for the object claims, not synced; its dependencies are not waited for). Returns one result per synced unit
+    (``app`` set) and, for a full sync, one per removed app with an inventory left; and the orphans found (a full
+    sync in which every unit succeeded). Never raises for a unit's failure; raises CancelledError and ClusterError
+    (the caller ends the cluster's sync)."""
+    loaded: dict[str, list[resources.Manifest]] = {}
+    failed: dict[str, engine.ReconcileResult] = {}
+    for u in units:
+        revision = revisions.get(u.source)
+        tree = trees.get(u.source)
+        if revision is None or tree is None:
+            failed[u.name] = _result(
+                ctx, u, revision, f"source {u.source} has no revision yet", engine.ErrorKind.WAITING
+            )
+            continue
+        try:
+            loaded[u.name] = [dataclasses.replace(m, source_path=u.inventory) for m in ctx.load(u, tree)]
+        except errors.ConfigError as e:
+            failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
+        except errors.SourceError as e:
+            failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
+    claims = _claim(ctx, units, loaded, revisions, failed)
+    kinds = {(m.key.group, m.key.kind) for found in loaded.values() for m in found}
+    ctx.live.ensure(kinds, watch=ctx.watch)
+    selected = [u for u in units if only is None or u.name == only]
+    results = _run(ctx, selected, loaded, claims, revisions, failed, token, only is not None)
+    if ctx.watch:
+        ctx.live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
+    orphaned: list[apply.ChangeSetEntry] = []
+    if only is None:
+        complete = len(loaded) == len(units)
+        prune_options = _prune_options(ctx, units)
+        results += removed.sync_removed(
+            ctx.kube, ctx.cfg, ctx.cluster, units, set(claims), complete, prune_options, ctx.dry_run, token
+        )
+        if all(r.ok for r in results):
+            known = {k for r in results for k in r.known} | set(claims)
+            tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
+            orphaned = prune.orphans(
+                ctx.kube, ctx.live, known, tracking, prune_options, dry_run=ctx.dry_run, cancel=token
+            )
+    return results, orphaned
+
+
+def _claim(
+    ctx: Context,
+    units: Sequence[apps.Unit],
+    loaded: dict[str, list[resources.Manifest]],
+    revisions: Mapping[str, resources.Revision],
+    failed: dict[str, engine.ReconcileResult],
+) -> dict[resources.ResourceKey, tuple[str, resources.Manifest]]:
+    """Who owns each object: the first unit (in unit order) rendering it. A later unit rendering one already
+    claimed, or an object outside its ``namespaces``, fails (and claims nothing)."""
+    claims: dict[resources.ResourceKey, tuple[str, resources.Manifest]] = {}
+    for u in units:
+        manifests = loaded.get(u.name)
+        if manifests is None:
+            continue
+        keys = [_placed_key(ctx.kube, m, u.namespace) for m in manifests]
+        problem = _refused(u, manifests, keys) or next(
+            (
+                f"app {u.name}: {k} ({m.origin}) is also rendered by app {claims[k][0]} ({claims[k][1].origin}): "
+                f"one object, one app; {claims[k][0]} keeps it"
+                for k, m in zip(keys, manifests, strict=True)
+                if k in claims and claims[k][0] != u.name
+            ),
+            None,
+        )
+        if problem:
+            del loaded[u.name]
+            failed[u.name] = _result(ctx, u, revisions.get(u.source), ctx.mask(problem), engine.ErrorKind.CONFIG)
+            continue
+        claims.update((k, (u.name, m)) for k, m in zip(keys, manifests, strict=True))
+    return claims
+
+
+def _placed_key(kube: connection.KubeCluster, m: resources.Manifest, namespace: str) -> resources.ResourceKey:
+    """``m``'s key as the engine will place it: a namespaced object without a namespace gets ``namespace``, a
+    cluster-scoped one none (kinds the cluster does not serve yet are taken as written)."""
+    rtype = kube.resource_type(m.key.group, m.key.kind)
+    if rtype is None:
+        return m.key
+    if rtype.namespaced and not m.key.namespace:
+        return dataclasses.replace(m.key, namespace=namespace)
+    if not rtype.namespaced and m.key.namespace:
+        return dataclasses.replace(m.key, namespace="")
+    return m.key
+
+
+def _refused(u: apps.Unit, manifests: Sequence[resources.Manifest], keys: Sequence[resources.ResourceKey]) -> str:
+    """Why ``u``'s objects break its ``namespaces`` allow-list ("" when they do not): the first object outside."""
+    if not u.namespaces:
+        return ""
+    rule = f"namespaces {list(u.namespaces)}"
+    for k, m in zip(keys, manifests, strict=True):
+        if k.kind == "Namespace" and not k.group:
+            if not config_apps.allowed(u.namespaces, k.name):
+                return f"app {u.name}: {k} ({m.origin}) is outside the app's {rule}: refused, nothing written"
+        elif not k.namespace:
+            return (
+                f"app {u.name}: {k} ({m.origin}) is cluster-scoped and the app may only write in its {rule}: "
+                "refused, nothing written"
+            )
+        elif not config_apps.allowed(u.namespaces, k.namespace):
+            return f"app {u.name}: {k} ({m.origin}) is in namespace {k.namespace}, outside the app's {rule}: refused"
+    return ""
+
+
+def _run(
+    ctx: Context,
+    selected: Sequence[apps.Unit],
+    loaded: Mapping[str, list[resources.Manifest]],
+    claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]],
+    revisions: Mapping[str, resources.Revision],
+    failed: Mapping[str, engine.ReconcileResult],
+    token: cancel_.Token,
+    alone: bool,
+) -> list[engine.ReconcileResult]:
+    """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time."""
+    done: dict[str, engine.ReconcileResult] = {}
+    needed = {d for u in selected for d in u.depends_on}
+    by_name = {u.name: u for u in selected}
+    pending = list(selected)
+    running: dict[futures.Future[engine.ReconcileResult], str] = {}
+    with futures.ThreadPoolExecutor(max(1, min(len(selected), ctx.cfg.sync.concurrency)), "app") as pool:
+        while pending or running:
+            for u in list(pending):
+                deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
+                if any(d not in done and d not in failed for d in deps):
+                    continue  # a dependency still syncing
+                pending.remove(u)
+                waiting = _waiting_on(u, deps, done, failed, set(by_name), alone)
+                if u.name in failed:
+                    done[u.name] = failed[u.name]
+                elif waiting:
+                    done[u.name] = _result(ctx, u, revisions.get(u.source), waiting, engine.ErrorKind.WAITING)
+                else:
+                    must_wait = u.name in needed
+                    f = pool.submit(_sync_one, ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait)
+                    running[f] = u.name
+            if running:
+                finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for f in finished:
+                    done[running.pop(f)] = f.result()
+    return [done[u.name] for u in selected]
+
+
+def _waiting_on(
+    u: apps.Unit,
+    deps: Sequence[str],
+    done: Mapping[str, engine.ReconcileResult],
+    failed: Mapping[str, engine.ReconcileResult],
+    here: set[str],
+    alone: bool,
+) -> str:
+    """Why ``u`` waits ("" when it may sync): ``Waiting (crds not Healthy)``."""
+    if alone:
+        return ""
+    missing = [d for d in u.depends_on if d not in here and d not in failed]
+    if missing:
+        return f"Waiting ({', '.join(missing)} not placed on this cluster)"
+    for d in deps:
+        r = done.get(d) or failed[d]
+        if not r.ok:
+            return f"Waiting ({d} not Synced)"
+        if r.health is not health.Health.HEALTHY and not r.dry_run:
+            return f"Waiting ({d} not Healthy)"
+    return ""
+
+
+def _sync_one(
+    ctx: Context,
+    u: apps.Unit,
+    manifests: list[resources.Manifest],
+    claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]],
+    revision: resources.Revision,
+    token: cancel_.Token,
+    must_wait: bool,
+) -> engine.ReconcileResult:
+    """One unit's engine run (as its service account, if any), its namespace created first when asked, then
+    the health wait when the unit waits or others depend on it."""
+    kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
+    options = dataclasses.replace(
+        ctx.options(u), protected=frozenset(k for k, (owner, _) in claims.items() if owner != u.name)
+    )
+    created = _create_namespace(ctx, u, manifests, token)
+    result = engine.reconcile(
+        kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
+        store_kube=ctx.kube,
+    )  # fmt: skip
+    result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
+    wait = ctx.wait if ctx.wait is not None else u.wait
+    if (wait or must_wait) and not ctx.dry_run and result.ok:
+        result = ctx.wait_healthy(result, token)
+    return result
+
+
+CREATED_FOR_ANNOTATION = "gitops-agent.io/created-for"
+"""On a Namespace made by ``createNamespace``: ``<instance>:<cluster>:<app>``. It carries no tracking annotation
+and is in no inventory, so it is never pruned (Argo CD's ``CreateNamespace=true`` behaves the same)."""
+
+
+def _create_namespace(
+    ctx: Context, u: apps.Unit, manifests: Sequence[resources.Manifest], token: cancel_.Token
+) -> list[apply.ChangeSetEntry]:
+    """Create the unit's namespace (with the agent's identity) when asked, missing, and not in git itself."""
+    if not u.create_namespace:
+        return []
+    key = resources.ResourceKey("", "Namespace", "", u.namespace)
+    if any(m.key == key for m in manifests) or ctx.kube.get(key) is not None:
+        return []
+    if ctx.dry_run:
+        return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace (dry run)", "createNamespace")]
+    token.check()
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": u.namespace,
+            "annotations": {CREATED_FOR_ANNOTATION: f"{ctx.cfg.instance}:{ctx.cluster.name}:{u.name}"},
+        },
+    }
+    ctx.kube.apply(body, field_manager=ctx.cfg.sync.field_manager, force=False, dry_run=False)
+    return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace", "createNamespace")]
+
+
+def _prune_options(ctx: Context, units: Sequence[apps.Unit]) -> prune.PruneOptions:
+    return ctx.options(units[0]).prune if units else prune.PruneOptions()
+
+
+def _result(
+    ctx: Context, u: apps.Unit, revision: resources.Revision | None, error: str, kind: engine.ErrorKind
+) -> engine.ReconcileResult:
+    now = datetime.datetime.now(datetime.UTC)
+    return engine.ReconcileResult(ctx.cluster.name, revision, (), now, 0.0, ctx.dry_run, error, kind, app=u.name)
+
+
+def aggregate(
+    cluster: str,
+    revision: resources.Revision | None,
+    results: Sequence[engine.ReconcileResult],
+    orphaned: Sequence[apply.ChangeSetEntry],
+    started: float,
+) -> engine.ReconcileResult:
+    """The cluster's result from its apps' (``apps``): their entries (then the ``orphaned`` ones), desired sets and
+    inventories together; ``error`` names the apps that failed (one app: its error as it is), with the kind
+    ``cluster`` or ``cancelled`` when one ended that way (the whole cluster is then in doubt), else the kind they
+    share, else ``apps``; ``health`` the worst of those that waited."""
+    t0 = min((r.started for r in results), default=datetime.datetime.now(datetime.UTC))
+    bad = [r for r in results if not r.ok]
+    kinds = {r.error_kind for r in bad}
+    kind: engine.ErrorKind | None = next(
+        (k for k in (engine.ErrorKind.CLUSTER, engine.ErrorKind.CANCELLED) if k in kinds), None
+    )
+    if kind is None and bad:
+        if len(results) == 1:
+            kind = results[0].error_kind
+        elif len(kinds) == 1 and None not in kinds:
+            kind = next(iter(kinds))  # one way of failing: say which
+        else:
+            kind = engine.ErrorKind.APPS
+    if len(results) == 1:
+        error = results[0].error  # one app (one path): its error as it is
+    else:
+        error = "; ".join(f"app {r.app}: {r.error or _failed_note(r)}" for r in bad) or None
+    healths = [r.health for r in results if r.health is not None]
+    return engine.ReconcileResult(
+        cluster,
+        revision,
+        (*(e for r in results for e in r.entries), *orphaned),
+        t0,
+        time.monotonic() - started,
+        any(r.dry_run for r in results),
+        error,
+        kind,
+        {k: d for r in results for k, d in r.desired.items()},
+        {k: e for r in results for k, e in r.inventory.items()},
+        health.aggregate(healths) if healths else None,
+        "; ".join(f"{r.app}: {r.health_message}" for r in results if r.health_message),
+        apps=tuple(results),
+    )
+
+
+def _failed_note(r: engine.ReconcileResult) -> str:
+    c = r.counts
+    return f"{c['failed']} failed, {c['skipped']} skipped"

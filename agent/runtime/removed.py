@@ -1,0 +1,116 @@
+"""Apps that left a cluster: removed from the config, or the cluster no longer matches their placement.
+
+Their inventories stay in the cluster (ConfigMaps labelled with the instance, annotated with the cluster and the
+inventory key), so a later sync finds them: :func:`sync_removed` prunes their objects when ``sync.prune`` is on
+(Argo CD deletes an Application's resources when the Application is deleted with its finalizer; Flux a
+Kustomization's with ``prune: true``), under the prune budget counted against every object the cluster's
+inventories hold, and only when every current app loaded (an app that failed to load might desire them). An
+object another app desires now moved there: it is dropped from the old inventory, never deleted. With prune
+off, the objects are kept and the result says so. Used by :mod:`agent.runtime.appsync`.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+
+from agent import apps, config
+from agent.clusters import connection
+from reconcilers import apply, engine, errors, inventory, ordering, prune, resources
+from reconcilers import cancel as cancel_
+
+
+def stored_inventories(kube: connection.KubeCluster, cfg: config.AgentConfig, cluster: str) -> list[str]:
+    """The inventory keys stored in ``cluster`` for this instance (one list request). Raises ClusterError."""
+    selector = f"{inventory.INSTANCE_LABEL}-inventory={cfg.instance}"
+    try:
+        found, _ = kube.list_objects("", "ConfigMap", selector, metadata_only=True)
+    except errors.ApiError as e:
+        if e.status in (403, 404):
+            return []  # a namespace-scoped identity cannot list across namespaces: removed apps are not seen
+        raise
+    prefix = f"{cfg.instance}:{cluster}:"
+    out = []
+    for cm in found:
+        meta = cm.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        tracking = str(annotations.get(inventory.TRACKING_ANNOTATION, ""))
+        if meta.get("namespace") == cfg.sync.inventory_namespace and tracking.startswith(prefix):
+            out.append(tracking.removeprefix(prefix))
+    return sorted(out)
+
+
+def sync_removed(
+    kube: connection.KubeCluster,
+    cfg: config.AgentConfig,
+    cluster: config.ClusterConfig,
+    units: Sequence[apps.Unit],
+    desired: set[resources.ResourceKey],
+    complete: bool,
+    options: prune.PruneOptions,
+    dry_run: bool,
+    token: cancel_.Token,
+) -> list[engine.ReconcileResult]:
+    """Prune (or keep) the objects of every inventory of ``cluster`` whose key no unit has; one result each
+    (``app`` is the app name, or the path of a ``paths`` entry). ``desired``: every object a current unit desires
+    (never deleted); ``complete``: every current unit loaded (else nothing is pruned)."""
+    current = {u.inventory for u in units}
+    gone = [k for k in stored_inventories(kube, cfg, cluster.name) if k not in current]
+    if not gone:
+        return []
+    tracking = inventory.Tracking(cfg.instance, cluster.name)
+    store = inventory.Store(kube, tracking, cfg.sync.inventory_namespace, cfg.sync.field_manager)
+    held = store.read(gone)
+    total = len(desired) + sum(len(inv.entries) for inv in held.values())
+    budget = int(total * options.budget)
+    results = []
+    for key in gone:
+        entries = held[key].entries
+        name = key.removeprefix(apps.APP_INVENTORY_PREFIX)
+        started = datetime.datetime.now(datetime.UTC)
+        origin = f"{name} (no longer on this cluster)"
+        moved = [k for k in entries if k in desired]
+        candidates = [k for k in ordering.prune_order(entries) if k not in desired]
+        why = ""
+        if not options.enabled:
+            why = "sync.prune is off: its objects are kept"
+        elif not complete:
+            why = "an app of this cluster failed to load: nothing is pruned until every app loads"
+        elif len(candidates) > budget and not options.force:
+            why = f"refusing to prune {len(candidates)} object(s): over the prune budget ({budget} of {total})"
+        if why or not candidates:
+            kept = tuple(apply.ChangeSetEntry(k, apply.Action.KEPT, why or "moved", origin) for k in candidates)
+            if not dry_run and moved:
+                store.merge(key, drop=moved, cancel=token)
+            error = f"app {name} left this cluster: {why}" if why and options.enabled else None
+            kind = engine.ErrorKind.PRUNE if error else None
+            results.append(_result(cluster.name, name, kept, started, dry_run, error, kind))
+            if not candidates and not dry_run:
+                _drop_inventory(kube, store, key, token)
+            continue
+        plan = prune.Plan([(k, name) for k in candidates], {}, None)
+        done, keep = prune.execute(kube, plan, tracking, options, dry_run=dry_run, cancel=token)
+        if not dry_run:
+            if keep:
+                store.merge(key, drop=[k for k in entries if k not in keep], cancel=token)
+            else:
+                _drop_inventory(kube, store, key, token)
+        results.append(_result(cluster.name, name, tuple(done), started, dry_run, None, None))
+    return results
+
+
+def _drop_inventory(kube: connection.KubeCluster, store: inventory.Store, key: str, token: cancel_.Token) -> None:
+    token.check()
+    kube.delete(store.key(key), uid=None, propagation="Background")
+
+
+def _result(
+    cluster: str,
+    app: str,
+    entries: tuple[apply.ChangeSetEntry, ...],
+    started: datetime.datetime,
+    dry_run: bool,
+    error: str | None,
+    kind: engine.ErrorKind | None,
+) -> engine.ReconcileResult:
+    return engine.ReconcileResult(cluster, None, entries, started, 0.0, dry_run, error, kind, app=app)
