@@ -53,6 +53,8 @@ class Context:
     dry_run: bool
     wait: bool | None
     watch: bool
+    prune: prune.PruneOptions
+    """The top-level prune settings (``sync.prune`` and the sync's flags): for removed apps and orphans."""
 
 
 def sync_units(
@@ -96,7 +98,7 @@ def sync_units(
     orphaned: list[apply.ChangeSetEntry] = []
     if only is None:
         complete = len(loaded) == len(units)
-        prune_options = _prune_options(ctx, units)
+        prune_options = ctx.prune
         results += removed.sync_removed(
             ctx.kube, ctx.cfg, ctx.cluster, units, set(claims), complete, prune_options, ctx.dry_run, token
         )
@@ -126,7 +128,7 @@ def _claim(
         keys = [_placed_key(ctx.kube, m, u.namespace) for m in manifests]
         problem = _refused(u, manifests, keys) or next(
             (
-                f"app {u.name}: {k} ({m.origin}) is also rendered by app {claims[k][0]} ({claims[k][1].origin}): "
+                f"{k} ({m.origin}) is also rendered by app {claims[k][0]} ({claims[k][1].origin}): "
                 f"one object, one app; {claims[k][0]} keeps it"
                 for k, m in zip(keys, manifests, strict=True)
                 if k in claims and claims[k][0] != u.name
@@ -162,14 +164,13 @@ def _refused(u: apps.Unit, manifests: Sequence[resources.Manifest], keys: Sequen
     for k, m in zip(keys, manifests, strict=True):
         if k.kind == "Namespace" and not k.group:
             if not config_apps.allowed(u.namespaces, k.name):
-                return f"app {u.name}: {k} ({m.origin}) is outside the app's {rule}: refused, nothing written"
+                return f"{k} ({m.origin}) is outside the app's {rule}: refused, nothing written"
         elif not k.namespace:
             return (
-                f"app {u.name}: {k} ({m.origin}) is cluster-scoped and the app may only write in its {rule}: "
-                "refused, nothing written"
+                f"{k} ({m.origin}) is cluster-scoped and the app may only write in its {rule}: refused, nothing written"
             )
         elif not config_apps.allowed(u.namespaces, k.namespace):
-            return f"app {u.name}: {k} ({m.origin}) is in namespace {k.namespace}, outside the app's {rule}: refused"
+            return f"{k} ({m.origin}) is in namespace {k.namespace}, outside the app's {rule}: refused, nothing written"
     return ""
 
 
@@ -250,6 +251,8 @@ def _sync_one(
     options = dataclasses.replace(
         ctx.options(u), protected=frozenset(k for k, (owner, _) in claims.items() if owner != u.name)
     )
+    if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
+        ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
     created = _create_namespace(ctx, u, manifests, token)
     result = engine.reconcile(
         kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
@@ -289,10 +292,6 @@ def _create_namespace(
     }
     ctx.kube.apply(body, field_manager=ctx.cfg.sync.field_manager, force=False, dry_run=False)
     return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace", "createNamespace")]
-
-
-def _prune_options(ctx: Context, units: Sequence[apps.Unit]) -> prune.PruneOptions:
-    return ctx.options(units[0]).prune if units else prune.PruneOptions()
 
 
 def _result(

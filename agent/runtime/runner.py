@@ -54,6 +54,19 @@ def user_agent(cfg: config.AgentConfig) -> str:
     return f"{connection.USER_AGENT} (replica {cfg.sharding.identity})" if cfg.sharding else connection.USER_AGENT
 
 
+def prune_options(cfg: config.AgentConfig, *, force: bool, orphans: bool) -> prune.PruneOptions:
+    """The top-level prune settings under ``cfg`` with the sync's ``--force-prune`` and ``--prune-orphans``."""
+    sync = cfg.sync
+    return prune.PruneOptions(
+        enabled=sync.prune,
+        allow_empty=sync.allow_empty,
+        budget=sync.prune_budget,
+        force=force,
+        orphans=orphans,
+        propagation=sync.prune_propagation_policy,
+    )
+
+
 def options_for(
     cfg: config.AgentConfig,
     cluster: config.ClusterConfig,
@@ -67,14 +80,7 @@ def options_for(
     sync = cfg.sync
     return engine.ReconcileOptions(
         apply=apply.ApplyOptions(field_manager=sync.field_manager, dry_run=dry_run, concurrency=sync.concurrency),
-        prune=prune.PruneOptions(
-            enabled=unit.prune,
-            allow_empty=sync.allow_empty,
-            budget=sync.prune_budget,
-            force=force_prune,
-            orphans=prune_orphans,
-            propagation=sync.prune_propagation_policy,
-        ),
+        prune=dataclasses.replace(prune_options(cfg, force=force_prune, orphans=prune_orphans), enabled=unit.prune),
         ignore=ignore_rules(unit.ignore),
         default_namespace=unit.namespace,
         timeout=sync.timeout,
@@ -188,6 +194,7 @@ class ClusterRunner:
                     dry_run,
                     wait,
                     self.watch,
+                    prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)

@@ -11,7 +11,7 @@ import datetime
 import threading
 from typing import Any
 
-from reconcilers import engine, resources
+from reconcilers import apply, engine, resources
 
 HISTORY = 10
 """Reconciles kept per cluster: the last one whole (its per-object entries), the ones before it as the summaries
@@ -19,8 +19,9 @@ the status API shows (:func:`result_json` without objects), so the history costs
 objects."""
 
 
-def result_json(r: engine.ReconcileResult, *, objects: bool = True) -> dict[str, Any]:
-    """The JSON form of one reconcile (``objects`` adds the per-object entries)."""
+def result_json(r: engine.ReconcileResult, *, objects: bool = True, app_objects: bool = False) -> dict[str, Any]:
+    """The JSON form of one reconcile (``objects`` adds the per-object entries, each naming its ``app``); a
+    cluster's result lists its ``apps`` (each one's result, with its entries when ``app_objects``)."""
     out: dict[str, Any] = {
         "revision": revision_json(r.revision),
         "started": r.started.isoformat(),
@@ -31,21 +32,29 @@ def result_json(r: engine.ReconcileResult, *, objects: bool = True) -> dict[str,
         "error": r.error,
         "errorKind": r.error_kind.value if r.error_kind else None,
     }
+    if r.app:
+        out["app"] = r.app
+    if r.apps:
+        out["apps"] = [result_json(a, objects=app_objects) for a in r.apps]
     if objects:
-        out["objects"] = [
-            {
-                "group": e.key.group,
-                "kind": e.key.kind,
-                "namespace": e.key.namespace,
-                "name": e.key.name,
-                "action": e.action.value,
-                "source": e.origin,
-                "message": e.message,
-                **({"diff": e.diff.unified, "changedPaths": list(e.diff.paths)} if e.diff else {}),
-            }
-            for e in r.entries
-        ]
+        owners = [a.app for a in r.apps for _ in a.entries] if r.apps else [r.app] * len(r.entries)
+        owners += [""] * (len(r.entries) - len(owners))  # orphans belong to no app
+        out["objects"] = [_entry_json(e, app) for e, app in zip(r.entries, owners, strict=True)]
     return out
+
+
+def _entry_json(e: apply.ChangeSetEntry, app: str) -> dict[str, Any]:
+    return {
+        "group": e.key.group,
+        "kind": e.key.kind,
+        "namespace": e.key.namespace,
+        "name": e.key.name,
+        "action": e.action.value,
+        "source": e.origin,
+        "message": e.message,
+        **({"app": app} if app else {}),
+        **({"diff": e.diff.unified, "changedPaths": list(e.diff.paths)} if e.diff else {}),
+    }
 
 
 def revision_json(rev: resources.Revision | None) -> dict[str, str] | None:

@@ -86,7 +86,7 @@ def test_four_corpus_apps_fail_alone_on_two_clusters(
         for app, r in by_app.items():
             if app.startswith("delegate"):
                 continue
-            assert r["result"] == "Succeeded", (app, r["error"])
+            assert r["result"] == "Succeeded", (app, r["error"], [o for o in r["objects"] if o["action"] != "created"])
             actions = {o["action"] for o in r["objects"]}
             assert actions <= {"created", "configured", "unchanged"}, (app, actions)
             for o in r["objects"]:
@@ -121,6 +121,7 @@ def test_placement_by_name_and_label_and_moving_an_app_prunes_or_keeps(
     a, b = clusters(2)
     for tc in (a, b):
         ensure_namespace(tc, namespace)
+    git_repo.write_objects("base/cm.yaml", _cm("base-1"), _cm("base-2"))  # so one app leaving is within budget
     git_repo.write_objects("web/cm.yaml", _cm("web"))
     git_repo.write_objects("named/cm.yaml", _cm("named"))
     git_repo.write_objects("regional/cm.yaml", _cm("regional"))
@@ -131,6 +132,7 @@ def test_placement_by_name_and_label_and_moving_an_app_prunes_or_keeps(
             git_repo,
             [_cluster(a, "a", a_labels, namespace), _cluster(b, "b", b_labels, namespace)],
             apps=[
+                {"name": "base", "path": "base"},
                 {"name": "web", "path": "web", "clusters": {"matchLabels": {"env": "prod"}}},
                 {"name": "named", "path": "named", "clusters": {"names": ["b"]}},
                 {
@@ -140,27 +142,28 @@ def test_placement_by_name_and_label_and_moving_an_app_prunes_or_keeps(
                 },
             ],
             sync={"prune": prune},
+            instance=f"i-{namespace}",  # one agent across the three configs
         )
 
     code, results = _sync(config({"env": "prod", "region": "us"}, {"env": "dev", "region": "eu"}, True), capsys)
     assert code == 0
-    assert set(_apps_of(results["a"])) == {"web"}
-    assert set(_apps_of(results["b"])) == {"named", "regional"}
+    assert set(_apps_of(results["a"])) == {"base", "web"}
+    assert set(_apps_of(results["b"])) == {"base", "named", "regional"}
     assert live_object(a, "v1", "ConfigMap", "web", namespace)
     assert not live_object(b, "v1", "ConfigMap", "web", namespace)
     assert live_object(b, "v1", "ConfigMap", "regional", namespace)
 
     # Relabel: web moves from a to b; with prune on it is deleted from a.
     code, results = _sync(config({"env": "dev", "region": "us"}, {"env": "prod", "region": "eu"}, True), capsys)
-    assert code == 0, results
+    assert code == 0, json.dumps(results)
     assert live_object(b, "v1", "ConfigMap", "web", namespace) is not None
-    assert live_object(a, "v1", "ConfigMap", "web", namespace) is None
+    assert live_object(a, "v1", "ConfigMap", "web", namespace) is None, results["a"]
     gone = _apps_of(results["a"])["web"]
     assert [(o["name"], o["action"]) for o in gone["objects"]] == [("web", "pruned")]
 
     # Relabel back with prune off: web comes to a, and stays on b, kept and said so.
     code, results = _sync(config({"env": "prod", "region": "us"}, {"env": "dev", "region": "eu"}, False), capsys)
-    assert code == 0, results
+    assert code == 0, json.dumps(results)
     assert live_object(a, "v1", "ConfigMap", "web", namespace) is not None
     assert live_object(b, "v1", "ConfigMap", "web", namespace) is not None
     kept = _apps_of(results["b"])["web"]
@@ -205,7 +208,7 @@ def test_depends_on_orders_apps_and_waits_for_a_failed_dependency(
 
     code, results = _sync(config, capsys)
 
-    assert code == 0, results
+    assert code == 0, json.dumps(results)
     by_app = _apps_of(results["a"])
     assert by_app["crds"]["result"] == by_app["widgets"]["result"] == "Succeeded"
     writes = [
@@ -224,7 +227,7 @@ def test_depends_on_orders_apps_and_waits_for_a_failed_dependency(
     offset = audit_offset(tc)
     code, results = _sync(config, capsys)
     by_app = _apps_of(results["a"])
-    assert by_app["crds"]["errorKind"] == "config"
+    assert by_app["crds"]["errorKind"] == "source"
     assert by_app["widgets"]["errorKind"] == "waiting"
     assert by_app["widgets"]["error"] == "Waiting (crds not Synced)"
     assert not [e for e in agent_writes(tc, offset) if e["objectRef"].get("resource") == "widgets"]
@@ -279,7 +282,7 @@ def test_two_apps_rendering_one_object_fail_the_second_and_a_namespace_rule_refu
     assert "one/cm.yaml#0" in by_app["two"]["error"]
     assert "two/cm.yaml#0" in by_app["two"]["error"]
     assert by_app["team"]["errorKind"] == "config"
-    assert "app team" in by_app["team"]["error"]
+    assert "app team: ConfigMap kube-system/outside (team/cm.yaml#1)" in results["a"]["error"]
     assert "kube-system" in by_app["team"]["error"]
     assert f"namespaces ['{namespace}*']" in by_app["team"]["error"]
     written = {

@@ -41,9 +41,10 @@ def run_sync(config: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> tuple[
     return code, out, captured.err
 
 
-def test_malformed_yaml_names_file_and_document_and_writes_nothing(
+def test_malformed_yaml_names_file_and_document_and_writes_nothing_of_its_path(
     two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Each path is its own app: the broken one writes nothing, the good one on the same cluster still syncs."""
     a, b = clusters(2)
     two_apps.write_objects("bad/ok.yaml", namespace_doc(namespace + "-bad"))
     two_apps.write("bad/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\nkind: [unclosed\n")
@@ -56,8 +57,11 @@ def test_malformed_yaml_names_file_and_document_and_writes_nothing(
     assert code == 2
     assert out["a"]["errorKind"] == "source"
     assert "bad/broken.yaml#1: malformed YAML at line 6, column 1: did not find expected" in out["a"]["error"]
-    assert agent_writes(a, offset) == []
+    written = {e["objectRef"].get("name") for e in agent_writes(a, offset)}
+    assert namespace + "-bad" not in written
+    assert "x" not in written
     assert live_object(a, "v1", "Namespace", namespace + "-bad") is None
+    assert live_object(a, "v1", "ConfigMap", "good", namespace) is not None
     assert out["b"]["error"] is None
     assert live_object(b, "v1", "ConfigMap", "good", namespace) is not None
 
@@ -66,9 +70,9 @@ def test_duplicate_objects_across_files_name_both_documents_and_write_nothing(
     two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (a,) = clusters(1)
-    two_apps.write_objects("bad/copy.yaml", configmap("good", namespace))  # the same object as good/app.yaml#1
+    two_apps.write_objects("good/copy.yaml", configmap("good", namespace))  # the same object as good/app.yaml#1
     two_apps.commit()
-    config = make_config(two_apps, [cluster_entry(a, "a", ["good", "bad"])])
+    config = make_config(two_apps, [cluster_entry(a, "a", ["good"])])
     offset = audit_offset(a)
 
     code, out, _ = run_sync(config, capsys)
@@ -76,9 +80,30 @@ def test_duplicate_objects_across_files_name_both_documents_and_write_nothing(
     assert code == 2
     assert out["a"]["errorKind"] == "source"
     assert out["a"]["error"] == (
-        f"bad/copy.yaml#0: ConfigMap {namespace}/good is also defined in good/app.yaml#1: one object, one document"
+        f"good/copy.yaml#0: ConfigMap {namespace}/good is also defined in good/app.yaml#1: one object, one document"
     )
     assert agent_writes(a, offset) == []
+
+
+def test_one_object_in_two_paths_fails_the_second_path_and_the_first_keeps_it(
+    two_apps: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (a,) = clusters(1)
+    two_apps.write_objects("bad/copy.yaml", configmap("good", namespace), configmap("other", namespace))
+    two_apps.commit()
+    config = make_config(two_apps, [cluster_entry(a, "a", ["good", "bad"])])
+    offset = audit_offset(a)
+
+    code, out, _ = run_sync(config, capsys)
+
+    assert code == 2
+    assert out["a"]["errorKind"] == "config"
+    assert out["a"]["error"] == (
+        f"app bad: ConfigMap {namespace}/good (bad/copy.yaml#0) is also rendered by app good "
+        "(good/app.yaml#1): one object, one app; good keeps it"
+    )
+    assert "other" not in {e["objectRef"].get("name") for e in agent_writes(a, offset)}
+    assert live_object(a, "v1", "ConfigMap", "good", namespace) is not None
 
 
 def test_unknown_kind_fails_its_stage_and_other_clusters_sync(
@@ -175,7 +200,7 @@ def test_bad_ref_is_a_source_error_and_nothing_is_written(
 
 def test_invalid_config_names_the_key(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "agent.yaml"
-    config.write_text("source: {url: /x}\nclusters:\n  - name: Bad_Name\n    paths: []\nsync: {interval: soon}\n")
+    config.write_text("source: {url: /x}\nclusters:\n  - name: Bad_Name\n    paths: [/abs]\nsync: {interval: soon}\n")
     code = cli.main(["sync", "--config", str(config)])
     err = capsys.readouterr().err
     assert code == 2
