@@ -21,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import pathlib
+import queue
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent import futures
 
 from agent import apps, config, config_apps
 from agent.clusters import cache, connection
@@ -184,32 +185,52 @@ def _run(
     token: cancel_.Token,
     alone: bool,
 ) -> list[engine.ReconcileResult]:
-    """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time."""
+    """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time, each in a
+    daemon thread of its own (``app-<cluster>-<app>``): a sync cancelled while a request hangs on a frozen API
+    server never holds the process's exit. An exception of one unit (cancelled, cluster unreachable) is raised
+    once the units running beside it have ended."""
     done: dict[str, engine.ReconcileResult] = {}
     needed = {d for u in selected for d in u.depends_on}
     by_name = {u.name: u for u in selected}
     pending = list(selected)
-    running: dict[futures.Future[engine.ReconcileResult], str] = {}
-    with futures.ThreadPoolExecutor(max(1, min(len(selected), ctx.cfg.sync.concurrency)), "app") as pool:
-        while pending or running:
-            for u in list(pending):
-                deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
-                if any(d not in done and d not in failed for d in deps):
-                    continue  # a dependency still syncing
-                pending.remove(u)
-                waiting = _waiting_on(u, deps, done, failed, set(by_name), alone)
-                if u.name in failed:
-                    done[u.name] = failed[u.name]
-                elif waiting:
-                    done[u.name] = _result(ctx, u, revisions.get(u.source), waiting, engine.ErrorKind.WAITING)
-                else:
-                    must_wait = u.name in needed
-                    f = pool.submit(_sync_one, ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait)
-                    running[f] = u.name
-            if running:
-                finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-                for f in finished:
-                    done[running.pop(f)] = f.result()
+    slots = max(1, ctx.cfg.sync.concurrency)
+    finished: queue.Queue[tuple[str, engine.ReconcileResult | BaseException]] = queue.Queue()
+    running: set[str] = set()
+    problem: BaseException | None = None
+
+    def one(u: apps.Unit, must_wait: bool) -> None:
+        try:
+            finished.put((u.name, _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait)))
+        except BaseException as e:
+            finished.put((u.name, e))
+
+    while pending or running:
+        for u in list(pending):
+            if problem is not None or len(running) >= slots:
+                break
+            deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
+            if any(d not in done and d not in failed for d in deps):
+                continue  # a dependency still syncing
+            pending.remove(u)
+            waiting = _waiting_on(u, deps, done, failed, set(by_name), alone)
+            if u.name in failed:
+                done[u.name] = failed[u.name]
+            elif waiting:
+                done[u.name] = _result(ctx, u, revisions.get(u.source), waiting, engine.ErrorKind.WAITING)
+            else:
+                running.add(u.name)
+                name = f"app-{ctx.cluster.name}-{u.name}"
+                threading.Thread(target=one, args=(u, u.name in needed), name=name, daemon=True).start()
+        if problem is not None and not running:
+            raise problem
+        if running:
+            name, out = finished.get()
+            running.discard(name)
+            if isinstance(out, BaseException):
+                problem = problem or out
+                pending.clear()
+            else:
+                done[name] = out
     return [done[u.name] for u in selected]
 
 

@@ -77,7 +77,11 @@ def test_an_emptied_path_prunes_nothing_unless_allowed(fleet: Any, capsys: pytes
     code, result = sync(config, capsys)
     assert code == 1
     assert result["errorKind"] == "prune"
-    assert "path 'extra' rendered no objects: its 1 object(s) are kept" in result["error"]
+    # each path is an app with its own inventory: an app that renders nothing keeps its objects
+    assert result["error"] == (
+        "app extra: refusing to prune: the desired state is empty and 1 object(s) are in the inventory "
+        "(set sync.allowEmpty: true to allow it)"
+    )
     assert exists(tc, "e", ns)
 
 
@@ -118,7 +122,8 @@ def test_the_budget_refuses_a_mass_deletion_until_forced(fleet: Any, capsys: pyt
     code, result = sync(config, capsys)
     assert code == 1
     assert result["errorKind"] == "prune"
-    assert "refusing to prune 4 of 6 object(s): over the prune budget of 50% (3)" in result["error"]
+    # the budget is per app (path): four of app/'s five objects
+    assert "app app: refusing to prune 4 of 5 object(s): over the prune budget of 50% (2)" in result["error"]
     assert all(exists(tc, n, ns) for n in "abcd")
     code, result = sync(config, capsys, "--force-prune")
     assert code == 0

@@ -183,7 +183,11 @@ def test_signed_webhooks_deploy_and_bad_ones_trigger_nothing(pushed: Any) -> Non
         headers={**github, "X-Hub-Signature-256": signed(GITHUB_SECRET, body)},
     )
     assert code == 202
-    assert json.loads(text) == {"triggered": True, "reason": "push to refs/heads/main"}
+    assert json.loads(text) == {
+        "triggered": True,
+        "reason": "push to refs/heads/main: fetching default",
+        "sources": ["default"],
+    }
     wait_until(lambda: live_object(tc, "v1", "ConfigMap", "one", ns) is not None)
 
     work.write_objects("app/two.yaml", configmap_doc("two", ns))

@@ -197,7 +197,8 @@ def test_undecryptable_files_are_refused_and_nothing_is_written(
     done = cli(config, {"SOPS_AGE_KEY": key}, "sync", "--json")
     assert done.returncode == 2, done.stdout + done.stderr
     error = json.loads(done.stdout)["a"]["error"]
-    assert error.startswith(paths[0] + "/"), error
+    # each path is an app: with two, the cluster's error names the app first
+    assert error.startswith((paths[0] + "/", f"app {paths[0]}: {paths[0]}/")), error
     expected = {
         "wrong key": "cannot be decrypted",
         "tampered": "cannot be decrypted",
@@ -205,5 +206,13 @@ def test_undecryptable_files_are_refused_and_nothing_is_written(
         "kustomize input, decryption off": "is SOPS-encrypted but decryption is off here",
     }[case]
     assert expected in error, error
-    assert agent_writes(tc, offset) == []
+    # nothing is written: with two apps, the other one's writes fail too (its namespace is the refused app's);
+    # it still records its intent in its inventory (in the agent's own namespace) before acting
+    written = [
+        (e["verb"], e["objectRef"])
+        for e in agent_writes(tc, offset)
+        if (e.get("responseStatus") or {}).get("code", 0) < 400
+        and "gitops-agent" not in (e["objectRef"].get("namespace"), e["objectRef"].get("name"))
+    ]
+    assert written == []
     assert live_object(tc, "v1", "Secret", "db", namespace) is None
