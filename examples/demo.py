@@ -1,14 +1,18 @@
 """``make demo``: the agent's main job on local parts.
 
-Starts two test clusters (``build/testcluster``), makes a local git repository from examples/fleet and the
-delegate bundle of manifests/delegate (its token substituted from the environment, never in git), syncs it to
-both clusters with ``gitops-agent sync``, syncs again to show that nothing is rewritten, then runs
-``gitops-agent run`` and prints what its status endpoint reports (sync status and health per cluster).
-Everything lives under .demo/ and every process it started is stopped at the end.
+Starts two test clusters (``build/testcluster``) labelled ``env: dev`` and ``env: prod``, makes two local git
+repositories (the sources): ``platform`` with the delegate bundle of manifests/delegate (its token substituted
+from the environment, never in git) and ``team`` with the guestbook app of examples/fleet. Two apps are placed by
+label: the delegate on every cluster, the guestbook (its namespace created by ``createNamespace``) on the
+clusters labelled ``tier: apps``. It syncs once with ``gitops-agent sync``, again to show that nothing is
+rewritten, then runs ``gitops-agent run``, prints the apps x clusters matrix, edits an object out of band and shows
+the agent heal it. It then keeps the agent running with the dashboard URL printed until Ctrl-C (``DEMO_EXIT=1``
+ends at once). Everything lives under .demo/ and every process it started is stopped at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -33,11 +37,11 @@ def say(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-def make_repo() -> pathlib.Path:
-    """examples/fleet (a small app) plus our delegate bundle (manifests/delegate) as the desired-state repo."""
-    repo = WORK / "fleet"
-    shutil.copytree(REPO / "examples" / "fleet", repo)
-    shutil.copytree(REPO / "manifests" / "delegate", repo / "delegate")
+def make_repo(name: str, parts: dict[str, pathlib.Path]) -> pathlib.Path:
+    """A git repository ``.demo/<name>`` holding each of ``parts`` (folder name -> directory to copy)."""
+    repo = WORK / name
+    for folder, src in parts.items():
+        shutil.copytree(src, repo / folder)
     for args in (
         ["init", "-q", "-b", "main"],
         ["add", "-A"],
@@ -64,16 +68,21 @@ def main() -> int:
         for c in clusters:
             print(f"  {c.name}: {c.server}  kubeconfig={c.kubeconfig}")
         print(f"  ready in {time.monotonic() - started:.1f}s")
-        repo = make_repo()
+        platform = make_repo("platform", {"delegate": REPO / "manifests" / "delegate"})
+        team = make_repo("team", {"guestbook": REPO / "examples" / "fleet" / "apps" / "guestbook"})
         port = free_port()
         config = WORK / "config.yaml"
         config.write_text(
-            f"source:\n  url: {repo}\n  ref: main\n  interval: 30s\n  cacheDir: {WORK / 'cache'}\n"
+            "sources:\n"
+            f"  platform: {{url: {platform}, ref: main, interval: 30s, cacheDir: {WORK / 'cache-platform'}}}\n"
+            f"  team: {{url: {team}, ref: main, interval: 30s, cacheDir: {WORK / 'cache-team'}}}\n"
             "clusters:\n"
-            f"  - name: dev\n    kubeconfig: {clusters[0].kubeconfig}\n    paths: [delegate, apps]\n"
-            "    substitute: true\n"
-            f"  - name: prod\n    kubeconfig: {clusters[1].kubeconfig}\n    paths: [delegate]\n"
-            "    substitute: true\n"
+            f"  - name: dev\n    kubeconfig: {clusters[0].kubeconfig}\n    labels: {{env: dev, tier: apps}}\n"
+            f"  - name: prod\n    kubeconfig: {clusters[1].kubeconfig}\n    labels: {{env: prod}}\n"
+            "apps:\n"
+            "  - name: delegate\n    source: platform\n    path: delegate\n    substitute: true\n"
+            "  - name: guestbook\n    source: team\n    path: guestbook\n    namespace: guestbook\n"
+            "    createNamespace: true\n    clusters: {matchLabels: {tier: apps}}\n"
             "variables:\n  DELEGATE_TOKEN: {env: DELEGATE_TOKEN}\n"
             f"sync:\n  interval: 5m\n  prune: true\n  selfHeal: true\nserver:\n  listen: 127.0.0.1:{port}\n"
         )
@@ -81,18 +90,22 @@ def main() -> int:
         first = subprocess.run([*AGENT, "sync", "--config", str(config)], check=False)
         say("gitops-agent sync again: every object unchanged, nothing written")
         second = subprocess.run([*AGENT, "sync", "--config", str(config)], check=False)
-        say(f"gitops-agent run (status on http://127.0.0.1:{port})")
+        base = f"http://127.0.0.1:{port}"
+        say(f"gitops-agent run (dashboard and status on {base}/)")
         agent = subprocess.Popen([*AGENT, "run", "--config", str(config)], stderr=subprocess.DEVNULL)
-        status = wait_status(f"http://127.0.0.1:{port}/api/v1/status")
-        for c in status["clusters"]:
-            last = c["lastSync"]
-            counts = ", ".join(f"{n} {a}" for a, n in last["counts"].items() if n)
-            print(
-                f"  {c['name']}: {c['syncStatus']}, {c['health']}, at {last['revision']['sha'][:12]} ({counts}) "
-                f"in {last['durationSeconds']}s"
-            )
-        print(f"  full status: curl http://127.0.0.1:{port}/api/v1/status")
-        return 0 if first.returncode == 0 and second.returncode == 0 else 1
+        wait_status(f"{base}/api/v1/status")
+        subprocess.run([*AGENT, "status", "--url", base], check=False)
+        say("an out-of-band edit on dev: kubectl-style patch of ConfigMap guestbook/guestbook")
+        edit_out_of_band(clusters[0].kubeconfig)
+        healed = wait_event(f"{base}/api/v1/events?cluster=dev", "DriftCorrected")
+        print(f"  {healed['reason']}: {healed['message']}")
+        ok = first.returncode == 0 and second.returncode == 0
+        if os.environ.get("DEMO_EXIT") == "1":
+            return 0 if ok else 1
+        say(f"the agent keeps running: open {base}/ (apps x clusters, objects, events); Ctrl-C ends the demo")
+        with contextlib.suppress(KeyboardInterrupt):
+            agent.wait()
+        return 0 if ok else 1
     finally:
         if agent is not None:
             agent.terminate()
@@ -100,6 +113,26 @@ def main() -> int:
         for c in clusters:
             c.stop()
         say("stopped the agent and the clusters")
+
+
+def edit_out_of_band(kubeconfig: pathlib.Path) -> None:
+    """Change a field git owns, as someone with kubectl would."""
+    import kubernetes
+
+    api = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(str(kubeconfig)))
+    api.patch_namespaced_config_map("guestbook", "guestbook", {"data": {"GREETING": "edited by hand"}})
+    print("  GREETING: hello from git -> edited by hand")
+
+
+def wait_event(url: str, reason: str, timeout: float = 30.0) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            found = [e for e in json.loads(resp.read())["events"] if e["reason"] == reason]
+        if found:
+            return found[0]  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise SystemExit(f"no {reason} event within {timeout:.0f}s")
 
 
 def wait_status(url: str, timeout: float = 60.0) -> dict:  # type: ignore[type-arg]

@@ -7,6 +7,9 @@
 | ``gitops_agent_drifted_objects`` | gauge | cluster | objects the last reconcile created, configured or failed |
 | ``gitops_agent_managed_objects`` | gauge | cluster | objects in the cluster's desired state |
 | ``gitops_agent_cluster_reachable`` | gauge | cluster | 1 when the last reconcile reached the cluster |
+| ``gitops_agent_app_syncs_total`` | counter | app, cluster, result | an app's syncs (succeeded, failed, waiting) |
+| ``gitops_agent_app_managed_objects`` | gauge | app, cluster | objects in the app's desired state on the cluster |
+| ``gitops_agent_app_sync_ok`` | gauge | app, cluster | 1 when the app's last sync on the cluster succeeded |
 | ``gitops_agent_git_fetches_total`` | counter | result | source fetches by result (success, failure) |
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
 | ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
@@ -19,6 +22,8 @@ Labels carry names and revisions only, never object contents or credentials. Use
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import prometheus_client
 
@@ -66,6 +71,23 @@ class Metrics:
             "gitops_agent_self_heals", "Objects re-applied by self-heal.", ["cluster"], registry=r
         )
 
+        self.app_syncs = prometheus_client.Counter(
+            "gitops_agent_app_syncs", "An app's syncs on a cluster by result.", ["app", "cluster", "result"], registry=r
+        )
+        self.app_managed = prometheus_client.Gauge(
+            "gitops_agent_app_managed_objects",
+            "Objects in the app's desired state on the cluster.",
+            ["app", "cluster"],
+            registry=r,
+        )
+        self.app_ok = prometheus_client.Gauge(
+            "gitops_agent_app_sync_ok",
+            "1 when the app's last sync on the cluster succeeded.",
+            ["app", "cluster"],
+            registry=r,
+        )
+        self._apps_seen: dict[str, set[str]] = {}  # cluster -> apps with series, so a removed app's are dropped
+
         self.renders = prometheus_client.Counter(
             "gitops_agent_helm_renders", "helm template runs (cached renders are not counted).", registry=r
         )
@@ -97,9 +119,26 @@ class Metrics:
         self.drifted.labels(result.cluster).set(c["created"] + c["configured"] + c["failed"])
         self.managed.labels(result.cluster).set(len(result.desired))
         self.reachable.labels(result.cluster).set(0 if result.error_kind is engine.ErrorKind.CLUSTER else 1)
+        self._apps(result)
         seen = self._heals_seen.get(result.cluster, 0)
         self.heals.labels(result.cluster).inc(max(0, healed_total - seen))
         self._heals_seen[result.cluster] = max(seen, healed_total)
+
+    def _apps(self, result: engine.ReconcileResult) -> None:
+        """Per-app series of a cluster's result; the gauges of apps no longer in it are removed."""
+        if result.error_kind in (engine.ErrorKind.CLUSTER, engine.ErrorKind.CANCELLED) and not result.apps:
+            return  # the cluster was not reached: what its apps are is not known now
+        cluster, now = result.cluster, {a.app for a in result.apps}
+        for a in result.apps:
+            waiting = a.error_kind is engine.ErrorKind.WAITING
+            self.app_syncs.labels(a.app, cluster, "waiting" if waiting else "succeeded" if a.ok else "failed").inc()
+            self.app_managed.labels(a.app, cluster).set(len(a.desired))
+            self.app_ok.labels(a.app, cluster).set(1 if a.ok else 0)
+        for gone in self._apps_seen.get(cluster, set()) - now:
+            for gauge in (self.app_managed, self.app_ok):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone, cluster)
+        self._apps_seen[cluster] = now
 
     def fetched(self, revision: resources.Revision | None) -> None:
         """Record a fetch (None: it failed)."""

@@ -125,6 +125,15 @@ def test_dashboard_shows_clusters_and_drills_down(
             # it polls the fleet summary, and asks for the objects of the selected cluster alone
             api = {u for u in asked if u.startswith("/api/")}
             assert api == {"/api/v1/status?objects=false", "/api/v1/clusters/alpha"}, asked
+            # the apps x clusters matrix: each path is an app; a cell drills down to that app on that cluster
+            for name in ("alpha", "beta"):
+                cell = page.locator(f"td.cell[data-app=app][data-cluster={name}]")
+                assert "Synced" in cell.inner_text()
+                assert "Healthy" in cell.inner_text()
+            page.click("td.cell[data-app=app][data-cluster=beta]")
+            page.wait_for_selector("#detail h2:has-text('app app on cluster beta')")
+            page.wait_for_selector(f"#objects >> text=ConfigMap {namespace}/settings")
+            assert "/api/v1/apps/app?objects=true" in asked
             artifacts = pathlib.Path(os.environ.get("GITOPS_AGENT_ARTIFACTS", REPO / "test-artifacts"))
             artifacts.mkdir(exist_ok=True)
             page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
