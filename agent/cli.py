@@ -307,11 +307,17 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
         rev = r.revision.short if r.revision else "-"
         title = f"cluster [bold]{r.cluster}[/] @ {rev}{' (dry run)' if r.dry_run else ''}"
         table = rich.table.Table(title=title, title_justify="left", show_lines=False)
-        for col in ("action", "object", "source", "message"):
+        several = len(r.apps) > 1
+        for col in (
+            ("app", "action", "object", "source", "message") if several else ("action", "object", "source", "message")
+        ):
             table.add_column(col, overflow="fold")
-        for e in r.entries:
+        owners = [a.app for a in r.apps for _ in a.entries]
+        owners += [""] * (len(r.entries) - len(owners))  # orphans belong to no app
+        for e, app in zip(r.entries, owners, strict=True):
             style = _STYLE.get(e.action.value, "")
-            table.add_row(f"[{style}]{e.action.value}[/]", str(e.key), e.origin, e.message)
+            row = (f"[{style}]{e.action.value}[/]", str(e.key), e.origin, e.message)
+            table.add_row(*((app, *row) if several else row))
         if r.entries:
             out.print(table)
         else:

@@ -1,27 +1,29 @@
-"""The long-running agent: the source, and one :class:`agent.runtime.worker.Worker` per cluster.
+"""The long-running agent: the sources, and one :class:`agent.runtime.worker.Worker` per cluster.
 
 The fleet only starts, stops and joins workers and reads their state; every trigger goes through the cluster's
 worker, so a slow or frozen cluster never holds a thread another cluster needs:
 
-- the source is fetched every ``source.interval`` (APScheduler, 10% jitter) and on demand (``fetch_soon``:
-  webhooks and local file changes, debounced), each fetch bounded by ``source.timeout`` in a child process; a new
-  revision triggers every worker (or, with ``rollout``, the rollout decides who gets it, and when);
-- each worker syncs its cluster on its own schedule (``sync.interval``), on triggers, and for rollout steps;
+- each source is fetched on its own ``interval`` and on demand (webhooks naming its repository, local file
+  changes), each fetch bounded by its ``timeout`` in a child process (:mod:`agent.runtime.sourcing`); a new
+  revision triggers the workers of the clusters whose apps read that source (or, for the primary source with
+  ``rollout``, the rollout decides who gets it, and when); a failing source marks only its apps stale;
+- each worker syncs its cluster's apps on its own schedule (``sync.interval``), on triggers, and for rollout
+  steps;
 - a config reload stops the workers of removed or changed clusters (their syncs cancelled and waited for) and
   starts new ones; with sharding a lost Lease pauses the cluster's worker (cancelled and waited for before the
   Lease is released) and a gained one resumes it; SIGTERM cancels every sync and waits for them.
 
-Threads and who owns them: the APScheduler thread pool (fetch job only), ``fetch-on-demand`` (debounced fetches),
-one ``worker-<cluster>`` per cluster (owns its runner: connection, live cache, self-heal), ``health-events``
-(health changes between syncs become events), ``rollout`` and ``leases`` when configured, ``watch-source`` for a
-local source. ``self.workers`` is swapped under ``_lock``,
-never held across the network. Used by ``agent.cli run`` and ``agent.api.server``.
+Threads and who owns them: the APScheduler thread pool (fetch jobs only), ``fetch-on-demand`` and one short-lived
+``fetch-<source>`` per on-demand fetch, one ``worker-<cluster>`` per cluster (owns its runner: connection, live
+cache, self-heal; its apps sync in ``app-<cluster>-<app>`` threads it waits for), ``health-events`` (health
+changes between syncs become events), ``rollout`` and ``leases`` when configured, ``watch-source-<name>`` per local
+source. ``self.workers`` is swapped under ``_lock``, never held across the network. Used by ``agent.cli run`` and
+``agent.api.server``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import logging
 import pathlib
 import threading
@@ -29,11 +31,22 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import apps, config
-from agent.runtime import events, leases, metrics, notify, rollout, rollout_store, runner, state, status, worker
+from agent.runtime import (
+    events,
+    leases,
+    metrics,
+    notify,
+    rollout,
+    rollout_store,
+    runner,
+    sourcing,
+    state,
+    status,
+    worker,
+)
 from agent.sources import helm, local
 from reconcilers import engine, errors, health, resources
 
@@ -55,7 +68,6 @@ class Fleet:
     def __init__(self, cfg: config.AgentConfig) -> None:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters], list(cfg.all_sources()))
-        self.sources: dict[str, local.Source] = {n: local.open_source(s) for n, s in cfg.all_sources().items()}
         self.metrics = metrics.Metrics()
         self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
         self.events = events.EventLog(self.notifier.event)
@@ -72,13 +84,11 @@ class Fleet:
         )
         self.workers: dict[str, worker.Worker] = {c.name: self._new_worker(cfg, c) for c in cfg.clusters}
         self._lock = threading.Lock()
-        self.fetched = threading.Event()
-        self._attempted: set[str] = set()  # sources fetched (or tried) once: ``fetched`` is set when all were
-        self._fetch_wanted: set[str] = set()
-        self._fetch_signal = threading.Event()
         self._stopping = threading.Event()
-        self._fetch_lock = threading.Lock()
-        self._fetcher = threading.Thread(target=self._fetch_on_demand, name="fetch-on-demand", daemon=True)
+        self.sourcing = sourcing.Sources(
+            cfg, self.scheduler, self._stopping, lambda: self.cfg.server.webhook_debounce, self._fetched
+        )
+        self.fetched = self.sourcing.fetched
 
     # -- building blocks ---------------------------------------------------------------------------------------
     def _new_worker(self, cfg: config.AgentConfig, cluster: config.ClusterConfig) -> worker.Worker:
@@ -112,10 +122,7 @@ class Fleet:
     @property
     def source(self) -> local.Source:
         """The source named ``default`` (else the first): the one rollout and commit statuses follow."""
-        return self.sources.get("default") or next(iter(self.sources.values()))
-
-    def _primary(self) -> str:
-        return "default" if "default" in self.sources else next(iter(self.sources))
+        return self.sourcing.primary
 
     def revision_for(self, cluster: str) -> resources.Revision | None:
         """What cluster ``cluster`` should be at in the primary source (``default``): its rollout target, or else
@@ -132,9 +139,9 @@ class Fleet:
             return {}
         out = {}
         for name in found:
-            source = self.sources.get(name)
+            source = self.sourcing.get(name)
             revision = source.last_good if source else None
-            if self.rollout and name == self._primary():
+            if self.rollout and name == self.sourcing.primary_name:
                 revision = self.rollout.target(cluster)
                 if revision is None:
                     return {}
@@ -145,8 +152,8 @@ class Fleet:
     @contextlib.contextmanager
     def trees(self, revisions: Mapping[str, resources.Revision]) -> Iterator[dict[str, pathlib.Path]]:
         """The tree of each revision (by source name), held while the block runs. Raises FetchError."""
-        with contextlib.ExitStack() as stack:
-            yield {n: stack.enter_context(self.sources[n].tree(r)) for n, r in revisions.items() if n in self.sources}
+        with self.sourcing.trees(revisions) as found:
+            yield found
 
     def record(self, result: engine.ReconcileResult, healed: int) -> None:
         """Keep a finished sync in the status and the metrics."""
@@ -216,37 +223,16 @@ class Fleet:
 
     def start(self) -> None:
         """Start the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
-        for name in self.sources:
-            self._schedule_fetch(name)
+        self.sourcing.start()
         self.scheduler.start()
         with self._lock:
             for w in self.workers.values():
                 w.start()
-        self._fetcher.start()
         threading.Thread(target=self._watch_health, name="health-events", daemon=True).start()
         if self.rollout:
             self.rollout.start()
         if self.leases:
             self.leases.start()
-        for name, source in self.sources.items():
-            if isinstance(source, local.LocalSource):
-                threading.Thread(
-                    target=self._watch_local, args=(name, source.path), name=f"watch-source-{name}", daemon=True
-                ).start()
-
-    def _schedule_fetch(self, name: str) -> None:
-        """Fetch source ``name`` now and every ``interval`` (10% jitter) after."""
-        interval = self.cfg.all_sources()[name].interval
-        self.scheduler.add_job(
-            self.fetch,
-            "interval",
-            args=[name],
-            seconds=interval,
-            jitter=interval * 0.1,
-            id=f"fetch:{name}",
-            replace_existing=True,
-            next_run_time=datetime.datetime.now(datetime.UTC),
-        )
 
     def shutdown(self) -> None:
         """SIGTERM: stop fetching, cancel every sync in flight and wait for them (about ``sync.requestTimeout`` at
@@ -289,12 +275,6 @@ class Fleet:
         changed = [n for n in after if n in before and (shared_changed or after[n] != before[n])]
         with self._lock:
             self.cfg = new
-            before_sources, after_sources = old.all_sources(), new.all_sources()
-            changed_sources = [n for n, s in after_sources.items() if before_sources.get(n) != s]
-            self.sources = {
-                n: self.sources[n] if n in self.sources and n not in changed_sources else local.open_source(s)
-                for n, s in after_sources.items()
-            }
             retired = {n: self.workers.pop(n) for n in removed + changed}
         for name, w in retired.items():
             w.stop("removed from the config" if name in removed else "its config changed", self._stop_timeout())
@@ -321,13 +301,8 @@ class Fleet:
             self.leases.set_clusters(after)
         summary = {"added": added, "removed": removed, "changed": changed}
         log.info("config reloaded: %s", ", ".join(f"{k} {v}" for k, v in summary.items() if v) or "no cluster changed")
-        for name in before_sources:
-            if name not in after_sources and self.scheduler.get_job(f"fetch:{name}"):
-                self.scheduler.remove_job(f"fetch:{name}")
-        self.state.set_sources(list(after_sources))
-        if self.scheduler.running:  # a new or changed source has no revision yet: fetch it now, at its interval
-            for name in changed_sources:
-                self._schedule_fetch(name)
+        self.sourcing.reconfigure(new)  # a new or changed source is fetched now, then at its own interval
+        self.state.set_sources(list(new.all_sources()))
         for name in fresh:
             fresh[name].trigger("config reload")
         return summary
@@ -368,69 +343,34 @@ class Fleet:
             if name in owned and not w.active and not self._stopping.is_set():
                 w.resume()
 
-    # -- the sources -------------------------------------------------------------------------------------------
-    def _watch_local(self, name: str, path: pathlib.Path) -> None:
-        """Developer mode: every saved change of a local source directory fetches (and so reconciles) at once."""
-        for changes in watchfiles.watch(
-            path, stop_event=self._stopping, debounce=50, step=20, rust_timeout=500, yield_on_timeout=False
-        ):
-            log.info("source %s: %d change(s) in %s", name, len(changes), path)
-            self.fetch_soon([name])
-
+    # -- the sources (agent.runtime.sourcing) ------------------------------------------------------------------
     def fetch_soon(self, names: Sequence[str] | None = None) -> None:
-        """Fetch the sources ``names`` (all when None) as soon as possible (a webhook push). Calls within
-        ``server.webhookDebounce`` seconds of each other share one fetch; a call during a fetch causes one more
-        after it, so no push is lost."""
-        with self._lock:
-            self._fetch_wanted |= set(names if names is not None else self.sources)
-        self._fetch_signal.set()
-
-    def _fetch_on_demand(self) -> None:
-        while not self._stopping.is_set():
-            if not self._fetch_signal.wait(0.5):
-                continue
-            time.sleep(self.cfg.server.webhook_debounce)
-            self._fetch_signal.clear()
-            with self._lock:
-                wanted, self._fetch_wanted = self._fetch_wanted, set()
-            for name in wanted:
-                self.fetch(name)
+        """Fetch the sources ``names`` (all when None) soon (see :meth:`sourcing.Sources.fetch_soon`)."""
+        self.sourcing.fetch_soon(names)
 
     def fetch(self, name: str | None = None) -> None:
-        """Fetch source ``name`` (every source when None), each bounded by its ``timeout``; a new revision
-        triggers the clusters whose apps read it (kustomize bases may live outside an app's path, so every such
-        cluster is reconciled; an unaffected app resyncs at no cost). A failure keeps the last good revision and
-        marks the source (and only its apps) stale."""
-        for n in [name] if name else list(self.sources):
-            with self._fetch_lock:
-                if not self._stopping.is_set() and n in self.sources:
-                    self._fetch(n)
+        """Fetch source ``name`` (every source when None) now (see :meth:`sourcing.Sources.fetch`)."""
+        self.sourcing.fetch(name)
 
-    def _fetch(self, name: str) -> None:
-        source = self.sources[name]
-        before = source.last_good
-        try:
-            revision = source.fetch(self._stopping)
-        except errors.FetchError as e:
-            log.error("source %s: %s (keeping revision %s)", name, e, before.short if before else "none")
-            self.state.record_fetch(None, str(e), name)
-            self.metrics.fetched(None)
-            self.events.fetched(before.sha if before else "", str(e))
-        else:
-            self.state.record_fetch(revision, None, name)
-            self.metrics.fetched(revision)
-            self.events.fetched(revision.sha, None)
-            if self.rollout and name == self._primary():
-                self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
-            elif before is None or revision.sha != before.sha:
-                log.info("source %s: revision %s (%s)", name, revision.short, revision.ref)
-                for c in self.cfg.clusters:
-                    if name in apps.sources_of(self.cfg, c):
-                        self.trigger_now(c.name, reason=f"new revision of {name}")
-        finally:
-            self._attempted.add(name)
-            if self._attempted >= set(self.sources):
-                self.fetched.set()
+    def _fetched(
+        self, name: str, before: resources.Revision | None, revision: resources.Revision | None, error: str | None
+    ) -> None:
+        """A fetch of source ``name`` ended: recorded; a new revision triggers the clusters whose apps read it
+        (kustomize bases may live outside an app's path, so every such cluster is reconciled; an unaffected app
+        resyncs at no cost), or with ``rollout`` the primary source's goes to the rollout. A failure keeps the
+        last good revision and marks the source (and only its apps) stale."""
+        self.state.record_fetch(revision, error, name)
+        self.metrics.fetched(revision)
+        self.events.fetched(revision.sha if revision else before.sha if before else "", error)
+        if revision is None:
+            return
+        if self.rollout and name == self.sourcing.primary_name:
+            self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
+        elif before is None or revision.sha != before.sha:
+            log.info("source %s: revision %s (%s)", name, revision.short, revision.ref)
+            for c in self.cfg.clusters:
+                if name in apps.sources_of(self.cfg, c):
+                    self.trigger_now(c.name, reason=f"new revision of {name}")
 
     # -- triggers ----------------------------------------------------------------------------------------------
     def trigger_now(self, cluster: str | None = None, reason: str = "requested") -> list[str]:
@@ -452,7 +392,7 @@ class Fleet:
             w = self.workers.get(name)
         if w is None:
             raise errors.CancelledError(f"cluster {name} is no longer in the config")
-        return w.run_to({**self.revisions_for_sources(name), self._primary(): revision})
+        return w.run_to({**self.revisions_for_sources(name), self.sourcing.primary_name: revision})
 
     def revisions_for_sources(self, cluster: str) -> dict[str, resources.Revision]:
         """The last good revision of each source the cluster's apps read (no rollout target applied)."""
@@ -460,7 +400,8 @@ class Fleet:
             found = apps.sources_of(self.cfg, self.cfg.cluster(cluster))
         except errors.ConfigError:
             return {}
-        return {n: r for n in found if n in self.sources and (r := self.sources[n].last_good) is not None}
+        sources = {n: self.sourcing.get(n) for n in found}
+        return {n: r for n, s in sources.items() if s is not None and (r := s.last_good) is not None}
 
     # -- status ------------------------------------------------------------------------------------------------
 

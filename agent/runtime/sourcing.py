@@ -1,0 +1,189 @@
+"""The fleet's sources: each fetched on its own schedule and on demand, never waiting on another.
+
+Each source named in the config (``sources``, and ``source`` as ``default``) is fetched every ``interval`` (an
+APScheduler job per source, 10% jitter) and on demand (:meth:`Sources.fetch_soon`: webhooks naming its repository
+and ref, saved files of a local source), each fetch bounded by the source's ``timeout`` in a child process. One
+lock per source keeps its fetches one at a time, so a source whose remote stalls delays only its own next fetch.
+Every fetch's outcome goes to ``on_fetched`` (the fleet records it and triggers the clusters that read the
+source). Threads: the scheduler's pool (scheduled fetches), ``fetch-on-demand`` (debounced fetches), one
+``watch-source-<name>`` per local source. Used by :mod:`agent.runtime.fleet`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import pathlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import watchfiles
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from agent import config
+from agent.sources import local
+from reconcilers import errors, resources
+
+log = logging.getLogger(__name__)
+
+OnFetched = Callable[[str, resources.Revision | None, resources.Revision | None, str | None], None]
+"""Called after each fetch with (source name, revision before, revision fetched or None, error or None)."""
+
+
+class Sources:
+    """The named sources of a config, their schedules and on-demand fetches."""
+
+    def __init__(
+        self,
+        cfg: config.AgentConfig,
+        scheduler: BackgroundScheduler,
+        stopping: threading.Event,
+        debounce: Callable[[], float],
+        on_fetched: OnFetched,
+    ) -> None:
+        self.cfg = cfg
+        self.scheduler = scheduler
+        self.stopping = stopping
+        self.debounce = debounce
+        self.on_fetched = on_fetched
+        self.by_name: dict[str, local.Source] = {n: local.open_source(s) for n, s in cfg.all_sources().items()}
+        self.fetched = threading.Event()
+        """Set once every source was fetched (or tried) at least once."""
+        self._attempted: set[str] = set()
+        self._locks: dict[str, threading.Lock] = {n: threading.Lock() for n in self.by_name}
+        self._wanted: set[str] = set()
+        self._signal = threading.Event()
+        self._lock = threading.Lock()  # guards by_name, _locks and _wanted; never held across the network
+        self._fetcher = threading.Thread(target=self._on_demand, name="fetch-on-demand", daemon=True)
+
+    @property
+    def primary_name(self) -> str:
+        """The source rollout and commit statuses follow: ``default``, else the first."""
+        with self._lock:
+            return "default" if "default" in self.by_name else next(iter(self.by_name))
+
+    @property
+    def primary(self) -> local.Source:
+        """The source named :attr:`primary_name`."""
+        name = self.primary_name
+        with self._lock:
+            return self.by_name[name]
+
+    def get(self, name: str) -> local.Source | None:
+        """The source called ``name`` (None when there is none now)."""
+        with self._lock:
+            return self.by_name.get(name)
+
+    def start(self) -> None:
+        """Schedule every source (first fetch at once), start the on-demand fetcher and the local watchers."""
+        with self._lock:
+            found = dict(self.by_name)
+        for name in found:
+            self._schedule(name)
+        self._fetcher.start()
+        for name, source in found.items():
+            if isinstance(source, local.LocalSource):
+                threading.Thread(
+                    target=self._watch_local, args=(name, source.path), name=f"watch-source-{name}", daemon=True
+                ).start()
+
+    def _schedule(self, name: str) -> None:
+        """Fetch source ``name`` now and every ``interval`` (10% jitter) after."""
+        interval = self.cfg.all_sources()[name].interval
+        self.scheduler.add_job(
+            self.fetch,
+            "interval",
+            args=[name],
+            seconds=interval,
+            jitter=interval * 0.1,
+            id=f"fetch:{name}",
+            replace_existing=True,
+            next_run_time=datetime.datetime.now(datetime.UTC),
+        )
+
+    def reconfigure(self, new: config.AgentConfig) -> list[str]:
+        """Take a reloaded config: sources added or changed are opened anew and fetched at once (a changed one's
+        last revision no longer applies), removed ones unscheduled. Returns the names added or changed."""
+        before, after = self.cfg.all_sources(), new.all_sources()
+        changed = [n for n, s in after.items() if before.get(n) != s]
+        with self._lock:
+            self.cfg = new
+            self.by_name = {
+                n: self.by_name[n] if n in self.by_name and n not in changed else local.open_source(s)
+                for n, s in after.items()
+            }
+            self._locks = {n: self._locks.get(n) or threading.Lock() for n in after}
+        for name in before:
+            if name not in after and self.scheduler.get_job(f"fetch:{name}"):
+                self.scheduler.remove_job(f"fetch:{name}")
+        if self.scheduler.running:
+            for name in changed:
+                self._schedule(name)
+        return changed
+
+    @contextlib.contextmanager
+    def trees(self, revisions: Mapping[str, resources.Revision]) -> Iterator[dict[str, pathlib.Path]]:
+        """The tree of each revision (by source name), held while the block runs. Raises FetchError."""
+        with self._lock:
+            found = {n: self.by_name[n] for n in revisions if n in self.by_name}
+        with contextlib.ExitStack() as stack:
+            yield {n: stack.enter_context(s.tree(revisions[n])) for n, s in found.items()}
+
+    def _watch_local(self, name: str, path: pathlib.Path) -> None:
+        """Developer mode: every saved change of a local source directory fetches (and so reconciles) at once."""
+        for changes in watchfiles.watch(
+            path, stop_event=self.stopping, debounce=50, step=20, rust_timeout=500, yield_on_timeout=False
+        ):
+            log.info("source %s: %d change(s) in %s", name, len(changes), path)
+            self.fetch_soon([name])
+
+    def fetch_soon(self, names: Sequence[str] | None = None) -> None:
+        """Fetch the sources ``names`` (all when None) as soon as possible (a webhook push). Calls within the
+        debounce (``server.webhookDebounce`` seconds) of each other share one fetch; a call during a fetch causes
+        one more after it, so no push is lost."""
+        with self._lock:
+            self._wanted |= set(names if names is not None else self.by_name)
+        self._signal.set()
+
+    def _on_demand(self) -> None:
+        while not self.stopping.is_set():
+            if not self._signal.wait(0.5):
+                continue
+            time.sleep(self.debounce())
+            self._signal.clear()
+            with self._lock:
+                wanted, self._wanted = self._wanted, set()
+            for name in sorted(wanted):
+                threading.Thread(target=self.fetch, args=(name,), name=f"fetch-{name}", daemon=True).start()
+
+    def fetch(self, name: str | None = None) -> None:
+        """Fetch source ``name`` (every source when None, one after the other), each bounded by its ``timeout``;
+        a fetch of a source already being fetched waits for that one first (and then fetches again)."""
+        with self._lock:
+            names = [name] if name else list(self.by_name)
+        for n in names:
+            with self._lock:
+                lock, source = self._locks.get(n), self.by_name.get(n)
+            if lock is None or source is None:
+                continue
+            with lock:
+                if not self.stopping.is_set():
+                    self._fetch(n, source)
+
+    def _fetch(self, name: str, source: local.Source) -> None:
+        before = source.last_good
+        try:
+            revision = source.fetch(self.stopping)
+        except errors.FetchError as e:
+            log.error("source %s: %s (keeping revision %s)", name, e, before.short if before else "none")
+            self.on_fetched(name, before, None, str(e))
+        else:
+            self.on_fetched(name, before, revision, None)
+        finally:
+            with self._lock:
+                self._attempted.add(name)
+                done = self._attempted >= set(self.by_name)
+            if done:
+                self.fetched.set()
