@@ -137,6 +137,7 @@ def reconcile(
     live: client.LiveView | None = None,
     cancel: cancel_.Token | None = None,
     store_kube: client.KubeClient | None = None,
+    stored: Mapping[str, resources.Body | None] | None = None,
 ) -> ReconcileResult:
     """Sync ``manifests`` into the cluster behind ``kube``; ``live`` is the cluster's live cache, if any.
 
@@ -178,6 +179,9 @@ def reconcile(
                 tracking,
             )
         store = inventory.Store(store_kube or kube, tracking, options.inventory_namespace, options.apply.field_manager)
+        if stored is not None:
+            for p in options.paths:
+                store.prime(p, stored.get(p))
         previous = store.read(options.paths)
         previously = {k: e for inv in previous.values() for k, e in inv.entries.items()}
         known.update(previously)

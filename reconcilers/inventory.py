@@ -133,6 +133,7 @@ class Store:
         self.namespace = namespace
         self.field_manager = field_manager
         self._seen: dict[str, tuple[Inventory, resources.Body | None]] = {}  # path -> last read or written
+        self._primed: dict[str, resources.Body | None] = {}  # path -> ConfigMap as a LIST just found it
 
     def key(self, path: str) -> resources.ResourceKey:
         """The key of the ConfigMap holding the inventory of ``path``."""
@@ -147,8 +148,13 @@ class Store:
         """
         return {path: self._read(path)[0] for path in paths}
 
+    def prime(self, path: str, found: resources.Body | None) -> None:
+        """Take the ConfigMap of ``path`` (None: there is none) as a LIST of this sync just returned it: the next
+        :meth:`read` of ``path`` uses it instead of a GET (once; later reads GET again)."""
+        self._primed[path] = found
+
     def _read(self, path: str) -> tuple[Inventory, resources.Body | None]:
-        found = self.kube.get(self.key(path))
+        found = self._primed.pop(path) if path in self._primed else self.kube.get(self.key(path))
         payload = ((found or {}).get("binaryData") or {}).get(_DATA_KEY)
         try:
             read = (Inventory.decode(path, payload) if payload else Inventory(path, {})), found

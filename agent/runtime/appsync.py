@@ -90,19 +90,21 @@ def sync_units(
         except errors.SourceError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
     claims = _claim(ctx, units, loaded, revisions, failed)
+    stored = removed.list_inventories(ctx.kube, ctx.cfg, ctx.cluster.name)  # one LIST instead of a GET per app
     kinds = {(m.key.group, m.key.kind) for found in loaded.values() for m in found}
     ctx.live.ensure(kinds, watch=ctx.watch)
     selected = [u for u in units if only is None or u.name == only]
-    results = _run(ctx, selected, loaded, claims, revisions, failed, token, only is not None)
+    results = _run(ctx, selected, loaded, claims, revisions, failed, token, only is not None, stored)
     if ctx.watch:
         ctx.live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
     orphaned: list[apply.ChangeSetEntry] = []
     if only is None:
         complete = len(loaded) == len(units)
         prune_options = ctx.prune
-        results += removed.sync_removed(
-            ctx.kube, ctx.cfg, ctx.cluster, units, set(claims), complete, prune_options, ctx.dry_run, token
-        )
+        if stored is not None:  # without the LIST, apps that left are not seen
+            results += removed.sync_removed(
+                ctx.kube, ctx.cfg, ctx.cluster, units, stored, set(claims), complete, prune_options, ctx.dry_run, token
+            )
         if all(r.ok for r in results):
             known = {k for r in results for k in r.known} | set(claims)
             tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
@@ -184,6 +186,7 @@ def _run(
     failed: Mapping[str, engine.ReconcileResult],
     token: cancel_.Token,
     alone: bool,
+    stored: Mapping[str, resources.Body] | None,
 ) -> list[engine.ReconcileResult]:
     """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time, each in a
     daemon thread of its own (``app-<cluster>-<app>``): a sync cancelled while a request hangs on a frozen API
@@ -200,7 +203,8 @@ def _run(
 
     def one(u: apps.Unit, must_wait: bool) -> None:
         try:
-            finished.put((u.name, _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait)))
+            result = _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait, stored)
+            finished.put((u.name, result))
         except BaseException as e:
             finished.put((u.name, e))
 
@@ -265,6 +269,7 @@ def _sync_one(
     revision: resources.Revision,
     token: cancel_.Token,
     must_wait: bool,
+    stored: Mapping[str, resources.Body] | None,
 ) -> engine.ReconcileResult:
     """One unit's engine run (as its service account, if any), its namespace created first when asked, then
     the health wait when the unit waits or others depend on it."""
@@ -277,7 +282,7 @@ def _sync_one(
     created = _create_namespace(ctx, u, manifests, token)
     result = engine.reconcile(
         kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
-        store_kube=ctx.kube,
+        store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
     )  # fmt: skip
     result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
     wait = ctx.wait if ctx.wait is not None else u.wait

@@ -12,7 +12,7 @@ off, the objects are kept and the result says so. Used by :mod:`agent.runtime.ap
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from agent import apps, config
 from agent.clusters import connection
@@ -20,24 +20,27 @@ from reconcilers import apply, engine, errors, inventory, ordering, prune, resou
 from reconcilers import cancel as cancel_
 
 
-def stored_inventories(kube: connection.KubeCluster, cfg: config.AgentConfig, cluster: str) -> list[str]:
-    """The inventory keys stored in ``cluster`` for this instance (one list request). Raises ClusterError."""
+def list_inventories(
+    kube: connection.KubeCluster, cfg: config.AgentConfig, cluster: str
+) -> dict[str, resources.Body] | None:
+    """Every inventory ConfigMap stored in ``cluster`` for this instance, by inventory key (one LIST request);
+    None when the agent's identity may not list ConfigMaps across namespaces (each app then reads its own).
+    Raises ClusterError."""
     selector = f"{inventory.INSTANCE_LABEL}-inventory={cfg.instance}"
     try:
-        found, _ = kube.list_objects("", "ConfigMap", selector, metadata_only=True)
+        found, _ = kube.list_objects("", "ConfigMap", selector)
     except errors.ApiError as e:
         if e.status in (403, 404):
-            return []  # a namespace-scoped identity cannot list across namespaces: removed apps are not seen
+            return None
         raise
     prefix = f"{cfg.instance}:{cluster}:"
-    out = []
+    out = {}
     for cm in found:
         meta = cm.get("metadata") or {}
-        annotations = meta.get("annotations") or {}
-        tracking = str(annotations.get(inventory.TRACKING_ANNOTATION, ""))
+        tracking = str((meta.get("annotations") or {}).get(inventory.TRACKING_ANNOTATION, ""))
         if meta.get("namespace") == cfg.sync.inventory_namespace and tracking.startswith(prefix):
-            out.append(tracking.removeprefix(prefix))
-    return sorted(out)
+            out[tracking.removeprefix(prefix)] = cm
+    return out
 
 
 def sync_removed(
@@ -45,6 +48,7 @@ def sync_removed(
     cfg: config.AgentConfig,
     cluster: config.ClusterConfig,
     units: Sequence[apps.Unit],
+    stored: Mapping[str, resources.Body],
     desired: set[resources.ResourceKey],
     complete: bool,
     options: prune.PruneOptions,
@@ -52,14 +56,17 @@ def sync_removed(
     token: cancel_.Token,
 ) -> list[engine.ReconcileResult]:
     """Prune (or keep) the objects of every inventory of ``cluster`` whose key no unit has; one result each
-    (``app`` is the app name, or the path of a ``paths`` entry). ``desired``: every object a current unit desires
-    (never deleted); ``complete``: every current unit loaded (else nothing is pruned)."""
+    (``app`` is the app name, or the path of a ``paths`` entry). ``stored``: the cluster's inventories by key
+    (:func:`list_inventories`); ``desired``: every object a current unit desires (never deleted); ``complete``:
+    every current unit loaded (else nothing is pruned)."""
     current = {u.inventory for u in units}
-    gone = [k for k in stored_inventories(kube, cfg, cluster.name) if k not in current]
+    gone = sorted(k for k in stored if k not in current)
     if not gone:
         return []
     tracking = inventory.Tracking(cfg.instance, cluster.name)
     store = inventory.Store(kube, tracking, cfg.sync.inventory_namespace, cfg.sync.field_manager)
+    for key in gone:
+        store.prime(key, stored[key])
     held = store.read(gone)
     total = len(desired) + sum(len(inv.entries) for inv in held.values())
     budget = int(total * options.budget)

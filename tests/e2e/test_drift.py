@@ -54,12 +54,14 @@ def test_three_resyncs_after_a_sync_report_no_drift_and_write_nothing(
         assert agent_writes(tc, offset) == []
         assert sent["apply"] == 0
         assert sent["delete"] == 0
-        if folder == HARNESS:  # one inventory read per resync; the rejected stage's 9 objects are dry-run again,
-            # and read live only when needed (a dry-run create needs no GET)
+        # one LIST of the inventories per resync (for every path of the cluster together)
+        assert sent["list"] == 3
+        if folder == HARNESS:  # the rejected stage's 9 objects are dry-run again, and read live only when needed
+            # (a dry-run create needs no GET)
             assert sent["apply-dry-run"] == 3 * 9
-            assert sent["get"] == 3 + 3 * read
-        else:  # one inventory read per path and resync, no per-object GET, no dry run
-            assert sent["get"] == 3 * len(corpus_paths(folder))
+            assert sent["get"] == 3 * read
+        else:  # no per-object GET, no dry run
+            assert sent["get"] == 0
             assert sent["apply-dry-run"] == 0
     finally:
         runner.close()
