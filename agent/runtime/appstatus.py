@@ -52,20 +52,45 @@ def app_sync_status(r: engine.ReconcileResult, target: resources.Revision | None
     return "Synced", ""
 
 
+def cluster_cells(
+    fleet: View,
+    cluster: str,
+    last: engine.ReconcileResult,
+    healths: Mapping[resources.ResourceKey, health.HealthStatus],
+    *,
+    app: str | None = None,
+    objects: bool = False,
+) -> list[dict[str, Any]]:
+    """The cells of ``cluster``'s last sync (with ``app``, that app's only), see :func:`cell`."""
+    try:
+        units = {u.name: u for u in apps.units(fleet.cfg, fleet.cfg.cluster(cluster))}
+    except errors.ConfigError:  # a cluster just removed by a reload has no units
+        units = {}
+    targets = fleet.revisions_for(cluster)
+    return [
+        cell(fleet, cluster, a, healths, units.get(a.app), targets, objects=objects)
+        for a in last.apps
+        if app is None or a.app == app
+    ]
+
+
 def cell(
     fleet: View,
     cluster: str,
     r: engine.ReconcileResult,
     healths: Mapping[resources.ResourceKey, health.HealthStatus],
+    unit: apps.Unit | None,
+    targets: Mapping[str, resources.Revision],
     *,
     objects: bool = False,
 ) -> dict[str, Any]:
-    """One (app, cluster) cell: ``app``, ``cluster``, ``source``, ``revision``, ``syncStatus`` (with
-    ``syncStatusReason``), ``health`` (the worst of its objects, from ``healths``), ``stale`` (its source's last
-    fetch failed: the reason), and ``lastSync`` (with ``objects``, its per-object entries and health)."""
-    unit = _unit(fleet, cluster, r.app)
+    """One (app, cluster) cell: ``app``, ``cluster``, ``source``, ``placed`` (False: the app left the cluster
+    and this is what became of its objects), ``revision``, ``syncStatus`` (with ``syncStatusReason``), ``health``
+    (the worst of its objects, from ``healths``), ``stale`` (its source's last fetch failed: the reason), and
+    ``lastSync`` (with ``objects``, its per-object entries and health). ``targets``: the revision the cluster
+    should be at per source."""
     source = unit.source if unit else None
-    target = fleet.revisions_for(cluster).get(source) if source else None
+    target = targets.get(source) if source else None
     sync, why = app_sync_status(r, target)
     mine = {k: healths[k] for k in r.desired if k in healths}
     worst = health.aggregate(h.status for h in mine.values()) if mine else health.Health.UNKNOWN
@@ -92,14 +117,6 @@ def cell(
     }
 
 
-def _unit(fleet: View, cluster: str, app: str) -> apps.Unit | None:
-    try:
-        found = apps.units(fleet.cfg, fleet.cfg.cluster(cluster))
-    except errors.ConfigError:  # a cluster just removed by a reload has no units
-        return None
-    return next((u for u in found if u.name == app), None)
-
-
 def cells(fleet: View, *, app: str | None = None, objects: bool = False) -> list[dict[str, Any]]:
     """Every (app, cluster) cell of the last syncs, in cluster order (with ``app``, that app's only)."""
     out = []
@@ -109,9 +126,8 @@ def cells(fleet: View, *, app: str | None = None, objects: bool = False) -> list
             continue
         w = fleet.worker_of(name)
         r = w.runner if w else None
-        keys = list(last.desired)
-        healths = r.health(keys) if r else {}
-        out += [cell(fleet, name, a, healths, objects=objects) for a in last.apps if app is None or a.app == app]
+        healths = r.health(list(last.desired)) if r else {}
+        out += cluster_cells(fleet, name, last, healths, app=app, objects=objects)
     return out
 
 

@@ -235,6 +235,8 @@ def _run(
                 pending.clear()
             else:
                 done[name] = out
+    if problem is not None:
+        raise problem
     return [done[u.name] for u in selected]
 
 
@@ -272,7 +274,30 @@ def _sync_one(
     stored: Mapping[str, resources.Body] | None,
 ) -> engine.ReconcileResult:
     """One unit's engine run (as its service account, if any), its namespace created first when asked, then
-    the health wait when the unit waits or others depend on it."""
+    the health wait when the unit waits or others depend on it. What fails in it fails this unit alone (a
+    duplicate identity, an unreadable inventory, a namespace it may not create); only a bug raises."""
+    try:
+        return _sync_unit(ctx, u, manifests, claims, revision, token, must_wait, stored)
+    except errors.CancelledError as e:
+        return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)
+    except errors.ConfigError as e:
+        return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
+    except errors.SourceError as e:
+        return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
+    except errors.ClusterError as e:
+        return _result(ctx, u, revision, ctx.mask(f"cluster {ctx.cluster.name}: {e}"), engine.ErrorKind.CLUSTER)
+
+
+def _sync_unit(
+    ctx: Context,
+    u: apps.Unit,
+    manifests: list[resources.Manifest],
+    claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]],
+    revision: resources.Revision,
+    token: cancel_.Token,
+    must_wait: bool,
+    stored: Mapping[str, resources.Body] | None,
+) -> engine.ReconcileResult:
     kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
     options = dataclasses.replace(
         ctx.options(u), protected=frozenset(k for k, (owner, _) in claims.items() if owner != u.name)

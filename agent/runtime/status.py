@@ -131,7 +131,7 @@ def cluster_json(fleet: View, name: str, *, objects: bool = True) -> dict[str, A
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
     found["health"] = overall.value
     found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))
-    found["apps"] = [appstatus.cell(fleet, name, a, healths) for a in (last.apps if last else ())]
+    found["apps"] = appstatus.cluster_cells(fleet, name, last, healths) if last else []
     if objects and found.get("lastSync"):
         for o in found["lastSync"]["objects"]:
             key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
