@@ -140,7 +140,9 @@ def _sync(
         cfg, _sources(cfg), names, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
     )
     if as_json:
-        print(json.dumps({r.cluster: state.result_json(r, app_objects=True) for r in results}))  # the C encoder
+        print(
+            json.dumps({r.cluster: state.result_json(r, apps=True, app_objects=True) for r in results})
+        )  # the C encoder
     else:
         _print(results)
     return exit_code(results)

@@ -25,7 +25,7 @@ import datetime
 import enum
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from concurrent import futures
 
 from reconcilers import apply, client, errors, health, ignore, inventory, normalize, ordering, prune, resources
@@ -71,7 +71,7 @@ class ReconcileOptions:
     instance: str = "gitops-agent"
     paths: tuple[str, ...] = ()
     inventory_namespace: str = "gitops-agent"
-    protected: frozenset[resources.ResourceKey] = frozenset()
+    protected: Container[resources.ResourceKey] = frozenset()
     scan_orphans: bool = True
 
 
@@ -255,8 +255,8 @@ def _prune(
 ) -> tuple[str | None, set[resources.ResourceKey]]:
     """Prune; returns the refusal (None when all went as planned) and the keys no longer ours."""
     plan = prune.plan(previous, by_path, options.prune)
-    if options.protected:  # desired by another app now: moved there, not deleted
-        plan = dataclasses.replace(plan, candidates=[c for c in plan.candidates if c[0] not in options.protected])
+    # desired by another app now: moved there, not deleted
+    plan = dataclasses.replace(plan, candidates=[c for c in plan.candidates if c[0] not in options.protected])
     if plan.error:
         return plan.error, set()
     done, keep = prune.execute(kube, plan, tracking, options.prune, dry_run=options.apply.dry_run, cancel=token)

@@ -103,7 +103,7 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
 
     @api.get("/api/v1/apps", response_class=fastapi.responses.JSONResponse)
     def apps_all() -> fastapi.Response:
-        return _json({"apps": appstatus.apps_json(agent)})
+        return _json({"apps": appstatus.apps_json(agent, compact=True)})
 
     @api.get("/api/v1/apps/{name}", response_class=fastapi.responses.JSONResponse)
     def app_one(name: str, objects: bool = OBJECTS) -> fastapi.Response:

@@ -60,6 +60,7 @@ def cluster_cells(
     *,
     app: str | None = None,
     objects: bool = False,
+    compact: bool = False,
 ) -> list[dict[str, Any]]:
     """The cells of ``cluster``'s last sync (with ``app``, that app's only), see :func:`cell`."""
     try:
@@ -68,7 +69,7 @@ def cluster_cells(
         units = {}
     targets = fleet.revisions_for(cluster)
     return [
-        cell(fleet, cluster, a, healths, units.get(a.app), targets, objects=objects)
+        cell(fleet, cluster, a, healths, units.get(a.app), targets, objects=objects, compact=compact)
         for a in last.apps
         if app is None or a.app == app
     ]
@@ -83,12 +84,14 @@ def cell(
     targets: Mapping[str, resources.Revision],
     *,
     objects: bool = False,
+    compact: bool = False,
 ) -> dict[str, Any]:
     """One (app, cluster) cell: ``app``, ``cluster``, ``source``, ``placed`` (False: the app left the cluster
     and this is what became of its objects), ``revision``, ``syncStatus`` (with ``syncStatusReason``), ``health``
     (the worst of its objects, from ``healths``), ``stale`` (its source's last fetch failed: the reason), and
     ``lastSync`` (with ``objects``, its per-object entries and health). ``targets``: the revision the cluster
-    should be at per source."""
+    should be at per source. ``compact`` (``GET /api/v1/apps``, the matrix) keeps ``app``, ``cluster``,
+    ``revision`` (the sha), ``syncStatus``, ``health``, and ``syncStatusReason`` and ``stale`` when set."""
     source = unit.source if unit else None
     target = targets.get(source) if source else None
     sync, why = app_sync_status(r, target)
@@ -96,13 +99,13 @@ def cell(
     worst = health.aggregate(h.status for h in mine.values()) if mine else health.Health.UNKNOWN
     if r.ok and not r.desired and r.error is None:
         worst = health.Health.HEALTHY if unit is not None else health.Health.UNKNOWN
-    last = state.result_json(r, objects=objects)
-    if objects:
+    last = state.result_json(r, objects=objects) if not compact else {}
+    if objects and not compact:
         for o in last["objects"]:
             key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
             if key in mine:
                 o["health"], o["healthMessage"] = mine[key].status.value, mine[key].message
-    return {
+    out: dict[str, Any] = {
         "app": r.app,
         "cluster": cluster,
         "source": source,
@@ -115,9 +118,15 @@ def cell(
         "stale": fleet.state.stale(source) if source else None,
         "lastSync": last,
     }
+    if compact:  # what the matrix shows: about 100 bytes a cell
+        keep: dict[str, Any] = {"app": r.app, "cluster": cluster, "revision": r.revision.sha if r.revision else None}
+        keep |= {"syncStatus": sync, "health": worst.value}
+        keep |= {k: out[k] for k in ("syncStatusReason", "stale") if out[k]}
+        return keep
+    return out
 
 
-def cells(fleet: View, *, app: str | None = None, objects: bool = False) -> list[dict[str, Any]]:
+def cells(fleet: View, *, app: str | None = None, objects: bool = False, compact: bool = False) -> list[dict[str, Any]]:
     """Every (app, cluster) cell of the last syncs, in cluster order (with ``app``, that app's only)."""
     out = []
     for name in fleet.state.names():
@@ -127,17 +136,29 @@ def cells(fleet: View, *, app: str | None = None, objects: bool = False) -> list
         w = fleet.worker_of(name)
         r = w.runner if w else None
         healths = r.health(list(last.desired)) if r else {}
-        out += cluster_cells(fleet, name, last, healths, app=app, objects=objects)
+        out += cluster_cells(fleet, name, last, healths, app=app, objects=objects, compact=compact)
     return out
 
 
-def apps_json(fleet: View, *, app: str | None = None, objects: bool = False) -> list[dict[str, Any]]:
-    """Every app with its cells (``GET /api/v1/apps``; with ``app``, that one, objects included when asked):
-    ``name``, ``source``, ``path``, ``clusters`` (the cells), ``summary`` (cells per sync status and health)."""
+def apps_json(
+    fleet: View, *, app: str | None = None, objects: bool = False, compact: bool = False
+) -> list[dict[str, Any]]:
+    """Every app with its cells (``GET /api/v1/apps``, compact; with ``app``, that one, its last syncs and, when
+    asked, objects): ``name``, ``source``, ``path``, ``clusters`` (the cells), ``summary`` (see :func:`summarize`).
+    """
+    return summarize(fleet.cfg, cells(fleet, app=app, objects=objects, compact=compact), app)
+
+
+def summarize(
+    cfg: config.AgentConfig, found_cells: list[dict[str, Any]], app: str | None = None
+) -> list[dict[str, Any]]:
+    """The cells grouped by app (configured apps first, in config order; then ``paths`` entries): ``name``,
+    ``source``, ``path``, ``clusters`` (its cells), ``summary`` (clusters, and how many per sync status and
+    health)."""
     by_app: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    for c in cells(fleet, app=app, objects=objects):
+    for c in found_cells:
         by_app[c["app"]].append(c)
-    configured = {a.name: a for a in fleet.cfg.apps}
+    configured = {a.name: a for a in cfg.apps}
     names = [n for n in configured if app is None or n == app] + [n for n in by_app if n not in configured]
     out = []
     for n in names:
@@ -146,7 +167,7 @@ def apps_json(fleet: View, *, app: str | None = None, objects: bool = False) -> 
         out.append(
             {
                 "name": n,
-                "source": a.source if a else (found[0]["source"] if found else None),
+                "source": a.source if a else "default",
                 "path": a.path if a else n,
                 "clusters": found,
                 "summary": _counts(found),
@@ -155,9 +176,10 @@ def apps_json(fleet: View, *, app: str | None = None, objects: bool = False) -> 
     return out
 
 
-def summary(fleet: View) -> list[dict[str, Any]]:
-    """Per app: its name and how many clusters are in each sync status and health (the fleet summary)."""
-    return [{"name": a["name"], **a["summary"]} for a in apps_json(fleet)]
+def summary(cfg: config.AgentConfig, found_cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per app: its name and how many clusters are in each sync status and health (the fleet summary's
+    per-app counts), from the clusters' cells."""
+    return [{"name": a["name"], **a["summary"]} for a in summarize(cfg, found_cells)]
 
 
 def _counts(found: list[dict[str, Any]]) -> dict[str, Any]:

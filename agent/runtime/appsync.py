@@ -33,7 +33,8 @@ from reconcilers import apply, engine, errors, health, inventory, prune, resourc
 from reconcilers import cancel as cancel_
 
 Loader = Callable[[apps.Unit, pathlib.Path], list[resources.Manifest]]
-"""Loads one unit's manifests from its source's tree (decrypted, substituted). Raises ConfigError/SourceError."""
+"""Loads one unit's manifests from its source's tree (decrypted, substituted), each with ``source_path`` set to
+the unit's inventory key. Raises ConfigError/SourceError."""
 Waiter = Callable[[engine.ReconcileResult, cancel_.Token], engine.ReconcileResult]
 """Waits for a synced unit's objects to be Healthy; returns the result with ``health`` set."""
 
@@ -84,7 +85,7 @@ def sync_units(
             )
             continue
         try:
-            loaded[u.name] = [dataclasses.replace(m, source_path=u.inventory) for m in ctx.load(u, tree)]
+            loaded[u.name] = ctx.load(u, tree)
         except errors.ConfigError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
         except errors.SourceError as e:
@@ -188,53 +189,62 @@ def _run(
     alone: bool,
     stored: Mapping[str, resources.Body] | None,
 ) -> list[engine.ReconcileResult]:
-    """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time, each in a
-    daemon thread of its own (``app-<cluster>-<app>``): a sync cancelled while a request hangs on a frozen API
-    server never holds the process's exit. An exception of one unit (cancelled, cluster unreachable) is raised
-    once the units running beside it have ended."""
+    """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time on as many
+    daemon threads of this sync (``app-<cluster>-<n>``, started as needed and ended with it): a sync cancelled
+    while a request hangs on a frozen API server never holds the process's exit. An exception of one unit (a bug)
+    is raised once the units running beside it have ended."""
     done: dict[str, engine.ReconcileResult] = {}
     needed = {d for u in selected for d in u.depends_on}
     by_name = {u.name: u for u in selected}
     pending = list(selected)
     slots = max(1, ctx.cfg.sync.concurrency)
+    jobs: queue.Queue[tuple[apps.Unit, bool] | None] = queue.Queue()
     finished: queue.Queue[tuple[str, engine.ReconcileResult | BaseException]] = queue.Queue()
     running: set[str] = set()
     problem: BaseException | None = None
 
-    def one(u: apps.Unit, must_wait: bool) -> None:
-        try:
-            result = _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait, stored)
-            finished.put((u.name, result))
-        except BaseException as e:
-            finished.put((u.name, e))
+    def work() -> None:  # one of the sync's daemon threads: units until the sentinel
+        while (job := jobs.get()) is not None:
+            u, must_wait = job
+            try:
+                result = _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait, stored)
+                finished.put((u.name, result))
+            except BaseException as e:
+                finished.put((u.name, e))
 
-    while pending or running:
-        for u in list(pending):
-            if problem is not None or len(running) >= slots:
-                break
-            deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
-            if any(d not in done and d not in failed for d in deps):
-                continue  # a dependency still syncing
-            pending.remove(u)
-            waiting = _waiting_on(u, deps, done, failed, set(by_name), alone)
-            if u.name in failed:
-                done[u.name] = failed[u.name]
-            elif waiting:
-                done[u.name] = _result(ctx, u, revisions.get(u.source), waiting, engine.ErrorKind.WAITING)
-            else:
-                running.add(u.name)
-                name = f"app-{ctx.cluster.name}-{u.name}"
-                threading.Thread(target=one, args=(u, u.name in needed), name=name, daemon=True).start()
-        if problem is not None and not running:
-            raise problem
-        if running:
-            name, out = finished.get()
-            running.discard(name)
-            if isinstance(out, BaseException):
-                problem = problem or out
-                pending.clear()
-            else:
-                done[name] = out
+    threads: list[threading.Thread] = []
+    try:
+        while pending or running:
+            for u in list(pending):
+                if problem is not None:
+                    break
+                deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
+                if any(d not in done and d not in failed for d in deps):
+                    continue  # a dependency still syncing
+                pending.remove(u)
+                waiting = _waiting_on(u, deps, done, failed, set(by_name), alone)
+                if u.name in failed:
+                    done[u.name] = failed[u.name]
+                elif waiting:
+                    done[u.name] = _result(ctx, u, revisions.get(u.source), waiting, engine.ErrorKind.WAITING)
+                else:
+                    running.add(u.name)
+                    jobs.put((u, u.name in needed))
+                    if len(threads) < min(slots, len(running)):
+                        name = f"app-{ctx.cluster.name}-{len(threads)}"
+                        threads.append(threading.Thread(target=work, name=name, daemon=True))
+                        threads[-1].start()
+            if running:
+                name, out = finished.get()
+                running.discard(name)
+                if isinstance(out, BaseException):
+                    problem = problem or out
+                    pending.clear()
+                else:
+                    done[name] = out
+    finally:
+        for _ in threads:
+            jobs.put(None)
     if problem is not None:
         raise problem
     return [done[u.name] for u in selected]
@@ -299,9 +309,7 @@ def _sync_unit(
     stored: Mapping[str, resources.Body] | None,
 ) -> engine.ReconcileResult:
     kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
-    options = dataclasses.replace(
-        ctx.options(u), protected=frozenset(k for k, (owner, _) in claims.items() if owner != u.name)
-    )
+    options = dataclasses.replace(ctx.options(u), protected=_OthersObjects(claims, u.name))
     if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
         ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
     created = _create_namespace(ctx, u, manifests, token)
@@ -314,6 +322,18 @@ def _sync_unit(
     if (wait or must_wait) and not ctx.dry_run and result.ok:
         result = ctx.wait_healthy(result, token)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _OthersObjects:
+    """The objects other units claim (``key in others``), looked up in the claims: no set built per unit."""
+
+    claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]]
+    unit: str
+
+    def __contains__(self, key: object) -> bool:
+        found = self.claims.get(key) if isinstance(key, resources.ResourceKey) else None
+        return found is not None and found[0] != self.unit
 
 
 CREATED_FOR_ANNOTATION = "gitops-agent.io/created-for"

@@ -223,7 +223,7 @@ class ClusterRunner:
         """``unit``'s manifests from ``tree``: rendered, decrypted (when the unit decrypts) and substituted (when
         it substitutes). Raises ConfigError and SourceError naming the file."""
         decryptor = self._decryptor() if unit.decrypt else None
-        desired = manifests.load_paths(tree, (unit.path,), unit.namespace, decryptor, self._facts)
+        desired = manifests.load_paths(tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory)
         if decryptor is not None:
             self.secrets |= decryptor.revealed
         if unit.substitute:

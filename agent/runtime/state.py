@@ -19,9 +19,12 @@ the status API shows (:func:`result_json` without objects), so the history costs
 objects."""
 
 
-def result_json(r: engine.ReconcileResult, *, objects: bool = True, app_objects: bool = False) -> dict[str, Any]:
-    """The JSON form of one reconcile (``objects`` adds the per-object entries, each naming its ``app``); a
-    cluster's result lists its ``apps`` (each one's result, with its entries when ``app_objects``)."""
+def result_json(
+    r: engine.ReconcileResult, *, objects: bool = True, apps: bool = False, app_objects: bool = False
+) -> dict[str, Any]:
+    """The JSON form of one reconcile (``objects`` adds the per-object entries, each naming its ``app``); with
+    ``apps``, a cluster's result lists its ``apps`` (each one's result, with its entries when ``app_objects``).
+    The status API leaves the apps out here: it shows them as cells (:mod:`agent.runtime.appstatus`)."""
     out: dict[str, Any] = {
         "revision": revision_json(r.revision),
         "started": r.started.isoformat(),
@@ -34,7 +37,7 @@ def result_json(r: engine.ReconcileResult, *, objects: bool = True, app_objects:
     }
     if r.app:
         out["app"] = r.app
-    if r.apps:
+    if apps and r.apps:
         out["apps"] = [result_json(a, objects=app_objects) for a in r.apps]
     if objects:
         owners = [a.app for a in r.apps for _ in a.entries] if r.apps else [r.app] * len(r.entries)

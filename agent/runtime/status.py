@@ -106,12 +106,18 @@ def not_ready(fleet: View) -> list[str]:
 def cluster_json(fleet: View, name: str, *, objects: bool = True) -> dict[str, Any] | None:
     """The status of one cluster: sync status (with the reason when Unknown for lack of a recent sync),
     health (aggregated, counted per status and, with ``objects``, per object, from the live cache), the
-    worker, self-heal, the last sync and the history. ``objects=False`` leaves out the last sync's per-object
-    entries (the fleet summary). None for an unknown cluster."""
+    worker, self-heal, the last sync and the history, and with ``objects`` its ``apps`` (each app's cell there,
+    with its last sync). ``objects=False`` leaves out the per-object entries and the apps (the fleet summary,
+    whose size must not grow with them). None for an unknown cluster."""
+    return _cluster(fleet, name, objects=objects)[0]
+
+
+def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """:func:`cluster_json` and the cluster's app cells (compact unless ``objects``)."""
     found = fleet.state.cluster_json(name, objects=objects)
     w = fleet.worker_of(name)
     if found is None or w is None:
-        return found
+        return found, []
     r = w.runner
     last = fleet.state.last(name)
     heal = r.status() if r else {}
@@ -131,13 +137,15 @@ def cluster_json(fleet: View, name: str, *, objects: bool = True) -> dict[str, A
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
     found["health"] = overall.value
     found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))
-    found["apps"] = appstatus.cluster_cells(fleet, name, last, healths) if last else []
+    cells = appstatus.cluster_cells(fleet, name, last, healths, compact=not objects) if last else []
+    if objects:
+        found["apps"] = cells
     if objects and found.get("lastSync"):
         for o in found["lastSync"]["objects"]:
             key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
             if key in healths:
                 o["health"], o["healthMessage"] = healths[key].status.value, healths[key].message
-    return found
+    return found, cells
 
 
 def _reason(fleet: View, w: worker.Worker, last: engine.ReconcileResult | None) -> str:
@@ -159,8 +167,9 @@ def status_json(fleet: View, *, objects: bool = True) -> dict[str, Any]:
     the per-object entries, whose size grows with the objects (about 180 bytes each: 9.2 MB at 50,005, measured
     by bench/scale.py)."""
     status = fleet.state.source_json()
-    status["clusters"] = [c for n in fleet.state.names() if (c := cluster_json(fleet, n, objects=objects))]
-    status["apps"] = appstatus.summary(fleet)
+    found = [_cluster(fleet, n, objects=objects) for n in fleet.state.names()]
+    status["clusters"] = [c for c, _ in found if c]
+    status["apps"] = appstatus.summary(fleet.cfg, [cell for _, cells in found for cell in cells])
     status["ready"] = {"ready": not (reasons := not_ready(fleet)), "reasons": reasons}
     status["events"] = fleet.events.json(limit=EVENTS_IN_STATUS)
     if fleet.rollout:

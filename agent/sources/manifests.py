@@ -80,10 +80,12 @@ def load_paths(
     namespace: str = "default",
     decrypt: sops.Decryptor | None = None,
     facts: Callable[[], helm.Facts] | None = None,
+    label: str | None = None,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
     ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
-    files are decrypted with ``decrypt`` (refused without it). Raises ManifestError (and whatever ``facts``
+    files are decrypted with ``decrypt`` (refused without it). Each manifest's ``source_path`` is ``label``
+    (an app's inventory key), else the path it came from. Raises ManifestError (and whatever ``facts``
     raises)."""
     root = root.resolve()
     out: list[resources.Manifest] = []
@@ -92,9 +94,9 @@ def load_paths(
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
         if target.is_dir():
-            out.extend(_load_dir(root, target, rel, _Unit(namespace, decrypt, facts)))
+            out.extend(_load_dir(root, target, label or rel, _Unit(namespace, decrypt, facts)))
         else:
-            out.extend(_load_file(root, target, rel, decrypt))
+            out.extend(_load_file(root, target, label or rel, decrypt))
     return out
 
 

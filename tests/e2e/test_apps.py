@@ -428,14 +428,19 @@ def test_two_sources_a_push_deploys_only_its_apps_and_a_broken_remote_marks_only
                 for app in json.loads(request(f"{agent.base}/api/v1/apps")[1])["apps"]
                 for c in app["clusters"]
             }
-            return cells if cells["web"]["stale"] else None
+            return cells if cells["web"].get("stale") else None
 
         cells = wait_until(stale_cells, timeout=30)
-        assert cells["infra"]["stale"] is None
+        assert "stale" not in cells["infra"]
         assert cells["web"]["syncStatus"] == "Synced"  # at the last good revision it could fetch
         status = agent.status()
         assert status["sources"]["team"]["stale"]
         assert not status["sources"]["default"]["stale"]
+        assert [a["name"] for a in status["apps"]] == ["infra", "web"]  # the fleet summary's per-app counts
+        assert status["apps"][1]["syncStatus"] == {"Synced": 1}
+        metrics = request(f"{agent.base}/metrics")[1]
+        assert 'gitops_agent_app_sync_ok{app="web",cluster="a"} 1.0' in metrics
+        assert 'gitops_agent_app_managed_objects{app="infra",cluster="a"} 1.0' in metrics
         app = json.loads(request(f"{agent.base}/api/v1/apps/web")[1])
         assert app["clusters"][0]["cluster"] == "a"
         assert "objects" in app["clusters"][0]["lastSync"]
