@@ -153,11 +153,12 @@ def _placed_key(kube: connection.KubeCluster, m: resources.Manifest, namespace: 
     rtype = kube.resource_type(m.key.group, m.key.kind)
     if rtype is None:
         return m.key
-    if rtype.namespaced and not m.key.namespace:
-        return dataclasses.replace(m.key, namespace=namespace)
-    if not rtype.namespaced and m.key.namespace:
-        return dataclasses.replace(m.key, namespace="")
-    return m.key
+    k = m.key
+    if rtype.namespaced and not k.namespace:
+        return resources.ResourceKey(k.group, k.kind, namespace, k.name)
+    if not rtype.namespaced and k.namespace:
+        return resources.ResourceKey(k.group, k.kind, "", k.name)
+    return k
 
 
 def _refused(u: apps.Unit, manifests: Sequence[resources.Manifest], keys: Sequence[resources.ResourceKey]) -> str:

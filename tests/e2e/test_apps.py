@@ -446,3 +446,70 @@ def test_two_sources_a_push_deploys_only_its_apps_and_a_broken_remote_marks_only
         assert "objects" in app["clusters"][0]["lastSync"]
     finally:
         agent.stop()
+
+
+def test_depends_on_waits_for_a_custom_resource_healthy_by_its_cel_rule(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18: dependsOn waits on CEL health. The Widget is Healthy only once its status says ready (its CEL
+    rule); until then the app that depends on it is Waiting and writes nothing."""
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    group = f"{namespace}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    git_repo.write_objects("crds/crd.yaml", crd)
+    git_repo.write_objects("widget/w.yaml", {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"}})
+    git_repo.write_objects("consumer/cm.yaml", _cm("consumer"))
+    git_repo.commit()
+    rule = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "current": "has(status.ready) && status.ready == true",
+    }
+    apps = [
+        {"name": "crds", "path": "crds"},
+        {"name": "widget", "path": "widget", "dependsOn": ["crds"]},
+        {"name": "consumer", "path": "consumer", "dependsOn": ["widget"]},
+    ]
+    config = make_config(
+        git_repo, [_cluster(tc, "a", namespace=namespace)], apps=apps, healthChecks=[rule], sync={"timeout": "3s"}
+    )
+    offset = audit_offset(tc)
+
+    code, results = _sync(config, capsys)
+
+    by_app = _apps_of(results["a"])
+    assert by_app["widget"]["result"] == "Succeeded"
+    assert by_app["consumer"]["errorKind"] == "waiting"
+    assert by_app["consumer"]["error"] == "Waiting (widget not Healthy)"
+    assert "consumer" not in {e["objectRef"].get("name") for e in agent_writes(tc, offset)}
+    assert code == 1
+
+    dynamic_client(tc).resources.get(api_version=f"{group}/v1", kind="Widget").patch(
+        name="w1",
+        namespace=namespace,
+        body={"status": {"ready": True}},
+        content_type="application/merge-patch+json",
+        field_manager="widget-controller",
+    )
+    code, results = _sync(config, capsys)
+    assert code == 0, json.dumps(results)
+    assert _apps_of(results["a"])["consumer"]["result"] == "Succeeded"
+    assert live_object(tc, "v1", "ConfigMap", "consumer", namespace) is not None
