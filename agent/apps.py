@@ -10,6 +10,7 @@ sync of it needs, with the app's overrides of the top-level ``sync`` settings al
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from agent import config
 
@@ -27,7 +28,8 @@ class Unit:
     ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``: resolved sync settings;
     ``ignore``: ignore rules (global, cluster, app); ``namespaces``: allow-list patterns (empty: anywhere);
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
-    ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar.
+    ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders;
+    ``cluster`` and ``labels``: the cluster's name and labels (for per-cluster values files).
     """
 
     name: str
@@ -46,6 +48,9 @@ class Unit:
     substitute: bool = False
     decrypt: bool = False
     from_paths: bool = False
+    helm: config.HelmOptions | None = None
+    cluster: str = ""
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def impersonate(self) -> str | None:
@@ -82,6 +87,9 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             service_account=a.service_account,
             substitute=a.substitute,
             decrypt=a.decryption.sops,
+            helm=a.helm,
+            cluster=cluster.name,
+            labels=cluster.labels,
         )
         for a in placed(cfg, cluster)
     ]
@@ -99,6 +107,8 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             substitute=cluster.substitute,
             decrypt=cluster.decryption.sops,
             from_paths=True,
+            cluster=cluster.name,
+            labels=cluster.labels,
         )
         for p in cluster.paths
     ]
@@ -125,8 +135,13 @@ def _ordered(found: list[Unit]) -> list[Unit]:
 
 
 def sources_of(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[str]:
-    """The names of the sources ``cluster``'s units read, in first-use order."""
-    return list(dict.fromkeys(u.source for u in units(cfg, cluster)))
+    """The names of the sources ``cluster``'s units read (their own, and those their Helm values come from), in
+    first-use order."""
+    found = []
+    for u in units(cfg, cluster):
+        found.append(u.source)
+        found += [f.source for f in u.helm.values_from if f.source] if u.helm else []
+    return list(dict.fromkeys(found))
 
 
 def select(found: list[Unit], app: str | None) -> list[Unit]:

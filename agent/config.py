@@ -20,7 +20,15 @@ from agent import celhealth
 
 # The config's building blocks live in agent.config_types, config_sections and config_apps; re-exported here,
 # the module everything imports.
-from agent.config_apps import AppConfig, AppSync, Placement, SelectorRequirement, check_dependencies
+from agent.config_apps import (
+    AppConfig,
+    AppSync,
+    HelmOptions,
+    Placement,
+    SelectorRequirement,
+    ValuesFile,
+    check_dependencies,
+)
 from agent.config_sections import (
     DecryptionConfig,
     RolloutConfig,
@@ -59,6 +67,7 @@ __all__ = [
     "DecryptionConfig",
     "Duration",
     "HealthCheck",
+    "HelmOptions",
     "HomeCluster",
     "IgnoreDifference",
     "LabelSelector",
@@ -72,6 +81,7 @@ __all__ = [
     "SopsConfig",
     "SourceConfig",
     "SyncConfig",
+    "ValuesFile",
     "WebhooksConfig",
     "load_config",
     "parse_duration",
@@ -159,6 +169,9 @@ class AgentConfig(_Model):
         for i, a in enumerate(self.apps):
             if a.source not in known:
                 raise ValueError(f"apps[{i}] ({a.name}): no source named {a.source!r} (known: {', '.join(known)})")
+            for f in a.helm.values_from if a.helm else ():
+                if f.source not in known:
+                    raise ValueError(f"apps[{i}] ({a.name}): helm.valuesFrom: no source named {f.source!r}")
             unknown = [n for n in a.clusters.names if n not in {c.name for c in self.clusters}]
             if unknown:
                 raise ValueError(f"apps[{i}] ({a.name}): clusters.names names unknown clusters: {', '.join(unknown)}")

@@ -9,6 +9,7 @@ import fnmatch
 import pathlib
 import typing
 from collections.abc import Mapping
+from typing import Annotated, Any
 
 import pydantic
 
@@ -73,6 +74,55 @@ class AppSync(_Model):
     wait: bool | None = None
 
 
+class ValuesFile(_Model):
+    """A Helm values file: ``path`` in the app's source (``${CLUSTER_NAME}`` and ``${CLUSTER_LABEL_<key>}`` are
+    replaced per cluster), ``optional``: a missing file is skipped instead of failing the app. With ``source``, the
+    file comes from that source instead (``valuesFrom``)."""
+
+    path: str
+    optional: bool = False
+    source: str | None = None
+
+    @pydantic.field_validator("path")
+    @classmethod
+    def _relative(cls, v: str) -> str:
+        if v.startswith("/") or ".." in pathlib.PurePosixPath(v).parts:
+            raise ValueError(f"values file {v!r} must be relative to the source's root and must not contain '..'")
+        return v
+
+
+def _values_file(v: Any) -> Any:
+    return {"path": v} if isinstance(v, str) else v
+
+
+class HelmOptions(_Model):
+    """How an app's chart is rendered (``helm template``; its ``path`` must hold a ``Chart.yaml``):
+    ``releaseName`` (default: the app's name); ``valuesFiles`` from the app's source, then ``valuesFrom`` (files of
+    other sources), then ``values`` (inline), later ones winning, as ``helm template -f a -f b --values c`` merges
+    them; ``skipCrds`` leaves the chart's ``crds/`` out (default false); ``skipTests`` leaves ``helm test`` hooks out
+    (default true). Values files may be SOPS-encrypted (decrypted first when the app decrypts)."""
+
+    release_name: str | None = None
+    values: dict[str, Any] = pydantic.Field(default_factory=dict)
+    values_files: tuple[Annotated[ValuesFile, pydantic.BeforeValidator(_values_file)], ...] = ()
+    values_from: tuple[ValuesFile, ...] = ()
+    skip_crds: bool = False
+    skip_tests: bool = True
+
+    @pydantic.field_validator("release_name")
+    @classmethod
+    def _release(cls, v: str | None) -> str | None:
+        return _dns_label(v) if v is not None else v
+
+    @pydantic.field_validator("values_from")
+    @classmethod
+    def _with_source(cls, v: tuple[ValuesFile, ...]) -> tuple[ValuesFile, ...]:
+        for f in v:
+            if f.source is None:
+                raise ValueError(f"valuesFrom {f.path!r} needs source (valuesFiles are read from the app's source)")
+        return v
+
+
 class AppConfig(_Model):
     """One app: ``name`` (a DNS label, unique); ``source`` (a name under ``sources``, default ``default``);
     ``path`` (a directory or file in that source, relative, no ``..``); ``namespace`` for namespaced objects that
@@ -83,7 +133,8 @@ class AppConfig(_Model):
     (``fnmatch``: ``team-a-*``): an object elsewhere, or a cluster-scoped object other than an allowed Namespace,
     refuses the app before any write; ``serviceAccount``: ``namespace/name``, every request of this app's sync
     impersonates ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's
-    RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster."""
+    RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is
+    rendered (:class:`HelmOptions`)."""
 
     name: str
     source: str = "default"
@@ -98,6 +149,7 @@ class AppConfig(_Model):
     service_account: str | None = None
     substitute: bool = False
     decryption: ClusterDecryption = ClusterDecryption()
+    helm: HelmOptions | None = None
 
     @pydantic.field_validator("name")
     @classmethod

@@ -32,9 +32,9 @@ from agent.runtime import removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
-Loader = Callable[[apps.Unit, pathlib.Path], list[resources.Manifest]]
-"""Loads one unit's manifests from its source's tree (decrypted, substituted), each with ``source_path`` set to
-the unit's inventory key. Raises ConfigError/SourceError."""
+Loader = Callable[[apps.Unit, Mapping[str, pathlib.Path]], list[resources.Manifest]]
+"""Loads one unit's manifests from the trees of the sources (its own; others for values files), decrypted and
+substituted, each with ``source_path`` set to the unit's inventory key. Raises ConfigError/SourceError."""
 Waiter = Callable[[engine.ReconcileResult, cancel_.Token], engine.ReconcileResult]
 """Waits for a synced unit's objects to be Healthy; returns the result with ``health`` set."""
 
@@ -85,7 +85,7 @@ def sync_units(
             )
             continue
         try:
-            loaded[u.name] = ctx.load(u, tree)
+            loaded[u.name] = ctx.load(u, trees)
         except errors.ConfigError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
         except errors.SourceError as e:

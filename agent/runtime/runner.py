@@ -24,7 +24,7 @@ from typing import Any
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, kubeconfig
 from agent.runtime import appsync, selfheal
-from agent.sources import local, manifests, sops, substitute
+from agent.sources import helm, helmvalues, local, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -219,11 +219,29 @@ class ClusterRunner:
             log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
 
-    def _load(self, unit: apps.Unit, tree: pathlib.Path) -> list[resources.Manifest]:
-        """``unit``'s manifests from ``tree``: rendered, decrypted (when the unit decrypts) and substituted (when
-        it substitutes). Raises ConfigError and SourceError naming the file."""
+    def _load(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
+        """``unit``'s manifests from its source's tree in ``trees``: rendered (a chart with its values, see
+        :mod:`agent.sources.helmvalues`), decrypted (when the unit decrypts) and substituted (when it
+        substitutes). Raises ConfigError and SourceError naming the file."""
         decryptor = self._decryptor() if unit.decrypt else None
-        desired = manifests.load_paths(tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory)
+        chart = None
+        if unit.helm is not None:
+            found = helmvalues.values(
+                unit.helm,
+                app=unit.name,
+                source=unit.source,
+                cluster=unit.cluster,
+                labels=unit.labels,
+                trees=trees,
+                decrypt=decryptor,
+            )
+            chart = helm.Options(
+                unit.helm.release_name or unit.name, tuple(found), unit.helm.skip_crds, unit.helm.skip_tests
+            )
+        tree = trees[unit.source]
+        desired = manifests.load_paths(
+            tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart
+        )
         if decryptor is not None:
             self.secrets |= decryptor.revealed
         if unit.substitute:

@@ -2,13 +2,15 @@
 unit (its files are never read as manifests), like a kustomization.
 
 ``helm template <release> <chart> --namespace <ns> --include-crds --skip-tests`` (Helm v4; ``make`` installs it
-into ``.venv/bin/helm`` from its Go module): the release is named after the chart's directory and placed in the
-cluster's namespace, CRDs under ``crds/`` are included and ``helm test`` hooks left out, as Argo CD renders a
-chart. Each rendered document keeps the template it came from (Helm's ``# Source:`` line), so an error names
-``<chart dir>/<template file>#<doc>``. The target cluster's version and served API versions are passed
-(``--kube-version``, ``--api-versions``), so ``.Capabilities`` checks render as they would install there. Rendering
-is offline: ``lookup`` finds nothing. Renders are cached by chart content, release, namespace and cluster facts,
-so clusters alike and resyncs with nothing changed run no ``helm`` (:func:`renders` counts the runs).
+into ``.venv/bin/helm`` from its Go module): the release is named after the app (after the chart's directory for a
+``paths`` entry) and placed in its namespace, CRDs under ``crds/`` are included and ``helm test`` hooks left out,
+as Argo CD renders a chart; an app's ``helm`` options change these and add its values files (:class:`Options`,
+passed as ``--values`` in order). Each rendered document keeps the template it came from (Helm's ``# Source:``
+line), so an error names ``<chart dir>/<template file>#<doc>``. The target cluster's version and served API
+versions are passed (``--kube-version``, ``--api-versions``), so ``.Capabilities`` checks render as they would
+install there. Rendering is offline: ``lookup`` finds nothing. Renders are cached by chart content, release,
+namespace, values and cluster facts, so clusters alike and resyncs with nothing changed run no ``helm``
+(:func:`renders` counts the runs).
 
 Helm hooks (``helm.sh/hook``) are refused with a clear error naming the template, never applied as plain
 objects: sync phases and hooks are not implemented yet (:mod:`reconcilers.hooks`). Used by
@@ -18,6 +20,7 @@ objects: sync phases and hooks are not implemented yet (:mod:`reconcilers.hooks`
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -51,12 +54,31 @@ def is_chart(directory: pathlib.Path) -> bool:
     return (directory / "Chart.yaml").is_file()
 
 
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How one app renders its chart: ``release`` (None: the chart directory's name), ``values`` as ``(name,
+    YAML bytes)`` pairs in merge order (``-f`` each), ``skip_crds`` (``--skip-crds`` instead of
+    ``--include-crds``), ``skip_tests`` (``--skip-tests``)."""
+
+    release: str | None = None
+    values: tuple[tuple[str, bytes], ...] = ()
+    skip_crds: bool = False
+    skip_tests: bool = True
+
+    def digest(self) -> str:
+        """What the render cache keys on."""
+        h = hashlib.sha256(repr((self.release, self.skip_crds, self.skip_tests)).encode())
+        for name, data in self.values:
+            h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return h.hexdigest()
+
+
 Facts = tuple[str, tuple[str, ...]]
 """A cluster's version (``v1.34.4``) and served API versions (``apps/v1``, ``apps/v1/Deployment``, ...)."""
 
 CACHE_RENDERS = 64
 """Renders kept (by chart content, release, namespace and cluster facts), shared by clusters and resyncs."""
-_cache: collections.OrderedDict[tuple[str, str, str, str], list[tuple[str, str]]] = collections.OrderedDict()
+_cache: collections.OrderedDict[tuple[str, str, str, str, str], list[tuple[str, str]]] = collections.OrderedDict()
 _cache_lock = threading.Lock()
 _renders = 0
 
@@ -67,22 +89,30 @@ def renders() -> int:
 
 
 def template(
-    chart: pathlib.Path, rel: str, *, release: str, namespace: str, facts: Facts | None = None
+    chart: pathlib.Path,
+    rel: str,
+    *,
+    release: str,
+    namespace: str,
+    facts: Facts | None = None,
+    options: Options | None = None,
 ) -> list[tuple[str, str]]:
     """Render the chart at ``chart`` (named ``rel`` in errors) for a cluster with ``facts`` (its version and
     served API versions, passed as ``--kube-version`` and ``--api-versions`` so ``.Capabilities`` checks behave as
     on install there); returns ``(template file, YAML document)`` pairs in Helm's order, the template relative to
-    the chart's parent directory as Helm prints it. The same chart content, release, namespace and facts render
-    once (:data:`CACHE_RENDERS` kept).
+    the chart's parent directory as Helm prints it. ``options`` carry an app's values and flags (:class:`Options`).
+    The same chart content, release, namespace, facts and options render once (:data:`CACHE_RENDERS` kept).
 
     Raises :class:`errors.ManifestError` naming ``rel`` with Helm's own message when it fails, is missing or
     takes longer than :data:`TIMEOUT` seconds."""
-    key = (_content_hash(chart), release, namespace, hashlib.sha256(repr(facts).encode()).hexdigest())
+    options = options or Options()
+    facts_digest = hashlib.sha256(repr(facts).encode()).hexdigest()
+    key = (_content_hash(chart), release, namespace, facts_digest, options.digest())
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return list(_cache[key])
-    pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts)
+    pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts, options=options)
     with _cache_lock:
         _cache[key] = pairs
         while len(_cache) > CACHE_RENDERS:
@@ -98,7 +128,7 @@ def _content_hash(chart: pathlib.Path) -> str:
 
 
 def _render(
-    chart: pathlib.Path, rel: str, *, release: str, namespace: str, facts: Facts | None
+    chart: pathlib.Path, rel: str, *, release: str, namespace: str, facts: Facts | None, options: Options
 ) -> list[tuple[str, str]]:
     global _renders
     helm = binary()
@@ -112,7 +142,13 @@ def _render(
             "HELM_CACHE_HOME": f"{home}/cache",
             "HELM_DATA_HOME": f"{home}/data",
         }
-        command = [helm, "template", release, str(chart), "--namespace", namespace, "--include-crds", "--skip-tests"]
+        command = [helm, "template", release, str(chart), "--namespace", namespace]
+        command += ["--skip-crds"] if options.skip_crds else ["--include-crds"]
+        command += ["--skip-tests"] if options.skip_tests else []
+        for i, (_, data) in enumerate(options.values):  # in a private directory, removed with it
+            values = pathlib.Path(home) / f"values-{i}.yaml"
+            values.write_bytes(data)
+            command += ["--values", str(values)]
         if facts is not None:
             version, api_versions = facts
             if version:
@@ -127,6 +163,8 @@ def _render(
         _renders += 1
     if proc.returncode != 0:
         message = proc.stderr.strip().removeprefix("Error: ")
+        for i, (name, _) in enumerate(options.values):  # name each values file as the user wrote it
+            message = re.sub(rf"\S*/values-{i}\.yaml", name, message)
         raise errors.ManifestError(rel, None, f"helm template failed: {message}")
     return split(proc.stdout)
 

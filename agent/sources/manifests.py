@@ -81,20 +81,25 @@ def load_paths(
     decrypt: sops.Decryptor | None = None,
     facts: Callable[[], helm.Facts] | None = None,
     label: str | None = None,
+    chart: helm.Options | None = None,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
     ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
     files are decrypted with ``decrypt`` (refused without it). Each manifest's ``source_path`` is ``label``
-    (an app's inventory key), else the path it came from. Raises ManifestError (and whatever ``facts``
-    raises)."""
+    (an app's inventory key), else the path it came from. ``chart``: how a chart at a path renders (an app's
+    ``helm`` options); with it, each path must be a chart. Raises ManifestError (and whatever ``facts`` raises)."""
     root = root.resolve()
     out: list[resources.Manifest] = []
     for rel in paths:
         target = _inside(root, root / rel, rel)
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
+        if chart is not None and not (target.is_dir() and helm.is_chart(target)):
+            raise errors.ManifestError(
+                rel, None, "the app sets helm options but this is not a Helm chart (no Chart.yaml)"
+            )
         if target.is_dir():
-            out.extend(_load_dir(root, target, label or rel, _Unit(namespace, decrypt, facts)))
+            out.extend(_load_dir(root, target, label or rel, _Unit(namespace, decrypt, facts, chart)))
         else:
             out.extend(_load_file(root, target, label or rel, decrypt))
     return out
@@ -114,6 +119,7 @@ class _Unit:
     namespace: str
     decrypt: sops.Decryptor | None
     facts: Callable[[], helm.Facts] | None
+    chart: helm.Options | None = None
 
 
 def _load_dir(
@@ -277,7 +283,10 @@ def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: 
     out: list[resources.Manifest] = []
     seen: collections.Counter[str] = collections.Counter()
     facts = unit.facts() if unit.facts else None
-    for template, doc in helm.template(directory, rel, release=directory.name, namespace=unit.namespace, facts=facts):
+    options = unit.chart or helm.Options()
+    release = options.release or directory.name
+    rendered = helm.template(directory, rel, release=release, namespace=unit.namespace, facts=facts, options=options)
+    for template, doc in rendered:
         source_file = f"{directory.parent.relative_to(root).as_posix()}/{template}".lstrip("./")
         for m in parse_stream(doc, source_file, source_path):
             index = seen[source_file]

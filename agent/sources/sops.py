@@ -85,7 +85,7 @@ def refuse(rel: str) -> errors.ManifestError:
         rel,
         None,
         "is SOPS-encrypted but decryption is off here: set decryption.sops.ageKeys and decryption: {sops: true} on "
-        "the cluster (an encrypted file is never applied as ciphertext)",
+        "the app (or the cluster, for its paths); an encrypted file is never applied as ciphertext",
     )
 
 
