@@ -33,6 +33,8 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.AppSync,
         config.Placement,
         config.SelectorRequirement,
+        config.HelmOptions,
+        config.ValuesFile,
     )
     for model in models:
         for field in model.model_fields.values():
