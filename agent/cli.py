@@ -32,7 +32,7 @@ import rich.syntax
 import rich.table
 
 from agent import __version__, config, malloc
-from agent.runtime import runner, state
+from agent.runtime import oneshot, state
 from agent.sources import local
 from reconcilers import apply, engine, errors
 
@@ -136,7 +136,7 @@ def _sync(
     force_prune: bool,
     prune_orphans: bool,
 ) -> int:
-    results = runner.sync_fleet(
+    results = oneshot.sync_fleet(
         cfg, _sources(cfg), names, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
     )
     if as_json:
@@ -157,7 +157,7 @@ def _sources(cfg: config.AgentConfig) -> dict[str, local.Source]:
 
 def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revision: str | None) -> int:
     """Like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would change, 2 on any error."""
-    results = runner.sync_fleet(cfg, _sources(cfg), names, app=app, dry_run=True, revision=revision)
+    results = oneshot.sync_fleet(cfg, _sources(cfg), names, app=app, dry_run=True, revision=revision)
     out = rich.console.Console(highlight=False)
     drift = False
     for r in results:

@@ -1,16 +1,15 @@
-"""One reconcile of one cluster, and one sync of the fleet.
+"""One reconcile of one cluster.
 
 :class:`ClusterRunner` keeps a cluster's connection, live cache (``agent.clusters.cache``) and self-heal worker
-(``agent.runtime.selfheal``) between reconciles; :meth:`ClusterRunner.reconcile` loads the cluster's manifests from a
-checkout and runs ``reconcilers.engine.reconcile``. It never raises: every failure becomes a
-``ReconcileResult`` with ``error`` and ``error_kind`` set, so a failing cluster never stops the others.
-:func:`sync_fleet` fetches the source once and reconciles the selected clusters concurrently (one thread per
-cluster). Used by ``agent.cli`` and ``agent.runtime.fleet``.
+(``agent.runtime.selfheal``) between reconciles; :meth:`ClusterRunner.reconcile` syncs the cluster's apps from the
+sources' checkouts (:mod:`agent.runtime.appsync`, each app its own ``reconcilers.engine.reconcile``). It never
+raises: every failure becomes a ``ReconcileResult`` with ``error`` and ``error_kind`` set, so a failing cluster
+never stops the others, and a failing app never stops the cluster's other apps. Used by
+``agent.runtime.worker`` and ``agent.runtime.oneshot``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -18,13 +17,12 @@ import pathlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent import futures
 from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, kubeconfig
 from agent.runtime import appsync, selfheal
-from agent.sources import helm, helmvalues, local, manifests, sops, substitute
+from agent.sources import helm, helmvalues, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -347,56 +345,3 @@ def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit]) -> 
         desired={k: d for r in kept for k, d in r.desired.items()},
         inventory={k: e for r in kept for k, e in r.inventory.items()},
     )
-
-
-def sync_fleet(
-    cfg: config.AgentConfig,
-    sources: Mapping[str, local.Source],
-    names: Sequence[str] | None = None,
-    *,
-    app: str | None = None,
-    dry_run: bool = False,
-    force_prune: bool = False,
-    prune_orphans: bool = False,
-    revision: str | None = None,
-) -> list[ReconcileResult]:
-    """Fetch the sources and reconcile the named clusters (all when None; with ``app``, those it is placed on,
-    and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
-    ``default``, at ``revision`` (a branch, tag or commit).
-
-    A source that cannot be fetched leaves its apps unsynced (their results say so); raises
-    :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
-    and :class:`errors.ConfigError` for an unknown cluster or app name.
-    """
-    selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
-    if app is not None:
-        selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
-        if not selected:
-            raise errors.ConfigError(f"app {app!r} is placed on none of the clusters named")
-    needed = list(dict.fromkeys(s for c in selected for s in apps.sources_of(cfg, c)))
-    revisions: dict[str, resources.Revision] = {}
-    failures: list[errors.FetchError] = []
-    for name in needed:
-        try:
-            head = sources[name].fetch()
-            revisions[name] = sources[name].resolve(revision) if revision and name == "default" else head
-        except errors.FetchError as e:
-            log.error("source %s: %s", name, e)
-            failures.append(e)
-    if failures and not revisions:
-        raise failures[0]
-
-    with contextlib.ExitStack() as stack:
-        trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
-
-        def one(cluster: config.ClusterConfig) -> ReconcileResult:
-            runner = ClusterRunner(cfg, cluster)
-            try:
-                return runner.reconcile(
-                    revisions, trees, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
-                )
-            finally:
-                runner.close()
-
-        with futures.ThreadPoolExecutor(max(1, len(selected)), thread_name_prefix="cluster") as pool:
-            return list(pool.map(one, selected))

@@ -1,0 +1,71 @@
+"""One-shot syncs (``gitops-agent sync`` and ``diff``): fetch the sources once, reconcile the clusters once,
+concurrently, each with a fresh :class:`agent.runtime.runner.ClusterRunner` (no watches). Used by
+:mod:`agent.cli`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent import futures
+
+from agent import apps, config
+from agent.runtime.runner import ClusterRunner, ReconcileResult
+from agent.sources import local
+from reconcilers import errors, resources
+
+log = logging.getLogger(__name__)
+
+
+def sync_fleet(
+    cfg: config.AgentConfig,
+    sources: Mapping[str, local.Source],
+    names: Sequence[str] | None = None,
+    *,
+    app: str | None = None,
+    dry_run: bool = False,
+    force_prune: bool = False,
+    prune_orphans: bool = False,
+    revision: str | None = None,
+) -> list[ReconcileResult]:
+    """Fetch the sources and reconcile the named clusters (all when None; with ``app``, those it is placed on,
+    and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
+    ``default``, at ``revision`` (a branch, tag or commit).
+
+    A source that cannot be fetched leaves its apps unsynced (their results say so); raises
+    :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
+    and :class:`errors.ConfigError` for an unknown cluster or app name.
+    """
+    selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
+    if app is not None:
+        selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
+        if not selected:
+            raise errors.ConfigError(f"app {app!r} is placed on none of the clusters named")
+    needed = list(dict.fromkeys(s for c in selected for s in apps.sources_of(cfg, c)))
+    revisions: dict[str, resources.Revision] = {}
+    failures: list[errors.FetchError] = []
+    for name in needed:
+        try:
+            head = sources[name].fetch()
+            revisions[name] = sources[name].resolve(revision) if revision and name == "default" else head
+        except errors.FetchError as e:
+            log.error("source %s: %s", name, e)
+            failures.append(e)
+    if failures and not revisions:
+        raise failures[0]
+
+    with contextlib.ExitStack() as stack:
+        trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
+
+        def one(cluster: config.ClusterConfig) -> ReconcileResult:
+            runner = ClusterRunner(cfg, cluster)
+            try:
+                return runner.reconcile(
+                    revisions, trees, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                )
+            finally:
+                runner.close()
+
+        with futures.ThreadPoolExecutor(max(1, len(selected)), thread_name_prefix="cluster") as pool:
+            return list(pool.map(one, selected))
