@@ -451,64 +451,57 @@ def test_two_sources_a_push_deploys_only_its_apps_and_a_broken_remote_marks_only
 def test_depends_on_waits_for_a_custom_resource_healthy_by_its_cel_rule(
     git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Issue 18: dependsOn waits on CEL health. The Widget is Healthy only once its status says ready (its CEL
-    rule); until then the app that depends on it is Waiting and writes nothing."""
+    """Issue 18: dependsOn waits on CEL health. The cert-manager-style Certificate is Healthy only once its status
+    (set through the status subresource) says Ready True (its CEL rule); while it is False the app that depends on
+    it is Waiting and writes nothing, then it syncs."""
+    from tests.e2e.test_health_rules import CRD, RULE
+
     (tc,) = clusters(1)
     ensure_namespace(tc, namespace)
-    group = f"{namespace}.example.com"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                }
-            ],
-        },
+    git_repo.write_objects("crds/crd.yaml", CRD)
+    certificate = {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "Certificate",
+        "metadata": {"name": "web"},
+        "spec": {"secretName": "web-tls", "dnsNames": ["web.example.com"]},
     }
-    git_repo.write_objects("crds/crd.yaml", crd)
-    git_repo.write_objects("widget/w.yaml", {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"}})
+    git_repo.write_objects("certs/web.yaml", certificate)
     git_repo.write_objects("consumer/cm.yaml", _cm("consumer"))
     git_repo.commit()
-    rule = {
-        "apiVersion": f"{group}/v1",
-        "kind": "Widget",
-        "current": "has(status.ready) && status.ready == true",
-    }
     apps = [
         {"name": "crds", "path": "crds"},
-        {"name": "widget", "path": "widget", "dependsOn": ["crds"]},
-        {"name": "consumer", "path": "consumer", "dependsOn": ["widget"]},
+        {"name": "certs", "path": "certs", "dependsOn": ["crds"]},
+        {"name": "consumer", "path": "consumer", "dependsOn": ["certs"]},
     ]
     config = make_config(
-        git_repo, [_cluster(tc, "a", namespace=namespace)], apps=apps, healthChecks=[rule], sync={"timeout": "3s"}
+        git_repo, [_cluster(tc, "a", namespace=namespace)], apps=apps, healthChecks=[RULE], sync={"timeout": "3s"}
     )
     offset = audit_offset(tc)
 
-    code, results = _sync(config, capsys)
+    code, results = _sync(config, capsys)  # no status yet: Unknown (CEL's error), not Healthy
 
     by_app = _apps_of(results["a"])
-    assert by_app["widget"]["result"] == "Succeeded"
+    assert by_app["certs"]["result"] == "Succeeded"
     assert by_app["consumer"]["errorKind"] == "waiting"
-    assert by_app["consumer"]["error"] == "Waiting (widget not Healthy)"
-    assert "consumer" not in {e["objectRef"].get("name") for e in agent_writes(tc, offset)}
+    assert by_app["consumer"]["error"] == "Waiting (certs not Healthy)"
     assert code == 1
 
-    dynamic_client(tc).resources.get(api_version=f"{group}/v1", kind="Widget").patch(
-        name="w1",
-        namespace=namespace,
-        body={"status": {"ready": True}},
-        content_type="application/merge-patch+json",
-        field_manager="widget-controller",
-    )
+    certificates = dynamic_client(tc).resources.get(api_version="cert-manager.io/v1", kind="Certificate")
+
+    def set_ready(status: str) -> None:
+        certificates.status.patch(
+            name="web",
+            namespace=namespace,
+            body={"status": {"conditions": [{"type": "Ready", "status": status}]}},
+            content_type="application/merge-patch+json",
+        )
+
+    set_ready("False")  # Degraded by the rule's failed expression
+    code, results = _sync(config, capsys)
+    assert _apps_of(results["a"])["consumer"]["error"] == "Waiting (certs not Healthy)"
+    assert "consumer" not in {e["objectRef"].get("name") for e in agent_writes(tc, offset)}
+
+    set_ready("True")
     code, results = _sync(config, capsys)
     assert code == 0, json.dumps(results)
     assert _apps_of(results["a"])["consumer"]["result"] == "Succeeded"

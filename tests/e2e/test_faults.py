@@ -244,8 +244,12 @@ def test_sigterm_mid_sync_exits_0_and_a_restart_resumes_with_the_inventory_intac
     git_repo.commit()
     config = make_config(git_repo, [cluster_entry(a, "a", ["app"])], server={"listen": f"127.0.0.1:{free_port()}"})
     agent = Agent(config, tmp_path / "agent.log")
-    wait_until(lambda: "source default: revision" in agent.log.read_text(errors="replace"), timeout=60, interval=0.01)
-    assert agent.stop() == 0  # mid-sync: it finishes or abandons cleanly, within the grace period
+    try:
+        wait_until(
+            lambda: "source default: revision" in agent.log.read_text(errors="replace"), timeout=60, interval=0.01
+        )
+    finally:
+        assert agent.stop() == 0  # mid-sync: it finishes or abandons cleanly, within the grace period
 
     from agent import cli
 

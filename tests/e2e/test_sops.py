@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import (
     REPO,
@@ -33,6 +34,7 @@ from tests.e2e.test_run_status import free_port
 BIN = REPO / ".venv" / "bin"
 WHOLE, REGEX, CM = "whole-file-value-7c1d", "regex-value-5e2a", "configmap-value-9b3f"
 KZ, ENV = "kustomize-input-value-3d8e", "dotenv-value-6a4c"
+HELM = "helm-values-7b2e-secret"
 
 
 def age_key(tmp: pathlib.Path, name: str) -> tuple[str, str]:
@@ -116,10 +118,23 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
     key, recipient = age_key(tmp_path, "fleet")
     write_encrypted(git_repo, namespace, recipient)
     assert WHOLE not in (git_repo.path / "app/db.yaml").read_text()  # really encrypted in git
+    from tests.e2e.test_helm_values import _chart
+
+    _chart(git_repo)  # and a chart app whose values file is encrypted
+    encrypt(git_repo.write("values/secret.yaml", yaml.safe_dump({"token": HELM})), recipient)
+    git_repo.commit("a chart with an encrypted values file")
+    chart_app = {
+        "name": "site",
+        "path": "charts/web",
+        "namespace": namespace,
+        "decryption": {"sops": True},
+        "helm": {"valuesFiles": ["values/secret.yaml"]},
+    }
     port = free_port()
     config = make_config(
         git_repo,
         [{**cluster_entry(tc, "a", ["app", "kz"], namespace), "decryption": {"sops": True}}],
+        apps=[chart_app],
         decryption={"sops": {"ageKeys": [{"env": "SOPS_AGE_KEY"}]}},
         sync={"interval": "1h"},
         server={"listen": f"127.0.0.1:{port}"},
@@ -137,6 +152,8 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
     assert base64.b64decode(live_object(tc, "v1", "Secret", "kz-token", namespace)["data"]["token"]).decode() == KZ
     assert base64.b64decode(live_object(tc, "v1", "Secret", "creds", namespace)["data"]["PASSWORD"]).decode() == ENV
     assert not list((tmp_path / "cache-trees").glob(".decrypted-*"))  # the decrypted copy is gone
+    helm_token = live_object(tc, "v1", "Secret", "site-token", namespace)
+    assert base64.b64decode(helm_token["data"]["token"]).decode() == HELM
 
     offset = audit_offset(tc)
     again = cli(config, env, "sync", "--json")
@@ -166,7 +183,7 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
     finally:
         assert agent.stop() == 0
     seen.append(agent.log.read_text(errors="replace"))
-    values = [WHOLE, REGEX, CM, KZ, ENV]
+    values = [WHOLE, REGEX, CM, KZ, ENV, HELM]
     values += [base64.b64encode(v.encode()).decode() for v in values]
     for output in seen:
         for value in values:
