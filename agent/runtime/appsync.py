@@ -6,9 +6,10 @@
 2. claim objects in unit order: an object a second unit also renders fails that second unit (naming both apps
    and documents); the first keeps it. A unit whose objects leave the ``namespaces`` allow-list fails before any
    write;
-3. sync the units, each with its own ``reconcilers.engine.reconcile`` (own inventory, prune, stages), as many at
-   once as ``sync.concurrency``, an app only after the apps it ``dependsOn`` are Synced and Healthy on the
-   cluster (else it is ``Waiting``); objects another unit desires are never pruned by this one (they moved);
+3. sync the units one after the other, each with its own ``reconcilers.engine.reconcile`` (own inventory,
+   prune, stages), an app only after the apps it ``dependsOn`` are Synced and Healthy on the cluster (else it is
+   ``Waiting``; health waits run beside the other apps' syncs); objects another unit desires are never pruned by
+   this one (they moved);
 4. prune the inventories of apps no longer placed on the cluster (removed from the config, or the cluster left
    their selector) when ``sync.prune`` is on and every unit loaded; keep them (and say so) otherwise;
 5. scan for orphans once for the whole cluster.
@@ -190,64 +191,53 @@ def _run(
     alone: bool,
     stored: Mapping[str, resources.Body] | None,
 ) -> list[engine.ReconcileResult]:
-    """Sync the selected units, each once its dependencies are done, ``sync.concurrency`` at a time on as many
-    daemon threads of this sync (``app-<cluster>-<n>``, started as needed and ended with it): a sync cancelled
-    while a request hangs on a frozen API server never holds the process's exit. An exception of one unit (a bug)
-    is raised once the units running beside it have ended."""
+    """Sync the selected units one after the other in the caller's thread, each once its dependencies are done.
+    A sync is mostly interpreter work (a no-op resync never leaves the live cache), which threads would only
+    fight over; each app's engine run keeps its own pool for requests. A unit's health wait (``sync.wait``, or
+    apps depend on it) runs in a daemon thread of its own (``wait-<cluster>-<app>``), so the units that do not
+    depend on it go on meanwhile, and a wait cancelled with the sync never holds the process's exit."""
     done: dict[str, engine.ReconcileResult] = {}
     needed = {d for u in selected for d in u.depends_on}
     by_name = {u.name: u for u in selected}
     pending = list(selected)
-    slots = max(1, ctx.cfg.sync.concurrency)
-    jobs: queue.Queue[tuple[apps.Unit, bool] | None] = queue.Queue()
     finished: queue.Queue[tuple[str, engine.ReconcileResult | BaseException]] = queue.Queue()
-    running: set[str] = set()
-    problem: BaseException | None = None
+    waiting_for: set[str] = set()
 
-    def work() -> None:  # one of the sync's daemon threads: units until the sentinel
-        while (job := jobs.get()) is not None:
-            u, must_wait = job
-            try:
-                result = _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, must_wait, stored)
-                finished.put((u.name, result))
-            except BaseException as e:
-                finished.put((u.name, e))
+    def wait(name: str, result: engine.ReconcileResult) -> None:
+        try:
+            finished.put((name, ctx.wait_healthy(result, token)))
+        except BaseException as e:
+            finished.put((name, e))
 
-    threads: list[threading.Thread] = []
-    try:
-        while pending or running:
-            for u in list(pending):
-                if problem is not None:
-                    break
-                deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
-                if any(d not in done and d not in failed for d in deps):
-                    continue  # a dependency still syncing
-                pending.remove(u)
-                waiting = _waiting_on(u, deps, done, failed, set(by_name), alone)
-                if u.name in failed:
-                    done[u.name] = failed[u.name]
-                elif waiting:
-                    done[u.name] = _result(ctx, u, revisions.get(u.source), waiting, engine.ErrorKind.WAITING)
+    while pending or waiting_for:
+        started = False
+        for u in list(pending):
+            deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
+            if any(d not in done and d not in failed for d in deps):
+                continue  # a dependency still syncing or waiting for its health
+            pending.remove(u)
+            started = True
+            why = _waiting_on(u, deps, done, failed, set(by_name), alone)
+            if u.name in failed:
+                done[u.name] = failed[u.name]
+            elif why:
+                done[u.name] = _result(ctx, u, revisions.get(u.source), why, engine.ErrorKind.WAITING)
+            else:
+                result = _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, stored)
+                wants = ctx.wait if ctx.wait is not None else u.wait
+                if (wants or u.name in needed) and not ctx.dry_run and result.ok:
+                    waiting_for.add(u.name)
+                    name = f"wait-{ctx.cluster.name}-{u.name}"
+                    threading.Thread(target=wait, args=(u.name, result), name=name, daemon=True).start()
                 else:
-                    running.add(u.name)
-                    jobs.put((u, u.name in needed))
-                    if len(threads) < min(slots, len(running)):
-                        name = f"app-{ctx.cluster.name}-{len(threads)}"
-                        threads.append(threading.Thread(target=work, name=name, daemon=True))
-                        threads[-1].start()
-            if running:
-                name, out = finished.get()
-                running.discard(name)
-                if isinstance(out, BaseException):
-                    problem = problem or out
-                    pending.clear()
-                else:
-                    done[name] = out
-    finally:
-        for _ in threads:
-            jobs.put(None)
-    if problem is not None:
-        raise problem
+                    done[u.name] = result
+        while waiting_for and (not started or not finished.empty()):
+            name, out = finished.get()
+            waiting_for.discard(name)
+            if isinstance(out, BaseException):
+                raise out
+            done[name] = out
+            started = True
     return [done[u.name] for u in selected]
 
 
@@ -281,14 +271,13 @@ def _sync_one(
     claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]],
     revision: resources.Revision,
     token: cancel_.Token,
-    must_wait: bool,
     stored: Mapping[str, resources.Body] | None,
 ) -> engine.ReconcileResult:
-    """One unit's engine run (as its service account, if any), its namespace created first when asked, then
-    the health wait when the unit waits or others depend on it. What fails in it fails this unit alone (a
-    duplicate identity, an unreadable inventory, a namespace it may not create); only a bug raises."""
+    """One unit's engine run (as its service account, if any), its namespace created first when asked. What
+    fails in it fails this unit alone (a duplicate identity, an unreadable inventory, a namespace it may not
+    create); only a bug raises."""
     try:
-        return _sync_unit(ctx, u, manifests, claims, revision, token, must_wait, stored)
+        return _sync_unit(ctx, u, manifests, claims, revision, token, stored)
     except errors.CancelledError as e:
         return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)
     except errors.ConfigError as e:
@@ -306,7 +295,6 @@ def _sync_unit(
     claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]],
     revision: resources.Revision,
     token: cancel_.Token,
-    must_wait: bool,
     stored: Mapping[str, resources.Body] | None,
 ) -> engine.ReconcileResult:
     kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
@@ -318,11 +306,7 @@ def _sync_unit(
         kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
         store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
     )  # fmt: skip
-    result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
-    wait = ctx.wait if ctx.wait is not None else u.wait
-    if (wait or must_wait) and not ctx.dry_run and result.ok:
-        result = ctx.wait_healthy(result, token)
-    return result
+    return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
 
 
 @dataclasses.dataclass(frozen=True)

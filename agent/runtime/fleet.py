@@ -15,7 +15,8 @@ worker, so a slow or frozen cluster never holds a thread another cluster needs:
 
 Threads and who owns them: the APScheduler thread pool (fetch jobs only), ``fetch-on-demand`` and one short-lived
 ``fetch-<source>`` per on-demand fetch, one ``worker-<cluster>`` per cluster (owns its runner: connection, live
-cache, self-heal; its apps sync on ``app-<cluster>-<n>`` threads it waits for), ``health-events`` (health
+cache, self-heal; its apps sync one after the other, an app's health wait on a ``wait-<cluster>-<app>`` thread),
+``health-events`` (health
 changes between syncs become events), ``rollout`` and ``leases`` when configured, ``watch-source-<name>`` per local
 source. ``self.workers`` is swapped under ``_lock``, never held across the network. Used by ``agent.cli run`` and
 ``agent.api.server``.
