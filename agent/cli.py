@@ -256,7 +256,7 @@ def _apps_matrix(found: list[dict[str, Any]], clusters: list[str]) -> rich.table
                 row.append("-")
                 continue
             good = cell["syncStatus"] == "Synced" and cell["health"] == "Healthy"
-            note = f"\n{cell['syncStatusReason']}" if cell["syncStatusReason"] else ""
+            note = f"\n{cell['syncStatusReason']}" if cell.get("syncStatusReason") else ""
             row.append(f"[{'green' if good else 'red'}]{cell['syncStatus']} {cell['health']}[/]{note}")
         table.add_row(a["name"], *row)
     return table
