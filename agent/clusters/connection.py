@@ -65,6 +65,8 @@ class KubeCluster:
         self.impersonate: str | None = None
         """The user every request impersonates (``Impersonate-User``), None for the connection's own identity."""
         self._origin: KubeCluster | None = None  # an impersonating copy's discovery is its origin's
+        self._refreshes = 0  # discovery refreshes started
+        self._refreshed = 0  # the newest of them whose answer is in _types
 
     def impersonating(self, user: str) -> KubeCluster:
         """This connection acting as ``user`` (e.g. ``system:serviceaccount:team-a:deployer``): every request
@@ -99,10 +101,16 @@ class KubeCluster:
         """See :meth:`reconcilers.client.KubeClient.refresh_discovery`."""
         if self._origin is not None:
             return self._origin.refresh_discovery()
+        with self._lock:
+            self._refreshes += 1
+            mine = self._refreshes
         types = self._discover()
         with self._lock:
-            self._types = types
-            self._facts = None
+            # Refreshes may overlap (apps of one cluster sync side by side): the one started last knows most (a
+            # CRD established after an earlier one began); an earlier one that ends later is dropped.
+            if mine > self._refreshed:
+                self._types, self._refreshed = types, mine
+                self._facts = None
 
     def facts(self) -> tuple[str, tuple[str, ...]]:
         """What a chart's ``.Capabilities`` should see of this cluster: its version (``GET /version``,

@@ -6,10 +6,10 @@
 2. claim objects in unit order: an object a second unit also renders fails that second unit (naming both apps
    and documents); the first keeps it. A unit whose objects leave the ``namespaces`` allow-list fails before any
    write;
-3. sync the units one after the other, each with its own ``reconcilers.engine.reconcile`` (own inventory,
-   prune, stages), an app only after the apps it ``dependsOn`` are Synced and Healthy on the cluster (else it is
-   ``Waiting``; health waits run beside the other apps' syncs); objects another unit desires are never pruned by
-   this one (they moved);
+3. sync the units, each with its own ``reconcilers.engine.reconcile`` (own inventory, prune, stages): resyncs
+   one after the other, new revisions beside each other (see :func:`_run`), an app only after the apps it
+   ``dependsOn`` are Synced and Healthy on the cluster (else it is ``Waiting``; health waits run beside the other
+   apps' syncs); objects another unit desires are never pruned by this one (they moved);
 4. prune the inventories of apps no longer placed on the cluster (removed from the config, or the cluster left
    their selector) when ``sync.prune`` is on and every unit loaded; keep them (and say so) otherwise;
 5. scan for orphans once for the whole cluster.
@@ -58,6 +58,8 @@ class Context:
     watch: bool
     prune: prune.PruneOptions
     """The top-level prune settings (``sync.prune`` and the sync's flags): for removed apps and orphans."""
+    previous: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """App -> the revision (sha) its last successful sync applied on this cluster: such an app resyncs inline."""
 
 
 def sync_units(
@@ -191,53 +193,89 @@ def _run(
     alone: bool,
     stored: Mapping[str, resources.Body] | None,
 ) -> list[engine.ReconcileResult]:
-    """Sync the selected units one after the other in the caller's thread, each once its dependencies are done.
-    A sync is mostly interpreter work (a no-op resync never leaves the live cache), which threads would only
-    fight over; each app's engine run keeps its own pool for requests. A unit's health wait (``sync.wait``, or
-    apps depend on it) runs in a daemon thread of its own (``wait-<cluster>-<app>``), so the units that do not
-    depend on it go on meanwhile, and a wait cancelled with the sync never holds the process's exit."""
+    """Sync the selected units, each once its dependencies are done. A unit already synced at its revision (a
+    resync) runs in the caller's thread, one after the other: that work is interpreter-bound (a no-op resync never
+    leaves the live cache) and threads would only fight over it. A unit at a new revision (or never synced) is
+    likely to write, so it runs on one of ``sync.concurrency`` daemon threads of this sync (``app-<cluster>-<n>``)
+    beside the others, each engine run with its own request pool. A unit's health wait (``sync.wait``, or apps
+    depend on it) runs in a daemon thread of its own (``wait-<cluster>-<app>``) while the units that do not depend
+    on it go on. Daemon threads: a sync cancelled while a request hangs on a frozen API server never holds the
+    process's exit. A bug in one unit is raised once the units running beside it have ended."""
     done: dict[str, engine.ReconcileResult] = {}
     needed = {d for u in selected for d in u.depends_on}
     by_name = {u.name: u for u in selected}
     pending = list(selected)
-    finished: queue.Queue[tuple[str, engine.ReconcileResult | BaseException]] = queue.Queue()
-    waiting_for: set[str] = set()
+    finished: queue.Queue[tuple[str, str, engine.ReconcileResult | BaseException]] = queue.Queue()
+    jobs: queue.Queue[apps.Unit | None] = queue.Queue()
+    busy: set[str] = set()  # units syncing on a pool thread or waiting for their health
+    threads: list[threading.Thread] = []
+    problem: BaseException | None = None
+
+    def pool() -> None:  # a pool thread of this sync: units until the sentinel
+        while (u := jobs.get()) is not None:
+            try:
+                finished.put(
+                    ("sync", u.name, _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, stored))
+                )
+            except BaseException as e:
+                finished.put(("sync", u.name, e))
 
     def wait(name: str, result: engine.ReconcileResult) -> None:
         try:
-            finished.put((name, ctx.wait_healthy(result, token)))
+            finished.put(("wait", name, ctx.wait_healthy(result, token)))
         except BaseException as e:
-            finished.put((name, e))
+            finished.put(("wait", name, e))
 
-    while pending or waiting_for:
-        started = False
-        for u in list(pending):
-            deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
-            if any(d not in done and d not in failed for d in deps):
-                continue  # a dependency still syncing or waiting for its health
-            pending.remove(u)
-            started = True
-            why = _waiting_on(u, deps, done, failed, set(by_name), alone)
-            if u.name in failed:
-                done[u.name] = failed[u.name]
-            elif why:
-                done[u.name] = _result(ctx, u, revisions.get(u.source), why, engine.ErrorKind.WAITING)
-            else:
-                result = _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, stored)
-                wants = ctx.wait if ctx.wait is not None else u.wait
-                if (wants or u.name in needed) and not ctx.dry_run and result.ok:
-                    waiting_for.add(u.name)
-                    name = f"wait-{ctx.cluster.name}-{u.name}"
-                    threading.Thread(target=wait, args=(u.name, result), name=name, daemon=True).start()
+    def synced(u: apps.Unit, result: engine.ReconcileResult) -> None:
+        wants = ctx.wait if ctx.wait is not None else u.wait
+        if (wants or u.name in needed) and not ctx.dry_run and result.ok:
+            busy.add(u.name)
+            name = f"wait-{ctx.cluster.name}-{u.name}"
+            threading.Thread(target=wait, args=(u.name, result), name=name, daemon=True).start()
+        else:
+            done[u.name] = result
+
+    try:
+        while pending or busy:
+            started = False
+            for u in list(pending):
+                if problem is not None:
+                    pending.clear()
+                    break
+                deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
+                if any(d not in done and d not in failed for d in deps):
+                    continue  # a dependency still syncing or waiting for its health
+                pending.remove(u)
+                started = True
+                why = _waiting_on(u, deps, done, failed, set(by_name), alone)
+                if u.name in failed:
+                    done[u.name] = failed[u.name]
+                elif why:
+                    done[u.name] = _result(ctx, u, revisions.get(u.source), why, engine.ErrorKind.WAITING)
+                elif ctx.previous.get(u.name) == revisions[u.source].sha:
+                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, stored))
                 else:
-                    done[u.name] = result
-        while waiting_for and (not started or not finished.empty()):
-            name, out = finished.get()
-            waiting_for.discard(name)
-            if isinstance(out, BaseException):
-                raise out
-            done[name] = out
-            started = True
+                    busy.add(u.name)
+                    jobs.put(u)
+                    if len(threads) < max(1, ctx.cfg.sync.concurrency):
+                        threads.append(threading.Thread(target=pool, name=f"app-{ctx.cluster.name}-{len(threads)}"))
+                        threads[-1].daemon = True
+                        threads[-1].start()
+            while busy and (not started or not finished.empty()):
+                kind, name, out = finished.get()
+                busy.discard(name)
+                started = True
+                if isinstance(out, BaseException):
+                    problem = problem or out
+                elif kind == "sync":
+                    synced(by_name[name], out)
+                else:
+                    done[name] = out
+            if problem is not None and not busy:
+                raise problem
+    finally:
+        for _ in threads:
+            jobs.put(None)
     return [done[u.name] for u in selected]
 
 

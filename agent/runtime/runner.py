@@ -113,6 +113,7 @@ class ClusterRunner:
         self.secrets: set[str] = set()
         self.rules = celhealth.rules(cfg.health_checks)
         self._sops: sops.Decryptor | None = None
+        self._synced: dict[str, str] = {}  # app -> sha its last sync applied completely (resyncs run inline)
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -193,8 +194,11 @@ class ClusterRunner:
                     wait,
                     self.watch,
                     prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
+                    dict(self._synced),
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
+                if not dry_run:
+                    self._synced = {r.app: r.revision.sha for r in found if r.ok and r.revision}
                 result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
             except errors.CancelledError as e:
                 return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
