@@ -13,6 +13,13 @@ import dataclasses
 from collections.abc import Mapping
 
 from agent import config
+from reconcilers import resources
+
+PIN_PREFIX = "@"
+"""In a sync's revisions (source name -> revision), ``@<app>`` pins that app to a revision of its source (its
+rollout's target on the cluster), or to :data:`NOT_REACHED`."""
+NOT_REACHED = resources.Revision("", "(not reached by its rollout)")
+"""The pin of an app whose rollout has not reached the cluster yet: the app is not synced there."""
 
 APP_INVENTORY_PREFIX = "app:"
 """An app's inventory is keyed ``app:<name>``; a ``paths`` entry's by its path, as before apps existed, so

@@ -79,16 +79,22 @@ def sync_units(
     (the caller ends the cluster's sync)."""
     loaded: dict[str, list[resources.Manifest]] = {}
     failed: dict[str, engine.ReconcileResult] = {}
+    revisions, trees = dict(revisions), dict(trees)
     for u in units:
-        revision = revisions.get(u.source)
-        tree = trees.get(u.source)
-        if revision is None or tree is None:
-            failed[u.name] = _result(
-                ctx, u, revision, f"source {u.source} has no revision yet", engine.ErrorKind.WAITING
-            )
+        pin = apps.PIN_PREFIX + u.name
+        if revisions.get(pin) is apps.NOT_REACHED:
+            why = f"Waiting (the rollout of {u.name} has not reached this cluster)"
+            failed[u.name] = _result(ctx, u, None, why, engine.ErrorKind.WAITING)
             continue
+        revision = revisions.get(pin) or revisions.get(u.source)
+        tree = trees.get(pin) or trees.get(u.source)
+        if revision is None or tree is None:
+            why = f"source {u.source} has no revision yet"
+            failed[u.name] = _result(ctx, u, revision, why, engine.ErrorKind.WAITING)
+            continue
+        revisions[pin], trees[pin] = revision, tree  # the unit's own revision and tree, from here on
         try:
-            loaded[u.name] = ctx.load(u, trees)
+            loaded[u.name] = ctx.load(u, {**trees, u.source: tree})
         except errors.ConfigError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
         except errors.SourceError as e:
@@ -144,7 +150,9 @@ def _claim(
         )
         if problem:
             del loaded[u.name]
-            failed[u.name] = _result(ctx, u, revisions.get(u.source), ctx.mask(problem), engine.ErrorKind.CONFIG)
+            failed[u.name] = _result(
+                ctx, u, revisions.get(apps.PIN_PREFIX + u.name), ctx.mask(problem), engine.ErrorKind.CONFIG
+            )
             continue
         claims.update((k, (u.name, m)) for k, m in zip(keys, manifests, strict=True))
     return claims
@@ -215,7 +223,11 @@ def _run(
         while (u := jobs.get()) is not None:
             try:
                 finished.put(
-                    ("sync", u.name, _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, stored))
+                    (
+                        "sync",
+                        u.name,
+                        _sync_one(ctx, u, loaded[u.name], claims, revisions[apps.PIN_PREFIX + u.name], token, stored),
+                    )
                 )
             except BaseException as e:
                 finished.put(("sync", u.name, e))
@@ -248,12 +260,13 @@ def _run(
                 pending.remove(u)
                 started = True
                 why = _waiting_on(u, deps, done, failed, set(by_name), alone)
+                pin = apps.PIN_PREFIX + u.name
                 if u.name in failed:
                     done[u.name] = failed[u.name]
                 elif why:
-                    done[u.name] = _result(ctx, u, revisions.get(u.source), why, engine.ErrorKind.WAITING)
-                elif ctx.previous.get(u.name) == revisions[u.source].sha:
-                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[u.source], token, stored))
+                    done[u.name] = _result(ctx, u, revisions.get(pin), why, engine.ErrorKind.WAITING)
+                elif ctx.previous.get(u.name) == revisions[pin].sha:
+                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[pin], token, stored))
                 else:
                     busy.add(u.name)
                     jobs.put(u)

@@ -36,6 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import apps, config
 from agent.runtime import (
+    approllouts,
     events,
     leases,
     metrics,
@@ -75,6 +76,7 @@ class Fleet:
         self._statuses: dict[str, tuple[str, str]] = {}  # cluster -> (revision, its commit status last posted)
         self._status_lock = threading.Lock()  # held for an enqueue only, never across the network
         self.rollout = self._new_rollout(cfg)
+        self.app_rollouts = approllouts.AppRollouts(cfg, self.reconcile_app_to, self._restored, self._rolled)
         self.leases = (
             leases.Coordinator(cfg.sharding, cfg.instance, [c.name for c in cfg.clusters], self.set_owned)
             if cfg.sharding
@@ -105,7 +107,8 @@ class Fleet:
         return worker.Worker(cluster.name, self, make_runner, cfg.sync.interval, guard=guard, active=not cfg.sharding)
 
     def _new_rollout(self, cfg: config.AgentConfig) -> rollout.Rollout | None:
-        if not cfg.rollout:
+        """The fleet's rollout of the primary source, for the clusters' ``paths`` (apps have their own)."""
+        if not cfg.rollout or (cfg.apps and not any(c.paths for c in cfg.clusters)):
             return None
         return rollout.Rollout(cfg, self.reconcile_to, rollout_store.RolloutStore(cfg), self._restored, self._rolled)
 
@@ -132,28 +135,31 @@ class Fleet:
 
     def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
         """The revision of each source the cluster's apps read: the last good one, and for the primary source
-        under ``rollout`` the rollout's target (nothing at all until the rollout reached the cluster)."""
+        under ``rollout`` the fleet rollout's target (left out until it reached the cluster: its ``paths`` wait);
+        with per-app rollouts, each app's pin (``@<app>``). Empty when there is nothing to sync yet."""
         cfg = self.cfg
         try:
-            found = apps.sources_of(cfg, cfg.cluster(cluster))
+            found = cfg.cluster(cluster)
         except errors.ConfigError:
             return {}
         out = {}
-        for name in found:
+        for name in apps.sources_of(cfg, found):
             source = self.sourcing.get(name)
             revision = source.last_good if source else None
             if self.rollout and name == self.sourcing.primary_name:
                 revision = self.rollout.target(cluster)
-                if revision is None:
-                    return {}
             if revision is not None:
                 out[name] = revision
-        return out
+        out.update(self.app_rollouts.pins(found))
+        return out if any(r.sha for r in out.values()) else {}
 
     @contextlib.contextmanager
     def trees(self, revisions: Mapping[str, resources.Revision]) -> Iterator[dict[str, pathlib.Path]]:
-        """The tree of each revision (by source name), held while the block runs. Raises FetchError."""
-        with self.sourcing.trees(revisions) as found:
+        """The tree of each revision (by source name, or ``@<app>`` for a pinned app), held while the block runs.
+        Raises FetchError."""
+        sources = {apps.PIN_PREFIX + a.name: a.source for a in self.cfg.apps}
+        wanted = {k: (sources.get(k, k), r) for k, r in revisions.items() if r is not apps.NOT_REACHED}
+        with self.sourcing.trees(wanted) as found:
             yield found
 
     def record(self, result: engine.ReconcileResult, healed: int) -> None:
@@ -232,6 +238,7 @@ class Fleet:
         threading.Thread(target=self._watch_health, name="health-events", daemon=True).start()
         if self.rollout:
             self.rollout.start()
+        self.app_rollouts.start()
         if self.leases:
             self.leases.start()
 
@@ -241,6 +248,7 @@ class Fleet:
         self._stopping.set()
         if self.rollout:
             self.rollout.stop()
+        self.app_rollouts.stop()
         with self._lock:
             workers = list(self.workers.values())
         for w in workers:
@@ -292,6 +300,7 @@ class Fleet:
             if owned is not None and name in owned:
                 w.resume()
         self._reconfigure_rollout(old, new)
+        self.app_rollouts.reconfigure(new, lambda name: s.last_good if (s := self.sourcing.get(name)) else None)
         if notifier is not None:
             retired_notifier, self.notifier = self.notifier, notifier
             self.events.on_event = notifier.event
@@ -317,7 +326,8 @@ class Fleet:
             self.trigger_now()
         elif new.rollout and not self.rollout:
             self.rollout = self._new_rollout(new)
-            assert self.rollout is not None
+            if self.rollout is None:
+                return  # apps only: each has its rollout
             self.rollout.start()
             if self.source.last_good:
                 self.rollout.notify(self.source.last_good)
@@ -365,9 +375,11 @@ class Fleet:
         self.events.fetched(revision.sha if revision else before.sha if before else "", error)
         if revision is None:
             return
+        handled = self.app_rollouts.notify(name, revision)  # progressive: each app's rollout decides
         if self.rollout and name == self.sourcing.primary_name:
-            self.rollout.notify(revision)  # progressive: the rollout decides which clusters get it, and when
-        elif before is None or revision.sha != before.sha:
+            self.rollout.notify(revision)  # the clusters' paths: the fleet's rollout decides who gets it, and when
+            handled = True
+        if not handled and (before is None or revision.sha != before.sha):
             log.info("source %s: revision %s (%s)", name, revision.short, revision.ref)
             for c in self.cfg.clusters:
                 if name in apps.sources_of(self.cfg, c):
@@ -394,6 +406,15 @@ class Fleet:
         if w is None:
             raise errors.CancelledError(f"cluster {name} is no longer in the config")
         return w.run_to({**self.revisions_for_sources(name), self.sourcing.primary_name: revision})
+
+    def reconcile_app_to(self, app: str, cluster: str, revision: resources.Revision) -> engine.ReconcileResult:
+        """Sync cluster ``cluster`` with app ``app`` pinned to ``revision`` now, through its worker, and wait for
+        health (a step of the app's rollout). Raises :class:`errors.CancelledError` like :meth:`reconcile_to`."""
+        with self._lock:
+            w = self.workers.get(cluster)
+        if w is None:
+            raise errors.CancelledError(f"cluster {cluster} is no longer in the config")
+        return w.run_to({**self.revisions_for(cluster), apps.PIN_PREFIX + app: revision})
 
     def revisions_for_sources(self, cluster: str) -> dict[str, resources.Revision]:
         """The last good revision of each source the cluster's apps read (no rollout target applied)."""

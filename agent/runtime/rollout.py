@@ -7,7 +7,10 @@ the new revision, syncs them and waits up to ``sync.timeout`` for health (see ``
 batch that is not Healthy halts the rollout: its revision is marked failed for those clusters and, with
 ``rollback: auto``, each goes back to its last healthy revision. A failed revision is not tried again; a newer
 commit starts a new rollout from the first batch, and supersedes one in progress at the next batch boundary.
-Used by ``agent.runtime.fleet`` when ``rollout`` is configured.
+With apps, each app has a rollout of its own (``app``): its source's revisions go through the clusters it is placed
+on, in rollout order, gated on that app's own health there, so one app's bad commit halts and rolls back only that
+app; a cluster's ``paths`` (the sugar form) share the fleet's rollout of the primary source. Used by
+``agent.runtime.fleet`` when ``rollout`` is configured.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
-from agent import config
+from agent import apps, config
 from agent.runtime import rollout_store
 from reconcilers import engine, errors, health, resources
 
@@ -69,6 +72,7 @@ class Rollout:
         store: rollout_store.RolloutStore | None = None,
         restored: Callable[[], None] | None = None,
         on_event: OnEvent | None = None,
+        app: str | None = None,
     ) -> None:
         assert cfg.rollout is not None
         self.cfg = cfg
@@ -76,6 +80,8 @@ class Rollout:
         self.store = store
         self.restored = restored
         self.on_event = on_event
+        self.app = app
+        """The app this rollout moves (None: the fleet's rollout of the primary source, for ``paths``)."""
         self.targets: dict[str, resources.Revision] = {}
         self.last_healthy: dict[str, resources.Revision] = {}
         self.failures: dict[str, Failure] = {}
@@ -145,7 +151,7 @@ class Rollout:
         if self.store is None:
             return
         with self._lock:
-            names = [c.name for c in self.cfg.clusters]
+            names = self._clusters()
         saved = self.store.load(names)
         newest = max(saved.values(), key=lambda d: str(d.get("at", "")), default=None)
         with self._lock:
@@ -176,7 +182,7 @@ class Rollout:
         if self.store is None:
             return
         with self._lock:
-            every = [c.name for c in self.cfg.clusters]
+            every = self._clusters()
             fleet = {
                 "revision": rollout_store.revision_json(self.revision),
                 "state": self.state,
@@ -211,12 +217,12 @@ class Rollout:
             self.revision, self.state, self.message = revision, "Progressing", ""
             if not resumed:
                 self.steps = []
-            batches = self.cfg.rollout_batches()
+            batches = self._batches()
         self._save()
         log.info("rollout of %s started: %s", revision.short, " -> ".join(map(str, batches)))
         for i in range(len(batches)):
             with self._lock:  # a reload may have changed the clusters: the batches are read again each time
-                current = self.cfg.rollout_batches()
+                current = self._batches()
             batch = current[i] if i < len(current) else []
             if self._stop.is_set() or self._superseded(revision):
                 log.info("rollout of %s stopped or superseded by a newer revision", revision.short)
@@ -239,6 +245,17 @@ class Rollout:
         log.info("rollout of %s complete", revision.short)
         self._tell("RolloutCompleted", "", revision, f"{revision.short} is Healthy on every cluster")
 
+    def _clusters(self) -> list[str]:
+        """The clusters this rollout moves: every cluster, or those its app is placed on (call under _lock)."""
+        if self.app is None:
+            return [c.name for c in self.cfg.clusters]
+        return [c.name for c in self.cfg.clusters if any(a.name == self.app for a in apps.placed(self.cfg, c))]
+
+    def _batches(self) -> list[list[str]]:
+        """The rollout's batches, narrowed to :meth:`_clusters` (a batch may end up empty; call under _lock)."""
+        scope = set(self._clusters())
+        return [[n for n in batch if n in scope] for batch in self.cfg.rollout_batches()]
+
     def _step(self, name: str, revision: resources.Revision) -> Step | None:
         """Sync one cluster to ``revision`` and wait for its health; None when the cluster was removed or the
         agent stops before the step ran (not a failure of the revision)."""
@@ -254,6 +271,8 @@ class Rollout:
         if result.error_kind is engine.ErrorKind.CANCELLED:  # the agent stops or the cluster left: not a verdict
             log.info("rollout of %s: cluster %s: %s", revision.short, name, result.error)
             return None
+        if self.app is not None:  # judged on the app's own part of the cluster's sync
+            result = next((a for a in result.apps if a.app == self.app), result)
         if result.ok and result.health is health.Health.HEALTHY:
             with self._lock:
                 self.last_healthy[name] = revision
@@ -326,12 +345,13 @@ class Rollout:
 
     def _tell(self, reason: str, cluster: str, revision: resources.Revision, message: str) -> None:
         if self.on_event:
-            self.on_event(reason, cluster, revision, message)
+            self.on_event(reason, cluster, revision, f"app {self.app}: {message}" if self.app else message)
 
     def status_json(self) -> dict[str, Any]:
         """The rollout: revision, state and steps (with timestamps)."""
         with self._lock:
             return {
+                **({"app": self.app} if self.app else {}),
                 "revision": self.revision.sha if self.revision else None,
                 "state": self.state,
                 "message": self.message,

@@ -45,12 +45,13 @@ def revision_of(doc: Any) -> resources.Revision | None:
 class RolloutStore:
     """Reads and writes the rollout ConfigMaps of the clusters of ``cfg``."""
 
-    def __init__(self, cfg: config.AgentConfig) -> None:
+    def __init__(self, cfg: config.AgentConfig, app: str | None = None) -> None:
         self.cfg = cfg
+        self.app = app
 
     def name(self) -> str:
-        """The ConfigMap's name."""
-        return f"{self.cfg.instance}-rollout"
+        """The ConfigMap's name: ``<instance>-rollout``, or ``<instance>-rollout-<app>`` for an app's rollout."""
+        return f"{self.cfg.instance}-rollout" + (f"-{self.app}" if self.app else "")
 
     def save(self, cluster: str, state: dict[str, Any]) -> bool:
         """Write ``state`` (JSON data) to ``cluster``; False (logged) when it could not be written."""

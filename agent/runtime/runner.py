@@ -165,7 +165,9 @@ class ClusterRunner:
             started = datetime.datetime.now(datetime.UTC)
             t0 = time.monotonic()
             name = self.cluster.name
-            revision = revisions.get("default") or next(iter(revisions.values()), None)
+            revision = revisions.get("default") or next(
+                (r for k, r in revisions.items() if r.sha and not k.startswith(apps.PIN_PREFIX)), None
+            )
 
             def failed(kind: engine.ErrorKind, message: str) -> ReconcileResult:
                 log.error("%s", message if message.startswith(f"cluster {name}") else f"cluster {name}: {message}")

@@ -124,12 +124,13 @@ class Sources:
         return changed
 
     @contextlib.contextmanager
-    def trees(self, revisions: Mapping[str, resources.Revision]) -> Iterator[dict[str, pathlib.Path]]:
-        """The tree of each revision (by source name), held while the block runs. Raises FetchError."""
+    def trees(self, wanted: Mapping[str, tuple[str, resources.Revision]]) -> Iterator[dict[str, pathlib.Path]]:
+        """For each key of ``wanted`` (a source name, or an app's pin), the tree of (source, revision), held while
+        the block runs; keys whose source is gone are left out. Raises FetchError."""
         with self._lock:
-            found = {n: self.by_name[n] for n in revisions if n in self.by_name}
+            found = {k: (self.by_name[s], r) for k, (s, r) in wanted.items() if s in self.by_name}
         with contextlib.ExitStack() as stack:
-            yield {n: stack.enter_context(s.tree(revisions[n])) for n, s in found.items()}
+            yield {k: stack.enter_context(s.tree(r)) for k, (s, r) in found.items()}
 
     def _watch_local(self, name: str, path: pathlib.Path) -> None:
         """Developer mode: every saved change of a local source directory fetches (and so reconciles) at once."""

@@ -11,7 +11,7 @@ import threading
 from typing import Any, Protocol
 
 from agent import config
-from agent.runtime import appstatus, events, leases, rollout, state, worker
+from agent.runtime import approllouts, appstatus, events, leases, rollout, state, worker
 from reconcilers import engine, health, resources
 
 EVENTS_IN_STATUS = 20
@@ -25,6 +25,7 @@ class View(Protocol):
     state: state.AgentState
     events: events.EventLog
     rollout: rollout.Rollout | None
+    app_rollouts: approllouts.AppRollouts
     leases: leases.Coordinator | None
     fetched: threading.Event
 
@@ -174,6 +175,8 @@ def status_json(fleet: View, *, objects: bool = True) -> dict[str, Any]:
     status["events"] = fleet.events.json(limit=EVENTS_IN_STATUS)
     if fleet.rollout:
         status["rollout"] = fleet.rollout.status_json()
+    if fleet.app_rollouts.by_app:
+        status["appRollouts"] = fleet.app_rollouts.status_json()
     if fleet.leases:
         status["sharding"] = fleet.leases.status()
     return status

@@ -271,7 +271,10 @@ class Worker:
         revisions = step.revisions if step else self.host.revisions_for(self.name)
         if not revisions:
             return  # nothing fetched yet, or (rollout) not reached yet
-        revision = revisions.get("default") or next(iter(revisions.values()))
+        revision = revisions.get("default") or next(
+            (r for k, r in revisions.items() if r.sha and not k.startswith("@")),
+            next(r for r in revisions.values() if r.sha),
+        )
         if self._runner is None:
             self._runner = self._make_runner(self._guard or _unguarded)
         log.debug("cluster %s: sync (%s)", self.name, ", ".join(reasons))

@@ -506,3 +506,86 @@ def test_depends_on_waits_for_a_custom_resource_healthy_by_its_cel_rule(
     assert code == 0, json.dumps(results)
     assert _apps_of(results["a"])["consumer"]["result"] == "Succeeded"
     assert live_object(tc, "v1", "ConfigMap", "consumer", namespace) is not None
+
+
+def _deployment(name: str, image: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image}]},
+            },
+        },
+    }
+
+
+def test_each_app_rolls_out_on_its_own_and_one_apps_bad_commit_halts_only_that_app(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """Rollout per app: with three clusters in order, a commit that breaks app `web` (an image that never gets
+    Ready) and changes app `api` halts web at the first cluster and rolls it back there (the other two never see
+    it), while api's rollout of the same commit completes everywhere."""
+    tcs = clusters(3)
+    for tc in tcs:
+        ensure_namespace(tc, namespace)
+    git_repo.write_objects("web/deploy.yaml", _deployment("web", "example/web:1"))
+    git_repo.write_objects("api/cm.yaml", _cm("api", v="1"))
+    first = git_repo.commit("v1")
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [_cluster(tc, f"c{i}", namespace=namespace) for i, tc in enumerate(tcs)],
+        apps=[{"name": "web", "path": "web"}, {"name": "api", "path": "api"}],
+        rollout={"order": ["c0", "c1", "c2"]},
+        sync={"interval": "1h", "timeout": "8s"},
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["source"]["interval"] = "1s"
+    config.write_text(yaml.safe_dump(doc))
+    agent = Agent(config, tmp_path / "agent.log")
+
+    def rollouts() -> Any:
+        return agent.status().get("appRollouts") or {}
+
+    def states(sha: str) -> Any:
+        found = rollouts()
+        return {a: (r["revision"] == sha, r["state"]) for a, r in found.items()}
+
+    def image(tc: Any) -> str:
+        d = live_object(tc, "apps/v1", "Deployment", "web", namespace)
+        return str(d["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    try:
+        agent.wait_ready()
+        wait_until(lambda: states(first) == {"web": (True, "Complete"), "api": (True, "Complete")}, timeout=90)
+        assert all(image(tc) == "example/web:1" for tc in tcs)
+
+        git_repo.write_objects("web/deploy.yaml", _deployment("web", "example/web:broken"))
+        git_repo.write_objects("api/cm.yaml", _cm("api", v="2"))
+        second = git_repo.commit("web broken, api v2")
+        wait_until(lambda: states(second) == {"web": (True, "Halted"), "api": (True, "Complete")}, timeout=120)
+
+        for tc in tcs:  # api everywhere
+            assert live_object(tc, "v1", "ConfigMap", "api", namespace)["data"] == {"v": "2"}
+        assert image(tcs[0]) == "example/web:1"  # rolled back at the first cluster
+        for tc in tcs[1:]:  # never saw the broken image
+            assert image(tc) == "example/web:1"
+            rs = dynamic_client(tc).resources.get(api_version="apps/v1", kind="ReplicaSet")
+            seen = {
+                i["spec"]["template"]["spec"]["containers"][0]["image"]
+                for i in rs.get(namespace=namespace).to_dict()["items"]
+            }
+            assert "example/web:broken" not in seen
+        web = rollouts()["web"]
+        assert [s["cluster"] for s in web["steps"] if s["revision"] == second] == ["c0"]
+        assert {s["cluster"] for s in rollouts()["api"]["steps"] if s["revision"] == second} == {"c0", "c1", "c2"}
+        events = json.loads(request(f"{agent.base}/api/v1/events")[1])["events"]
+        assert any(e["reason"] == "RolloutHalted" and e["message"].startswith("app web: ") for e in events)
+    finally:
+        agent.stop()
