@@ -37,6 +37,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent import apps, config
 from agent.runtime import (
     approllouts,
+    commitstatus,
     events,
     leases,
     metrics,
@@ -50,7 +51,7 @@ from agent.runtime import (
     worker,
 )
 from agent.sources import helm, local
-from reconcilers import engine, errors, health, resources
+from reconcilers import engine, errors, resources
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ class Fleet:
         self.metrics = metrics.Metrics()
         self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
         self.events = events.EventLog(self.notifier.event)
-        self._statuses: dict[str, tuple[str, str]] = {}  # cluster -> (revision, its commit status last posted)
-        self._status_lock = threading.Lock()  # held for an enqueue only, never across the network
+        self.commits = commitstatus.CommitStatuses(
+            lambda name: status.judge_health(self, name), self.state.last, self._post
+        )
         self.rollout = self._new_rollout(cfg)
         self.app_rollouts = approllouts.AppRollouts(cfg, self.reconcile_app_to, self._restored, self._rolled)
         self.leases = (
@@ -172,34 +174,11 @@ class Fleet:
 
     def started(self, cluster: str, revision: resources.Revision) -> None:
         """A sync of ``revision`` starts on ``cluster``: a revision new there gets a pending commit status."""
-        with self._status_lock:
-            posted = self._statuses.get(cluster)
-            if posted is None or posted[0] != revision.sha:
-                self._statuses[cluster] = (revision.sha, "pending")
-                self._post(cluster, revision.sha, "pending", f"syncing {revision.short} to {cluster}")
+        self.commits.started(cluster, revision)
 
     def _judge_health(self, name: str) -> None:
-        """Health events, and the revision's commit status kept true: failure while its sync fails or the
-        cluster is Degraded, success once it is Synced and Healthy (posted when it changes)."""
-        verdict = status.judge_health(self, name)
-        posted, last = self._statuses.get(name), self.state.last(name)
-        if posted is None or last is None or last.revision is None or last.revision.sha != posted[0]:
-            return
-        if last.error_kind in (engine.ErrorKind.CANCELLED, engine.ErrorKind.CLUSTER):
-            return  # no verdict on the revision
-        if not last.ok:
-            failed = "; ".join(f"{e.key}: {e.message}" for e in last.failed[:2])
-            state, why = "failure", last.error or failed or "sync failed"
-        elif verdict is not None and verdict[0] is health.Health.HEALTHY:
-            state, why = "success", f"Synced and Healthy on {name}"
-        elif verdict is not None and verdict[0] is health.Health.DEGRADED:
-            state, why = "failure", f"Degraded: {verdict[1]}"
-        else:
-            return  # still progressing
-        with self._status_lock:  # the worker and the health thread both judge: post each change once
-            if self._statuses.get(name) == posted and state != posted[1]:
-                self._statuses[name] = (posted[0], state)
-                self._post(name, posted[0], state, why)
+        """Health events, and the revision's commit status kept true (see :mod:`agent.runtime.commitstatus`)."""
+        self.commits.judge(name)
 
     def _post(self, cluster: str, sha: str, state: str, description: str) -> None:
         every = frozenset(c.name for c in self.cfg.clusters)
