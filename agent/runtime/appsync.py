@@ -108,7 +108,7 @@ def sync_units(
     if ctx.watch:
         ctx.live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
     orphaned: list[apply.ChangeSetEntry] = []
-    if only is None:
+    if only is None and token.reason is None:  # a cancelled sync ends here: no prune of removed apps, no scan
         complete = len(loaded) == len(units)
         prune_options = ctx.prune
         if stored is not None:  # without the LIST, apps that left are not seen
