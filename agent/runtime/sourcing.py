@@ -54,6 +54,7 @@ class Sources:
         self._attempted: set[str] = set()
         self._locks: dict[str, threading.Lock] = {n: threading.Lock() for n in self.by_name}
         self._wanted: set[str] = set()
+        self._fetching: set[str] = set()  # sources with an on-demand fetch thread now
         self._signal = threading.Event()
         self._lock = threading.Lock()  # guards by_name, _locks and _wanted; never held across the network
         self._fetcher = threading.Thread(target=self._on_demand, name="fetch-on-demand", daemon=True)
@@ -149,15 +150,33 @@ class Sources:
         self._signal.set()
 
     def _on_demand(self) -> None:
+        """At most one on-demand fetch thread per source: pushes for a source whose fetch is running (a stalled
+        remote, up to its timeout) stay wanted, and that thread fetches once more when it ends."""
         while not self.stopping.is_set():
             if not self._signal.wait(0.5):
                 continue
             time.sleep(self.debounce())
             self._signal.clear()
             with self._lock:
-                wanted, self._wanted = self._wanted, set()
+                wanted = self._wanted - self._fetching
+                self._wanted -= wanted
+                self._fetching |= wanted
             for name in sorted(wanted):
-                threading.Thread(target=self.fetch, args=(name,), name=f"fetch-{name}", daemon=True).start()
+                threading.Thread(target=self._fetch_wanted, args=(name,), name=f"fetch-{name}", daemon=True).start()
+
+    def _fetch_wanted(self, name: str) -> None:
+        """An on-demand fetch thread: fetch ``name`` until no push for it came in meanwhile."""
+        while True:
+            try:
+                self.fetch(name)
+            finally:
+                with self._lock:
+                    again = name in self._wanted and not self.stopping.is_set()
+                    self._wanted.discard(name)
+                    if not again:
+                        self._fetching.discard(name)
+            if not again:
+                return
 
     def fetch(self, name: str | None = None) -> None:
         """Fetch source ``name`` (every source when None, one after the other), each bounded by its ``timeout``;
