@@ -459,3 +459,76 @@ def test_a_reload_turns_rollout_off_and_on(tmp_path: pathlib.Path) -> None:
     assert agent.rollout is not None
     assert agent.rollout.status_json()["state"] == "Idle"
     agent.shutdown()
+
+
+def test_pushes_for_a_stalled_source_keep_one_fetch_thread_and_fetch_once_more(tmp_path: pathlib.Path) -> None:
+    """A source whose fetch hangs (a stalled remote, up to its timeout) while pushes keep coming: one on-demand
+    fetch thread for it, one more fetch after it ends, and the other source's pushes fetch meanwhile."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from agent.runtime import sourcing
+
+    cfg = config.AgentConfig.model_validate(
+        {
+            "sources": {"slow": {"url": str(tmp_path / "slow")}, "fast": {"url": str(tmp_path / "fast")}},
+            "clusters": [{"name": "a", "kubeconfig": "k"}],
+            "apps": [{"name": "x", "source": "slow", "path": "."}, {"name": "y", "source": "fast", "path": "."}],
+        }
+    )
+    release = threading.Event()
+    calls: list[str] = []
+    stopping = threading.Event()
+    s = sourcing.Sources(cfg, BackgroundScheduler(), stopping, lambda: 0.01, lambda *a: None)
+
+    def fake(name: str) -> Any:
+        def fetch(stop: Any = None) -> Any:
+            calls.append(name)
+            if name == "slow":
+                release.wait(10)
+            return None
+
+        return fetch
+
+    for name, source in s.by_name.items():
+        source.fetch = fake(name)  # type: ignore[method-assign]
+    s._fetcher.start()
+    try:
+        for _ in range(20):
+            s.fetch_soon(["slow"])
+            time.sleep(0.02)
+        s.fetch_soon(["fast"])
+        wait_until(lambda: "fast" in calls, timeout=5)
+        assert [t.name for t in threading.enumerate()].count("fetch-slow") == 1
+        assert calls.count("slow") == 1
+        release.set()
+        wait_until(lambda: calls.count("slow") == 2, timeout=5)  # the pushes meanwhile: one fetch more
+        time.sleep(0.3)
+        assert calls.count("slow") == 2
+    finally:
+        release.set()
+        stopping.set()
+
+
+def test_an_apps_metrics_go_when_it_leaves_the_cluster() -> None:
+    import datetime
+
+    from agent.runtime import metrics
+    from reconcilers import engine, resources
+
+    now = datetime.datetime.now(datetime.UTC)
+    rev = resources.Revision("a" * 40, "main")
+
+    def cluster(*apps: str) -> engine.ReconcileResult:
+        parts = tuple(engine.ReconcileResult("c", rev, (), now, 0.1, app=a) for a in apps)
+        return engine.ReconcileResult("c", rev, (), now, 0.1, apps=parts)
+
+    m = metrics.Metrics()
+    m.reconciled(cluster("web", "api"), 0)
+    text = m.exposition().decode()
+    assert 'gitops_agent_app_sync_ok{app="web",cluster="c"} 1.0' in text
+    assert 'gitops_agent_app_managed_objects{app="api",cluster="c"} 0.0' in text
+    m.reconciled(cluster("api"), 0)
+    text = m.exposition().decode()
+    assert 'gitops_agent_app_sync_ok{app="web"' not in text
+    assert 'gitops_agent_app_sync_ok{app="api",cluster="c"} 1.0' in text
+    assert 'gitops_agent_app_syncs_total{app="api",cluster="c",result="succeeded"} 2.0' in text
