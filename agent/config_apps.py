@@ -6,14 +6,13 @@ units the runtime syncs by :mod:`agent.apps`.
 from __future__ import annotations
 
 import fnmatch
-import pathlib
 import typing
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 import pydantic
 
-from agent.config_types import ClusterDecryption, IgnoreDifference, _dns_label, _Model
+from agent.config_types import ClusterDecryption, IgnoreDifference, _dns_label, _Model, _relative
 
 
 class SelectorRequirement(_Model):
@@ -86,9 +85,7 @@ class ValuesFile(_Model):
     @pydantic.field_validator("path")
     @classmethod
     def _relative(cls, v: str) -> str:
-        if v.startswith("/") or ".." in pathlib.PurePosixPath(v).parts:
-            raise ValueError(f"values file {v!r} must be relative to the source's root and must not contain '..'")
-        return v
+        return _relative(v, "values file")
 
 
 def _values_file(v: Any) -> Any:
@@ -164,9 +161,7 @@ class AppConfig(_Model):
     @pydantic.field_validator("path")
     @classmethod
     def _relative_path(cls, v: str) -> str:
-        if v.startswith("/") or ".." in pathlib.PurePosixPath(v).parts:
-            raise ValueError(f"path {v!r} must be relative to the source's root and must not contain '..'")
-        return v
+        return _relative(v, "path")
 
     @pydantic.field_validator("service_account")
     @classmethod

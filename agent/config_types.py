@@ -158,6 +158,13 @@ class ClusterConnection(_Model):
         return _dns_label(v)
 
 
+def _relative(v: str, what: str) -> str:
+    """``v`` when it is a path relative to a source's root without ``..``. Raises ValueError naming ``what``."""
+    if v.startswith("/") or ".." in pathlib.PurePosixPath(v).parts:
+        raise ValueError(f"{what} {v!r} must be relative to the source's root and must not contain '..'")
+    return v
+
+
 def _dns_label(v: str) -> str:
     if not _DNS_LABEL.match(v) or len(v) > 63:
         raise ValueError(f"{v!r} is not a DNS label (lowercase letters, digits and '-', at most 63)")
@@ -197,8 +204,7 @@ class ClusterConfig(ClusterConnection):
     @classmethod
     def _relative_paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for p in v:
-            if p.startswith("/") or ".." in pathlib.PurePosixPath(p).parts:
-                raise ValueError(f"path {p!r} must be relative to the repository root and must not contain '..'")
+            _relative(p, "path")
         return v
 
 

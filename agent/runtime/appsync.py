@@ -328,7 +328,16 @@ def _sync_one(
     fails in it fails this unit alone (a duplicate identity, an unreadable inventory, a namespace it may not
     create); only a bug raises."""
     try:
-        return _sync_unit(ctx, u, manifests, claims, revision, token, stored)
+        kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
+        options = dataclasses.replace(ctx.options(u), protected=_OthersObjects(claims, u.name))
+        if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
+            ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
+        created = _create_namespace(ctx, u, manifests, token)
+        result = engine.reconcile(
+            kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
+            store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
+        )  # fmt: skip
+        return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
     except errors.CancelledError as e:
         return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)
     except errors.ConfigError as e:
@@ -337,27 +346,6 @@ def _sync_one(
         return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
     except errors.ClusterError as e:
         return _result(ctx, u, revision, ctx.mask(f"cluster {ctx.cluster.name}: {e}"), engine.ErrorKind.CLUSTER)
-
-
-def _sync_unit(
-    ctx: Context,
-    u: apps.Unit,
-    manifests: list[resources.Manifest],
-    claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]],
-    revision: resources.Revision,
-    token: cancel_.Token,
-    stored: Mapping[str, resources.Body] | None,
-) -> engine.ReconcileResult:
-    kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
-    options = dataclasses.replace(ctx.options(u), protected=_OthersObjects(claims, u.name))
-    if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
-        ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
-    created = _create_namespace(ctx, u, manifests, token)
-    result = engine.reconcile(
-        kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
-        store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
-    )  # fmt: skip
-    return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
 
 
 @dataclasses.dataclass(frozen=True)
