@@ -13,9 +13,10 @@ worker, so a slow or frozen cluster never holds a thread another cluster needs:
   starts new ones; with sharding a lost Lease pauses the cluster's worker (cancelled and waited for before the
   Lease is released) and a gained one resumes it; SIGTERM cancels every sync and waits for them.
 
-Threads and who owns them: the APScheduler thread pool (fetch jobs only), ``fetch-on-demand`` and one short-lived
-``fetch-<source>`` per on-demand fetch, one ``worker-<cluster>`` per cluster (owns its runner: connection, live
-cache, self-heal; its apps sync one after the other, an app's health wait on a ``wait-<cluster>-<app>`` thread),
+Threads and who owns them: the APScheduler thread pool (fetch jobs only), ``fetch-on-demand`` and at most one
+``fetch-<source>`` per source at a time, one ``worker-<cluster>`` per cluster (owns its runner: connection, live
+cache, self-heal; apps at a new revision sync on ``app-<cluster>-<n>`` threads, resyncs one after the other,
+an app's health wait on a ``wait-<cluster>-<app>`` thread),
 ``health-events`` (health
 changes between syncs become events), ``rollout`` and ``leases`` when configured, ``watch-source-<name>`` per local
 source. ``self.workers`` is swapped under ``_lock``, never held across the network. Used by ``agent.cli run`` and
