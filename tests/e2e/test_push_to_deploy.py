@@ -247,6 +247,8 @@ def test_status_api_token_metrics_and_status_command(pushed: Any) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Synced" in done.stdout
     assert "Healthy" in done.stdout
+    matrix = done.stdout.split("\napps", 1)[1]  # then the apps x clusters matrix: each path is an app
+    assert "Synced Healthy" in matrix
     refused = subprocess.run(
         [sys.executable, "-m", "agent.cli", "status", "--url", base],
         env={k: v for k, v in os.environ.items() if k != "GITOPS_AGENT_TOKEN"},
