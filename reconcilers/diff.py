@@ -21,6 +21,7 @@ import difflib
 import hashlib
 import json
 import sys
+import threading
 from collections.abc import Sequence
 
 import deepdiff
@@ -29,6 +30,11 @@ import yaml
 from reconcilers import ignore, inventory, resources
 
 _BOOKKEEPING = ("managedFields", "resourceVersion", "generation")
+_DEEPDIFF = threading.Lock()
+"""One DeepDiff at a time: it calls ``ast.literal_eval``, and the CPython 3.11 this project runs on raised
+"SystemError: AST constructor recursion depth mismatch" in CI when two threads parsed at once (CPython's
+recursion-depth tracking of the AST constructor, gh-106905). Apps and apply pools diff objects from several
+threads."""
 
 
 def _comparable(obj: resources.Body) -> resources.Body:
@@ -157,5 +163,6 @@ def object_diff(live: resources.Body | None, merged: resources.Body | None, labe
     a = yaml.safe_dump(before, sort_keys=True).splitlines(keepends=True) if before else []
     b = yaml.safe_dump(after, sort_keys=True).splitlines(keepends=True) if after else []
     unified = "".join(difflib.unified_diff(a, b, f"live/{label}", f"git/{label}"))
-    paths = tuple(sorted(deepdiff.DeepDiff(before, after).affected_paths))
+    with _DEEPDIFF:
+        paths = tuple(sorted(deepdiff.DeepDiff(before, after).affected_paths))
     return ObjectDiff(unified, paths)
