@@ -25,6 +25,8 @@ def _app(tmp: pathlib.Path) -> object:
                 "source": {"url": str(tmp / "none"), "cacheDir": str(tmp / "cache")},
                 "clusters": [{"name": "dev", "kubeconfig": str(tmp / "kubeconfig"), "paths": ["apps"]}],
                 "server": {"webhooks": {"generic": {"env": "PATH"}}, "maxBodyBytes": 4096},
+                # built at collection, asked after the e2e suite: no "no sync within twice sync.interval" by then
+                "sync": {"interval": "24h"},
             }
         )
     )
