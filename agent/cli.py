@@ -159,6 +159,8 @@ def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, rev
     """Like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would change, 2 on any error."""
     results = oneshot.sync_fleet(cfg, _sources(cfg), names, app=app, dry_run=True, revision=revision)
     out = rich.console.Console(highlight=False)
+    if not out.is_terminal:
+        out = rich.console.Console(width=200, highlight=False)
     drift = False
     for r in results:
         rev = r.revision.short if r.revision else "-"
@@ -178,11 +180,31 @@ def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, rev
                 out.print("  changed: " + ", ".join(e.diff.paths), style="dim")
         for e in r.failed:
             out.print(f"[bold red]failed[/] {e.key} ({e.origin}): {e.message}")
+        _print_plan(out, r)
         if r.error:
             out.print(f"[bold red]error:[/] {r.error}")
     if any(r.error or r.failed for r in results):
         return EXIT_ERROR
     return EXIT_FAILED if drift else EXIT_OK
+
+
+def _print_plan(out: rich.console.Console, r: engine.ReconcileResult) -> None:
+    """Each app's steps (phases, waves, hooks) when it has hooks or more than one wave, with its hook runs."""
+    for a in r.apps or (r,):
+        plan = a.plan
+        if plan is None or not state.phased(plan):
+            continue
+        runs = {(h.phase, h.origin): h for h in a.hooks}
+        out.print(f"  plan of app [bold]{a.app}[/]:", highlight=False)
+        for step in (*plan.steps, *plan.on_fail):
+            parts = [f"{len(step.synced)} object(s)"] if step.synced else []
+            for m in step.hooks:
+                run = runs.get((step.phase, m.origin))
+                if run is None:
+                    parts.append(f"hook {m.key} ({'on failure' if step in plan.on_fail else 'not run'})")
+                else:
+                    parts.append(f"hook {run.key} ({run.result}{': ' + run.message if run.message else ''})")
+            out.print(f"    {step.label}: " + "; ".join(parts), highlight=False)
 
 
 def _status(url: str, token: str | None) -> int:
@@ -330,6 +352,7 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
             app_counts = ", ".join(f"{n} {k}" for k, n in a.counts.items() if n) or "no objects"
             mark = "[green]ok[/]" if a.ok else f"[bold red]{a.error_kind.value if a.error_kind else 'failed'}[/]"
             out.print(f"  app [bold]{a.app}[/]: {mark} ({app_counts})", highlight=False)
+        _print_plan(out, r)
         if r.error:
             out.print(
                 f"  [bold red]error ({r.error_kind.value if r.error_kind else '?'}):[/] {r.error}", highlight=False

@@ -84,7 +84,9 @@ class SyncConfig(_Model):
     ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``);
     ``wait``: after applying, wait up to ``timeout`` for every object to be Healthy (always on with ``rollout``);
     ``requestTimeout``: seconds one API request may wait for an answer (default 60; a frozen API server fails the
-    sync after this long, and the cluster is retried with backoff).
+    sync after this long, and the cluster is retried with backoff); ``waveTimeout``: seconds a sync wave may take
+    to become Healthy before the next one, and a hook to complete (default ``timeout``); ``hooksOnNoop``: run
+    PreSync/Sync/PostSync hooks on a sync that changes nothing too (default false: a no-op resync runs no hook).
     """
 
     interval: Duration = 300.0
@@ -99,6 +101,8 @@ class SyncConfig(_Model):
     inventory_namespace: str = "gitops-agent"
     wait: bool = False
     request_timeout: Duration = 60.0
+    wave_timeout: Duration | None = None
+    hooks_on_noop: bool = False
 
 
 class WebhooksConfig(_Model):

@@ -60,6 +60,13 @@ class KubeClient(Protocol):
         ``Background``, ``Foreground`` or ``Orphan``. A missing object is not an error."""
         ...
 
+    def list_objects(
+        self, group: str, kind: str, selector: str, *, metadata_only: bool = False
+    ) -> tuple[list[resources.Body], str]:
+        """Every object of ``(group, kind)`` in all namespaces matching the label ``selector``, and the list's
+        resourceVersion. Raises ApiError 404 when the kind is not served."""
+        ...
+
 
 class LiveView(Protocol):
     """Live objects as last seen by a watch (``agent.clusters.cache.LiveCache``); may hold only their metadata."""

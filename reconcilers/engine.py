@@ -9,10 +9,13 @@
    its ignored fields, hash it;
 4. read the inventory of every path, and record there every object this sync may create before creating it
    (so a crash never leaves an object nobody owns);
-5. stage (:mod:`reconcilers.ordering`) and, stage by stage, check, dry-run and apply (:mod:`reconcilers.apply`);
-   after the prerequisites stage wait for CRDs to be ``Established`` and refresh discovery. A failed stage
-   stops the sync: later stages are ``skipped`` and nothing is pruned;
-6. prune what left git (:mod:`reconcilers.prune`), then write each path's inventory (only when it changed).
+5. plan (:mod:`reconcilers.ordering`: phases, waves, stages, hooks; marks read by :mod:`reconcilers.hooks`) and
+   run the plan (:mod:`reconcilers.phases`): wave by wave, stage by stage, dry-run and apply
+   (:mod:`reconcilers.apply`), hooks run (:mod:`reconcilers.hookrun`), each wave gated on the health of the one
+   before. A failed stage, hook or wave stops the sync: later objects are ``skipped``, SyncFail hooks run and
+   nothing is pruned;
+6. prune what left git (:mod:`reconcilers.prune`, highest wave first), then write each path's inventory (only
+   when it changed). Hooks are never in an inventory.
 
 Partial results come back with the error: a cluster that stops answering mid-sync yields the entries so far.
 Called by ``agent.runtime.runner``.
@@ -28,7 +31,21 @@ import time
 from collections.abc import Container, Mapping, Sequence
 from concurrent import futures
 
-from reconcilers import apply, client, errors, health, ignore, inventory, normalize, ordering, prune, resources
+from reconcilers import (
+    apply,
+    client,
+    errors,
+    health,
+    hookrun,
+    hooks,
+    ignore,
+    inventory,
+    normalize,
+    ordering,
+    phases,
+    prune,
+    resources,
+)
 from reconcilers import cancel as cancel_
 
 
@@ -38,7 +55,8 @@ class ErrorKind(enum.Enum):
     apply went through); ``cancelled``: stopped before a write (Lease lost, cluster removed, shutdown), what was
     written stays and the inventory already names it; ``internal`` is a bug; ``waiting``: an app did not sync
     because an app it depends on is not Synced and Healthy yet (nothing written); ``apps``: a cluster's result
-    when some of its apps failed (each app's own result says how; the others went on)."""
+    when some of its apps failed (each app's own result says how; the others went on); ``hook``: a hook failed
+    (SyncFail hooks ran); ``wave``: a wave did not become Healthy within ``sync.waveTimeout``."""
 
     CONFIG = "config"
     SOURCE = "source"
@@ -48,6 +66,8 @@ class ErrorKind(enum.Enum):
     INTERNAL = "internal"
     WAITING = "waiting"
     APPS = "apps"
+    HOOK = "hook"
+    WAVE = "wave"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +80,9 @@ class ReconcileOptions:
     labels; ``paths`` are the inventory keys of this sync (one inventory each: a ``paths`` entry or ``app:<name>``);
     ``inventory_namespace`` holds them; ``protected``: objects other apps on the cluster desire now: never pruned
     here, and dropped from this sync's inventories (they moved to another app); ``scan_orphans``: report orphans
-    (off when the caller scans once for all its apps).
+    (off when the caller scans once for all its apps); ``rules``: health rules for wave gates and hooks;
+    ``wave_timeout``: seconds a wave may take to become Healthy, and a hook to complete; ``hooks_on_noop``: run
+    hooks on a sync that changes nothing too (default False).
     """
 
     apply: apply.ApplyOptions = dataclasses.field(default_factory=apply.ApplyOptions)
@@ -73,6 +95,9 @@ class ReconcileOptions:
     inventory_namespace: str = "gitops-agent"
     protected: Container[resources.ResourceKey] = frozenset()
     scan_orphans: bool = True
+    rules: health.Rules = health.BUILT_IN
+    wave_timeout: float = 300.0
+    hooks_on_noop: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +111,8 @@ class ReconcileResult:
     worst object's state when the wait ended, with ``health_message`` saying which object and why). ``app`` names
     the app of a one-app result; a cluster's result made of apps lists them in ``apps`` (its entries, desired and
     inventory are theirs together). ``known``: every object this sync had reason to know (desired, inventoried,
-    pruned), for an orphan scan across apps.
+    pruned), for an orphan scan across apps. ``hooks``: the hook runs of this sync, in run order; ``plan``: the
+    steps of the sync (phases, waves, hooks), for ``diff`` and ``sync --dry-run``.
     """
 
     cluster: str
@@ -104,6 +130,8 @@ class ReconcileResult:
     app: str = ""
     apps: tuple[ReconcileResult, ...] = dataclasses.field(default=(), repr=False)
     known: frozenset[resources.ResourceKey] = dataclasses.field(default=frozenset(), repr=False)
+    hooks: tuple[hookrun.HookRun, ...] = ()
+    plan: ordering.Plan | None = dataclasses.field(default=None, repr=False)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -157,20 +185,25 @@ def reconcile(
     dry_run = options.apply.dry_run
 
     known: set[resources.ResourceKey] = set()
+    runs: list[hookrun.HookRun] = []
+    plan: ordering.Plan | None = None
 
     def result(error: str | None = None, kind: ErrorKind | None = None) -> ReconcileResult:
         return ReconcileResult(
             cluster, revision, tuple(entries), started, time.monotonic() - t0, dry_run, error, kind, desired, records,
-            known=frozenset(known | set(desired)),
+            known=frozenset(known | set(desired)), hooks=tuple(runs), plan=plan,
         )  # fmt: skip
 
     try:
         token.check()
-        placed, unplaceable = _place(kube, manifests, options.default_namespace)
+        marks = _marks(manifests)
+        placed, unplaceable = _place(kube, manifests, options.default_namespace, marks)
         _check_unique(placed)
+        plan = ordering.plan(placed, marks)
         tracking = inventory.Tracking(options.instance, cluster)
-        rules = [*options.ignore, *ignore.hpa_rules(placed)]
-        for m in placed:
+        synced = plan.synced
+        rules = [*options.ignore, *ignore.hpa_rules(synced)]
+        for m in synced:
             normalized = normalize.for_apply(m)
             desired[m.key] = apply.Desired(
                 normalized,
@@ -190,11 +223,19 @@ def reconcile(
             for p in options.paths:  # record intent before acting: whatever we create is owned
                 store.merge(p, add=by_path[p], cancel=token)
         entries.extend(unplaceable)
-        _apply_stages(kube, desired, options, live, previously, entries, records, cluster, token)
+        pending_prune = options.prune.enabled and bool(prune.plan(previous, by_path, options.prune).candidates)
+        with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
+            ctx = phases.Context(
+                kube, desired, marks, options.apply, _hook_options(options, cluster), options.wave_timeout,
+                options.timeout, options.hooks_on_noop, live, previously, pool, token, entries, records, runs,
+            )  # fmt: skip
+            stopped = phases.sync(ctx, plan, pending_prune=pending_prune)
         error: str | None = None
         kind: ErrorKind | None = None
+        if stopped is not None and stopped.kind != "apply":
+            error, kind = stopped.message, ErrorKind(stopped.kind)
         gone: set[resources.ResourceKey] = set()
-        if options.prune.enabled and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
+        if options.prune.enabled and stopped is None and not any(e.action in _STOPS for e in entries):
             error, gone = _prune(kube, previous, by_path, tracking, options, entries, token)
             kind = ErrorKind.PRUNE if error else None
         if not dry_run:
@@ -202,11 +243,7 @@ def reconcile(
             for p in options.paths:
                 put = {k: records[k] for k in by_path[p] if k in records}
                 store.merge(p, put=put, add=by_path[p], drop=gone | moved, cancel=token)
-        if (
-            options.scan_orphans
-            and live is not None
-            and not any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries)
-        ):
+        if options.scan_orphans and live is not None and not any(e.action in _STOPS for e in entries):
             entries.extend(
                 prune.orphans(kube, live, known | set(desired), tracking, options.prune, dry_run=dry_run, cancel=token)
             )
@@ -215,33 +252,6 @@ def reconcile(
     except errors.ClusterError as e:
         return result(f"cluster {cluster}: {e}", ErrorKind.CLUSTER)
     return result(error, kind)
-
-
-def _apply_stages(
-    kube: client.KubeClient,
-    desired: Mapping[resources.ResourceKey, apply.Desired],
-    options: ReconcileOptions,
-    live: client.LiveView | None,
-    known: Mapping[resources.ResourceKey, inventory.Entry],
-    entries: list[apply.ChangeSetEntry],
-    records: dict[resources.ResourceKey, inventory.Entry],
-    cluster: str,
-    token: cancel_.Token,
-) -> None:
-    stages = ordering.stages(d.manifest for d in desired.values())
-    with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
-        for i, stage in enumerate(stages):
-            if any(e.action in (apply.Action.FAILED, apply.Action.SKIPPED) for e in entries):
-                entries.extend(_skip(stage, "not applied: an earlier stage failed"))
-                continue
-            token.check()
-            done = apply.apply_stage(
-                kube, [desired[m.key] for m in stage.manifests], stage.name, options.apply, pool, live, known, token
-            )
-            entries.extend(done.entries)
-            records.update(done.records)
-            if stage.name == "prerequisites" and i + 1 < len(stages):
-                _await_crds(kube, [desired[m.key] for m in stage.manifests], done.entries, options, token)
 
 
 def _prune(
@@ -265,10 +275,39 @@ def _prune(
     return ("; ".join(plan.held.values()) or None), gone
 
 
+_STOPS = (apply.Action.FAILED, apply.Action.SKIPPED)
+
+
+def _marks(manifests: Sequence[resources.Manifest]) -> dict[resources.ResourceKey, hooks.Marks]:
+    """The phase/wave/hook marks of every manifest that has any. Raises :class:`errors.ManifestError` naming the
+    document for a malformed one (the loader checks them first; this guards other callers)."""
+    out = {}
+    for m in manifests:
+        try:
+            found = hooks.marks(m.body)
+        except ValueError as e:
+            raise errors.ManifestError(m.source_file, m.doc_index, str(e)) from None
+        if found is not hooks.PLAIN:
+            out[m.key] = found
+    return out
+
+
+def _hook_options(options: ReconcileOptions, cluster: str) -> hookrun.HookOptions:
+    return hookrun.HookOptions(
+        options.apply.field_manager, options.wave_timeout, options.rules, options.instance, cluster,
+        options.apply.dry_run,
+    )  # fmt: skip
+
+
 def _place(
-    kube: client.KubeClient, manifests: Sequence[resources.Manifest], default_namespace: str
+    kube: client.KubeClient,
+    manifests: Sequence[resources.Manifest],
+    default_namespace: str,
+    marks: Mapping[resources.ResourceKey, hooks.Marks],
 ) -> tuple[list[resources.Manifest], list[apply.ChangeSetEntry]]:
-    """Default namespaces; return the placeable manifests and a failed entry for each unknown kind."""
+    """Default namespaces; return the placeable manifests and a failed entry for each unknown kind. An object
+    marked ``SkipDryRunOnMissingResource=true`` whose kind is unknown yet is kept as written: its kind may be
+    served by the time its wave comes (Argo CD's sync option of that name)."""
     desired_crds = {
         (str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))): spec.get("scope") == "Namespaced"
         for m in manifests
@@ -279,7 +318,9 @@ def _place(
     for m in manifests:
         rtype = kube.resource_type(m.key.group, m.key.kind)
         namespaced = rtype.namespaced if rtype else desired_crds.get((m.key.group, m.key.kind))
-        if namespaced is None:
+        if namespaced is None and "SkipDryRunOnMissingResource=true" in marks.get(m.key, hooks.PLAIN).options:
+            placed.append(m)
+        elif namespaced is None:
             api_version = m.body.get("apiVersion")
             msg = f"unknown kind {m.key.kind} in {api_version}: not served by the cluster and no CRD in desired state"
             failed.append(apply.ChangeSetEntry(m.key, apply.Action.FAILED, msg, m.origin))
@@ -306,40 +347,3 @@ def _check_unique(manifests: Sequence[resources.Manifest]) -> None:
                 m.source_file, m.doc_index, f"{m.key} is also defined in {seen[m.key].origin}: one object, one document"
             )
         seen[m.key] = m
-
-
-def _defines(crd: resources.Body) -> tuple[str, str]:
-    """The (group, kind) a CRD body defines."""
-    spec = crd.get("spec") or {}
-    return str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))
-
-
-def _skip(stage: ordering.Stage, why: str) -> list[apply.ChangeSetEntry]:
-    return [apply.ChangeSetEntry(m.key, apply.Action.SKIPPED, why, m.origin) for m in stage.manifests]
-
-
-def _await_crds(
-    kube: client.KubeClient,
-    stage: Sequence[apply.Desired],
-    done: Sequence[apply.ChangeSetEntry],
-    options: ReconcileOptions,
-    token: cancel_.Token,
-) -> None:
-    """Wait until every CRD of ``stage`` that this sync wrote, or whose kind is not served yet, is Established
-    (up to ``options.timeout``), then refresh discovery. Unchanged, served CRDs cost nothing."""
-    written = {e.key for e in done if e.action in (apply.Action.CREATED, apply.Action.CONFIGURED)}
-    crds = [
-        d.manifest.key
-        for d in stage
-        if d.manifest.key.kind == "CustomResourceDefinition"
-        and (d.manifest.key in written or kube.resource_type(*_defines(d.manifest.body)) is None)
-    ]
-    if not crds or options.apply.dry_run:
-        return
-    deadline = time.monotonic() + options.timeout
-    pending = list(crds)
-    while pending and time.monotonic() < deadline:
-        pending = [k for k in pending if not health.crd_established(kube.get(k))]
-        if pending and token.wait(0.1):
-            token.check()
-    kube.refresh_discovery()

@@ -1,13 +1,18 @@
-"""The one place that says in which order objects are applied (and, reversed, pruned).
+"""The one place that says in which order objects are applied, hooks run and objects pruned.
 
-Objects are split into two stages, each validated by a server-side dry run before any of it is written:
+A sync runs :class:`Step` by step (:func:`plan`): phases first (PreSync, Sync, PostSync; SyncFail only when the
+sync failed), then waves inside a phase (an integer, default 0, negatives allowed; see :mod:`reconcilers.hooks` for
+the annotations), in ascending order. In a step, the synced objects go first, then the hooks of that step. The
+objects of one wave are split into two stages, each validated by a server-side dry run before any of it is written:
 
 1. ``prerequisites``: CustomResourceDefinitions, Namespaces, cluster-wide RBAC, PriorityClasses and
    StorageClasses. The engine waits for every CRD to be ``Established`` before the next stage.
 2. ``resources``: everything else, in :data:`KIND_ORDER` (ServiceAccount, Secret, ConfigMap, RBAC, Service,
    workloads; custom resources after the built-in kinds; HorizontalPodAutoscaler and PodDisruptionBudget last).
 
-The order follows what ``kubectl apply`` users and Helm's install order taught the field: a kind is applied
+Prune runs after PostSync, in reverse: highest wave first, and within a wave the apply order reversed
+(:func:`prune_order`), Argo CD's documented order ("Sync Phases and Waves"). The order follows what
+``kubectl apply`` users and Helm's install order taught the field: a kind is applied
 after the kinds it references. Within one kind, objects are ordered by key so every run is reproducible.
 """
 
@@ -15,10 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol, TypeVar
 
-from reconcilers import resources
+from reconcilers import hooks, resources
 
 
 class _Manifested(Protocol):
@@ -120,6 +125,78 @@ def stages(manifests: Iterable[resources.Manifest]) -> list[Stage]:
     return [s for s in out if s.manifests]
 
 
-def prune_order(keys: Iterable[resources.ResourceKey]) -> list[resources.ResourceKey]:
-    """The delete order: the apply order reversed (HPAs first, Namespaces and CRDs last)."""
-    return sorted(keys, key=lambda k: (kind_rank(k.kind), k), reverse=True)
+def prune_order(
+    keys: Iterable[resources.ResourceKey], waves: Mapping[resources.ResourceKey, int] | None = None
+) -> list[resources.ResourceKey]:
+    """The delete order: highest wave first (``waves``, read from the live objects; 0 when absent), then the apply
+    order reversed (HPAs first, Namespaces and CRDs last)."""
+    w = waves or {}
+    return sorted(keys, key=lambda k: (w.get(k, 0), kind_rank(k.kind), k), reverse=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One wave of one phase: ``synced`` objects (Sync phase only) and ``hooks`` to run after them."""
+
+    phase: hooks.Phase
+    wave: int
+    synced: tuple[resources.Manifest, ...] = ()
+    hooks: tuple[resources.Manifest, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """``PreSync wave 0``: how messages and the plan name a step."""
+        return f"{self.phase.value} wave {self.wave}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A sync's steps in run order (PreSync, Sync, PostSync; waves ascending), the SyncFail steps run when it fails,
+    and the objects never applied (``skipped``: Argo CD's ``Skip``, Helm rollback hooks)."""
+
+    steps: tuple[Step, ...]
+    on_fail: tuple[Step, ...] = ()
+    skipped: tuple[resources.Manifest, ...] = ()
+
+    @property
+    def synced(self) -> list[resources.Manifest]:
+        """Every object synced as desired state (in the inventory, diffed, self-healed)."""
+        return [m for s in self.steps for m in s.synced]
+
+    @property
+    def hooks(self) -> list[resources.Manifest]:
+        """Every hook of the steps (SyncFail hooks left out)."""
+        return [m for s in self.steps for m in s.hooks]
+
+
+_RUN_ORDER = (hooks.Phase.PRE_SYNC, hooks.Phase.SYNC, hooks.Phase.POST_SYNC)
+
+
+def plan(manifests: Iterable[resources.Manifest], marks: Mapping[resources.ResourceKey, hooks.Marks]) -> Plan:
+    """The steps of a sync of ``manifests``, whose :class:`hooks.Marks` are ``marks`` (by key; absent: plain).
+    A hook listing several phases is in each of their steps. PreDelete and PostDelete hooks have no step here
+    (they belong to an app's removal)."""
+    cells: dict[tuple[hooks.Phase, int], tuple[list[resources.Manifest], list[resources.Manifest]]] = {}
+    skipped: list[resources.Manifest] = []
+    for m in manifests:
+        mark = marks.get(m.key, hooks.PLAIN)
+        if mark.skipped:
+            skipped.append(m)
+            continue
+        for phase in mark.phases:
+            synced, run = cells.setdefault((phase, mark.wave), ([], []))
+            (run if mark.hook else synced).append(m)
+    steps = {
+        key: Step(key[0], key[1], tuple(sorted(synced, key=sort_key)), tuple(sorted(run, key=sort_key)))
+        for key, (synced, run) in cells.items()
+    }
+    ordered = sorted(steps, key=lambda k: (_phase_rank(k[0]), k[1]))
+    return Plan(
+        tuple(steps[k] for k in ordered if k[0] in _RUN_ORDER),
+        tuple(steps[k] for k in ordered if k[0] is hooks.Phase.SYNC_FAIL),
+        tuple(skipped),
+    )
+
+
+def _phase_rank(phase: hooks.Phase) -> int:
+    return list(hooks.Phase).index(phase)

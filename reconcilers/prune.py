@@ -10,9 +10,11 @@ An object is deleted only when all hold:
 - the sync stays within the prune budget: at most ``budget`` (default half) of the previous inventory may be
   deleted in one sync unless forced. A bad commit becomes a clear error instead of an outage.
 
-Deletes go in reverse apply order (HPAs first, Namespaces and CRDs last) with a propagation policy and a UID
-precondition. Objects whose delete fails stay in the inventory and are retried on the next sync.
-Called by :mod:`reconcilers.engine`; never called when the source failed to load.
+An object whose live annotations say ``Prune=false`` or ``Delete=false`` (Argo CD's sync options, or this
+agent's ``gitops-agent.io/sync-options``), or ``helm.sh/resource-policy: keep``, is kept too. Deletes go highest
+wave first (read from the live objects), then in reverse apply order (HPAs first, Namespaces and CRDs last), with
+a propagation policy and a UID precondition. Objects whose delete fails stay in the inventory and are retried on
+the next sync. Called by :mod:`reconcilers.engine`; never called when the source failed to load.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from reconcilers import apply, client, diff, errors, inventory, ordering, resources
+from reconcilers import apply, client, diff, errors, hooks, inventory, ordering, resources
 from reconcilers import cancel as cancel_
 
 
@@ -98,9 +100,12 @@ def execute(
     stay in the inventory (failed deletes). Raises :class:`errors.CancelledError` before a delete when ``cancel`` is
     cancelled (what was deleted stays deleted; the inventory still names the rest)."""
     entries, keep = [], set()
-    for key, path in plan_.candidates:
+    found = {key: kube.get(key) for key, _ in plan_.candidates}
+    waves = {key: _wave(live) for key, live in found.items()}
+    paths = dict(plan_.candidates)
+    for key in ordering.prune_order(paths, waves):
+        path, live = paths[key], found[key]
         origin = f"{path} (removed from git)"
-        live = kube.get(key)
         if live is None:
             entries.append(apply.ChangeSetEntry(key, apply.Action.PRUNED, "already gone", origin))
         elif not tracking.owns(live):
@@ -157,6 +162,8 @@ def _delete(
         return apply.ChangeSetEntry(
             key, apply.Action.KEPT, f"not pruned: {inventory.PRUNE_ANNOTATION}: disabled", origin
         )
+    if kept := hooks.keep_on_prune(live):
+        return apply.ChangeSetEntry(key, apply.Action.KEPT, f"not pruned: {kept}", origin)
     if dry_run:
         return apply.ChangeSetEntry(
             key, apply.Action.PRUNED, "dry run", origin, diff.object_diff(live, None, apply.label(key))
@@ -168,3 +175,11 @@ def _delete(
     except errors.ApiError as e:
         return apply.ChangeSetEntry(key, apply.Action.FAILED, f"prune: {e.message or e}", origin)
     return apply.ChangeSetEntry(key, apply.Action.PRUNED, "", origin)
+
+
+def _wave(live: resources.Body | None) -> int:
+    """The sync wave of a live object (0 when it has none, or an unreadable one: prune still goes ahead)."""
+    try:
+        return hooks.marks(live or {}).wave
+    except ValueError:
+        return 0

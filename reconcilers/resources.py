@@ -37,13 +37,14 @@ class ResourceKey:
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ResourceKey:
-        """The key of an object body. Missing fields become "" (validation reports them, not this)."""
+        """The key of an object body. Missing fields become "" (validation reports them, not this); a hook that
+        has only a ``generateName`` is keyed by it (a real name never ends with ``-``, so the two never meet)."""
         meta = body.get("metadata") or {}
         return cls(
             group=group_of(str(body.get("apiVersion", ""))),
             kind=str(body.get("kind", "")),
             namespace=str(meta.get("namespace") or ""),
-            name=str(meta.get("name") or ""),
+            name=str(meta.get("name") or meta.get("generateName") or ""),
         )
 
     def __str__(self) -> str:

@@ -73,8 +73,10 @@ def options_for(
     dry_run: bool,
     force_prune: bool = False,
     prune_orphans: bool = False,
+    rules: health.Rules | None = None,
 ) -> engine.ReconcileOptions:
-    """The engine options of ``unit`` on ``cluster`` under ``cfg`` (one inventory: the unit's)."""
+    """The engine options of ``unit`` on ``cluster`` under ``cfg`` (one inventory: the unit's); ``rules``: the
+    health rules of wave gates and hooks (default the built-in ones)."""
     sync = cfg.sync
     return engine.ReconcileOptions(
         apply=apply.ApplyOptions(field_manager=sync.field_manager, dry_run=dry_run, concurrency=sync.concurrency),
@@ -86,6 +88,9 @@ def options_for(
         paths=(unit.inventory,),
         inventory_namespace=sync.inventory_namespace,
         scan_orphans=False,
+        rules=rules or health.BUILT_IN,
+        wave_timeout=sync.wave_timeout if sync.wave_timeout is not None else sync.timeout,
+        hooks_on_noop=sync.hooks_on_noop,
     )
 
 
@@ -187,7 +192,13 @@ class ClusterRunner:
                     kube,
                     live,
                     lambda u: options_for(
-                        self.cfg, self.cluster, u, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                        self.cfg,
+                        self.cluster,
+                        u,
+                        dry_run=dry_run,
+                        force_prune=force_prune,
+                        prune_orphans=prune_orphans,
+                        rules=self.rules,
                     ),
                     self._load,
                     self._wait_healthy,
@@ -289,6 +300,7 @@ class ClusterRunner:
             entries=entries,
             error=self.mask(result.error) if result.error else None,
             health_message=self.mask(result.health_message),
+            hooks=tuple(dataclasses.replace(h, message=self.mask(h.message)) for h in result.hooks),
         )
 
     def _wait_healthy(self, result: ReconcileResult, token: cancel_.Token) -> ReconcileResult:

@@ -11,7 +11,7 @@ import datetime
 import threading
 from typing import Any
 
-from reconcilers import apply, engine, resources
+from reconcilers import apply, engine, ordering, resources
 
 HISTORY = 10
 """Reconciles kept per cluster: the last one whole (its per-object entries), the ones before it as the summaries
@@ -37,6 +37,12 @@ def result_json(
     }
     if r.app:
         out["app"] = r.app
+    runs = [(r.app, h) for h in r.hooks] + [(a.app, h) for a in r.apps for h in a.hooks]
+    if runs:
+        out["hooks"] = [{**h.as_json(), **({"app": app} if app else {})} for app, h in runs]
+    plans = {a.app: plan_json(a.plan) for a in (r.apps or (r,)) if a.plan is not None and phased(a.plan)}
+    if plans:
+        out["plans"] = plans  # by app: the steps of each app that has hooks or more than one wave
     if apps and r.apps:
         out["apps"] = [result_json(a, objects=app_objects) for a in r.apps]
     if objects:
@@ -58,6 +64,20 @@ def _entry_json(e: apply.ChangeSetEntry, app: str) -> dict[str, Any]:
         **({"app": app} if app else {}),
         **({"diff": e.diff.unified, "changedPaths": list(e.diff.paths)} if e.diff else {}),
     }
+
+
+def phased(plan: ordering.Plan) -> bool:
+    """True when ``plan`` has hooks or more than one step (worth showing)."""
+    return bool(plan.hooks or plan.on_fail or len(plan.steps) > 1)
+
+
+def plan_json(plan: ordering.Plan) -> list[dict[str, Any]]:
+    """The steps of a sync: ``[{"phase": "PreSync", "wave": 0, "objects": 0, "hooks": ["Job ns/migrate-"]}, ...]``
+    (SyncFail steps last, run only when the sync fails)."""
+    return [
+        {"phase": s.phase.value, "wave": s.wave, "objects": len(s.synced), "hooks": [str(m.key) for m in s.hooks]}
+        for s in (*plan.steps, *plan.on_fail)
+    ]
 
 
 def revision_json(rev: resources.Revision | None) -> dict[str, str] | None:

@@ -12,8 +12,9 @@ install there. Rendering is offline: ``lookup`` finds nothing. Renders are cache
 namespace, values and cluster facts, so clusters alike and resyncs with nothing changed run no ``helm``
 (:func:`renders` counts the runs).
 
-Helm hooks (``helm.sh/hook``) are refused with a clear error naming the template, never applied as plain
-objects: sync phases and hooks are not implemented yet (:mod:`reconcilers.hooks`). Used by
+Helm hooks (``helm.sh/hook``) become sync hooks as Argo CD maps them (:mod:`reconcilers.hooks`: pre-install and
+pre-upgrade run in PreSync, post-install and post-upgrade in PostSync, ``hook-weight`` is the wave; rollback and
+test hooks never run); ``helm.sh/resource-policy: keep`` objects are never pruned. Used by
 :mod:`agent.sources.manifests`.
 """
 

@@ -263,17 +263,21 @@ def _expand(doc: Any, source_file: str, index: int) -> Iterator[dict[str, Any]]:
 
 
 def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) -> dict[str, Any]:
-    refused = hooks.refusal(body)  # before the name: a hook may have only a generateName
-    if refused:
-        raise errors.ManifestError(source_file, index, f"{prefix}{refused}")
     for field in ("apiVersion", "kind"):
         if not isinstance(body.get(field), str) or not body[field]:
             raise errors.ManifestError(
                 source_file, index, f"{prefix}{field} is missing: every object needs apiVersion and kind"
             )
+    try:
+        marks = hooks.marks(body)
+    except ValueError as e:
+        raise errors.ManifestError(source_file, index, f"{prefix}{e}") from None
     meta = body.get("metadata")
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
-        raise errors.ManifestError(source_file, index, f"{prefix}metadata.name is missing ({body['kind']})")
+    named = isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]
+    generated = marks.hook and isinstance(meta, dict) and isinstance(meta.get("generateName"), str)
+    if not named and not generated:
+        also = " (a hook may have a generateName instead)" if marks.hook else ""
+        raise errors.ManifestError(source_file, index, f"{prefix}metadata.name is missing ({body['kind']}){also}")
     return body
 
 

@@ -21,7 +21,8 @@ const nodeName = "testcluster-node"
 
 // fakeKubelet stands in for a kubelet on one Ready node: it binds unscheduled pods to that node, reports them
 // Running and Ready (NotReady when an image tag contains "broken"), runs pods that do not restart
-// (Jobs) to completion, and removes pods that are being deleted. No container runs.
+// (Jobs) to completion, ends a pod whose image tag contains "fail" Failed (exit code 1), and removes pods
+// that are being deleted. No container runs.
 type fakeKubelet struct {
 	client kubernetes.Interface
 	pods   cache.Indexer
@@ -139,12 +140,17 @@ func (k *fakeKubelet) sync(ctx context.Context, key string) error {
 
 // desiredStatus is what a kubelet would report once every container started: Running and Ready for pods that
 // restart, Succeeded for pods that do not; an image whose tag contains "broken" keeps the pod NotReady
-// (or Failed when it does not restart).
+// (or Failed when it does not restart); an image whose tag contains "fail" ends the pod Failed whatever its
+// restart policy (a hook that fails).
 func desiredStatus(pod *corev1.Pod) corev1.PodStatus {
-	broken := false
+	broken, fails := false, false
 	for _, c := range pod.Spec.Containers {
-		if strings.Contains(imageTag(c.Image), "broken") {
+		tag := imageTag(c.Image)
+		if strings.Contains(tag, "broken") {
 			broken = true
+		}
+		if strings.Contains(tag, "fail") {
+			broken, fails = true, true
 		}
 	}
 	started := metav1.Now()
@@ -154,14 +160,19 @@ func desiredStatus(pod *corev1.Pod) corev1.PodStatus {
 	runsOnce := pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure
 	phase := corev1.PodRunning
 	switch {
-	case runsOnce && broken:
+	case fails || (runsOnce && broken):
 		phase = corev1.PodFailed
 	case runsOnce:
 		phase = corev1.PodSucceeded
 	}
 	ready := phase == corev1.PodRunning && !broken
+	message := ""
+	if phase == corev1.PodFailed {
+		message = "fake kubelet: a container exited with code 1"
+	}
 	status := corev1.PodStatus{
 		Phase:     phase,
+		Message:   message,
 		HostIP:    "127.0.0.1",
 		PodIP:     "10.244.0.10",
 		StartTime: &started,
@@ -185,7 +196,12 @@ func desiredStatus(pod *corev1.Pod) corev1.PodStatus {
 			if broken {
 				code = 1
 			}
-			cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: code, StartedAt: started, FinishedAt: started}
+			reason := "Completed"
+			if broken {
+				reason = "Error"
+			}
+			cs.State.Terminated = &corev1.ContainerStateTerminated{
+				ExitCode: code, Reason: reason, StartedAt: started, FinishedAt: started}
 		}
 		status.ContainerStatuses = append(status.ContainerStatuses, cs)
 	}

@@ -1,6 +1,6 @@
 """Helm charts in a git source, rendered with the real ``helm template`` and synced to real clusters: the public
-corpus's podinfo chart (two clusters, a resync writes nothing), ingress-nginx (its install hooks are refused with
-a clear error and nothing is written until sync phases exist), and a chart whose template is broken."""
+corpus's podinfo chart (two clusters, a resync writes nothing), ingress-nginx (its Helm hooks run as PreSync and
+PostSync hooks, per-cluster values), and a chart whose template is broken."""
 
 from __future__ import annotations
 
@@ -53,21 +53,68 @@ def test_the_podinfo_chart_syncs_to_two_clusters_and_resyncs_for_free(
         assert agent_writes(tc, offsets[name]) == []
 
 
-def test_chart_hooks_are_refused_with_a_clear_error_and_nothing_is_written(
-    corpora_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+def test_ingress_nginx_runs_its_helm_hooks_as_sync_phases_on_two_clusters(
+    corpora_repo: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    namespace: str,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """ingress-nginx installs its admission webhook with pre-install hooks: until sync phases exist they are
-    refused (never applied as plain objects), naming the template, and the cluster gets no write."""
-    (a,) = clusters(1)
-    ensure_namespace(a, namespace)
-    config = make_config(corpora_repo, [cluster_entry(a, "a", [INGRESS], namespace)])
-    offset = audit_offset(a)
-    code, results, _ = sync(config, capsys)
-    assert code == 2
-    error = results["a"]["error"]
-    assert "kubernetes-ingress-nginx/charts/ingress-nginx/templates/admission-webhooks/job-patch/" in error
-    assert "Helm hook (helm.sh/hook: pre-install" in error
-    assert agent_writes(a, offset) == []
+    """ingress-nginx installs its admission webhook with Helm hooks, mapped as Argo CD maps them: the pre-install
+    ServiceAccount, RBAC and certificate Job run in PreSync, before any of the chart's objects; the post-install
+    patch Job runs in PostSync, once the controller is Healthy; ``hook-succeeded`` deletes them when the sync ends.
+    None is desired state. Per-cluster values (the replica count from a cluster label); a resync runs no hook and
+    writes nothing."""
+    a, b = clusters(2)
+    for tc in (a, b):
+        ensure_namespace(tc, namespace)
+    app = {
+        "name": "ingress",
+        "path": INGRESS,
+        "namespace": namespace,
+        "helm": {
+            "values": {"controller": {"service": {"type": "ClusterIP"}}},
+            "valuesFrom": [{"source": "values", "path": "ingress-${CLUSTER_LABEL_size}.yaml", "optional": True}],
+        },
+    }
+    entries = [
+        {"name": n, "kubeconfig": str(tc.kubeconfig), "namespace": namespace, "labels": {"size": size}}
+        for n, tc, size in (("a", a, "small"), ("b", b, "large"))
+    ]
+    values = GitRepo(tmp_path / "values")
+    values.write("ingress-large.yaml", "controller:\n  replicaCount: 2\n")
+    values.commit("values for large clusters")
+    sources = {"values": {"url": str(values.path), "cacheDir": str(tmp_path / "cache-values")}}
+    config = make_config(corpora_repo, entries, apps=[app], sources=sources, sync={"waveTimeout": "60s"})
+    offsets = {n: audit_offset(tc) for n, tc in (("a", a), ("b", b))}
+    code, results, err = sync(config, capsys)
+    assert code == 0, (err, {n: r.get("error") for n, r in results.items()})
+    for name, tc, replicas in (("a", a, 1), ("b", b, 2)):
+        runs = [(h["phase"], h["kind"], h["result"]) for h in results[name]["hooks"]]
+        assert ("PreSync", "Job", "Succeeded") in runs
+        assert ("PostSync", "Job", "Succeeded") in runs
+        assert ("PreSync", "ServiceAccount", "Succeeded") in runs
+        jobs = [h["name"] for h in results[name]["hooks"] if h["kind"] == "Job"]
+        assert {o["kind"] for o in results[name]["objects"]} >= {"Deployment", "ValidatingWebhookConfiguration"}
+        assert not {o["name"] for o in results[name]["objects"]} & set(jobs)  # hooks are not desired state
+        writes = [
+            (e["verb"], (e.get("objectRef") or {}).get("resource"))
+            for e in agent_writes(tc, offsets[name])
+            if (e.get("objectRef") or {}).get("namespace") != "gitops-agent"
+        ]
+        creates = [i for i, w in enumerate(writes) if w == ("create", "jobs")]
+        first_apply = next(i for i, w in enumerate(writes) if w[0] == "patch")
+        assert creates[0] < first_apply < creates[1]  # PreSync job, the chart, then the PostSync job
+        assert all(live_object(tc, "batch/v1", "Job", job, namespace) is None for job in jobs)  # hook-succeeded
+        controller = live_object(tc, "apps/v1", "Deployment", "ingress-ingress-nginx-controller", namespace)
+        assert controller["spec"]["replicas"] == replicas
+    offsets = {n: audit_offset(tc) for n, tc in (("a", a), ("b", b))}
+    code, again, err = sync(config, capsys)
+    assert code == 0, err
+    for name, tc in (("a", a), ("b", b)):
+        assert "hooks" not in again[name]
+        assert agent_writes(tc, offsets[name]) == []
 
 
 def test_a_broken_template_names_the_chart_and_helms_message(

@@ -208,18 +208,12 @@ def test_short_strings_are_shared_across_documents(tmp_path: pathlib.Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("annotation", "value", "what"),
-    [
-        ("argocd.argoproj.io/hook", "PreSync", "Argo CD hook"),
-        ("helm.sh/hook", "post-install", "Helm hook"),
-        ("gitops-agent.io/phase", "PostSync", "sync phase"),
-    ],
+    ("annotation", "value"),
+    [("argocd.argoproj.io/hook", "PreSync"), ("helm.sh/hook", "post-install"), ("gitops-agent.io/phase", "PostSync")],
 )
-def test_hooks_are_refused_never_applied_as_plain_objects(
-    tmp_path: pathlib.Path, annotation: str, value: str, what: str
-) -> None:
-    """A hook Job as Argo CD users write it (``generateName``, no name) is named as a hook, not as a nameless
-    object; sync phases do not exist yet, so it is refused with file and document."""
+def test_a_hook_may_have_only_a_generate_name(tmp_path: pathlib.Path, annotation: str, value: str) -> None:
+    """A hook Job as Argo CD users write it (``generateName``, no name) loads, keyed by its generateName; an
+    ordinary object without a name is still refused, naming file and document."""
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -229,9 +223,36 @@ def test_hooks_are_refused_never_applied_as_plain_objects(
     plain = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "all.yaml").write_text(yaml.safe_dump_all([plain, job]))
-    with pytest.raises(errors.ManifestError) as caught:
+    assert [m.key.name for m in manifests.load_paths(tmp_path, ["app"])] == ["c", "migrate-"]
+    nameless = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "c-"}}
+    (tmp_path / "app" / "all.yaml").write_text(yaml.safe_dump_all([plain, nameless]))
+    with pytest.raises(errors.ManifestError, match=r"^app/all.yaml#1: metadata.name is missing \(ConfigMap\)$"):
         manifests.load_paths(tmp_path, ["app"])
-    assert str(caught.value).startswith(f"app/all.yaml#1: {what} ({annotation}: {value}) is not supported yet")
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({"argocd.argoproj.io/hook": "PreSinc"}, "argocd.argoproj.io/hook: unknown phase 'PreSinc'"),
+        ({"argocd.argoproj.io/sync-wave": "two"}, "argocd.argoproj.io/sync-wave: 'two' is not an integer wave"),
+        ({"gitops-agent.io/phase": "Later"}, "gitops-agent.io/phase: unknown phase 'Later'"),
+        ({"helm.sh/hook": "pre-instal"}, "helm.sh/hook: unknown Helm hook 'pre-instal'"),
+        (
+            {"argocd.argoproj.io/hook": "PreSync", "argocd.argoproj.io/hook-delete-policy": "OnSuccess"},
+            "argocd.argoproj.io/hook-delete-policy: unknown delete policy 'OnSuccess'",
+        ),
+    ],
+)
+def test_malformed_phase_marks_name_file_document_and_annotation(
+    tmp_path: pathlib.Path, annotations: dict[str, str], message: str
+) -> None:
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": annotations}}
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump_all([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}, body])
+    )
+    with pytest.raises(errors.ManifestError) as caught:
+        manifests.load_paths(tmp_path, ["c.yaml"])
+    assert str(caught.value).startswith(f"c.yaml#1: {message}")
 
 
 def test_the_sync_phase_is_an_ordinary_object(tmp_path: pathlib.Path) -> None:
