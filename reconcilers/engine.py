@@ -196,8 +196,8 @@ def reconcile(
 
     try:
         token.check()
-        marks = _marks(manifests)
-        placed, unplaceable = _place(kube, manifests, options.default_namespace, marks)
+        placed, unplaceable = _place(kube, manifests, options.default_namespace)
+        marks = _marks(placed)
         _check_unique(placed)
         plan = ordering.plan(placed, marks)
         tracking = inventory.Tracking(options.instance, cluster)
@@ -303,7 +303,6 @@ def _place(
     kube: client.KubeClient,
     manifests: Sequence[resources.Manifest],
     default_namespace: str,
-    marks: Mapping[resources.ResourceKey, hooks.Marks],
 ) -> tuple[list[resources.Manifest], list[apply.ChangeSetEntry]]:
     """Default namespaces; return the placeable manifests and a failed entry for each unknown kind. An object
     marked ``SkipDryRunOnMissingResource=true`` whose kind is unknown yet is kept as written: its kind may be
@@ -318,7 +317,7 @@ def _place(
     for m in manifests:
         rtype = kube.resource_type(m.key.group, m.key.kind)
         namespaced = rtype.namespaced if rtype else desired_crds.get((m.key.group, m.key.kind))
-        if namespaced is None and "SkipDryRunOnMissingResource=true" in marks.get(m.key, hooks.PLAIN).options:
+        if namespaced is None and "SkipDryRunOnMissingResource=true" in _marks([m]).get(m.key, hooks.PLAIN).options:
             placed.append(m)
         elif namespaced is None:
             api_version = m.body.get("apiVersion")

@@ -9,6 +9,7 @@ The test cluster's fake kubelet ends a pod whose image tag contains ``fail`` Fai
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any
 
 import pytest
@@ -258,3 +259,89 @@ def test_diff_shows_the_plan_and_a_dry_run_writes_nothing_and_runs_no_hook(
     assert [(h["phase"], h["result"]) for h in result["hooks"]] == [("PreSync", "Planned")]
     assert agent_writes(tc, since) == []
     assert hook_jobs(tc, ns) == []
+
+
+ARGO_FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "argocd-hooks"
+
+
+def test_argo_cd_documented_hooks_and_waves_sync_unchanged(app: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder written for Argo CD syncs as it is: PreSync migration first, waves in order, PostSync
+    notification last; no SyncFail on success; the hooks are never drift; a resync runs no hook and writes
+    nothing; an object marked ``Prune=false`` is kept when git drops it, and prune goes highest wave first."""
+    tc, repo, config, ns = app
+    for f in ARGO_FIXTURES.glob("*.yaml"):
+        repo.write(f"app/{f.name}", f.read_text())
+    repo.commit("as Argo CD's docs write it")
+    since = audit_offset(tc)
+    code, result = sync(config, capsys)
+    assert code == 0, [(o["name"], o["action"], o["message"]) for o in result["objects"]]
+    assert [(h["phase"], h["result"]) for h in result["hooks"]] == [("PreSync", "Succeeded"), ("PostSync", "Succeeded")]
+    found = writes(tc, since)
+    order = [first(found, "create", "jobs")]
+    order += [first(found, "patch", r, n) for r, n in (("configmaps", "settings"), ("services", "frontend"))]
+    order += [first(found, "patch", "deployments", "backend")]
+    order += [max(i for i, w in enumerate(found) if w[:2] == ("create", "jobs"))]
+    assert order == sorted(order), found
+    assert hook_jobs(tc, ns) == []  # HookSucceeded
+    assert {s["phase"] for s in result["plans"]["app"]} == {"PreSync", "Sync", "PostSync", "SyncFail"}
+
+    assert cli.main(["diff", "--config", str(config)]) == 0  # hooks are not drift
+    capsys.readouterr()
+    since = audit_offset(tc)
+    code, result = sync(config, capsys)
+    assert code == 0
+    assert "hooks" not in result
+    assert writes(tc, since) == []
+
+    for name in ("backend.yaml", "settings.yaml", "audit-trail.yaml"):
+        repo.remove(f"app/{name}")
+    repo.commit("drop the backend, its settings and the audit trail")
+    code, result = sync(config, capsys, "--force-prune")
+    assert code == 0, result.get("error")
+    gone = [(o["kind"], o["name"]) for o in result["objects"] if o["action"] == "pruned"]
+    assert gone == [("Deployment", "backend"), ("Service", "backend"), ("ConfigMap", "settings")]  # wave 1, then -1
+    (kept,) = [o for o in result["objects"] if o["action"] == "kept"]
+    assert (kept["name"], kept["message"]) == (
+        "audit-trail",
+        "not pruned: argocd.argoproj.io/sync-options: Prune=false",
+    )
+    assert live_object(tc, "v1", "ConfigMap", "audit-trail", ns) is not None
+
+
+def test_a_custom_resource_is_validated_when_its_wave_comes_after_its_crd(
+    app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tc, repo, config, ns = app
+    group = f"{ns}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}", "annotations": {ARGO_WAVE: "0"}},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": ns, "annotations": {ARGO_WAVE: "1"}},
+        "spec": {"size": 3},
+    }
+    repo.write_objects("app/crd.yaml", crd)
+    repo.write_objects("app/widget.yaml", widget)
+    repo.write_objects("app/migrate.yaml", job("migrate-", ns, "PreSync"))
+    repo.commit("a CRD, then its resource one wave later, after a PreSync hook")
+    code, result = sync(config, capsys)
+    assert code == 0, (result.get("error"), [o["message"] for o in result["objects"]])
+    assert {o["name"]: o["action"] for o in result["objects"]} == {f"widgets.{group}": "created", "w": "created"}
+    assert live_object(tc, f"{group}/v1", "Widget", "w", ns)["spec"] == {"size": 3}
