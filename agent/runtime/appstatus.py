@@ -89,9 +89,11 @@ def cell(
     """One (app, cluster) cell: ``app``, ``cluster``, ``source``, ``placed`` (False: the app left the cluster
     and this is what became of its objects), ``revision``, ``syncStatus`` (with ``syncStatusReason``), ``health``
     (the worst of its objects, from ``healths``), ``stale`` (its source's last fetch failed: the reason), and
-    ``lastSync`` (with ``objects``, its per-object entries and health). ``targets``: the revision the cluster
-    should be at per source. ``compact`` (``GET /api/v1/apps``, the matrix) keeps ``app``, ``cluster``,
-    ``revision`` (the sha), ``syncStatus``, ``health``, and ``syncStatusReason`` and ``stale`` when set."""
+    ``lastSync`` (with ``objects``, its per-object entries and health; ``hooks`` and ``plans`` when it has them),
+    ``lastHookRuns`` (the runs of the last sync that ran hooks, kept across resyncs that run none). ``targets``:
+    the revision the cluster should be at per source. ``compact`` (``GET /api/v1/apps``, the matrix) keeps
+    ``app``, ``cluster``, ``revision`` (the sha), ``syncStatus``, ``health``, and ``syncStatusReason`` and
+    ``stale`` when set."""
     source = unit.source if unit else None
     target = targets.get(source) if source else None
     sync, why = app_sync_status(r, target)
@@ -117,6 +119,7 @@ def cell(
         "healthCounts": dict(sorted(collections.Counter(h.status.value for h in mine.values()).items())),
         "stale": fleet.state.stale(source) if source else None,
         "lastSync": last,
+        "lastHookRuns": fleet.state.hook_runs(cluster, r.app),
     }
     if compact:  # what the matrix shows: about 100 bytes a cell
         keep: dict[str, Any] = {"app": r.app, "cluster": cluster, "revision": r.revision.sha if r.revision else None}

@@ -11,7 +11,7 @@ import datetime
 import threading
 from typing import Any
 
-from reconcilers import apply, engine, ordering, resources
+from reconcilers import apply, engine, hookrun, ordering, resources
 
 HISTORY = 10
 """Reconciles kept per cluster: the last one whole (its per-object entries), the ones before it as the summaries
@@ -94,6 +94,7 @@ class AgentState:
             n: collections.deque(maxlen=HISTORY - 1) for n in cluster_names
         }
         self._last: dict[str, engine.ReconcileResult] = {}
+        self._hook_runs: dict[tuple[str, str], tuple[resources.Revision | None, tuple[hookrun.HookRun, ...]]] = {}
         self._sources: dict[str, SourceState] = {n: SourceState() for n in source_names or ["default"]}
         self.config_error: str | None = None
         self.config_loaded = datetime.datetime.now(datetime.UTC)
@@ -133,6 +134,18 @@ class AgentState:
             if previous is not None:
                 history.append(result_json(previous, objects=False))
             self._last[result.cluster] = result
+            for r in result.apps or (result,):
+                if r.hooks and not r.dry_run:
+                    self._hook_runs[(result.cluster, r.app)] = (r.revision, r.hooks)
+
+    def hook_runs(self, cluster: str, app: str) -> dict[str, Any] | None:
+        """The hook runs of the last sync of ``app`` on ``cluster`` that ran hooks (resyncs with nothing to change
+        run none, and keep these): ``{"revision": {...}, "runs": [...]}``, or None when none ran yet."""
+        with self._lock:
+            found = self._hook_runs.get((cluster, app))
+        if found is None:
+            return None
+        return {"revision": revision_json(found[0]), "runs": [h.as_json() for h in found[1]]}
 
     def add(self, name: str) -> None:
         """Start tracking cluster ``name`` (a config reload added it)."""
@@ -144,6 +157,7 @@ class AgentState:
         with self._lock:
             self._history.pop(name, None)
             self._last.pop(name, None)
+            self._hook_runs = {k: v for k, v in self._hook_runs.items() if k[0] != name}
 
     def last(self, name: str) -> engine.ReconcileResult | None:
         """The last reconcile of cluster ``name`` (None before the first)."""

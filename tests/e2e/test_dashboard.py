@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright): behind the bearer token it asks for the
 token, then shows every cluster with revision, sync status and health, and drills down to the objects, their
-health and the diff of a corrected drift. The test saves a screenshot to test-artifacts/dashboard.png."""
+health and the diff of a corrected drift, and an app's plan (waves, hooks) with its hook runs. The test saves a
+screenshot to test-artifacts/dashboard.png."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_dashboard_shows_clusters_and_drills_down(
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": namespace},
+            "metadata": {"name": "web", "namespace": namespace, "annotations": {"argocd.argoproj.io/sync-wave": "1"}},
             "spec": {
                 "replicas": 2,
                 "selector": {"matchLabels": {"app": "web"}},
@@ -57,6 +58,20 @@ def test_dashboard_shows_clusters_and_drills_down(
                     "metadata": {"labels": {"app": "web"}},
                     "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
                 },
+            },
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "generateName": "smoke-",
+                "namespace": namespace,
+                "annotations": {"argocd.argoproj.io/hook": "PostSync"},
+            },
+            "spec": {
+                "template": {
+                    "spec": {"restartPolicy": "Never", "containers": [{"name": "smoke", "image": "example/smoke:1"}]}
+                }
             },
         },
     )
@@ -134,6 +149,13 @@ def test_dashboard_shows_clusters_and_drills_down(
             page.wait_for_selector("#detail h2:has-text('app app on cluster beta')")
             page.wait_for_selector(f"#objects >> text=ConfigMap {namespace}/settings")
             assert "/api/v1/apps/app?objects=true" in asked
+            # the app's plan (two waves, a PostSync hook) and the runs of its last sync that ran hooks
+            assert "Sync wave 0 (2 objects) → Sync wave 1 (1 objects) → PostSync wave 0" in page.inner_text("#plan")
+            hooks = page.locator("#hooks").inner_text()
+            assert f"Job.batch {namespace}/smoke-" not in hooks  # the run's own name, given by the API server
+            assert f"Job {namespace}/smoke-" in hooks
+            assert "PostSync" in hooks
+            assert "Succeeded" in hooks
             artifacts = pathlib.Path(os.environ.get("GITOPS_AGENT_ARTIFACTS", REPO / "test-artifacts"))
             artifacts.mkdir(exist_ok=True)
             page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
