@@ -195,13 +195,14 @@ def _print_plan(out: rich.console.Console, r: engine.ReconcileResult) -> None:
         if plan is None or not state.phased(plan):
             continue
         runs = {(h.phase, h.origin): h for h in a.hooks}
+        idle = "not run: nothing to change" if a.ok and not any(e.action in _CHANGES for e in a.entries) else "not run"
         out.print(f"  plan of app [bold]{a.app}[/]:", highlight=False)
         for step in (*plan.steps, *plan.on_fail):
             parts = [f"{len(step.synced)} object(s)"] if step.synced else []
             for m in step.hooks:
                 run = runs.get((step.phase, m.origin))
                 if run is None:
-                    parts.append(f"hook {m.key} ({'on failure' if step in plan.on_fail else 'not run'})")
+                    parts.append(f"hook {m.key} ({'on failure' if step in plan.on_fail else idle})")
                 else:
                     parts.append(f"hook {run.key} ({run.result}{': ' + run.message if run.message else ''})")
             out.print(f"    {step.label}: " + "; ".join(parts), highlight=False)

@@ -3,8 +3,9 @@
 Starts two test clusters (``build/testcluster``) labelled ``env: dev`` and ``env: prod``, makes two local git
 repositories (the sources): ``platform`` with the delegate bundle of manifests/delegate (its token substituted
 from the environment, never in git) and ``team`` with the guestbook app of examples/fleet. Two apps are placed by
-label: the delegate on every cluster, the guestbook (its namespace created by ``createNamespace``) on the
-clusters labelled ``tier: apps``. It syncs once with ``gitops-agent sync``, again to show that nothing is
+label: the delegate on every cluster, the guestbook (its namespace created by ``createNamespace``, a PreSync
+migration Job, its Deployment one wave after its ConfigMap and Service) on the clusters labelled ``tier: apps``.
+It syncs once with ``gitops-agent sync``, again to show that nothing is
 rewritten, then runs ``gitops-agent run``, prints the apps x clusters matrix, edits an object out of band and shows
 the agent heal it. It then keeps the agent running with the dashboard URL printed until Ctrl-C (``DEMO_EXIT=1``
 ends at once). Everything lives under .demo/ and every process it started is stopped at the end.
@@ -88,7 +89,7 @@ def main() -> int:
         )
         say(f"gitops-agent sync --config {config.relative_to(REPO)}")
         first = subprocess.run([*AGENT, "sync", "--config", str(config)], check=False)
-        say("gitops-agent sync again: every object unchanged, nothing written")
+        say("gitops-agent sync again: every object unchanged, nothing written, no hook run")
         second = subprocess.run([*AGENT, "sync", "--config", str(config)], check=False)
         base = f"http://127.0.0.1:{port}"
         say(f"gitops-agent run (dashboard and status on {base}/)")

@@ -117,9 +117,17 @@ def _more_work(later: Sequence[ordering.Step], hooks_run: Callable[[], bool]) ->
 
 
 def _would_change(ctx: Context, synced: Sequence[resources.Manifest]) -> bool:
-    """Dry-run every synced object whose kind is served (the others count as changes); True when any would be
-    created or configured. A rejected object leaves its failed entry (and the others skipped) in ``ctx``."""
-    served = [m for m in synced if ctx.kube.resource_type(m.key.group, m.key.kind) is not None]
+    """Dry-run every synced object that can be validated now; True when any would be created or configured.
+    Objects whose kind is not served yet (a CRD of this sync) or whose Namespace this sync creates count as
+    changes without a dry run: their own wave validates them. A rejected object leaves its failed entry (and the
+    others skipped) in ``ctx``."""
+    namespaces = {m.key.name for m in synced if (m.key.group, m.key.kind) == ("", "Namespace")}
+    missing = {n for n in namespaces if ctx.kube.get(resources.ResourceKey("", "Namespace", "", n)) is None}
+    served = [
+        m
+        for m in synced
+        if ctx.kube.resource_type(m.key.group, m.key.kind) is not None and m.key.namespace not in missing
+    ]
     planned = apply.apply_stage(
         ctx.kube,
         [ctx.desired[m.key] for m in served],
