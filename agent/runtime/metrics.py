@@ -10,6 +10,7 @@
 | ``gitops_agent_app_syncs_total`` | counter | app, cluster, result | an app's syncs (succeeded, failed, waiting) |
 | ``gitops_agent_app_managed_objects`` | gauge | app, cluster | objects in the app's desired state on the cluster |
 | ``gitops_agent_app_sync_ok`` | gauge | app, cluster | 1 when the app's last sync on the cluster succeeded |
+| ``gitops_agent_hook_runs_total`` | counter | app, cluster, phase, result | hook runs (Succeeded, Failed) |
 | ``gitops_agent_git_fetches_total`` | counter | result | source fetches by result (success, failure) |
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
 | ``gitops_agent_self_heals_total`` | counter | cluster | objects re-applied by self-heal |
@@ -86,6 +87,12 @@ class Metrics:
             ["app", "cluster"],
             registry=r,
         )
+        self.hook_runs = prometheus_client.Counter(
+            "gitops_agent_hook_runs",
+            "Hook runs of an app on a cluster by phase and result.",
+            ["app", "cluster", "phase", "result"],
+            registry=r,
+        )
         self._apps_seen: dict[str, set[str]] = {}  # cluster -> apps with series, so a removed app's are dropped
 
         self.renders = prometheus_client.Counter(
@@ -134,6 +141,8 @@ class Metrics:
             self.app_syncs.labels(a.app, cluster, "waiting" if waiting else "succeeded" if a.ok else "failed").inc()
             self.app_managed.labels(a.app, cluster).set(len(a.desired))
             self.app_ok.labels(a.app, cluster).set(1 if a.ok else 0)
+            for h in a.hooks if not a.dry_run else ():
+                self.hook_runs.labels(a.app, cluster, h.phase.value, h.result).inc()
         for gone in self._apps_seen.get(cluster, set()) - now:
             for gauge in (self.app_managed, self.app_ok):
                 with contextlib.suppress(KeyError):

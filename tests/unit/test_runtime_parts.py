@@ -532,3 +532,25 @@ def test_an_apps_metrics_go_when_it_leaves_the_cluster() -> None:
     assert 'gitops_agent_app_sync_ok{app="web"' not in text
     assert 'gitops_agent_app_sync_ok{app="api",cluster="c"} 1.0' in text
     assert 'gitops_agent_app_syncs_total{app="api",cluster="c",result="succeeded"} 2.0' in text
+
+
+def test_hook_runs_are_counted_per_app_phase_and_result() -> None:
+    import datetime
+
+    from agent.runtime import metrics
+    from reconcilers import engine, hookrun, hooks, resources
+
+    now = datetime.datetime.now(datetime.UTC)
+    key = resources.ResourceKey("batch", "Job", "ns", "migrate-x1")
+    runs = (
+        hookrun.HookRun(key, hooks.Phase.PRE_SYNC, 0, "app/migrate.yaml#0", "Failed", "backoff limit"),
+        hookrun.HookRun(key, hooks.Phase.SYNC_FAIL, 0, "app/cleanup.yaml#0", "Succeeded"),
+    )
+    app = engine.ReconcileResult("c", None, (), now, 0.1, app="web", hooks=runs)
+    planned = engine.ReconcileResult("c", None, (), now, 0.1, dry_run=True, app="api", hooks=runs)
+    m = metrics.Metrics()
+    m.reconciled(engine.ReconcileResult("c", None, (), now, 0.1, apps=(app, planned)), 0)
+    text = m.exposition().decode()
+    assert 'gitops_agent_hook_runs_total{app="web",cluster="c",phase="PreSync",result="Failed"} 1.0' in text
+    assert 'gitops_agent_hook_runs_total{app="web",cluster="c",phase="SyncFail",result="Succeeded"} 1.0' in text
+    assert 'gitops_agent_hook_runs_total{app="api"' not in text  # a dry run runs no hook
