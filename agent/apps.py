@@ -10,6 +10,7 @@ sync of it needs, with the app's overrides of the top-level ``sync`` settings al
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 
 from agent import config
@@ -35,7 +36,8 @@ class Unit:
     ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``: resolved sync settings;
     ``ignore``: ignore rules (global, cluster, app); ``namespaces``: allow-list patterns (empty: anywhere);
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
-    ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders;
+    ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
+    (``values_base``: the directory of its source its ``valuesFiles`` are relative to: a chart source's chart);
     ``cluster`` and ``labels``: the cluster's name and labels (for per-cluster values files).
     """
 
@@ -56,6 +58,7 @@ class Unit:
     decrypt: bool = False
     from_paths: bool = False
     helm: config.HelmOptions | None = None
+    values_base: str = ""
     cluster: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -66,6 +69,14 @@ class Unit:
             return None
         namespace, _, name = self.service_account.partition("/")
         return f"system:serviceaccount:{namespace}:{name}"
+
+
+def chart_dir(chart: config.ChartRef | None) -> str:
+    """Where a chart source's tree holds ``chart`` (:mod:`agent.sources.charts` writes it there):
+    ``<name>@<8 hex digits of its version range>/<name>`` (two apps may ask one chart for different ranges)."""
+    assert chart is not None
+    digest = hashlib.sha256((chart.version or "").encode()).hexdigest()[:8]
+    return f"{chart.name}@{digest}/{chart.name}"
 
 
 def placed(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[config.AppConfig]:
@@ -81,7 +92,8 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
         Unit(
             name=a.name,
             source=a.source,
-            path=a.path,
+            path=a.path if a.path is not None else chart_dir(a.chart),
+            values_base=chart_dir(a.chart) if a.chart is not None else "",
             inventory=APP_INVENTORY_PREFIX + a.name,
             namespace=a.namespace or cluster.namespace,
             create_namespace=a.create_namespace,
@@ -94,7 +106,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             service_account=a.service_account,
             substitute=a.substitute,
             decrypt=a.decryption.sops,
-            helm=a.helm,
+            helm=a.helm if a.helm is not None or a.chart is None else config.HelmOptions(),
             cluster=cluster.name,
             labels=cluster.labels,
         )

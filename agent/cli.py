@@ -152,7 +152,7 @@ _CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED, 
 
 
 def _sources(cfg: config.AgentConfig) -> dict[str, local.Source]:
-    return {n: local.open_source(s) for n, s in cfg.all_sources().items()}
+    return local.open_all(cfg)
 
 
 def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revision: str | None) -> int:

@@ -23,6 +23,7 @@ from agent import celhealth
 from agent.config_apps import (
     AppConfig,
     AppSync,
+    ChartRef,
     HelmOptions,
     Placement,
     SelectorRequirement,
@@ -61,6 +62,7 @@ __all__ = [
     "AppConfig",
     "AppSync",
     "AwsConfig",
+    "ChartRef",
     "ClusterConfig",
     "ClusterConnection",
     "ClusterDecryption",
@@ -169,6 +171,14 @@ class AgentConfig(_Model):
         for i, a in enumerate(self.apps):
             if a.source not in known:
                 raise ValueError(f"apps[{i}] ({a.name}): no source named {a.source!r} (known: {', '.join(known)})")
+            if known[a.source].charts and a.chart is None:
+                raise ValueError(
+                    f"apps[{i}] ({a.name}): source {a.source} is a chart {known[a.source].type} source: give chart"
+                )
+            if a.chart is not None and not known[a.source].charts:
+                raise ValueError(
+                    f"apps[{i}] ({a.name}): chart needs a source of type helm or oci, {a.source} is not one"
+                )
             for f in a.helm.values_from if a.helm else ():
                 if f.source not in known:
                     raise ValueError(f"apps[{i}] ({a.name}): helm.valuesFrom: no source named {f.source!r}")
@@ -187,6 +197,10 @@ class AgentConfig(_Model):
     def all_sources(self) -> dict[str, SourceConfig]:
         """Every source by name: ``sources``, and ``source`` as ``default``."""
         return {**({"default": self.source} if self.source else {}), **self.sources}
+
+    def charts_of(self, source: str) -> tuple[ChartRef, ...]:
+        """The charts the apps name from the source ``source`` (config order, no repeats)."""
+        return tuple(dict.fromkeys(a.chart for a in self.apps if a.source == source and a.chart is not None))
 
     @property
     def default_source(self) -> SourceConfig:

@@ -93,8 +93,9 @@ def _values_file(v: Any) -> Any:
 
 
 class HelmOptions(_Model):
-    """How an app's chart is rendered (``helm template``; its ``path`` must hold a ``Chart.yaml``):
-    ``releaseName`` (default: the app's name); ``valuesFiles`` from the app's source, then ``valuesFrom`` (files of
+    """How an app's chart is rendered (``helm template``; its ``path`` must hold a ``Chart.yaml``, or it names a
+    ``chart``): ``releaseName`` (default: the app's name); ``valuesFiles`` from the app's source (relative to its
+    root; for a ``chart``, relative to the chart, as Argo CD reads them), then ``valuesFrom`` (files of
     other sources), then ``values`` (inline), later ones winning, as ``helm template -f a -f b --values c`` merges
     them; ``skipCrds`` leaves the chart's ``crds/`` out (default false); ``skipTests`` leaves ``helm test`` hooks out
     (default true). Values files may be SOPS-encrypted (decrypted first when the app decrypts)."""
@@ -120,9 +121,27 @@ class HelmOptions(_Model):
         return v
 
 
+class ChartRef(_Model):
+    """A chart of a chart repository (``type: helm``) or OCI registry (``type: oci``) source: ``name``, and
+    ``version``, an exact version or a semver range in Helm's syntax (``4.15.x``, ``^1.2``, ``>=1.0 <2.0``; default:
+    the newest stable version). The version Helm resolves is the app's revision; a new one matching the range is
+    picked up on the source's interval."""
+
+    name: str
+    version: str | None = None
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _chart_name(cls, v: str) -> str:
+        if not v or "/" in v or v.startswith(".") or any(c.isspace() for c in v):
+            raise ValueError(f"chart name {v!r} must be one path segment (the chart's name in its repository)")
+        return v
+
+
 class AppConfig(_Model):
     """One app: ``name`` (a DNS label, unique); ``source`` (a name under ``sources``, default ``default``);
-    ``path`` (a directory or file in that source, relative, no ``..``); ``namespace`` for namespaced objects that
+    ``path`` (a directory or file in that source, relative, no ``..``), or ``chart`` (:class:`ChartRef`, for a
+    source of ``type: helm`` or ``oci``); ``namespace`` for namespaced objects that
     name none (default: the cluster's ``namespace``); ``createNamespace``: create ``namespace`` when missing
     (Argo CD's ``CreateNamespace=true``; labelled, never pruned); ``clusters``: where it goes (:class:`Placement`,
     default every cluster); ``dependsOn``: apps that must be Synced and Healthy on a cluster before this one syncs
@@ -135,7 +154,8 @@ class AppConfig(_Model):
 
     name: str
     source: str = "default"
-    path: str
+    path: str | None = None
+    chart: ChartRef | None = None
     namespace: str | None = None
     create_namespace: bool = False
     clusters: Placement = Placement()
@@ -160,8 +180,14 @@ class AppConfig(_Model):
 
     @pydantic.field_validator("path")
     @classmethod
-    def _relative_path(cls, v: str) -> str:
-        return _relative(v, "path")
+    def _relative_path(cls, v: str | None) -> str | None:
+        return _relative(v, "path") if v is not None else v
+
+    @pydantic.model_validator(mode="after")
+    def _path_or_chart(self) -> AppConfig:
+        if (self.path is None) == (self.chart is None):
+            raise ValueError("give path (a directory of a git or local source) or chart (a chart source), not both")
+        return self
 
     @pydantic.field_validator("service_account")
     @classmethod

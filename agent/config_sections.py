@@ -25,16 +25,39 @@ class SourceConfig(_Model):
     lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
     HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it); ``timeout``: seconds one fetch may
     take before it is stopped and the source reported stale (default 60, as Flux's GitRepository).
+
+    ``type: helm`` is an HTTP chart repository (``url`` serves ``index.yaml``) and ``type: oci`` an OCI registry
+    (``url`` is ``oci://host/path``, the charts below it); apps name a ``chart`` of it. Their credentials:
+    ``usernameEnv`` and ``passwordEnv`` (environment variables; basic auth), ``insecure``: plain HTTP for an OCI
+    registry (Flux's ``insecure``).
     """
 
     url: str
-    type: typing.Literal["auto", "git", "local"] = "auto"
+    type: typing.Literal["auto", "git", "local", "helm", "oci"] = "auto"
     ref: str = "main"
     interval: Duration = 60.0
     timeout: Duration = 60.0
     cache_dir: str | None = None
     token_env: str | None = None
     ssh_key_file: str | None = None
+    username_env: str | None = None
+    password_env: str | None = None
+    insecure: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _chart_url(self) -> SourceConfig:
+        if self.type == "helm" and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"a type: helm source needs an http:// or https:// url, not {self.url!r}")
+        if self.type == "oci" and not self.url.startswith("oci://"):
+            raise ValueError(f"a type: oci source needs an oci://host/path url, not {self.url!r}")
+        if self.type not in ("helm", "oci") and (self.username_env or self.password_env or self.insecure):
+            raise ValueError("usernameEnv, passwordEnv and insecure are for type: helm and oci sources")
+        return self
+
+    @property
+    def charts(self) -> bool:
+        """True for a chart repository or registry (apps name a ``chart`` of it, not a ``path``)."""
+        return self.type in ("helm", "oci")
 
     def clone_dir(self) -> pathlib.Path:
         """The directory of the local clone."""

@@ -249,6 +249,7 @@ class ClusterRunner:
                 labels=unit.labels,
                 trees=trees,
                 decrypt=decryptor,
+                base=unit.values_base,
             )
             chart = helm.Options(
                 unit.helm.release_name or unit.name, tuple(found), unit.helm.skip_crds, unit.helm.skip_tests

@@ -48,7 +48,7 @@ class Sources:
         self.stopping = stopping
         self.debounce = debounce
         self.on_fetched = on_fetched
-        self.by_name: dict[str, local.Source] = {n: local.open_source(s) for n, s in cfg.all_sources().items()}
+        self.by_name: dict[str, local.Source] = local.open_all(cfg)
         self.fetched = threading.Event()
         """Set once every source was fetched (or tried) at least once."""
         self._attempted: set[str] = set()
@@ -108,11 +108,11 @@ class Sources:
         """Take a reloaded config: sources added or changed are opened anew and fetched at once (a changed one's
         last revision no longer applies), removed ones unscheduled. Returns the names added or changed."""
         before, after = self.cfg.all_sources(), new.all_sources()
-        changed = [n for n, s in after.items() if before.get(n) != s]
+        changed = [n for n, s in after.items() if before.get(n) != s or self.cfg.charts_of(n) != new.charts_of(n)]
         with self._lock:
             self.cfg = new
             self.by_name = {
-                n: self.by_name[n] if n in self.by_name and n not in changed else local.open_source(s)
+                n: self.by_name[n] if n in self.by_name and n not in changed else local.open_source(s, new.charts_of(n))
                 for n, s in after.items()
             }
             self._locks = {n: self._locks.get(n) or threading.Lock() for n in after}

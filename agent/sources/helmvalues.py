@@ -52,15 +52,19 @@ def values(
     labels: Mapping[str, str],
     trees: Mapping[str, pathlib.Path],
     decrypt: sops.Decryptor | None,
+    base: str = "",
 ) -> list[tuple[str, bytes]]:
     """The values of ``app`` on ``cluster``: ``(name, YAML bytes)`` in merge order, each named as in errors
     (``<source>:<path>``, ``helm.values``). Raises ConfigError (a bad variable) and ManifestError (a missing,
-    oversize, undecryptable or refused file, or a file that leads outside its source)."""
+    oversize, undecryptable or refused file, a file that is not YAML, or a file that leads outside its source).
+    ``base``: the directory of the app's own source its ``valuesFiles`` are relative to (a chart source's chart)."""
     out: list[tuple[str, bytes]] = []
     entries = [(f"helm.valuesFiles[{i}]", f, source) for i, f in enumerate(options.values_files)]
     entries += [(f"helm.valuesFrom[{i}]", f, f.source or source) for i, f in enumerate(options.values_from)]
     for where, entry, from_source in entries:
         rel = expand(entry.path, cluster, labels, f"app {app}: {where}")
+        if base and from_source == source and where.startswith("helm.valuesFiles"):
+            rel = f"{base}/{rel}"
         tree = trees.get(from_source)
         if tree is None:
             raise errors.ManifestError(rel, None, f"{where}: source {from_source} has no revision yet")
@@ -79,7 +83,20 @@ def values(
             if decrypt is None:
                 raise sops.refuse(rel)
             data = decrypt.decrypt(data, rel).encode()
+        _check_yaml(data, rel, where)
         out.append((f"{from_source}:{rel}", data))
     if options.values:
         out.append(("helm.values", yaml.safe_dump(options.values).encode()))
     return out
+
+
+def _check_yaml(data: bytes, rel: str, where: str) -> None:
+    """Refuse a values file that is not a YAML mapping, naming it and YAML's line (before Helm sees it)."""
+    try:
+        found = yaml.safe_load(data)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise errors.ManifestError(rel, None, f"{where}: not YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    if found is not None and not isinstance(found, dict):
+        raise errors.ManifestError(rel, None, f"{where}: values must be a YAML mapping, not {type(found).__name__}")

@@ -16,10 +16,10 @@ import os
 import pathlib
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from agent import config
-from agent.sources import git, trees
+from agent.sources import charts, git, trees
 from reconcilers import errors, resources
 
 _KEEP_SNAPSHOTS = 3
@@ -78,7 +78,7 @@ def _digest(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-Source = git.GitSource | LocalSource
+Source = git.GitSource | LocalSource | charts.ChartSource
 
 
 def is_local(source: config.SourceConfig) -> bool:
@@ -92,6 +92,13 @@ def is_local(source: config.SourceConfig) -> bool:
     return path.is_dir() and not is_repo
 
 
-def open_source(source: config.SourceConfig) -> Source:
-    """The source object for ``source``."""
+def open_source(source: config.SourceConfig, chart_refs: Sequence[config.ChartRef] = ()) -> Source:
+    """The source object for ``source``; ``chart_refs``: the charts apps name from it (chart sources only)."""
+    if source.charts:
+        return charts.ChartSource(source, chart_refs)
     return LocalSource(source) if is_local(source) else git.GitSource(source)
+
+
+def open_all(cfg: config.AgentConfig) -> dict[str, Source]:
+    """Every source of ``cfg`` by name, each chart source with the charts its apps name."""
+    return {n: open_source(s, cfg.charts_of(n)) for n, s in cfg.all_sources().items()}
