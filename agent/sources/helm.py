@@ -8,7 +8,9 @@ as Argo CD renders a chart; an app's ``helm`` options change these and add its v
 passed as ``--values`` in order). Each rendered document keeps the template it came from (Helm's ``# Source:``
 line), so an error names ``<chart dir>/<template file>#<doc>``. The target cluster's version and served API
 versions are passed (``--kube-version``, ``--api-versions``), so ``.Capabilities`` checks render as they would
-install there. Rendering is offline: ``lookup`` finds nothing. Renders are cached by chart content, release,
+install there. Dependencies declared in ``Chart.yaml`` and not vendored in ``charts/`` are built first (``helm
+dependency build`` on a copy, from their ``http(s)://`` or ``oci://`` repositories, honouring ``Chart.lock``).
+Rendering is otherwise offline: ``lookup`` finds nothing. Renders are cached by chart content, release,
 namespace, values and cluster facts, so clusters alike and resyncs with nothing changed run no ``helm``
 (:func:`renders` counts the runs).
 
@@ -31,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+
+import yaml
 
 from reconcilers import errors
 
@@ -143,6 +147,7 @@ def _render(
             "HELM_CACHE_HOME": f"{home}/cache",
             "HELM_DATA_HOME": f"{home}/data",
         }
+        chart = _with_dependencies(helm, chart, rel, pathlib.Path(home), env)
         command = [helm, "template", release, str(chart), "--namespace", namespace]
         command += ["--skip-crds"] if options.skip_crds else ["--include-crds"]
         command += ["--skip-tests"] if options.skip_tests else []
@@ -168,6 +173,48 @@ def _render(
             message = re.sub(rf"\S*/values-{i}\.yaml", name, message)
         raise errors.ManifestError(rel, None, f"helm template failed: {message}")
     return split(proc.stdout)
+
+
+def _missing_dependencies(chart: pathlib.Path) -> list[dict[str, str]]:
+    """The ``Chart.yaml`` dependencies not vendored in ``charts/`` (neither ``<name>-*.tgz`` nor ``<name>/``)."""
+    try:
+        meta = yaml.safe_load((chart / "Chart.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []  # helm template says what is wrong with it
+    deps = [d for d in meta.get("dependencies") or [] if isinstance(d, dict) and d.get("name")]
+    vendored = chart / "charts"
+    return [
+        d for d in deps if not (vendored / str(d["name"])).is_dir() and not list(vendored.glob(f"{d['name']}-*.tgz"))
+    ]
+
+
+def _with_dependencies(
+    helm: str, chart: pathlib.Path, rel: str, home: pathlib.Path, env: dict[str, str]
+) -> pathlib.Path:
+    """``chart``, or a copy of it in ``home`` with its dependencies built (``helm dependency build``, which honours
+    ``Chart.lock``) when ``Chart.yaml`` declares some not vendored in ``charts/``: each ``http(s)://`` repository
+    is added to the private Helm home first; ``oci://`` ones are pulled directly. The checkout is never
+    written. Raises ManifestError naming ``rel`` with Helm's message."""
+    missing = _missing_dependencies(chart)
+    if not missing:
+        return chart
+    built = home / "chart" / chart.name
+    shutil.copytree(chart, built, symlinks=False)
+    repositories = sorted({str(d.get("repository", "")) for d in missing} - {""})
+    for i, url in enumerate(r for r in repositories if r.startswith(("http://", "https://"))):
+        _helm_step([helm, "repo", "add", f"dependency-{i}", url, "--force-update"], rel, env)
+    _helm_step([helm, "dependency", "build", str(built)], rel, env)
+    return built
+
+
+def _helm_step(command: list[str], rel: str, env: dict[str, str]) -> None:
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env)
+    except subprocess.TimeoutExpired:
+        raise errors.ManifestError(rel, None, f"helm {command[1]} took longer than {TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        message = proc.stderr.strip().removeprefix("Error: ")
+        raise errors.ManifestError(rel, None, f"chart dependencies: helm {' '.join(command[1:3])} failed: {message}")
 
 
 def split(output: str) -> list[tuple[str, str]]:

@@ -176,3 +176,42 @@ def test_bad_chart_input_fails_that_app_alone_and_writes_nothing(
     assert "401" in printed
     assert "wrong-password" not in printed
     assert agent_writes(a, offset) == []
+
+
+def test_a_chart_in_git_with_a_dependency_from_a_chart_repository(
+    git_repo: Any, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``Chart.yaml`` names podinfo 6.x from a loopback chart repository and nothing is vendored: the dependency is
+    built (``helm dependency build``, on a copy) and rendered with the parent's values; the checkout is never
+    written."""
+    deps = ChartRepo(tmp_path / "deps", tmp_path / "helm-home")
+    try:
+        deps.add(PODINFO, "6.14.1")
+        git_repo.write(
+            "charts/shop/Chart.yaml",
+            "apiVersion: v2\nname: shop\nversion: 1.0.0\ndependencies:\n"
+            f"  - name: podinfo\n    version: 6.x\n    repository: {deps.url}\n",
+        )
+        git_repo.write("charts/shop/values.yaml", "podinfo:\n  replicaCount: 2\n")
+        git_repo.write(
+            "charts/shop/templates/settings.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  k: v\n",
+        )
+        git_repo.commit("a chart with a dependency")
+        (a,) = clusters(1)
+        ensure_namespace(a, namespace)
+        app = {"name": "shop", "path": "charts/shop", "namespace": namespace}
+        config = make_config(git_repo, [{"name": "a", "kubeconfig": str(a.kubeconfig), "namespace": namespace}],
+                             apps=[app])  # fmt: skip
+        code, results, printed = sync(config, capsys)
+        assert code == 0, printed
+        deployment = live_object(a, "apps/v1", "Deployment", "shop-podinfo", namespace)
+        assert deployment["spec"]["replicas"] == 2
+        assert live_object(a, "v1", "ConfigMap", "shop-settings", namespace) is not None
+        sources = {o["source"] for o in results["a"]["objects"]}
+        assert "charts/shop/charts/podinfo/templates/deployment.yaml#0" in sources
+        assert not (git_repo.path / "charts/shop/charts").exists()
+        assert any("/index.yaml" in r for r in deps.requests)
+    finally:
+        deps.unreachable()
