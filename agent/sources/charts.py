@@ -88,9 +88,8 @@ class ChartSource:
 
     # -- helm ------------------------------------------------------------------------------------------------
     def _fetch(self, stop: threading.Event | None) -> resources.Revision:
-        if not self.charts:
-            raise errors.FetchError(f"source {self.source.url}: no app names a chart of it")
-        self._login()
+        if self.charts:
+            self._login()
         versions: dict[str, str] = {}
         for chart in self.charts:
             if stop is not None and stop.is_set():
@@ -102,7 +101,7 @@ class ChartSource:
         digest = hashlib.sha256(json.dumps(sorted(versions.items())).encode()).hexdigest()
         self._resolved[digest] = versions
         names = {where.rpartition("/")[2]: v for where, v in versions.items()}
-        return resources.Revision(digest, ", ".join(f"{n} {v}" for n, v in sorted(names.items())))
+        return resources.Revision(digest, ", ".join(f"{n} {v}" for n, v in sorted(names.items())) or "no charts")
 
     def _ref(self, name: str) -> str:
         if self.source.type == "oci":

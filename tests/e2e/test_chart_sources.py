@@ -17,7 +17,7 @@ import yaml
 
 from agent import cli
 from tests.chartservers import ChartRepo, Registry, copy_chart, package
-from tests.conftest import CORPORA, agent_writes, audit_offset, live_object
+from tests.conftest import CORPORA, agent_writes, audit_offset, live_object, wait_until
 from tests.e2e.test_sync_corpora import ensure_namespace
 
 PODINFO = CORPORA / "stefanprodan-podinfo/charts/podinfo"
@@ -215,3 +215,57 @@ def test_a_chart_in_git_with_a_dependency_from_a_chart_repository(
         assert any("/index.yaml" in r for r in deps.requests)
     finally:
         deps.unreachable()
+
+
+def test_the_agent_follows_a_chart_repository_on_its_interval_and_keeps_the_last_good_chart(
+    servers: Any, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """``gitops-agent run``: a new version in the range is deployed on the source's interval with no trigger; once
+    the repository stops answering, the source is stale (naming it), the app stays Synced at the last good
+    chart, nothing is written, and the password is in no log line."""
+    from tests.e2e.test_faults import Agent
+    from tests.e2e.test_push_to_deploy import request
+    from tests.e2e.test_run_status import free_port
+
+    repo, registry, _ = servers
+    (a,) = clusters(1)
+    ensure_namespace(a, namespace)
+    app = {"name": "podinfo", "source": "charts", "chart": {"name": "podinfo", "version": "6.x"},
+           "namespace": namespace, "helm": {"values": {"redis": {"enabled": False}}}}  # fmt: skip
+    sources = chart_sources(tmp_path, repo, registry)
+    sources["charts"]["interval"] = "1s"
+    port = free_port()
+    config = make_config("/nonexistent", [{"name": "a", "kubeconfig": str(a.kubeconfig), "namespace": namespace}],
+                         apps=[app], sources=sources, server={"listen": f"127.0.0.1:{port}"},
+                         sync={"interval": "1h"})  # fmt: skip
+    raw = yaml.safe_load(config.read_text())
+    del raw["source"]
+    config.write_text(yaml.safe_dump(raw))
+    agent = Agent(config, tmp_path / "agent.log")
+
+    def chart_label() -> str:
+        found = live_object(a, "apps/v1", "Deployment", "podinfo", namespace) or {"metadata": {"labels": {}}}
+        return str(found["metadata"]["labels"].get("helm.sh/chart", ""))
+
+    def cell() -> dict[str, Any]:
+        apps = json.loads(request(f"{agent.base}/api/v1/apps")[1])["apps"]
+        return dict(apps[0]["clusters"][0])
+
+    try:
+        agent.wait_ready()
+        wait_until(lambda: chart_label() == "podinfo-6.14.1", timeout=60)
+        repo.add(PODINFO, "6.15.0")
+        wait_until(lambda: chart_label() == "podinfo-6.15.0", timeout=60)  # on the interval, no trigger
+        repo.unreachable()
+        offset = audit_offset(a)
+        stale = wait_until(lambda: (c := cell()).get("stale") and c, timeout=30)
+        assert repo.url in stale["stale"]
+        assert stale["syncStatus"] == "Synced"
+        assert agent.status()["sources"]["charts"]["revision"]["ref"] == "podinfo 6.15.0"
+        assert chart_label() == "podinfo-6.15.0"
+        assert [e for e in agent_writes(a, offset) if (e.get("objectRef") or {}).get("namespace") == namespace] == []
+    finally:
+        agent.stop()
+    log = (tmp_path / "agent.log").read_text()
+    assert REPO_PASSWORD not in log
+    assert OCI_PASSWORD not in log
