@@ -4,7 +4,9 @@ Starts two test clusters (``build/testcluster``) labelled ``env: dev`` and ``env
 repositories (the sources): ``platform`` with the delegate bundle of manifests/delegate (its token substituted
 from the environment, never in git) and ``team`` with the guestbook app of examples/fleet. Two apps are placed by
 label: the delegate on every cluster, the guestbook (its namespace created by ``createNamespace``, a PreSync
-migration Job, its Deployment one wave after its ConfigMap and Service) on the clusters labelled ``tier: apps``.
+migration Job, its Deployment one wave after its ConfigMap and Service) on the clusters labelled ``tier: apps``,
+and the ``hello`` chart (examples/fleet/charts, rendered with ``helm template``) on both with per-cluster values
+(``values/hello-${CLUSTER_NAME}.yaml``: three replicas on prod).
 It syncs once with ``gitops-agent sync``, again to show that nothing is
 rewritten, then runs ``gitops-agent run``, prints the apps x clusters matrix, edits an object out of band and shows
 the agent heal it. It then keeps the agent running with the dashboard URL printed until Ctrl-C (``DEMO_EXIT=1``
@@ -70,7 +72,15 @@ def main() -> int:
             print(f"  {c.name}: {c.server}  kubeconfig={c.kubeconfig}")
         print(f"  ready in {time.monotonic() - started:.1f}s")
         platform = make_repo("platform", {"delegate": REPO / "manifests" / "delegate"})
-        team = make_repo("team", {"guestbook": REPO / "examples" / "fleet" / "apps" / "guestbook"})
+        fleet_dir = REPO / "examples" / "fleet"
+        team = make_repo(
+            "team",
+            {
+                "guestbook": fleet_dir / "apps" / "guestbook",
+                "charts": fleet_dir / "charts",
+                "values": fleet_dir / "values",
+            },
+        )
         port = free_port()
         config = WORK / "config.yaml"
         config.write_text(
@@ -84,6 +94,8 @@ def main() -> int:
             "  - name: delegate\n    source: platform\n    path: delegate\n    substitute: true\n"
             "  - name: guestbook\n    source: team\n    path: guestbook\n    namespace: guestbook\n"
             "    createNamespace: true\n    clusters: {matchLabels: {tier: apps}}\n"
+            "  - name: hello\n    source: team\n    path: charts/hello\n    namespace: hello\n"
+            "    createNamespace: true\n    helm: {valuesFiles: ['values/hello-${CLUSTER_NAME}.yaml']}\n"
             "variables:\n  DELEGATE_TOKEN: {env: DELEGATE_TOKEN}\n"
             f"sync:\n  interval: 5m\n  prune: true\n  selfHeal: true\nserver:\n  listen: 127.0.0.1:{port}\n"
         )
