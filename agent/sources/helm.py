@@ -85,6 +85,7 @@ CACHE_RENDERS = 64
 """Renders kept (by chart content, release, namespace and cluster facts), shared by clusters and resyncs."""
 _cache: collections.OrderedDict[tuple[str, str, str, str, str], list[tuple[str, str]]] = collections.OrderedDict()
 _cache_lock = threading.Lock()
+_inflight: dict[tuple[str, str, str, str, str], threading.Event] = {}  # keys being rendered now: one render each
 _renders = 0
 
 
@@ -106,22 +107,34 @@ def template(
     served API versions, passed as ``--kube-version`` and ``--api-versions`` so ``.Capabilities`` checks behave as
     on install there); returns ``(template file, YAML document)`` pairs in Helm's order, the template relative to
     the chart's parent directory as Helm prints it. ``options`` carry an app's values and flags (:class:`Options`).
-    The same chart content, release, namespace, facts and options render once (:data:`CACHE_RENDERS` kept).
+    The same chart content, release, namespace, facts and options render once (:data:`CACHE_RENDERS` kept):
+    clusters that ask at the same time wait for the one render in flight rather than run their own.
 
     Raises :class:`errors.ManifestError` naming ``rel`` with Helm's own message when it fails, is missing or
     takes longer than :data:`TIMEOUT` seconds."""
     options = options or Options()
     facts_digest = hashlib.sha256(repr(facts).encode()).hexdigest()
     key = (_content_hash(chart), release, namespace, facts_digest, options.digest())
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return list(_cache[key])
-    pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts, options=options)
-    with _cache_lock:
-        _cache[key] = pairs
-        while len(_cache) > CACHE_RENDERS:
-            _cache.popitem(last=False)
+    while True:
+        with _cache_lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return list(_cache[key])
+            running = _inflight.get(key)
+            if running is None:
+                running = _inflight[key] = threading.Event()
+                break
+        running.wait(TIMEOUT)  # another thread renders this key: take its result (or render if it failed)
+    try:
+        pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts, options=options)
+        with _cache_lock:
+            _cache[key] = pairs
+            while len(_cache) > CACHE_RENDERS:
+                _cache.popitem(last=False)
+    finally:
+        with _cache_lock:
+            _inflight.pop(key, None)
+        running.set()
     return list(pairs)
 
 
