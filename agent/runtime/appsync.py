@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from agent import apps, config, config_apps
 from agent.clusters import cache, connection
-from agent.runtime import removed
+from agent.runtime import helmreleases, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -337,7 +337,8 @@ def _sync_one(
             kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
             store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
         )  # fmt: skip
-        return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries))
+        kept = helmreleases.left_alone(ctx.kube, u, manifests) if result.ok else []
+        return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
     except errors.CancelledError as e:
         return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)
     except errors.ConfigError as e:

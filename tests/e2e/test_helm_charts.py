@@ -170,3 +170,93 @@ def test_charts_see_the_target_clusters_capabilities_and_render_once(
     assert code == 0, err
     assert helm.renders() == rendered  # nothing changed: nothing rendered
     assert {o["action"] for o in again["a"]["objects"]} == {"unchanged"}
+
+
+def test_podinfo_from_git_with_values_prod_its_hook_per_cluster_values_updates_and_prunes(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The corpus's podinfo chart in git with its ``values-prod.yaml``, its pre-install hook Job on, and values per
+    cluster: each cluster gets its own; the hook runs (PreSync) and is deleted (hook-succeeded); a values change in
+    git configures only the object it changes; a template removed from git prunes its object."""
+    a, b = clusters(2)
+    for tc in (a, b):
+        ensure_namespace(tc, namespace)
+    git_repo.copy_tree(CORPORA / PODINFO, "charts/podinfo")
+    git_repo.write("values/a.yaml", "replicaCount: 1\nui:\n  message: hello from a\n")
+    git_repo.write("values/b.yaml", "replicaCount: 2\nui:\n  message: hello from b\n")
+    git_repo.commit("podinfo and its values per cluster")
+    app = {
+        "name": "podinfo",
+        "path": "charts/podinfo",
+        "namespace": namespace,
+        "sync": {"prune": True},
+        "helm": {
+            "valuesFiles": ["charts/podinfo/values-prod.yaml", "values/${CLUSTER_NAME}.yaml"],
+            "values": {"hooks": {"preInstall": {"job": {"enabled": True}}}, "redis": {"enabled": False}},
+        },
+    }
+    entries = [{"name": n, "kubeconfig": str(tc.kubeconfig), "namespace": namespace} for n, tc in (("a", a), ("b", b))]
+    config = make_config(git_repo, entries, apps=[app])
+    code, results, err = sync(config, capsys)
+    assert code == 0, (err, results)
+    for name, tc, replicas in (("a", a, 1), ("b", b, 2)):
+        assert [(h["phase"], h["name"], h["result"]) for h in results[name]["hooks"]] == [
+            ("PreSync", "podinfo-pre-install", "Succeeded")
+        ]
+        assert live_object(tc, "batch/v1", "Job", "podinfo-pre-install", namespace) is None
+        hpa = live_object(tc, "autoscaling/v2", "HorizontalPodAutoscaler", "podinfo", namespace)
+        assert hpa["spec"]["minReplicas"] == replicas  # values-prod.yaml turns the HPA on: replicas are its own
+        deployment = live_object(tc, "apps/v1", "Deployment", "podinfo", namespace)
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["PODINFO_UI_MESSAGE"] == f"hello from {name}"
+
+    git_repo.write("values/a.yaml", "replicaCount: 1\nui:\n  message: changed on a\n")
+    git_repo.commit("a new message on a")
+    code, results, err = sync(config, capsys)
+    assert code == 0, err
+    changed = {n: [(o["kind"], o["action"]) for o in results[n]["objects"] if o["action"] != "unchanged"]
+               for n in ("a", "b")}  # fmt: skip
+    assert changed == {"a": [("Deployment", "configured")], "b": []}
+    assert [(h["phase"], h["result"]) for h in results["a"]["hooks"]] == [("PreSync", "Succeeded")]  # a change
+    assert "hooks" not in results["b"]  # nothing changed there: no hook
+
+    git_repo.remove("charts/podinfo/templates/service.yaml")
+    git_repo.commit("no service")
+    code, results, err = sync(config, capsys)
+    assert code == 0, err
+    for name, tc in (("a", a), ("b", b)):
+        pruned = [(o["kind"], o["name"]) for o in results[name]["objects"] if o["action"] == "pruned"]
+        assert pruned == [("Service", "podinfo")]
+        assert live_object(tc, "v1", "Service", "podinfo", namespace) is None
+
+
+def test_a_release_installed_by_helm_install_is_adopted_and_its_release_secret_left_alone(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``helm install`` first (the real Helm, against the test cluster), then the app of the same chart and release:
+    its objects are taken over (no delete, no re-create: same UIDs), and Helm's release Secret is named as kept."""
+    from tests.chartservers import helm
+
+    (a,) = clusters(1)
+    ensure_namespace(a, namespace)
+    helm("install", "web", str(CORPORA / PODINFO), "--namespace", namespace, "--kubeconfig", str(a.kubeconfig),
+         "--set", "redis.enabled=false", home=tmp_path / "helm-home")  # fmt: skip
+    before = live_object(a, "apps/v1", "Deployment", "web-podinfo", namespace)
+    git_repo.copy_tree(CORPORA / PODINFO, "charts/podinfo")
+    git_repo.commit()
+    app = {"name": "web", "path": "charts/podinfo", "namespace": namespace,
+           "helm": {"values": {"redis": {"enabled": False}}}}  # fmt: skip
+    config = make_config(git_repo, [{"name": "a", "kubeconfig": str(a.kubeconfig), "namespace": namespace}],
+                         apps=[app])  # fmt: skip
+    offset = audit_offset(a)
+    code, results, err = sync(config, capsys)
+    assert code == 0, (err, results)
+    after = live_object(a, "apps/v1", "Deployment", "web-podinfo", namespace)
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["annotations"]["gitops-agent.io/tracking"].endswith(":app:web")
+    kept = [o for o in results["a"]["objects"] if o["action"] == "kept"]
+    assert [(o["kind"], o["name"]) for o in kept] == [("Secret", "sh.helm.release.v1.web.v1")]
+    assert "left alone" in kept[0]["message"]
+    assert [e for e in agent_writes(a, offset) if e["verb"] == "delete"] == []
+    assert live_object(a, "v1", "Secret", "sh.helm.release.v1.web.v1", namespace) is not None
