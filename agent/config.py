@@ -189,6 +189,8 @@ class AgentConfig(_Model):
         for c in self.clusters:
             if c.paths and "default" not in known:
                 raise ValueError(f"cluster {c.name}: paths read the source named default, and there is none")
+            if c.paths and known["default"].charts:
+                raise ValueError(f"cluster {c.name}: paths read the source named default, a chart source: use apps")
             clash = sorted({a.name for a in self.apps if a.clusters.selects(c.name, c.labels)} & set(c.paths))
             if clash:
                 raise ValueError(f"cluster {c.name}: {', '.join(clash)} is both a path and an app placed there")

@@ -344,11 +344,6 @@ class KubeCluster:
         timeout: tuple[float, float],
     ) -> Any:
         verb = _verb(method, path, query)
-        if self.fence is not None and verb in _WRITES:
-            fenced = self.fence()
-            if fenced:
-                raise errors.CancelledError(fenced)
-        self.requests[verb] += 1
         headers = {"Accept": accept, "Content-Type": content_type}
         if self.impersonate:
             headers["Impersonate-User"] = self.impersonate
@@ -359,6 +354,11 @@ class KubeCluster:
             _, url, headers, _, _ = self.api.param_serialize(
                 method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
             )
+            # The fence is asked as late as the client lets it be: after the body, the URL and the credentials
+            # (an exec plugin may take seconds) are ready, right before the request goes out.
+            if self.fence is not None and verb in _WRITES and (fenced := self.fence()):
+                raise errors.CancelledError(fenced)
+            self.requests[verb] += 1
             return self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
         except kube_exceptions.ApiException as e:  # raised by the client for TLS failures (status 0)
             tls = "TLS verification failed (wrong or missing CA?): " if "CERTIFICATE_VERIFY_FAILED" in str(e) else ""
