@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agent import cli
-from tests.conftest import GitRepo, agent_writes, audit_offset, cluster_entry, dynamic_client, live_object
+from tests.conftest import GitRepo, agent_writes, audit_offset, cluster_entry, dynamic_client, live_object, wait_until
 
 ARGO_HOOK = "argocd.argoproj.io/hook"
 ARGO_WAVE = "argocd.argoproj.io/sync-wave"
@@ -345,3 +345,39 @@ def test_a_custom_resource_is_validated_when_its_wave_comes_after_its_crd(
     assert code == 0, (result.get("error"), [o["message"] for o in result["objects"]])
     assert {o["name"]: o["action"] for o in result["objects"]} == {f"widgets.{group}": "created", "w": "created"}
     assert live_object(tc, f"{group}/v1", "Widget", "w", ns)["spec"] == {"size": 3}
+
+
+def test_skip_dry_run_on_missing_resource_waits_for_its_wave_and_an_operator_made_crd(
+    app: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A custom resource marked ``SkipDryRunOnMissingResource=true`` whose CRD nothing in git defines (an operator
+    installs it) is not refused up front: it fails at its own wave while the kind is not served, the other waves
+    apply, and once the CRD exists the next sync applies it."""
+    tc, repo, config, ns = app
+    group = f"op-{ns}.example.com"
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Gadget",
+        "metadata": {"name": "g", "namespace": ns, "annotations": {
+            ARGO_WAVE: "1", "argocd.argoproj.io/sync-options": "SkipDryRunOnMissingResource=true"}},
+        "spec": {"size": 1},
+    }  # fmt: skip
+    repo.write_objects("app/config.yaml", cm("config", ns, wave=0))
+    repo.write_objects("app/gadget.yaml", widget)
+    repo.commit("a resource of an operator's CRD")
+    code, result = sync(config, capsys)
+    assert code == 1
+    actions = {o["name"]: (o["action"], o["message"]) for o in result["objects"]}
+    assert actions["config"][0] == "created"
+    assert actions["g"] == ("failed", f"the server does not serve kind Gadget in {group}/v1")
+    crds = dynamic_client(tc).resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    crds.create(body={
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+    })  # fmt: skip
+    wait_until(lambda: sync(config, capsys)[0] == 0, timeout=30, interval=0.5)
+    assert live_object(tc, f"{group}/v1", "Gadget", "g", ns)["spec"] == {"size": 1}
