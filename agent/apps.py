@@ -106,7 +106,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             service_account=a.service_account,
             substitute=a.substitute,
             decrypt=a.decryption.sops,
-            helm=a.helm if a.helm is not None else config.HelmOptions(),  # a chart's release: the app's name
+            helm=a.helm,
             cluster=cluster.name,
             labels=cluster.labels,
         )

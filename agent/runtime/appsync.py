@@ -27,9 +27,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from agent import apps, config, config_apps
+from agent import apps, config
 from agent.clusters import cache, connection
-from agent.runtime import helmreleases, removed
+from agent.runtime import helmreleases, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -131,63 +131,16 @@ def _claim(
     revisions: Mapping[str, resources.Revision],
     failed: dict[str, engine.ReconcileResult],
 ) -> dict[resources.ResourceKey, tuple[str, resources.Manifest]]:
-    """Who owns each object: the first unit (in unit order) rendering it. A later unit rendering one already
-    claimed, or an object outside its ``namespaces``, fails (and claims nothing)."""
-    claims: dict[resources.ResourceKey, tuple[str, resources.Manifest]] = {}
-    for u in units:
-        manifests = loaded.get(u.name)
-        if manifests is None:
-            continue
-        keys = [_placed_key(ctx.kube, m, u.namespace) for m in manifests]
-        problem = _refused(u, manifests, keys) or next(
-            (
-                f"{k} ({m.origin}) is also rendered by app {claims[k][0]} ({claims[k][1].origin}): "
-                f"one object, one app; {claims[k][0]} keeps it"
-                for k, m in zip(keys, manifests, strict=True)
-                if k in claims and claims[k][0] != u.name
-            ),
-            None,
+    """The claims of the loaded units (:func:`ownership.claim`); a unit refused there fails (a config error) and
+    is no longer loaded."""
+    found, refused = ownership.claim(ctx.kube, units, loaded)
+    for name, problem in refused.items():
+        del loaded[name]
+        u = next(u for u in units if u.name == name)
+        failed[name] = _result(
+            ctx, u, revisions.get(apps.PIN_PREFIX + name), ctx.mask(problem), engine.ErrorKind.CONFIG
         )
-        if problem:
-            del loaded[u.name]
-            failed[u.name] = _result(
-                ctx, u, revisions.get(apps.PIN_PREFIX + u.name), ctx.mask(problem), engine.ErrorKind.CONFIG
-            )
-            continue
-        claims.update((k, (u.name, m)) for k, m in zip(keys, manifests, strict=True))
-    return claims
-
-
-def _placed_key(kube: connection.KubeCluster, m: resources.Manifest, namespace: str) -> resources.ResourceKey:
-    """``m``'s key as the engine will place it: a namespaced object without a namespace gets ``namespace``, a
-    cluster-scoped one none (kinds the cluster does not serve yet are taken as written)."""
-    rtype = kube.resource_type(m.key.group, m.key.kind)
-    if rtype is None:
-        return m.key
-    k = m.key
-    if rtype.namespaced and not k.namespace:
-        return resources.ResourceKey(k.group, k.kind, namespace, k.name)
-    if not rtype.namespaced and k.namespace:
-        return resources.ResourceKey(k.group, k.kind, "", k.name)
-    return k
-
-
-def _refused(u: apps.Unit, manifests: Sequence[resources.Manifest], keys: Sequence[resources.ResourceKey]) -> str:
-    """Why ``u``'s objects break its ``namespaces`` allow-list ("" when they do not): the first object outside."""
-    if not u.namespaces:
-        return ""
-    rule = f"namespaces {list(u.namespaces)}"
-    for k, m in zip(keys, manifests, strict=True):
-        if k.kind == "Namespace" and not k.group:
-            if not config_apps.allowed(u.namespaces, k.name):
-                return f"{k} ({m.origin}) is outside the app's {rule}: refused, nothing written"
-        elif not k.namespace:
-            return (
-                f"{k} ({m.origin}) is cluster-scoped and the app may only write in its {rule}: refused, nothing written"
-            )
-        elif not config_apps.allowed(u.namespaces, k.namespace):
-            return f"{k} ({m.origin}) is in namespace {k.namespace}, outside the app's {rule}: refused, nothing written"
-    return ""
+    return found
 
 
 def _run(
@@ -329,7 +282,7 @@ def _sync_one(
     create); only a bug raises."""
     try:
         kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
-        options = dataclasses.replace(ctx.options(u), protected=_OthersObjects(claims, u.name))
+        options = dataclasses.replace(ctx.options(u), protected=ownership.OthersObjects(claims, u.name))
         if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
             ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
         created = _create_namespace(ctx, u, manifests, token)
@@ -347,18 +300,6 @@ def _sync_one(
         return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
     except errors.ClusterError as e:
         return _result(ctx, u, revision, ctx.mask(f"cluster {ctx.cluster.name}: {e}"), engine.ErrorKind.CLUSTER)
-
-
-@dataclasses.dataclass(frozen=True)
-class _OthersObjects:
-    """The objects other units claim (``key in others``), looked up in the claims: no set built per unit."""
-
-    claims: Mapping[resources.ResourceKey, tuple[str, resources.Manifest]]
-    unit: str
-
-    def __contains__(self, key: object) -> bool:
-        found = self.claims.get(key) if isinstance(key, resources.ResourceKey) else None
-        return found is not None and found[0] != self.unit
 
 
 CREATED_FOR_ANNOTATION = "gitops-agent.io/created-for"

@@ -256,8 +256,9 @@ class ClusterRunner:
             )
         tree = trees[unit.source]
         desired = manifests.load_paths(
-            tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart
-        )
+            tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart,
+            release=None if unit.from_paths else unit.name,
+        )  # fmt: skip
         if decryptor is not None:
             self.secrets |= decryptor.revealed
         if unit.substitute:

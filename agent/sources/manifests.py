@@ -82,12 +82,15 @@ def load_paths(
     facts: Callable[[], helm.Facts] | None = None,
     label: str | None = None,
     chart: helm.Options | None = None,
+    release: str | None = None,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
     ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
     files are decrypted with ``decrypt`` (refused without it). Each manifest's ``source_path`` is ``label``
     (an app's inventory key), else the path it came from. ``chart``: how a chart at a path renders (an app's
-    ``helm`` options); with it, each path must be a chart. Raises ManifestError (and whatever ``facts`` raises)."""
+    ``helm`` options); with it, each path must be a chart. ``release``: the release name of a chart found without
+    ``chart`` options (an app's name; default the chart directory's name). Raises ManifestError (and whatever
+    ``facts`` raises)."""
     root = root.resolve()
     out: list[resources.Manifest] = []
     for rel in paths:
@@ -99,7 +102,7 @@ def load_paths(
                 rel, None, "the app sets helm options but this is not a Helm chart (no Chart.yaml)"
             )
         if target.is_dir():
-            out.extend(_load_dir(root, target, label or rel, _Unit(namespace, decrypt, facts, chart)))
+            out.extend(_load_dir(root, target, label or rel, _Unit(namespace, decrypt, facts, chart, release)))
         else:
             out.extend(_load_file(root, target, label or rel, decrypt))
     return out
@@ -120,6 +123,7 @@ class _Unit:
     decrypt: sops.Decryptor | None
     facts: Callable[[], helm.Facts] | None
     chart: helm.Options | None = None
+    release: str | None = None
 
 
 def _load_dir(
@@ -288,7 +292,7 @@ def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: 
     seen: collections.Counter[str] = collections.Counter()
     facts = unit.facts() if unit.facts else None
     options = unit.chart or helm.Options()
-    release = options.release or directory.name
+    release = options.release or unit.release or directory.name
     rendered = helm.template(directory, rel, release=release, namespace=unit.namespace, facts=facts, options=options)
     for template, doc in rendered:
         source_file = f"{directory.parent.relative_to(root).as_posix()}/{template}".lstrip("./")

@@ -70,7 +70,9 @@ def test_four_corpus_apps_fail_alone_on_two_clusters(
 
     code, results = _sync(config, capsys)
 
-    assert code == 1
+    assert code == 1, [
+        (x["app"], x["errorKind"], x["error"]) for r in results.values() for x in r["apps"] if x["error"]
+    ]
     for name, tc in (("a", a), ("b", b)):
         by_app = _apps_of(results[name])
         assert set(by_app) == {x["name"] for x in apps}
