@@ -307,7 +307,7 @@ def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
     def resolve_source(src: Any) -> Any:
         if not isinstance(src, dict):
             return src
-        return {k: resolve(v) if k in ("url", "cacheDir", "sshKeyFile") else v for k, v in src.items()}
+        return {k: resolve(v) if k in ("url", "cacheDir", "sshKeyFile", "passwordFile") else v for k, v in src.items()}
 
     out = dict(raw)
     if "source" in raw:

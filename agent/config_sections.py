@@ -28,8 +28,8 @@ class SourceConfig(_Model):
 
     ``type: helm`` is an HTTP chart repository (``url`` serves ``index.yaml``) and ``type: oci`` an OCI registry
     (``url`` is ``oci://host/path``, the charts below it); apps name a ``chart`` of it. Their credentials:
-    ``usernameEnv`` and ``passwordEnv`` (environment variables; basic auth), ``insecure``: plain HTTP for an OCI
-    registry (Flux's ``insecure``).
+    ``usernameEnv`` and ``passwordEnv`` (environment variables) or ``passwordFile`` (a file, e.g. a mounted
+    Secret; basic auth), ``insecure``: plain HTTP for an OCI registry (Flux's ``insecure``).
     """
 
     url: str
@@ -42,6 +42,7 @@ class SourceConfig(_Model):
     ssh_key_file: str | None = None
     username_env: str | None = None
     password_env: str | None = None
+    password_file: str | None = None
     insecure: bool = False
 
     @pydantic.model_validator(mode="after")
@@ -50,8 +51,12 @@ class SourceConfig(_Model):
             raise ValueError(f"a type: helm source needs an http:// or https:// url, not {self.url!r}")
         if self.type == "oci" and not self.url.startswith("oci://"):
             raise ValueError(f"a type: oci source needs an oci://host/path url, not {self.url!r}")
-        if self.type not in ("helm", "oci") and (self.username_env or self.password_env or self.insecure):
-            raise ValueError("usernameEnv, passwordEnv and insecure are for type: helm and oci sources")
+        if self.type not in ("helm", "oci") and (
+            self.username_env or self.password_env or self.password_file or self.insecure
+        ):
+            raise ValueError("usernameEnv, passwordEnv, passwordFile and insecure are for type: helm and oci sources")
+        if self.password_env and self.password_file:
+            raise ValueError("give passwordEnv or passwordFile, not both")
         return self
 
     @property

@@ -9,12 +9,13 @@ every chart's resolved version (its ``ref`` names them, ``podinfo 6.14.1``), so 
 a new revision on the next interval, and nothing changes otherwise. A tree of a revision holds each chart at
 :func:`agent.apps.chart_dir`; the chart is then rendered like one in git.
 
-Credentials (``usernameEnv``, ``passwordEnv``) reach Helm on standard input (``helm repo add --password-stdin``,
-``helm registry login --password-stdin``) into a Helm home of this source alone (``HELM_CONFIG_HOME`` and the
-rest under ``cacheDir``), never on a command line, in a log or in an error. Every ``helm`` run is stopped after the
-source's ``timeout``. A failed fetch (unreachable server, refused credentials, no version matching) raises
-:class:`reconcilers.errors.FetchError` naming the source and chart: the last good revision stays deployed and the
-source shows stale (as for git). Used by :mod:`agent.sources.local` (``open_source``).
+Credentials (``usernameEnv``, ``passwordEnv`` or ``passwordFile``) reach Helm on standard input (``helm repo add
+--password-stdin``, ``helm registry login --password-stdin``) into a Helm home of this source alone
+(``HELM_CONFIG_HOME`` and the rest under ``cacheDir``), never on a command line, in a log or in an error. Every
+``helm`` run is stopped after the source's ``timeout``. A failed fetch (unreachable server, refused credentials,
+no version matching) raises :class:`reconcilers.errors.FetchError` naming the source and chart: the last good
+revision stays deployed and the source shows stale (as for git). Used by :mod:`agent.sources.local`
+(``open_source``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class ChartSource:
                        "registry login", password)  # fmt: skip
 
     def _credentials(self) -> tuple[str, str]:
+        """(username, password) from the environment or the password file ("" when not configured)."""
         s = self.source
         out = []
         for key, env in (("usernameEnv", s.username_env), ("passwordEnv", s.password_env)):
@@ -133,6 +135,11 @@ class ChartSource:
                 raise errors.FetchError(f"source {s.url}: {key}: environment variable {env} is not set")
             else:
                 out.append(os.environ[env])
+        if s.password_file:
+            try:
+                out[1] = pathlib.Path(s.password_file).expanduser().read_text().strip()
+            except OSError as e:
+                raise errors.FetchError(f"source {s.url}: passwordFile: cannot read it: {e.strerror or e}") from None
         return out[0], out[1]
 
     def _version(self, chart: config.ChartRef) -> str:

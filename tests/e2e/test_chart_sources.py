@@ -38,7 +38,6 @@ def servers(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("REPO_USER", "alice")
     monkeypatch.setenv("REPO_PASS", REPO_PASSWORD)
     monkeypatch.setenv("REG_USER", "bob")
-    monkeypatch.setenv("REG_PASS", OCI_PASSWORD)
     try:
         yield repo, registry, home
     finally:
@@ -50,9 +49,18 @@ def chart_sources(tmp_path: pathlib.Path, repo: ChartRepo, registry: Registry) -
     return {
         "charts": {"type": "helm", "url": repo.url, "usernameEnv": "REPO_USER", "passwordEnv": "REPO_PASS",
                    "cacheDir": str(tmp_path / "cache-charts"), "timeout": "30s"},
-        "registry": {"type": "oci", "url": registry.url, "usernameEnv": "REG_USER", "passwordEnv": "REG_PASS",
+        "registry": {"type": "oci", "url": registry.url, "usernameEnv": "REG_USER",
+                     "passwordFile": str(password_file(tmp_path, OCI_PASSWORD)),
                      "insecure": True, "cacheDir": str(tmp_path / "cache-registry"), "timeout": "30s"},
     }  # fmt: skip
+
+
+def password_file(tmp_path: pathlib.Path, password: str) -> pathlib.Path:
+    """The registry's password in a file (as a mounted Secret would hold it)."""
+    path = tmp_path / "registry-password"
+    if not path.exists():
+        path.write_text(password + "\n")
+    return path
 
 
 def sync(config: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
@@ -134,7 +142,7 @@ def test_charts_from_a_repository_and_a_registry_sync_and_follow_new_versions(
 
 def test_bad_chart_input_fails_that_app_alone_and_writes_nothing(
     servers: Any, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     """A version no chart has, a values file that is not YAML, a wrong password: each app fails with a message
     naming source, chart or file, and the cluster gets no write from it."""
@@ -168,7 +176,7 @@ def test_bad_chart_input_fails_that_app_alone_and_writes_nothing(
         assert expected in printed, printed
         assert agent_writes(a, offset) == []
 
-    monkeypatch.setenv("REG_PASS", "wrong-password")
+    (tmp_path / "registry-password").write_text("wrong-password\n")
     app = {"name": "ingress", "source": "registry", "chart": {"name": "ingress-nginx"}, "namespace": namespace}
     offset = audit_offset(a)
     code, _, printed = sync(only(app), capsys)
