@@ -255,5 +255,5 @@ def counts(entries: Sequence[ChangeSetEntry]) -> dict[str, int]:
     """Entries per action, every action present: ``{"created": 2, "configured": 0, ...}``."""
     out = {a.value: 0 for a in Action}
     for e in entries:
-        out[e.action.value] += 1
+        out[e.action._value_] += 1  # the member's own attribute: ``.value`` is a descriptor call per entry
     return out

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import functools
 import time
 from collections.abc import Container, Mapping, Sequence
 from concurrent import futures
@@ -138,10 +137,16 @@ class ReconcileResult:
         """Objects per action (see :func:`apply.counts`); a new dict each time."""
         return dict(self._counts)
 
-    @functools.cached_property
+    @property
     def _counts(self) -> dict[str, int]:
         # Counted once: the status API reads the counts of every cluster on every poll (10,000 entries each).
-        return apply.counts(self.entries)
+        # Kept by hand, not with functools.cached_property: on Python 3.11 that takes one lock shared by every
+        # instance, and the workers of all clusters would queue on it.
+        found: dict[str, int] | None = self.__dict__.get("_counted")
+        if found is None:
+            found = apply.counts(self.entries)
+            object.__setattr__(self, "_counted", found)
+        return found
 
     @property
     def failed(self) -> list[apply.ChangeSetEntry]:
@@ -223,7 +228,8 @@ def reconcile(
             for p in options.paths:  # record intent before acting: whatever we create is owned
                 store.merge(p, add=by_path[p], cancel=token)
         entries.extend(unplaceable)
-        pending_prune = options.prune.enabled and bool(prune.plan(previous, by_path, options.prune).candidates)
+        pruning = _prune_plan(previous, by_path, options) if options.prune.enabled else None
+        pending_prune = pruning is not None and bool(pruning.candidates) and not pruning.error
         with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
             ctx = phases.Context(
                 kube, desired, marks, options.apply, _hook_options(options, cluster), options.wave_timeout,
@@ -235,8 +241,8 @@ def reconcile(
         if stopped is not None and stopped.kind != "apply":
             error, kind = stopped.message, ErrorKind(stopped.kind)
         gone: set[resources.ResourceKey] = set()
-        if options.prune.enabled and stopped is None and not any(e.action in _STOPS for e in entries):
-            error, gone = _prune(kube, previous, by_path, tracking, options, entries, token)
+        if pruning is not None and stopped is None and not any(e.action in _STOPS for e in entries):
+            error, gone = _prune(kube, pruning, tracking, options, entries, token)
             kind = ErrorKind.PRUNE if error else None
         if not dry_run:
             moved = {k for inv in previous.values() for k in inv.entries if k in options.protected}
@@ -254,19 +260,25 @@ def reconcile(
     return result(error, kind)
 
 
-def _prune(
-    kube: client.KubeClient,
+def _prune_plan(
     previous: Mapping[str, inventory.Inventory],
     by_path: Mapping[str, Sequence[resources.ResourceKey]],
+    options: ReconcileOptions,
+) -> prune.Plan:
+    """What prune would delete; objects another app desires now moved there and are never candidates."""
+    plan = prune.plan(previous, by_path, options.prune)
+    return dataclasses.replace(plan, candidates=[c for c in plan.candidates if c[0] not in options.protected])
+
+
+def _prune(
+    kube: client.KubeClient,
+    plan: prune.Plan,
     tracking: inventory.Tracking,
     options: ReconcileOptions,
     entries: list[apply.ChangeSetEntry],
     token: cancel_.Token,
 ) -> tuple[str | None, set[resources.ResourceKey]]:
-    """Prune; returns the refusal (None when all went as planned) and the keys no longer ours."""
-    plan = prune.plan(previous, by_path, options.prune)
-    # desired by another app now: moved there, not deleted
-    plan = dataclasses.replace(plan, candidates=[c for c in plan.candidates if c[0] not in options.protected])
+    """Prune by ``plan``; returns the refusal (None when all went as planned) and the keys no longer ours."""
     if plan.error:
         return plan.error, set()
     done, keep = prune.execute(kube, plan, tracking, options.prune, dry_run=options.apply.dry_run, cancel=token)

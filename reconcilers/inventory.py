@@ -16,11 +16,13 @@ from the live cache alone (see :func:`reconcilers.diff.quick_in_sync`). Used by 
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import gzip
 import hashlib
 import json
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 
 from reconcilers import cancel as cancel_
@@ -114,6 +116,12 @@ def _by_key(e: Entry) -> resources.ResourceKey:
     return e.key
 
 
+DECODED_KEPT = 4096
+"""Inventories kept decoded, by ConfigMap UID and resourceVersion (one stored version is one content): a resync
+that finds an inventory unchanged does not unzip and parse it again."""
+_decoded: collections.OrderedDict[tuple[str, str, str], Inventory] = collections.OrderedDict()
+_decoded_lock = threading.Lock()
+
 WRITE_ATTEMPTS = 8
 """Read-merge-write rounds of one inventory write before another writer's 409s make it give up."""
 
@@ -156,10 +164,21 @@ class Store:
     def _read(self, path: str) -> tuple[Inventory, resources.Body | None]:
         found = self._primed.pop(path) if path in self._primed else self.kube.get(self.key(path))
         payload = ((found or {}).get("binaryData") or {}).get(_DATA_KEY)
-        try:
-            read = (Inventory.decode(path, payload) if payload else Inventory(path, {})), found
-        except (ValueError, TypeError, OSError) as e:
-            raise errors.SourceError(f"inventory {self.key(path)} of path {path!r} is unreadable: {e}") from e
+        meta = (found or {}).get("metadata") or {}
+        version = (path, str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+        with _decoded_lock:
+            inventory = _decoded.get(version) if payload and version[2] else None
+        if inventory is None:
+            try:
+                inventory = Inventory.decode(path, payload) if payload else Inventory(path, {})
+            except (ValueError, TypeError, OSError) as e:
+                raise errors.SourceError(f"inventory {self.key(path)} of path {path!r} is unreadable: {e}") from e
+            if payload and version[2]:
+                with _decoded_lock:
+                    _decoded[version] = inventory
+                    while len(_decoded) > DECODED_KEPT:
+                        _decoded.popitem(last=False)
+        read = inventory, found
         self._seen[path] = read
         return read
 

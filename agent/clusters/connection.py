@@ -97,6 +97,15 @@ class KubeCluster:
                 self._types = self._discover()
             return self._types.get((group, kind))
 
+    @property
+    def discovery_generation(self) -> int:
+        """Counts the discovery refreshes that took effect: what the cluster serves (and a chart's
+        ``.Capabilities``) may have changed when it moves."""
+        if self._origin is not None:
+            return self._origin.discovery_generation
+        with self._lock:
+            return self._refreshed
+
     def refresh_discovery(self) -> None:
         """See :meth:`reconcilers.client.KubeClient.refresh_discovery`."""
         if self._origin is not None:

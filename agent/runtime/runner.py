@@ -119,6 +119,8 @@ class ClusterRunner:
         self.rules = celhealth.rules(cfg.health_checks)
         self._sops: sops.Decryptor | None = None
         self._synced: dict[str, str] = {}  # app -> sha its last sync applied completely (resyncs run inline)
+        self._loads: dict[str, tuple[tuple[str, ...], list[resources.Manifest]]] = {}  # app -> (from what, manifests)
+        self._loads_lock = threading.Lock()  # _loads only (the sync holds _lock throughout)
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -212,6 +214,8 @@ class ClusterRunner:
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
                     self._synced = {r.app: r.revision.sha for r in found if r.ok and r.revision}
+                with self._loads_lock:  # apps no longer placed here are forgotten
+                    self._loads = {n: v for n, v in self._loads.items() if n in {u.name for u in units}}
                 result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
             except errors.CancelledError as e:
                 return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
@@ -237,7 +241,33 @@ class ClusterRunner:
     def _load(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
         """``unit``'s manifests from its source's tree in ``trees``: rendered (a chart with its values, see
         :mod:`agent.sources.helmvalues`), decrypted (when the unit decrypts) and substituted (when it
-        substitutes). Raises ConfigError and SourceError naming the file."""
+        substitutes). Raises ConfigError and SourceError naming the file.
+
+        A unit loaded before from the same trees (each a snapshot of one revision, never changed), with the same
+        settings and the same discovery (a chart's ``.Capabilities``), is not read again: its last manifests are
+        returned (a resync touches no file; every syscall would hand the interpreter lock to the other clusters'
+        workers and wait to get it back). A unit that substitutes variables (read from env and files each sync)
+        is always loaded."""
+        key = self._load_key(unit, trees)
+        with self._loads_lock:
+            hit = self._loads.get(unit.name)
+        if key is not None and hit is not None and hit[0] == key:
+            return hit[1]
+        desired = self._load_now(unit, trees)
+        if key is not None:
+            with self._loads_lock:
+                self._loads[unit.name] = (key, desired)
+        return desired
+
+    def _load_key(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> tuple[str, ...] | None:
+        if unit.substitute or self.kube is None:
+            return None
+        sources = (
+            (unit.source, *(f.source or unit.source for f in unit.helm.values_from)) if unit.helm else (unit.source,)
+        )
+        return (repr(unit), *(str(trees.get(s)) for s in sources), str(self.kube.discovery_generation))
+
+    def _load_now(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
         decryptor = self._decryptor() if unit.decrypt else None
         chart = None
         if unit.helm is not None:
