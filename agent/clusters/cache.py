@@ -14,6 +14,7 @@ Used by ``agent.runtime.runner``; implements ``reconcilers.client.LiveView``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -202,8 +203,14 @@ class LiveCache:
             r.listed.wait(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
-        """Stop every watch (threads end within one request's read timeout; they are daemons)."""
+        """Stop every watch: each open watch is shut down, so its thread ends at once rather than at the next
+        event or the watch's timeout (a LIST in flight ends within one request timeout; the threads are
+        daemons)."""
         self._stop.set()
+        with self._lock:
+            reflectors = list(self._reflectors.values())
+        for r in reflectors:
+            r.close()
 
     def _store(self, key: resources.ResourceKey, entry: Entry | None) -> None:
         if entry is None:
@@ -222,6 +229,22 @@ class _Reflector(threading.Thread):
         self.cache, self.group, self.kind, self.watch_enabled = cache, group, kind, watch
         self.metadata_only = not cache.rules.watches_status(group, kind)
         self.listed = threading.Event()
+        self._closer: Callable[[], None] | None = None  # ends the open watch (set by the watch, used by stop)
+        self._closer_lock = threading.Lock()
+
+    def _opened(self, closer: Callable[[], None]) -> None:
+        with self._closer_lock:
+            self._closer = closer
+        if self.cache._stop.is_set():
+            self.close()
+
+    def close(self) -> None:
+        """End the open watch, if any (from any thread)."""
+        with self._closer_lock:
+            closer, self._closer = self._closer, None
+        if closer is not None:
+            with contextlib.suppress(Exception):  # a response already closed or failing: it ends anyway
+                closer()
 
     def run(self) -> None:
         rv: str | None = None
@@ -275,8 +298,9 @@ class _Reflector(threading.Thread):
         version = rtype.versions[0] if rtype else ""
         api_version = f"{self.group}/{version}" if self.group else version
         events = self.cache.kube.watch(
-            self.group, self.kind, self.cache.selector, rv, WATCH_TIMEOUT, metadata_only=self.metadata_only
-        )
+            self.group, self.kind, self.cache.selector, rv, WATCH_TIMEOUT, metadata_only=self.metadata_only,
+            on_open=self._opened,
+        )  # fmt: skip
         for event in events:
             if self.cache._stop.is_set():
                 break

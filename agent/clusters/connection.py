@@ -282,11 +282,21 @@ class KubeCluster:
                 return
 
     def watch(
-        self, group: str, kind: str, selector: str, resource_version: str, timeout: int, *, metadata_only: bool = False
+        self,
+        group: str,
+        kind: str,
+        selector: str,
+        resource_version: str,
+        timeout: int,
+        *,
+        metadata_only: bool = False,
+        on_open: Callable[[Callable[[], None]], None] | None = None,
     ) -> Iterator[Any]:
         """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` matching ``selector`` from
         ``resource_version``, with bookmarks, for up to ``timeout`` seconds; with ``metadata_only`` each object
-        is its metadata alone (see :meth:`list_objects`). Raises like :meth:`request`."""
+        is its metadata alone (see :meth:`list_objects`). ``on_open`` receives, once the watch is open, a function
+        that ends it from another thread (the blocked read returns: a stop never waits for the next event).
+        Raises like :meth:`request`."""
         rtype = self.resource_type(group, kind)
         if rtype is None:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
@@ -300,6 +310,8 @@ class KubeCluster:
         path = self.path_of(group, rtype.versions[0], kind, "")
         accept = _METADATA if metadata_only else "application/json"
         resp = self._send("GET", path, query, None, "application/json", accept, (5.0, timeout + 30.0))
+        if on_open is not None:
+            on_open(resp.response.shutdown)
         try:
             if resp.status >= 400:
                 raise _api_error(resp.status, resp.read())

@@ -228,3 +228,33 @@ def test_the_live_cache_keeps_metadata_only_for_kinds_without_health_and_still_s
         wait_until(lambda: secrets.get(name="s", namespace=namespace).data.token == "Z2l0")
     finally:
         runner.close()
+
+
+def test_stopping_the_live_cache_ends_its_watches_at_once(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str
+) -> None:
+    """A stopped cache shuts its open watches down: the watch threads end at once, not at the next event or the
+    watch's timeout (a removed cluster or a shut-down fleet leaves no thread holding its cache)."""
+    import threading
+
+    from agent import config
+    from agent.clusters import cache
+    from agent.clusters import kubeconfig as agent_clusters
+
+    (tc,) = clusters(1)
+    git_repo.write_objects("x/cm.yaml", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+    git_repo.commit()
+    cfg = config.load_config(make_config(git_repo, [cluster_entry(tc, "a", ["x"])]))
+    kube = agent_clusters.connect(cfg.clusters[0])
+    live = cache.LiveCache(kube, f"quiet={namespace}", "gitops-agent", None)
+    live.ensure([("", "ConfigMap"), ("apps", "Deployment")], watch=True)
+
+    def watching() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("watch-a-") and t.is_alive()]
+
+    wait_until(lambda: len(watching()) == 2)
+    time.sleep(0.5)  # the watches are open and idle: nothing matches the selector
+    t0 = time.monotonic()
+    live.stop()
+    wait_until(lambda: not watching(), timeout=5)
+    assert time.monotonic() - t0 < 3
