@@ -1,7 +1,8 @@
 """What the app model costs: 100 apps x 5 clusters against the same objects as one path (issue 15).
 
-Five test clusters (started in parallel, audit logs off). Two setups of the same 2,000 ConfigMaps per cluster, run
-one after the other in the same process, each by a real in-process ``Fleet`` (one worker per cluster, live caches
+Five test clusters per setup (started in parallel, audit logs off; each setup gets fresh ones, so neither LISTs
+through the other's objects). Two setups of the same 2,000 ConfigMaps per cluster, run one after the other in the
+same process, each by a real in-process ``Fleet`` (one worker per cluster, live caches
 and watches, as ``gitops-agent run``):
 
 - ``one path``: each cluster's ``paths: [all]``, one app of 2,000 objects (the single-path setup of before apps);
@@ -139,32 +140,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-apps-") as t:
         tmp = Path(t)
         make_repo(tmp / "repo", args.apps, args.objects)
-        with futures.ThreadPoolExecutor(args.clusters) as pool:
-            clusters = list(
-                pool.map(lambda i: TestCluster.start(f"b{i}", tmp / f"c{i}", ["--audit=false"]), range(args.clusters))
-            )
-        try:
-            for tc in clusters:
-                for ns in ("one-path", "apps"):
-                    ensure_namespace(tc, ns)
-            base = {
-                "source": {"url": str(tmp / "repo"), "ref": "main", "interval": "1h", "cacheDir": str(tmp / "cache")},
-                "sync": {"interval": "1h", "prune": True},
-                "server": {"listen": "127.0.0.1:0"},
-            }
-            single = {
+        base = {
+            "source": {"url": str(tmp / "repo"), "ref": "main", "interval": "1h", "cacheDir": str(tmp / "cache")},
+            "sync": {"interval": "1h", "prune": True},
+            "server": {"listen": "127.0.0.1:0"},
+        }
+
+        def single(clusters: list[TestCluster]) -> dict[str, Any]:
+            return {
                 **base,
                 "instance": "one-path",
                 "clusters": [
-                    {"name": f"b{i}", "kubeconfig": str(tc.kubeconfig), "namespace": "one-path", "paths": ["all"]}
+                    {"name": f"b{i}", "kubeconfig": str(tc.kubeconfig), "namespace": "bench", "paths": ["all"]}
                     for i, tc in enumerate(clusters)
                 ],
             }
-            many = {
+
+        def many(clusters: list[TestCluster]) -> dict[str, Any]:
+            return {
                 **base,
                 "instance": "apps",
                 "clusters": [
-                    {"name": f"b{i}", "kubeconfig": str(tc.kubeconfig), "namespace": "apps", "labels": {"bench": "yes"}}
+                    {
+                        "name": f"b{i}",
+                        "kubeconfig": str(tc.kubeconfig),
+                        "namespace": "bench",
+                        "labels": {"bench": "yes"},
+                    }
                     for i, tc in enumerate(clusters)
                 ],
                 "apps": [
@@ -172,13 +174,26 @@ def main() -> None:
                     for i in range(args.apps)
                 ],
             }
-            rows = [
-                run_setup("one path", single, tmp, args.rounds),
-                run_setup(f"{args.apps} apps", many, tmp, args.rounds),
-            ]
-        finally:
-            for tc in clusters:
-                tc.stop()
+
+        rows = []
+        for name, make in (("one path", single), (f"{args.apps} apps", many)):
+            # Each setup on fresh clusters: the other setup's objects in the same API servers would slow its LISTs.
+            with futures.ThreadPoolExecutor(args.clusters) as pool:
+                clusters = list(
+                    pool.map(
+                        lambda i, n=name: TestCluster.start(
+                            f"b{i}", tmp / n.replace(" ", "-") / f"c{i}", ["--audit=false"]
+                        ),
+                        range(args.clusters),
+                    )
+                )
+            try:
+                for tc in clusters:
+                    ensure_namespace(tc, "bench")
+                rows.append(run_setup(name, make(clusters), tmp, args.rounds))
+            finally:
+                for tc in clusters:
+                    tc.stop()
     n = args.apps * args.objects
     print(f"{args.clusters} clusters x {n} objects; no-op resync median of {args.rounds}; status poll median of 20\n")
     print(

@@ -6,6 +6,7 @@ their live caches. Used by :mod:`agent.runtime.status` and the API (``GET /api/v
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -63,16 +64,32 @@ def cluster_cells(
     compact: bool = False,
 ) -> list[dict[str, Any]]:
     """The cells of ``cluster``'s last sync (with ``app``, that app's only), see :func:`cell`."""
-    try:
-        units = {u.name: u for u in apps.units(fleet.cfg, fleet.cfg.cluster(cluster))}
-    except errors.ConfigError:  # a cluster just removed by a reload has no units
-        units = {}
+    units = _units(fleet.cfg, cluster)
     targets = fleet.revisions_for(cluster)
     return [
         cell(fleet, cluster, a, healths, units.get(a.app), targets, objects=objects, compact=compact)
         for a in last.apps
         if app is None or a.app == app
     ]
+
+
+_UNITS: dict[str, tuple[config.AgentConfig, dict[str, apps.Unit]]] = {}  # cluster -> (for which config, units)
+_UNITS_LOCK = threading.Lock()
+
+
+def _units(cfg: config.AgentConfig, cluster: str) -> dict[str, apps.Unit]:
+    """The units of ``cluster`` under ``cfg`` by name, worked out once per config (every status poll asks)."""
+    with _UNITS_LOCK:
+        found = _UNITS.get(cluster)
+    if found is not None and found[0] is cfg:
+        return found[1]
+    try:
+        units = {u.name: u for u in apps.units(cfg, cfg.cluster(cluster))}
+    except errors.ConfigError:  # a cluster just removed by a reload has no units
+        units = {}
+    with _UNITS_LOCK:
+        _UNITS[cluster] = (cfg, units)
+    return units
 
 
 def cell(
@@ -101,7 +118,13 @@ def cell(
     worst = health.aggregate(h.status for h in mine.values()) if mine else health.Health.UNKNOWN
     if r.ok and not r.desired and r.error is None:
         worst = health.Health.HEALTHY if unit is not None else health.Health.UNKNOWN
-    last = state.result_json(r, objects=objects) if not compact else {}
+    if compact:  # what the matrix shows: about 100 bytes a cell
+        keep: dict[str, Any] = {"app": r.app, "cluster": cluster, "revision": r.revision.sha if r.revision else None}
+        keep |= {"syncStatus": sync, "health": worst.value}
+        stale = fleet.state.stale(source) if source else None
+        keep |= {k: v for k, v in (("syncStatusReason", why), ("stale", stale)) if v}
+        return keep
+    last = state.result_json(r, objects=objects)
     if objects and not compact:
         for o in last["objects"]:
             key = resources.ResourceKey(o["group"], o["kind"], o["namespace"], o["name"])
@@ -121,11 +144,6 @@ def cell(
         "lastSync": last,
         "lastHookRuns": fleet.state.hook_runs(cluster, r.app),
     }
-    if compact:  # what the matrix shows: about 100 bytes a cell
-        keep: dict[str, Any] = {"app": r.app, "cluster": cluster, "revision": r.revision.sha if r.revision else None}
-        keep |= {"syncStatus": sync, "health": worst.value}
-        keep |= {k: out[k] for k in ("syncStatusReason", "stale") if out[k]}
-        return keep
     return out
 
 
