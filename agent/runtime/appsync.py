@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from agent import apps, config
 from agent.clusters import cache, connection
-from agent.runtime import helmreleases, ownership, removed
+from agent.runtime import helmreleases, noop, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -60,6 +60,10 @@ class Context:
     """The top-level prune settings (``sync.prune`` and the sync's flags): for removed apps and orphans."""
     previous: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """App -> the revision (sha) its last successful sync applied on this cluster: such an app resyncs inline."""
+    last: Mapping[str, noop.Last] = dataclasses.field(default_factory=dict)
+    """App -> what its last good sync applied (for :func:`noop.unchanged`)."""
+    remember: dict[str, noop.Last] = dataclasses.field(default_factory=dict)
+    """Filled by this sync: app -> what its good sync applied (the runner keeps it for the next sync)."""
 
 
 def sync_units(
@@ -286,10 +290,16 @@ def _sync_one(
         if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
             ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
         created = _create_namespace(ctx, u, manifests, token)
-        result = engine.reconcile(
-            kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
-            store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
-        )  # fmt: skip
+        settings = repr(u)
+        last = ctx.last.get(u.name)
+        result = noop.unchanged(last, manifests, settings, ctx.cfg, revision, stored, u.inventory, ctx.live, options)
+        if result is None:
+            result = engine.reconcile(
+                kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
+                store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
+            )  # fmt: skip
+        if result.ok and not ctx.dry_run:
+            ctx.remember[u.name] = noop.Last(manifests, settings, ctx.cfg, result)
         kept = helmreleases.left_alone(ctx.kube, u, manifests) if result.ok else []
         return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
     except errors.CancelledError as e:

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, kubeconfig
-from agent.runtime import appsync, selfheal
+from agent.runtime import appsync, noop, selfheal
 from agent.sources import helm, helmvalues, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
 from reconcilers import cancel as cancel_
@@ -121,6 +121,7 @@ class ClusterRunner:
         self._synced: dict[str, str] = {}  # app -> sha its last sync applied completely (resyncs run inline)
         self._loads: dict[str, tuple[tuple[str, ...], list[resources.Manifest]]] = {}  # app -> (from what, manifests)
         self._loads_lock = threading.Lock()  # _loads only (the sync holds _lock throughout)
+        self._last_units: dict[str, noop.Last] = {}  # app -> what its last good sync applied (the sync's thread)
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -210,12 +211,17 @@ class ClusterRunner:
                     self.watch,
                     prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
                     dict(self._synced),
+                    dict(self._last_units),
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
                     self._synced = {r.app: r.revision.sha for r in found if r.ok and r.revision}
+                    bad = {r.app for r in found if not r.ok}
+                    kept = {n: v for n, v in self._last_units.items() if n not in bad}
+                    self._last_units = {**kept, **ctx.remember}
                 with self._loads_lock:  # apps no longer placed here are forgotten
                     self._loads = {n: v for n, v in self._loads.items() if n in {u.name for u in units}}
+                self._last_units = {n: v for n, v in self._last_units.items() if n in {u.name for u in units}}
                 result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
             except errors.CancelledError as e:
                 return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")

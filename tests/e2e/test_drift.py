@@ -258,3 +258,72 @@ def test_stopping_the_live_cache_ends_its_watches_at_once(
     live.stop()
     wait_until(lambda: not watching(), timeout=5)
     assert time.monotonic() - t0 < 3
+
+
+def test_a_proven_no_op_resync_skips_the_engine_and_any_doubt_takes_the_full_path(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running agent's resync of an unchanged app is proven from what it knows (same manifests, inventory as
+    recorded, every object passing the quick check in the live cache) without the engine; an out-of-band edit,
+    an inventory written by someone else, or a new commit sends it down the engine's full path, which sees the
+    drift and corrects it."""
+    from agent import config
+    from agent.runtime import runner as runner_
+    from agent.sources import git as git_
+    from reconcilers import engine as engine_
+    from reconcilers import resources
+    from tests.conftest import live_object
+
+    (tc,) = clusters(1)
+    cms = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": namespace},
+            "data": {"v": "git"}} for i in range(3)]  # fmt: skip
+    git_repo.write_objects("app/ns.yaml", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    git_repo.write_objects("app/cms.yaml", *cms)
+    git_repo.commit()
+    cfg = config.load_config(make_config(git_repo, [cluster_entry(tc, "a", ["app"])]))
+    source = git_.GitSource(cfg.default_source)
+    revision = source.fetch()
+    engine_runs: list[str] = []
+    real = engine_.reconcile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        engine_runs.append("run")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine_, "reconcile", counted)
+    r = runner_.ClusterRunner(cfg, cfg.clusters[0], watch=True)
+    try:
+        with source.tree(revision) as tree:
+            assert r.reconcile(revision, tree).ok
+            time.sleep(1)  # the watch has seen the writes
+            for _ in range(2):
+                before = len(engine_runs)
+                again = r.reconcile(revision, tree)
+                assert again.ok
+                assert again.counts["unchanged"] == 4
+                assert len(engine_runs) == before  # proven unchanged: no engine run
+            dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
+                name="c1", namespace=namespace, body={"data": {"v": "edited"}},
+                content_type="application/merge-patch+json", field_manager="someone",
+            )  # fmt: skip
+            key = resources.ResourceKey("", "ConfigMap", namespace, "c1")
+            wait_until(lambda: (r.live.get(key) or {}).get("metadata", {}).get("managedFields") and any(
+                f.get("manager") == "someone" for f in r.live.get(key)["metadata"]["managedFields"]))  # fmt: skip
+            before = len(engine_runs)
+            healed = r.reconcile(revision, tree)
+            assert len(engine_runs) == before + 1
+            assert [(e.key.name, e.action.value) for e in healed.entries if e.action.value != "unchanged"] == [
+                ("c1", "configured")
+            ]
+            assert live_object(tc, "v1", "ConfigMap", "c1", namespace)["data"] == {"v": "git"}
+            inventories = dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap")
+            (found,) = inventories.get(
+                namespace="gitops-agent", label_selector=f"gitops-agent.io/instance-inventory={cfg.instance}"
+            ).items
+            inventories.delete(name=found.metadata.name, namespace="gitops-agent")  # someone else's write
+            before = len(engine_runs)
+            assert r.reconcile(revision, tree).ok
+            assert len(engine_runs) == before + 1
+            assert live_object(tc, "v1", "ConfigMap", found.metadata.name, "gitops-agent") is not None
+    finally:
+        r.close()

@@ -1,0 +1,81 @@
+"""The no-op resync of one unit, without the engine: proven unchanged from what is already known.
+
+A unit whose last sync on this cluster succeeded is unchanged, and its sync can skip
+``reconcilers.engine.reconcile``, when all of these hold:
+
+- its manifests are the very list that sync applied (the runner loads a unit again only when its revision trees,
+  settings or the cluster's discovery changed), at the same revision and under the same config;
+- that sync was a plain one: a single Sync wave, no hook (waves are gated again, hooks judged again, by the
+  engine);
+- its inventory as the cluster's LIST just returned it holds exactly the entries that sync recorded (nobody
+  wrote it since; nothing to prune);
+- every desired object passes the engine's own cheap check (:func:`reconcilers.diff.quick_in_sync`): the live
+  cache holds it, with the desired hash and owned-fields fingerprint the inventory recorded.
+
+Any doubt sends the unit down the engine's full path. The result is the last one with every object
+``unchanged`` and a new time. It is the same verdict the engine's quick check would reach per object, without
+re-placing, re-hashing and re-planning every object and without the engine's per-unit set-up. Used by
+:mod:`agent.runtime.appsync`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import time
+from collections.abc import Mapping, Sequence
+
+from agent.clusters import cache
+from reconcilers import apply, diff, engine, inventory, resources
+
+
+@dataclasses.dataclass(frozen=True)
+class Last:
+    """What a unit's last good sync on a cluster applied: the manifests list it loaded, the settings it ran with
+    (the unit's ``repr``, the config object) and its result."""
+
+    manifests: Sequence[resources.Manifest]
+    settings: str
+    cfg: object
+    result: engine.ReconcileResult
+
+
+def unchanged(
+    last: Last | None,
+    manifests: Sequence[resources.Manifest],
+    settings: str,
+    cfg: object,
+    revision: resources.Revision,
+    stored: Mapping[str, resources.Body | None] | None,
+    inventory_key: str,
+    live: cache.LiveCache,
+    options: engine.ReconcileOptions,
+) -> engine.ReconcileResult | None:
+    """The unit's result when it is provably unchanged (see the module doc), else None."""
+    t0, started = time.monotonic(), datetime.datetime.now(datetime.UTC)
+    if last is None or stored is None or options.apply.dry_run or options.hooks_on_noop:
+        return None
+    prev = last.result
+    if last.manifests is not manifests or last.settings != settings or last.cfg is not cfg:
+        return None
+    if not prev.ok or prev.dry_run or prev.revision != revision or prev.hooks:
+        return None
+    if prev.plan is None or len(prev.plan.steps) != 1 or prev.plan.on_fail or prev.plan.skipped:
+        return None
+    store = inventory.Store(live.kube, inventory.Tracking(options.instance, ""), options.inventory_namespace, "")
+    store.prime(inventory_key, stored.get(inventory_key))
+    try:
+        entries = store.read([inventory_key])[inventory_key].entries
+    except Exception:  # an unreadable inventory is the engine's to report
+        return None
+    if dict(entries) != dict(prev.inventory) or len(entries) != len(prev.desired):
+        return None
+    fm = options.apply.field_manager
+    for key, d in prev.desired.items():
+        if not diff.quick_in_sync(live.get(key), entries.get(key), d.hash, fm, d.pointers):
+            return None
+    found = tuple(
+        apply.ChangeSetEntry(key, apply.Action.UNCHANGED, "", d.manifest.origin) for key, d in prev.desired.items()
+    )
+    return dataclasses.replace(prev, entries=found, started=started, duration=time.monotonic() - t0, health=None,
+                               health_message="")  # fmt: skip
