@@ -290,16 +290,15 @@ def _sync_one(
         if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
             ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
         created = _create_namespace(ctx, u, manifests, token)
-        settings = repr(u)
         last = ctx.last.get(u.name)
-        result = noop.unchanged(last, manifests, settings, ctx.cfg, revision, stored, u.inventory, ctx.live, options)
+        result = noop.unchanged(last, manifests, u, ctx.cfg, revision, stored, u.inventory, ctx.live, options)
         if result is None:
             result = engine.reconcile(
                 kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
                 store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
             )  # fmt: skip
         if result.ok and not ctx.dry_run:
-            ctx.remember[u.name] = noop.Last(manifests, settings, ctx.cfg, result)
+            ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result)
         kept = helmreleases.left_alone(ctx.kube, u, manifests) if result.ok else []
         return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
     except errors.CancelledError as e:

@@ -31,11 +31,12 @@ from reconcilers import apply, diff, engine, inventory, resources
 
 @dataclasses.dataclass(frozen=True)
 class Last:
-    """What a unit's last good sync on a cluster applied: the manifests list it loaded, the settings it ran with
-    (the unit's ``repr``, the config object) and its result."""
+    """What a unit's last good sync on a cluster applied: the manifests list it loaded, the unit object and config
+    object it ran with (the runner keeps the same unit objects for as long as the config is the same one), and its
+    result."""
 
     manifests: Sequence[resources.Manifest]
-    settings: str
+    unit: object
     cfg: object
     result: engine.ReconcileResult
 
@@ -43,7 +44,7 @@ class Last:
 def unchanged(
     last: Last | None,
     manifests: Sequence[resources.Manifest],
-    settings: str,
+    unit: object,
     cfg: object,
     revision: resources.Revision,
     stored: Mapping[str, resources.Body | None] | None,
@@ -56,7 +57,7 @@ def unchanged(
     if last is None or stored is None or options.apply.dry_run or options.hooks_on_noop:
         return None
     prev = last.result
-    if last.manifests is not manifests or last.settings != settings or last.cfg is not cfg:
+    if last.manifests is not manifests or last.unit is not unit or last.cfg is not cfg:
         return None
     if not prev.ok or prev.dry_run or prev.revision != revision or prev.hooks:
         return None

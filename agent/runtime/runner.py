@@ -119,9 +119,12 @@ class ClusterRunner:
         self.rules = celhealth.rules(cfg.health_checks)
         self._sops: sops.Decryptor | None = None
         self._synced: dict[str, str] = {}  # app -> sha its last sync applied completely (resyncs run inline)
-        self._loads: dict[str, tuple[tuple[str, ...], list[resources.Manifest]]] = {}  # app -> (from what, manifests)
+        # app -> (the unit object and the trees and discovery it was loaded from, its manifests)
+        self._loads: dict[str, tuple[apps.Unit, tuple[str, ...], list[resources.Manifest]]] = {}
         self._loads_lock = threading.Lock()  # _loads only (the sync holds _lock throughout)
         self._last_units: dict[str, noop.Last] = {}  # app -> what its last good sync applied (the sync's thread)
+        self._unit_memo: tuple[object, object, list[apps.Unit]] = (None, None, [])  # (cfg, cluster, units)
+        self._option_memo: dict[tuple[int, bool, bool, bool], tuple[apps.Unit, engine.ReconcileOptions]] = {}
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -181,7 +184,7 @@ class ClusterRunner:
                 log.error("%s", message if message.startswith(f"cluster {name}") else f"cluster {name}: {message}")
                 return ReconcileResult(name, revision, (), started, time.monotonic() - t0, dry_run, message, kind)
 
-            units = apps.units(self.cfg, self.cluster)
+            units = self._units()
             if app is not None and not apps.select(units, app):
                 return failed(engine.ErrorKind.CONFIG, f"no app {app!r} on cluster {name}")
             result: ReconcileResult | None = None
@@ -194,9 +197,7 @@ class ClusterRunner:
                     self.cluster,
                     kube,
                     live,
-                    lambda u: options_for(
-                        self.cfg,
-                        self.cluster,
+                    lambda u: self._options(
                         u,
                         dry_run=dry_run,
                         force_prune=force_prune,
@@ -244,25 +245,49 @@ class ClusterRunner:
             log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
 
+    def _units(self) -> list[apps.Unit]:
+        """The cluster's units (:func:`apps.units`), the same objects for as long as the config is the same one
+        (a resync compares them by identity)."""
+        cfg, cluster, units = self._unit_memo
+        if cfg is not self.cfg or cluster is not self.cluster:
+            units = apps.units(self.cfg, self.cluster)
+            self._unit_memo = (self.cfg, self.cluster, units)
+        return units
+
+    def _options(
+        self, unit: apps.Unit, *, dry_run: bool, force_prune: bool, prune_orphans: bool, rules: health.Rules
+    ) -> engine.ReconcileOptions:
+        """:func:`options_for`, worked out once per unit object and flags."""
+        key = (id(unit), dry_run, force_prune, prune_orphans)
+        found = self._option_memo.get(key)
+        if found is None or found[0] is not unit:
+            options = options_for(self.cfg, self.cluster, unit, dry_run=dry_run, force_prune=force_prune,
+                                  prune_orphans=prune_orphans, rules=rules)  # fmt: skip
+            if len(self._option_memo) > 4 * max(1, len(self._unit_memo[2])):
+                self._option_memo.clear()
+            found = self._option_memo[key] = (unit, options)
+        return found[1]
+
     def _load(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
         """``unit``'s manifests from its source's tree in ``trees``: rendered (a chart with its values, see
         :mod:`agent.sources.helmvalues`), decrypted (when the unit decrypts) and substituted (when it
         substitutes). Raises ConfigError and SourceError naming the file.
 
-        A unit loaded before from the same trees (each a snapshot of one revision, never changed), with the same
-        settings and the same discovery (a chart's ``.Capabilities``), is not read again: its last manifests are
-        returned (a resync touches no file; every syscall would hand the interpreter lock to the other clusters'
-        workers and wait to get it back). A unit that substitutes variables (read from env and files each sync)
+        A unit loaded before from the same trees (each a snapshot of one revision, never changed), as the same
+        unit object (the units are worked out once per config, see :meth:`_units`) and with the same discovery (a
+        chart's ``.Capabilities``), is not read again: its last manifests are returned (a resync touches no file;
+        every syscall would hand the interpreter lock to the other clusters' workers and wait to get it back). A
+        unit that substitutes variables (read from env and files each sync)
         is always loaded."""
         key = self._load_key(unit, trees)
         with self._loads_lock:
             hit = self._loads.get(unit.name)
-        if key is not None and hit is not None and hit[0] == key:
-            return hit[1]
+        if key is not None and hit is not None and hit[0] is unit and hit[1] == key:
+            return hit[2]
         desired = self._load_now(unit, trees)
         if key is not None:
             with self._loads_lock:
-                self._loads[unit.name] = (key, desired)
+                self._loads[unit.name] = (unit, key, desired)
         return desired
 
     def _load_key(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> tuple[str, ...] | None:
