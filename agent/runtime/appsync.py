@@ -291,15 +291,17 @@ def _sync_one(
             ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
         created = _create_namespace(ctx, u, manifests, token)
         last = ctx.last.get(u.name)
-        result = noop.unchanged(last, manifests, u, ctx.cfg, revision, stored, u.inventory, ctx.live, options)
-        if result is None:
+        proven = noop.unchanged(last, manifests, u, ctx.cfg, revision, stored, u.inventory, ctx.live, options)
+        if proven is not None and last is not None:  # nothing changed: the release records found then still stand
+            result, kept = proven, last.kept
+        else:
             result = engine.reconcile(
                 kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
                 store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
             )  # fmt: skip
+            kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
         if result.ok and not ctx.dry_run:
-            ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result)
-        kept = helmreleases.left_alone(ctx.kube, u, manifests) if result.ok else []
+            ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result, kept)
         return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
     except errors.CancelledError as e:
         return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)

@@ -4,8 +4,9 @@ The agent renders charts with ``helm template`` and keeps its own inventory; it 
 A release first installed with ``helm install`` has its objects adopted by the app's first sync (server-side
 apply takes them over, the tracking annotation marks them), while Helm's release Secrets
 (``sh.helm.release.v1.<release>.v<N>``, type ``helm.sh/release.v1``, labelled ``owner=helm``,
-``name=<release>``) stay as they are: :func:`left_alone` finds them (one metadata-only LIST, filtered by label)
-so the app's result names each as ``kept``, with a message saying why. Deleting them is the user's decision
+``name=<release>``) stay as they are: :func:`left_alone` finds them (one metadata-only LIST, filtered by label,
+on each sync that runs the engine; a resync proven unchanged names the ones found then) so the app's result
+names each as ``kept``, with a message saying why. Deleting them is the user's decision
 (``helm uninstall`` would delete the adopted objects too; delete the Secrets alone). Used by
 :mod:`agent.runtime.appsync`.
 """

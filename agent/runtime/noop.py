@@ -32,13 +32,15 @@ from reconcilers import apply, diff, engine, inventory, resources
 @dataclasses.dataclass(frozen=True)
 class Last:
     """What a unit's last good sync on a cluster applied: the manifests list it loaded, the unit object and config
-    object it ran with (the runner keeps the same unit objects for as long as the config is the same one), and its
-    result."""
+    object it ran with (the runner keeps the same unit objects for as long as the config is the same one), its
+    result, and the Helm release records it found (``kept`` entries, named again without a LIST while nothing
+    changes)."""
 
     manifests: Sequence[resources.Manifest]
     unit: object
     cfg: object
     result: engine.ReconcileResult
+    kept: tuple[apply.ChangeSetEntry, ...] = ()
 
 
 def unchanged(
