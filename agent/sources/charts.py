@@ -11,11 +11,11 @@ a new revision on the next interval, and nothing changes otherwise. A tree of a 
 
 Credentials (``usernameEnv``, ``passwordEnv`` or ``passwordFile``) reach Helm on standard input (``helm repo add
 --password-stdin``, ``helm registry login --password-stdin``) into a Helm home of this source alone
-(``HELM_CONFIG_HOME`` and the rest under ``cacheDir``), never on a command line, in a log or in an error. Every
-``helm`` run is stopped after the source's ``timeout``. A failed fetch (unreachable server, refused credentials,
-no version matching) raises :class:`reconcilers.errors.FetchError` naming the source and chart: the last good
-revision stays deployed and the source shows stale (as for git). Used by :mod:`agent.sources.local`
-(``open_source``).
+(``HELM_CONFIG_HOME`` and the rest under ``cacheDir``), never on a command line, in a log or in an error. A fetch,
+every ``helm`` run of it together, is stopped after the source's ``timeout``. A failed fetch (unreachable
+server, a server that never answers, refused credentials, no version matching) raises
+:class:`reconcilers.errors.FetchError` naming the source and chart: the last good revision stays deployed and the
+source shows stale (as for git). Used by :mod:`agent.sources.local` (``open_source``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import pathlib
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import yaml
@@ -54,6 +55,7 @@ class ChartSource:
         self.trees = trees.Trees(self.dir / "trees", _KEEP_TREES)
         self._resolved: dict[str, dict[str, str]] = {}  # revision sha -> {chart_dir: version}
         self._lock = threading.Lock()
+        self._deadline = 0.0  # when the fetch in progress must end (monotonic seconds)
 
     def fetch(self, stop: threading.Event | None = None) -> resources.Revision:
         """Resolve and download every chart; the revision of their versions. Raises FetchError."""
@@ -89,6 +91,7 @@ class ChartSource:
 
     # -- helm ------------------------------------------------------------------------------------------------
     def _fetch(self, stop: threading.Event | None) -> resources.Revision:
+        self._deadline = time.monotonic() + self.source.timeout  # for the whole fetch, every helm run together
         if self.charts:
             self._login()
         versions: dict[str, str] = {}
@@ -179,14 +182,16 @@ class ChartSource:
         binary = helm.binary()
         if binary is None:
             raise errors.FetchError(f"source {self.source.url}: helm is not installed (or set GITOPS_AGENT_HELM)")
+        left = self._deadline - time.monotonic()
         try:
+            if left <= 0:
+                raise subprocess.TimeoutExpired(args, 0)
             done = subprocess.run(  # the pinned helm, arguments from the validated config
-                [binary, *args], input=stdin, env=env, capture_output=True, text=True,
-                timeout=self.source.timeout, check=False,
+                [binary, *args], input=stdin, env=env, capture_output=True, text=True, timeout=left, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise errors.FetchError(
-                f"source {self.source.url}: {what}: helm {args[0]} took over {self.source.timeout:g} s"
+                f"source {self.source.url}: {what}: the fetch took over {self.source.timeout:g} s (timeout)"
             ) from None
         except OSError as e:
             raise errors.FetchError(f"source {self.source.url}: cannot run helm: {e.strerror or e}") from None

@@ -277,3 +277,47 @@ def test_the_agent_follows_a_chart_repository_on_its_interval_and_keeps_the_last
     log = (tmp_path / "agent.log").read_text()
     assert REPO_PASSWORD not in log
     assert OCI_PASSWORD not in log
+
+
+def test_a_chart_repository_that_accepts_and_never_answers_fails_the_fetch_within_its_timeout(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A server that takes the connection and never answers (not one that refuses it) costs the source's
+    ``timeout`` for the whole fetch, then a clear error; nothing hangs."""
+    import socket
+    import threading
+    import time
+
+    from agent import config
+    from agent.sources import charts
+    from reconcilers import errors
+
+    held: list[socket.socket] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])  # kept open, never read, never answered
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    source = config.SourceConfig(url=url, type="helm", timeout=2, cacheDir=str(tmp_path / "cache"))
+    fetcher = charts.ChartSource(source, [config.ChartRef(name="podinfo", version="6.x")])
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(errors.FetchError, match=r"took over 2 s \(timeout\)"):
+            fetcher.fetch()
+        assert time.monotonic() - t0 < 6
+        assert held  # it did connect: the server accepted and stayed silent
+    finally:
+        stop.set()
+        listener.close()
+        for conn in held:
+            conn.close()
