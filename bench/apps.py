@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import REPO, TestCluster
+from common import REPO, TestCluster, ensure_namespace
 
 sys.path.insert(0, str(REPO))
 
@@ -60,14 +60,6 @@ def make_repo(path: Path, apps: int, objects: int) -> None:
         ["-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "bench"],
     ):
         subprocess.run(["git", *args], cwd=path, check=True)
-
-
-def ensure_namespace(tc: TestCluster, name: str) -> None:
-    from kubernetes import client
-    from kubernetes import config as kconfig
-
-    api = client.CoreV1Api(kconfig.new_client_from_config(str(tc.kubeconfig)))
-    api.create_namespace({"metadata": {"name": name}})
 
 
 def run_setup(name: str, doc: dict[str, Any], tmp: Path, rounds: int) -> dict[str, Any]:

@@ -33,6 +33,15 @@ def wait_ready(base: str, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def ensure_namespace(tc: TestCluster, name: str) -> None:
+    """Create the namespace ``name`` in ``tc`` (with the official client, as an operator would)."""
+    from kubernetes import client
+    from kubernetes import config as kconfig
+
+    api = client.CoreV1Api(kconfig.new_client_from_config(str(tc.kubeconfig)))
+    api.create_namespace({"metadata": {"name": name}})
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import REPO, TestCluster
+from common import REPO, TestCluster, ensure_namespace
 
 sys.path.insert(0, str(REPO))
 
@@ -49,14 +49,6 @@ def make_repo(path: Path) -> None:
         ["-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-q", "-m", "bench"],
     ):
         subprocess.run(["git", *args], cwd=path, check=True)
-
-
-def ensure_namespace(tc: TestCluster, name: str) -> None:
-    from kubernetes import client
-    from kubernetes import config as kconfig
-
-    api = client.CoreV1Api(kconfig.new_client_from_config(str(tc.kubeconfig)))
-    api.create_namespace({"metadata": {"name": name}})
 
 
 def pipeline(tc: TestCluster, release: str, values: Path, kube_version: str) -> float:
