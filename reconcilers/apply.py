@@ -32,6 +32,9 @@ class Action(enum.Enum):
     SKIPPED = "skipped"
 
 
+_ACTIONS = tuple(a.value for a in Action)  # iterating an Enum class builds a list each time
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChangeSetEntry:
     """The result for one object: its key, the action, a message (the API server's own words for failures)
@@ -253,7 +256,7 @@ def apply_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> inv
 
 def counts(entries: Sequence[ChangeSetEntry]) -> dict[str, int]:
     """Entries per action, every action present: ``{"created": 2, "configured": 0, ...}``."""
-    out = {a.value: 0 for a in Action}
+    out = dict.fromkeys(_ACTIONS, 0)
     for e in entries:
         out[e.action._value_] += 1  # the member's own attribute: ``.value`` is a descriptor call per entry
     return out
