@@ -132,6 +132,20 @@ class ReconcileResult:
     hooks: tuple[hookrun.HookRun, ...] = ()
     plan: ordering.Plan | None = dataclasses.field(default=None, repr=False)
 
+    def again(self, **changes: object) -> ReconcileResult:
+        """A copy with ``changes`` (field name -> new value), as ``dataclasses.replace`` makes it but without
+        running ``__init__`` again (a frozen dataclass's sets each of its fields through ``object.__setattr__``;
+        a no-op resync copies one result per app). Raises TypeError for a name that is not a field."""
+        unknown = changes.keys() - _RESULT_FIELDS
+        if unknown:
+            raise TypeError(f"ReconcileResult has no field {', '.join(sorted(unknown))}")
+        new = object.__new__(ReconcileResult)
+        state = new.__dict__
+        state.update(self.__dict__)
+        state.pop("_counted", None)
+        state.update(changes)
+        return new
+
     @property
     def counts(self) -> dict[str, int]:
         """Objects per action (see :func:`apply.counts`); a new dict each time."""
@@ -158,6 +172,9 @@ class ReconcileResult:
         """True when the reconcile ran to its end and no object failed or was skipped."""
         c = self._counts
         return self.error is None and c["failed"] == 0 and c["skipped"] == 0
+
+
+_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(ReconcileResult))
 
 
 def reconcile(

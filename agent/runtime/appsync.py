@@ -285,24 +285,26 @@ def _sync_one(
     fails in it fails this unit alone (a duplicate identity, an unreadable inventory, a namespace it may not
     create); only a bug raises."""
     try:
-        kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
-        options = dataclasses.replace(ctx.options(u), protected=ownership.OthersObjects(claims, u.name))
+        created = _create_namespace(ctx, u, manifests, token)
+        options = ctx.options(u)
+        proven = noop.unchanged(ctx.last.get(u.name), manifests, u, ctx.cfg, revision, stored, ctx.live, options,
+                                created)  # fmt: skip
+        if proven is not None:
+            ctx.remember[u.name] = proven[1]
+            return proven[0]
         if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
             ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
-        created = _create_namespace(ctx, u, manifests, token)
-        last = ctx.last.get(u.name)
-        proven = noop.unchanged(last, manifests, u, ctx.cfg, revision, stored, u.inventory, ctx.live, options)
-        if proven is not None and last is not None:  # nothing changed: the release records found then still stand
-            result, kept = proven, last.kept
-        else:
-            result = engine.reconcile(
-                kube, manifests, options, cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token,
-                store_kube=ctx.kube, stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
-            )  # fmt: skip
-            kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
+        kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
+        result = engine.reconcile(
+            kube, manifests, dataclasses.replace(options, protected=ownership.OthersObjects(claims, u.name)),
+            cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token, store_kube=ctx.kube,
+            stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
+        )  # fmt: skip
+        kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
+        result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
         if result.ok and not ctx.dry_run:
             ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result, kept)
-        return dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
+        return result
     except errors.CancelledError as e:
         return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)
     except errors.ConfigError as e:

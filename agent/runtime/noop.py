@@ -33,7 +33,8 @@ from reconcilers import apply, diff, engine, inventory, resources
 class Last:
     """What a unit's last good sync on a cluster applied: the manifests list it loaded, the unit object and config
     object it ran with (the runner keeps the same unit objects for as long as the config is the same one), its
-    result, and the Helm release records it found (``kept`` entries, named again without a LIST while nothing
+    result (as the app's result: ``app`` set, the namespace it created and the release records among its entries),
+    and the Helm release records it found (``kept`` entries, named again without a LIST while nothing
     changes)."""
 
     manifests: Sequence[resources.Manifest]
@@ -41,6 +42,10 @@ class Last:
     cfg: object
     result: engine.ReconcileResult
     kept: tuple[apply.ChangeSetEntry, ...] = ()
+    inventory_version: tuple[str, str] = ("", "")
+    """The (uid, resourceVersion) of the unit's inventory ConfigMap when it last held exactly ``result``'s
+    entries (set by the first proof after a sync): the same version again is the same entries, not decoded and
+    compared again."""
 
 
 def unchanged(
@@ -50,11 +55,15 @@ def unchanged(
     cfg: object,
     revision: resources.Revision,
     stored: Mapping[str, resources.Body | None] | None,
-    inventory_key: str,
     live: cache.LiveCache,
     options: engine.ReconcileOptions,
-) -> engine.ReconcileResult | None:
-    """The unit's result when it is provably unchanged (see the module doc), else None."""
+    created: Sequence[apply.ChangeSetEntry] = (),
+) -> tuple[engine.ReconcileResult, Last] | None:
+    """The unit's result when it is provably unchanged (see the module doc), and what the next proof starts
+    from; else None. The result is the last one (its
+    ``app`` kept) with ``created`` (the unit's namespace, made just now), then every desired object
+    ``unchanged``, then the release records the last sync kept, and a new time. ``stored``: the cluster's
+    inventories by key (None: not listed, no proof); the unit's is ``options.paths[0]``."""
     t0, started = time.monotonic(), datetime.datetime.now(datetime.UTC)
     if last is None or stored is None or options.apply.dry_run or options.hooks_on_noop:
         return None
@@ -65,20 +74,30 @@ def unchanged(
         return None
     if prev.plan is None or len(prev.plan.steps) != 1 or prev.plan.on_fail or prev.plan.skipped:
         return None
-    store = inventory.Store(live.kube, inventory.Tracking(options.instance, ""), options.inventory_namespace, "")
-    store.prime(inventory_key, stored.get(inventory_key))
-    try:
-        entries = store.read([inventory_key])[inventory_key].entries
-    except Exception:  # an unreadable inventory is the engine's to report
-        return None
-    if dict(entries) != dict(prev.inventory) or len(entries) != len(prev.desired):
-        return None
-    fm = options.apply.field_manager
-    for key, d in prev.desired.items():
-        if not diff.quick_in_sync(live.get(key), entries.get(key), d.hash, fm, d.pointers):
+    key = options.paths[0]
+    found = stored.get(key)
+    meta = (found or {}).get("metadata") or {}
+    version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+    if not version[1] or version != last.inventory_version:
+        store = inventory.Store(live.kube, inventory.Tracking(options.instance, ""), options.inventory_namespace, "")
+        store.prime(key, found)
+        try:
+            entries = store.read([key])[key].entries
+        except Exception:  # an unreadable inventory is the engine's to report
             return None
-    found = tuple(
-        apply.ChangeSetEntry(key, apply.Action.UNCHANGED, "", d.manifest.origin) for key, d in prev.desired.items()
+        if dict(entries) != dict(prev.inventory) or len(entries) != len(prev.desired):
+            return None
+    fm = options.apply.field_manager
+    recorded = prev.inventory
+    for k, d in prev.desired.items():
+        if not diff.quick_in_sync(live.get(k), recorded.get(k), d.hash, fm, d.pointers):
+            return None
+    unchanged_ = apply.Action.UNCHANGED
+    found_entries = (
+        *created,
+        *(apply.ChangeSetEntry(k, unchanged_, "", d.manifest.origin) for k, d in prev.desired.items()),
+        *last.kept,
     )
-    return dataclasses.replace(prev, entries=found, started=started, duration=time.monotonic() - t0, health=None,
-                               health_message="")  # fmt: skip
+    result = prev.again(entries=found_entries, started=started, duration=time.monotonic() - t0, health=None,
+                        health_message="")  # fmt: skip
+    return result, (last if version == last.inventory_version else dataclasses.replace(last, inventory_version=version))

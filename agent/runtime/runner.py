@@ -220,9 +220,10 @@ class ClusterRunner:
                     bad = {r.app for r in found if not r.ok}
                     kept = {n: v for n, v in self._last_units.items() if n not in bad}
                     self._last_units = {**kept, **ctx.remember}
+                placed = {u.name for u in units}
                 with self._loads_lock:  # apps no longer placed here are forgotten
-                    self._loads = {n: v for n, v in self._loads.items() if n in {u.name for u in units}}
-                self._last_units = {n: v for n, v in self._last_units.items() if n in {u.name for u in units}}
+                    self._loads = {n: v for n, v in self._loads.items() if n in placed}
+                self._last_units = {n: v for n, v in self._last_units.items() if n in placed}
                 result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
             except errors.CancelledError as e:
                 return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
@@ -296,7 +297,8 @@ class ClusterRunner:
         sources = (
             (unit.source, *(f.source or unit.source for f in unit.helm.values_from)) if unit.helm else (unit.source,)
         )
-        return (repr(unit), *(str(trees.get(s)) for s in sources), str(self.kube.discovery_generation))
+        # The unit itself is compared by identity (a frozen object, the same one while the config is the same).
+        return (*(str(trees.get(s)) for s in sources), str(self.kube.discovery_generation))
 
     def _load_now(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
         decryptor = self._decryptor() if unit.decrypt else None
