@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from collections.abc import Mapping
 
 from agent import config
@@ -155,12 +156,24 @@ def _ordered(found: list[Unit]) -> list[Unit]:
 
 def sources_of(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[str]:
     """The names of the sources ``cluster``'s units read (their own, and those their Helm values come from), in
-    first-use order."""
+    first-use order (a new list). Worked out once per config and cluster object (the status asks for every
+    cluster on every poll; a config is never changed once loaded, a reload makes a new one)."""
+    with _SOURCES_LOCK:
+        kept = _SOURCES.get(cluster.name)
+    if kept is not None and kept[0] is cfg and kept[1] is cluster:
+        return list(kept[2])
     found = []
     for u in units(cfg, cluster):
         found.append(u.source)
         found += [f.source for f in u.helm.values_from if f.source] if u.helm else []
-    return list(dict.fromkeys(found))
+    names = tuple(dict.fromkeys(found))
+    with _SOURCES_LOCK:
+        _SOURCES[cluster.name] = (cfg, cluster, names)
+    return list(names)
+
+
+_SOURCES: dict[str, tuple[config.AgentConfig, config.ClusterConfig, tuple[str, ...]]] = {}  # by cluster name
+_SOURCES_LOCK = threading.Lock()
 
 
 def select(found: list[Unit], app: str | None) -> list[Unit]:

@@ -164,6 +164,10 @@ class LiveCache:
         self.rules = rules
         """Health rules; kinds with one are watched with their status, the others as metadata only."""
         self._objects: dict[resources.ResourceKey, Entry] = {}
+        self.changes = 0
+        """Incremented after every entry stored or dropped (watch events, relists). Read it before the entries it
+        guards: the same count later means no entry changed since."""
+        self._changes_lock = threading.Lock()
         self._reflectors: dict[tuple[str, str], _Reflector] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -215,12 +219,19 @@ class LiveCache:
     def _store(self, key: resources.ResourceKey, entry: Entry | None) -> None:
         if entry is None:
             existed = self._objects.pop(key, None) is not None
+            if existed:
+                self._changed()
             if existed and self.on_change:
                 self.on_change(key, None)
             return
         self._objects[key] = entry
+        self._changed()
         if self.on_change:
             self.on_change(key, entry.body(self.field_manager))
+
+    def _changed(self) -> None:
+        with self._changes_lock:  # one reflector thread per kind: increments from two must not be lost
+            self.changes += 1
 
 
 class _Reflector(threading.Thread):

@@ -94,6 +94,7 @@ class AgentState:
             n: collections.deque(maxlen=HISTORY - 1) for n in cluster_names
         }
         self._last: dict[str, engine.ReconcileResult] = {}
+        self._summaries: dict[str, dict[str, Any]] = {}  # cluster -> result_json(its last result, objects=False)
         self._hook_runs: dict[tuple[str, str], tuple[resources.Revision | None, tuple[hookrun.HookRun, ...]]] = {}
         self._sources: dict[str, SourceState] = {n: SourceState() for n in source_names or ["default"]}
         self.config_error: str | None = None
@@ -127,13 +128,16 @@ class AgentState:
             return found.error if found else None
 
     def record(self, result: engine.ReconcileResult) -> None:
-        """Record a finished reconcile."""
+        """Record a finished reconcile (its summary, :func:`result_json` without objects, is made here once: a
+        status poll reads it for every cluster)."""
+        summary = result_json(result, objects=False)
         with self._lock:
             history = self._history.setdefault(result.cluster, collections.deque(maxlen=HISTORY - 1))
-            previous = self._last.get(result.cluster)
+            previous = self._summaries.get(result.cluster)
             if previous is not None:
-                history.append(result_json(previous, objects=False))
+                history.append(previous)
             self._last[result.cluster] = result
+            self._summaries[result.cluster] = summary
             for r in result.apps or (result,):
                 if r.hooks and not r.dry_run:
                     self._hook_runs[(result.cluster, r.app)] = (r.revision, r.hooks)
@@ -157,6 +161,7 @@ class AgentState:
         with self._lock:
             self._history.pop(name, None)
             self._last.pop(name, None)
+            self._summaries.pop(name, None)
             self._hook_runs = {k: v for k, v in self._hook_runs.items() if k[0] != name}
 
     def last(self, name: str) -> engine.ReconcileResult | None:
@@ -173,10 +178,13 @@ class AgentState:
                 return None
             earlier = list(history)
             last = self._last.get(name)
+            summary = self._summaries.get(name)
+        if last is None or summary is None:
+            return {"name": name, "lastSync": None, "history": earlier[::-1]}
         return {
             "name": name,
-            "lastSync": result_json(last, objects=objects) if last else None,
-            "history": ([result_json(last, objects=False)] if last else []) + earlier[::-1],
+            "lastSync": result_json(last, objects=True) if objects else dict(summary),
+            "history": [dict(summary), *earlier[::-1]],
         }
 
     def names(self) -> list[str]:

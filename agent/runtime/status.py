@@ -134,11 +134,14 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
     if fleet.leases:
         found["sharding"] = {"holder": fleet.leases.holder(name), "reconciledHere": bool(w.active)}
     keys = list(last.desired) if last else []
+    changes = r.live.changes if r and r.live else None  # read before the healths it vouches for
     healths = r.health(keys) if r else {k: health.HealthStatus(health.Health.UNKNOWN, "not watched") for k in keys}
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
     found["health"] = overall.value
     found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))
-    cells = appstatus.cluster_cells(fleet, name, last, healths, compact=not objects) if last else []
+    cells = (
+        appstatus.cluster_cells(fleet, name, last, healths, compact=not objects, live_changes=changes) if last else []
+    )
     if objects:
         found["apps"] = cells
     if objects and found.get("lastSync"):
@@ -170,7 +173,7 @@ def status_json(fleet: View, *, objects: bool = True) -> dict[str, Any]:
     status = fleet.state.source_json()
     found = [_cluster(fleet, n, objects=objects) for n in fleet.state.names()]
     status["clusters"] = [c for c, _ in found if c]
-    status["apps"] = appstatus.summary(fleet.cfg, [cell for _, cells in found for cell in cells])
+    status["apps"] = appstatus.summary(fleet.cfg, [cells for _, cells in found])
     status["ready"] = {"ready": not (reasons := not_ready(fleet)), "reasons": reasons}
     status["events"] = fleet.events.json(limit=EVENTS_IN_STATUS)
     if fleet.rollout:

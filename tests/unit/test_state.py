@@ -7,6 +7,8 @@ import dataclasses
 import datetime
 from typing import Any
 
+import pytest
+
 from agent.runtime import state
 from reconcilers import apply, engine, resources
 
@@ -76,3 +78,31 @@ def s_summary(s: state.AgentState, r: engine.ReconcileResult) -> dict[str, Any]:
     assert out is not None
     assert "objects" not in out["lastSync"]
     return out
+
+
+def test_again_copies_a_result_with_new_fields_and_counts_it_again() -> None:
+    r = result(1, objects=2)
+    assert r.counts["unchanged"] == 2
+    failed = apply.ChangeSetEntry(resources.ResourceKey("", "ConfigMap", "ns", "x"), apply.Action.FAILED)
+    later = r.again(entries=(*r.entries, failed), duration=1.5)
+    assert (later.duration, later.counts["failed"], later.ok) == (1.5, 1, False)
+    assert (r.duration, r.counts["failed"], r.ok) == (0.5, 0, True)  # the original is untouched
+    assert later == dataclasses.replace(r, entries=(*r.entries, failed), duration=1.5)
+    with pytest.raises(TypeError, match="colour"):
+        r.again(colour="red")
+
+
+def test_the_summary_is_made_once_per_result_and_handed_out_as_a_copy() -> None:
+    s = state.AgentState(["a"])
+    s.record(result(1, objects=3))
+    first = s.cluster_json("a", objects=False)
+    assert first is not None
+    first["lastSync"]["error"] = "changed by a caller"
+    again = s.cluster_json("a", objects=False)
+    assert again is not None
+    assert again["lastSync"]["error"] is None
+    s.record(result(2, objects=3))
+    out = s.cluster_json("a", objects=False)
+    assert out is not None
+    assert [h["revision"]["sha"] for h in out["history"]] == [f"{2:040x}", f"{1:040x}"]
+    assert out["lastSync"] == out["history"][0]

@@ -1,0 +1,94 @@
+"""The apps x clusters cells of a status poll: kept while nothing they are made of changes, made again when
+anything does (the last sync, the config, a source's revision or staleness, a live object)."""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+from typing import Any
+
+import yaml
+
+from agent import config
+from agent.runtime import appstatus, state
+from reconcilers import apply, engine, health, resources
+
+KEY = resources.ResourceKey("", "ConfigMap", "ns", "cm")
+REV = resources.Revision("a" * 40, "main")
+
+
+class View:
+    """What the cells read of a fleet, without clusters: a config, the state, the sources' revisions."""
+
+    def __init__(self, cfg: config.AgentConfig) -> None:
+        self.cfg = cfg
+        self.state = state.AgentState([c.name for c in cfg.clusters])
+        self.state.set_sources(["default"])
+        self.targets = {"default": REV}
+
+    def worker_of(self, name: str) -> None:
+        return None
+
+    def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
+        return dict(self.targets)
+
+
+def load(tmp_path: pathlib.Path) -> config.AgentConfig:
+    doc: dict[str, Any] = {
+        "source": {"url": str(tmp_path), "ref": "main"},
+        "clusters": [{"name": "c1", "kubeconfig": str(tmp_path / "kubeconfig"), "labels": {"env": "dev"}}],
+        "apps": [{"name": "web", "path": "web"}],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return config.load_config(path)
+
+
+def synced() -> engine.ReconcileResult:
+    now = datetime.datetime.now(datetime.UTC)
+    desired = {KEY: object()}
+    app = engine.ReconcileResult(
+        "c1", REV, (apply.ChangeSetEntry(KEY, apply.Action.UNCHANGED),), now, 0.1, desired=desired, app="web"
+    )  # type: ignore[arg-type]
+    return engine.ReconcileResult("c1", REV, app.entries, now, 0.1, desired=desired, apps=(app,))  # type: ignore[arg-type]
+
+
+def cells(view: View, last: engine.ReconcileResult, status: health.Health, changes: int) -> list[dict[str, Any]]:
+    healths = {KEY: health.HealthStatus(status, "")}
+    return appstatus.cluster_cells(view, "c1", last, healths, compact=True, live_changes=changes)  # type: ignore[arg-type]
+
+
+def test_cells_are_kept_while_nothing_changes_and_made_again_when_anything_does(tmp_path: pathlib.Path) -> None:
+    view = View(load(tmp_path))
+    last = synced()
+    first = cells(view, last, health.Health.HEALTHY, 7)
+    assert [(c["app"], c["syncStatus"], c["health"]) for c in first] == [("web", "Synced", "Healthy")]
+    assert cells(view, last, health.Health.HEALTHY, 7) is first  # nothing changed: the same cells
+    # a live object changed (the cache's count moved): its health is read again
+    degraded = cells(view, last, health.Health.DEGRADED, 8)
+    assert degraded[0]["health"] == "Degraded"
+    # the source moved on: the app is behind it
+    view.targets = {"default": resources.Revision("b" * 40, "main")}
+    assert cells(view, last, health.Health.DEGRADED, 8)[0]["syncStatus"] == "OutOfSync"
+    # its source is stale
+    view.state.record_fetch(None, "unreachable")
+    assert cells(view, last, health.Health.DEGRADED, 8)[0]["stale"] == "unreachable"
+    # a new sync
+    newer = synced()
+    view.targets = {"default": REV}
+    assert cells(view, newer, health.Health.DEGRADED, 8)[0]["syncStatus"] == "Synced"
+    # without a change count (no live cache) nothing is kept
+    healths = {KEY: health.HealthStatus(health.Health.HEALTHY, "")}
+    one = appstatus.cluster_cells(view, "c1", newer, healths, compact=True)  # type: ignore[arg-type]
+    assert appstatus.cluster_cells(view, "c1", newer, healths, compact=True) is not one  # type: ignore[arg-type]
+
+
+def test_the_apps_summary_follows_new_cells(tmp_path: pathlib.Path) -> None:
+    view = View(load(tmp_path))
+    last = synced()
+    healthy = cells(view, last, health.Health.HEALTHY, 1)
+    summary = appstatus.summary(view.cfg, [healthy])
+    assert appstatus.summary(view.cfg, [healthy]) is summary
+    assert summary == [{"name": "web", "clusters": 1, "syncStatus": {"Synced": 1}, "health": {"Healthy": 1}}]
+    degraded = cells(view, last, health.Health.DEGRADED, 2)
+    assert appstatus.summary(view.cfg, [degraded])[0]["health"] == {"Degraded": 1}
