@@ -2,10 +2,11 @@
 instance label, so a reconcile reads live objects from memory (a no-op resync sends no per-object GET) and a
 watch event reaches self-heal within milliseconds.
 
-One reflector thread per (group, kind): LIST (paged) -> WATCH from the list's resourceVersion with bookmarks;
-a closed watch resumes from the last resourceVersion seen; ``410 Gone`` (the version fell out of the server's
-watch window) re-lists and reports every difference as an event, so no drift is missed (Kubernetes docs, "API
-Concepts", efficient detection of changes). Errors back off from 0.5 s to 30 s. Entries keep only what drift
+One reflector thread per (group, kind) (:class:`agent.clusters.listwatch.ListWatch`): LIST (paged) -> WATCH
+from the list's resourceVersion with bookmarks; a closed watch resumes from the last resourceVersion seen; ``410
+Gone`` (the version fell out of the server's watch window) re-lists and reports every difference as an event, so
+no drift is missed (Kubernetes docs, "API Concepts", efficient detection of changes). Errors back off from 0.5 s
+to 30 s. Entries keep only what drift
 detection and self-heal read, and the object's health verdict (:class:`Entry`: a few hundred bytes, however large
 the object). Kinds without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the
 cache never holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents.
@@ -14,7 +15,6 @@ Used by ``agent.runtime.runner``; implements ``reconcilers.client.LiveView``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -24,14 +24,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.clusters import connection
-from reconcilers import errors, health, resources
+from agent.clusters import connection, listwatch
+from reconcilers import health, resources
 from reconcilers import health as health_
 
 log = logging.getLogger(__name__)
 
-WATCH_TIMEOUT = 300
-"""Seconds one watch request stays open before it is renewed."""
 LIST_PAGE_SIZE = 500
 """Objects per LIST page. Each page is reduced to its entries before the next is asked for, so a (re)list holds
 one page of full objects per kind at a time, not the whole kind."""
@@ -234,55 +232,16 @@ class LiveCache:
             self.changes += 1
 
 
-class _Reflector(threading.Thread):
+class _Reflector(listwatch.ListWatch):
     def __init__(self, cache: LiveCache, group: str, kind: str, watch: bool) -> None:
-        super().__init__(name=f"watch-{cache.kube.name}-{kind}", daemon=True)
-        self.cache, self.group, self.kind, self.watch_enabled = cache, group, kind, watch
-        self.metadata_only = not cache.rules.watches_status(group, kind)
-        self.listed = threading.Event()
-        self._closer: Callable[[], None] | None = None  # ends the open watch (set by the watch, used by stop)
-        self._closer_lock = threading.Lock()
+        metadata_only = not cache.rules.watches_status(group, kind)
+        super().__init__(
+            cache.kube, group, kind, cache.selector, watch=watch, metadata_only=metadata_only, stop=cache._stop,
+            name=f"watch-{cache.kube.name}-{kind}",
+        )  # fmt: skip
+        self.cache = cache
 
-    def _opened(self, closer: Callable[[], None]) -> None:
-        with self._closer_lock:
-            self._closer = closer
-        if self.cache._stop.is_set():
-            self.close()
-
-    def close(self) -> None:
-        """End the open watch, if any (from any thread)."""
-        with self._closer_lock:
-            closer, self._closer = self._closer, None
-        if closer is not None:
-            with contextlib.suppress(Exception):  # a response already closed or failing: it ends anyway
-                closer()
-
-    def run(self) -> None:
-        rv: str | None = None
-        backoff = 0.5
-        while not self.cache._stop.is_set():
-            try:
-                if rv is None:
-                    rv = self._relist()
-                    self.listed.set()
-                    if not self.watch_enabled:
-                        return
-                rv = self._watch(rv)
-                backoff = 0.5
-            except errors.ClusterError as e:
-                # A kind that cannot be listed (403, 404, unreachable) must not hold up reconciles: they fall back
-                # to reading objects one by one, whose errors name what is wrong.
-                self.listed.set()
-                if self.cache._stop.is_set():
-                    return
-                if isinstance(e, errors.ApiError) and e.status == 410:
-                    rv = None  # resourceVersion too old: list again
-                    continue
-                log.warning("cluster %s: watch %s: %s (retrying in %.1fs)", self.cache.kube.name, self.kind, e, backoff)
-                self.cache._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    def _relist(self) -> str:
+    def relist(self) -> str:
         fm = self.cache.field_manager
         fresh: dict[resources.ResourceKey, Entry] = {}
         rv = ""
@@ -304,36 +263,6 @@ class _Reflector(threading.Thread):
                 self.cache._store(key, entry)
         return rv
 
-    def _watch(self, rv: str) -> str:
-        rtype = self.cache.kube.resource_type(self.group, self.kind)
-        version = rtype.versions[0] if rtype else ""
-        api_version = f"{self.group}/{version}" if self.group else version
-        events = self.cache.kube.watch(
-            self.group, self.kind, self.cache.selector, rv, WATCH_TIMEOUT, metadata_only=self.metadata_only,
-            on_open=self._opened,
-        )  # fmt: skip
-        for event in events:
-            if self.cache._stop.is_set():
-                break
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                raise errors.ApiError(
-                    int(obj.get("code", 500)), str(obj.get("reason", "")), str(obj.get("message", ""))
-                )
-            rv = _rv(obj) or rv
-            if kind == "BOOKMARK":
-                continue
-            obj["apiVersion"], obj["kind"] = api_version, self.kind
-            key = resources.ResourceKey(self.group, self.kind, _meta(obj, "namespace"), _meta(obj, "name"))
-            self.cache._store(
-                key, None if kind == "DELETED" else Entry.of(obj, key, self.cache.field_manager, self.cache.rules)
-            )
-        return rv
-
-
-def _meta(obj: resources.Body, field: str) -> str:
-    return str((obj.get("metadata") or {}).get(field) or "")
-
-
-def _rv(obj: Any) -> str:
-    return _meta(obj, "resourceVersion")
+    def event(self, kind: str, key: resources.ResourceKey, obj: resources.Body) -> None:
+        entry = None if kind == "DELETED" else Entry.of(obj, key, self.cache.field_manager, self.cache.rules)
+        self.cache._store(key, entry)
