@@ -24,6 +24,7 @@ from common import REPO, TestCluster, make_repo, write_config
 sys.path.insert(0, str(REPO))
 
 from agent import apps, config
+from agent.runtime import options as runner_options
 from agent.runtime import runner
 from agent.sources import git, manifests
 from reconcilers import engine
@@ -63,7 +64,7 @@ def main() -> None:
                     else:
                         desired = manifests.load_paths(checkout, cfg.clusters[0].paths)
                         unit = apps.units(cfg, cfg.clusters[0])[0]
-                        options = runner.options_for(cfg, cfg.clusters[0], unit, dry_run=False)
+                        options = runner_options.options_for(cfg, cfg.clusters[0], unit, dry_run=False)
                         result = engine.reconcile(r.kube, desired, options, cluster="resync", revision=revision)
                     walls.append(time.perf_counter() - t0)
                     sent += collections.Counter(r.kube.requests) - before

@@ -29,6 +29,8 @@ from reconcilers import cancel as cancel_
 from reconcilers import client, errors, resources
 
 INSTANCE_LABEL = "gitops-agent.io/instance"
+INVENTORY_LABEL = INSTANCE_LABEL + "-inventory"
+"""On each inventory ConfigMap: the instance it belongs to."""
 TRACKING_ANNOTATION = "gitops-agent.io/tracking"
 PRUNE_ANNOTATION = "gitops-agent.io/prune"
 """Set to ``disabled`` on an object (in git or live) to keep prune from ever deleting it."""
@@ -47,6 +49,11 @@ class Tracking:
     def selector(self) -> str:
         """The label selector of every object this instance applied (in any cluster)."""
         return f"{INSTANCE_LABEL}={self.instance}"
+
+    @property
+    def inventory_selector(self) -> str:
+        """The label selector of every inventory ConfigMap of this instance (in any cluster)."""
+        return f"{INVENTORY_LABEL}={self.instance}"
 
     def mark_body(self, manifest: resources.Manifest) -> resources.Body:
         """``manifest``'s body with the instance label and the tracking annotation added (a new top level and
@@ -228,7 +235,7 @@ class Store:
         metadata: dict[str, object] = {
             "name": key.name,
             "namespace": key.namespace,
-            "labels": {INSTANCE_LABEL + "-inventory": self.tracking.instance},
+            "labels": {INVENTORY_LABEL: self.tracking.instance},
             "annotations": {PATH_ANNOTATION: inventory.path, TRACKING_ANNOTATION: self._tracking(inventory.path)},
         }
         body: resources.Body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}

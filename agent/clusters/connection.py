@@ -121,6 +121,12 @@ class KubeCluster:
                 self._types, self._refreshed = types, mine
                 self._facts = None
 
+    def ping(self) -> None:
+        """One small request (``GET /version``, readable by any identity under the default RBAC) proving the API
+        server answers now: a sync that reads everything else from its watches still fails when the server is
+        frozen or gone (a watch on a frozen server just stays silent). Raises like :meth:`request`."""
+        self.request("GET", "/version")
+
     def facts(self) -> tuple[str, tuple[str, ...]]:
         """What a chart's ``.Capabilities`` should see of this cluster: its version (``GET /version``,
         ``gitVersion``) and every served ``group/version`` and ``group/version/Kind`` (as ``helm template

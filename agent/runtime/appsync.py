@@ -14,7 +14,8 @@
    their selector) when ``sync.prune`` is on and every unit loaded; keep them (and say so) otherwise;
 5. scan for orphans once for the whole cluster.
 
-The cluster's result is the units' results together (:func:`aggregate`). Called by :mod:`agent.runtime.runner`.
+The cluster's result is the units' results together (:func:`agent.runtime.appresults.aggregate`). Called by
+:mod:`agent.runtime.runner`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import datetime
 import pathlib
 import queue
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 from agent import apps, config
@@ -64,6 +64,9 @@ class Context:
     """App -> what its last good sync applied (for :func:`noop.unchanged`)."""
     remember: dict[str, noop.Last] = dataclasses.field(default_factory=dict)
     """Filled by this sync: app -> what its good sync applied (the runner keeps it for the next sync)."""
+    watched: Callable[[], list[resources.Body] | None] | None = None
+    """The cluster's inventory ConfigMaps as a watch holds them, None while it is not current
+    (:meth:`agent.clusters.inventories.InventoryWatch.snapshot`); None: no watch (every sync LISTs them)."""
 
 
 def sync_units(
@@ -104,11 +107,11 @@ def sync_units(
         except errors.SourceError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
     claims = _claim(ctx, units, loaded, revisions, failed)
-    stored = removed.list_inventories(ctx.kube, ctx.cfg, ctx.cluster.name)  # one LIST instead of a GET per app
+    stored, fresh = _inventories(ctx, units, loaded, only)
     kinds = {(m.key.group, m.key.kind) for found in loaded.values() for m in found}
     ctx.live.ensure(kinds, watch=ctx.watch)
     selected = [u for u in units if only is None or u.name == only]
-    results = _run(ctx, selected, loaded, claims, revisions, failed, token, only is not None, stored)
+    results = _run(ctx, selected, loaded, claims, revisions, failed, token, only is not None, stored, fresh)
     if ctx.watch:
         ctx.live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
     orphaned: list[apply.ChangeSetEntry] = []
@@ -126,6 +129,31 @@ def sync_units(
                 ctx.kube, ctx.live, known, tracking, prune_options, dry_run=ctx.dry_run, cancel=token
             )
     return results, orphaned
+
+
+def _inventories(
+    ctx: Context, units: Sequence[apps.Unit], loaded: Mapping[str, list[resources.Manifest]], only: str | None
+) -> tuple[dict[str, resources.Body] | None, bool]:
+    """The cluster's inventories by key (None: they may not be listed, each app reads its own), and whether they
+    are a LIST's of this sync. The watch's (no request) when it is current and this sync is a resync of
+    unchanged manifests (each loaded unit has the same manifests, unit and config its last good sync had, so it
+    will most likely be proven unchanged) with no inventory of an app that left, after one small request that
+    shows the API server answers (:meth:`connection.KubeCluster.ping`); else one LIST. Raises ClusterError."""
+    watched = ctx.watched() if ctx.watched is not None and not ctx.dry_run else None
+    if watched is not None:
+        found = removed.by_key(watched, ctx.cfg, ctx.cluster.name)
+        resync = all(
+            (last := ctx.last.get(u.name)) is not None
+            and last.manifests is loaded[u.name]
+            and last.unit is u
+            and last.cfg is ctx.cfg
+            for u in units
+            if u.name in loaded and (only is None or u.name == only)
+        )
+        if resync and (only is not None or found.keys() <= {u.inventory for u in units}):
+            ctx.kube.ping()  # the watches say nothing of a server gone silent: it must answer this sync
+            return found, False
+    return removed.list_inventories(ctx.kube, ctx.cfg, ctx.cluster.name), True  # one LIST, not a GET per app
 
 
 def _claim(
@@ -157,6 +185,7 @@ def _run(
     token: cancel_.Token,
     alone: bool,
     stored: Mapping[str, resources.Body] | None,
+    fresh: bool,
 ) -> list[engine.ReconcileResult]:
     """Sync the selected units, each once its dependencies are done. A unit already synced at its revision (a
     resync) runs in the caller's thread, one after the other: that work is interpreter-bound (a no-op resync never
@@ -183,7 +212,9 @@ def _run(
                     (
                         "sync",
                         u.name,
-                        _sync_one(ctx, u, loaded[u.name], claims, revisions[apps.PIN_PREFIX + u.name], token, stored),
+                        _sync_one(
+                            ctx, u, loaded[u.name], claims, revisions[apps.PIN_PREFIX + u.name], token, stored, fresh
+                        ),
                     )
                 )
             except BaseException as e:
@@ -223,7 +254,7 @@ def _run(
                 elif why:
                     done[u.name] = _result(ctx, u, revisions.get(pin), why, engine.ErrorKind.WAITING)
                 elif ctx.previous.get(u.name) == revisions[pin].sha:
-                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[pin], token, stored))
+                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[pin], token, stored, fresh))
                 else:
                     busy.add(u.name)
                     jobs.put(u)
@@ -280,10 +311,12 @@ def _sync_one(
     revision: resources.Revision,
     token: cancel_.Token,
     stored: Mapping[str, resources.Body] | None,
+    fresh: bool,
 ) -> engine.ReconcileResult:
-    """One unit's engine run (as its service account, if any), its namespace created first when asked. What
-    fails in it fails this unit alone (a duplicate identity, an unreadable inventory, a namespace it may not
-    create); only a bug raises."""
+    """One unit's engine run (as its service account, if any), its namespace created first when asked; none
+    when :func:`noop.unchanged` proves it unchanged from ``stored`` (the engine is given ``stored`` only when
+    ``fresh``, a LIST of this sync; else it reads the unit's inventory itself). What fails in it fails this unit
+    alone (a duplicate identity, an unreadable inventory, a namespace it may not create); only a bug raises."""
     try:
         created = _create_namespace(ctx, u, manifests, token)
         options = ctx.options(u)
@@ -298,7 +331,7 @@ def _sync_one(
         result = engine.reconcile(
             kube, manifests, dataclasses.replace(options, protected=ownership.OthersObjects(claims, u.name)),
             cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token, store_kube=ctx.kube,
-            stored=None if stored is None else {u.inventory: stored.get(u.inventory)},
+            stored=None if stored is None or not fresh else {u.inventory: stored.get(u.inventory)},
         )  # fmt: skip
         kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
         result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
@@ -349,54 +382,3 @@ def _result(
 ) -> engine.ReconcileResult:
     now = datetime.datetime.now(datetime.UTC)
     return engine.ReconcileResult(ctx.cluster.name, revision, (), now, 0.0, ctx.dry_run, error, kind, app=u.name)
-
-
-def aggregate(
-    cluster: str,
-    revision: resources.Revision | None,
-    results: Sequence[engine.ReconcileResult],
-    orphaned: Sequence[apply.ChangeSetEntry],
-    started: float,
-) -> engine.ReconcileResult:
-    """The cluster's result from its apps' (``apps``): their entries (then the ``orphaned`` ones), desired sets and
-    inventories together; ``error`` names the apps that failed (one app: its error as it is), with the kind
-    ``cluster`` or ``cancelled`` when one ended that way (the whole cluster is then in doubt), else the kind they
-    share, else ``apps``; ``health`` the worst of those that waited."""
-    t0 = min((r.started for r in results), default=datetime.datetime.now(datetime.UTC))
-    bad = [r for r in results if not r.ok]
-    kinds = {r.error_kind for r in bad}
-    kind: engine.ErrorKind | None = next(
-        (k for k in (engine.ErrorKind.CLUSTER, engine.ErrorKind.CANCELLED) if k in kinds), None
-    )
-    if kind is None and bad:
-        if len(results) == 1:
-            kind = results[0].error_kind
-        elif len(kinds) == 1 and None not in kinds:
-            kind = next(iter(kinds))  # one way of failing: say which
-        else:
-            kind = engine.ErrorKind.APPS
-    if len(results) == 1:
-        error = results[0].error  # one app (one path): its error as it is
-    else:
-        error = "; ".join(f"app {r.app}: {r.error or _failed_note(r)}" for r in bad) or None
-    healths = [r.health for r in results if r.health is not None]
-    return engine.ReconcileResult(
-        cluster,
-        revision,
-        (*(e for r in results for e in r.entries), *orphaned),
-        t0,
-        time.monotonic() - started,
-        any(r.dry_run for r in results),
-        error,
-        kind,
-        {k: d for r in results for k, d in r.desired.items()},
-        {k: e for r in results for k, e in r.inventory.items()},
-        health.aggregate(healths) if healths else None,
-        "; ".join(f"{r.app}: {r.health_message}" for r in results if r.health_message),
-        apps=tuple(results),
-    )
-
-
-def _failed_note(r: engine.ReconcileResult) -> str:
-    c = r.counts
-    return f"{c['failed']} failed, {c['skipped']} skipped"

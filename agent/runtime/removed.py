@@ -12,7 +12,7 @@ off, the objects are kept and the result says so. Used by :mod:`agent.runtime.ap
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from agent import apps, config
 from agent.clusters import connection
@@ -26,13 +26,18 @@ def list_inventories(
     """Every inventory ConfigMap stored in ``cluster`` for this instance, by inventory key (one LIST request);
     None when the agent's identity may not list ConfigMaps across namespaces (each app then reads its own).
     Raises ClusterError."""
-    selector = f"{inventory.INSTANCE_LABEL}-inventory={cfg.instance}"
     try:
-        found, _ = kube.list_objects("", "ConfigMap", selector)
+        found, _ = kube.list_objects("", "ConfigMap", inventory.Tracking(cfg.instance, cluster).inventory_selector)
     except errors.ApiError as e:
         if e.status in (403, 404):
             return None
         raise
+    return by_key(found, cfg, cluster)
+
+
+def by_key(found: Iterable[resources.Body], cfg: config.AgentConfig, cluster: str) -> dict[str, resources.Body]:
+    """The inventory ConfigMaps among ``found`` that belong to ``cluster`` (by their tracking annotation) and sit
+    in the inventory namespace, by inventory key."""
     prefix = f"{cfg.instance}:{cluster}:"
     out = {}
     for cm in found:

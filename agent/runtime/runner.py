@@ -20,78 +20,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent import apps, celhealth, config
-from agent.clusters import cache, connection, kubeconfig
-from agent.runtime import appsync, noop, selfheal
+from agent.clusters import cache, connection, inventories, kubeconfig
+from agent.runtime import appresults, appsync, noop, selfheal
+from agent.runtime import options as options_
 from agent.sources import helm, helmvalues, manifests, sops, substitute
-from reconcilers import apply, engine, errors, health, ignore, inventory, prune, resources
+from reconcilers import apply, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
 
 log = logging.getLogger(__name__)
 
 ReconcileResult = engine.ReconcileResult
-
-
-def ignore_rules(rules: Sequence[config.IgnoreDifference]) -> tuple[ignore.IgnoreRule, ...]:
-    """The engine's form of configured ignore rules."""
-    return tuple(
-        ignore.IgnoreRule(
-            r.json_pointers,
-            r.group,
-            r.kind,
-            r.name,
-            r.namespace,
-            dict(r.label_selector.match_labels) if r.label_selector else {},
-        )
-        for r in rules
-    )
-
-
-def user_agent(cfg: config.AgentConfig) -> str:
-    """The User-Agent of this agent's requests: with sharding it names the replica, so audit logs tell replicas
-    apart (``gitops-agent/0.1.0 (replica web-0)``)."""
-    return f"{connection.USER_AGENT} (replica {cfg.sharding.identity})" if cfg.sharding else connection.USER_AGENT
-
-
-def prune_options(cfg: config.AgentConfig, *, force: bool, orphans: bool) -> prune.PruneOptions:
-    """The top-level prune settings under ``cfg`` with the sync's ``--force-prune`` and ``--prune-orphans``."""
-    sync = cfg.sync
-    return prune.PruneOptions(
-        enabled=sync.prune,
-        allow_empty=sync.allow_empty,
-        budget=sync.prune_budget,
-        force=force,
-        orphans=orphans,
-        propagation=sync.prune_propagation_policy,
-    )
-
-
-def options_for(
-    cfg: config.AgentConfig,
-    cluster: config.ClusterConfig,
-    unit: apps.Unit,
-    *,
-    dry_run: bool,
-    force_prune: bool = False,
-    prune_orphans: bool = False,
-    rules: health.Rules | None = None,
-) -> engine.ReconcileOptions:
-    """The engine options of ``unit`` on ``cluster`` under ``cfg`` (one inventory: the unit's); ``rules``: the
-    health rules of wave gates and hooks (default the built-in ones)."""
-    sync = cfg.sync
-    return engine.ReconcileOptions(
-        apply=apply.ApplyOptions(field_manager=sync.field_manager, dry_run=dry_run, concurrency=sync.concurrency),
-        prune=dataclasses.replace(prune_options(cfg, force=force_prune, orphans=prune_orphans), enabled=unit.prune),
-        ignore=ignore_rules(unit.ignore),
-        default_namespace=unit.namespace,
-        timeout=sync.timeout,
-        instance=cfg.instance,
-        paths=(unit.inventory,),
-        inventory_namespace=sync.inventory_namespace,
-        scan_orphans=False,
-        rules=rules or health.BUILT_IN,
-        wave_timeout=sync.wave_timeout if sync.wave_timeout is not None else sync.timeout,
-        hooks_on_noop=sync.hooks_on_noop,
-    )
 
 
 class ClusterRunner:
@@ -115,6 +53,7 @@ class ClusterRunner:
         self.kube: connection.KubeCluster | None = None
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
+        self.inventories: inventories.InventoryWatch | None = None  # with ``watch``: the inventories, watched
         self.secrets: set[str] = set()
         self.rules = celhealth.rules(cfg.health_checks)
         self._sops: sops.Decryptor | None = None
@@ -130,7 +69,7 @@ class ClusterRunner:
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
         if self.kube is None or self.live is None:
             kube = kubeconfig.connect(
-                self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, user_agent(self.cfg)
+                self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, options_.user_agent(self.cfg)
             )
             kube.fence = self.guard
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
@@ -144,6 +83,11 @@ class ClusterRunner:
             )
             if self.healer:
                 self.healer.live = self.live
+            if self.watch:
+                self.inventories = inventories.InventoryWatch(
+                    kube, self.cfg.instance, self.cfg.sync.inventory_namespace
+                )
+                self.inventories.start()
             self.kube = kube
         return self.kube, self.live
 
@@ -210,9 +154,10 @@ class ClusterRunner:
                     dry_run,
                     wait,
                     self.watch,
-                    prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
+                    options_.prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
                     dict(self._synced),
                     dict(self._last_units),
+                    watched=self.inventories.snapshot if self.inventories else None,
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
@@ -224,7 +169,7 @@ class ClusterRunner:
                 with self._loads_lock:  # apps no longer placed here are forgotten
                     self._loads = {n: v for n, v in self._loads.items() if n in placed}
                 self._last_units = {n: v for n, v in self._last_units.items() if n in placed}
-                result = appsync.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
+                result = appresults.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
             except errors.CancelledError as e:
                 return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
             except errors.ConfigError as e:
@@ -262,7 +207,7 @@ class ClusterRunner:
         key = (id(unit), dry_run, force_prune, prune_orphans)
         found = self._option_memo.get(key)
         if found is None or found[0] is not unit:
-            options = options_for(self.cfg, self.cluster, unit, dry_run=dry_run, force_prune=force_prune,
+            options = options_.options_for(self.cfg, self.cluster, unit, dry_run=dry_run, force_prune=force_prune,
                                   prune_orphans=prune_orphans, rules=rules)  # fmt: skip
             if len(self._option_memo) > 4 * max(1, len(self._unit_memo[2])):
                 self._option_memo.clear()
@@ -412,6 +357,8 @@ class ClusterRunner:
             self.healer.stop()
         if self.live:
             self.live.stop()
+        if self.inventories:
+            self.inventories.stop()
         if self.kube:
             self.kube.close()
 
@@ -423,8 +370,11 @@ def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit]) -> 
         return result
     healing = {u.name for u in units if u.self_heal and not u.impersonate}
     kept = [r for r in result.apps if r.app in healing]
-    return dataclasses.replace(
-        result,
-        desired={k: d for r in kept for k, d in r.desired.items()},
-        inventory={k: e for r in kept for k, e in r.inventory.items()},
-    )
+    if len(kept) == len(result.apps):
+        return result  # every app self-heals: the cluster's own maps
+    desired: dict[resources.ResourceKey, apply.Desired] = {}
+    held: dict[resources.ResourceKey, inventory.Entry] = {}
+    for r in kept:
+        desired.update(r.desired)
+        held.update(r.inventory)
+    return result.again(desired=desired, inventory=held)

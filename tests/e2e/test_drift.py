@@ -38,6 +38,8 @@ def test_three_resyncs_after_a_sync_report_no_drift_and_write_nothing(
         applied = {e.key for e in first.entries if e.action.value in ("created", "configured", "unchanged")}
         wait_until(lambda: all(runner.live.get(k) is not None for k in applied))
         assert runner.kube is not None
+        assert runner.inventories is not None
+        wait_until(lambda: inventories_caught_up(runner))
         rejected_stage = [e.key for e in first.entries if e.action.value in ("failed", "skipped")]
         # read live before their dry run: objects with ignored fields (an HPA's target); read after it: objects that
         # exist (e.g. made by another test)
@@ -54,17 +56,38 @@ def test_three_resyncs_after_a_sync_report_no_drift_and_write_nothing(
         assert agent_writes(tc, offset) == []
         assert sent["apply"] == 0
         assert sent["delete"] == 0
-        # one LIST of the inventories per resync (for every path of the cluster together)
-        assert sent["list"] == 3
+        # An app proven unchanged is proven from the inventory watch: no LIST, one GET of /version instead (the
+        # server must answer each sync; counted as discovery). A sync with a rejected stage is not remembered as good, so its resyncs
+        # LIST the inventories (one LIST for every path of the cluster). CRDs created by the first sync change
+        # discovery, so the first resync loads the app again (a chart's .Capabilities may differ) and, its
+        # manifests new, LISTs once.
+        crds = any(e.key.kind == "CustomResourceDefinition" for e in first.entries)
+        assert sent["list"] == (3 if folder == HARNESS else 1 if crds else 0)
+        pings = 3 - sent["list"]
         if folder == HARNESS:  # the rejected stage's 9 objects are dry-run again, and read live only when needed
             # (a dry-run create needs no GET)
             assert sent["apply-dry-run"] == 3 * 9
             assert sent["get"] == 3 * read
         else:  # no per-object GET, no dry run
             assert sent["get"] == 0
+            assert sent["discovery"] == pings
             assert sent["apply-dry-run"] == 0
     finally:
         runner.close()
+
+
+def inventories_caught_up(runner: Any) -> bool:
+    """The runner's inventory watch holds every inventory ConfigMap of its instance at its current version."""
+    from reconcilers import inventory
+
+    selector = inventory.Tracking(runner.cfg.instance, "").inventory_selector
+    stored = {
+        (m["metadata"]["name"], m["metadata"]["resourceVersion"])
+        for m in runner.kube.list_objects("", "ConfigMap", selector)[0]
+    }
+    seen = runner.inventories.snapshot()
+    held = {(m["metadata"]["name"], m["metadata"]["resourceVersion"]) for m in seen or ()}
+    return bool(stored) and stored <= held
 
 
 def test_cache_relists_after_410_gone_and_keeps_watching(
@@ -297,11 +320,19 @@ def test_a_proven_no_op_resync_skips_the_engine_and_any_doubt_takes_the_full_pat
             assert r.reconcile(revision, tree).ok
             time.sleep(1)  # the watch has seen the writes
             for _ in range(2):
-                before = len(engine_runs)
+                before, sent = len(engine_runs), Counter(r.kube.requests)
                 again = r.reconcile(revision, tree)
                 assert again.ok
                 assert again.counts["unchanged"] == 4
                 assert len(engine_runs) == before  # proven unchanged: no engine run
+                # from the watches: no request but the one that shows the API server answers
+                assert Counter(r.kube.requests) - sent == Counter({"discovery": 1})
+            assert r.inventories is not None
+            r.inventories.lost()  # as after a watch error: until it lists again, a resync LISTs the inventories
+            before, sent = len(engine_runs), Counter(r.kube.requests)
+            assert r.reconcile(revision, tree).counts["unchanged"] == 4
+            assert len(engine_runs) == before
+            assert Counter(r.kube.requests) - sent == Counter({"list": 1})
             dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
                 name="c1", namespace=namespace, body={"data": {"v": "edited"}},
                 content_type="application/merge-patch+json", field_manager="someone",
@@ -321,6 +352,11 @@ def test_a_proven_no_op_resync_skips_the_engine_and_any_doubt_takes_the_full_pat
                 namespace="gitops-agent", label_selector=f"gitops-agent.io/instance-inventory={cfg.instance}"
             ).items
             inventories.delete(name=found.metadata.name, namespace="gitops-agent")  # someone else's write
+            # the inventory watch, like the live cache, sees it a moment later
+            assert r.inventories is not None
+            wait_until(
+                lambda: not any(m["metadata"]["name"] == found.metadata.name for m in r.inventories.snapshot() or [])
+            )
             before = len(engine_runs)
             assert r.reconcile(revision, tree).ok
             assert len(engine_runs) == before + 1
