@@ -1,25 +1,29 @@
 """What the app model costs: 100 apps x 5 clusters against the same objects as one path (issue 15).
 
-Five test clusters per setup (started in parallel, audit logs off; each setup gets fresh ones, so neither LISTs
-through the other's objects). Two setups of the same 2,000 ConfigMaps per cluster, run one after the other in the
-same process, each by a real in-process ``Fleet`` (one worker per cluster, live caches
-and watches, as ``gitops-agent run``):
+Two setups of the same 2,000 ConfigMaps per cluster, each run by a real in-process ``Fleet`` (one worker per
+cluster, live caches and watches, as ``gitops-agent run``) on five test clusters of its own (ten started at
+once, audit logs off; neither setup LISTs through the other's objects; the clusters of each have names of their
+own, as the status caches are per cluster name):
 
 - ``one path``: each cluster's ``paths: [all]``, one app of 2,000 objects (the single-path setup of before apps);
 - ``100 apps``: ``apps:`` of 100 apps, each a directory of 20 ConfigMaps, placed on every cluster by a label
   selector.
 
-For each: the first sync (the slowest cluster's sync, all five running at once), a no-op resync (median of
-ROUNDS, the slowest cluster each time, with the requests it sent), and the status poll
-(``Fleet.status_json(objects=False)``, the fleet summary the dashboard polls; median of 20 calls, its size).
+Measured: the first sync of each (the slowest cluster's sync, all five at once; one setup after the other, the
+other idle), then ROUNDS no-op resyncs of each, interleaved (one setup, then the other, the order swapped every
+round; each the slowest cluster's sync, with the requests it sent), then 20 status polls of each, interleaved
+(``Fleet.status_json(objects=False)``, the fleet summary the dashboard polls, JSON-encoded; its size). Medians.
+Interleaving gives both setups the same machine: on a 2-core machine running ten API servers the medians of two
+setups run minutes apart differed by up to 40% run to run.
 
-Usage: .venv/bin/python bench/apps.py [--clusters 5] [--apps 100] [--objects 20] [--rounds 5]
+Usage: .venv/bin/python bench/apps.py [--clusters 5] [--apps 100] [--objects 20] [--rounds 15]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -62,45 +66,51 @@ def make_repo(path: Path, apps: int, objects: int) -> None:
         subprocess.run(["git", *args], cwd=path, check=True)
 
 
-def run_setup(name: str, doc: dict[str, Any], tmp: Path, rounds: int) -> dict[str, Any]:
+@dataclasses.dataclass
+class Setup:
+    """One setup's fleet and what was measured of it."""
+
+    name: str
+    agent: fleet.Fleet
+    names: list[str]
+    last: dict[str, Any]
+    first: float = 0.0
+    resyncs: list[float] = dataclasses.field(default_factory=list)
+    sent: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    polls: list[float] = dataclasses.field(default_factory=list)
+    size: int = 0
+
+
+def start(name: str, doc: dict[str, Any], tmp: Path) -> Setup:
+    """Start the setup's fleet and wait for its first sync."""
     path = tmp / f"{name.replace(' ', '-')}.yaml"
     path.write_text(yaml.safe_dump(doc))
     cfg = config.load_config(path)
     agent = fleet.Fleet(cfg)
     names = [c.name for c in cfg.clusters]
-    t0 = time.monotonic()
     agent.start()
-    try:
-        firsts = wait_synced(agent, names, {}, timeout=600)
-        first_wall = time.monotonic() - t0
-        for r in firsts.values():
-            assert r.ok, (r.cluster, r.error)
-        resyncs, sent = [], collections.Counter[str]()
-        previous = firsts
-        for _ in range(rounds):
-            before = requests(agent, names)
-            agent.trigger_now(reason="bench")
-            previous = wait_synced(agent, names, previous, timeout=300)
-            assert all(r.counts["unchanged"] == sum(r.counts.values()) for r in previous.values()), "not a no-op"
-            resyncs.append(max(r.duration for r in previous.values()))
-            sent += requests(agent, names) - before
-        polls, size = [], 0
-        for _ in range(20):
-            p0 = time.perf_counter()
-            body = json.dumps(agent.status_json(objects=False), separators=(",", ":"))
-            polls.append(time.perf_counter() - p0)
-            size = len(body)
-        return {
-            "setup": name,
-            "first": max(r.duration for r in firsts.values()),
-            "first_wall": first_wall,
-            "resync": statistics.median(resyncs),
-            "requests": {k: v / rounds / len(names) for k, v in sent.items()},
-            "poll": statistics.median(polls),
-            "size": size,
-        }
-    finally:
-        agent.shutdown()
+    firsts = wait_synced(agent, names, {}, timeout=600)
+    for r in firsts.values():
+        assert r.ok, (r.cluster, r.error)
+    return Setup(name, agent, names, firsts, first=max(r.duration for r in firsts.values()))
+
+
+def resync(s: Setup) -> None:
+    """One no-op resync of every cluster of ``s`` at once."""
+    before = requests(s.agent, s.names)
+    s.agent.trigger_now(reason="bench")
+    s.last = wait_synced(s.agent, s.names, s.last, timeout=300)
+    assert all(r.counts["unchanged"] == sum(r.counts.values()) for r in s.last.values()), "not a no-op"
+    s.resyncs.append(max(r.duration for r in s.last.values()))
+    s.sent += requests(s.agent, s.names) - before
+
+
+def poll(s: Setup) -> None:
+    """One status poll of ``s``."""
+    p0 = time.perf_counter()
+    body = json.dumps(s.agent.status_json(objects=False), separators=(",", ":"))
+    s.polls.append(time.perf_counter() - p0)
+    s.size = len(body)
 
 
 def requests(agent: fleet.Fleet, names: list[str]) -> collections.Counter[str]:
@@ -127,7 +137,7 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=5)
     parser.add_argument("--apps", type=int, default=100)
     parser.add_argument("--objects", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-apps-") as t:
         tmp = Path(t)
@@ -143,7 +153,7 @@ def main() -> None:
                 **base,
                 "instance": "one-path",
                 "clusters": [
-                    {"name": f"b{i}", "kubeconfig": str(tc.kubeconfig), "namespace": "bench", "paths": ["all"]}
+                    {"name": f"one-{i}", "kubeconfig": str(tc.kubeconfig), "namespace": "bench", "paths": ["all"]}
                     for i, tc in enumerate(clusters)
                 ],
             }
@@ -154,7 +164,7 @@ def main() -> None:
                 "instance": "apps",
                 "clusters": [
                     {
-                        "name": f"b{i}",
+                        "name": f"apps-{i}",
                         "kubeconfig": str(tc.kubeconfig),
                         "namespace": "bench",
                         "labels": {"bench": "yes"},
@@ -167,27 +177,49 @@ def main() -> None:
                 ],
             }
 
-        rows = []
-        for name, make in (("one path", single), (f"{args.apps} apps", many)):
-            # Each setup on fresh clusters: the other setup's objects in the same API servers would slow its LISTs.
-            with futures.ThreadPoolExecutor(args.clusters) as pool:
-                clusters = list(
-                    pool.map(
-                        lambda i, n=name: TestCluster.start(
-                            f"b{i}", tmp / n.replace(" ", "-") / f"c{i}", ["--audit=false"]
-                        ),
-                        range(args.clusters),
-                    )
+        setups = (("one path", single), (f"{args.apps} apps", many))
+        with futures.ThreadPoolExecutor(2 * args.clusters) as pool:
+            started = list(
+                pool.map(
+                    lambda ij: TestCluster.start(
+                        f"b{ij[1]}", tmp / setups[ij[0]][0].replace(" ", "-") / f"c{ij[1]}", ["--audit=false"]
+                    ),
+                    [(i, j) for i in range(2) for j in range(args.clusters)],
                 )
-            try:
-                for tc in clusters:
-                    ensure_namespace(tc, "bench")
-                rows.append(run_setup(name, make(clusters), tmp, args.rounds))
-            finally:
-                for tc in clusters:
-                    tc.stop()
+            )
+        runs: list[Setup] = []
+        try:
+            for tc in started:
+                ensure_namespace(tc, "bench")
+            for i, (name, make) in enumerate(setups):
+                runs.append(start(name, make(started[i * args.clusters : (i + 1) * args.clusters]), tmp))
+            for r in range(args.rounds):
+                for s in runs if r % 2 == 0 else runs[::-1]:
+                    resync(s)
+            for r in range(20):
+                for s in runs if r % 2 == 0 else runs[::-1]:
+                    poll(s)
+        finally:
+            for s in runs:
+                s.agent.shutdown()
+            for tc in started:
+                tc.stop()
+        rows = [
+            {
+                "setup": s.name,
+                "first": s.first,
+                "resync": statistics.median(s.resyncs),
+                "requests": {k: v / args.rounds / len(s.names) for k, v in s.sent.items()},
+                "poll": statistics.median(s.polls),
+                "size": s.size,
+            }
+            for s in runs
+        ]
     n = args.apps * args.objects
-    print(f"{args.clusters} clusters x {n} objects; no-op resync median of {args.rounds}; status poll median of 20\n")
+    print(
+        f"{args.clusters} clusters x {n} objects; no-op resync median of {args.rounds}, status poll median of 20, "
+        "the two setups interleaved\n"
+    )
     print(
         "| setup | first sync (s) | x one path | no-op resync (s) | x one path | requests per cluster resync | "
         "status poll (ms) | x one path | status bytes |"

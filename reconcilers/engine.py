@@ -142,7 +142,8 @@ class ReconcileResult:
         new = object.__new__(ReconcileResult)
         state = new.__dict__
         state.update(self.__dict__)
-        state.pop("_counted", None)
+        if changes.get("entries", self.entries) is not self.entries:
+            state.pop("_counted", None)  # counted again for the new entries (kept for the same ones)
         state.update(changes)
         return new
 

@@ -90,6 +90,8 @@ class AppRollouts:
     def pins(self, cluster: config.ClusterConfig) -> dict[str, resources.Revision]:
         """``@<app>`` -> the revision each rolled-out app placed on ``cluster`` should be at there, or
         :data:`apps.NOT_REACHED` before its rollout reached the cluster."""
+        if not self.by_app:  # no app rolls out (asked for every cluster on every status poll)
+            return {}
         out = {}
         for a in apps.placed(self.cfg, cluster):
             r = self.by_app.get(a.name)

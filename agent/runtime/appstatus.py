@@ -223,16 +223,16 @@ def summary(cfg: config.AgentConfig, per_cluster: Sequence[list[dict[str, Any]]]
     cells :func:`cluster_cells` keeps are the same list while nothing changed) or the config is."""
     key = (cfg, *per_cluster)
     with _CELLS_LOCK:
-        kept = _SUMMARY[0]
+        kept = _SUMMARY.get(cfg.instance)
     if kept is not None and len(kept[0]) == len(key) and all(a is b for a, b in zip(kept[0], key, strict=True)):
         return kept[1]
     found = [{"name": a["name"], **a["summary"]} for a in summarize(cfg, [c for cells in per_cluster for c in cells])]
     with _CELLS_LOCK:
-        _SUMMARY[0] = (key, found)
+        _SUMMARY[cfg.instance] = (key, found)
     return found
 
 
-_SUMMARY: list[tuple[tuple[object, ...], list[dict[str, Any]]] | None] = [None]  # (what it is of, the summary)
+_SUMMARY: dict[str, tuple[tuple[object, ...], list[dict[str, Any]]]] = {}  # instance -> (what it is of, summary)
 
 
 def _counts(found: list[dict[str, Any]]) -> dict[str, Any]:

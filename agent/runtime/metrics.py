@@ -25,6 +25,7 @@ Labels carry names and revisions only, never object contents or credentials. Use
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import prometheus_client
 
@@ -94,6 +95,10 @@ class Metrics:
             registry=r,
         )
         self._apps_seen: dict[str, set[str]] = {}  # cluster -> apps with series, so a removed app's are dropped
+        # (metric, label values) -> its child: ``labels()`` checks and locks on every call, and a cluster of 100
+        # apps asks for 300 children per sync. Each cluster's entries are touched by its worker's thread only.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self._values: dict[tuple[object, tuple[str, ...]], float] = {}  # the same keys -> a gauge's value set
 
         self.renders = prometheus_client.Counter(
             "gitops_agent_helm_renders", "helm template runs (cached renders are not counted).", registry=r
@@ -136,18 +141,37 @@ class Metrics:
         if result.error_kind in (engine.ErrorKind.CLUSTER, engine.ErrorKind.CANCELLED) and not result.apps:
             return  # the cluster was not reached: what its apps are is not known now
         cluster, now = result.cluster, {a.app for a in result.apps}
+        child = self._child
         for a in result.apps:
+            ok = a.ok
             waiting = a.error_kind is engine.ErrorKind.WAITING
-            self.app_syncs.labels(a.app, cluster, "waiting" if waiting else "succeeded" if a.ok else "failed").inc()
-            self.app_managed.labels(a.app, cluster).set(len(a.desired))
-            self.app_ok.labels(a.app, cluster).set(1 if a.ok else 0)
+            child(self.app_syncs, a.app, cluster, "waiting" if waiting else "succeeded" if ok else "failed").inc()
+            self._set(self.app_managed, len(a.desired), a.app, cluster)
+            self._set(self.app_ok, 1 if ok else 0, a.app, cluster)
             for h in a.hooks if not a.dry_run else ():
                 self.hook_runs.labels(a.app, cluster, h.phase.value, h.result).inc()
         for gone in self._apps_seen.get(cluster, set()) - now:
             for gauge in (self.app_managed, self.app_ok):
+                self._children.pop((gauge, (gone, cluster)), None)
+                self._values.pop((gauge, (gone, cluster)), None)
                 with contextlib.suppress(KeyError):
                     gauge.remove(gone, cluster)
         self._apps_seen[cluster] = now
+
+    def _set(self, gauge: prometheus_client.Gauge, value: float, *labels: str) -> None:
+        """``gauge.labels(*labels).set(value)`` when that is not its value already."""
+        key = (gauge, labels)
+        if self._values.get(key) != value:
+            self._child(gauge, *labels).set(value)
+            self._values[key] = value
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def fetched(self, revision: resources.Revision | None) -> None:
         """Record a fetch (None: it failed)."""

@@ -42,10 +42,14 @@ class Last:
     cfg: object
     result: engine.ReconcileResult
     kept: tuple[apply.ChangeSetEntry, ...] = ()
+    proven: bool = False
+    """``result`` is a proof's with no namespace created: its entries are exactly what the next proof's would be."""
     inventory_version: tuple[str, str] = ("", "")
     """The (uid, resourceVersion) of the unit's inventory ConfigMap when it last held exactly ``result``'s
     entries (set by the first proof after a sync): the same version again is the same entries, not decoded and
     compared again."""
+    inventory_body: resources.Body | None = None
+    """That ConfigMap as the proof was given it (the same object again means the same version)."""
 
 
 def unchanged(
@@ -70,34 +74,56 @@ def unchanged(
     prev = last.result
     if last.manifests is not manifests or last.unit is not unit or last.cfg is not cfg:
         return None
-    if not prev.ok or prev.dry_run or prev.revision != revision or prev.hooks:
-        return None
-    if prev.plan is None or len(prev.plan.steps) != 1 or prev.plan.on_fail or prev.plan.skipped:
+    if prev.revision is not revision and prev.revision != revision:
         return None
     key = options.paths[0]
     found = stored.get(key)
-    meta = (found or {}).get("metadata") or {}
-    version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
-    if not version[1] or version != last.inventory_version:
-        store = inventory.Store(live.kube, inventory.Tracking(options.instance, ""), options.inventory_namespace, "")
-        store.prime(key, found)
-        try:
-            entries = store.read([key])[key].entries
-        except Exception:  # an unreadable inventory is the engine's to report
+    # A result a proof made passed the checks below, from this very inventory body (a watch keeps the object
+    # until the ConfigMap changes): only the live objects can have changed since.
+    if not (last.proven and found is not None and found is last.inventory_body):
+        version = _version(found)
+        if not _plain(prev) or not version[1]:
             return None
-        if dict(entries) != dict(prev.inventory) or len(entries) != len(prev.desired):
-            return None
+        if version != last.inventory_version:
+            store = inventory.Store(
+                live.kube, inventory.Tracking(options.instance, ""), options.inventory_namespace, ""
+            )
+            store.prime(key, found)
+            try:
+                entries = store.read([key])[key].entries
+            except Exception:  # an unreadable inventory is the engine's to report
+                return None
+            if dict(entries) != dict(prev.inventory) or len(entries) != len(prev.desired):
+                return None
+        last = dataclasses.replace(last, inventory_version=version, inventory_body=found)
     fm = options.apply.field_manager
     recorded = prev.inventory
     for k, d in prev.desired.items():
         if not diff.quick_in_sync(live.get(k), recorded.get(k), d.hash, fm, d.pointers):
             return None
-    unchanged_ = apply.Action.UNCHANGED
-    found_entries = (
-        *created,
-        *(apply.ChangeSetEntry(k, unchanged_, "", d.manifest.origin) for k, d in prev.desired.items()),
-        *last.kept,
-    )
+    if last.proven and not created:
+        found_entries = prev.entries  # the same entries again: no new object per desired one
+    else:
+        unchanged_ = apply.Action.UNCHANGED
+        found_entries = (
+            *created,
+            *(apply.ChangeSetEntry(k, unchanged_, "", d.manifest.origin) for k, d in prev.desired.items()),
+            *last.kept,
+        )
     result = prev.again(entries=found_entries, started=started, duration=time.monotonic() - t0, health=None,
                         health_message="")  # fmt: skip
-    return result, (last if version == last.inventory_version else dataclasses.replace(last, inventory_version=version))
+    if last.proven and not created:
+        return result, last
+    return result, dataclasses.replace(last, result=result, proven=not created)
+
+
+def _plain(r: engine.ReconcileResult) -> bool:
+    """True for a good sync of one plain wave and no hook (waves and hooks are the engine's to judge again)."""
+    if not r.ok or r.dry_run or r.hooks or r.plan is None:
+        return False
+    return len(r.plan.steps) == 1 and not r.plan.on_fail and not r.plan.skipped
+
+
+def _version(body: resources.Body | None) -> tuple[str, str]:
+    meta = (body or {}).get("metadata") or {}
+    return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))

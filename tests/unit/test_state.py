@@ -106,3 +106,14 @@ def test_the_summary_is_made_once_per_result_and_handed_out_as_a_copy() -> None:
     assert out is not None
     assert [h["revision"]["sha"] for h in out["history"]] == [f"{2:040x}", f"{1:040x}"]
     assert out["lastSync"] == out["history"][0]
+
+
+def test_again_with_the_same_entries_keeps_their_counts() -> None:
+    r = result(1, objects=3)
+    assert r.counts["unchanged"] == 3
+    same = r.again(entries=r.entries, duration=2.0)
+    assert same.__dict__.get("_counted") == r.counts
+    assert same.counts == r.counts
+    other = r.again(entries=r.entries[:1])
+    assert "_counted" not in other.__dict__
+    assert other.counts["unchanged"] == 1
