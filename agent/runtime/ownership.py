@@ -46,6 +46,33 @@ def claim(
     return claims, refused
 
 
+class Memo:
+    """:func:`claim`, remembered for the next sync of the cluster: the same units list, the same manifests lists
+    (the runner hands out the same ones while nothing was loaded again) and the same discovery give the same claims
+    (a resync of 10,000 objects places every key again otherwise). Used from the cluster's sync thread only."""
+
+    def __init__(self) -> None:
+        self._inputs: tuple[Sequence[apps.Unit], int, tuple[tuple[str, list[resources.Manifest]], ...]] | None = None
+        self._found: tuple[Claims, dict[str, str]] = ({}, {})
+
+    def claim(
+        self, kube: connection.KubeCluster, units: Sequence[apps.Unit], loaded: Mapping[str, list[resources.Manifest]]
+    ) -> tuple[Claims, dict[str, str]]:
+        """:func:`claim`'s answer (the same objects as last time when nothing changed: do not change them)."""
+        inputs = (units, kube.discovery_generation, tuple(loaded.items()))
+        old = self._inputs
+        if (
+            old is None
+            or old[0] is not units
+            or old[1] != inputs[1]
+            or len(old[2]) != len(inputs[2])
+            or any(n != m or a is not b for (n, a), (m, b) in zip(inputs[2], old[2], strict=True))
+        ):
+            self._found = claim(kube, units, loaded)
+            self._inputs = inputs
+        return self._found
+
+
 def placed_key(kube: connection.KubeCluster, m: resources.Manifest, namespace: str) -> resources.ResourceKey:
     """``m``'s key as the engine will place it: a namespaced object without a namespace gets ``namespace``, a
     cluster-scoped one none (kinds the cluster does not serve yet are taken as written)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
-from agent.runtime import appresults, appsync, noop, selfheal
+from agent.runtime import appresults, appsync, noop, ownership, selfheal
 from agent.runtime import options as options_
 from agent.sources import helm, helmvalues, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, inventory, resources
@@ -64,6 +64,7 @@ class ClusterRunner:
         self._last_units: dict[str, noop.Last] = {}  # app -> what its last good sync applied (the sync's thread)
         self._unit_memo: tuple[object, object, list[apps.Unit]] = (None, None, [])  # (cfg, cluster, units)
         self._option_memo: dict[tuple[int, bool, bool, bool], tuple[apps.Unit, engine.ReconcileOptions]] = {}
+        self._claims = ownership.Memo()  # the sync's thread (under _lock)
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -157,6 +158,7 @@ class ClusterRunner:
                     options_.prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
                     dict(self._synced),
                     dict(self._last_units),
+                    claims=self._claims,
                     watched=self.inventories.snapshot if self.inventories else None,
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)

@@ -13,7 +13,9 @@ import yaml
 
 from agent import apps, config
 from agent.api import webhooks
-from reconcilers import errors
+from agent.runtime import ownership
+from agent.sources import manifests
+from reconcilers import client, errors, resources
 
 CLUSTERS = [
     {"name": "dev", "kubeconfig": "k", "labels": {"env": "dev", "region": "eu"}},
@@ -179,3 +181,34 @@ def test_a_push_fetches_only_the_sources_of_its_repository_and_ref() -> None:
     other = push("https://github.com/org/unknown.git", "refs/heads/main")
     assert (other.status, other.trigger) == (200, False)
     assert "not a source of this agent" in other.reason
+
+
+class _Discovery:
+    """What claims read of a cluster: which kinds are namespaced, and the discovery generation."""
+
+    discovery_generation = 1
+
+    def resource_type(self, group: str, kind: str) -> client.ResourceType | None:
+        return client.ResourceType(group, kind, kind.lower() + "s", kind != "Namespace", ("v1",))
+
+
+def test_claims_are_remembered_while_units_manifests_and_discovery_stay_the_same(tmp_path: pathlib.Path) -> None:
+    cfg = _load(
+        tmp_path,
+        apps=[{"name": "a", "path": "a", "namespace": "one"}, {"name": "b", "path": "b", "namespace": "two"}],
+    )
+    units = apps.units(cfg, cfg.clusters[0])
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "one"}}
+    loaded = {"a": manifests.parse_stream(yaml.safe_dump(cm), "a/cm.yaml", "a"), "b": []}
+    memo, kube = ownership.Memo(), _Discovery()
+    claims, refused = memo.claim(kube, units, dict(loaded))  # type: ignore[arg-type]
+    assert (list(claims), refused) == ([resources.ResourceKey("", "ConfigMap", "one", "cm")], {})
+    assert memo.claim(kube, units, dict(loaded))[0] is claims  # type: ignore[arg-type]
+    # b now renders the same object (a new manifests list): b is refused, naming a
+    loaded["b"] = manifests.parse_stream(yaml.safe_dump(cm), "b/cm.yaml", "b")
+    again, refused = memo.claim(kube, units, dict(loaded))  # type: ignore[arg-type]
+    assert again is not claims
+    assert "also rendered by app a" in refused["b"]
+    # discovery changed: placed again
+    kube.discovery_generation = 2
+    assert memo.claim(kube, units, dict(loaded))[0] is not again  # type: ignore[arg-type]
