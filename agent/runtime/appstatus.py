@@ -69,11 +69,10 @@ def cluster_cells(
     ``healths`` was: compact cells of every app are then kept, and served again (the same list: do not change
     it) while the last sync, the config, the sources' revisions and staleness and that count stay the same (a
     status poll of 100 apps on 5 clusters then builds none of its 500 cells)."""
-    units = _units(fleet.cfg, cluster)
+    units, sources = _units(fleet.cfg, cluster)
     targets = fleet.revisions_for(cluster)
     key: tuple[object, ...] | None = None
     if live_changes is not None and compact and not objects and app is None:
-        sources = sorted({u.source for u in units.values()})
         stale = tuple(fleet.state.stale(s) for s in sources)
         key = (last, fleet.cfg, tuple(sorted(targets.items())), stale, live_changes)
         with _CELLS_LOCK:
@@ -93,23 +92,25 @@ def cluster_cells(
 
 _CELLS: dict[str, tuple[tuple[object, ...], list[dict[str, Any]]]] = {}  # cluster -> (what they are of, cells)
 _CELLS_LOCK = threading.Lock()
-_UNITS: dict[str, tuple[config.AgentConfig, dict[str, apps.Unit]]] = {}  # cluster -> (for which config, units)
+_UNITS: dict[str, tuple[config.AgentConfig, dict[str, apps.Unit], tuple[str, ...]]] = {}  # cluster -> (config, ...)
 _UNITS_LOCK = threading.Lock()
 
 
-def _units(cfg: config.AgentConfig, cluster: str) -> dict[str, apps.Unit]:
-    """The units of ``cluster`` under ``cfg`` by name, worked out once per config (every status poll asks)."""
+def _units(cfg: config.AgentConfig, cluster: str) -> tuple[dict[str, apps.Unit], tuple[str, ...]]:
+    """The units of ``cluster`` under ``cfg`` by name, and the sources they read (sorted), worked out once per
+    config (every status poll asks)."""
     with _UNITS_LOCK:
         found = _UNITS.get(cluster)
     if found is not None and found[0] is cfg:
-        return found[1]
+        return found[1], found[2]
     try:
         units = {u.name: u for u in apps.units(cfg, cfg.cluster(cluster))}
     except errors.ConfigError:  # a cluster just removed by a reload has no units
         units = {}
+    sources = tuple(sorted({u.source for u in units.values()}))
     with _UNITS_LOCK:
-        _UNITS[cluster] = (cfg, units)
-    return units
+        _UNITS[cluster] = (cfg, units, sources)
+    return units, sources
 
 
 def cell(

@@ -57,10 +57,10 @@ def test_three_resyncs_after_a_sync_report_no_drift_and_write_nothing(
         assert sent["apply"] == 0
         assert sent["delete"] == 0
         # An app proven unchanged is proven from the inventory watch: no LIST, one GET of /version instead (the
-        # server must answer each sync; counted as discovery). A sync with a rejected stage is not remembered as good, so its resyncs
-        # LIST the inventories (one LIST for every path of the cluster). CRDs created by the first sync change
-        # discovery, so the first resync loads the app again (a chart's .Capabilities may differ) and, its
-        # manifests new, LISTs once.
+        # server must answer each sync; counted as discovery). A sync with a rejected stage is not remembered as
+        # good, so its resyncs LIST the inventories (one LIST for every path of the cluster). CRDs created by the
+        # first sync change discovery, so the first resync loads the app again (a chart's .Capabilities may
+        # differ) and, its manifests new, LISTs once.
         crds = any(e.key.kind == "CustomResourceDefinition" for e in first.entries)
         assert sent["list"] == (3 if folder == HARNESS else 1 if crds else 0)
         pings = 3 - sent["list"]
