@@ -239,19 +239,20 @@ def _run(
         else:
             done[u.name] = result
 
+    here = set(by_name)
     try:
         while pending or busy:
             started = False
-            for u in list(pending):
+            later: list[apps.Unit] = []  # units whose dependencies are still syncing or waiting for their health
+            for u in pending:
                 if problem is not None:
-                    pending.clear()
                     break
-                deps = [] if alone else [d for d in u.depends_on if d in by_name or d in failed]
+                deps = [] if alone or not u.depends_on else [d for d in u.depends_on if d in here or d in failed]
                 if any(d not in done and d not in failed for d in deps):
-                    continue  # a dependency still syncing or waiting for its health
-                pending.remove(u)
+                    later.append(u)
+                    continue
                 started = True
-                why = _waiting_on(u, deps, done, failed, set(by_name), alone)
+                why = _waiting_on(u, deps, done, failed, here, alone) if u.depends_on else ""
                 pin = apps.PIN_PREFIX + u.name
                 if u.name in failed:
                     done[u.name] = failed[u.name]
@@ -266,6 +267,7 @@ def _run(
                         threads.append(threading.Thread(target=pool, name=f"app-{ctx.cluster.name}-{len(threads)}"))
                         threads[-1].daemon = True
                         threads[-1].start()
+            pending = [] if problem is not None else later
             while busy and (not started or not finished.empty()):
                 kind, name, out = finished.get()
                 busy.discard(name)

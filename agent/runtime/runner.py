@@ -65,6 +65,7 @@ class ClusterRunner:
         self._unit_memo: tuple[object, object, list[apps.Unit]] = (None, None, [])  # (cfg, cluster, units)
         self._option_memo: dict[tuple[int, bool, bool, bool], tuple[apps.Unit, engine.ReconcileOptions]] = {}
         self._claims = ownership.Memo()  # the sync's thread (under _lock)
+        self._aggregated: ReconcileResult | None = None  # the last result aggregate() made (the sync's thread)
         self._lock = threading.Lock()
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
@@ -171,7 +172,11 @@ class ClusterRunner:
                 with self._loads_lock:  # apps no longer placed here are forgotten
                     self._loads = {n: v for n, v in self._loads.items() if n in placed}
                 self._last_units = {n: v for n, v in self._last_units.items() if n in placed}
-                result = appresults.aggregate(name, revision, [self._masked(r) for r in found], orphaned, t0)
+                result = appresults.aggregate(
+                    name, revision, [self._masked(r) for r in found], orphaned, t0, self._aggregated
+                )
+                if not dry_run:
+                    self._aggregated = result
             except errors.CancelledError as e:
                 return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
             except errors.ConfigError as e:

@@ -71,6 +71,7 @@ class Healer:
         self.fights: dict[resources.ResourceKey, Fight] = {}
         self._desired: Mapping[resources.ResourceKey, apply.Desired] = {}
         self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
+        self._taken: tuple[object, object] = (None, None)  # the (desired, inventory) maps last taken
         self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
         self._queue: queue.Queue[resources.ResourceKey | None] = queue.Queue()
         self._held: set[resources.ResourceKey] = set()
@@ -88,7 +89,11 @@ class Healer:
         """Take the desired set and inventory entries of a finished reconcile (None: it failed early)."""
         with self._lock:
             self._reconciling = False
-            if result is not None and not result.dry_run and (result.desired or result.ok):
+            taken = self._taken
+            same = result is not None and result.desired is taken[0] and result.inventory is taken[1]
+            if result is not None and not result.dry_run and (result.desired or result.ok) and not same:
+                # (the very maps taken last time, from a resync proven unchanged, change nothing: skipped)
+                self._taken = (result.desired, result.inventory)
                 desired = result.desired
                 for key, d in desired.items():
                     old = self._desired.get(key)

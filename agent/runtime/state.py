@@ -68,7 +68,7 @@ def _entry_json(e: apply.ChangeSetEntry, app: str) -> dict[str, Any]:
 
 def phased(plan: ordering.Plan) -> bool:
     """True when ``plan`` has hooks or more than one step (worth showing)."""
-    return bool(plan.hooks or plan.on_fail or len(plan.steps) > 1)
+    return len(plan.steps) > 1 or bool(plan.on_fail) or any(s.hooks for s in plan.steps)
 
 
 def plan_json(plan: ordering.Plan) -> list[dict[str, Any]]:
