@@ -103,7 +103,8 @@ def sync_units(
             continue
         revisions[pin], trees[pin] = revision, tree  # the unit's own revision and tree, from here on
         try:
-            loaded[u.name] = ctx.load(u, {**trees, u.source: tree})
+            # its tree as its source's (a pinned one differs): no copy of the sources' map when it is the same
+            loaded[u.name] = ctx.load(u, trees if trees.get(u.source) is tree else {**trees, u.source: tree})
         except errors.ConfigError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
         except errors.SourceError as e:
