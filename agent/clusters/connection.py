@@ -124,8 +124,14 @@ class KubeCluster:
     def ping(self) -> None:
         """One small request (``GET /version``, readable by any identity under the default RBAC) proving the API
         server answers now: a sync that reads everything else from its watches still fails when the server is
-        frozen or gone (a watch on a frozen server just stays silent). Raises like :meth:`request`."""
-        self.request("GET", "/version")
+        frozen or gone (a watch on a frozen server just stays silent). A 403 is an answer (a cluster that locked
+        ``/version`` away). Raises ClusterUnreachableError when no answer came, ApiError for any other error
+        status (401: the credentials no longer work)."""
+        try:
+            self.request("GET", "/version")
+        except errors.ApiError as e:
+            if e.status != 403:
+                raise
 
     def facts(self) -> tuple[str, tuple[str, ...]]:
         """What a chart's ``.Capabilities`` should see of this cluster: its version (``GET /version``,

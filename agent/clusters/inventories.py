@@ -11,10 +11,13 @@ afresh. Used by :mod:`agent.runtime.runner` and :mod:`agent.runtime.appsync`.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from agent.clusters import connection, listwatch
-from reconcilers import inventory, resources
+from reconcilers import errors, inventory, resources
+
+log = logging.getLogger(__name__)
 
 
 class InventoryWatch(listwatch.ListWatch):
@@ -70,3 +73,11 @@ class InventoryWatch(listwatch.ListWatch):
     def lost(self) -> None:
         with self._lock:
             self._current = False
+
+    def gives_up(self, error: errors.ClusterError) -> bool:
+        """An identity that may not list ConfigMaps across namespaces (403), or a server without them (404), never
+        will: syncs read each app's inventory themselves (no warning every 30 s)."""
+        if isinstance(error, errors.ApiError) and error.status in (403, 404):
+            log.info("cluster %s: inventories not watched: %s", self.kube.name, error)
+            return True
+        return False

@@ -64,6 +64,10 @@ class ListWatch(threading.Thread):
         """The watch broke (an error; it lists again or retries after a back-off): what was listed may be stale
         until the next :meth:`relist`."""
 
+    def gives_up(self, error: errors.ClusterError) -> bool:
+        """True to end the thread on ``error`` instead of retrying (default: always retry)."""
+        return False
+
     def _opened(self, closer: Callable[[], None]) -> None:
         with self._closer_lock:
             self._closer = closer
@@ -95,7 +99,7 @@ class ListWatch(threading.Thread):
                 # to reading objects one by one, whose errors name what is wrong.
                 self.lost()
                 self.listed.set()
-                if self.stop_event.is_set():
+                if self.stop_event.is_set() or self.gives_up(e):
                     return
                 if isinstance(e, errors.ApiError) and e.status == 410:
                     rv = None  # resourceVersion too old: list again

@@ -90,6 +90,19 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
     finally:
         runner.close()
 
+    # As `run` does (watches): the identity may not list ConfigMaps across namespaces, so the inventory watch
+    # gives up at once (no warning every 30 s) and each sync reads the app's inventory itself.
+    runner, revision, checkout = runner_for(path, "t", watch=True)
+    try:
+        for _ in range(2):
+            again = runner.reconcile(revision, checkout)
+            assert again.ok, (again.error, [e.message for e in again.failed])
+        assert runner.inventories is not None
+        wait_until(lambda: not runner.inventories.is_alive())
+        assert runner.inventories.snapshot() is None
+    finally:
+        runner.close()
+
     git_repo.write_objects(
         "app/secret.yaml",
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "nope"}, "stringData": {"k": "v"}},
