@@ -154,26 +154,42 @@ def _ordered(found: list[Unit]) -> list[Unit]:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """A cluster's units under one config (:func:`units`), by name, and the sources they read (their own, and
+    those their Helm values come from, in first-use order). Shared: do not change it."""
+
+    units: list[Unit]
+    by_name: dict[str, Unit]
+    sources: tuple[str, ...]
+
+
+def placement(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> Placement:
+    """``cluster``'s :class:`Placement` under ``cfg``, worked out once per config and cluster object (the status
+    asks for every cluster on every poll; a config is never changed once loaded, a reload makes a new one)."""
+    with _PLACEMENTS_LOCK:
+        kept = _PLACEMENTS.get(cluster.name)
+    if kept is not None and kept[0] is cfg and kept[1] is cluster:
+        return kept[2]
+    found = units(cfg, cluster)
+    names = []
+    for u in found:
+        names.append(u.source)
+        names += [f.source for f in u.helm.values_from if f.source] if u.helm else []
+    made = Placement(found, {u.name: u for u in found}, tuple(dict.fromkeys(names)))
+    with _PLACEMENTS_LOCK:
+        _PLACEMENTS[cluster.name] = (cfg, cluster, made)
+    return made
+
+
+_PLACEMENTS: dict[str, tuple[config.AgentConfig, config.ClusterConfig, Placement]] = {}  # by cluster name
+_PLACEMENTS_LOCK = threading.Lock()
+
+
 def sources_of(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[str]:
     """The names of the sources ``cluster``'s units read (their own, and those their Helm values come from), in
-    first-use order (a new list). Worked out once per config and cluster object (the status asks for every
-    cluster on every poll; a config is never changed once loaded, a reload makes a new one)."""
-    with _SOURCES_LOCK:
-        kept = _SOURCES.get(cluster.name)
-    if kept is not None and kept[0] is cfg and kept[1] is cluster:
-        return list(kept[2])
-    found = []
-    for u in units(cfg, cluster):
-        found.append(u.source)
-        found += [f.source for f in u.helm.values_from if f.source] if u.helm else []
-    names = tuple(dict.fromkeys(found))
-    with _SOURCES_LOCK:
-        _SOURCES[cluster.name] = (cfg, cluster, names)
-    return list(names)
-
-
-_SOURCES: dict[str, tuple[config.AgentConfig, config.ClusterConfig, tuple[str, ...]]] = {}  # by cluster name
-_SOURCES_LOCK = threading.Lock()
+    first-use order (a new list; see :func:`placement`)."""
+    return list(placement(cfg, cluster).sources)
 
 
 def select(found: list[Unit], app: str | None) -> list[Unit]:

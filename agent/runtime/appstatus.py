@@ -92,25 +92,16 @@ def cluster_cells(
 
 _CELLS: dict[str, tuple[tuple[object, ...], list[dict[str, Any]]]] = {}  # cluster -> (what they are of, cells)
 _CELLS_LOCK = threading.Lock()
-_UNITS: dict[str, tuple[config.AgentConfig, dict[str, apps.Unit], tuple[str, ...]]] = {}  # cluster -> (config, ...)
-_UNITS_LOCK = threading.Lock()
 
 
 def _units(cfg: config.AgentConfig, cluster: str) -> tuple[dict[str, apps.Unit], tuple[str, ...]]:
-    """The units of ``cluster`` under ``cfg`` by name, and the sources they read (sorted), worked out once per
-    config (every status poll asks)."""
-    with _UNITS_LOCK:
-        found = _UNITS.get(cluster)
-    if found is not None and found[0] is cfg:
-        return found[1], found[2]
+    """The units of ``cluster`` under ``cfg`` by name, and the sources they read, sorted (see
+    :func:`apps.placement`)."""
     try:
-        units = {u.name: u for u in apps.units(cfg, cfg.cluster(cluster))}
+        found = apps.placement(cfg, cfg.cluster(cluster))
     except errors.ConfigError:  # a cluster just removed by a reload has no units
-        units = {}
-    sources = tuple(sorted({u.source for u in units.values()}))
-    with _UNITS_LOCK:
-        _UNITS[cluster] = (cfg, units, sources)
-    return units, sources
+        return {}, ()
+    return found.by_name, tuple(sorted(found.sources))
 
 
 def cell(
