@@ -64,8 +64,8 @@ class Context:
     """App -> what its last good sync applied (for :func:`noop.unchanged`)."""
     remember: dict[str, noop.Last] = dataclasses.field(default_factory=dict)
     """Filled by this sync: app -> what its good sync applied (the runner keeps it for the next sync)."""
-    claims: ownership.Memo | None = None
-    """The claims of the cluster's last sync, for this one (None: worked out again)."""
+    claims: ownership.Memo = dataclasses.field(default_factory=ownership.Memo)
+    """The claims of the cluster's last sync, for this one (the runner keeps one per cluster)."""
     watched: Callable[[], list[resources.Body] | None] | None = None
     """The cluster's inventory ConfigMaps as a watch holds them, None while it is not current
     (:meth:`agent.clusters.inventories.InventoryWatch.snapshot`); None: no watch (every sync LISTs them)."""
@@ -166,11 +166,9 @@ def _claim(
     revisions: Mapping[str, resources.Revision],
     failed: dict[str, engine.ReconcileResult],
 ) -> dict[resources.ResourceKey, tuple[str, resources.Manifest]]:
-    """The claims of the loaded units (:func:`ownership.claim`); a unit refused there fails (a config error) and
-    is no longer loaded."""
-    found, refused = (
-        ctx.claims.claim(ctx.kube, units, loaded) if ctx.claims else ownership.claim(ctx.kube, units, loaded)
-    )
+    """The claims of the loaded units (:func:`ownership.claim`, remembered); a unit refused there fails (a config
+    error) and is no longer loaded."""
+    found, refused = ctx.claims.claim(ctx.kube, units, loaded)
     for name, problem in refused.items():
         del loaded[name]
         u = next(u for u in units if u.name == name)

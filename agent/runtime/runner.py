@@ -210,12 +210,14 @@ class ClusterRunner:
     def _options(
         self, unit: apps.Unit, *, dry_run: bool, force_prune: bool, prune_orphans: bool, rules: health.Rules
     ) -> engine.ReconcileOptions:
-        """:func:`options_for`, worked out once per unit object and flags."""
+        """:func:`agent.runtime.options.options_for`, worked out once per unit object and flags."""
         key = (id(unit), dry_run, force_prune, prune_orphans)
         found = self._option_memo.get(key)
         if found is None or found[0] is not unit:
-            options = options_.options_for(self.cfg, self.cluster, unit, dry_run=dry_run, force_prune=force_prune,
-                                  prune_orphans=prune_orphans, rules=rules)  # fmt: skip
+            options = options_.options_for(
+                self.cfg, self.cluster, unit, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans,
+                rules=rules,
+            )  # fmt: skip
             if len(self._option_memo) > 4 * max(1, len(self._unit_memo[2])):
                 self._option_memo.clear()
             found = self._option_memo[key] = (unit, options)
