@@ -6,10 +6,10 @@ One reflector thread per (group, kind) (:class:`agent.clusters.listwatch.ListWat
 from the list's resourceVersion with bookmarks; a closed watch resumes from the last resourceVersion seen; ``410
 Gone`` (the version fell out of the server's watch window) re-lists and reports every difference as an event, so
 no drift is missed (Kubernetes docs, "API Concepts", efficient detection of changes). Errors back off from 0.5 s
-to 30 s. Entries keep only what drift
-detection and self-heal read, and the object's health verdict (:class:`Entry`: a few hundred bytes, however large
-the object). Kinds without a health rule are listed and watched as metadata only (``PartialObjectMetadata``): the
-cache never holds a live Secret's data, and a LIST page of ConfigMaps costs their metadata, not their contents.
+to 30 s. Entries keep only what drift detection and self-heal read, and the object's health verdict
+(:class:`Entry`: a few hundred bytes, however large the object). Kinds without a health rule are listed and
+watched as metadata only (``PartialObjectMetadata``): the cache never holds a live Secret's data, and a LIST page
+of ConfigMaps costs their metadata, not their contents.
 Used by ``agent.runtime.runner``; implements ``reconcilers.client.LiveView``.
 """
 

@@ -7,8 +7,9 @@ A unit whose last sync on this cluster succeeded is unchanged, and its sync can 
   settings or the cluster's discovery changed), at the same revision and under the same config;
 - that sync was a plain one: a single Sync wave, no hook (waves are gated again, hooks judged again, by the
   engine);
-- its inventory as the cluster's LIST just returned it holds exactly the entries that sync recorded (nobody
-  wrote it since; nothing to prune);
+- its inventory, as this sync's LIST returned it or the inventory watch holds it
+  (:mod:`agent.clusters.inventories`), holds exactly the entries that sync recorded (nobody wrote it since;
+  nothing to prune);
 - every desired object passes the engine's own cheap check (:func:`reconcilers.diff.quick_in_sync`): the live
   cache holds it, with the desired hash and owned-fields fingerprint the inventory recorded.
 

@@ -77,6 +77,11 @@ def test_cells_are_kept_while_nothing_changes_and_made_again_when_anything_does(
     newer = synced()
     view.targets = {"default": REV}
     assert cells(view, newer, health.Health.DEGRADED, 8)[0]["syncStatus"] == "Synced"
+    # a config reloaded (a new config object): made again
+    before = cells(view, newer, health.Health.DEGRADED, 8)
+    assert cells(view, newer, health.Health.DEGRADED, 8) is before
+    view.cfg = load(tmp_path)
+    assert cells(view, newer, health.Health.DEGRADED, 8) is not before
     # without a change count (no live cache) nothing is kept
     healths = {KEY: health.HealthStatus(health.Health.HEALTHY, "")}
     one = appstatus.cluster_cells(view, "c1", newer, healths, compact=True)  # type: ignore[arg-type]
