@@ -112,7 +112,7 @@ def apply_stage(
     stage: Sequence[Desired],
     name: str,
     options: ApplyOptions,
-    pool: futures.ThreadPoolExecutor,
+    pool: futures.Executor,
     live: client.LiveView | None = None,
     known: Mapping[resources.ResourceKey, inventory.Entry] | None = None,
     cancel: cancel_.Token | None = None,
@@ -121,7 +121,8 @@ def apply_stage(
 
     Raises :class:`errors.ClusterUnreachableError` when the cluster stops answering, :class:`errors.CancelledError`
     when ``cancel`` is (checked before each dry run and each write; the caller's pool, shut down with wait as the
-    engine's is, lets the writes already sent return, and its other tasks check the token before sending);
+    engine's or the cluster sync's is, lets the writes already sent return, and its other tasks check the token
+    before sending);
     objects already written stay written (the next sync converges).
     """
     known = known or {}

@@ -23,6 +23,7 @@ Called by ``agent.runtime.runner``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import enum
@@ -189,6 +190,7 @@ def reconcile(
     cancel: cancel_.Token | None = None,
     store_kube: client.KubeClient | None = None,
     stored: Mapping[str, resources.Body | None] | None = None,
+    pool: futures.Executor | None = None,
 ) -> ReconcileResult:
     """Sync ``manifests`` into the cluster behind ``kube``; ``live`` is the cluster's live cache, if any.
 
@@ -197,7 +199,10 @@ def reconcile(
     already in flight have returned. Never raises for cluster errors (they end the result); raises
     :class:`errors.SourceError` for duplicate identities and unreadable inventories, before any request that
     writes. ``store_kube`` reads and writes the inventories (default ``kube``: an app that impersonates a team's
-    identity still keeps its inventory with the agent's own).
+    identity still keeps its inventory with the agent's own). ``pool`` runs the requests of the stages and health
+    gates: a cluster sync's apps share one, so the cluster sees ``options.apply.concurrency`` requests in flight in
+    all, as one app of all their objects would (its owner shuts it down, with wait); default: a pool of this
+    run's own, of that many threads, shut down with wait when the run ends.
     """
     started = datetime.datetime.now(datetime.UTC)
     t0 = time.monotonic()
@@ -248,7 +253,11 @@ def reconcile(
         entries.extend(unplaceable)
         pruning = _prune_plan(previous, by_path, options) if options.prune.enabled else None
         pending_prune = pruning is not None and bool(pruning.candidates) and not pruning.error
-        with futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster) as pool:
+        with contextlib.ExitStack() as owned:
+            if pool is None:
+                pool = owned.enter_context(
+                    futures.ThreadPoolExecutor(max(1, options.apply.concurrency), thread_name_prefix=cluster)
+                )
             ctx = phases.Context(
                 kube, desired, marks, options.apply, _hook_options(options, cluster), options.wave_timeout,
                 options.timeout, options.hooks_on_noop, live, previously, pool, token, entries, records, runs,

@@ -229,8 +229,9 @@ class Store:
         raise AssertionError("unreachable")
 
     def _write(self, inventory: Inventory, found: resources.Body | None) -> resources.Body:
-        """Create the ConfigMap (``found`` None) or replace ``found`` at its resourceVersion; returns it as
-        stored. Raises ApiError 409 when another writer got there first."""
+        """Create the ConfigMap (``found`` None; when the create finds no namespace, a 404, the namespace is
+        created and the create sent again) or replace ``found`` at its resourceVersion; returns it as stored.
+        Raises ApiError 409 when another writer got there first."""
         key = self.key(inventory.path)
         metadata: dict[str, object] = {
             "name": key.name,
@@ -241,6 +242,11 @@ class Store:
         body: resources.Body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata}
         body["binaryData"] = {_DATA_KEY: inventory.encode()}
         if found is None:
+            try:
+                return self.kube.create(body, field_manager=self.field_manager)
+            except errors.ApiError as e:
+                if e.status != 404:  # 404 on a create: the namespace is missing (Kubernetes API conventions)
+                    raise
             self._ensure_namespace()
             return self.kube.create(body, field_manager=self.field_manager)
         metadata["resourceVersion"] = (found.get("metadata") or {}).get("resourceVersion")

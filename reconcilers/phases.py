@@ -48,7 +48,9 @@ class Context:
     hooks_on_noop: bool
     live: client.LiveView | None
     known: Mapping[resources.ResourceKey, inventory.Entry]
-    pool: futures.ThreadPoolExecutor
+    pool: futures.Executor
+    """Where the requests of stages and health gates run (maybe shared with other apps' syncs); hooks have
+    their own."""
     token: cancel_.Token
     entries: list[apply.ChangeSetEntry] = dataclasses.field(default_factory=list)
     records: dict[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict)
@@ -180,12 +182,18 @@ def _run_hooks(ctx: Context, step: ordering.Step) -> Failure | None:
     kind in parallel; the first failed one (in order) fails the step and no later kind runs."""
     for _, group in itertools.groupby(step.hooks, key=lambda m: ordering.kind_rank(m.key.kind)):
         ctx.token.check()
-        runs = list(
-            ctx.pool.map(
-                lambda m: hookrun.run(ctx.kube, m, step.phase, ctx.marks.get(m.key, hooks.PLAIN), ctx.hook, ctx.token),
-                list(group),
+        found = list(group)
+        # A pool of their own: a hook waits for its Job in its thread (up to waveTimeout), and the request pool
+        # may be shared with other apps of the cluster, whose requests must not queue behind that wait.
+        with futures.ThreadPoolExecutor(min(len(found), max(1, ctx.apply_options.concurrency)), "hook") as pool:
+            runs = list(
+                pool.map(
+                    lambda m: hookrun.run(
+                        ctx.kube, m, step.phase, ctx.marks.get(m.key, hooks.PLAIN), ctx.hook, ctx.token
+                    ),
+                    found,
+                )
             )
-        )
         ctx.runs.extend(runs)
         for r in runs:
             if not r.ok:

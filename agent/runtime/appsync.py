@@ -26,6 +26,7 @@ import pathlib
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
 
 from agent import apps, config
 from agent.clusters import cache, connection
@@ -194,10 +195,13 @@ def _run(
     resync) runs in the caller's thread, one after the other: that work is interpreter-bound (a no-op resync never
     leaves the live cache) and threads would only fight over it. A unit at a new revision (or never synced) is
     likely to write, so it runs on one of ``sync.concurrency`` daemon threads of this sync (``app-<cluster>-<n>``)
-    beside the others, each engine run with its own request pool. A unit's health wait (``sync.wait``, or apps
-    depend on it) runs in a daemon thread of its own (``wait-<cluster>-<app>``) while the units that do not depend
-    on it go on. Daemon threads: a sync cancelled while a request hangs on a frozen API server never holds the
-    process's exit. A bug in one unit is raised once the units running beside it have ended."""
+    beside the others. Every engine run sends its requests through one pool of ``sync.concurrency`` threads
+    (``req-<cluster>``): the cluster sees that many requests in flight in all, as with one app of all the objects
+    (a pool per engine run made 8 x 8, and their threads fought over the interpreter). A unit's health wait
+    (``sync.wait``, or apps depend on it) runs in a daemon thread of its own (``wait-<cluster>-<app>``) while the
+    units that do not depend on it go on. Daemon threads, and a request pool whose requests end within
+    ``sync.requestTimeout``: a sync cancelled while a request hangs on a frozen API server never holds the
+    process's exit for longer. A bug in one unit is raised once the units running beside it have ended."""
     done: dict[str, engine.ReconcileResult] = {}
     needed = {d for u in selected for d in u.depends_on}
     by_name = {u.name: u for u in selected}
@@ -216,7 +220,15 @@ def _run(
                         "sync",
                         u.name,
                         _sync_one(
-                            ctx, u, loaded[u.name], claims, revisions[apps.PIN_PREFIX + u.name], token, stored, fresh
+                            ctx,
+                            u,
+                            loaded[u.name],
+                            claims,
+                            revisions[apps.PIN_PREFIX + u.name],
+                            token,
+                            stored,
+                            fresh,
+                            requests,
                         ),
                     )
                 )
@@ -239,6 +251,7 @@ def _run(
             done[u.name] = result
 
     here = set(by_name)
+    requests = futures.ThreadPoolExecutor(max(1, ctx.cfg.sync.concurrency), f"req-{ctx.cluster.name}")
     try:
         while pending or busy:
             started = False
@@ -258,7 +271,7 @@ def _run(
                 elif why:
                     done[u.name] = _result(ctx, u, revisions.get(pin), why, engine.ErrorKind.WAITING)
                 elif ctx.previous.get(u.name) == revisions[pin].sha:
-                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[pin], token, stored, fresh))
+                    synced(u, _sync_one(ctx, u, loaded[u.name], claims, revisions[pin], token, stored, fresh, requests))
                 else:
                     busy.add(u.name)
                     jobs.put(u)
@@ -282,6 +295,7 @@ def _run(
     finally:
         for _ in threads:
             jobs.put(None)
+        requests.shutdown()  # the requests already sent return (none is left once every unit ended)
     return [done[u.name] for u in selected]
 
 
@@ -317,6 +331,7 @@ def _sync_one(
     token: cancel_.Token,
     stored: Mapping[str, resources.Body] | None,
     fresh: bool,
+    requests: futures.Executor,
 ) -> engine.ReconcileResult:
     """One unit's engine run (as its service account, if any), its namespace created first when asked; none
     when :func:`noop.unchanged` proves it unchanged from ``stored`` (the engine is given ``stored`` only when
@@ -336,7 +351,7 @@ def _sync_one(
         result = engine.reconcile(
             kube, manifests, dataclasses.replace(options, protected=ownership.OthersObjects(claims, u.name)),
             cluster=ctx.cluster.name, revision=revision, live=ctx.live, cancel=token, store_kube=ctx.kube,
-            stored=None if stored is None or not fresh else {u.inventory: stored.get(u.inventory)},
+            stored=None if stored is None or not fresh else {u.inventory: stored.get(u.inventory)}, pool=requests,
         )  # fmt: skip
         kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
         result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))

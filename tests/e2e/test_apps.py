@@ -88,7 +88,15 @@ def test_four_corpus_apps_fail_alone_on_two_clusters(
         for app, r in by_app.items():
             if app.startswith("delegate"):
                 continue
-            assert r["result"] == "Succeeded", (app, r["error"], [o for o in r["objects"] if o["action"] != "created"])
+            assert r["result"] == "Succeeded", (
+                app,
+                r["error"],
+                [
+                    (o["kind"], o["name"], o["action"], o.get("message"))
+                    for o in r["objects"]
+                    if o["action"] != "created"
+                ],
+            )
             actions = {o["action"] for o in r["objects"]}
             assert actions <= {"created", "configured", "unchanged"}, (app, actions)
             for o in r["objects"]:
