@@ -137,13 +137,13 @@ class ReconcileResult:
         """A copy with ``changes`` (field name -> new value), as ``dataclasses.replace`` makes it but without
         running ``__init__`` again (a frozen dataclass's sets each of its fields through ``object.__setattr__``;
         a no-op resync copies one result per app). Raises TypeError for a name that is not a field."""
-        unknown = changes.keys() - _RESULT_FIELDS
-        if unknown:
+        if not changes.keys() <= _RESULT_FIELDS:  # no set made on the way (this is per app and sync)
+            unknown = changes.keys() - _RESULT_FIELDS
             raise TypeError(f"ReconcileResult has no field {', '.join(sorted(unknown))}")
         new = object.__new__(ReconcileResult)
         state = new.__dict__
         state.update(self.__dict__)
-        if changes.get("entries", self.entries) is not self.entries:
+        if "entries" in changes and changes["entries"] is not self.entries:
             state.pop("_counted", None)  # counted again for the new entries (kept for the same ones)
         state.update(changes)
         return new

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 
 from reconcilers import apply, client, diff, errors, hooks, inventory, ordering, resources
 from reconcilers import cancel as cancel_
@@ -124,7 +125,7 @@ ORPHAN_MESSAGE = "orphan: carries this agent's tracking annotation but is in nei
 def orphans(
     kube: client.KubeClient,
     live: client.LiveView,
-    known: set[resources.ResourceKey],
+    known: AbstractSet[resources.ResourceKey],
     tracking: inventory.Tracking,
     options: PruneOptions,
     *,

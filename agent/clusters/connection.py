@@ -103,8 +103,7 @@ class KubeCluster:
         ``.Capabilities``) may have changed when it moves."""
         if self._origin is not None:
             return self._origin.discovery_generation
-        with self._lock:
-            return self._refreshed
+        return self._refreshed  # one int, read whole (every unit of every sync asks)
 
     def refresh_discovery(self) -> None:
         """See :meth:`reconcilers.client.KubeClient.refresh_discovery`."""

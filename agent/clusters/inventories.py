@@ -35,13 +35,19 @@ class InventoryWatch(listwatch.ListWatch):
         self.namespace = namespace
         self._bodies: dict[str, resources.Body] = {}  # ConfigMap name -> the ConfigMap (this thread writes)
         self._current = False
-        self._lock = threading.Lock()  # _bodies and _current
+        self._held: tuple[resources.Body, ...] | None = None  # _bodies' values, until they change
+        self._lock = threading.Lock()  # _bodies, _current and _held
 
-    def snapshot(self) -> list[resources.Body] | None:
-        """The inventory ConfigMaps as the watch last saw them (a new list; do not change the bodies), or None
-        while the watch is not current (never listed yet, or an error since the last LIST)."""
+    def snapshot(self) -> tuple[resources.Body, ...] | None:
+        """The inventory ConfigMaps as the watch last saw them (do not change the bodies), or None while the
+        watch is not current (never listed yet, or an error since the last LIST). The same tuple object for as
+        long as no ConfigMap changed, so a caller may keep what it worked out from it."""
         with self._lock:
-            return list(self._bodies.values()) if self._current else None
+            if not self._current:
+                return None
+            if self._held is None:
+                self._held = tuple(self._bodies.values())
+            return self._held
 
     def stop(self) -> None:
         """End the watch (its thread ends at once; see :meth:`listwatch.ListWatch.close`)."""
@@ -58,7 +64,7 @@ class InventoryWatch(listwatch.ListWatch):
                 if listwatch.meta(o, "namespace") == self.namespace:
                     fresh[listwatch.meta(o, "name")] = o
         with self._lock:
-            self._bodies, self._current = fresh, not self.stop_event.is_set()
+            self._bodies, self._current, self._held = fresh, not self.stop_event.is_set(), None
         return rv
 
     def event(self, kind: str, key: resources.ResourceKey, obj: resources.Body) -> None:
@@ -69,6 +75,7 @@ class InventoryWatch(listwatch.ListWatch):
                 self._bodies.pop(key.name, None)
             else:
                 self._bodies[key.name] = obj
+            self._held = None
 
     def lost(self) -> None:
         with self._lock:

@@ -2,6 +2,9 @@
 
 :func:`sync_units` runs the story for the units of one cluster (:mod:`agent.apps`):
 
+0. a cluster whose every input is as its last sync left it, when that sync proved every unit unchanged, is
+   proven again in one pass (:func:`noop.again`: no per-unit load, claims, scheduling or result checks) and its
+   orphans scanned; any doubt, and every other sync, takes the steps below;
 1. load every unit from its source's tree; a unit that fails to load fails alone;
 2. claim objects in unit order: an object a second unit also renders fails that second unit (naming both apps
    and documents); the first keeps it. A unit whose objects leave the ``namespaces`` allow-list fails before any
@@ -30,7 +33,7 @@ from concurrent import futures
 
 from agent import apps, config
 from agent.clusters import cache, connection
-from agent.runtime import helmreleases, noop, ownership, removed
+from agent.runtime import helmreleases, namespaces, noop, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -67,8 +70,10 @@ class Context:
     """Filled by this sync: app -> what its good sync applied (the runner keeps it for the next sync)."""
     claims: ownership.Memo = dataclasses.field(default_factory=ownership.Memo)
     """The claims of the cluster's last sync, for this one (the runner keeps one per cluster)."""
-    watched: Callable[[], list[resources.Body] | None] | None = None
-    """The cluster's inventory ConfigMaps as a watch holds them, None while it is not current
+    proof: noop.ClusterMemo = dataclasses.field(default_factory=noop.ClusterMemo)
+    """The cluster's last sync in which every unit was proven unchanged (the runner keeps one per cluster)."""
+    watched: Callable[[], Mapping[str, resources.Body] | None] | None = None
+    """The cluster's inventory ConfigMaps by key as a watch holds them, None while it is not current
     (:meth:`agent.clusters.inventories.InventoryWatch.snapshot`); None: no watch (every sync LISTs them)."""
 
 
@@ -87,9 +92,14 @@ def sync_units(
     (``app`` set) and, for a full sync, one per removed app with an inventory left; and the orphans found (a full
     sync in which every unit succeeded). Never raises for a unit's failure; raises CancelledError and ClusterError
     (the caller ends the cluster's sync)."""
+    if only is None and not ctx.dry_run and not ctx.wait:
+        proven = _again(ctx, units, revisions, trees, token)
+        if proven is not None:
+            return proven
+    ctx.proof.last = None  # made again below when every unit is proven
     loaded: dict[str, list[resources.Manifest]] = {}
     failed: dict[str, engine.ReconcileResult] = {}
-    revisions, trees = dict(revisions), dict(trees)
+    given, revisions, trees = (revisions, trees), dict(revisions), dict(trees)
     for u in units:
         pin = apps.PIN_PREFIX + u.name
         if revisions.get(pin) is apps.NOT_REACHED:
@@ -132,20 +142,47 @@ def sync_units(
             orphaned = prune.orphans(
                 ctx.kube, ctx.live, known, tracking, prune_options, dry_run=ctx.dry_run, cancel=token
             )
+            if stored is not None and not fresh and len(results) == len(units):
+                ctx.proof.last = noop.cluster_proof(
+                    units, *given, stored, ctx.remember, ctx.wait, ctx.cfg, ctx.prune, frozenset(known),
+                    field_manager=lambda u: ctx.options(u).apply.field_manager,
+                )  # fmt: skip
     return results, orphaned
+
+
+def _again(
+    ctx: Context,
+    units: Sequence[apps.Unit],
+    revisions: Mapping[str, resources.Revision],
+    trees: Mapping[str, pathlib.Path],
+    token: cancel_.Token,
+) -> tuple[list[engine.ReconcileResult], list[apply.ChangeSetEntry]] | None:
+    """The sync of a cluster proven as its last sync left it (:func:`noop.again`), in one pass: its units'
+    results and the orphans found; None when it is not (the caller syncs unit by unit). The API server must
+    answer (:meth:`connection.KubeCluster.ping`), as for any sync proven from the watches."""
+    proof = ctx.proof.last
+    stored = ctx.watched() if ctx.watched is not None and proof is not None else None
+    load = lambda u: ctx.load(u, trees)  # noqa: E731
+    found = noop.again(proof, units, ctx.cfg, revisions, trees, stored, ctx.prune, load, ctx.live)
+    if found is None or proof is None:
+        return None
+    ctx.kube.ping()
+    if token.reason is not None:
+        return found, []
+    tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
+    return found, prune.orphans(ctx.kube, ctx.live, proof.known, tracking, ctx.prune, dry_run=False, cancel=token)
 
 
 def _inventories(
     ctx: Context, units: Sequence[apps.Unit], loaded: Mapping[str, list[resources.Manifest]], only: str | None
-) -> tuple[dict[str, resources.Body] | None, bool]:
+) -> tuple[Mapping[str, resources.Body] | None, bool]:
     """The cluster's inventories by key (None: they may not be listed, each app reads its own), and whether they
     are a LIST's of this sync. The watch's (no request) when it is current and this sync is a resync of
     unchanged manifests (each loaded unit has the same manifests, unit and config its last good sync had, so it
     will most likely be proven unchanged) with no inventory of an app that left, after one small request that
     shows the API server answers (:meth:`connection.KubeCluster.ping`); else one LIST. Raises ClusterError."""
-    watched = ctx.watched() if ctx.watched is not None and not ctx.dry_run else None
-    if watched is not None:
-        found = removed.by_key(watched, ctx.cfg, ctx.cluster.name)
+    found = ctx.watched() if ctx.watched is not None and not ctx.dry_run else None
+    if found is not None:
         resync = all(
             (last := ctx.last.get(u.name)) is not None
             and last.manifests is loaded[u.name]
@@ -338,7 +375,7 @@ def _sync_one(
     ``fresh``, a LIST of this sync; else it reads the unit's inventory itself). What fails in it fails this unit
     alone (a duplicate identity, an unreadable inventory, a namespace it may not create); only a bug raises."""
     try:
-        created = _create_namespace(ctx, u, manifests, token)
+        created = namespaces.create(ctx.kube, ctx.cfg, ctx.cluster.name, u, manifests, ctx.dry_run, token)
         options = ctx.options(u)
         proven = noop.unchanged(ctx.last.get(u.name), manifests, u, ctx.cfg, revision, stored, ctx.live, options,
                                 created)  # fmt: skip
@@ -366,35 +403,6 @@ def _sync_one(
         return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
     except errors.ClusterError as e:
         return _result(ctx, u, revision, ctx.mask(f"cluster {ctx.cluster.name}: {e}"), engine.ErrorKind.CLUSTER)
-
-
-CREATED_FOR_ANNOTATION = "gitops-agent.io/created-for"
-"""On a Namespace made by ``createNamespace``: ``<instance>:<cluster>:<app>``. It carries no tracking annotation
-and is in no inventory, so it is never pruned (Argo CD's ``CreateNamespace=true`` behaves the same)."""
-
-
-def _create_namespace(
-    ctx: Context, u: apps.Unit, manifests: Sequence[resources.Manifest], token: cancel_.Token
-) -> list[apply.ChangeSetEntry]:
-    """Create the unit's namespace (with the agent's identity) when asked, missing, and not in git itself."""
-    if not u.create_namespace:
-        return []
-    key = resources.ResourceKey("", "Namespace", "", u.namespace)
-    if any(m.key == key for m in manifests) or ctx.kube.get(key) is not None:
-        return []
-    if ctx.dry_run:
-        return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace (dry run)", "createNamespace")]
-    token.check()
-    body = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": u.namespace,
-            "annotations": {CREATED_FOR_ANNOTATION: f"{ctx.cfg.instance}:{ctx.cluster.name}:{u.name}"},
-        },
-    }
-    ctx.kube.apply(body, field_manager=ctx.cfg.sync.field_manager, force=False, dry_run=False)
-    return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace", "createNamespace")]
 
 
 def _result(

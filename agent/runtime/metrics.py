@@ -94,11 +94,13 @@ class Metrics:
             ["app", "cluster", "phase", "result"],
             registry=r,
         )
-        self._apps_seen: dict[str, set[str]] = {}  # cluster -> apps with series, so a removed app's are dropped
-        # (metric, label values) -> its child: ``labels()`` checks and locks on every call, and a cluster of 100
-        # apps asks for 300 children per sync. Each cluster's entries are touched by its worker's thread only.
+        # cluster -> app -> its series, so a removed app's are dropped; ``labels()`` checks and locks on every
+        # call, and a cluster of 100 apps would ask for 300 children per sync. Each cluster's entry is touched by
+        # its worker's thread only.
+        self._app_series: dict[str, dict[str, _AppSeries]] = {}
+        # (metric, label values) -> its child, and a gauge's value set, for the cluster-level series
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        self._values: dict[tuple[object, tuple[str, ...]], float] = {}  # the same keys -> a gauge's value set
+        self._values: dict[tuple[object, tuple[str, ...]], float] = {}
 
         self.renders = prometheus_client.Counter(
             "gitops_agent_helm_renders", "helm template runs (cached renders are not counted).", registry=r
@@ -140,23 +142,33 @@ class Metrics:
         """Per-app series of a cluster's result; the gauges of apps no longer in it are removed."""
         if result.error_kind in (engine.ErrorKind.CLUSTER, engine.ErrorKind.CANCELLED) and not result.apps:
             return  # the cluster was not reached: what its apps are is not known now
-        cluster, now = result.cluster, {a.app for a in result.apps}
-        child = self._child
+        cluster = result.cluster
+        held = self._app_series.setdefault(cluster, {})
         for a in result.apps:
+            series = held.get(a.app)
+            if series is None:
+                series = held[a.app] = _AppSeries(
+                    self.app_managed.labels(a.app, cluster), self.app_ok.labels(a.app, cluster)
+                )
             ok = a.ok
-            waiting = a.error_kind is engine.ErrorKind.WAITING
-            child(self.app_syncs, a.app, cluster, "waiting" if waiting else "succeeded" if ok else "failed").inc()
-            self._set(self.app_managed, len(a.desired), a.app, cluster)
-            self._set(self.app_ok, 1 if ok else 0, a.app, cluster)
+            outcome = "waiting" if a.error_kind is engine.ErrorKind.WAITING else "succeeded" if ok else "failed"
+            counter = series.syncs.get(outcome)
+            if counter is None:
+                counter = series.syncs[outcome] = self.app_syncs.labels(a.app, cluster, outcome)
+            counter.inc()
+            managed, good = len(a.desired), 1 if ok else 0
+            if series.values != (managed, good):  # gauges set only when their value changes
+                series.managed.set(managed)
+                series.ok.set(good)
+                series.values = managed, good
             for h in a.hooks if not a.dry_run else ():
                 self.hook_runs.labels(a.app, cluster, h.phase.value, h.result).inc()
-        for gone in self._apps_seen.get(cluster, set()) - now:
-            for gauge in (self.app_managed, self.app_ok):
-                self._children.pop((gauge, (gone, cluster)), None)
-                self._values.pop((gauge, (gone, cluster)), None)
-                with contextlib.suppress(KeyError):
-                    gauge.remove(gone, cluster)
-        self._apps_seen[cluster] = now
+        if len(held) != len(result.apps):
+            for gone in held.keys() - {a.app for a in result.apps}:
+                del held[gone]
+                for gauge in (self.app_managed, self.app_ok):
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(gone, cluster)
 
     def _set(self, gauge: prometheus_client.Gauge, value: float, *labels: str) -> None:
         """``gauge.labels(*labels).set(value)`` when that is not its value already."""
@@ -183,3 +195,14 @@ class Metrics:
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format."""
         return bytes(prometheus_client.generate_latest(self.registry))
+
+
+class _AppSeries:
+    """One app's series on one cluster: its gauges' children, the values they were set to, its sync counters."""
+
+    __slots__ = ("managed", "ok", "syncs", "values")
+
+    def __init__(self, managed: Any, ok: Any) -> None:
+        self.managed, self.ok = managed, ok
+        self.values: tuple[int, int] | None = None
+        self.syncs: dict[str, Any] = {}  # result -> counter child

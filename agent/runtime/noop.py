@@ -13,9 +13,14 @@ A unit whose last sync on this cluster succeeded is unchanged, and its sync can 
 - every desired object passes the engine's own cheap check (:func:`reconcilers.diff.quick_in_sync`): the live
   cache holds it, with the desired hash and owned-fields fingerprint the inventory recorded.
 
-Any doubt sends the unit down the engine's full path. The result is the last one with every object
-``unchanged`` and a new time. It is the same verdict the engine's quick check would reach per object, without
-re-placing, re-hashing and re-planning every object and without the engine's per-unit set-up. Used by
+Any doubt sends the unit down the engine's full path. The result is the last one with every object ``unchanged``
+and a new time. It is the same verdict the engine's quick check would reach per object, without re-placing,
+re-hashing and re-planning every object and without the engine's per-unit set-up.
+
+A sync in which every unit of the cluster was proven this way, and nothing else happened, is kept
+(:class:`Cluster`): the next sync with the very same inputs (units, config, revisions, trees, watched inventories,
+loaded manifests) proves the whole cluster in one pass (:func:`again`), checking every object as above and, per
+unit, only that it loads the same manifests list; its results are the last ones with a new time. Used by
 :mod:`agent.runtime.appsync`.
 """
 
@@ -24,8 +29,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from agent import apps
 from agent.clusters import cache
 from reconcilers import apply, diff, engine, inventory, resources
 
@@ -128,3 +134,100 @@ def _plain(r: engine.ReconcileResult) -> bool:
 def _version(body: resources.Body | None) -> tuple[str, str]:
     meta = (body or {}).get("metadata") or {}
     return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """A full sync of a cluster in which every unit was proven unchanged (:func:`unchanged`) and nothing else
+    happened: no unit waited for its health or created its namespace, no app had left, the inventories came from
+    the watch. What :func:`again` compares the next sync against, to prove the cluster's units in one pass."""
+
+    units: Sequence[apps.Unit]
+    """The units list object of that sync (the runner keeps the same one while the config is the same)."""
+    cfg: object
+    revisions: Mapping[str, resources.Revision]
+    trees: Mapping[str, object]
+    stored: Mapping[str, resources.Body]
+    """The inventories by key as the watch held them (the runner hands out the same mapping while none changed)."""
+    prune: object
+    lasts: tuple[Last, ...]
+    """Each unit's, in unit order."""
+    field_managers: tuple[str, ...]
+    known: frozenset[resources.ResourceKey]
+    """Every object the units desire or their inventories hold (the orphan scan leaves them alone)."""
+
+
+class ClusterMemo:
+    """The cluster's last :class:`Cluster` proof, kept by the runner for the next sync. Used from the cluster's
+    sync thread only."""
+
+    def __init__(self) -> None:
+        self.last: Cluster | None = None
+
+
+def cluster_proof(
+    units: Sequence[apps.Unit],
+    revisions: Mapping[str, resources.Revision],
+    trees: Mapping[str, object],
+    stored: Mapping[str, resources.Body],
+    remembered: Mapping[str, Last],
+    wait: bool | None,
+    cfg: object,
+    prune: object,
+    known: frozenset[resources.ResourceKey],
+    *,
+    field_manager: Callable[[apps.Unit], str],
+) -> Cluster | None:
+    """What the next sync can prove the cluster against (:class:`Cluster`), after a full sync from the watched
+    inventories (``stored``) that proved every unit unchanged (``remembered``: app -> what this sync proved) and
+    did nothing else: no rollout pin in ``revisions``, no unit that waits for its health (``wait``, else its own
+    ``sync.wait``), that another depends on, or that creates its namespace (a GET each sync); else None."""
+    if any(k.startswith(apps.PIN_PREFIX) for k in revisions):
+        return None
+    lasts = []
+    for u in units:
+        last = remembered.get(u.name)
+        waits = wait if wait is not None else u.wait
+        if last is None or not last.proven or waits or u.depends_on or u.create_namespace:
+            return None
+        lasts.append(last)
+    managers = tuple(field_manager(u) for u in units)
+    return Cluster(units, cfg, dict(revisions), dict(trees), stored, prune, tuple(lasts), managers, known)
+
+
+def again(
+    proof: Cluster | None,
+    units: Sequence[apps.Unit],
+    cfg: object,
+    revisions: Mapping[str, resources.Revision],
+    trees: Mapping[str, object],
+    stored: Mapping[str, resources.Body] | None,
+    prune: object,
+    load: Callable[[apps.Unit], Sequence[resources.Manifest]],
+    live: cache.LiveCache,
+) -> list[engine.ReconcileResult] | None:
+    """Every unit's result, each the last one with a new time, when the whole cluster is provably as ``proof``
+    left it; else None (the caller syncs unit by unit). Proven when the units, config, revisions, trees, prune
+    settings and the watched inventories (``stored``) are the very ones ``proof`` had, each unit loads (``load``,
+    the runner's memo) the very manifests list it had, and every desired object passes the engine's quick check
+    against the live cache (:func:`reconcilers.diff.quick_in_sync`), exactly as :func:`unchanged` checks each unit;
+    what the units' own checks would find again (claims, namespaces, dependencies, removed apps) cannot have
+    changed when all of these are the same."""
+    if proof is None or stored is None or stored is not proof.stored:
+        return None
+    if proof.units is not units or proof.cfg is not cfg or proof.prune != prune:
+        return None
+    if proof.revisions != revisions or proof.trees != trees:
+        return None
+    t0, started = time.monotonic(), datetime.datetime.now(datetime.UTC)
+    for u, last in zip(units, proof.lasts, strict=True):
+        if load(u) is not last.manifests:
+            return None
+    for last, fm in zip(proof.lasts, proof.field_managers, strict=True):
+        prev = last.result
+        recorded = prev.inventory
+        for k, d in prev.desired.items():
+            if not diff.quick_in_sync(live.get(k), recorded.get(k), d.hash, fm, d.pointers):
+                return None
+    duration = (time.monotonic() - t0) / max(1, len(units))  # each unit's share of the proof
+    return [last.result.again(started=started, duration=duration) for last in proof.lasts]

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
-from agent.runtime import appresults, appsync, noop, ownership, selfheal
+from agent.runtime import appresults, appsync, noop, ownership, removed, selfheal
 from agent.runtime import options as options_
 from agent.sources import helm, helmvalues, manifests, sops, substitute
 from reconcilers import apply, engine, errors, health, inventory, resources
@@ -59,12 +59,14 @@ class ClusterRunner:
         self._sops: sops.Decryptor | None = None
         self._synced: dict[str, str] = {}  # app -> sha its last sync applied completely (resyncs run inline)
         # app -> (the unit object and the trees and discovery it was loaded from, its manifests)
-        self._loads: dict[str, tuple[apps.Unit, tuple[str, ...], list[resources.Manifest]]] = {}
+        self._loads: dict[str, tuple[apps.Unit, tuple[object, ...], list[resources.Manifest]]] = {}
         self._loads_lock = threading.Lock()  # _loads only (the sync holds _lock throughout)
         self._last_units: dict[str, noop.Last] = {}  # app -> what its last good sync applied (the sync's thread)
         self._unit_memo: tuple[object, object, list[apps.Unit]] = (None, None, [])  # (cfg, cluster, units)
         self._option_memo: dict[tuple[int, bool, bool, bool], tuple[apps.Unit, engine.ReconcileOptions]] = {}
         self._claims = ownership.Memo()  # the sync's thread (under _lock)
+        self._proof = noop.ClusterMemo()  # the sync's thread (under _lock)
+        self._watched_memo: tuple[object, object, dict[str, resources.Body]] = (None, None, {})  # the sync's thread
         self._aggregated: ReconcileResult | None = None  # the last result aggregate() made (the sync's thread)
         self._lock = threading.Lock()
 
@@ -160,7 +162,8 @@ class ClusterRunner:
                     dict(self._synced),
                     dict(self._last_units),
                     claims=self._claims,
-                    watched=self.inventories.snapshot if self.inventories else None,
+                    proof=self._proof,
+                    watched=self._watched if self.inventories else None,
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
@@ -197,6 +200,16 @@ class ClusterRunner:
             short = revision.short if revision else "none"
             log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
+
+    def _watched(self) -> dict[str, resources.Body] | None:
+        """The cluster's inventory ConfigMaps by key as the watch holds them (None while it is not current), worked
+        out again only when the watch's snapshot changed."""
+        held = self.inventories.snapshot() if self.inventories else None
+        if held is None:
+            return None
+        if self._watched_memo[0] is not held or self._watched_memo[1] is not self.cfg:
+            self._watched_memo = held, self.cfg, removed.by_key(held, self.cfg, self.cluster.name)
+        return self._watched_memo[2]
 
     def _units(self) -> list[apps.Unit]:
         """The cluster's units (:func:`apps.units`), the same objects for as long as the config is the same one
@@ -245,14 +258,15 @@ class ClusterRunner:
                 self._loads[unit.name] = (unit, key, desired)
         return desired
 
-    def _load_key(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> tuple[str, ...] | None:
+    def _load_key(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> tuple[object, ...] | None:
         if unit.substitute or self.kube is None:
             return None
-        sources = (
-            (unit.source, *(f.source or unit.source for f in unit.helm.values_from)) if unit.helm else (unit.source,)
-        )
-        # The unit itself is compared by identity (a frozen object, the same one while the config is the same).
-        return (*(str(trees.get(s)) for s in sources), str(self.kube.discovery_generation))
+        # The unit itself is compared by identity (a frozen object, the same one while the config is the same);
+        # the trees as paths (the same objects while a source's revision is the same; else compared as paths).
+        if unit.helm is None:
+            return trees.get(unit.source), self.kube.discovery_generation
+        sources = (unit.source, *(f.source or unit.source for f in unit.helm.values_from))
+        return (*(trees.get(s) for s in sources), self.kube.discovery_generation)
 
     def _load_now(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
         decryptor = self._decryptor() if unit.decrypt else None

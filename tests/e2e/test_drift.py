@@ -327,6 +327,21 @@ def test_a_proven_no_op_resync_skips_the_engine_and_any_doubt_takes_the_full_pat
                 assert len(engine_runs) == before  # proven unchanged: no engine run
                 # from the watches: no request but the one that shows the API server answers
                 assert Counter(r.kube.requests) - sent == Counter({"discovery": 1})
+            # the second resync proved the cluster in one pass (as the first left it); an object deleted out of
+            # band since is not in the live cache, so that proof fails and the unit's engine run creates it again
+            assert r._proof.last is not None
+            dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").delete(name="c2", namespace=namespace)
+            c2 = resources.ResourceKey("", "ConfigMap", namespace, "c2")
+            wait_until(lambda: r.live.get(c2) is None)
+            before = len(engine_runs)
+            recreated = r.reconcile(revision, tree)
+            assert len(engine_runs) == before + 1
+            assert [(e.key.name, e.action.value) for e in recreated.entries if e.action.value != "unchanged"] == [
+                ("c2", "created")
+            ]
+            wait_until(lambda: r.live.get(c2) is not None and inventories_caught_up(r))
+            assert r.reconcile(revision, tree).counts["unchanged"] == 4  # proven unit by unit, then in one pass
+            assert r._proof.last is not None
             assert r.inventories is not None
             r.inventories.lost()  # as after a watch error: until it lists again, a resync LISTs the inventories
             before, sent = len(engine_runs), Counter(r.kube.requests)
