@@ -167,17 +167,24 @@ class ClusterRunner:
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
-                    self._synced = {r.app: r.revision.sha for r in found if r.ok and r.revision}
-                    bad = {r.app for r in found if not r.ok}
-                    kept = {n: v for n, v in self._last_units.items() if n not in bad}
-                    self._last_units = {**kept, **ctx.remember}
+                    synced: dict[str, str] = {}
+                    bad: set[str] = set()
+                    for r in found:
+                        if not r.ok:
+                            bad.add(r.app)
+                        elif r.revision:
+                            synced[r.app] = r.revision.sha
+                    self._synced = synced
+                    if bad or ctx.remember:
+                        kept = {n: v for n, v in self._last_units.items() if n not in bad}
+                        self._last_units = {**kept, **ctx.remember}
                 placed = {u.name for u in units}
-                with self._loads_lock:  # apps no longer placed here are forgotten
-                    self._loads = {n: v for n, v in self._loads.items() if n in placed}
-                self._last_units = {n: v for n, v in self._last_units.items() if n in placed}
-                result = appresults.aggregate(
-                    name, revision, [self._masked(r) for r in found], orphaned, t0, self._aggregated
-                )
+                if self._loads.keys() - placed or self._last_units.keys() - placed:  # apps no longer placed here
+                    with self._loads_lock:
+                        self._loads = {n: v for n, v in self._loads.items() if n in placed}
+                    self._last_units = {n: v for n, v in self._last_units.items() if n in placed}
+                masked = [self._masked(r) for r in found] if self.secrets else found
+                result = appresults.aggregate(name, revision, masked, orphaned, t0, self._aggregated)
                 if not dry_run:
                     self._aggregated = result
             except errors.CancelledError as e:
