@@ -180,15 +180,15 @@ def cluster_proof(
 ) -> Cluster | None:
     """What the next sync can prove the cluster against (:class:`Cluster`), after a full sync from the watched
     inventories (``stored``) that proved every unit unchanged (``remembered``: app -> what this sync proved) and
-    did nothing else: no rollout pin in ``revisions``, no unit that waits for its health (``wait``, else its own
-    ``sync.wait``), that another depends on, or that creates its namespace (a GET each sync); else None."""
+    did nothing else: no rollout pin in ``revisions``, no wait for health (``wait``, the sync's), no unit with
+    ``sync.wait``, that another depends on, or that creates its namespace (a GET each sync); else None."""
     if any(k.startswith(apps.PIN_PREFIX) for k in revisions):
         return None
     lasts = []
     for u in units:
         last = remembered.get(u.name)
-        waits = wait if wait is not None else u.wait
-        if last is None or not last.proven or waits or u.depends_on or u.create_namespace:
+        # an app with sync.wait waits on any sync that does not say otherwise: never proven in one pass
+        if last is None or not last.proven or wait or u.wait or u.depends_on or u.create_namespace:
             return None
         lasts.append(last)
     managers = tuple(field_manager(u) for u in units)

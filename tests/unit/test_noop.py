@@ -103,6 +103,7 @@ def test_an_object_missing_from_the_live_cache_fails_the_one_pass_proof(tmp_path
     [
         ({}, True, {}, "this sync waits for health"),
         ({"name": "w", "path": "w", "sync": {"wait": True}}, None, {}, "an app waits for its health"),
+        ({"name": "w", "path": "w", "sync": {"wait": True}}, False, {}, "the next sync may wait for it"),
         ({"name": "d", "path": "d", "dependsOn": ["a"]}, None, {}, "an app depends on another"),
         ({"name": "n", "path": "n", "namespace": "n", "createNamespace": True}, None, {}, "an app creates its ns"),
         ({}, None, {apps.PIN_PREFIX + "a": REVISION}, "a rollout pins an app"),
