@@ -185,7 +185,7 @@ def _run_hooks(ctx: Context, step: ordering.Step) -> Failure | None:
         found = list(group)
         # A pool of their own: a hook waits for its Job in its thread (up to waveTimeout), and the request pool
         # may be shared with other apps of the cluster, whose requests must not queue behind that wait.
-        workers = min(len(found), max(1, ctx.apply_options.concurrency))
+        workers = max(1, min(len(found), ctx.apply_options.concurrency))
         with futures.ThreadPoolExecutor(workers, f"hook-{ctx.hook.cluster}") as pool:
             runs = list(
                 pool.map(
