@@ -235,17 +235,24 @@ def _defines(crd: resources.Body) -> tuple[str, str]:
     return str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))
 
 
+DISCOVERY_LAG = 10.0
+"""Seconds to wait, after its CRD is Established, for a kind to show in discovery: the API server builds its
+aggregated discovery document apart from the CRD's conditions, so a refresh right after Established can miss
+the kind, and its objects would fail as not served."""
+
+
 def _await_crds(ctx: Context, stage: Sequence[apply.Desired], done: Sequence[apply.ChangeSetEntry]) -> None:
     """Wait until every CRD of ``stage`` that this sync wrote, or whose kind is not served yet, is Established
-    (up to ``ctx.crd_timeout`` seconds), then refresh discovery. Unchanged, served CRDs cost nothing."""
+    (up to ``ctx.crd_timeout`` seconds), then refresh discovery until their kinds are served (every 0.2 s, up to
+    :data:`DISCOVERY_LAG` more seconds). Unchanged, served CRDs cost nothing."""
     kube = ctx.kube
     written = {e.key for e in done if e.action in _WRITES}
-    crds = [
-        d.manifest.key
+    crds = {
+        d.manifest.key: _defines(d.manifest.body)
         for d in stage
         if d.manifest.key.kind == "CustomResourceDefinition"
         and (d.manifest.key in written or kube.resource_type(*_defines(d.manifest.body)) is None)
-    ]
+    }
     if not crds or ctx.apply_options.dry_run:
         return
     deadline = time.monotonic() + ctx.crd_timeout
@@ -255,3 +262,8 @@ def _await_crds(ctx: Context, stage: Sequence[apply.Desired], done: Sequence[app
         if pending and ctx.token.wait(0.1):
             ctx.token.check()
     kube.refresh_discovery()
+    lag = min(deadline, time.monotonic() + DISCOVERY_LAG)
+    while any(kube.resource_type(*kind) is None for kind in crds.values()) and time.monotonic() < lag:
+        if ctx.token.wait(0.2):
+            ctx.token.check()
+        kube.refresh_discovery()

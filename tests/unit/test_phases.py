@@ -106,3 +106,44 @@ def test_prune_goes_highest_wave_first_then_reverse_kind_order() -> None:
     web = resources.ResourceKey("apps", "Deployment", "team", "web")
     assert ordering.prune_order([ns, cm, web]) == [web, cm, ns]
     assert ordering.prune_order([ns, cm, web], {cm: 2, ns: 1}) == [cm, ns, web]
+
+
+class _LaggingDiscovery:
+    """A cluster whose CRD is Established at once but whose discovery serves the kind only from the third
+    refresh on (the API server builds its aggregated discovery document apart from the CRD's conditions)."""
+
+    def __init__(self) -> None:
+        self.refreshes = 0
+
+    def get(self, key: resources.ResourceKey) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": "Established", "status": "True"}]}}
+
+    def resource_type(self, group: str, kind: str) -> object | None:
+        return object() if self.refreshes >= 3 or kind == "CustomResourceDefinition" else None
+
+    def refresh_discovery(self) -> None:
+        self.refreshes += 1
+
+
+def test_after_established_discovery_is_refreshed_until_the_new_kind_is_served() -> None:
+    from concurrent import futures
+
+    from reconcilers import apply, cancel, hookrun, phases
+
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}},
+    }
+    manifest = resources.Manifest(resources.ResourceKey.of(crd), crd, "crd.yaml", 0)
+    desired = apply.Desired(manifest, "h")
+    kube = _LaggingDiscovery()
+    with futures.ThreadPoolExecutor(1) as pool:
+        ctx = phases.Context(
+            kube, {manifest.key: desired}, {}, apply.ApplyOptions(), hookrun.HookOptions(), 5.0, 5.0, False,  # type: ignore[arg-type]
+            None, {}, pool, cancel.never(),
+        )  # fmt: skip
+        phases._await_crds(ctx, [desired], [apply.ChangeSetEntry(manifest.key, apply.Action.CREATED)])
+    assert kube.refreshes == 3  # not one refresh right after Established: until Widget is served
+    assert kube.resource_type("example.com", "Widget") is not None
