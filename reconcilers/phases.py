@@ -243,8 +243,8 @@ the kind, and its objects would fail as not served."""
 
 def _await_crds(ctx: Context, stage: Sequence[apply.Desired], done: Sequence[apply.ChangeSetEntry]) -> None:
     """Wait until every CRD of ``stage`` that this sync wrote, or whose kind is not served yet, is Established
-    (up to ``ctx.crd_timeout`` seconds), then refresh discovery until their kinds are served (every 0.2 s, up to
-    :data:`DISCOVERY_LAG` more seconds). Unchanged, served CRDs cost nothing."""
+    (up to ``ctx.crd_timeout`` seconds), then refresh discovery until the kinds of those it wrote are served
+    (every 0.2 s, up to :data:`DISCOVERY_LAG` more seconds). Unchanged, served CRDs cost nothing."""
     kube = ctx.kube
     written = {e.key for e in done if e.action in _WRITES}
     crds = {
@@ -262,8 +262,11 @@ def _await_crds(ctx: Context, stage: Sequence[apply.Desired], done: Sequence[app
         if pending and ctx.token.wait(0.1):
             ctx.token.check()
     kube.refresh_discovery()
+    # Only the CRDs this sync wrote: one in git unchanged whose kind is still not served (no served version)
+    # would otherwise cost every sync the whole wait.
+    fresh = [kind for key, kind in crds.items() if key in written]
     lag = min(deadline, time.monotonic() + DISCOVERY_LAG)
-    while any(kube.resource_type(*kind) is None for kind in crds.values()) and time.monotonic() < lag:
+    while any(kube.resource_type(*kind) is None for kind in fresh) and time.monotonic() < lag:
         if ctx.token.wait(0.2):
             ctx.token.check()
         kube.refresh_discovery()

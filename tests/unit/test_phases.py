@@ -112,20 +112,20 @@ class _LaggingDiscovery:
     """A cluster whose CRD is Established at once but whose discovery serves the kind only from the third
     refresh on (the API server builds its aggregated discovery document apart from the CRD's conditions)."""
 
-    def __init__(self) -> None:
-        self.refreshes = 0
+    def __init__(self, serves_after: int = 3) -> None:
+        self.refreshes, self.serves_after = 0, serves_after
 
     def get(self, key: resources.ResourceKey) -> dict[str, Any]:
         return {"status": {"conditions": [{"type": "Established", "status": "True"}]}}
 
     def resource_type(self, group: str, kind: str) -> object | None:
-        return object() if self.refreshes >= 3 or kind == "CustomResourceDefinition" else None
+        return object() if self.refreshes >= self.serves_after or kind == "CustomResourceDefinition" else None
 
     def refresh_discovery(self) -> None:
         self.refreshes += 1
 
 
-def test_after_established_discovery_is_refreshed_until_the_new_kind_is_served() -> None:
+def _await(kube: _LaggingDiscovery, action: Any) -> None:
     from concurrent import futures
 
     from reconcilers import apply, cancel, hookrun, phases
@@ -138,12 +138,26 @@ def test_after_established_discovery_is_refreshed_until_the_new_kind_is_served()
     }
     manifest = resources.Manifest(resources.ResourceKey.of(crd), crd, "crd.yaml", 0)
     desired = apply.Desired(manifest, "h")
-    kube = _LaggingDiscovery()
     with futures.ThreadPoolExecutor(1) as pool:
         ctx = phases.Context(
             kube, {manifest.key: desired}, {}, apply.ApplyOptions(), hookrun.HookOptions(), 5.0, 5.0, False,  # type: ignore[arg-type]
             None, {}, pool, cancel.never(),
         )  # fmt: skip
-        phases._await_crds(ctx, [desired], [apply.ChangeSetEntry(manifest.key, apply.Action.CREATED)])
+        phases._await_crds(ctx, [desired], [apply.ChangeSetEntry(manifest.key, action)])
+
+
+def test_after_established_discovery_is_refreshed_until_the_new_kind_is_served() -> None:
+    from reconcilers import apply
+
+    kube = _LaggingDiscovery()
+    _await(kube, apply.Action.CREATED)
     assert kube.refreshes == 3  # not one refresh right after Established: until Widget is served
     assert kube.resource_type("example.com", "Widget") is not None
+
+
+def test_an_unchanged_crd_whose_kind_is_never_served_costs_one_refresh_not_the_wait() -> None:
+    from reconcilers import apply
+
+    kube = _LaggingDiscovery(serves_after=10**6)  # e.g. no version of it is served
+    _await(kube, apply.Action.UNCHANGED)
+    assert kube.refreshes == 1
