@@ -105,8 +105,9 @@ class SyncConfig(_Model):
 
     ``interval`` between reconciles (seconds, default 300); ``fieldManager`` for server-side apply (default
     ``gitops-agent``); ``timeout`` for one reconcile's waits (seconds, default 300); ``concurrency``: requests in
-    flight per cluster (default 8); ``prune``: delete objects that left git (default false); ``allowEmpty``:
-    prune even when a path or a cluster renders nothing (default false); ``pruneBudget``: the largest fraction of
+    flight per cluster, and apps at a new revision synced side by side (default 8); ``prune``: delete objects
+    that left git (default false); ``allowEmpty``: prune even when a path or a cluster renders nothing (default
+    false); ``pruneBudget``: the largest fraction of
     the inventory one sync may delete (default 0.5); ``prunePropagationPolicy``: Background, Foreground or Orphan;
     ``selfHeal``: re-apply an object as soon as a watch shows it drifted (default false, ``run`` only);
     ``inventoryNamespace``: where each cluster keeps its inventory ConfigMaps (default ``gitops-agent``);
