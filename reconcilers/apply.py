@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 
 from reconcilers import cancel as cancel_
@@ -96,8 +96,8 @@ class StageResult:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Validated:
     """What the dry run decided for one object, without the live and merged bodies (a stage of 10,000 objects
-    must not hold 20,000 full objects): the action, the body to apply, the inventory entry when unchanged, the
-    diff when shown, or the API server's error."""
+    must not hold 20,000 full objects): the action, the body to apply, the inventory entry when unchanged (or,
+    ``predicted``, the one the dry run of a create foretells), the diff when shown, or the API server's error."""
 
     desired: Desired
     action: Action
@@ -105,6 +105,13 @@ class _Validated:
     record: inventory.Entry | None = None
     diff: diff.ObjectDiff | None = None
     error: str | None = None
+    predicted: inventory.Entry | None = None
+
+
+Intent = Callable[[Mapping[resources.ResourceKey, inventory.Entry]], None]
+"""Called once per stage that writes, after its dry runs passed and before its first write, with the inventory
+entries the dry runs of its creates foretell (``{key: Entry}``). The engine records its intent there: every
+object it is about to create is in the inventory before it exists."""
 
 
 def apply_stage(
@@ -116,8 +123,10 @@ def apply_stage(
     live: client.LiveView | None = None,
     known: Mapping[resources.ResourceKey, inventory.Entry] | None = None,
     cancel: cancel_.Token | None = None,
+    intent: Intent | None = None,
 ) -> StageResult:
-    """Bring the objects of stage ``name`` in line with git; ``known`` are the inventory entries.
+    """Bring the objects of stage ``name`` in line with git; ``known`` are the inventory entries; ``intent``
+    (:data:`Intent`) is called before the first write, and what it raises is raised with nothing written.
 
     Raises :class:`errors.ClusterUnreachableError` when the cluster stops answering, :class:`errors.CancelledError`
     when ``cancel`` is (checked before each dry run and each write; the caller's pool, shut down with wait as the
@@ -155,6 +164,8 @@ def apply_stage(
     if options.dry_run:
         messages = {key: "dry run" for key in results}
     else:
+        if intent is not None and any(a is not Action.UNCHANGED for a in results.values()):
+            intent({key: v.predicted for key, v in validated.items() if v.predicted is not None})
         for group in ordering.by_rank([v.desired for v in validated.values() if v.action is not Action.UNCHANGED]):
             written = list(pool.map(lambda d: _write(kube, validated[d.manifest.key], options, token), group))
             for d, (record, err) in zip(group, written, strict=True):
@@ -229,7 +240,11 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token:
     if action is Action.UNCHANGED:
         return _Validated(d, action, record=_record(d, live, fm))
     shown = action is Action.CONFIGURED or options.dry_run
-    return _Validated(d, action, body, diff=diff.object_diff(live, merged, label(key)) if shown else None)
+    # A dry-run create foretells the fields the create will own (managedFields come from the same admission):
+    # only creates, so an entry stored before its write can never vouch for an old live version.
+    predicted = _record(d, merged, fm) if action is Action.CREATED else None
+    change = diff.object_diff(live, merged, label(key)) if shown else None
+    return _Validated(d, action, body, diff=change, predicted=predicted)
 
 
 def _write(

@@ -247,9 +247,7 @@ def reconcile(
         previously = {k: e for inv in previous.values() for k, e in inv.entries.items()}
         known.update(previously)
         by_path = {p: [k for k, d in desired.items() if d.manifest.source_path == p] for p in options.paths}
-        if not dry_run:
-            for p in options.paths:  # record intent before acting: whatever we create is owned
-                store.merge(p, add=by_path[p], cancel=token)
+        intent = inventory.Intent(store, by_path, token)  # written before the first write: whatever we create is owned
         entries.extend(unplaceable)
         pruning = _prune_plan(previous, by_path, options) if options.prune.enabled else None
         pending_prune = pruning is not None and bool(pruning.candidates) and not pruning.error
@@ -261,6 +259,7 @@ def reconcile(
             ctx = phases.Context(
                 kube, desired, marks, options.apply, _hook_options(options, cluster), options.wave_timeout,
                 options.timeout, options.hooks_on_noop, live, previously, pool, token, entries, records, runs,
+                None if dry_run else intent,
             )  # fmt: skip
             stopped = phases.sync(ctx, plan, pending_prune=pending_prune)
         error: str | None = None
@@ -274,8 +273,7 @@ def reconcile(
         if not dry_run:
             moved = {k for inv in previous.values() for k in inv.entries if k in options.protected}
             for p in options.paths:
-                put = {k: records[k] for k in by_path[p] if k in records}
-                store.merge(p, put=put, add=by_path[p], drop=gone | moved, cancel=token)
+                store.merge(p, put=intent.closing(p, records), add=by_path[p], drop=gone | moved, cancel=token)
         if options.scan_orphans and live is not None and not any(e.action in _STOPS for e in entries):
             entries.extend(
                 prune.orphans(kube, live, known | set(desired), tracking, options.prune, dry_run=dry_run, cancel=token)

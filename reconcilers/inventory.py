@@ -266,3 +266,42 @@ class Store:
         if missing:
             body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
             self.kube.apply(body, field_manager=self.field_manager, force=True, dry_run=False)
+
+
+class Intent:
+    """One sync's record of intent: before the sync's first write, every object it desires is in the inventory
+    of its path, so whatever it creates is owned even if the agent stops before the sync ends. Each create goes
+    in with the entry its dry run foretells (:data:`reconcilers.apply.Intent`), so a sync whose writes land as
+    foretold (a first sync of one stage) writes its inventory once, not twice.
+
+    Called as a :data:`reconcilers.apply.Intent`: the first call writes (``store.merge`` of every path; raises
+    like it), later calls do nothing. ``by_path``: the desired keys of each path. Owned by the sync's thread.
+    """
+
+    def __init__(
+        self, store: Store, by_path: Mapping[str, Iterable[resources.ResourceKey]], cancel: cancel_.Token
+    ) -> None:
+        self.store = store
+        self.by_path = {p: list(keys) for p, keys in by_path.items()}
+        self.cancel = cancel
+        self.written = False
+        self._foretold: set[resources.ResourceKey] = set()
+
+    def __call__(self, foretold: Mapping[resources.ResourceKey, Entry]) -> None:
+        if self.written:
+            return
+        self.written = True
+        self._foretold = set(foretold)
+        for path, keys in self.by_path.items():
+            put = {k: foretold[k] for k in keys if k in foretold}
+            self.store.merge(path, put=put, add=keys, cancel=self.cancel)
+
+    def closing(self, path: str, records: Mapping[resources.ResourceKey, Entry]) -> dict[resources.ResourceKey, Entry]:
+        """The entries the sync's closing write of ``path`` sets: ``records`` (what the sync applied or found
+        unchanged) of its keys, and an unknown entry for each create foretold whose write did not land (a
+        foretold entry must not outlive a failed write)."""
+        put = {k: records[k] for k in self.by_path[path] if k in records}
+        for k in self.by_path[path]:
+            if k in self._foretold and k not in records:
+                put[k] = Entry(k)
+        return put

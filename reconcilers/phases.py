@@ -55,6 +55,8 @@ class Context:
     entries: list[apply.ChangeSetEntry] = dataclasses.field(default_factory=list)
     records: dict[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict)
     runs: list[hookrun.HookRun] = dataclasses.field(default_factory=list)
+    intent: apply.Intent | None = None
+    """Given to every stage that writes (:data:`reconcilers.apply.Intent`)."""
 
     def stopped(self) -> bool:
         """True once an object failed or was skipped."""
@@ -167,6 +169,7 @@ def _apply_wave(ctx: Context, step: ordering.Step) -> Failure | None:
             ctx.live,
             ctx.known,
             ctx.token,
+            ctx.intent,
         )
         ctx.entries.extend(done.entries)
         ctx.records.update(done.records)
