@@ -5,7 +5,8 @@ inventory, no request): a match is ``unchanged``. Every other object is sent as 
 live when the dry run shows it exists), in parallel. If the API server rejects any object, nothing of the stage
 is written: the rejected objects are ``failed`` with the server's message and the others ``skipped``. Otherwise
 the objects whose dry-run result differs from live (:func:`reconcilers.diff.would_change`) are applied in kind
-order, in parallel within a kind; unchanged objects cost no write. Called by :mod:`reconcilers.engine`.
+order, in parallel within a kind; unchanged objects cost no write. Before the stage's first write, the caller's
+:data:`Intent` is told what the dry runs of its creates foretell. Called by :mod:`reconcilers.engine`.
 """
 
 from __future__ import annotations
