@@ -199,9 +199,12 @@ def main() -> None:
                     ensure_namespace(tc, f"bench-{n}")
             part = [started[i * args.clusters : (i + 1) * args.clusters] for i in range(2)]
             firsts: list[list[float]] = [[], []]
+            first_sent: list[collections.Counter[str]] = [collections.Counter(), collections.Counter()]
             for n in range(args.firsts):  # each first sync alone in the process, into a namespace of its own
                 for i in (0, 1) if n % 2 == 0 else (1, 0):
                     first = start(setups[i][0], setups[i][1](part[i], n), tmp)
+                    if n == 0:  # the agent's start (discovery, LIST+WATCH) and its first sync
+                        first_sent[i] = requests(first.agent, first.names)
                     first.agent.shutdown()
                     firsts[i].append(first.first)
                     gc.collect()
@@ -237,6 +240,9 @@ def main() -> None:
     )
     for (name, _), times in zip(setups, firsts, strict=True):
         print(f"first syncs of {name} (s): {', '.join(f'{t:.2f}' for t in times)}")
+    for (name, _), sent in zip(setups, first_sent, strict=True):
+        per = ", ".join(f"{v / args.clusters:g} {k}" for k, v in sorted(sent.items()))
+        print(f"requests per cluster, start and first sync of {name}: {per}")
     print()
     print(
         "| setup | first sync (s) | x one path | no-op resync (s) | x one path | requests per cluster resync | "
