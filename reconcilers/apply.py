@@ -127,7 +127,8 @@ def apply_stage(
     intent: Intent | None = None,
 ) -> StageResult:
     """Bring the objects of stage ``name`` in line with git; ``known`` are the inventory entries; ``intent``
-    (:data:`Intent`) is called before the first write, and what it raises is raised with nothing written.
+    (:data:`Intent`) is called before the stage's first write, and what it raises is raised with nothing of the stage
+    written.
 
     Raises :class:`errors.ClusterUnreachableError` when the cluster stops answering, :class:`errors.CancelledError`
     when ``cancel`` is (checked before each dry run and each write; the caller's pool, shut down with wait as the
