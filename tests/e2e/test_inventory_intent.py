@@ -86,7 +86,8 @@ def test_a_create_refused_on_write_after_its_dry_run_passed_leaves_no_foretold_e
     create_namespace(tc, namespace)
     client = dynamic_client(tc)
     policy = f"refuse-on-write-{namespace}"
-    client.resources.get(api_version="admissionregistration.k8s.io/v1", kind="ValidatingAdmissionPolicy").create(
+    policies = client.resources.get(api_version="admissionregistration.k8s.io/v1", kind="ValidatingAdmissionPolicy")
+    policies.create(
         body={
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingAdmissionPolicy",
@@ -127,29 +128,33 @@ def test_a_create_refused_on_write_after_its_dry_run_passed_leaves_no_foretold_e
             },
         }
     )
-    configmaps = client.resources.get(api_version="v1", kind="ConfigMap")
+    try:
+        configmaps = client.resources.get(api_version="v1", kind="ConfigMap")
 
-    def refusing() -> bool:
-        try:
-            configmaps.create(body=cm("refused", namespace), namespace=namespace, query_params=[("dryRun", "All")])
-            configmaps.create(body=cm("refused", namespace), namespace=namespace)
-        except Exception as e:  # the policy is in force once the real create is refused
-            return "refused on write" in str(e)
-        configmaps.delete(name="refused", namespace=namespace)
-        return False
+        def refusing() -> bool:
+            try:
+                configmaps.create(body=cm("refused", namespace), namespace=namespace, query_params=[("dryRun", "All")])
+                configmaps.create(body=cm("refused", namespace), namespace=namespace)
+            except Exception as e:  # the policy is in force once the real create is refused
+                return "refused on write" in str(e)
+            configmaps.delete(name="refused", namespace=namespace)
+            return False
 
-    wait_until(refusing, timeout=30, interval=0.2)
+        wait_until(refusing, timeout=30, interval=0.2)
 
-    git_repo.write_objects("app/cms.yaml", cm("accepted", namespace), cm("refused", namespace))
-    git_repo.commit()
-    config = make_config(git_repo, [cluster_entry(tc, "a", ["app"], namespace)])
-    code, result = sync(config, capsys)
-    assert code != 0
-    actions = {o["name"]: (o["action"], o["message"]) for o in result["objects"]}
-    assert actions["accepted"] == ("created", "")
-    assert actions["refused"][0] == "failed", actions
-    assert "refused on write" in actions["refused"][1], actions
-    entries = {k.name: e for k, e in stored(config, "app").items()}
-    assert entries["accepted"].desired
-    assert entries["accepted"].owned
-    assert (entries["refused"].desired, entries["refused"].owned) == ("", "")  # still ours, its state unknown
+        git_repo.write_objects("app/cms.yaml", cm("accepted", namespace), cm("refused", namespace))
+        git_repo.commit()
+        config = make_config(git_repo, [cluster_entry(tc, "a", ["app"], namespace)])
+        code, result = sync(config, capsys)
+        assert code != 0
+        actions = {o["name"]: (o["action"], o["message"]) for o in result["objects"]}
+        assert actions["accepted"] == ("created", "")
+        assert actions["refused"][0] == "failed", actions
+        assert "refused on write" in actions["refused"][1], actions
+        entries = {k.name: e for k, e in stored(config, "app").items()}
+        assert entries["accepted"].desired
+        assert entries["accepted"].owned
+        assert (entries["refused"].desired, entries["refused"].owned) == ("", "")  # still ours, its state unknown
+    finally:  # cluster-scoped: the shared test cluster keeps no policy of this test
+        bindings.delete(name=policy)
+        policies.delete(name=policy)
