@@ -92,10 +92,21 @@ class KubeCluster:
         """See :meth:`reconcilers.client.KubeClient.resource_type`."""
         if self._origin is not None:
             return self._origin.resource_type(group, kind)
-        with self._lock:
-            if self._types is None:
-                self._types = self._discover()
-            return self._types.get((group, kind))
+        return self._served().get((group, kind))
+
+    def _served(self) -> dict[tuple[str, str], client.ResourceType]:
+        """The discovery cache, discovered on first use. Read without the lock (every request and every object of
+        every app asks, from many threads; the map is replaced whole, never changed in place), and discovered
+        outside it (no lock is held across the network): threads that meet an empty cache at once may each
+        discover, and the first answer stored is kept."""
+        types = self._types
+        if types is None:
+            found = self._discover()
+            with self._lock:
+                if self._types is None:
+                    self._types = found
+                types = self._types
+        return types
 
     @property
     def discovery_generation(self) -> int:
@@ -139,10 +150,7 @@ class KubeCluster:
         if self._facts is not None:
             return self._facts
         version = str(self.request("GET", "/version").get("gitVersion", ""))
-        with self._lock:
-            if self._types is None:
-                self._types = self._discover()
-            types = list(self._types.values())
+        types = list(self._served().values())
         served = set()
         for t in types:
             for v in t.versions:
