@@ -270,6 +270,7 @@ class Fleet:
         for name in removed:
             self.state.forget(name)
             self.events.forget(name)
+            self.metrics.forget(name)
         fresh = {name: self._new_worker(new, after[name]) for name in added + changed}
         with self._lock:
             self.workers.update(fresh)

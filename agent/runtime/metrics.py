@@ -18,7 +18,8 @@
 | ``gitops_agent_helm_renders_total`` | counter | (none) | ``helm template`` runs (cached renders are not counted) |
 | ``gitops_agent_notifications_total`` | counter | provider, result | notifications sent, retried or dropped |
 
-Labels carry names and revisions only, never object contents or credentials. Used by ``agent.runtime.fleet`` and
+Labels carry names and revisions only, never object contents or credentials. A cluster removed from the config
+loses every series labelled with it (:meth:`Metrics.forget`). Used by ``agent.runtime.fleet`` and
 ``agent.api.server``.
 """
 
@@ -96,11 +97,8 @@ class Metrics:
         )
         # cluster -> app -> its series, so a removed app's are dropped; ``labels()`` checks and locks on every
         # call, and a cluster of 100 apps would ask for 300 children per sync. Each cluster's entry is touched by
-        # its worker's thread only.
+        # its worker's thread only (and by :meth:`forget` once that worker stopped).
         self._app_series: dict[str, dict[str, _AppSeries]] = {}
-        # (metric, label values) -> its child, and a gauge's value set, for the cluster-level series
-        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        self._values: dict[tuple[object, tuple[str, ...]], float] = {}
 
         self.renders = prometheus_client.Counter(
             "gitops_agent_helm_renders", "helm template runs (cached renders are not counted).", registry=r
@@ -170,20 +168,18 @@ class Metrics:
                     with contextlib.suppress(KeyError):
                         gauge.remove(gone, cluster)
 
-    def _set(self, gauge: prometheus_client.Gauge, value: float, *labels: str) -> None:
-        """``gauge.labels(*labels).set(value)`` when that is not its value already."""
-        key = (gauge, labels)
-        if self._values.get(key) != value:
-            self._child(gauge, *labels).set(value)
-            self._values[key] = value
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, kept."""
-        key = (metric, labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found
+    def forget(self, cluster: str) -> None:
+        """Drop every series labelled ``cluster`` (a config reload removed it). Kept, its gauges would go on
+        saying what its last sync found (``cluster_reachable 1``, its apps' ``app_sync_ok``) of a cluster the
+        agent no longer syncs, as Prometheus client guidance says to remove the series of a target that is gone.
+        Called once the cluster's worker stopped."""
+        for metric in (
+            self.duration, self.syncs, self.drifted, self.managed, self.reachable, self.heals,
+            self.app_syncs, self.app_managed, self.app_ok, self.hook_runs,
+        ):  # fmt: skip
+            metric.remove_by_labels({"cluster": cluster})
+        self._app_series.pop(cluster, None)
+        self._heals_seen.pop(cluster, None)
 
     def fetched(self, revision: resources.Revision | None) -> None:
         """Record a fetch (None: it failed)."""

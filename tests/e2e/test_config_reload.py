@@ -1,6 +1,6 @@
 """Live config reload of ``gitops-agent run``: a cluster added to the config file is synced without a restart; an
 invalid new config is refused (named in the status) while the agent keeps running on the last valid one; a
-cluster removed from the file leaves the status (its objects stay)."""
+cluster removed from the file leaves the status and the metrics (its objects stay)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import yaml
 
 from tests.conftest import GitRepo, cluster_entry, live_object, wait_until
 from tests.e2e.test_faults import Agent
+from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
 
 
@@ -41,6 +42,9 @@ def test_clusters_added_removed_and_an_invalid_config_refused(
         config.write_text(yaml.safe_dump(cfg))  # add b
         wait_until(lambda: live_object(b, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
         assert [c["name"] for c in agent.status()["clusters"]] == ["a", "b"]
+        wait_until(lambda: 'gitops_agent_cluster_reachable{cluster="b"} 1.0' in metrics(agent), timeout=30)
+        assert 'gitops_agent_cluster_reachable{cluster="a"} 1.0' in metrics(agent)
+        assert 'gitops_agent_app_sync_ok{app="app",cluster="a"} 1.0' in metrics(agent)
 
         good = config.read_text()
         config.write_text(good.replace("paths:", "pathz:", 1))  # invalid: an unknown key
@@ -55,6 +59,9 @@ def test_clusters_added_removed_and_an_invalid_config_refused(
         wait_until(lambda: [c["name"] for c in agent.status()["clusters"]] == ["b"], timeout=30)
         assert agent.status()["config"]["error"] is None
         assert live_object(a, "v1", "ConfigMap", "c", namespace) is not None  # removal never deletes objects
+        exposed = metrics(agent)
+        assert 'cluster="a"' not in exposed  # no series goes on describing a cluster the agent no longer syncs
+        assert 'gitops_agent_cluster_reachable{cluster="b"} 1.0' in exposed
 
         other = GitRepo(tmp_path / "other-fleet")  # a new source.url: fetched and deployed at once
         other.write_objects(
@@ -69,3 +76,10 @@ def test_clusters_added_removed_and_an_invalid_config_refused(
     finally:
         assert agent.stop() == 0
     assert "config reload refused, still running on the last valid config" in (tmp_path / "agent.log").read_text()
+
+
+def metrics(agent: Agent) -> str:
+    """The agent's ``GET /metrics`` text."""
+    status, body = request(f"{agent.base}/metrics")
+    assert status == 200
+    return body
