@@ -61,10 +61,10 @@ class KubeClient(Protocol):
         ...
 
     def list_objects(
-        self, group: str, kind: str, selector: str, *, metadata_only: bool = False
+        self, group: str, kind: str, selector: str, *, metadata_only: bool = False, namespace: str = ""
     ) -> tuple[list[resources.Body], str]:
-        """Every object of ``(group, kind)`` in all namespaces matching the label ``selector``, and the list's
-        resourceVersion. Raises ApiError 404 when the kind is not served."""
+        """Every object of ``(group, kind)`` matching the label ``selector`` in ``namespace`` ("": all
+        namespaces), and the list's resourceVersion. Raises ApiError 404 when the kind is not served."""
         ...
 
 

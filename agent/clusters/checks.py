@@ -79,7 +79,10 @@ def _needs(
 ) -> list[tuple[str, str, str, str]]:
     """(group, resource, namespace or "" for cluster scope, verb) the cluster's desired state needs."""
     verbs = VERBS + (("delete",) if cfg.sync.prune else ())
-    needs = {("", "configmaps", cfg.sync.inventory_namespace, v) for v in ("get", "create", "patch")}
+    # the inventories: read, listed and watched in their namespace, created and replaced (a PUT: "update"), and
+    # deleted with a removed app's objects when prune is on
+    stored = ("get", "list", "watch", "create", "update") + (("delete",) if cfg.sync.prune else ())
+    needs = {("", "configmaps", cfg.sync.inventory_namespace, v) for v in stored}
     if checkout is not None:
         for m in manifests.load_paths(checkout, cluster.paths, cluster.namespace):
             rtype = kube.resource_type(m.key.group, m.key.kind)

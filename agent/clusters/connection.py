@@ -258,21 +258,30 @@ class KubeCluster:
                 raise
 
     def list_objects(
-        self, group: str, kind: str, selector: str, *, metadata_only: bool = False
+        self, group: str, kind: str, selector: str, *, metadata_only: bool = False, namespace: str = ""
     ) -> tuple[list[resources.Body], str]:
-        """Every object of ``(group, kind)`` in all namespaces matching the label ``selector``, and the list's
-        resourceVersion (to start a watch from): :meth:`list_pages` gathered into one list. Raises like it."""
+        """Every object of ``(group, kind)`` matching the label ``selector`` in ``namespace`` ("": all namespaces),
+        and the list's resourceVersion (to start a watch from): :meth:`list_pages` gathered into one list. Raises
+        like it."""
         items: list[resources.Body] = []
         rv = ""
-        for page, page_rv in self.list_pages(group, kind, selector, metadata_only=metadata_only):
+        for page, page_rv in self.list_pages(group, kind, selector, metadata_only=metadata_only, namespace=namespace):
             items.extend(page)
             rv = page_rv
         return items, rv
 
     def list_pages(
-        self, group: str, kind: str, selector: str, *, metadata_only: bool = False, limit: int = 500
+        self,
+        group: str,
+        kind: str,
+        selector: str,
+        *,
+        metadata_only: bool = False,
+        limit: int = 500,
+        namespace: str = "",
     ) -> Iterator[tuple[list[resources.Body], str]]:
-        """The objects of ``(group, kind)`` in all namespaces matching the label ``selector``, one page of up to
+        """The objects of ``(group, kind)`` in ``namespace`` ("": all namespaces) matching the label ``selector``,
+        one page of up to
         ``limit`` objects at a time (``limit``/``continue``, Kubernetes docs "API Concepts", retrieving large
         results sets in chunks), each with the list's resourceVersion (to start a watch from; ``""`` until the
         last page). A caller that reduces each page before asking for the next holds one page at a time, not the
@@ -283,7 +292,7 @@ class KubeCluster:
         rtype = self.resource_type(group, kind)
         if rtype is None:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
-        path = self.path_of(group, rtype.versions[0], kind, "")
+        path = self.path_of(group, rtype.versions[0], kind, namespace)
         api_version = f"{group}/{rtype.versions[0]}" if group else rtype.versions[0]
         accept = _METADATA_LIST if metadata_only else "application/json"
         token = ""
@@ -310,8 +319,10 @@ class KubeCluster:
         *,
         metadata_only: bool = False,
         on_open: Callable[[Callable[[], None]], None] | None = None,
+        namespace: str = "",
     ) -> Iterator[Any]:
-        """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` matching ``selector`` from
+        """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` in ``namespace`` ("": all
+        namespaces) matching ``selector`` from
         ``resource_version``, with bookmarks, for up to ``timeout`` seconds; with ``metadata_only`` each object
         is its metadata alone (see :meth:`list_objects`). ``on_open`` receives, once the watch is open, a function
         that ends it from another thread (the blocked read returns: a stop never waits for the next event).
@@ -326,7 +337,7 @@ class KubeCluster:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout)),
         ]
-        path = self.path_of(group, rtype.versions[0], kind, "")
+        path = self.path_of(group, rtype.versions[0], kind, namespace)
         accept = _METADATA if metadata_only else "application/json"
         resp = self._send("GET", path, query, None, "application/json", accept, (5.0, timeout + 30.0))
         if on_open is not None:

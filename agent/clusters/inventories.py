@@ -2,11 +2,12 @@
 instead of LISTing them all (100 apps: 100 ConfigMaps, 130 KB to serve and decode per cluster per resync).
 
 :class:`InventoryWatch` lists and watches (:class:`agent.clusters.listwatch.ListWatch`) the ConfigMaps labelled
-``gitops-agent.io/instance-inventory=<instance>`` in the inventory namespace, whole (each a few KB: its payload is
-gzipped). :meth:`InventoryWatch.snapshot` hands them out only while the watch is current: listed, and no error
-since (after an error it lists again). Like the live cache it may be a moment behind a write, so it is only ever
-used to prove an app unchanged (:mod:`agent.runtime.noop`); a sync that writes or prunes reads the inventories
-afresh. Used by :mod:`agent.runtime.runner` and :mod:`agent.runtime.appsync`.
+``gitops-agent.io/instance-inventory=<instance>`` in the inventory namespace (a namespaced LIST and WATCH: a Role
+there is enough), whole (each a few KB: its payload is gzipped). :meth:`InventoryWatch.snapshot` hands them out only
+while the watch is current: listed, and no error since (after an error it lists again). Like the live cache it may
+be a moment behind a write, so it is only ever used to prove an app unchanged (:mod:`agent.runtime.noop`); a sync
+that writes or prunes reads the inventories afresh. Used by :mod:`agent.runtime.runner` and
+:mod:`agent.runtime.appsync`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ class InventoryWatch(listwatch.ListWatch):
         selector = inventory.Tracking(instance, "").inventory_selector
         super().__init__(
             kube, "", "ConfigMap", selector, watch=True, metadata_only=False, stop=threading.Event(),
-            name=f"inventories-{kube.name}",
+            name=f"inventories-{kube.name}", namespace=namespace,
         )  # fmt: skip
-        self.namespace = namespace
         self._bodies: dict[str, resources.Body] = {}  # ConfigMap name -> the ConfigMap (this thread writes)
         self._current = False
         self._held: tuple[resources.Body, ...] | None = None  # _bodies' values, until they change
@@ -58,18 +58,15 @@ class InventoryWatch(listwatch.ListWatch):
     def relist(self) -> str:
         fresh: dict[str, resources.Body] = {}
         rv = ""
-        for items, page_rv in self.kube.list_pages("", "ConfigMap", self.selector):
+        for items, page_rv in self.kube.list_pages("", "ConfigMap", self.selector, namespace=self.namespace):
             rv = page_rv
             for o in items:
-                if listwatch.meta(o, "namespace") == self.namespace:
-                    fresh[listwatch.meta(o, "name")] = o
+                fresh[listwatch.meta(o, "name")] = o
         with self._lock:
             self._bodies, self._current, self._held = fresh, not self.stop_event.is_set(), None
         return rv
 
     def event(self, kind: str, key: resources.ResourceKey, obj: resources.Body) -> None:
-        if key.namespace != self.namespace:
-            return
         with self._lock:
             if kind == "DELETED":
                 self._bodies.pop(key.name, None)
@@ -82,8 +79,8 @@ class InventoryWatch(listwatch.ListWatch):
             self._current = False
 
     def gives_up(self, error: errors.ClusterError) -> bool:
-        """An identity that may not list ConfigMaps across namespaces (403), or a server without them (404), never
-        will: syncs read each app's inventory themselves (no warning every 30 s)."""
+        """An identity that may not list ConfigMaps in the inventory namespace (403), or a server without them
+        (404), never will: syncs read each app's inventory themselves (no warning every 30 s)."""
         if isinstance(error, errors.ApiError) and error.status in (403, 404):
             log.info("cluster %s: inventories not watched: %s", self.kube.name, error)
             return True

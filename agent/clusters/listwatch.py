@@ -24,9 +24,9 @@ WATCH_TIMEOUT = 300
 
 
 class ListWatch(threading.Thread):
-    """One (group, kind) matching ``selector``, listed, then watched when ``watch`` (else the thread ends after the
-    first LIST). ``stop`` ends the loop (with :meth:`close` for a watch open at that moment). Subclasses implement
-    :meth:`relist` and :meth:`event`, and may implement :meth:`lost`."""
+    """One (group, kind) matching ``selector`` in ``namespace`` ("" for all), listed, then watched when ``watch``
+    (else the thread ends after the first LIST). ``stop`` ends the loop (with :meth:`close` for a watch open at
+    that moment). Subclasses implement :meth:`relist` and :meth:`event`, and may implement :meth:`lost`."""
 
     RELIST_AFTER_ERROR = False
     """True: after any error list again, rather than resume watching from the last resourceVersion seen."""
@@ -42,9 +42,12 @@ class ListWatch(threading.Thread):
         metadata_only: bool,
         stop: threading.Event,
         name: str,
+        namespace: str = "",
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.kube, self.group, self.kind, self.selector = kube, group, kind, selector
+        self.namespace = namespace
+        """The namespace watched ("": all namespaces)."""
         self.watch_enabled, self.metadata_only, self.stop_event = watch, metadata_only, stop
         self.listed = threading.Event()
         """Set after the first LIST, or after it failed (readers then fall back to requests of their own)."""
@@ -116,7 +119,7 @@ class ListWatch(threading.Thread):
         api_version = f"{self.group}/{version}" if self.group else version
         events = self.kube.watch(
             self.group, self.kind, self.selector, rv, WATCH_TIMEOUT, metadata_only=self.metadata_only,
-            on_open=self._opened,
+            on_open=self._opened, namespace=self.namespace,
         )  # fmt: skip
         for e in events:
             if self.stop_event.is_set():

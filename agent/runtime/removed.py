@@ -23,11 +23,12 @@ from reconcilers import cancel as cancel_
 def list_inventories(
     kube: connection.KubeCluster, cfg: config.AgentConfig, cluster: str
 ) -> dict[str, resources.Body] | None:
-    """Every inventory ConfigMap stored in ``cluster`` for this instance, by inventory key (one LIST request);
-    None when the agent's identity may not list ConfigMaps across namespaces (each app then reads its own).
-    Raises ClusterError."""
+    """Every inventory ConfigMap stored in ``cluster`` for this instance, by inventory key (one LIST request, of
+    the inventory namespace); None when the agent's identity may not list ConfigMaps there (each app then reads
+    its own). Raises ClusterError."""
     try:
-        found, _ = kube.list_objects("", "ConfigMap", inventory.Tracking(cfg.instance, cluster).inventory_selector)
+        selector = inventory.Tracking(cfg.instance, cluster).inventory_selector
+        found, _ = kube.list_objects("", "ConfigMap", selector, namespace=cfg.sync.inventory_namespace)
     except errors.ApiError as e:
         if e.status in (403, 404):
             return None

@@ -90,16 +90,18 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
     finally:
         runner.close()
 
-    # As `run` does (watches): the identity may not list ConfigMaps across namespaces, so the inventory watch
-    # gives up at once (no warning every 30 s) and each sync reads the app's inventory itself.
+    # As `run` does (watches): the inventory watch lists and watches the inventory namespace only, which the
+    # Role allows (ConfigMaps across namespaces it may not list), so resyncs read the inventory from it.
     runner, revision, checkout = runner_for(path, "t", watch=True)
     try:
         for _ in range(2):
             again = runner.reconcile(revision, checkout)
             assert again.ok, (again.error, [e.message for e in again.failed])
         assert runner.inventories is not None
-        wait_until(lambda: not runner.inventories.is_alive())
-        assert runner.inventories.snapshot() is None
+        held = wait_until(lambda: runner.inventories.snapshot())
+        assert [c["metadata"]["namespace"] for c in held] == [ns]
+        assert held[0]["metadata"]["name"].startswith("gitops-agent-inv-")
+        assert runner.inventories.is_alive()
     finally:
         runner.close()
 
