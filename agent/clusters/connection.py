@@ -280,10 +280,9 @@ class KubeCluster:
         limit: int = 500,
         namespace: str = "",
     ) -> Iterator[tuple[list[resources.Body], str]]:
-        """The objects of ``(group, kind)`` in ``namespace`` ("": all namespaces) matching the label ``selector``,
-        one page of up to
-        ``limit`` objects at a time (``limit``/``continue``, Kubernetes docs "API Concepts", retrieving large
-        results sets in chunks), each with the list's resourceVersion (to start a watch from; ``""`` until the
+        """The objects of ``(group, kind)`` in ``namespace`` ("": all namespaces) matching the label ``selector``, one
+        page of up to ``limit`` objects at a time (``limit``/``continue``, Kubernetes docs "API Concepts", retrieving
+        large results sets in chunks), each with the list's resourceVersion (to start a watch from; ``""`` until the
         last page). A caller that reduces each page before asking for the next holds one page at a time, not the
         whole list. With ``metadata_only`` the server sends only each object's metadata
         (``PartialObjectMetadataList``, same docs, receiving resources as tables or metadata); items are labelled
@@ -321,12 +320,11 @@ class KubeCluster:
         on_open: Callable[[Callable[[], None]], None] | None = None,
         namespace: str = "",
     ) -> Iterator[Any]:
-        """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` in ``namespace`` ("": all
-        namespaces) matching ``selector`` from
-        ``resource_version``, with bookmarks, for up to ``timeout`` seconds; with ``metadata_only`` each object
-        is its metadata alone (see :meth:`list_objects`). ``on_open`` receives, once the watch is open, a function
-        that ends it from another thread (the blocked read returns: a stop never waits for the next event).
-        Raises like :meth:`request`."""
+        """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` in ``namespace`` ("": all namespaces)
+        matching ``selector`` from ``resource_version``, with bookmarks, for up to ``timeout`` seconds; with
+        ``metadata_only`` each object is its metadata alone (see :meth:`list_objects`). ``on_open`` receives, once
+        the watch is open, a function that ends it from another thread (the blocked read returns: a stop never waits
+        for the next event). Raises like :meth:`request`."""
         rtype = self.resource_type(group, kind)
         if rtype is None:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")

@@ -171,8 +171,7 @@ class Metrics:
     def forget(self, cluster: str) -> None:
         """Drop every series labelled ``cluster`` (a config reload removed it). Kept, its gauges would go on
         saying what its last sync found (``cluster_reachable 1``, its apps' ``app_sync_ok``) of a cluster the
-        agent no longer syncs, as Prometheus client guidance says to remove the series of a target that is gone.
-        Called once the cluster's worker stopped."""
+        agent no longer syncs. Called once the cluster's worker stopped."""
         for metric in (
             self.duration, self.syncs, self.drifted, self.managed, self.reachable, self.heals,
             self.app_syncs, self.app_managed, self.app_ok, self.hook_runs,
