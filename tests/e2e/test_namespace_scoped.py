@@ -122,3 +122,18 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
     missing = checks.check(cfg, cfg.clusters[0], git_repo.path).missing
     assert f'cannot create resource "secrets" in the namespace "{ns}"' in missing
     assert not any("configmaps" in m and "namespace" in m for m in missing)  # what it needs in its namespace is there
+
+    # Without update (inventories are replaced with a PUT) and watch (the inventory watch), both are named.
+    role = client.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="Role")
+    role.patch(
+        name="deployer",
+        namespace=ns,
+        body={
+            "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "patch", "delete"]}
+            ]
+        },
+        content_type="application/merge-patch+json",
+    )
+    wanted = {f'cannot {verb} resource "configmaps" in the namespace "{ns}"' for verb in ("update", "watch")}
+    wait_until(lambda: wanted <= set(checks.check(cfg, cfg.clusters[0], git_repo.path).missing), timeout=30)
