@@ -79,9 +79,9 @@ def _needs(
 ) -> list[tuple[str, str, str, str]]:
     """(group, resource, namespace or "" for cluster scope, verb) the cluster's desired state needs."""
     verbs = VERBS + (("delete",) if cfg.sync.prune else ())
-    # the inventories: read, listed and watched in their namespace, created and replaced (a PUT: "update"), and
-    # deleted with a removed app's objects when prune is on
-    stored = ("get", "list", "watch", "create", "update") + (("delete",) if cfg.sync.prune else ())
+    # the inventories: read, listed and watched in their namespace, created, replaced (a PUT: "update"), and
+    # deleted when an app leaves the cluster with nothing of it left to prune (prune on or off)
+    stored = ("get", "list", "watch", "create", "update", "delete")
     needs = {("", "configmaps", cfg.sync.inventory_namespace, v) for v in stored}
     if checkout is not None:
         for m in manifests.load_paths(checkout, cluster.paths, cluster.namespace):

@@ -91,7 +91,7 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
         runner.close()
 
     # As `run` does (watches): the inventory watch lists and watches the inventory namespace only, which the
-    # Role allows (ConfigMaps across namespaces it may not list), so resyncs read the inventory from it.
+    # Role allows (ConfigMaps across namespaces it may not list), so the watch is current and holds the inventory.
     runner, revision, checkout = runner_for(path, "t", watch=True)
     try:
         for _ in range(2):
@@ -123,17 +123,14 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
     assert f'cannot create resource "secrets" in the namespace "{ns}"' in missing
     assert not any("configmaps" in m and "namespace" in m for m in missing)  # what it needs in its namespace is there
 
-    # Without update (inventories are replaced with a PUT) and watch (the inventory watch), both are named.
+    # Without update (inventories are replaced with a PUT), watch (the inventory watch) and delete (the inventory of
+    # an app that left), each is named.
     role = client.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="Role")
     role.patch(
         name="deployer",
         namespace=ns,
-        body={
-            "rules": [
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "patch", "delete"]}
-            ]
-        },
+        body={"rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "patch"]}]},
         content_type="application/merge-patch+json",
     )
-    wanted = {f'cannot {verb} resource "configmaps" in the namespace "{ns}"' for verb in ("update", "watch")}
+    wanted = {f'cannot {verb} resource "configmaps" in the namespace "{ns}"' for verb in ("update", "watch", "delete")}
     wait_until(lambda: wanted <= set(checks.check(cfg, cfg.clusters[0], git_repo.path).missing), timeout=30)
