@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from agent import celhealth
+from agent import celhealth, kubeyaml
 
 # The config's building blocks live in agent.config_types, config_sections and config_apps; re-exported here,
 # the module everything imports.
@@ -268,7 +268,7 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """
     file = pathlib.Path(path)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = kubeyaml.load_own(file.read_text(encoding="utf-8"))
     except OSError as e:
         raise errors.ConfigError(f"{file}: cannot read config: {e.strerror or e}") from e
     except (yaml.YAMLError, UnicodeDecodeError) as e:

@@ -323,7 +323,7 @@ def _marks(manifests: Sequence[resources.Manifest]) -> dict[resources.ResourceKe
         try:
             found = hooks.marks(m.body)
         except ValueError as e:
-            raise errors.ManifestError(m.source_file, m.doc_index, str(e)) from None
+            raise errors.ManifestError(m.source_file, m.doc_index, str(e), m.item) from None
         if found is not hooks.PLAIN:
             out[m.key] = found
     return out
@@ -380,6 +380,9 @@ def _check_unique(manifests: Sequence[resources.Manifest]) -> None:
     for m in manifests:
         if m.key in seen:
             raise errors.ManifestError(
-                m.source_file, m.doc_index, f"{m.key} is also defined in {seen[m.key].origin}: one object, one document"
+                m.source_file,
+                m.doc_index,
+                f"{m.key} is also defined in {seen[m.key].origin}: one object, one document",
+                m.item,
             )
         seen[m.key] = m

@@ -35,14 +35,18 @@ class FetchError(SourceError):
 class ManifestError(SourceError):
     """A manifest file or document is malformed.
 
-    Attributes: ``source_file`` (relative path) and ``doc_index`` (0-based, or None for a whole-file error).
+    Attributes: ``source_file`` (relative path), ``doc_index`` (0-based, or None for a whole-file error) and
+    ``item`` (where a list's item stands in the document, ``items[3]``; empty otherwise). The message names them as
+    ``file#doc.items[3]: ...``.
     """
 
-    def __init__(self, source_file: str, doc_index: int | None, message: str) -> None:
+    def __init__(self, source_file: str, doc_index: int | None, message: str, item: str = "") -> None:
         where = source_file if doc_index is None else f"{source_file}#{doc_index}"
+        where += f".{item}" if item else ""
         super().__init__(f"{where}: {message}")
         self.source_file = source_file
         self.doc_index = doc_index
+        self.item = item
 
 
 class ClusterError(GitOpsError):

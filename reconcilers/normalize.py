@@ -11,6 +11,7 @@ Used by :mod:`reconcilers.engine`.
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 from reconcilers import resources
 
@@ -25,4 +26,4 @@ def for_apply(manifest: resources.Manifest) -> resources.Manifest:
         data[k] = base64.b64encode(str(v).encode("utf-8")).decode("ascii")
     normalized = {k: v for k, v in body.items() if k != "stringData"}
     normalized["data"] = data
-    return resources.Manifest(manifest.key, normalized, manifest.source_file, manifest.doc_index, manifest.source_path)
+    return dataclasses.replace(manifest, body=normalized)

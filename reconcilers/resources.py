@@ -64,7 +64,9 @@ class Manifest:
     ``source_file`` is relative to the repository root (a kustomization directory for rendered objects) and
     ``doc_index`` is the 0-based index of the YAML document in that file (the index in the rendered stream for
     kustomize output), so every error can point at the exact document. ``source_path`` is the cluster's
-    ``paths`` entry that loaded it (its inventory is kept per path).
+    ``paths`` entry that loaded it (its inventory is kept per path). ``item`` is where in its document an object
+    of a list (``kind: List``, ``ConfigMapList``) stands: ``items[3]``, nested ``items[0].items[2]``; empty for a
+    document that is one object.
     """
 
     key: ResourceKey
@@ -72,11 +74,14 @@ class Manifest:
     source_file: str
     doc_index: int
     source_path: str = ""
+    item: str = ""
 
     @property
     def origin(self) -> str:
-        """``file#index``, the form every message uses to name a document."""
-        return sys.intern(f"{self.source_file}#{self.doc_index}")  # every cluster's results share one copy
+        """``file#index`` (``file#index.items[i]`` for a list's item), the form every message uses to name a
+        document."""
+        item = f".{self.item}" if self.item else ""
+        return sys.intern(f"{self.source_file}#{self.doc_index}{item}")  # every cluster's results share one copy
 
     def with_namespace(self, namespace: str) -> Manifest:
         """A copy placed in ``namespace`` (for namespaced objects that did not name one)."""

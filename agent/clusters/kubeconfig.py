@@ -21,7 +21,7 @@ import kubernetes.config
 import yaml
 from kubernetes.config import incluster_config
 
-from agent import config
+from agent import config, kubeyaml
 from agent.clusters import aws, connection
 from reconcilers import errors
 
@@ -58,7 +58,7 @@ def connect(
         elif cluster.server is not None:
             eks = _direct(cfg, cluster, where)
         elif cluster.kubeconfig_data is not None:
-            data = yaml.safe_load(cluster.kubeconfig_data)
+            data = kubeyaml.load(cluster.kubeconfig_data)  # client-go reads kubeconfigs with sigs.k8s.io/yaml
             kubernetes.config.load_kube_config_from_dict(  # type: ignore[no-untyped-call]
                 data, context=cluster.context, client_configuration=cfg, persist_config=False
             )

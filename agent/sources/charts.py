@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 
 import yaml
 
-from agent import apps, config
+from agent import apps, config, kubeyaml
 from agent.sources import helm, trees
 from reconcilers import errors, resources
 
@@ -150,7 +150,7 @@ class ChartSource:
         what = f"chart {chart.name}" + (f" {chart.version}" if chart.version else "")
         shown = self._helm(["show", "chart", self._ref(chart.name), *version, *self._flags()], what)
         try:
-            found = yaml.safe_load(shown)
+            found = kubeyaml.load(shown)
             return str(found["version"])
         except (yaml.YAMLError, KeyError, TypeError):
             raise errors.FetchError(

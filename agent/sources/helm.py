@@ -36,6 +36,7 @@ import threading
 
 import yaml
 
+from agent import kubeyaml
 from reconcilers import errors
 
 TIMEOUT = 120.0
@@ -191,7 +192,7 @@ def _render(
 def _missing_dependencies(chart: pathlib.Path) -> list[dict[str, str]]:
     """The ``Chart.yaml`` dependencies not vendored in ``charts/`` (neither ``<name>-*.tgz`` nor ``<name>/``)."""
     try:
-        meta = yaml.safe_load((chart / "Chart.yaml").read_text()) or {}
+        meta = kubeyaml.load((chart / "Chart.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         return []  # helm template says what is wrong with it
     deps = [d for d in meta.get("dependencies") or [] if isinstance(d, dict) and d.get("name")]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from agent import config
+from agent import config, kubeyaml
 from agent.sources import sops
 from reconcilers import errors
 
@@ -93,7 +93,7 @@ def values(
 def _check_yaml(data: bytes, rel: str, where: str) -> None:
     """Refuse a values file that is not a YAML mapping, naming it and YAML's line (before Helm sees it)."""
     try:
-        found = yaml.safe_load(data)
+        found = kubeyaml.load(data)  # as Helm reads values (sigs.k8s.io/yaml)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -10,7 +10,10 @@ cluster gets no writes at all):
   ``Chart.yaml`` is a Helm chart, rendered with ``helm template`` as one unit (:mod:`agent.sources.helm`);
 - a file carrying SOPS metadata is decrypted first (:mod:`agent.sources.sops`), or refused where decryption is
   off; so are encrypted kustomize inputs under the kustomization's directory (:mod:`agent.sources.kustomize`);
-- multi-document YAML (libyaml's CSafeLoader); empty documents are skipped; ``kind: List`` is expanded;
+- multi-document YAML read as kubectl reads it (:mod:`agent.kubeyaml`: go-yaml v2's scalars on libyaml's C
+  parser); empty documents are skipped; ``kind: List`` and every typed list (``ConfigMapList``, ``RoleList``: a
+  kind ending in ``List`` with ``items``) are unwrapped as kubectl's resource builder does, nested lists
+  flattened, each item named ``file#doc.items[i]`` in errors;
 - every object needs ``apiVersion``, ``kind`` and ``metadata.name``;
 - files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
   refused.
@@ -20,8 +23,8 @@ source) are kept by the cluster path that loaded them and the SHA-256 of their b
 only the files it changed and the clusters of one sync share one parse, down to the same ``Manifest`` objects. A
 file one thread is parsing is waited for by the others, not parsed again: clusters reconcile concurrently, and at
 10,001 generated objects each private parse would cost 13.5 MiB. Short strings are interned as they are read
-(:func:`_interned_str`). Manifests are immutable by convention (every step of a reconcile builds new bodies),
-which is what makes sharing them safe.
+(:data:`agent.kubeyaml.INTERN_MAX_CHARS`). Manifests are immutable by convention (every step of a reconcile
+builds new bodies), which is what makes sharing them safe.
 
 Called by ``agent.runtime.runner``.
 """
@@ -32,13 +35,13 @@ import collections
 import dataclasses
 import hashlib
 import pathlib
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import yaml
 
+from agent import kubeyaml
 from agent.sources import helm, kustomize, sops
 from reconcilers import errors, hooks, resources
 
@@ -46,22 +49,6 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 """The largest manifest file read (bytes)."""
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-INTERN_MAX_CHARS = 64
-"""Strings up to this length in a manifest are interned (see :func:`_interned_str`)."""
-
-
-def _interned_str(loader: Any, node: Any) -> str:
-    """YAML's ``str`` constructor, interning short strings: keys (``apiVersion``, ``containerPort``) and common
-    values (``apps/v1``, ``TCP``) recur in every document of a repo, and the desired state keeps one object each,
-    not one per use (at 10,001 generated objects the parsed bodies took 13.5 MiB instead of 23.4)."""
-    value: str = loader.construct_scalar(node)
-    return sys.intern(value) if len(value) <= INTERN_MAX_CHARS else value
-
-
-_Loader: Any = type("_Loader", (getattr(yaml, "CSafeLoader", yaml.SafeLoader),), {})
-"""libyaml's safe loader (the pure-Python one where libyaml is missing), with :func:`_interned_str`."""
-_Loader.add_constructor("tag:yaml.org,2002:str", _interned_str)
 
 PARSE_CACHE_BYTES = 64 * 1024 * 1024
 """Source bytes whose parsed objects are kept (least recently used files are dropped first)."""
@@ -201,21 +188,25 @@ def _remember(key: _Key, size: int, parsed: list[resources.Manifest]) -> None:
 
 def parse_stream(text: str, source_file: str, source_path: str = "") -> list[resources.Manifest]:
     """The objects of a multi-document YAML (or JSON) stream named ``source_file``, loaded by the cluster path
-    ``source_path``. Raises ManifestError."""
+    ``source_path``, read as kubectl reads them (:mod:`agent.kubeyaml`). Raises ManifestError, naming the
+    document, and the line and key of a value JSON cannot carry."""
     out: list[resources.Manifest] = []
     index = 0  # documents are composed one at a time: on an error, ``index`` is the one being read
     try:
-        for doc in yaml.load_all(text, Loader=_Loader):
+        for doc in kubeyaml.load_all(text):
             _check_expansion(doc, source_file, index)
             if doc is not None:
-                for body in _expand(doc, source_file, index):
+                for item, body in _expand(doc, source_file, index):
                     key = resources.ResourceKey.of(body)
-                    out.append(resources.Manifest(key, body, source_file, index, source_path))
+                    out.append(resources.Manifest(key, body, source_file, index, source_path, item))
             index += 1
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
+        if isinstance(e, kubeyaml.NotJSONError):
+            context = f"{e.context}: " if e.context else ""
+            raise errors.ManifestError(source_file, index, f"unreadable value{where}: {context}{problem}") from None
         raise errors.ManifestError(source_file, index, f"malformed YAML{where}: {problem}") from None
     return out
 
@@ -252,36 +243,53 @@ def _check_expansion(doc: Any, source_file: str, index: int) -> None:
         )
 
 
-def _expand(doc: Any, source_file: str, index: int) -> Iterator[dict[str, Any]]:
+def is_list(body: Any) -> bool:
+    """True for a list kubectl unwraps: ``kind: List`` or a typed list (``ConfigMapList``, ``RoleBindingList``:
+    a kind ending in ``List``) whose ``items`` is a sequence (kubectl's resource builder, ``FlattenListVisitor``
+    with ``meta.IsListType``; the kind check keeps a custom resource that merely has ``items`` an object)."""
+    kind = body.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and isinstance(body.get("items"), list)
+
+
+def _expand(doc: Any, source_file: str, index: int, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """The objects of one document with where they stand in it (``""``, or ``items[i]`` of a list, nested lists
+    flattened: ``items[0].items[2]``)."""
     if not isinstance(doc, dict):
+        if prefix:
+            raise errors.ManifestError(source_file, index, f"not an object ({_type_name(doc)})", prefix[:-1])
         raise errors.ManifestError(
-            source_file, index, f"a document must be a mapping (an object), not {type(doc).__name__}"
+            source_file, index, f"a document must be a mapping (an object), not {_type_name(doc)}"
         )
-    if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+    if is_list(doc):
         for i, item in enumerate(doc["items"]):
-            if not isinstance(item, dict):
-                raise errors.ManifestError(source_file, index, f"items[{i}] is not an object")
-            yield _checked(item, source_file, index, f"items[{i}].")
+            yield from _expand(item, source_file, index, f"{prefix}items[{i}].")
         return
-    yield _checked(doc, source_file, index, "")
+    yield prefix[:-1], _checked(doc, source_file, index, prefix)
+
+
+def _type_name(value: Any) -> str:
+    """A YAML type's name for an error (never a Python class name)."""
+    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
+    return "null" if value is None else names.get(type(value), "a scalar")
 
 
 def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) -> dict[str, Any]:
+    item = prefix[:-1]
     for field in ("apiVersion", "kind"):
         if not isinstance(body.get(field), str) or not body[field]:
             raise errors.ManifestError(
-                source_file, index, f"{prefix}{field} is missing: every object needs apiVersion and kind"
+                source_file, index, f"{field} is missing: every object needs apiVersion and kind", item
             )
     try:
         marks = hooks.marks(body)
     except ValueError as e:
-        raise errors.ManifestError(source_file, index, f"{prefix}{e}") from None
+        raise errors.ManifestError(source_file, index, str(e), item) from None
     meta = body.get("metadata")
     named = isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]
     generated = marks.hook and isinstance(meta, dict) and isinstance(meta.get("generateName"), str)
     if not named and not generated:
         also = " (a hook may have a generateName instead)" if marks.hook else ""
-        raise errors.ManifestError(source_file, index, f"{prefix}metadata.name is missing ({body['kind']}){also}")
+        raise errors.ManifestError(source_file, index, f"metadata.name is missing ({body['kind']}){also}", item)
     return body
 
 
@@ -317,5 +325,6 @@ def _kustomize(
                 m.doc_index,
                 f"{m.key} still holds SOPS ciphertext: its encrypted input lies outside the kustomization's directory "
                 "(only inputs under it are decrypted); never applied as ciphertext",
+                m.item,
             )
     return out

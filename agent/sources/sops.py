@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from agent import kubeyaml
 from reconcilers import errors
 
 TIMEOUT = 30.0
@@ -164,8 +165,8 @@ def _revealed(ciphertext: bytes, plaintext: str) -> Iterator[str]:
     encryption encrypts ``apiVersion``, ``kind``, ``metadata`` and ``type`` too: those name the object, are shown
     everywhere and are not masked."""
     try:
-        before: list[Any] = list(yaml.safe_load_all(ciphertext))
-        after: list[Any] = list(yaml.safe_load_all(plaintext))
+        before: list[Any] = list(kubeyaml.load_all(ciphertext))
+        after: list[Any] = list(kubeyaml.load_all(plaintext))
     except yaml.YAMLError:  # a dotenv file
         before, after = [_dotenv(ciphertext.decode(errors="replace"))], [_dotenv(plaintext)]
     for old, new in zip(before, after, strict=False):

@@ -56,9 +56,10 @@ def apply(
                     m.source_file,
                     m.doc_index,
                     f"${{{name}}} is not a declared variable (add it under variables in the agent config)",
+                    m.item,
                 )
             if isinstance(value, errors.ConfigError):
-                raise errors.ManifestError(m.source_file, m.doc_index, f"${{{name}}} has no value: {value}")
+                raise errors.ManifestError(m.source_file, m.doc_index, f"${{{name}}} has no value: {value}", m.item)
             used.add(value)
             return value
 

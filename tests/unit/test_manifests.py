@@ -10,6 +10,7 @@ from concurrent import futures
 import pytest
 import yaml
 
+from agent import kubeyaml
 from agent.sources import manifests
 from reconcilers import errors, resources
 from tests.conftest import CORPORA
@@ -37,8 +38,8 @@ def test_multi_document_files_lists_and_empty_documents(tmp_path: pathlib.Path) 
     loaded = manifests.load_paths(tmp_path, ["app"])
     assert [(m.key.kind, m.key.name, m.origin) for m in loaded] == [
         ("ConfigMap", "one", "app/a.yaml#0"),
-        ("Secret", "two", "app/a.yaml#2"),
-        ("Deployment", "three", "app/a.yaml#2"),
+        ("Secret", "two", "app/a.yaml#2.items[0]"),
+        ("Deployment", "three", "app/a.yaml#2.items[1]"),
         ("Service", "four", "app/sub/b.json#0"),
     ]
     assert loaded[2].key.group == "apps"
@@ -52,7 +53,7 @@ def test_multi_document_files_lists_and_empty_documents(tmp_path: pathlib.Path) 
         ("apiVersion: v1\nmetadata: {name: a}\n", 0, "kind is missing"),
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", 0, "metadata.name is missing (ConfigMap)"),
         ("- a\n- b\n", 0, "a document must be a mapping"),
-        ("---\n---\napiVersion: v1\nkind: List\nitems: [3]\n", 1, "items[0] is not an object"),
+        ("---\n---\napiVersion: v1\nkind: List\nitems: [3]\n", 1, "bad.yaml#1.items[0]: not an object (a number)"),
     ],
 )
 def test_bad_documents_name_file_and_index(tmp_path: pathlib.Path, text: str, index: int, message: str) -> None:
@@ -193,7 +194,7 @@ def test_a_file_that_fails_to_parse_fails_every_waiting_cluster(
 
 def test_short_strings_are_shared_across_documents(tmp_path: pathlib.Path) -> None:
     """Keys and short values are one object however many documents spell them; long values are left alone."""
-    long_value = "x" * (manifests.INTERN_MAX_CHARS + 1)
+    long_value = "x" * (kubeyaml.INTERN_MAX_CHARS + 1)
     docs = [
         f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web-{i}}}\ndata: {{k: {long_value}}}\n"
         for i in range(2)
