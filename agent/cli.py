@@ -34,7 +34,7 @@ import rich.table
 from agent import __version__, config, malloc
 from agent.runtime import oneshot, state
 from agent.sources import local
-from reconcilers import apply, engine, errors
+from reconcilers import apply, engine, errors, ignore
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -180,6 +180,10 @@ def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, rev
                 out.print("  changed: " + ", ".join(e.diff.paths), style="dim")
         for e in r.failed:
             out.print(f"[bold red]failed[/] {e.key} ({e.origin}): {e.message}")
+        for key, d in sorted(r.desired.items(), key=lambda kd: str(kd[0])):
+            if d.pointers:  # ignore rules (configured, an HPA's replicas, an aggregated ClusterRole's rules)
+                shown = ", ".join(ignore.pointer_text(p) for p in d.pointers)
+                out.print(f"ignored {key}: {shown} (not compared, not applied over)", style="dim")
         _print_plan(out, r)
         if r.error:
             out.print(f"[bold red]error:[/] {r.error}")

@@ -230,7 +230,7 @@ def reconcile(
         plan = ordering.plan(placed, marks)
         tracking = inventory.Tracking(options.instance, cluster)
         synced = plan.synced
-        rules = [*options.ignore, *ignore.hpa_rules(synced)]
+        rules = [*options.ignore, *ignore.builtin_rules(synced)]
         for m in synced:
             normalized = normalize.for_apply(m)
             desired[m.key] = apply.Desired(

@@ -4,7 +4,10 @@ HPA scales. A rule is JSON pointers (RFC 6901) with a target (group, kind, name,
 Ignored fields are left out of drift (the owned-fields fingerprint skips them) and out of apply: once the object
 exists, an ignored field keeps its live value, and is dropped from our applied configuration when another
 manager owns it, so server-side apply neither resets it nor takes it over. On create, git's value is used.
-A Deployment or StatefulSet that an HPA in the desired set targets ignores ``/spec/replicas`` by default.
+Built in (:func:`builtin_rules`): a Deployment or StatefulSet that an HPA in the desired set targets ignores
+``/spec/replicas``; an aggregated ClusterRole (one with ``aggregationRule``) ignores ``/rules``, which the
+clusterrole-aggregation controller fills ("the control plane overwrites any values that you manually specify in
+the rules field of an aggregate ClusterRole", Kubernetes docs, Using RBAC Authorization, Aggregated ClusterRoles).
 Used by :mod:`reconcilers.engine` and :mod:`reconcilers.diff`.
 """
 
@@ -59,6 +62,27 @@ def hpa_rules(manifests: Iterable[resources.Manifest]) -> list[IgnoreRule]:
             group = str(ref.get("apiVersion", "")).rpartition("/")[0]
             out.append(IgnoreRule(("/spec/replicas",), group, ref["kind"], ref["name"], m.key.namespace))
     return out
+
+
+def aggregated_rules(manifests: Iterable[resources.Manifest]) -> list[IgnoreRule]:
+    """``/rules`` of every aggregated ClusterRole in ``manifests``: its rules are the aggregation controller's
+    (documents write ``rules: []``, the controller fills them in), never drift and never applied over."""
+    return [
+        IgnoreRule(("/rules",), m.key.group, m.key.kind, m.key.name)
+        for m in manifests
+        if (m.key.group, m.key.kind) == ("rbac.authorization.k8s.io", "ClusterRole")
+        and isinstance(m.body.get("aggregationRule"), dict)
+    ]
+
+
+def builtin_rules(manifests: Sequence[resources.Manifest]) -> list[IgnoreRule]:
+    """The rules every sync adds to the configured ones: :func:`hpa_rules` and :func:`aggregated_rules`."""
+    return [*hpa_rules(manifests), *aggregated_rules(manifests)]
+
+
+def pointer_text(segments: Sequence[str]) -> str:
+    """A parsed pointer written back as a JSON pointer (RFC 6901 escapes)."""
+    return "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in segments)
 
 
 def pointers_for(manifest: resources.Manifest, rules: Sequence[IgnoreRule]) -> tuple[tuple[str, ...], ...]:
