@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import pathlib
 import queue
 import threading
@@ -36,6 +37,8 @@ from agent.clusters import cache, connection
 from agent.runtime import helmreleases, namespaces, noop, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
+
+log = logging.getLogger(__name__)
 
 Loader = Callable[[apps.Unit, Mapping[str, pathlib.Path]], list[resources.Manifest]]
 """Loads one unit's manifests from the trees of the sources (its own; others for values files), decrypted and
@@ -120,6 +123,8 @@ def sync_units(
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
         except errors.SourceError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
+        except Exception as e:  # a bug in loading or rendering one app: that app fails alone
+            failed[u.name] = _internal(ctx, u, revision, "loading", e)
     claims = _claim(ctx, units, loaded, revisions, failed)
     stored, fresh = _inventories(ctx, units, loaded, only)
     kinds = {(m.key.group, m.key.kind) for found in loaded.values() for m in found}
@@ -403,6 +408,17 @@ def _sync_one(
         return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
     except errors.ClusterError as e:
         return _result(ctx, u, revision, ctx.mask(f"cluster {ctx.cluster.name}: {e}"), engine.ErrorKind.CLUSTER)
+    except Exception as e:  # a bug in one app's sync: that app fails alone, the others go on
+        return _internal(ctx, u, revision, "syncing", e)
+
+
+def _internal(
+    ctx: Context, u: apps.Unit, revision: resources.Revision | None, step: str, e: Exception
+) -> engine.ReconcileResult:
+    """The result of an app whose ``step`` raised an exception no rule expects (a bug), logged with its trace."""
+    log.exception("cluster %s: app %s: unexpected error while %s", ctx.cluster.name, u.name, step)
+    why = ctx.mask(f"internal error while {step} app {u.name}: {type(e).__name__}: {e}")
+    return _result(ctx, u, revision, why, engine.ErrorKind.INTERNAL)
 
 
 def _result(
