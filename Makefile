@@ -1,7 +1,7 @@
 # gitops-agent: `make demo` runs the agent on two local clusters; `make test` runs lint and the whole suite.
 # Everything is installed here: the virtualenv (.venv, pinned by constraints.txt), the test cluster
-# (build/testcluster, Go), kustomize, helm and sops (pinned Go modules, into .venv/bin) and an OCI registry for the
-# tests (build/registry).
+# (build/testcluster, Go) and kubectl of the same release (build/kubectl), kustomize, helm and sops (pinned Go
+# modules, into .venv/bin) and an OCI registry for the tests (build/registry).
 
 PYTHON ?= python3
 GO ?= go
@@ -45,7 +45,8 @@ build/testcluster: $(wildcard tests/cluster/*.go) tests/cluster/go.mod tests/clu
 	@echo "building the test cluster (kube-apiserver + etcd + controllers; about 6 minutes the first time)"
 	cd tests/cluster && $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o ../../build/testcluster .
 
-# The real kubectl of the same release, for the benchmarks' baseline (not needed by the tests).
+# The real kubectl of the same release: what the tests compare the agent's reading of YAML with, and the benchmarks'
+# baseline.
 kubectl: build/kubectl
 build/kubectl: tests/cluster/cmd/kubectl/main.go tests/cluster/go.mod tests/cluster/go.sum
 	@mkdir -p build
@@ -83,7 +84,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kustomize helm sops registry browser lint
+test: venv testcluster kubectl kustomize helm sops registry browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops

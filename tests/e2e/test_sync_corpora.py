@@ -34,7 +34,16 @@ def corpus_paths(folder: str) -> list[str]:
     ]
 
 
-FOLDERS = sorted(p.name for p in CORPORA.iterdir() if p.is_dir() and corpus_paths(p.name))
+PEERS_DEFINITIONS = {
+    "argoproj-argo-cd": "Argo CD ApplicationSets (kinds of CRDs a cluster without Argo CD lacks), and kustomizations "
+    "of remote bases (a test reaches no network)",
+    "fluxcd-flux2-kustomize-helm-example": "Flux Kustomizations and HelmReleases, with per-cluster overlays of the "
+    "same objects: a fleet layout for an importer, not one app",
+}
+"""Corpus folders of GitOps peers' definitions: input for importing their apps, not manifests to sync as they are."""
+FOLDERS = sorted(
+    p.name for p in CORPORA.iterdir() if p.is_dir() and corpus_paths(p.name) and p.name not in PEERS_DEFINITIONS
+)
 HARNESS = "harness-developer-hub"
 HARNESS_FILE = (
     "harness-developer-hub/docs/platform/delegates/manage-delegates/auto-scale-using-replicas.example-delegate.yaml"
