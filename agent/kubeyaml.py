@@ -52,7 +52,7 @@ import decimal
 import math
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -303,6 +303,32 @@ _CONSTRUCTORS: tuple[tuple[str | None, Any], ...] = (
 )
 for _each, _fn in _CONSTRUCTORS:
     KubeLoader.add_constructor(_each, _fn)
+
+
+class KubeDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, deciding which strings to quote by go-yaml v2's rules: a string that a Kubernetes
+    reader would take for something else (``y``, ``1e3``, ``0o17``, ``08``) is quoted, so what :func:`dump_all`
+    writes, :func:`load_all`, kubectl and Helm read back unchanged. (PyYAML's own dumper quotes by YAML 1.1 and
+    writes those plain.)"""
+
+    def resolve(self, kind: Any, value: Any, implicit: tuple[bool, bool]) -> str:
+        """The tag a reader resolves ``value`` to: the emitter writes a scalar plain only when it is its own."""
+        if kind is not nodes.ScalarNode:
+            return SEQ if kind is nodes.SequenceNode else MAP
+        if not implicit[0]:
+            return STR
+        tag = _plain_tag(value)
+        if tag == _NULL:
+            return NULL
+        if tag == _NUMBER:
+            return INT if isinstance(_go_number(value), int) else FLOAT
+        return tag
+
+
+def dump_all(documents: Iterable[Any]) -> str:
+    """YAML of ``documents`` (dicts, lists, str, int, float, bool, None) that every Kubernetes reader reads back as
+    they are (see :class:`KubeDumper`); keys in the order given."""
+    return yaml.dump_all(documents, Dumper=KubeDumper, sort_keys=False, allow_unicode=True)
 
 
 def load_all(text: str | bytes) -> Iterator[Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent import kubeyaml
 from tests.cluster.launcher import TestCluster
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -91,7 +92,8 @@ class GitRepo:
         return target
 
     def write_objects(self, rel: str, *objects: dict[str, Any]) -> pathlib.Path:
-        return self.write(rel, yaml.safe_dump_all(objects))
+        """Write ``objects`` as multi-document YAML that the agent and kubectl read back as they are."""
+        return self.write(rel, kubeyaml.dump_all(objects))
 
     def copy_tree(self, src: pathlib.Path, rel: str) -> None:
         shutil.copytree(src, self.path / rel, dirs_exist_ok=True)

@@ -86,7 +86,8 @@ def values(
         _check_yaml(data, rel, where)
         out.append((f"{from_source}:{rel}", data))
     if options.values:
-        out.append(("helm.values", yaml.safe_dump(options.values).encode()))
+        # Helm reads values as Kubernetes reads YAML: strings such as "y" or "1e3" are written quoted
+        out.append(("helm.values", kubeyaml.dump_all([options.values]).encode()))
     return out
 
 

@@ -406,3 +406,30 @@ def test_an_aggregated_cluster_role_is_never_fought_over(
     reasons = {e["reason"] for e in events}
     assert not reasons & {"DriftCorrected", "Fighting", "SyncFailed"}, events
     assert agent_writes(tc, offset) == []
+
+
+def test_inline_helm_values_reach_the_chart_as_written(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An app's inline ``helm.values`` go to Helm as a values file, which Helm reads as Kubernetes reads YAML:
+    strings such as ``y`` and ``1e3`` must arrive as strings, not as true and 1000."""
+    (tc,) = clusters(1)
+    kubectl(tc, "create", "namespace", namespace)
+    git_repo.write("chart/Chart.yaml", "apiVersion: v2\nname: words\nversion: 0.1.0\n")
+    git_repo.write(
+        "chart/templates/words.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: words}\ndata:\n"
+        "{{- range $k, $v := .Values.words }}\n  {{ $k }}: {{ $v | quote }}\n{{- end }}\n",
+    )
+    git_repo.commit()
+    words = {"word": "y", "ratio": "1e3", "mode": "0o17", "n": "off"}
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        apps=[{"name": "words", "path": "chart", "helm": {"values": {"words": words}}}],
+    )
+
+    code, results = _sync(config, capsys)
+
+    assert code == 0, results
+    assert live_object(tc, "v1", "ConfigMap", "words", namespace)["data"] == words

@@ -80,6 +80,15 @@ def test_scalars_read_as_go_yaml_v2(text: str, value: object) -> None:
     json.dumps(found)  # every value is one JSON carries
 
 
+def test_what_the_dumper_writes_reads_back_unchanged() -> None:
+    """Strings a Kubernetes reader would take for something else are quoted (PyYAML's dumper writes them plain)."""
+    words = ["y", "n", "on", "1e3", "0o17", "0755", "08", "0x1F", "1_000", "+12", ".5", "1.", "~", "", "=", "22:22"]
+    doc = {**{w: w for w in words}, "int": 1000, "float": 0.5, "big": 1e21, "bool": True, "null": None, "list": words}
+    text = kubeyaml.dump_all([doc, {"y": "n"}])
+    assert list(kubeyaml.load_all(text)) == [doc, {"y": "n"}]
+    assert kubeyaml.load(yaml.safe_dump({"y": "1e3"})) == {"true": 1000}  # why the agent does not use safe_dump
+
+
 def test_keys_become_json_keys_and_merges_apply_where_they_stand() -> None:
     doc = kubeyaml.load(
         "1: integer\ny: boolean\nbase: &b {a: 1, b: 2}\n"
