@@ -433,3 +433,43 @@ def test_inline_helm_values_reach_the_chart_as_written(
 
     assert code == 0, results
     assert live_object(tc, "v1", "ConfigMap", "words", namespace)["data"] == words
+
+
+def test_a_bug_in_one_apps_loading_fails_that_app_alone(
+    clusters: Any,
+    git_repo: GitRepo,
+    make_config: Any,
+    namespace: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An exception no rule expects (a bug, as the date that once failed a whole cluster's sync with "Object of
+    type date is not JSON serializable") fails the app it happened in, not the cluster's other apps."""
+    from agent.sources import manifests
+
+    (tc,) = clusters(1)
+    kubectl(tc, "create", "namespace", namespace)
+    for app in ("broken", "fine"):
+        git_repo.write(f"{app}/cm.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {app}}}\n")
+    git_repo.commit()
+    load_paths = manifests.load_paths
+
+    def buggy(root: pathlib.Path, paths: Any, *args: Any, **kwargs: Any) -> Any:
+        if list(paths) == ["broken"]:
+            raise TypeError("a bug in loading")
+        return load_paths(root, paths, *args, **kwargs)
+
+    monkeypatch.setattr(manifests, "load_paths", buggy)
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        apps=[{"name": "broken", "path": "broken"}, {"name": "fine", "path": "fine"}],
+    )
+
+    code, results = _sync(config, capsys)
+
+    apps = _apps(results["a"])
+    assert apps["broken"]["error"] == "internal error while loading app broken: TypeError: a bug in loading"
+    assert apps["fine"]["error"] is None
+    assert code != 0
+    assert live_object(tc, "v1", "ConfigMap", "fine", namespace) is not None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-import yaml
 
+from agent import kubeyaml
 from reconcilers import health, resources
 
 FIXTURES = sorted((pathlib.Path(__file__).parents[1] / "fixtures" / "health").glob("*.yaml"))
@@ -20,14 +20,14 @@ STATES = {
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
 def test_fixture(fixture: pathlib.Path) -> None:
-    obj = yaml.safe_load(fixture.read_text())
+    obj = kubeyaml.load(fixture.read_text())
     expected = STATES[fixture.stem.rsplit("-", 1)[1]]
     result = health.assess(resources.ResourceKey.of(obj), obj)
     assert result.status is expected, result.message
 
 
 def test_every_kind_with_a_rule_has_fixtures() -> None:
-    kinds = {yaml.safe_load(f.read_text())["kind"] for f in FIXTURES}
+    kinds = {kubeyaml.load(f.read_text())["kind"] for f in FIXTURES}
     assert kinds == {kind for _, kind in health.HEALTH_KINDS}
 
 
@@ -40,7 +40,7 @@ def test_missing_deleting_and_aggregation() -> None:
     assert health.aggregate([h.HEALTHY, h.PROGRESSING, h.HEALTHY]) is h.PROGRESSING
     assert health.aggregate([h.MISSING, h.DEGRADED]) is h.DEGRADED
     assert health.aggregate([]) is h.HEALTHY
-    degraded = yaml.safe_load((FIXTURES[0].parent / "deployment-degraded.yaml").read_text())
+    degraded = kubeyaml.load((FIXTURES[0].parent / "deployment-degraded.yaml").read_text())
     assert "timed out progressing" in health.assess(key, degraded).message
 
 
