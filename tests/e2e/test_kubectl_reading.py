@@ -419,7 +419,7 @@ def test_inline_helm_values_reach_the_chart_as_written(
     git_repo.write(
         "chart/templates/words.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: words}\ndata:\n"
-        "{{- range $k, $v := .Values.words }}\n  {{ $k }}: {{ $v | quote }}\n{{- end }}\n",
+        "{{- range $k, $v := .Values.words }}\n  {{ $k | quote }}: {{ $v | quote }}\n{{- end }}\n",
     )
     git_repo.commit()
     words = {"word": "y", "ratio": "1e3", "mode": "0o17", "n": "off"}
