@@ -181,17 +181,22 @@ class KubeLoader(OWN_LOADER):  # type: ignore[misc]
                 raise
         return out
 
+    def construct_document(self, node: Any) -> Any:
+        """One document (PyYAML's hook, called per document of a stream): merged mappings are not shared
+        between documents."""
+        self._merged: dict[nodes.Node, dict[str, Any]] = {}
+        return super().construct_document(node)
+
     def _merge(self, out: dict[str, Any], node: Any) -> None:
         merged = node.value if isinstance(node, nodes.SequenceNode) else [node]
-        done: dict[int, dict[str, Any]] = self.__dict__.setdefault("_merged", {})
         for each in reversed(merged):  # of a sequence, the earlier mapping wins
             if not isinstance(each, nodes.MappingNode):
                 raise constructor.ConstructorError(
                     None, None, f"a merge key (<<) takes mappings, found {each.id}", each.start_mark
                 )
-            if id(each) not in done:  # an alias merged again is not built again (chained merges stay linear)
-                done[id(each)] = self.construct_mapping(each, deep=True)
-            out.update(done[id(each)])
+            if each not in self._merged:  # an alias merged again is not built again (chained merges stay linear)
+                self._merged[each] = self.construct_mapping(each, deep=True)
+            out.update(self._merged[each])
 
 
 def _json_key(key: Any, node: Any) -> str:

@@ -107,6 +107,11 @@ def test_keys_become_json_keys_and_merges_apply_where_they_stand() -> None:
     }
 
 
+def test_merges_are_not_shared_between_documents() -> None:
+    text = "a: &x {p: 1}\nb: {<<: *x, q: 2}\n---\na: &x {p: 3}\nb: {<<: *x}\n"
+    assert list(kubeyaml.load_all(text)) == [{"a": {"p": 1}, "b": {"p": 1, "q": 2}}, {"a": {"p": 3}, "b": {"p": 3}}]
+
+
 def test_chained_merges_are_built_once() -> None:
     lines = ["l0: &l0 {k0: 0}"]
     for i in range(1, 40):  # each level merges the one before twice: rebuilt each time, 2**40 merges
