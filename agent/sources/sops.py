@@ -20,6 +20,7 @@ import base64
 import binascii
 import collections
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -187,6 +188,8 @@ def _pairs(old: Any, new: Any) -> Iterator[str]:
     if isinstance(old, str):
         if old.startswith(ENCRYPTED) and new is not None and str(new):
             yield str(new)
+            if not isinstance(new, str):  # a decrypted boolean or number, as JSON shows it (true, not True)
+                yield json.dumps(new)
     elif isinstance(old, dict) and isinstance(new, dict):
         for k, v in old.items():
             if k != "sops" and k in new:

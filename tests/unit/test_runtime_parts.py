@@ -365,6 +365,14 @@ def test_sops_files_are_recognized_and_their_values_revealed_for_masking() -> No
     assert "visible" not in revealed
 
 
+def test_decrypted_booleans_and_numbers_are_masked_as_json_shows_them() -> None:
+    from agent.sources import sops
+
+    ciphertext = b"spec:\n  pin: ENC[AES256_GCM,data:AAAA,type:int]\n  on: ENC[AES256_GCM,data:BBBB,type:bool]\n"
+    revealed = set(sops._revealed(ciphertext, "spec:\n  pin: 4711\n  on: true\n"))
+    assert {"4711", "true"} <= revealed  # what a diff or status prints of them
+
+
 def test_decryption_on_a_cluster_needs_keys(tmp_path: pathlib.Path) -> None:
     base = {
         "source": {"url": str(tmp_path)},
