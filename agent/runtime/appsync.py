@@ -112,7 +112,7 @@ def sync_units(
         revision = revisions.get(pin) or revisions.get(u.source)
         tree = trees.get(pin) or trees.get(u.source)
         if revision is None or tree is None:
-            why = f"source {u.source} has no revision yet"
+            why = f"Waiting (source {u.source} has no revision yet: its first fetch is pending or failing)"
             failed[u.name] = _result(ctx, u, revision, why, engine.ErrorKind.WAITING)
             continue
         revisions[pin], trees[pin] = revision, tree  # the unit's own revision and tree, from here on

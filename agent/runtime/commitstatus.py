@@ -45,8 +45,8 @@ class CommitStatuses:
         posted, last = self._posted.get(name), self._last(name)
         if posted is None or last is None or last.revision is None or last.revision.sha != posted[0]:
             return
-        if last.error_kind in (engine.ErrorKind.CANCELLED, engine.ErrorKind.CLUSTER):
-            return  # no verdict on the revision
+        if last.error_kind in (engine.ErrorKind.CANCELLED, engine.ErrorKind.CLUSTER, engine.ErrorKind.WAITING):
+            return  # no verdict on the revision (apps only waiting: it stays pending)
         if not last.ok:
             failed = "; ".join(f"{e.key}: {e.message}" for e in last.failed[:2])
             state, why = "failure", last.error or failed or "sync failed"

@@ -3,12 +3,14 @@
 Each :class:`Event` has a reason (:data:`REASONS`), the cluster (and path) it concerns, the revision, the time, a
 short message and a type (``Normal`` or ``Warning``, as Kubernetes events). Producers:
 
-- a finished sync (:meth:`EventLog.synced`): ``SyncSucceeded`` only when something changed, ``SyncFailed``,
+- a finished sync (:meth:`EventLog.synced`): ``SyncSucceeded`` only when something changed, ``SyncFailed``
+  (never when the apps that did not sync only wait: a source's first fetch, a dependency, a rollout),
   ``PruneRefused``, ``ClusterUnreachable`` when a cluster stops answering (once, until it answers again);
 - the cluster's health, judged after each sync and every few seconds from the live cache
   (:meth:`EventLog.health`): ``HealthDegraded`` when it turns Degraded, ``HealthRecovered`` when it is Healthy again;
 - self-heal: ``DriftCorrected`` per corrected object, ``Fighting`` when it stops correcting one;
-- the source: ``SourceFailed`` when a fetch fails after one that worked (or the first), ``SourceRecovered``;
+- each source: ``SourceFailed`` when a fetch fails after one that worked (or the first), ``SourceRecovered``,
+  the message naming the source;
 - the rollout: ``RolloutHalted``, ``RolledBack``, ``RolloutCompleted``.
 
 The last :data:`KEEP` events are served by ``GET /api/v1/events`` and drawn as a timeline by the dashboard.
@@ -90,7 +92,8 @@ class EventLog:
         self._events: collections.deque[Event] = collections.deque(maxlen=KEEP)
         self._unreachable: set[str] = set()
         self._health: dict[str, health.Health] = {}
-        self._source_failing: bool | None = None
+        self._source_failing: dict[str, bool] = {}
+        """Whether each source's last fetch failed, by source name (absent: not fetched yet)."""
         self._lock = threading.Lock()
 
     def emit(self, event: Event) -> None:
@@ -104,8 +107,10 @@ class EventLog:
     def synced(self, result: engine.ReconcileResult) -> None:
         """The events of a finished sync of ``result.cluster``."""
         name, rev = result.cluster, result.revision.sha if result.revision else ""
-        if result.error_kind is engine.ErrorKind.CANCELLED:
-            return  # not a verdict: a Lease moved, the cluster left the config, or the agent stops
+        if result.error_kind in (engine.ErrorKind.CANCELLED, engine.ErrorKind.WAITING):
+            # not a verdict: a Lease moved, the cluster left the config, or the agent stops; or its apps that did
+            # not sync all wait (a source's first fetch, a dependency not Healthy yet, a rollout not here yet)
+            return
         with self._lock:
             was_unreachable = name in self._unreachable
             if result.error_kind is engine.ErrorKind.CLUSTER:
@@ -146,14 +151,16 @@ class EventLog:
         if event is not None:
             self.emit(event)
 
-    def fetched(self, revision: str, error: str | None) -> None:
-        """A fetch of the source ended (``error`` None: it worked)."""
+    def fetched(self, source: str, revision: str, error: str | None) -> None:
+        """A fetch of ``source`` ended (``error`` None: it worked). Each source is told apart: one that keeps
+        failing is told once, whatever the others' fetches do."""
         with self._lock:
-            before, self._source_failing = self._source_failing, error is not None
+            before = self._source_failing.get(source)
+            self._source_failing[source] = error is not None
         if error is not None and before is not True:
-            self.emit(Event("SourceFailed", "", revision, error))
+            self.emit(Event("SourceFailed", "", revision, f"source {source}: {error}"))
         elif error is None and before is True:
-            self.emit(Event("SourceRecovered", "", revision, f"fetched {revision[:12]}"))
+            self.emit(Event("SourceRecovered", "", revision, f"source {source}: fetched {revision[:12]}"))
 
     def forget(self, cluster: str) -> None:
         """A cluster left the config: its state goes (its events stay until they age out)."""

@@ -353,7 +353,7 @@ class Fleet:
         last good revision and marks the source (and only its apps) stale."""
         self.state.record_fetch(revision, error, name)
         self.metrics.fetched(revision)
-        self.events.fetched(revision.sha if revision else before.sha if before else "", error)
+        self.events.fetched(name, revision.sha if revision else before.sha if before else "", error)
         if revision is None:
             return
         handled = self.app_rollouts.notify(name, revision)  # progressive: each app's rollout decides

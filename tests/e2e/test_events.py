@@ -115,3 +115,80 @@ def test_unreachable_and_health_turns_are_told_once() -> None:
         "HealthDegraded",
         "HealthRecovered",
     ]
+
+
+def test_a_start_before_a_second_source_answers_reports_no_failure(
+    clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """The agent starts while its second source's git server does not answer yet: the app reading it is Waiting
+    (not failed), no SyncFailed event is told and no notification sent; once the server answers, it syncs."""
+    from tests.gitserver import GitDaemon, StallingProxy
+    from tests.receivers import Receiver
+
+    (tc,) = clusters(1)
+    base = GitRepo(tmp_path / "base")
+    base.write_objects("base/app.yaml", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    base.commit()
+    team = GitRepo(tmp_path / "served" / "team")
+    team.write_objects("guestbook/cm.yaml", cm("guestbook", namespace))
+    team.commit()
+    daemon = GitDaemon(tmp_path / "served")
+    proxy = StallingProxy(daemon.port)
+    proxy.stall()  # the team source's first fetches get no answer
+    hook = Receiver("webhook", secret="start-hmac-key")
+    port = free_port()
+    config = make_config(
+        base,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        source={"url": str(base.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
+        sources={
+            "team": {
+                "url": f"git://127.0.0.1:{proxy.port}/team",
+                "cacheDir": str(tmp_path / "cache-team"),
+                "interval": "1s",
+                "timeout": "2s",
+            }
+        },
+        apps=[{"name": "base", "path": "base"}, {"name": "guestbook", "source": "team", "path": "guestbook"}],
+        sync={"interval": "2s"},
+        notifications=[
+            {"name": "audit", "type": "webhook", "url": hook.url + "/gitops", "secret": {"env": "AUDIT_HMAC"}}
+        ],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    agent = Agent(config, tmp_path / "agent.log", env={"AUDIT_HMAC": "start-hmac-key"})
+
+    def guestbook() -> Any:
+        cells = json.loads(request(f"{agent.base}/api/v1/apps/guestbook")[1])["clusters"]
+        return cells[0] if cells else None
+
+    try:
+        wait_until(lambda: agent.proc.poll() is None and _answers(agent), timeout=60)
+        wait_until(lambda: live_object(tc, "v1", "Namespace", namespace), timeout=30)  # the other app synced
+        waiting = wait_until(lambda: "Waiting (source team" in json.dumps(guestbook()) and guestbook(), timeout=30)
+        time.sleep(3)  # a few more syncs while the team source still does not answer
+        assert "no revision yet" in json.dumps(waiting)
+        proxy.forward()
+        wait_until(lambda: live_object(tc, "v1", "ConfigMap", "guestbook", namespace), timeout=30)
+        wait_until(lambda: len(hook.accepted) >= 3, timeout=20)  # SourceFailed, SourceRecovered, SyncSucceeded
+        events = json.loads(request(f"{agent.base}/api/v1/events")[1])["events"]
+    finally:
+        agent.stop()
+        proxy.close()
+        daemon.stop()
+        hook.close()
+    reasons = [e["reason"] for e in events]
+    assert "SyncFailed" not in reasons, events
+    # the source itself did not answer, and says so once, by name, however often the default source is fetched
+    source_events = [(e["reason"], e["message"].split(":")[0]) for e in reversed(events) if "Source" in e["reason"]]
+    assert source_events == [("SourceFailed", "source team"), ("SourceRecovered", "source team")], events
+    told = [a["body"]["type"].removeprefix("io.gitops-agent.") for a in hook.accepted]
+    assert "SyncFailed" not in told, told
+    assert told.count("SourceFailed") == 1, told
+
+
+def _answers(agent: Agent) -> bool:
+    try:
+        return request(f"{agent.base}/healthz")[0] == 200
+    except OSError:
+        return False
