@@ -14,7 +14,9 @@ import collections
 import copy
 import json
 import logging
+import random
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,6 +39,10 @@ USER_AGENT = f"gitops-agent/{__version__}"
 """Sent with every request, so audit logs tell the agent's writes apart."""
 REQUEST_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds for one request."""
+THROTTLE_RETRIES = 10
+"""How many times one request is sent again when the API server asks to wait (client-go's ``maxRetries``)."""
+THROTTLE_WAIT_MAX = 10.0
+"""The longest wait (seconds) for one ``Retry-After``; a request never waits past its read timeout in all."""
 
 
 class KubeCluster:
@@ -56,6 +62,11 @@ class KubeCluster:
         self._types: dict[tuple[str, str], client.ResourceType] | None = None
         self._facts: tuple[str, tuple[str, ...]] | None = None
         self._lock = threading.Lock()
+        self.retries: collections.Counter[int] = collections.Counter()
+        """Requests sent again after the server asked to wait, by the status that asked (429, 503...)."""
+        self._retries_lock = threading.Lock()
+        self.on_retry: Callable[[int], None] | None = None
+        """Told the status of each request sent again after a ``Retry-After`` (metrics), from the request's thread."""
         self.fence: Callable[[], str | None] | None = None
         """Asked right before every write request is sent (a sharded cluster's Lease fence); a reason it gives
         stops the request with :class:`errors.CancelledError`. Checked here, as late as possible, so a replica
@@ -363,15 +374,34 @@ class KubeCluster:
     ) -> Any:
         """Send one request and return the decoded JSON answer.
 
-        Raises :class:`errors.ApiError` for an error status (with the server's Status message) and
-        :class:`errors.ClusterUnreachableError` when no HTTP answer came.
+        A busy server's answer to wait is honoured as client-go honours it (``checkWait``): a 429, or any 5xx,
+        that carries ``Retry-After: <seconds>`` is sent again after that many seconds (at most
+        :data:`THROTTLE_WAIT_MAX`, plus up to 10% jitter so that waiting clients do not return at once), up to
+        :data:`THROTTLE_RETRIES` times and never past the read timeout in all; each is counted in
+        :attr:`retries`. Nothing was done by a request refused that way, so every method is sent again (the fence
+        is asked again before a write).
+
+        Raises :class:`errors.ApiError` for an error status (with the server's Status message; the last one when
+        the waits ran out) and :class:`errors.ClusterUnreachableError` when no HTTP answer came.
         """
-        resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
-        if resp.status == 401 and self.eks is not None:  # an expired or rejected EKS token: renew once, retry
+        deadline = time.monotonic() + self.timeout[1]
+        for attempt in range(THROTTLE_RETRIES + 1):
+            resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
+            if resp.status == 401 and self.eks is not None:  # an expired or rejected EKS token: renew once, retry
+                resp.read()
+                resp.response.release_conn()
+                self.eks.get(force=True)
+                resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
+            wait = _retry_after(resp) if attempt < THROTTLE_RETRIES else None
+            if wait is None or time.monotonic() + wait > deadline:
+                break
             resp.read()
             resp.response.release_conn()
-            self.eks.get(force=True)
-            resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
+            with self._retries_lock:
+                self.retries[resp.status] += 1
+            if self.on_retry is not None:
+                self.on_retry(resp.status)
+            time.sleep(wait)
         try:
             data: bytes = resp.read()
         except urllib3.exceptions.HTTPError as e:
@@ -451,6 +481,22 @@ def _api_error(status: int, data: bytes) -> errors.ApiError:
     if status == 401:
         message = f"the API server rejected the credentials (expired, revoked, or for another cluster): {message}"
     return errors.ApiError(status, reason, message)
+
+
+def _retry_after(resp: Any) -> float | None:
+    """Seconds to wait before sending again, when the answer asks for it (a 429 or 5xx with ``Retry-After`` in
+    whole seconds, as the API server sends it and client-go reads it); None when it does not."""
+    if resp.status != 429 and resp.status < 500:
+        return None
+    value = resp.getheader("Retry-After")
+    try:
+        seconds = int(value) if value is not None else -1
+    except ValueError:
+        return None
+    if seconds < 0:
+        return None
+    wait = min(float(seconds), THROTTLE_WAIT_MAX)
+    return wait + random.uniform(0.0, 0.1 * wait + 0.05)  # noqa: S311 (jitter, not a secret)
 
 
 def _reason(e: urllib3.exceptions.HTTPError) -> str:

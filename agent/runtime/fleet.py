@@ -102,8 +102,11 @@ class Fleet:
             revision = self.revision_for(cluster.name)
             self.events.emit(events.Event(reason, cluster.name, revision.sha if revision else "", message))
 
+        def retried(code: int) -> None:  # a request the API server asked to send again later
+            self.metrics.retried(cluster.name, code)
+
         def make_runner(guard: Any) -> runner.ClusterRunner:
-            return runner.ClusterRunner(cfg, cluster, watch=True, guard=guard, on_event=tell)
+            return runner.ClusterRunner(cfg, cluster, watch=True, guard=guard, on_event=tell, on_retry=retried)
 
         guard = self.leases.guard(cluster.name) if self.leases else None
         # With sharding a worker reconciles only while this replica holds the cluster's Lease (set_owned).

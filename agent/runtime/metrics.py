@@ -52,6 +52,12 @@ class Metrics:
         self.syncs = prometheus_client.Counter(
             "gitops_agent_syncs", "Reconciles by result.", ["cluster", "result"], registry=r
         )
+        self.api_retries = prometheus_client.Counter(
+            "gitops_agent_api_retries",
+            "Requests sent again because the API server asked to wait (429, or 5xx with Retry-After), by status.",
+            ["cluster", "code"],
+            registry=r,
+        )
         self.drifted = prometheus_client.Gauge(
             "gitops_agent_drifted_objects",
             "Objects the last reconcile created, configured or failed.",
@@ -173,12 +179,16 @@ class Metrics:
         saying what its last sync found (``cluster_reachable 1``, its apps' ``app_sync_ok``) of a cluster the
         agent no longer syncs. Called once the cluster's worker stopped."""
         for metric in (
-            self.duration, self.syncs, self.drifted, self.managed, self.reachable, self.heals,
+            self.duration, self.syncs, self.api_retries, self.drifted, self.managed, self.reachable, self.heals,
             self.app_syncs, self.app_managed, self.app_ok, self.hook_runs,
         ):  # fmt: skip
             metric.remove_by_labels({"cluster": cluster})
         self._app_series.pop(cluster, None)
         self._heals_seen.pop(cluster, None)
+
+    def retried(self, cluster: str, code: int) -> None:
+        """A request to ``cluster`` is sent again: the API server answered ``code`` with ``Retry-After``."""
+        self.api_retries.labels(cluster, str(code)).inc()
 
     def fetched(self, revision: resources.Revision | None) -> None:
         """Record a fetch (None: it failed)."""

@@ -16,7 +16,7 @@ import logging
 import pathlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent import apps, celhealth, config
@@ -44,8 +44,11 @@ class ClusterRunner:
         watch: bool = False,
         guard: cancel_.Guard | None = None,
         on_event: selfheal.OnEvent | None = None,
+        on_retry: Callable[[int], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.on_retry = on_retry
+        """Told the status of each request the API server asked to send again later (metrics)."""
         self.cluster = cluster
         self.watch = watch
         self.guard = guard
@@ -76,6 +79,7 @@ class ClusterRunner:
                 self.cluster, self.cfg.sync.concurrency, self.cfg.sync.request_timeout, options_.user_agent(self.cfg)
             )
             kube.fence = self.guard
+            kube.on_retry = self.on_retry
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
             heal = self.watch and any(u.self_heal for u in apps.units(self.cfg, self.cluster))
             options = apply.ApplyOptions(

@@ -1,0 +1,53 @@
+"""What a busy API server's answer asks of the client (client-go's ``checkWait``), and the retry metric."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from agent.clusters import connection
+from agent.runtime import metrics
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    retry_after: str | None = None
+
+    def getheader(self, name: str) -> str | None:
+        return self.retry_after if name == "Retry-After" else None
+
+
+@pytest.mark.parametrize(
+    ("answer", "low", "high"),
+    [
+        (Answer(429, "1"), 1.0, 1.15),
+        (Answer(503, "2"), 2.0, 2.25),
+        (Answer(500, "0"), 0.0, 0.05),
+        (Answer(429, "120"), connection.THROTTLE_WAIT_MAX, connection.THROTTLE_WAIT_MAX * 1.1 + 0.05),
+    ],
+)
+def test_a_retry_after_is_waited_as_told_capped_with_jitter(answer: Answer, low: float, high: float) -> None:
+    wait = connection._retry_after(answer)
+    assert wait is not None
+    assert low <= wait <= high
+
+
+@pytest.mark.parametrize(
+    "answer", [Answer(429), Answer(503), Answer(404, "1"), Answer(200, "1"), Answer(429, "soon"), Answer(429, "-1")]
+)
+def test_no_wait_is_asked_without_a_retry_after_in_seconds(answer: Answer) -> None:
+    assert connection._retry_after(answer) is None
+
+
+def test_retries_are_counted_per_cluster_and_code_and_forgotten_with_the_cluster() -> None:
+    m = metrics.Metrics()
+    m.retried("a", 429)
+    m.retried("a", 429)
+    m.retried("b", 503)
+    text = m.exposition().decode()
+    assert 'gitops_agent_api_retries_total{cluster="a",code="429"} 2.0' in text
+    assert 'gitops_agent_api_retries_total{cluster="b",code="503"} 1.0' in text
+    m.forget("a")
+    assert 'cluster="a"' not in m.exposition().decode()
