@@ -39,7 +39,8 @@ class Unit:
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
     ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
     (``values_base``: the directory of its source its ``valuesFiles`` are relative to: a chart source's chart);
-    ``cluster`` and ``labels``: the cluster's name and labels (for per-cluster values files).
+    ``cluster`` and ``labels``: the cluster's name and labels (for per-cluster values files); ``render_timeout``:
+    seconds one render of it may take (the app's ``renderTimeout``, else its source's).
     """
 
     name: str
@@ -62,6 +63,7 @@ class Unit:
     values_base: str = ""
     cluster: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    render_timeout: float = 60.0
 
     @property
     def impersonate(self) -> str | None:
@@ -89,6 +91,12 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
     """The units of ``cluster``: its placed apps and its ``paths``, dependencies before the apps that need
     them (a stable topological order; the config rejects cycles)."""
     sync = cfg.sync
+    sources = cfg.all_sources()
+
+    def render_timeout(source: str, own: float | None = None) -> float:
+        found = sources.get(source)
+        return own if own is not None else found.render_timeout if found is not None else 60.0
+
     found = [
         Unit(
             name=a.name,
@@ -110,6 +118,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             helm=a.helm,
             cluster=cluster.name,
             labels=cluster.labels,
+            render_timeout=render_timeout(a.source, a.render_timeout),
         )
         for a in placed(cfg, cluster)
     ]
@@ -129,6 +138,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             from_paths=True,
             cluster=cluster.name,
             labels=cluster.labels,
+            render_timeout=render_timeout("default"),
         )
         for p in cluster.paths
     ]

@@ -32,6 +32,7 @@ from agent.config_apps import (
 )
 from agent.config_sections import (
     DecryptionConfig,
+    RenderConfig,
     RolloutConfig,
     ServerConfig,
     ShardingConfig,
@@ -144,6 +145,7 @@ class AgentConfig(_Model):
     rollout: RolloutConfig | None = None
     sharding: ShardingConfig | None = None
     decryption: DecryptionConfig = DecryptionConfig()
+    render: RenderConfig = RenderConfig()
     health_checks: tuple[HealthCheck, ...] = ()
     notifications: tuple[Notification, ...] = ()
 

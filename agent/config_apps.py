@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import pydantic
 
-from agent.config_types import ClusterDecryption, IgnoreDifference, _dns_label, _Model, _relative
+from agent.config_types import ClusterDecryption, Duration, IgnoreDifference, _dns_label, _Model, _relative
 
 
 class SelectorRequirement(_Model):
@@ -150,7 +150,7 @@ class AppConfig(_Model):
     refuses the app before any write; ``serviceAccount``: ``namespace/name``, every request of this app's sync
     impersonates ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's
     RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is
-    rendered (:class:`HelmOptions`)."""
+    rendered (:class:`HelmOptions`); ``renderTimeout``: seconds one render of it may take (default: its source's)."""
 
     name: str
     source: str = "default"
@@ -167,6 +167,7 @@ class AppConfig(_Model):
     substitute: bool = False
     decryption: ClusterDecryption = ClusterDecryption()
     helm: HelmOptions | None = None
+    render_timeout: Duration | None = pydantic.Field(default=None, gt=0)
 
     @pydantic.field_validator("name")
     @classmethod

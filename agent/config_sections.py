@@ -24,7 +24,9 @@ class SourceConfig(_Model):
     commit (default ``main``); ``interval``: fetch period in seconds (default 60); ``cacheDir``: where the clone
     lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
     HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it); ``timeout``: seconds one fetch may
-    take before it is stopped and the source reported stale (default 60, as Flux's GitRepository).
+    take before it is stopped and the source reported stale (default 60, as Flux's GitRepository);
+    ``renderTimeout``: seconds one render of its apps (``helm template``, ``kustomize build``) may take before it is
+    stopped with its process group and the app fails naming it (default 60; an app's own ``renderTimeout`` wins).
 
     ``type: helm`` is an HTTP chart repository (``url`` serves ``index.yaml``) and ``type: oci`` an OCI registry
     (``url`` is ``oci://host/path``, the charts below it); apps name a ``chart`` of it. Their credentials:
@@ -37,6 +39,7 @@ class SourceConfig(_Model):
     ref: str = "main"
     interval: Duration = 60.0
     timeout: Duration = 60.0
+    render_timeout: Duration = pydantic.Field(default=60.0, gt=0)
     cache_dir: str | None = None
     token_env: str | None = None
     ssh_key_file: str | None = None
@@ -200,6 +203,14 @@ class SopsConfig(_Model):
     decrypt SOPS-encrypted files, tried in turn."""
 
     age_keys: tuple[SecretRef, ...] = pydantic.Field(min_length=1)
+
+
+class RenderConfig(_Model):
+    """Bounds of every render (``helm template``, ``kustomize build``, ``sops --decrypt``): ``memoryLimit``, the
+    bytes of heap (``RLIMIT_DATA``) one may use before it is stopped and its app fails naming it (default 1 GiB;
+    0: none). Its time is the source's or app's ``renderTimeout``."""
+
+    memory_limit: int = pydantic.Field(default=1024 * 1024 * 1024, ge=0)
 
 
 class DecryptionConfig(_Model):

@@ -23,7 +23,7 @@ from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
 from agent.runtime import appresults, appsync, noop, ownership, removed, selfheal
 from agent.runtime import options as options_
-from agent.sources import helm, helmvalues, manifests, sops, substitute
+from agent.sources import helm, helmvalues, manifests, sops, substitute, tools
 from reconcilers import apply, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
 
@@ -300,6 +300,7 @@ class ClusterRunner:
         desired = manifests.load_paths(
             tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart,
             release=None if unit.from_paths else unit.name,
+            limits=tools.Limits(unit.render_timeout, self.cfg.render.memory_limit),
         )  # fmt: skip
         if decryptor is not None:
             self.secrets |= decryptor.revealed

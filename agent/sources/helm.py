@@ -29,7 +29,6 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,10 +36,9 @@ import threading
 import yaml
 
 from agent import kubeyaml
+from agent.sources import tools
 from reconcilers import errors
 
-TIMEOUT = 120.0
-"""Seconds one ``helm template`` may take."""
 _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
 
@@ -103,6 +101,7 @@ def template(
     namespace: str,
     facts: Facts | None = None,
     options: Options | None = None,
+    limits: tools.Limits = tools.DEFAULT_LIMITS,
 ) -> list[tuple[str, str]]:
     """Render the chart at ``chart`` (named ``rel`` in errors) for a cluster with ``facts`` (its version and
     served API versions, passed as ``--kube-version`` and ``--api-versions`` so ``.Capabilities`` checks behave as
@@ -111,8 +110,11 @@ def template(
     The same chart content, release, namespace, facts and options render once (:data:`CACHE_RENDERS` kept):
     clusters that ask at the same time wait for the one render in flight rather than run their own.
 
-    Raises :class:`errors.ManifestError` naming ``rel`` with Helm's own message when it fails, is missing or
-    takes longer than :data:`TIMEOUT` seconds."""
+    Each helm run is bounded by ``limits`` (:mod:`agent.sources.tools`: killed with its process group when it
+    takes longer, stopped by its heap limit); a failed render is never kept.
+
+    Raises :class:`errors.ManifestError` naming ``rel`` with Helm's own message when it fails or is missing, and
+    naming the render and the limit when it runs out of time or memory."""
     options = options or Options()
     facts_digest = hashlib.sha256(repr(facts).encode()).hexdigest()
     key = (_content_hash(chart), release, namespace, facts_digest, options.digest())
@@ -125,9 +127,9 @@ def template(
             if running is None:
                 running = _inflight[key] = threading.Event()
                 break
-        running.wait(TIMEOUT)  # another thread renders this key: take its result (or render if it failed)
+        running.wait(limits.timeout)  # another thread renders this key: take its result (or render if it failed)
     try:
-        pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts, options=options)
+        pairs = _render(chart, rel, release=release, namespace=namespace, facts=facts, options=options, limits=limits)
         with _cache_lock:
             _cache[key] = pairs
             while len(_cache) > CACHE_RENDERS:
@@ -147,7 +149,14 @@ def _content_hash(chart: pathlib.Path) -> str:
 
 
 def _render(
-    chart: pathlib.Path, rel: str, *, release: str, namespace: str, facts: Facts | None, options: Options
+    chart: pathlib.Path,
+    rel: str,
+    *,
+    release: str,
+    namespace: str,
+    facts: Facts | None,
+    options: Options,
+    limits: tools.Limits,
 ) -> list[tuple[str, str]]:
     global _renders
     helm = binary()
@@ -161,7 +170,7 @@ def _render(
             "HELM_CACHE_HOME": f"{home}/cache",
             "HELM_DATA_HOME": f"{home}/data",
         }
-        chart = _with_dependencies(helm, chart, rel, pathlib.Path(home), env)
+        chart = _with_dependencies(helm, chart, rel, pathlib.Path(home), env, limits)
         command = [helm, "template", release, str(chart), "--namespace", namespace]
         command += ["--skip-crds"] if options.skip_crds else ["--include-crds"]
         command += ["--skip-tests"] if options.skip_tests else []
@@ -176,11 +185,15 @@ def _render(
             if api_versions:
                 command += ["--api-versions", ",".join(api_versions)]
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env)
-        except subprocess.TimeoutExpired:
-            raise errors.ManifestError(rel, None, f"helm template took longer than {TIMEOUT:.0f}s") from None
+            proc = tools.run(command, limits, env=env)
+        except tools.RenderTimeoutError:
+            why = f"helm template of {rel} did not finish in {limits.timeout:g} s (renderTimeout): stopped"
+            raise errors.ManifestError(rel, None, why) from None
     with _cache_lock:
         _renders += 1
+    if proc.returncode != 0 and tools.out_of_memory(proc.stderr):
+        why = f"helm template of {rel} ran out of memory (render.memoryLimit: {tools.memory_text(limits)}): stopped"
+        raise errors.ManifestError(rel, None, why)
     if proc.returncode != 0:
         message = proc.stderr.strip().removeprefix("Error: ")
         for i, (name, _) in enumerate(options.values):  # name each values file as the user wrote it
@@ -203,7 +216,7 @@ def _missing_dependencies(chart: pathlib.Path) -> list[dict[str, str]]:
 
 
 def _with_dependencies(
-    helm: str, chart: pathlib.Path, rel: str, home: pathlib.Path, env: dict[str, str]
+    helm: str, chart: pathlib.Path, rel: str, home: pathlib.Path, env: dict[str, str], limits: tools.Limits
 ) -> pathlib.Path:
     """``chart``, or a copy of it in ``home`` with its dependencies built (``helm dependency build``, which honours
     ``Chart.lock``) when ``Chart.yaml`` declares some not vendored in ``charts/``: each ``http(s)://`` repository
@@ -216,16 +229,17 @@ def _with_dependencies(
     shutil.copytree(chart, built, symlinks=False)
     repositories = sorted({str(d.get("repository", "")) for d in missing} - {""})
     for i, url in enumerate(r for r in repositories if r.startswith(("http://", "https://"))):
-        _helm_step([helm, "repo", "add", f"dependency-{i}", url, "--force-update"], rel, env)
-    _helm_step([helm, "dependency", "build", str(built)], rel, env)
+        _helm_step([helm, "repo", "add", f"dependency-{i}", url, "--force-update"], rel, env, limits)
+    _helm_step([helm, "dependency", "build", str(built)], rel, env, limits)
     return built
 
 
-def _helm_step(command: list[str], rel: str, env: dict[str, str]) -> None:
+def _helm_step(command: list[str], rel: str, env: dict[str, str], limits: tools.Limits) -> None:
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False, env=env)
-    except subprocess.TimeoutExpired:
-        raise errors.ManifestError(rel, None, f"helm {command[1]} took longer than {TIMEOUT:.0f}s") from None
+        proc = tools.run(command, limits, env=env)
+    except tools.RenderTimeoutError:
+        why = f"helm {command[1]} of {rel} did not finish in {limits.timeout:g} s (renderTimeout): stopped"
+        raise errors.ManifestError(rel, None, why) from None
     if proc.returncode != 0:
         message = proc.stderr.strip().removeprefix("Error: ")
         raise errors.ManifestError(rel, None, f"chart dependencies: helm {' '.join(command[1:3])} failed: {message}")

@@ -15,17 +15,14 @@ import contextlib
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 
-from agent.sources import sops
+from agent.sources import sops, tools
 from reconcilers import errors
 
 FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-TIMEOUT = 120.0
-"""Seconds one ``kustomize build`` may take."""
 _INPUTS = (".yaml", ".yml", ".json", ".env")
 _MAX_INPUT_BYTES = 4 * 1024 * 1024
 
@@ -47,11 +44,17 @@ def is_kustomization(directory: pathlib.Path) -> bool:
     return any((directory / k).is_file() for k in FILES)
 
 
-def build(root: pathlib.Path, directory: pathlib.Path, decrypt: sops.Decryptor | None) -> str:
-    """The rendered YAML of the kustomization at ``directory`` (inside the checkout ``root``).
+def build(
+    root: pathlib.Path,
+    directory: pathlib.Path,
+    decrypt: sops.Decryptor | None,
+    limits: tools.Limits = tools.DEFAULT_LIMITS,
+) -> str:
+    """The rendered YAML of the kustomization at ``directory`` (inside the checkout ``root``), ``kustomize build``
+    bounded by ``limits`` (:mod:`agent.sources.tools`).
 
-    Raises :class:`errors.ManifestError` naming the directory (kustomize's own message) or the encrypted input
-    that could not be decrypted."""
+    Raises :class:`errors.ManifestError` naming the directory (kustomize's own message), the encrypted input
+    that could not be decrypted, or the limit the build ran out of (time or memory)."""
     rel = directory.relative_to(root).as_posix()
     kustomize = binary()
     if kustomize is None:
@@ -75,11 +78,13 @@ def build(root: pathlib.Path, directory: pathlib.Path, decrypt: sops.Decryptor |
             copy = held.enter_context(_decrypted_copy(root, encrypted, decrypt))
             target = copy / directory.relative_to(root)
         try:
-            proc = subprocess.run(
-                [kustomize, "build", str(target)], capture_output=True, text=True, timeout=TIMEOUT, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise errors.ManifestError(rel, None, f"kustomize build took longer than {TIMEOUT:.0f}s") from None
+            proc = tools.run([kustomize, "build", str(target)], limits)
+        except tools.RenderTimeoutError:
+            why = f"kustomize build of {rel} did not finish in {limits.timeout:g} s (renderTimeout): stopped"
+            raise errors.ManifestError(rel, None, why) from None
+    if proc.returncode != 0 and tools.out_of_memory(proc.stderr):
+        why = f"kustomize build of {rel} ran out of memory (render.memoryLimit: {tools.memory_text(limits)}): stopped"
+        raise errors.ManifestError(rel, None, why)
     if proc.returncode != 0:
         message = proc.stderr.strip().replace(str(target), rel)
         raise errors.ManifestError(rel, None, f"kustomize build failed: {message}")

@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from agent import kubeyaml
-from agent.sources import helm, kustomize, sops
+from agent.sources import helm, kustomize, sops, tools
 from reconcilers import errors, hooks, resources
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -70,14 +70,16 @@ def load_paths(
     label: str | None = None,
     chart: helm.Options | None = None,
     release: str | None = None,
+    limits: tools.Limits = tools.DEFAULT_LIMITS,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
     ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
     files are decrypted with ``decrypt`` (refused without it). Each manifest's ``source_path`` is ``label``
     (an app's inventory key), else the path it came from. ``chart``: how a chart at a path renders (an app's
     ``helm`` options); with it, each path must be a chart. ``release``: the release name of a chart found without
-    ``chart`` options (an app's name; default the chart directory's name). Raises ManifestError (and whatever
-    ``facts`` raises)."""
+    ``chart`` options (an app's name; default the chart directory's name). ``limits``: the time and memory each
+    render (``helm template``, ``kustomize build``) may take. Raises ManifestError (and whatever ``facts``
+    raises)."""
     root = root.resolve()
     out: list[resources.Manifest] = []
     for rel in paths:
@@ -89,7 +91,8 @@ def load_paths(
                 rel, None, "the app sets helm options but this is not a Helm chart (no Chart.yaml)"
             )
         if target.is_dir():
-            out.extend(_load_dir(root, target, label or rel, _Unit(namespace, decrypt, facts, chart, release)))
+            unit = _Unit(namespace, decrypt, facts, chart, release, limits)
+            out.extend(_load_dir(root, target, label or rel, unit))
         else:
             out.extend(_load_file(root, target, label or rel, decrypt))
     return out
@@ -111,6 +114,7 @@ class _Unit:
     facts: Callable[[], helm.Facts] | None
     chart: helm.Options | None = None
     release: str | None = None
+    limits: tools.Limits = tools.DEFAULT_LIMITS
 
 
 def _load_dir(
@@ -121,7 +125,7 @@ def _load_dir(
         yield from _chart(root, directory, source_path, unit)
         return
     if kustomize.is_kustomization(directory):
-        yield from _kustomize(root, directory, source_path, decrypt)
+        yield from _kustomize(root, directory, source_path, decrypt, unit.limits)
         return
     for entry in sorted(directory.iterdir(), key=lambda p: p.name):
         if entry.name.startswith("."):
@@ -301,7 +305,9 @@ def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: 
     facts = unit.facts() if unit.facts else None
     options = unit.chart or helm.Options()
     release = options.release or unit.release or directory.name
-    rendered = helm.template(directory, rel, release=release, namespace=unit.namespace, facts=facts, options=options)
+    rendered = helm.template(
+        directory, rel, release=release, namespace=unit.namespace, facts=facts, options=options, limits=unit.limits
+    )
     for template, doc in rendered:
         source_file = f"{directory.parent.relative_to(root).as_posix()}/{template}".lstrip("./")
         for m in parse_stream(doc, source_file, source_path):
@@ -312,12 +318,16 @@ def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: 
 
 
 def _kustomize(
-    root: pathlib.Path, directory: pathlib.Path, source_path: str, decrypt: sops.Decryptor | None
+    root: pathlib.Path,
+    directory: pathlib.Path,
+    source_path: str,
+    decrypt: sops.Decryptor | None,
+    limits: tools.Limits,
 ) -> list[resources.Manifest]:
     """A kustomization rendered as one unit (see :mod:`agent.sources.kustomize`); an object still holding SOPS
     ciphertext (an encrypted input outside the kustomization's directory, not decrypted) is refused."""
     rel = directory.relative_to(root).as_posix()
-    out = parse_stream(kustomize.build(root, directory, decrypt), rel, source_path)
+    out = parse_stream(kustomize.build(root, directory, decrypt, limits), rel, source_path)
     for m in out:
         if sops.has_ciphertext(m.body):
             raise errors.ManifestError(

@@ -25,7 +25,6 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,10 +34,12 @@ from typing import Any
 import yaml
 
 from agent import kubeyaml
+from agent.sources import tools
 from reconcilers import errors
 
 TIMEOUT = 30.0
-"""Seconds one ``sops --decrypt`` may take."""
+"""Seconds one ``sops --decrypt`` may take (killed with its process group after, heap bounded as a render's:
+:mod:`agent.sources.tools`)."""
 CACHE_FILES = 256
 """Decrypted files kept per decryptor (by content), so a resync does not run sops again."""
 _YAML_METADATA = re.compile(rb"^sops:\s*$", re.MULTILINE)
@@ -136,8 +137,8 @@ class Decryptor:
             }
             command = [sops, "--decrypt", "--input-type", kind, "--output-type", kind, str(source)]
             try:
-                done = subprocess.run(command, capture_output=True, timeout=TIMEOUT, check=False, env=env)
-            except subprocess.TimeoutExpired:
+                done = tools.run_bytes(command, tools.Limits(TIMEOUT), env=env)
+            except tools.RenderTimeoutError:
                 raise errors.ManifestError(rel, None, f"sops --decrypt took longer than {TIMEOUT:.0f}s") from None
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().replace(str(source), rel)
