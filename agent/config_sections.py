@@ -206,9 +206,9 @@ class SopsConfig(_Model):
 
 
 class RenderConfig(_Model):
-    """Bounds of every render (``helm template``, ``kustomize build``, ``sops --decrypt``): ``memoryLimit``, the
-    bytes of heap (``RLIMIT_DATA``) one may use before it is stopped and its app fails naming it (default 1 GiB;
-    0: none). Its time is the source's or app's ``renderTimeout``."""
+    """Bounds of every render (``helm template``, ``kustomize build``): ``memoryLimit``, the bytes of heap
+    (``RLIMIT_DATA``) one may use before it is stopped and its app fails naming it (default 1 GiB; 0: none). Its
+    time is the source's or app's ``renderTimeout``. (``sops --decrypt`` has its own 30 s and the default 1 GiB.)"""
 
     memory_limit: int = pydantic.Field(default=1024 * 1024 * 1024, ge=0)
 
