@@ -39,13 +39,16 @@ _ACTIONS = tuple(a.value for a in Action)  # iterating an Enum class builds a li
 @dataclasses.dataclass(frozen=True, slots=True)
 class ChangeSetEntry:
     """The result for one object: its key, the action, a message (the API server's own words for failures)
-    and where it came from (``file#doc``)."""
+    and where it came from (``file#doc``); ``generation``: the ``metadata.generation`` the write returned (None
+    when nothing was written or the object has none), so that health read from a cache is not taken from a copy
+    older than the write."""
 
     key: resources.ResourceKey
     action: Action
     message: str = ""
     origin: str = ""
     diff: diff.ObjectDiff | None = None
+    generation: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +166,7 @@ def apply_stage(
     results = {key: v.action for key, v in validated.items()}
     records.update({key: v.record for key, v in validated.items() if v.record is not None})
     messages: dict[resources.ResourceKey, str] = {}
+    generations: dict[resources.ResourceKey, int] = {}
     if options.dry_run:
         messages = {key: "dry run" for key in results}
     else:
@@ -170,11 +174,13 @@ def apply_stage(
             intent({key: v.predicted for key, v in validated.items() if v.predicted is not None})
         for group in ordering.by_rank([v.desired for v in validated.values() if v.action is not Action.UNCHANGED]):
             written = list(pool.map(lambda d: _write(kube, validated[d.manifest.key], options, token), group))
-            for d, (record, err) in zip(group, written, strict=True):
+            for d, (record, err, generation) in zip(group, written, strict=True):
                 if record is None:
                     results[d.manifest.key], messages[d.manifest.key] = Action.FAILED, err
                 else:
                     records[d.manifest.key] = record
+                    if generation is not None:
+                        generations[d.manifest.key] = generation
     return StageResult(
         [
             _entry(
@@ -182,6 +188,7 @@ def apply_stage(
                 results.get(d.manifest.key, Action.UNCHANGED),
                 messages.get(d.manifest.key, ""),
                 v.diff if (v := validated.get(d.manifest.key)) else None,
+                generations.get(d.manifest.key),
             )
             for d in stage
         ],
@@ -194,8 +201,14 @@ def label(key: resources.ResourceKey) -> str:
     return f"{key.group or 'core'}/{key.kind}/{key.namespace or '_'}/{key.name}"
 
 
-def _entry(d: Desired, action: Action, message: str | None, change: diff.ObjectDiff | None = None) -> ChangeSetEntry:
-    return ChangeSetEntry(d.manifest.key, action, message or "", d.manifest.origin, change)
+def _entry(
+    d: Desired,
+    action: Action,
+    message: str | None,
+    change: diff.ObjectDiff | None = None,
+    generation: int | None = None,
+) -> ChangeSetEntry:
+    return ChangeSetEntry(d.manifest.key, action, message or "", d.manifest.origin, change, generation)
 
 
 def _record(d: Desired, obj: resources.Body | None, field_manager: str) -> inventory.Entry:
@@ -251,16 +264,17 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token:
 
 def _write(
     kube: client.KubeClient, v: _Validated, options: ApplyOptions, token: cancel_.Token
-) -> tuple[inventory.Entry | None, str]:
-    """Apply one object; returns (its new inventory entry, "") or (None, the API server's message). Raises
-    Cancelled (before sending) when the sync is cancelled."""
+) -> tuple[inventory.Entry | None, str, int | None]:
+    """Apply one object; returns (its new inventory entry, "", the ``metadata.generation`` the write made) or
+    (None, the API server's message, None). Raises Cancelled (before sending) when the sync is cancelled."""
     assert v.body is not None
     token.check()
     try:
         applied = kube.apply(v.body, field_manager=options.field_manager, force=options.force, dry_run=False)
     except errors.ApiError as e:
-        return None, e.message or str(e)
-    return _record(v.desired, applied, options.field_manager), ""
+        return None, e.message or str(e), None
+    generation = (applied.get("metadata") or {}).get("generation")
+    return _record(v.desired, applied, options.field_manager), "", generation if isinstance(generation, int) else None
 
 
 def apply_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> inventory.Entry:

@@ -285,6 +285,23 @@ def assess(key: resources.ResourceKey, obj: resources.Body | None) -> HealthStat
     return BUILT_IN.assess(key, obj)
 
 
+def after_writes(
+    healths: Mapping[resources.ResourceKey, HealthStatus],
+    written: Mapping[resources.ResourceKey, int],
+    seen: Callable[[resources.ResourceKey], int | None],
+) -> dict[resources.ResourceKey, HealthStatus]:
+    """``healths`` judged from a cache (a watch), with each object a sync wrote at generation ``written[key]``
+    that the cache shows at an older generation (``seen``; None: not at all) taken as Progressing: the cached
+    status describes the object before the write. It is kstatus's rule (a status counts once its
+    ``observedGeneration`` reaches ``generation``) one step earlier: the cache must first show that generation."""
+    out = dict(healths)
+    for key, generation in written.items():
+        cached = seen(key)
+        if key in out and (cached is None or cached < generation):
+            out[key] = HealthStatus(Health.PROGRESSING, f"the watch has not shown generation {generation} yet")
+    return out
+
+
 def aggregate(statuses: Iterable[Health]) -> Health:
     """The worst of ``statuses`` (Healthy when empty)."""
     return max(statuses, key=lambda h: _RANK[h], default=Health.HEALTHY)

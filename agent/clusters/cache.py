@@ -180,6 +180,11 @@ class LiveCache:
         entry = self._objects.get(key)
         return entry.health if entry is not None else self.rules.assess(key, None)
 
+    def generation(self, key: resources.ResourceKey) -> int | None:
+        """``metadata.generation`` of the cached object ``key`` (None when it is not cached or has none)."""
+        entry = self._objects.get(key)
+        return entry.generation if entry is not None else None
+
     def __len__(self) -> int:
         return len(self._objects)
 

@@ -351,11 +351,17 @@ class ClusterRunner:
     def _wait_healthy(self, result: ReconcileResult, token: cancel_.Token) -> ReconcileResult:
         """Poll the health of the synced objects (live cache, every 0.25 s) until all are Healthy, one is
         Degraded, ``sync.timeout`` passes (the worst state then, Progressing or Missing, is the answer) or the
-        sync is cancelled (the result says so)."""
+        sync is cancelled (the result says so). An object this sync wrote counts as Progressing until the cache
+        shows the generation the write made (:func:`reconcilers.health.after_writes`): right after an apply the
+        watch may not have delivered it, and the old copy's status would say Healthy for the old spec."""
         keys = list(result.desired)
+        written = {e.key: e.generation for e in result.entries if e.generation is not None}
         deadline = time.monotonic() + self.cfg.sync.timeout
         while True:
-            healths = self.health(keys) if self.watch else self._health_now(keys)
+            if self.watch and self.live is not None:
+                healths = health.after_writes(self.health(keys), written, self.live.generation)
+            else:
+                healths = self._health_now(keys)
             worst = health.aggregate(h.status for h in healths.values())
             timed_out = time.monotonic() > deadline
             if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out:

@@ -73,3 +73,23 @@ def test_a_wildcard_rule_covers_custom_resources_only() -> None:
     assert not rules.watches_status("", "Secret")  # a Secret stays metadata-only
     assert not rules.watches_status("rbac.authorization.k8s.io", "Role")
     assert rules.watches_status("apps", "Deployment")  # its built-in rule
+
+
+def test_a_written_object_is_progressing_until_the_cache_shows_its_generation() -> None:
+    """Right after an apply the watch may still hold the old copy, whose status matches the old spec: Healthy
+    is not believed until the cache has the generation the write made."""
+    web = resources.ResourceKey("apps", "Deployment", "ns", "web")
+    cm = resources.ResourceKey("", "ConfigMap", "ns", "cfg")
+    new = resources.ResourceKey("apps", "Deployment", "ns", "new")
+    healthy = health.HealthStatus(health.Health.HEALTHY)
+    healths = {web: healthy, cm: healthy, new: health.HealthStatus(health.Health.MISSING)}
+    seen = {web: 3}
+
+    judged = health.after_writes(healths, {web: 4, new: 1}, seen.get)
+    assert judged[web] == health.HealthStatus(health.Health.PROGRESSING, "the watch has not shown generation 4 yet")
+    assert judged[cm] == healthy  # not written (or no generation): as the cache says
+    assert judged[new].status is health.Health.PROGRESSING  # not cached yet
+    seen[web] = 4
+    assert health.after_writes(healths, {web: 4}, seen.get)[web] == healthy
+    seen[web] = 5  # a later write by someone else: the cache is newer than ours, its status counts
+    assert health.after_writes(healths, {web: 4}, seen.get)[web] == healthy
