@@ -123,6 +123,8 @@ def sync_units(
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
         except errors.SourceError as e:
             failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
+        except (errors.CancelledError, errors.ClusterError):
+            raise  # the whole sync's verdict (cancelled, cluster unreachable), not this app's
         except Exception as e:  # a bug in loading or rendering one app: that app fails alone
             failed[u.name] = _internal(ctx, u, revision, "loading", e)
     claims = _claim(ctx, units, loaded, revisions, failed)

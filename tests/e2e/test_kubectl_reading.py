@@ -473,3 +473,37 @@ def test_a_bug_in_one_apps_loading_fails_that_app_alone(
     assert apps["fine"]["error"] is None
     assert code != 0
     assert live_object(tc, "v1", "ConfigMap", "fine", namespace) is not None
+
+
+def test_an_unreachable_cluster_while_loading_is_the_clusters_verdict_not_an_apps_bug(
+    clusters: Any,
+    git_repo: GitRepo,
+    make_config: Any,
+    namespace: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading may read the cluster (a chart's ``.Capabilities``): when that finds it unreachable, the sync
+    says so for the cluster (``cluster``, Unknown), as before the per-app catch of unexpected errors."""
+    from agent.sources import manifests
+    from reconcilers import errors
+
+    (tc,) = clusters(1)
+    git_repo.write("chart/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    git_repo.commit()
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise errors.ClusterUnreachableError("https://127.0.0.1:1: connection refused")
+
+    monkeypatch.setattr(manifests, "load_paths", unreachable)
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        apps=[{"name": "chart", "path": "chart"}],
+    )
+
+    code, results = _sync(config, capsys)
+
+    assert results["a"]["errorKind"] == "cluster", results["a"]
+    assert results["a"]["error"] == "cluster a: https://127.0.0.1:1: connection refused"
+    assert code != 0
