@@ -28,6 +28,7 @@ from kubernetes.client import exceptions as kube_exceptions
 
 from agent import __version__
 from agent.clusters import aws
+from reconcilers import cancel as cancel_
 from reconcilers import client, errors, resources
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class KubeCluster:
         self._retries_lock = threading.Lock()
         self.on_retry: Callable[[int], None] | None = None
         """Told the status of each request sent again after a ``Retry-After`` (metrics), from the request's thread."""
+        self.token: cancel_.Token | None = None
+        """The cancellation of the sync in flight (set by its runner for the sync's length): a wait for a
+        ``Retry-After`` ends when it is cancelled, and nothing is sent again."""
         self.fence: Callable[[], str | None] | None = None
         """Asked right before every write request is sent (a sharded cluster's Lease fence); a reason it gives
         stops the request with :class:`errors.CancelledError`. Checked here, as late as possible, so a replica
@@ -379,10 +383,13 @@ class KubeCluster:
         :data:`THROTTLE_WAIT_MAX`, plus up to 10% jitter so that waiting clients do not return at once), up to
         :data:`THROTTLE_RETRIES` times and never past the read timeout in all; each is counted in
         :attr:`retries`. Nothing was done by a request refused that way, so every method is sent again (the fence
-        is asked again before a write).
+        is asked again before a write), unless the sync in flight (:attr:`token`) is cancelled meanwhile: a
+        cancelled sync sends nothing more, as :mod:`reconcilers.cancel` promises (client-go's wait likewise ends
+        with the request's context).
 
         Raises :class:`errors.ApiError` for an error status (with the server's Status message; the last one when
-        the waits ran out) and :class:`errors.ClusterUnreachableError` when no HTTP answer came.
+        the waits ran out), :class:`errors.ClusterUnreachableError` when no HTTP answer came and
+        :class:`errors.CancelledError` when the sync was cancelled while it waited.
         """
         deadline = time.monotonic() + self.timeout[1]
         for attempt in range(THROTTLE_RETRIES + 1):
@@ -401,7 +408,11 @@ class KubeCluster:
                 self.retries[resp.status] += 1
             if self.on_retry is not None:
                 self.on_retry(resp.status)
-            time.sleep(wait)
+            token = self.token
+            if token is None:
+                time.sleep(wait)
+            elif token.wait(wait):
+                raise errors.CancelledError(f"{token.reason} (while waiting out the API server's Retry-After)")
         try:
             data: bytes = resp.read()
         except urllib3.exceptions.HTTPError as e:

@@ -144,6 +144,7 @@ class ClusterRunner:
                 self.healer.begin_reconcile()
             try:
                 kube, live = self._connect()
+                kube.token = token  # a Retry-After wait ends with this sync (reset in finally)
                 ctx = appsync.Context(
                     self.cfg,
                     self.cluster,
@@ -203,6 +204,8 @@ class ClusterRunner:
                 log.exception("cluster %s: unexpected error", name)
                 return failed(engine.ErrorKind.INTERNAL, self.mask(f"internal error: {type(e).__name__}: {e}"))
             finally:
+                if self.kube is not None:
+                    self.kube.token = None
                 if self.healer:
                     self.healer.update(_healed_part(result, units))
             counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
