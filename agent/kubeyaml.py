@@ -137,18 +137,16 @@ def _json_float(value: float) -> int | float:
 
 
 def _plain_tag(value: str) -> str:
-    """The tag go-yaml v2 resolves a plain scalar to (``_NUMBER`` for every number form)."""
+    """The tag of a plain scalar by go-yaml v2's first-character hint: ``_NUMBER`` for whatever may be a number
+    (its constructor parses it once, and keeps the text when it is none: ``1.2.3``), else the word's tag or a
+    string."""
     hint = _HINTS.get(value[:1])
     if hint is None:
         return _NULL if value == "" else (MERGE if value == "<<" else STR)
     word = _WORDS.get(value)
     if word is not None:
         return _NUMBER if word[0] == FLOAT else word[0]
-    if hint == "M":
-        return STR
-    if hint == ".":
-        return _NUMBER if _DOT_FLOAT.match(value) else STR
-    return STR if isinstance(_go_number(value), str) else _NUMBER
+    return STR if hint == "M" else _NUMBER
 
 
 class KubeLoader(OWN_LOADER):  # type: ignore[misc]
@@ -216,18 +214,23 @@ def _construct_str(loader: Any, node: Any) -> str:
     return sys.intern(value) if len(value) <= INTERN_MAX_CHARS else value
 
 
+def _scalar_number(value: str) -> int | float | str:
+    """A scalar that may be a number, as go-yaml v2 reads it (``.inf`` and ``.nan`` included): its value, or its
+    text when it is none."""
+    word = _WORDS.get(value)
+    if word is not None and word[0] == FLOAT:
+        found: float = word[1]
+        return found
+    if value[:1] == ".":
+        return _json_float(float(value)) if _DOT_FLOAT.match(value) else value
+    return _go_number(value)
+
+
 def _number(loader: Any, node: Any) -> int | float | str:
     """A scalar read as go-yaml v2 reads a number: an int, a finite float, or its text when it is none.
     Raises NotJSONError for ``.inf`` and ``.nan``."""
     value: str = loader.construct_scalar(node)
-    word = _WORDS.get(value)
-    found: int | float | str
-    if word is not None and word[0] == FLOAT:
-        found = word[1]
-    elif value[:1] == ".":
-        found = _json_float(float(value)) if _DOT_FLOAT.match(value) else value
-    else:
-        found = _go_number(value)
+    found = _scalar_number(value)
     if isinstance(found, float) and not math.isfinite(found):
         raise NotJSONError(
             None, None, f"{value} is not a number JSON can carry (kubectl refuses it too); quote it", node.start_mark
@@ -235,9 +238,10 @@ def _number(loader: Any, node: Any) -> int | float | str:
     return found
 
 
-def _construct_implicit_number(loader: Any, node: Any) -> int | float:
+def _construct_plain_number(loader: Any, node: Any) -> int | float | str:
     found = _number(loader, node)
-    assert not isinstance(found, str), "resolved as a number"  # _plain_tag checked the form
+    if isinstance(found, str):  # it looked like one (v1.2 does not; 1.2.3 does)
+        return sys.intern(found) if len(found) <= INTERN_MAX_CHARS else found
     return found
 
 
@@ -293,7 +297,7 @@ def _construct_as_is(loader: Any, node: Any) -> Any:
 
 _CONSTRUCTORS: tuple[tuple[str | None, Any], ...] = (
     (STR, _construct_str),
-    (_NUMBER, _construct_implicit_number),
+    (_NUMBER, _construct_plain_number),
     (_NULL, _construct_null),
     (INT, _construct_int),
     (FLOAT, _construct_float),
@@ -325,8 +329,10 @@ class KubeDumper(yaml.SafeDumper):
         tag = _plain_tag(value)
         if tag == _NULL:
             return NULL
-        if tag == _NUMBER:
-            return INT if isinstance(_go_number(value), int) else FLOAT
+        if tag == _NUMBER:  # by its form: 1.0 is a float here, though JSON then writes it 1
+            if isinstance(_scalar_number(value), str):
+                return STR
+            return INT if _GO_INT.match(value.replace("_", "")) else FLOAT
         return tag
 
 

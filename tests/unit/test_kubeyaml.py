@@ -198,3 +198,10 @@ def test_prometheus_operator_crds_read_their_bare_equals_as_strings() -> None:
         yaml.safe_load(crd.read_text())  # YAML 1.1, as the agent read it before
     text = json.dumps(kubeyaml.load(crd.read_text()))
     assert '"enum": ["!=", "=", "=~", "!~"]' in text
+
+
+def test_the_dumper_writes_numbers_plain() -> None:
+    """A whole float is written as a float (not ``!!float '1.0'``); text that only looks numeric stays plain."""
+    text = kubeyaml.dump_all([{"a": 1.0, "b": -2.0, "c": 0.5, "d": 3, "e": "1.2.3", "f": "v1.2"}])
+    assert text == "a: 1.0\nb: -2.0\nc: 0.5\nd: 3\ne: 1.2.3\nf: v1.2\n"
+    assert kubeyaml.load(text) == {"a": 1, "b": -2, "c": 0.5, "d": 3, "e": "1.2.3", "f": "v1.2"}
