@@ -195,7 +195,7 @@ def _render(
         why = f"helm template of {rel} ran out of memory (render.memoryLimit: {tools.memory_text(limits)}): stopped"
         raise errors.ManifestError(rel, None, why)
     if proc.returncode != 0:
-        message = proc.stderr.strip().removeprefix("Error: ")
+        message = tools.error_text(proc.stderr).removeprefix("Error: ")
         for i, (name, _) in enumerate(options.values):  # name each values file as the user wrote it
             message = re.sub(rf"\S*/values-{i}\.yaml", name, message)
         raise errors.ManifestError(rel, None, f"helm template failed: {message}")
@@ -241,7 +241,7 @@ def _helm_step(command: list[str], rel: str, env: dict[str, str], limits: tools.
         why = f"helm {command[1]} of {rel} did not finish in {limits.timeout:g} s (renderTimeout): stopped"
         raise errors.ManifestError(rel, None, why) from None
     if proc.returncode != 0:
-        message = proc.stderr.strip().removeprefix("Error: ")
+        message = tools.error_text(proc.stderr).removeprefix("Error: ")
         raise errors.ManifestError(rel, None, f"chart dependencies: helm {' '.join(command[1:3])} failed: {message}")
 
 

@@ -86,7 +86,7 @@ def build(
         why = f"kustomize build of {rel} ran out of memory (render.memoryLimit: {tools.memory_text(limits)}): stopped"
         raise errors.ManifestError(rel, None, why)
     if proc.returncode != 0:
-        message = proc.stderr.strip().replace(str(target), rel)
+        message = tools.error_text(proc.stderr).replace(str(target), rel)
         raise errors.ManifestError(rel, None, f"kustomize build failed: {message}")
     return proc.stdout
 

@@ -141,7 +141,7 @@ class Decryptor:
             except tools.RenderTimeoutError:
                 raise errors.ManifestError(rel, None, f"sops --decrypt took longer than {TIMEOUT:.0f}s") from None
         if done.returncode != 0:
-            reason = done.stderr.decode(errors="replace").strip().replace(str(source), rel)
+            reason = tools.error_text(done.stderr.decode(errors="replace")).replace(str(source), rel)
             raise errors.ManifestError(rel, None, f"cannot be decrypted: {reason}")
         try:
             return done.stdout.decode("utf-8")

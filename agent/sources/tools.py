@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -113,11 +114,40 @@ def _kill(proc: subprocess.Popen[Any]) -> None:
         proc.communicate(timeout=5)
 
 
+_OUT_OF_MEMORY = (
+    "out of memory",  # Go: "fatal error: runtime: out of memory", "... out of memory allocating heap arena metadata"
+    "cannot allocate memory",  # Go: "fatal error: runtime: cannot allocate memory" (mmap's ENOMEM)
+    "pthread_create failed: Resource temporarily unavailable",  # cgo: a thread's stack refused under RLIMIT_DATA
+)
+"""What a tool prints when its heap reaches :attr:`Limits.memory`. Which one it is depends on which allocation meets
+the limit first: ``prlimit --data=268435456 helm template`` of a chart that doubles a string 40 times, run 12 times
+with ``GOMAXPROCS`` 3 to 36, printed all three (the thread stacks of the Go runtime count as private data too)."""
+
+
 def out_of_memory(stderr: str | bytes) -> bool:
-    """True when the tool's error output says it ran out of memory (Go's runtime: "fatal error: out of memory",
-    "runtime: out of memory"), as it does when its heap reaches :attr:`Limits.memory`."""
+    """True when the tool's error output says it ran out of memory, as it does when its heap reaches
+    :attr:`Limits.memory` (one of :data:`_OUT_OF_MEMORY`)."""
     text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
-    return "out of memory" in text
+    return any(sign in text for sign in _OUT_OF_MEMORY)
+
+
+_CRASH = re.compile(r"^(?:goroutine \d+ |runtime stack:|SIGABRT|SIGSEGV|SIGBUS|PC=0x|panic: )", re.MULTILINE)
+MESSAGE_MAX = 4000
+"""Characters of a tool's error output kept in an app's status."""
+
+
+def error_text(stderr: str) -> str:
+    """A tool's error output as a status message: a Go crash's dump (goroutine stacks, registers: hundreds of lines
+    no operator reads in a status) cut to the lines before it, and the rest cut to :data:`MESSAGE_MAX` characters."""
+    text = stderr.strip()
+    crash = _CRASH.search(text)
+    if crash is not None and crash.start() > 0:
+        text = text[: crash.start()].rstrip() + " (the tool crashed; its stack dump is left out)"
+    elif crash is not None:  # a panic: its first line says what happened
+        text = text.splitlines()[0] + " (the tool crashed; its stack dump is left out)"
+    if len(text) > MESSAGE_MAX:
+        text = text[:MESSAGE_MAX] + f" ... ({len(text) - MESSAGE_MAX} more characters)"
+    return text
 
 
 def memory_text(limits: Limits) -> str:
