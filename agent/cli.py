@@ -44,6 +44,7 @@ _STYLE = {
     "unchanged": "dim",
     "pruned": "magenta",
     "kept": "cyan",
+    "requires-pruning": "bold magenta",
     "orphaned": "bold magenta",
     "failed": "bold red",
     "skipped": "red",
@@ -148,7 +149,13 @@ def _sync(
     return exit_code(results)
 
 
-_CHANGES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.PRUNED, apply.Action.ORPHANED)
+_CHANGES = (
+    apply.Action.CREATED,
+    apply.Action.CONFIGURED,
+    apply.Action.PRUNED,
+    apply.Action.REQUIRES_PRUNING,
+    apply.Action.ORPHANED,
+)
 
 
 def _sources(cfg: config.AgentConfig) -> dict[str, local.Source]:
@@ -172,6 +179,7 @@ def _diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, rev
                 "configured": "drifted",
                 "created": "missing (would create)",
                 "pruned": "would prune",
+                "requires-pruning": "requires pruning (removed from git; sync.prune is off, so a sync keeps it)",
                 "orphaned": "orphan (in neither git nor the inventory; sync --prune-orphans deletes it)",
             }
             out.print(f"[bold]{verb[e.action.value]}[/] {e.key} ({e.origin})")

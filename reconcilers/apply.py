@@ -27,6 +27,10 @@ class Action(enum.Enum):
     CONFIGURED = "configured"
     UNCHANGED = "unchanged"
     PRUNED = "pruned"
+    REQUIRES_PRUNING = "requires-pruning"
+    """Left git while prune is off (``sync.prune: false``): still live and ours, so the app is OutOfSync, as Argo
+    CD's "requires pruning" (sync-options.md: "The app will be out of sync if Argo CD expects a resource to be
+    pruned")."""
     KEPT = "kept"
     ORPHANED = "orphaned"
     FAILED = "failed"
@@ -284,6 +288,26 @@ def apply_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> inv
     body = ignore.for_apply(d.body, live, d.pointers, options.field_manager)
     applied = kube.apply(body, field_manager=options.field_manager, force=options.force, dry_run=False)
     return _record(d, applied, options.field_manager)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One object compared with git by a dry run: ``action`` (``unchanged``: in line; ``configured``: drifted,
+    ``diff`` saying where; ``created``: missing live; ``failed``: the API server refused the dry run, ``error`` its
+    words) and, when unchanged, ``record``: its inventory entry from the live object (its owned fields now)."""
+
+    action: Action
+    diff: diff.ObjectDiff | None = None
+    record: inventory.Entry | None = None
+    error: str | None = None
+
+
+def compare_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> Comparison:
+    """Compare one object with git now, writing nothing: the dry-run server-side apply a sync would start with
+    (see ``_validate``: live read again while a controller moves it). Raises
+    :class:`errors.ClusterUnreachableError` when the cluster does not answer."""
+    v = _validate(kube, d, dataclasses.replace(options, dry_run=True), cancel_.never())
+    return Comparison(v.action, v.diff, v.record, v.error)
 
 
 def counts(entries: Sequence[ChangeSetEntry]) -> dict[str, int]:

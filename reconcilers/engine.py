@@ -170,6 +170,11 @@ class ReconcileResult:
         return [e for e in self.entries if e.action is apply.Action.FAILED]
 
     @property
+    def requires_pruning(self) -> int:
+        """Objects removed from git that are still live and ours because prune is off (``requires-pruning``)."""
+        return self._counts["requires-pruning"]
+
+    @property
     def ok(self) -> bool:
         """True when the reconcile ran to its end and no object failed or was skipped."""
         c = self._counts
@@ -270,6 +275,9 @@ def reconcile(
         if pruning is not None and stopped is None and not any(e.action in _STOPS for e in entries):
             error, gone = _prune(kube, pruning, tracking, options, entries, token)
             kind = ErrorKind.PRUNE if error else None
+        elif pruning is None and stopped is None:  # prune off: what left git is named, never deleted
+            left, gone = prune.unpruned(kube, prune.left_git(previous, by_path, options.protected), tracking, token)
+            entries.extend(left)
         if not dry_run:
             moved = {k for inv in previous.values() for k in inv.entries if k in options.protected}
             for p in options.paths:

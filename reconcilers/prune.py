@@ -20,7 +20,7 @@ the next sync. Called by :mod:`reconcilers.engine`; never called when the source
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 from reconcilers import apply, client, diff, errors, hooks, inventory, ordering, resources
@@ -117,6 +117,49 @@ def execute(
             if entries[-1].action is apply.Action.FAILED:
                 keep.add(key)
     return entries, keep
+
+
+REQUIRES_PRUNING_MESSAGE = "requires pruning: removed from git, and sync.prune is off"
+
+
+def left_git(
+    previous: Mapping[str, inventory.Inventory],
+    desired: Mapping[str, Sequence[resources.ResourceKey]],
+    protected: Container[resources.ResourceKey],
+) -> list[tuple[resources.ResourceKey, str]]:
+    """The inventoried objects no path desires now (``(key, path)`` in delete order), leaving out ``protected``
+    ones (another app desires them now): what prune would delete if it were on, before its budget and empty-path
+    checks."""
+    wanted = {k for keys in desired.values() for k in keys}
+    found = {k: path for path, inv in previous.items() for k in inv.entries if k not in wanted and k not in protected}
+    return [(k, found[k]) for k in ordering.prune_order(found)]
+
+
+def unpruned(
+    kube: client.KubeClient,
+    candidates: Sequence[tuple[resources.ResourceKey, str]],
+    tracking: inventory.Tracking,
+    cancel: cancel_.Token | None = None,
+) -> tuple[list[apply.ChangeSetEntry], set[resources.ResourceKey]]:
+    """What prune being off leaves behind (:func:`left_git`'s ``candidates``): an entry ``requires-pruning`` for
+    each that is still live and ours; returns them and the keys the inventory can forget (gone already, or no
+    longer carrying this agent's tracking annotation: never ours to prune again). One GET each. Raises
+    :class:`errors.CancelledError` when ``cancel`` is, before a GET."""
+    entries, forget = [], set()
+    for key, path in candidates:
+        if cancel is not None:
+            cancel.check()
+        live = kube.get(key)
+        origin = f"{path} (removed from git)"
+        if live is None:
+            forget.add(key)
+        elif not tracking.owns(live):
+            forget.add(key)
+            why = "not pruned: its tracking annotation does not name this agent"
+            entries.append(apply.ChangeSetEntry(key, apply.Action.KEPT, why, origin))
+        else:
+            entries.append(apply.ChangeSetEntry(key, apply.Action.REQUIRES_PRUNING, REQUIRES_PRUNING_MESSAGE, origin))
+    return entries, forget
 
 
 ORPHAN_MESSAGE = "orphan: carries this agent's tracking annotation but is in neither git nor the inventory"
