@@ -20,11 +20,13 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import sys
 import threading
 from collections.abc import Sequence
 
 import deepdiff
+import deepdiff.path
 import yaml
 
 from reconcilers import ignore, inventory, resources
@@ -154,6 +156,28 @@ def _mask_last_applied(before: resources.Body, after: resources.Body) -> tuple[r
         return {**obj, "metadata": meta}
 
     return masked(before, old, new, "before"), masked(after, new, old, "after")
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def field_path(path: str) -> str:
+    """A deepdiff path (``root['spec']['containers'][0]['image']``) as kubectl's JSONPath writes a field
+    (``.spec.containers[0].image``); a key that is not a plain word in brackets (``.metadata.annotations['a.b/c']``).
+    A path deepdiff cannot parse is returned as it is."""
+    try:
+        elements: list[str | int] = deepdiff.path.parse_path(path)  # type: ignore[no-untyped-call]
+    except Exception:  # deepdiff raises several kinds for a path it did not write
+        return path
+    out = []
+    for e in elements:
+        if isinstance(e, int):
+            out.append(f"[{e}]")
+        elif _PLAIN_KEY.fullmatch(str(e)):
+            out.append(f".{e}")
+        else:
+            out.append(f"[{str(e)!r}]")
+    return "".join(out) or "."
 
 
 def object_diff(live: resources.Body | None, merged: resources.Body | None, label: str) -> ObjectDiff:

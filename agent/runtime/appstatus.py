@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent import apps, config
-from agent.runtime import state, worker
+from agent.runtime import drift, selfheal, state, worker
 from reconcilers import engine, errors, health, resources
 
 UNKNOWN_KINDS = (
@@ -37,11 +37,14 @@ class View(Protocol):
         ...
 
 
-def app_sync_status(r: engine.ReconcileResult, target: resources.Revision | None) -> tuple[str, str]:
+def app_sync_status(
+    r: engine.ReconcileResult, target: resources.Revision | None, drifted: Sequence[drift.Drifted] = ()
+) -> tuple[str, str]:
     """An app's sync status on one cluster and why: ``Synced`` (its source's current revision applied
-    completely), ``OutOfSync``, ``Waiting`` (a dependency is not Synced and Healthy yet, or its source has no
-    revision), ``Unknown`` (the cluster could not be reached or used, the app did not load, or the sync was
-    cancelled)."""
+    completely, no object drifted since, nothing left to prune), ``OutOfSync`` (the sync failed, the source moved
+    on, objects ``drifted`` since, or objects removed from git are still live because prune is off: Argo CD's
+    "requires pruning"), ``Waiting`` (a dependency is not Synced and Healthy yet, or its source has no revision),
+    ``Unknown`` (the cluster could not be reached or used, the app did not load, or the sync was cancelled)."""
     if r.error_kind is engine.ErrorKind.WAITING:
         return "Waiting", r.error or ""
     if r.error_kind in UNKNOWN_KINDS:
@@ -50,7 +53,35 @@ def app_sync_status(r: engine.ReconcileResult, target: resources.Revision | None
         return "OutOfSync", r.error or ""
     if r.revision is not None and target is not None and r.revision != target:
         return "OutOfSync", f"at {r.revision.short}; the source is at {target.short}"
+    if drifted:
+        return "OutOfSync", drift.texts(drifted)
+    if n := r.requires_pruning:
+        return "OutOfSync", f"requires pruning: {n} object(s) removed from git are still live (sync.prune is off)"
     return "Synced", ""
+
+
+def drifted_of(fleet: View, cluster: str) -> tuple[drift.Snapshot, list[selfheal.Fight]]:
+    """The cluster's drift now (:class:`drift.Snapshot`, empty when it is not watched) and the objects self-heal
+    fights over (they do not match git either)."""
+    w = fleet.worker_of(cluster)
+    runner = w.runner if w else None
+    if runner is None:
+        return drift.EMPTY, []
+    snap = runner.drift.snapshot() if runner.drift else drift.EMPTY
+    return snap, runner.healer.fighting() if runner.healer else []
+
+
+def _app_drift(
+    r: engine.ReconcileResult, snap: drift.Snapshot, fights: Sequence[selfheal.Fight]
+) -> tuple[drift.Drifted, ...]:
+    found = snap.by_app.get(r.app, ())
+    fought = [f for f in fights if f.key in r.desired]
+    if not fought:
+        return found
+    return (
+        *found,
+        *(drift.Drifted(f.key, r.app, (), f"self-heal gave up: {f.manager} keeps changing it") for f in fought),
+    )
 
 
 def cluster_cells(
@@ -71,16 +102,27 @@ def cluster_cells(
     status poll of 100 apps on 5 clusters then builds none of its 500 cells)."""
     units, sources = _units(fleet.cfg, cluster)
     targets = fleet.revisions_for(cluster)
+    snap, fights = drifted_of(fleet, cluster)
     key: tuple[object, ...] | None = None
     if live_changes is not None and compact and not objects and app is None:
         stale = tuple(fleet.state.stale(s) for s in sources)
-        key = (last, fleet.cfg, tuple(sorted(targets.items())), stale, live_changes)
+        key = (last, fleet.cfg, tuple(sorted(targets.items())), stale, live_changes, snap.version, len(fights))
         with _CELLS_LOCK:
             kept = _CELLS.get(cluster)
         if kept is not None and kept[0][0] is last and kept[0][1] is fleet.cfg and kept[0][2:] == key[2:]:
             return kept[1]
     found = [
-        cell(fleet, cluster, a, healths, units.get(a.app), targets, objects=objects, compact=compact)
+        cell(
+            fleet,
+            cluster,
+            a,
+            healths,
+            units.get(a.app),
+            targets,
+            objects=objects,
+            compact=compact,
+            drifted=_app_drift(a, snap, fights),
+        )
         for a in last.apps
         if app is None or a.app == app
     ]
@@ -114,6 +156,7 @@ def cell(
     *,
     objects: bool = False,
     compact: bool = False,
+    drifted: Sequence[drift.Drifted] = (),
 ) -> dict[str, Any]:
     """One (app, cluster) cell: ``app``, ``cluster``, ``source``, ``placed`` (False: the app left the cluster
     and this is what became of its objects), ``revision``, ``syncStatus`` (with ``syncStatusReason``), ``health``
@@ -125,7 +168,7 @@ def cell(
     ``stale`` when set."""
     source = unit.source if unit else None
     target = targets.get(source) if source else None
-    sync, why = app_sync_status(r, target)
+    sync, why = app_sync_status(r, target, drifted)
     mine = {k: healths[k] for k in r.desired if k in healths}
     worst = health.aggregate(h.status for h in mine.values()) if mine else health.Health.UNKNOWN
     if r.ok and not r.desired and r.error is None:
@@ -152,11 +195,17 @@ def cell(
         "syncStatusReason": why,
         "health": worst.value,
         "healthCounts": dict(sorted(collections.Counter(h.status.value for h in mine.values()).items())),
+        "drifted": [{**_key_json(d.key), "fields": list(d.fields), "reason": d.why} for d in drifted],
+        "requiresPruning": r.requires_pruning,
         "stale": fleet.state.stale(source) if source else None,
         "lastSync": last,
         "lastHookRuns": fleet.state.hook_runs(cluster, r.app),
     }
     return out
+
+
+def _key_json(key: resources.ResourceKey) -> dict[str, str]:
+    return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
 
 
 def cells(fleet: View, *, app: str | None = None, objects: bool = False, compact: bool = False) -> list[dict[str, Any]]:

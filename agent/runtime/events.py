@@ -9,6 +9,8 @@ short message and a type (``Normal`` or ``Warning``, as Kubernetes events). Prod
 - the cluster's health, judged after each sync and every few seconds from the live cache
   (:meth:`EventLog.health`): ``HealthDegraded`` when it turns Degraded, ``HealthRecovered`` when it is Healthy again;
 - self-heal: ``DriftCorrected`` per corrected object, ``Fighting`` when it stops correcting one;
+- drift of an app that does not self-heal (:mod:`agent.runtime.drift`): ``OutOfSync`` when its first object is
+  changed or deleted live since its last sync (once until it is back in line);
 - each source: ``SourceFailed`` when a fetch fails after one that worked (or the first), ``SourceRecovered``,
   the message naming the source;
 - the rollout: ``RolloutHalted``, ``RolledBack``, ``RolloutCompleted``.
@@ -39,6 +41,7 @@ REASONS = (
     "HealthRecovered",
     "DriftCorrected",
     "Fighting",
+    "OutOfSync",
     "PruneRefused",
     "RolloutHalted",
     "RolledBack",
@@ -48,7 +51,16 @@ REASONS = (
     "ClusterUnreachable",
 )
 _WARNINGS = frozenset(
-    {"SyncFailed", "HealthDegraded", "Fighting", "PruneRefused", "RolloutHalted", "SourceFailed", "ClusterUnreachable"}
+    {
+        "SyncFailed",
+        "HealthDegraded",
+        "Fighting",
+        "OutOfSync",
+        "PruneRefused",
+        "RolloutHalted",
+        "SourceFailed",
+        "ClusterUnreachable",
+    }
 )
 
 

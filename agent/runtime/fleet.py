@@ -39,6 +39,7 @@ from agent import apps, config
 from agent.runtime import (
     approllouts,
     commitstatus,
+    drift,
     events,
     leases,
     metrics,
@@ -73,6 +74,7 @@ class Fleet:
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters], list(cfg.all_sources()))
         self.metrics = metrics.Metrics()
+        self.metrics.watch_drift(self._drifted)
         self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
         self.events = events.EventLog(self.notifier.event)
         self.commits = commitstatus.CommitStatuses(
@@ -416,6 +418,17 @@ class Fleet:
         """The worker of cluster ``name`` (None for an unknown cluster)."""
         with self._lock:
             return self.workers.get(name)
+
+    def _drifted(self) -> dict[str, dict[str, int]]:
+        """Cluster -> app -> its drifted objects now, for every app whose cluster syncs here (metrics)."""
+        found: dict[str, dict[str, int]] = {}
+        for w in self.all_workers():
+            last = self.state.last(w.name)
+            if w.runner is None or last is None:
+                continue
+            snap = w.runner.drift.snapshot() if w.runner.drift else drift.EMPTY
+            found[w.name] = {a.app: len(snap.by_app.get(a.app, ())) for a in last.apps}
+        return found
 
     def all_workers(self) -> list[worker.Worker]:
         """Every worker now."""

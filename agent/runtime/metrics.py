@@ -10,6 +10,8 @@
 | ``gitops_agent_app_syncs_total`` | counter | app, cluster, result | an app's syncs (succeeded, failed, waiting) |
 | ``gitops_agent_app_managed_objects`` | gauge | app, cluster | objects in the app's desired state on the cluster |
 | ``gitops_agent_app_sync_ok`` | gauge | app, cluster | 1 when the app's last sync on the cluster succeeded |
+| ``gitops_agent_app_drifted_objects`` | gauge | app, cluster | the app's objects that do not match git now (live
+  edits since the last sync, :mod:`agent.runtime.drift`; read at each scrape) |
 | ``gitops_agent_hook_runs_total`` | counter | app, cluster, phase, result | hook runs (Succeeded, Failed) |
 | ``gitops_agent_git_fetches_total`` | counter | result | source fetches by result (success, failure) |
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |
@@ -26,9 +28,12 @@ loses every series labelled with it (:meth:`Metrics.forget`). Used by ``agent.ru
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import prometheus_client
+import prometheus_client.core
+import prometheus_client.registry
 
 from reconcilers import engine, resources
 
@@ -119,6 +124,11 @@ class Metrics:
             registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+
+    def watch_drift(self, drifted: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
+        """Serve ``gitops_agent_app_drifted_objects`` from ``drifted`` (cluster -> app -> drifted objects), called
+        at each scrape: the value is the drift now, not at the last sync."""
+        self.registry.register(_DriftCollector(drifted))
 
     def notified(self, provider: str, result: str) -> None:
         """Count one notification outcome: ``sent``, ``retried`` or ``dropped``."""
@@ -211,3 +221,22 @@ class _AppSeries:
         self.managed, self.ok = managed, ok
         self.values: tuple[int, int] | None = None
         self.syncs: dict[str, Any] = {}  # result -> counter child
+
+
+class _DriftCollector(prometheus_client.registry.Collector):
+    """``gitops_agent_app_drifted_objects`` as it is at the scrape (a custom collector, prometheus_client's way to
+    serve a value read when asked)."""
+
+    def __init__(self, drifted: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
+        self.drifted = drifted
+
+    def collect(self) -> Iterator[prometheus_client.core.Metric]:
+        family = prometheus_client.core.GaugeMetricFamily(
+            "gitops_agent_app_drifted_objects",
+            "An app's objects on a cluster that do not match git now (changed or deleted live since its last sync).",
+            labels=["app", "cluster"],
+        )
+        for cluster, by_app in sorted(self.drifted().items()):
+            for app, count in sorted(by_app.items()):
+                family.add_metric([app, cluster], count)
+        yield family

@@ -21,7 +21,7 @@ from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
-from agent.runtime import appresults, appsync, noop, ownership, removed, selfheal
+from agent.runtime import appresults, appsync, drift, noop, ownership, removed, selfheal
 from agent.runtime import options as options_
 from agent.sources import helm, helmvalues, manifests, sops, substitute, tools
 from reconcilers import apply, engine, errors, health, inventory, resources
@@ -56,6 +56,7 @@ class ClusterRunner:
         self.kube: connection.KubeCluster | None = None
         self.live: cache.LiveCache | None = None
         self.healer: selfheal.Healer | None = None
+        self.drift: drift.DriftMonitor | None = None  # with ``watch``: the apps self-heal does not correct
         self.inventories: inventories.InventoryWatch | None = None  # with ``watch``: the inventories, watched
         self.secrets: set[str] = set()
         self.rules = celhealth.rules(cfg.health_checks)
@@ -86,11 +87,16 @@ class ClusterRunner:
                 field_manager=self.cfg.sync.field_manager, concurrency=self.cfg.sync.concurrency
             )
             self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard, self.on_event) if heal else None
-            self.live = cache.LiveCache(
-                kube, tracking.selector, options.field_manager, self.healer.notify if self.healer else None, self.rules
-            )
-            if self.healer:
-                self.healer.live = self.live
+            if self.watch:
+                self.drift = drift.DriftMonitor(
+                    self.cluster.name, lambda u: kube.impersonating(u) if u else kube, options, self.on_event
+                )
+            self.live = cache.LiveCache(kube, tracking.selector, options.field_manager, self._notify, self.rules)
+            for watcher in (self.healer, self.drift):
+                if watcher is not None:
+                    watcher.live = self.live
+            if self.drift:
+                self.drift.start()
             if self.watch:
                 self.inventories = inventories.InventoryWatch(
                     kube, self.cfg.instance, self.cfg.sync.inventory_namespace
@@ -140,8 +146,9 @@ class ClusterRunner:
             if app is not None and not apps.select(units, app):
                 return failed(engine.ErrorKind.CONFIG, f"no app {app!r} on cluster {name}")
             result: ReconcileResult | None = None
-            if self.healer:
-                self.healer.begin_reconcile()
+            for watcher in (self.healer, self.drift):
+                if watcher is not None:
+                    watcher.begin_reconcile()
             try:
                 kube, live = self._connect()
                 kube.token = token  # a Retry-After wait ends with this sync (reset in finally)
@@ -208,12 +215,21 @@ class ClusterRunner:
                     self.kube.token = None
                 if self.healer:
                     self.healer.update(_healed_part(result, units))
+                if self.drift:
+                    self.drift.update(result, drift.watched_apps((u.name, u.self_heal, u.impersonate) for u in units))
             counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
             health_note = f"; health {result.health.value}: {result.health_message}" if result.health else ""
             error_note = f"; error: {result.error}" if result.error else ""
             short = revision.short if revision else "none"
             log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
+
+    def _notify(self, key: resources.ResourceKey, obj: resources.Body | None) -> None:
+        """A watch event of the live cache, told to self-heal and to the drift monitor."""
+        if self.healer:
+            self.healer.notify(key, obj)
+        if self.drift:
+            self.drift.notify(key, obj)
 
     def _watched(self) -> dict[str, resources.Body] | None:
         """The cluster's inventory ConfigMaps by key as the watch holds them (None while it is not current), worked
@@ -399,6 +415,8 @@ class ClusterRunner:
         reconcile runs (the worker cancels and waits for its sync first)."""
         if self.healer:
             self.healer.stop()
+        if self.drift:
+            self.drift.stop()
         if self.live:
             self.live.stop()
         if self.inventories:

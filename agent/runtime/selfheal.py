@@ -193,6 +193,11 @@ class Healer:
                 "DriftCorrected", f"{key}: changed by {other_manager(obj, self.options.field_manager)}, corrected"
             )
 
+    def fighting(self) -> list[Fight]:
+        """The objects no longer corrected (safe from any thread)."""
+        with self._lock:
+            return list(self.fights.values())
+
     def status(self) -> dict[str, Any]:
         """``{"healed": N, "fighting": [...]}`` for the status API."""
         with self._lock:

@@ -50,10 +50,13 @@ class View(Protocol):
         ...
 
 
-def sync_status(last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool) -> str:
-    """``Synced`` when the last reconcile applied the source's current revision completely and nothing fights
-    over an object; ``OutOfSync`` when it did not; ``Unknown`` before the first reconcile and when the cluster
-    could not be reached or used, or the sync was cancelled."""
+def sync_status(
+    last: engine.ReconcileResult | None, revision: resources.Revision | None, fighting: bool, drifted: int = 0
+) -> str:
+    """``Synced`` when the last reconcile applied the source's current revision completely, nothing fights over
+    an object, no object ``drifted`` since (count) and nothing removed from git waits for pruning; ``OutOfSync``
+    when any of these fails; ``Unknown`` before the first reconcile and when the cluster could not be reached or
+    used, or the sync was cancelled."""
     if last is None or last.error_kind in (
         engine.ErrorKind.CLUSTER,
         engine.ErrorKind.CONFIG,
@@ -61,7 +64,9 @@ def sync_status(last: engine.ReconcileResult | None, revision: resources.Revisio
         engine.ErrorKind.CANCELLED,
     ):
         return "Unknown"
-    if not last.ok or fighting or (revision is not None and last.revision != revision):
+    if not last.ok or fighting or drifted or last.requires_pruning:
+        return "OutOfSync"
+    if revision is not None and last.revision != revision:
         return "OutOfSync"
     return "Synced"
 
@@ -125,7 +130,10 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
     found["selfHeal"] = heal
     found["worker"] = w.status_json()
     target = fleet.revision_for(name)
-    found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")))
+    snap = r.drift.snapshot() if r and r.drift else None
+    drifted = sum(len(found_) for found_ in snap.by_app.values()) if snap else 0
+    found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")), drifted)
+    found["driftedObjects"] = drifted
     found["syncStatusReason"] = _reason(fleet, w, last)
     if found["syncStatusReason"] and found["syncStatus"] == "Synced":
         found["syncStatus"] = "Unknown"  # no recent sync: what was true then may not be now
