@@ -110,7 +110,8 @@ _SHOWN_METADATA_DROPPED = ("managedFields", "resourceVersion", "generation", "ui
 @dataclasses.dataclass(frozen=True)
 class ObjectDiff:
     """A readable difference between the live object and what git would make of it: a unified diff of their
-    YAML and the deepdiff paths that changed (``root['spec']['replicas']``). Secret values are masked."""
+    YAML and the fields that changed, as kubectl's JSONPath writes them (``.spec.replicas``). Secret values are
+    masked."""
 
     unified: str
     paths: tuple[str, ...]
@@ -188,5 +189,5 @@ def object_diff(live: resources.Body | None, merged: resources.Body | None, labe
     b = yaml.safe_dump(after, sort_keys=True).splitlines(keepends=True) if after else []
     unified = "".join(difflib.unified_diff(a, b, f"live/{label}", f"git/{label}"))
     with _DEEPDIFF:
-        paths = tuple(sorted(deepdiff.DeepDiff(before, after).affected_paths))
+        paths = tuple(sorted(field_path(p) for p in deepdiff.DeepDiff(before, after).affected_paths))
     return ObjectDiff(unified, paths)

@@ -100,6 +100,10 @@ class ReconcileOptions:
     hooks_on_noop: bool = False
 
 
+Healths = Mapping[resources.ResourceKey, health.HealthStatus]
+"""Each object's health when a sync waited for it (in the result's body, ``health`` names the field)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ReconcileResult:
     """The outcome of one reconcile of one cluster.
@@ -108,7 +112,8 @@ class ReconcileResult:
     ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end);
     ``started`` is UTC, ``duration`` in seconds. ``desired`` and ``inventory`` are what self-heal needs: the
     objects as applied and their inventory entries. ``health`` is set when the sync waited for health (the
-    worst object's state when the wait ended, with ``health_message`` saying which object and why). ``app`` names
+    worst object's state when the wait ended, with ``health_message`` saying which object and why, and ``healths``
+    each object's). ``app`` names
     the app of a one-app result; a cluster's result made of apps lists them in ``apps`` (its entries, desired and
     inventory are theirs together). ``known``: every object this sync had reason to know (desired, inventoried,
     pruned), for an orphan scan across apps. ``hooks``: the hook runs of this sync, in run order; ``plan``: the
@@ -127,6 +132,7 @@ class ReconcileResult:
     inventory: Mapping[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict, repr=False)
     health: health.Health | None = None
     health_message: str = ""
+    healths: Healths = dataclasses.field(default_factory=dict, repr=False)
     app: str = ""
     apps: tuple[ReconcileResult, ...] = dataclasses.field(default=(), repr=False)
     known: frozenset[resources.ResourceKey] = dataclasses.field(default=frozenset(), repr=False)

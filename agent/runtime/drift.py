@@ -247,8 +247,7 @@ def _verdict(key: resources.ResourceKey, app: str, found: apply.Comparison) -> D
         return Drifted(key, app, (), "missing (deleted since the last sync)")
     if found.action is apply.Action.FAILED:
         return Drifted(key, app, (), f"cannot be compared: {found.error}")
-    fields = tuple(diff.field_path(p) for p in (found.diff.paths if found.diff else ()))
-    return Drifted(key, app, fields, "changed since the last sync")
+    return Drifted(key, app, found.diff.paths if found.diff else (), "changed since the last sync")
 
 
 def watched_apps(units: Iterable[tuple[str, bool, str | None]]) -> dict[str, str | None]:

@@ -28,16 +28,18 @@ def sync_fleet(
     force_prune: bool = False,
     prune_orphans: bool = False,
     revision: str | None = None,
+    wait: bool | None = None,
 ) -> list[ReconcileResult]:
     """Fetch the sources and reconcile the named clusters (all when None; with ``app``, those it is placed on,
-    and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
-    ``default``, at ``revision`` (a branch, tag or commit).
+        and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
+        ``default``, at ``revision`` (a branch, tag or commit). ``wait``: each app then waits up to ``sync.timeout`` for
+    its objects to be Healthy (None: as each app's ``sync.wait`` says).
 
-    A source that cannot be fetched leaves its apps unsynced (their results say so); raises
-    :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
-    and :class:`errors.ConfigError` for an unknown cluster or app name.
+        A source that cannot be fetched leaves its apps unsynced (their results say so); raises
+        :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
+        and :class:`errors.ConfigError` for an unknown cluster or app name.
     """
-    selected = [cfg.cluster(n) for n in names] if names else list(cfg.clusters)
+    selected = [cfg.cluster(n) for n in dict.fromkeys(names)] if names else list(cfg.clusters)  # each once
     if app is not None:
         selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
         if not selected:
@@ -62,7 +64,13 @@ def sync_fleet(
             runner = ClusterRunner(cfg, cluster)
             try:
                 return runner.reconcile(
-                    revisions, trees, app=app, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans
+                    revisions,
+                    trees,
+                    app=app,
+                    dry_run=dry_run,
+                    force_prune=force_prune,
+                    prune_orphans=prune_orphans,
+                    wait=wait,
                 )
             finally:
                 runner.close()

@@ -28,6 +28,8 @@ from reconcilers import apply, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger("agent.progress")
+"""Where a health wait says what it waits for (``sync --wait`` shows it without ``-v``)."""
 
 ReconcileResult = engine.ReconcileResult
 
@@ -375,7 +377,8 @@ class ClusterRunner:
         watch may not have delivered it, and the old copy's status would say Healthy for the old spec."""
         keys = list(result.desired)
         written = {e.key: e.generation for e in result.entries if e.generation is not None}
-        deadline = time.monotonic() + self.cfg.sync.timeout
+        started = time.monotonic()
+        deadline, told = started + self.cfg.sync.timeout, started
         while True:
             if self.watch and self.live is not None:
                 healths = health.after_writes(self.health(keys), written, self.live.generation)
@@ -385,6 +388,11 @@ class ClusterRunner:
             timed_out = time.monotonic() > deadline
             if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out:
                 break
+            if time.monotonic() - told >= PROGRESS_EVERY:
+                told = time.monotonic()
+                progress.info(
+                    "%s", _progress(self.cluster.name, result.app, healths, told - started, self.cfg.sync.timeout)
+                )
             if token.wait(0.25):
                 return dataclasses.replace(
                     result, error=f"cancelled: {token.reason}", error_kind=engine.ErrorKind.CANCELLED
@@ -393,7 +401,7 @@ class ClusterRunner:
         message = f"{culprit}: {healths[culprit].message}" if culprit and worst is not health.Health.HEALTHY else ""
         if timed_out and worst is not health.Health.HEALTHY:
             message = f"not Healthy within {self.cfg.sync.timeout:.0f}s: {message}"
-        return dataclasses.replace(result, health=worst, health_message=message)
+        return dataclasses.replace(result, health=worst, health_message=message, healths=healths)
 
     def _health_now(self, keys: Sequence[resources.ResourceKey]) -> dict[resources.ResourceKey, health.HealthStatus]:
         """Health read with a GET per object (one-shot syncs have no watches)."""
@@ -423,6 +431,24 @@ class ClusterRunner:
             self.inventories.stop()
         if self.kube:
             self.kube.close()
+
+
+PROGRESS_EVERY = 5.0
+"""Seconds between the lines a health wait logs about the objects not Healthy yet."""
+
+
+def _progress(
+    cluster: str, app: str, healths: Mapping[resources.ResourceKey, health.HealthStatus], waited: float, limit: float
+) -> str:
+    """``cluster a: app web: waiting for health (5s of 20s): 1 of 3 object(s) not Healthy: Deployment ns/web
+    (Progressing: ...)`` naming at most three."""
+    behind = [(k, h) for k, h in healths.items() if h.status is not health.Health.HEALTHY]
+    named = "; ".join(f"{k} ({h.status.value}: {h.message})" for k, h in behind[:3])
+    more = f"; and {len(behind) - 3} more" if len(behind) > 3 else ""
+    return (
+        f"cluster {cluster}: app {app}: waiting for health ({waited:.0f}s of {limit:.0f}s): "
+        f"{len(behind)} of {len(healths)} object(s) not Healthy: {named}{more}"
+    )
 
 
 def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit]) -> ReconcileResult | None:

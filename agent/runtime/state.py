@@ -37,6 +37,8 @@ def result_json(
     }
     if r.app:
         out["app"] = r.app
+    if r.health is not None:  # the sync waited for health
+        out["health"], out["healthMessage"] = r.health.value, r.health_message
     runs = [(r.app, h) for h in r.hooks] + [(a.app, h) for a in r.apps for h in a.hooks]
     if runs:
         out["hooks"] = [{**h.as_json(), **({"app": app} if app else {})} for app, h in runs]
@@ -49,6 +51,10 @@ def result_json(
         owners = [a.app for a in r.apps for _ in a.entries] if r.apps else [r.app] * len(r.entries)
         owners += [""] * (len(r.entries) - len(owners))  # orphans belong to no app
         out["objects"] = [_entry_json(e, app) for e, app in zip(r.entries, owners, strict=True)]
+        healths = r.healths if not r.apps else {k: h for a in r.apps for k, h in a.healths.items()}
+        for o, e in zip(out["objects"], r.entries, strict=True) if healths else ():
+            if (h := healths.get(e.key)) is not None:
+                o["health"], o["healthMessage"] = h.status.value, h.message
     return out
 
 

@@ -95,7 +95,7 @@ def test_out_of_band_drift_shows_a_unified_diff_and_exits_1(synced: Any, capsys:
     assert f"--- live/apps/Deployment/{ns}/web" in out
     assert "-  replicas: 7" in out
     assert "+  replicas: 2" in out
-    assert "root['spec']['replicas']" in out
+    assert ".spec.replicas" in out
     assert f"drifted Secret {ns}/creds" in out
     assert "*** (before)" in out
     assert "*** (after)" in out

@@ -247,8 +247,9 @@ def test_status_api_token_metrics_and_status_command(pushed: Any) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Synced" in done.stdout
     assert "Healthy" in done.stdout
-    matrix = done.stdout.split("\napps", 1)[1]  # then the apps x clusters matrix: each path is an app
-    assert "Synced Healthy" in matrix
+    apps_table = done.stdout.split("\nAPP ", 1)[1].splitlines()[1:]  # then a row per (app, cluster)
+    assert apps_table
+    assert all(row.split()[2:4] == ["Synced", "Healthy"] for row in apps_table), done.stdout
     refused = subprocess.run(
         [sys.executable, "-m", "agent.cli", "status", "--url", base],
         env={k: v for k, v in os.environ.items() if k != "GITOPS_AGENT_TOKEN"},

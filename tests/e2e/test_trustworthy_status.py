@@ -109,3 +109,58 @@ def test_a_live_edit_and_a_removed_file_make_the_app_out_of_sync(
         assert _status_cli(agent).returncode == 0
     finally:
         agent.stop()
+
+
+def _deployment(name: str, ns: str, image: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": name, "image": image}]}},
+        },
+    }
+
+
+def test_sync_wait_fails_when_health_never_comes_and_passes_when_it_does(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str
+) -> None:
+    (tc,) = clusters(1)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    # the test cluster's kubelet reports a pod whose image tag says "broken" NotReady, for ever
+    git_repo.write_objects("web/web.yaml", ns, _deployment("web", namespace, "example/web:broken"))
+    git_repo.commit("a release that never gets Ready")
+    config = make_config(git_repo, [cluster_entry(tc, "a", ["web"], namespace)])
+
+    def sync(*flags: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "agent.cli", "sync", "--config", str(config), *flags]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    broken = sync("--wait", "--timeout", "10s")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"not Healthy within 10s: Deployment.apps {namespace}/web" in broken.stdout.replace("\n", " ")
+    assert "0/1 apps Healthy" in broken.stdout
+    assert "waiting for health" in broken.stderr  # progress while it waits, naming what is not Healthy yet
+
+    as_json = json.loads(sync("--wait", "--timeout", "2s", "--json").stdout)["a"]
+    assert as_json["health"] in ("Progressing", "Degraded")
+    web = next(o for o in as_json["objects"] if o["kind"] == "Deployment")
+    assert web["health"] == as_json["health"]
+    assert web["healthMessage"]
+
+    assert sync().returncode == 0  # without --wait (and sync.wait off) health is not waited for
+
+    git_repo.write_objects("web/web.yaml", ns, _deployment("web", namespace, "example/web:1.0"))
+    git_repo.commit("fixed")
+    fixed = sync("--wait", "--timeout", "60s", "--json")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    result = json.loads(fixed.stdout)["a"]
+    assert result["health"] == "Healthy"
+    assert {o["kind"]: o["health"] for o in result["objects"]} == {"Namespace": "Healthy", "Deployment": "Healthy"}
+
+    bad = sync("--wait", "--timeout", "soon")
+    assert bad.returncode == 2
+    assert "--timeout 'soon'" in bad.stderr

@@ -1,0 +1,92 @@
+"""``gitops-agent version`` and ``gitops-agent completion bash|zsh|fish``. Used by :mod:`agent.cli`."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import pathlib
+import subprocess
+from typing import Any
+
+import argcomplete.shell_integration
+
+from agent import __version__
+from agent.cli import output
+from agent.sources import helm, kustomize, sops
+
+TOOL_TIMEOUT = 10.0
+"""Seconds one ``<tool> version`` may take."""
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+def versions() -> dict[str, Any]:
+    """The agent's version and git commit (of its source checkout, when it runs from one), and the versions of
+    the tools it renders with and of its Kubernetes client (``null`` for a tool that is not installed)."""
+    return {
+        "gitopsAgent": __version__,
+        "gitCommit": _commit(),
+        "helm": _tool(helm.binary(), "version", "--short"),
+        "kustomize": _tool(kustomize.binary(), "version"),
+        "sops": _tool(sops.binary(), "--version", "--disable-version-check"),
+        "kubernetesClient": _package("kubernetes"),
+        "python": _python(),
+    }
+
+
+def version(fmt: str) -> int:
+    """Print :func:`versions` (a table, or ``-o json|yaml``); 0."""
+    found = versions()
+    if fmt in ("json", "yaml"):
+        output.dump(found, fmt)
+    else:
+        output.table(
+            ["component", "version"], [[k, str(v) if v is not None else "not installed"] for k, v in found.items()]
+        )
+    return output.EXIT_OK
+
+
+def completion(shell: str) -> int:
+    """Print the completion script for ``shell`` (argcomplete's), to be sourced: ``source <(gitops-agent
+    completion bash)``; 0."""
+    print(argcomplete.shell_integration.shellcode(["gitops-agent"], shell=shell))
+    return output.EXIT_OK
+
+
+def _tool(binary: str | None, *args: str) -> str | None:
+    if binary is None:
+        return None
+    try:
+        done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unknown ({e})"
+    first = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    return first[0] if first else "unknown"
+
+
+def _package(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _python() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+def _commit() -> str | None:
+    """The commit of the checkout the agent's code is in (``git rev-parse HEAD``), None when it is not in one."""
+    here = pathlib.Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=TOOL_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None

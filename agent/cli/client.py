@@ -1,0 +1,180 @@
+"""The commands that ask a running agent (``gitops-agent run``) over its HTTP API: ``status``, ``get``,
+``events`` and ``reconcile``.
+
+The agent is found as ``--url`` says, else at the config's ``server.listen`` (``--config`` or
+``$GITOPS_AGENT_CONFIG``; a wildcard address is asked on loopback), else at 127.0.0.1:8080; the bearer token comes
+from ``--token-env`` (default ``$GITOPS_AGENT_TOKEN``), else from the config's ``server.token``. Every request has
+a 10 s timeout. An agent that cannot be asked is an error (exit 2) with a hint. Used by :mod:`agent.cli`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import rich.markup
+
+from agent import config
+from agent.cli import output
+from reconcilers import errors
+
+TIMEOUT = 10.0
+"""Seconds one request to the agent may take."""
+
+
+class AgentError(Exception):
+    """The agent could not be asked, or refused: the message and a hint for the user."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """The agent at ``base`` (``http://host:port``), with its bearer ``token`` (None: none sent), and where the
+    address came from (for hints)."""
+
+    base: str
+    token: str | None
+    origin: str
+
+    @classmethod
+    def of(cls, url: str | None, config_path: str | None, token_env: str) -> Client:
+        """The client the flags describe (see the module doc). Raises :class:`errors.ConfigError` for a ``--url``
+        that is not http(s) and for a config that does not load."""
+        token = os.environ.get(token_env) or None
+        if url:
+            if not url.startswith(("http://", "https://")):
+                raise errors.ConfigError(f"--url must be an http:// or https:// address, not {url!r}")
+            return cls(url.rstrip("/"), token, "--url")
+        if not config_path:
+            return cls(
+                "http://127.0.0.1:8080", token, "the default address (no --url, --config or GITOPS_AGENT_CONFIG)"
+            )
+        server = config.load_config(config_path).server
+        host = server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
+        port = server.listen.rpartition(":")[2]
+        if token is None and server.token is not None:
+            token = server.token.value("server.token").decode()
+        shown = f"[{host}]" if ":" in host else host
+        return cls(f"http://{shown}:{port}", token, f"server.listen of {config_path}")
+
+    def get(self, path: str) -> Any:
+        """GET ``path`` (``/api/v1/...``) as JSON. Raises :class:`AgentError`."""
+        return self._call("GET", path)
+
+    def post(self, path: str) -> Any:
+        """POST ``path`` with no body, the answer as JSON. Raises :class:`AgentError`."""
+        return self._call("POST", path)
+
+    def _call(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(self.base + path, method=method)  # noqa: S310 - http(s) checked in of()
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:  # noqa: S310 - the user's own agent
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            detail = _detail(e)
+            if e.code == 401:
+                raise AgentError(
+                    f"{self.base} refused the request (401): {detail}",
+                    "give the agent's token: $GITOPS_AGENT_TOKEN (or --token-env), or server.token in --config",
+                ) from None
+            if e.code == 404:
+                raise AgentError(detail or f"{path}: not found") from None
+            raise AgentError(f"{self.base}{path} answered {e.code}: {detail}") from None
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise AgentError(
+                f"cannot reach the agent at {self.base}: {reason}",
+                f"is `gitops-agent run` running and listening there? the address came from {self.origin}",
+            ) from None
+
+
+def _detail(e: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(e.read() or b"{}")
+    except ValueError:
+        return e.reason or ""
+    return str(body.get("detail") or e.reason or "") if isinstance(body, dict) else str(body)
+
+
+def quoted(name: str) -> str:
+    """``name`` for a URL path."""
+    return urllib.parse.quote(name, safe="")
+
+
+def cells(client: Client, app: str | None) -> list[dict[str, Any]]:
+    """The (app, cluster) cells of every app (or of ``app``), each with its app's name."""
+    if app is not None:
+        found = [client.get(f"/api/v1/apps/{quoted(app)}?objects=false")]
+    else:
+        found = client.get("/api/v1/apps").get("apps") or []
+    return [{**c, "app": a["name"]} for a in found for c in a["clusters"]]
+
+
+def reconcile(client: Client, app: str | None, cluster: str | None, timeout: float) -> int:
+    """``gitops-agent reconcile``: ask the agent to sync the clusters ``app`` is placed on (or ``cluster``) now,
+    wait up to ``timeout`` seconds for those syncs to finish, and print each app's sync status and health there.
+    0 when every cell asked about is Synced and Healthy, 1 when one is not or the wait timed out."""
+    targets = [cluster] if cluster else sorted({c["cluster"] for c in cells(client, app)})
+    if not targets:
+        raise AgentError(f"app {app!r} is on no cluster", "see `gitops-agent get apps`")
+    before = {t: _last_started(client, t) for t in targets}
+    for t in targets:
+        client.post(f"/api/v1/sync/{quoted(t)}")
+    out = output.console()
+    deadline = time.monotonic() + timeout
+    pending = set(targets)
+    while pending and time.monotonic() < deadline:
+        for t in sorted(pending):
+            if _last_started(client, t) not in (None, before[t]):
+                pending.discard(t)
+        if pending:
+            time.sleep(0.5)
+    for t in sorted(pending):
+        out.print(f"[bold red]cluster {t}: no sync finished within {output.human_duration(timeout)}[/]")
+    shown = [c for c in cells(client, app) if c["cluster"] in targets and (cluster is None or c["cluster"] == cluster)]
+    rows = [
+        [c["app"], c["cluster"], sync_text(c), health_text(c), sha_text(c.get("revision")), reason_text(c)]
+        for c in shown
+    ]
+    output.table(["app", "cluster", "sync", "health", "revision", "reason"], rows, out)
+    good = not pending and all(c["syncStatus"] == "Synced" and c["health"] == "Healthy" for c in shown)
+    return output.EXIT_OK if good else output.EXIT_FAILED
+
+
+def _last_started(client: Client, cluster: str) -> str | None:
+    found = client.get(f"/api/v1/clusters/{quoted(cluster)}?objects=false")
+    return (found.get("lastSync") or {}).get("started")
+
+
+def sha_text(revision: Any) -> str:
+    """A revision as the API gives it (a SHA, or ``{"sha": ...}``) as 12 characters ("-" when none)."""
+    if isinstance(revision, dict):
+        revision = revision.get("sha")
+    return str(revision or "-")[:12]
+
+
+def sync_text(cell: dict[str, Any]) -> str:
+    return output.coloured(cell["syncStatus"], cell["syncStatus"] == "Synced")
+
+
+def health_text(cell: dict[str, Any]) -> str:
+    return output.coloured(cell["health"], cell["health"] == "Healthy", "yellow")
+
+
+def reason_text(cell: dict[str, Any]) -> str:
+    found = cell.get("syncStatusReason") or ""
+    if cell.get("stale"):
+        found = (found + "; " if found else "") + f"source stale: {cell['stale']}"
+    return rich.markup.escape(found)
