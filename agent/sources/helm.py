@@ -191,7 +191,7 @@ def _render(
             raise errors.ManifestError(rel, None, why) from None
     with _cache_lock:
         _renders += 1
-    if proc.returncode != 0 and tools.out_of_memory(proc.stderr):
+    if proc.returncode != 0 and tools.out_of_memory(proc, limits):
         why = f"helm template of {rel} ran out of memory (render.memoryLimit: {tools.memory_text(limits)}): stopped"
         raise errors.ManifestError(rel, None, why)
     if proc.returncode != 0:

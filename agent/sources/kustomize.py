@@ -82,7 +82,7 @@ def build(
         except tools.RenderTimeoutError:
             why = f"kustomize build of {rel} did not finish in {limits.timeout:g} s (renderTimeout): stopped"
             raise errors.ManifestError(rel, None, why) from None
-    if proc.returncode != 0 and tools.out_of_memory(proc.stderr):
+    if proc.returncode != 0 and tools.out_of_memory(proc, limits):
         why = f"kustomize build of {rel} ran out of memory (render.memoryLimit: {tools.memory_text(limits)}): stopped"
         raise errors.ManifestError(rel, None, why)
     if proc.returncode != 0:

@@ -25,9 +25,10 @@ def test_helm_meeting_its_memory_limit_is_told_apart_whichever_allocation_meets_
     env = {**os.environ, "GOMAXPROCS": str(procs)}
     binary = helm.binary()
     assert binary is not None
-    done = tools.run([binary, "template", str(tmp_path)], tools.Limits(60, 256 << 20), env=env)
+    limits = tools.Limits(60, 256 << 20)
+    done = tools.run([binary, "template", str(tmp_path)], limits, env=env)
     assert done.returncode != 0
-    assert tools.out_of_memory(done.stderr), done.stderr[:300]
+    assert tools.out_of_memory(done, limits), (done.stderr[:300], getattr(done, "peak", None))
     assert len(tools.error_text(done.stderr).splitlines()) <= 2
 
 
@@ -53,5 +54,23 @@ def test_a_go_crash_dump_is_cut_to_what_it_says() -> None:
 
 
 def test_out_of_memory_is_not_read_into_other_failures() -> None:
-    assert not tools.out_of_memory('Error: template: cm.yaml:1: function "nope" not defined')
-    assert not tools.out_of_memory(b"Error: accumulating resources: open /x: no such file or directory")
+    limits = tools.Limits(60, 256 << 20)
+    helm = tools.Done(["helm"], 1, "", 'Error: template: cm.yaml:1: function "nope" not defined', 50 << 20)
+    assert not tools.out_of_memory(helm, limits)
+    kustomize = tools.Done(["kustomize"], 1, b"", b"Error: accumulating resources: open /x: no such file", 20 << 20)
+    assert not tools.out_of_memory(kustomize, limits)
+    small_crash = tools.Done(["helm"], 2, "", "SIGSEGV: segmentation violation\nPC=0x130f65d m=6\n", 20 << 20)
+    assert not tools.out_of_memory(small_crash, limits)  # a crash far from the limit is a crash, not memory
+    panic = tools.Done(["helm"], 2, "", "panic: nil map\n\ngoroutine 1 [running]:\n", 200 << 20)
+    assert not tools.out_of_memory(panic, limits)  # the program's own panic, however big
+    big_crash = tools.Done(["helm"], 2, "", "SIGSEGV: segmentation violation\nPC=0x130f65d m=6\n", 200 << 20)
+    assert tools.out_of_memory(big_crash, limits)
+
+
+def test_a_run_reports_its_output_exit_code_and_peak_memory() -> None:
+    done = tools.run(["sh", "-c", "cat; echo err >&2; exit 3"], tools.Limits(10, 0), stdin="in\n")
+    assert (done.stdout, done.stderr, done.returncode) == ("in\n", "err\n", 3)
+    assert isinstance(done, tools.Done)
+    assert done.peak > 0
+    with pytest.raises(tools.RenderTimeoutError):
+        tools.run(["sleep", "30"], tools.Limits(0.5, 0))
