@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 import yaml
 
-from agent import celhealth, kubeyaml
+from agent import celhealth, config_keys, kubeyaml
 
 # The config's building blocks live in agent.config_types, config_sections and config_apps; re-exported here,
 # the module everything imports.
@@ -277,6 +277,9 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         raise errors.ConfigError(f"{file}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise errors.ConfigError(f"{file}: the config must be a mapping with source and clusters")
+    unknown = config_keys.unknown_keys(raw, AgentConfig)
+    if unknown:
+        raise errors.ConfigError(f"{file}: " + "; ".join(unknown))
     try:
         cfg = AgentConfig.model_validate(_resolve_paths(raw, file.parent.resolve()))
     except pydantic.ValidationError as e:
@@ -294,9 +297,33 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     return cfg
 
 
+_TYPE_WORDS = {
+    "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)",
+    "dict_type": "a mapping (key: value)",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+}
+"""pydantic's type errors in the config's words: its own messages name Python classes ("a valid dictionary or
+instance of Placement")."""
+
+
 def _describe(err: Any) -> str:
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "greater_than_equal" and "interval" in str(err["loc"][-1]).lower():
+        msg = f"must be at least {err['ctx']['ge']:g}s (a shorter interval keeps servers busy for nothing)"
+    elif err["type"] in _TYPE_WORDS:
+        given = err.get("input")
+        shown = "null" if given is None else type(given).__name__.replace("dict", "mapping").replace("str", "string")
+        msg = f"should be {_TYPE_WORDS[err['type']]}, not {shown}"
     return f"{loc or '(top level)'}: {msg}"
 
 

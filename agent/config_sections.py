@@ -12,7 +12,7 @@ import typing
 
 import pydantic
 
-from agent.config_types import Duration, HomeCluster, SecretRef, _Model
+from agent.config_types import Duration, HomeCluster, Interval, SecretRef, Size, _Model
 
 
 class SourceConfig(_Model):
@@ -21,7 +21,7 @@ class SourceConfig(_Model):
     ``url``: a local path, ``file://``, ``https://`` or ``ssh://``/scp-style git URL; ``type``: ``git``, ``local``
     (a plain directory, watched for changes: developer mode) or ``auto`` (default: a local directory that is not a
     git repository is ``local``); ``ref``: branch, tag or
-    commit (default ``main``); ``interval``: fetch period in seconds (default 60); ``cacheDir``: where the clone
+    commit (default ``main``); ``interval``: fetch period (at least 1s; default 60s); ``cacheDir``: where the clone
     lives (default ``~/.cache/gitops-agent/<hash of url>``); ``tokenEnv``: the environment variable holding an
     HTTPS token; ``sshKeyFile``: a private key for SSH (its ``.pub`` beside it); ``timeout``: seconds one fetch may
     take before it is stopped and the source reported stale (default 60, as Flux's GitRepository);
@@ -37,7 +37,7 @@ class SourceConfig(_Model):
     url: str
     type: typing.Literal["auto", "git", "local", "helm", "oci"] = "auto"
     ref: str = "main"
-    interval: Duration = 60.0
+    interval: Interval = 60.0
     timeout: Duration = 60.0
     render_timeout: Duration = pydantic.Field(default=60.0, gt=0)
     cache_dir: str | None = None
@@ -106,7 +106,7 @@ class ShardingConfig(_Model):
 class SyncConfig(_Model):
     """How clusters are synced.
 
-    ``interval`` between reconciles (seconds, default 300); ``fieldManager`` for server-side apply (default
+    ``interval`` between reconciles (at least 1s; default 300s); ``fieldManager`` for server-side apply (default
     ``gitops-agent``); ``timeout`` for one reconcile's waits (seconds, default 300); ``concurrency``: requests in
     flight per cluster, and apps at a new revision synced side by side (default 8); ``prune``: delete objects
     that left git (default false); ``allowEmpty``: prune even when a path or a cluster renders nothing (default
@@ -121,7 +121,7 @@ class SyncConfig(_Model):
     PreSync/Sync/PostSync hooks on a sync that changes nothing too (default false: a no-op resync runs no hook).
     """
 
-    interval: Duration = 300.0
+    interval: Interval = 300.0
     field_manager: str = "gitops-agent"
     timeout: Duration = 300.0
     concurrency: int = pydantic.Field(default=8, ge=1, le=64)
@@ -151,7 +151,8 @@ class ServerConfig(_Model):
 
     ``listen`` as ``host:port`` (default ``127.0.0.1:8080``); ``token``: when set, every endpoint but /healthz,
     /readyz and the webhooks (which carry their own signatures) needs ``Authorization: Bearer <token>``;
-    ``webhooks``: see :class:`WebhooksConfig`; ``maxBodyBytes``: larger webhook bodies get 413 (default 10 MiB);
+    ``webhooks``: see :class:`WebhooksConfig`; ``maxBodyBytes``: larger webhook bodies get
+    413 (a size: bytes, or ``10Mi``; default 10Mi);
     ``webhookDebounce``: seconds a push waits for more pushes before the one fetch they share (default 0.1);
     ``allowUnauthenticated``: serve on a non-loopback ``listen`` address without ``token`` (default false: such a
     config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port).
@@ -160,7 +161,7 @@ class ServerConfig(_Model):
     listen: str = "127.0.0.1:8080"
     token: SecretRef | None = None
     webhooks: WebhooksConfig = WebhooksConfig()
-    max_body_bytes: int = pydantic.Field(default=10 * 1024 * 1024, ge=1024)
+    max_body_bytes: Size = pydantic.Field(default=10 * 1024 * 1024, ge=1024)
     webhook_debounce: Duration = 0.1
     allow_unauthenticated: bool = False
 
@@ -207,10 +208,11 @@ class SopsConfig(_Model):
 
 class RenderConfig(_Model):
     """Bounds of every render (``helm template``, ``kustomize build``): ``memoryLimit``, the bytes of heap
-    (``RLIMIT_DATA``) one may use before it is stopped and its app fails naming it (default 1 GiB; 0: none). Its
+    (``RLIMIT_DATA``) one may use before it is stopped and its app fails naming it (a size:
+    bytes, or ``512Mi``; default 1Gi; 0: none). Its
     time is the source's or app's ``renderTimeout``. (``sops --decrypt`` has its own 30 s and the default 1 GiB.)"""
 
-    memory_limit: int = pydantic.Field(default=1024 * 1024 * 1024, ge=0)
+    memory_limit: Size = pydantic.Field(default=1024 * 1024 * 1024, ge=0)
 
 
 class DecryptionConfig(_Model):

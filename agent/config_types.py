@@ -43,6 +43,32 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
 
+Interval = Annotated[float, pydantic.BeforeValidator(parse_duration), pydantic.Field(ge=1.0)]
+"""A period between two runs of something (a fetch, a sync): a :data:`Duration` of at least one second (a shorter
+one would keep a cluster's API server or a git host busy for nothing)."""
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_SIZE_UNITS = {None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6,
+               "G": 10**9, "T": 10**12}  # fmt: skip
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from a size written as a Kubernetes quantity (``10Mi``, ``1Gi``, ``512Ki``, ``100M``, ``1G``) or a
+    number of bytes (Kubernetes docs, "Resource units in Kubernetes": binary ``Ki``/``Mi``/``Gi``/``Ti`` and decimal
+    ``k``/``M``/``G``/``T`` suffixes). Raises ValueError for anything else."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512Mi, 1Gi or a number of bytes")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.fullmatch(str(value).strip())
+    if match is None:
+        raise ValueError(f"invalid size {value!r}: expected a size such as 512Mi, 1Gi or a number of bytes")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+Size = Annotated[int, pydantic.BeforeValidator(parse_size)]
+"""A size in bytes, written as :func:`parse_size` reads it."""
+
 
 class _Model(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(

@@ -5,6 +5,7 @@ Commands that work from the config alone (no agent running):
 - ``sync``: reconcile every (or the named) cluster once; ``--wait [--timeout 5m]`` then waits for Healthy.
 - ``diff``: what a sync would change, like ``kubectl diff``.
 - ``clusters check``: reachable, identity, version and missing permissions per cluster.
+- ``config validate``: the config and each app's path in its source, without a cluster.
 - ``run``: the scheduler and the HTTP server until SIGTERM.
 
 Commands that ask a running agent (``--url``, else the config's ``server.listen``; see :mod:`agent.cli.client`):
@@ -105,6 +106,12 @@ def parser() -> argparse.ArgumentParser:
     _config_flag(check)
     check.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
 
+    p = sub.add_parser("config", help="config file commands")
+    validate = p.add_subparsers(dest="config_command", required=True, metavar="COMMAND").add_parser(
+        "validate", help="check the config and each app's path in its source, without a cluster (exit 1, 2 on errors)"
+    )
+    _config_flag(validate)
+
     p = sub.add_parser("status", help="a running agent's clusters and apps (exit 1 unless Synced and Healthy)")
     _client_flags(p)
     p.add_argument("--app", help="only this app")
@@ -171,6 +178,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise errors.ConfigError("reconcile: name an APP or give --cluster")
         timeout = syncing.parse_timeout(args.timeout)
         return client.reconcile(agent, args.app, args.cluster, timeout)
+    if command == "config":
+        from agent.cli import validating
+
+        return validating.validate(args.config)
     cfg = config.load_config(args.config)
     if command == "sync":
         if args.timeout is not None:

@@ -58,6 +58,11 @@ def fetch(source: config.SourceConfig, stop: threading.Event | None = None) -> r
         "sshKeyFile": source.ssh_key_file,
     }
     where = f"fetch {redact(source.url)} ({source.ref})"
+    if _local_path(source.url) and not os.path.exists(source.url):  # libgit2 would say "unsupported URL protocol"
+        raise errors.FetchError(
+            f"{where}: {source.url} does not exist (a local repository path; a remote needs https://, ssh:// or "
+            "git@host:path)"
+        )
     child = subprocess.Popen(
         [sys.executable, "-m", "agent.sources.gitfetch"],
         stdin=subprocess.PIPE,
@@ -95,6 +100,11 @@ def fetch(source: config.SourceConfig, stop: threading.Event | None = None) -> r
         raise errors.FetchError(str(answer["refused"]))
     reason = answer.get("error") or redact(err.decode(errors="replace").strip()[-500:]) or f"exit {child.returncode}"
     raise errors.FetchError(f"{where}: {reason}")
+
+
+def _local_path(url: str) -> bool:
+    """True for a ``source.url`` that names a local path (no ``scheme://`` and not scp-like ``user@host:path``)."""
+    return "://" not in url and not ("@" in url and ":" in url)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:

@@ -79,7 +79,30 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: pathlib.Path) 
             "clusters[0].paths: path '../up' must be relative",
         ),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}, {name: a, paths: [y]}]\n", "a appear more than once"),
-        ("source: {url: /r, branch: main}\nclusters: [{name: a, paths: [x]}]\n", "source.branch: Extra inputs"),
+        (
+            "source: {url: /r, branch: main}\nclusters: [{name: a, paths: [x]}]\n",
+            "source.branch: unknown key (the keys here: ",
+        ),
+        (
+            "source: {url: /r}\nsync: {intervall: 5m}\nclusters: [{name: a, paths: [x]}]\n",
+            "sync.intervall: unknown key; did you mean sync.interval?",
+        ),
+        (
+            "source: {url: /r}\nclusters: [{name: a}]\napps: [{name: x, path: x, depends_on: [y]}]\n",
+            "apps[0].depends_on: config keys are camelCase: use apps[0].dependsOn",
+        ),
+        (
+            "source: {url: /r}\nclusters: [{name: a}]\napps: [{name: x, path: x, clusters: [a]}]\n",
+            "apps[0].clusters: should be a mapping (key: value), not list",
+        ),
+        (
+            "source: {url: /r, interval: 500ms}\nclusters: [{name: a, paths: [x]}]\n",
+            "source.interval: must be at least 1s",
+        ),
+        (
+            "source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nserver: {maxBodyBytes: ten megs}\n",
+            "server.maxBodyBytes: invalid size 'ten megs': expected a size such as 512Mi, 1Gi or a number of bytes",
+        ),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nserver: {listen: nope}\n", "server.listen"),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nsync: {concurrency: 0}\n", "sync.concurrency"),
         ("- just a list\n", "must be a mapping"),
@@ -93,6 +116,28 @@ def test_errors_name_file_and_key(tmp_path: pathlib.Path, yaml_text: str, expect
         config.load_config(path)
     assert str(exc.value).startswith(f"{path}: ")
     assert expected in str(exc.value)
+
+
+def test_no_python_class_name_reaches_a_config_error(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("source: {url: /r}\nclusters: [{name: a}]\napps: [{name: x, path: x, clusters: [a]}]\n")
+    with pytest.raises(errors.ConfigError) as exc:
+        config.load_config(path)
+    assert "Placement" not in str(exc.value)
+    assert "instance of" not in str(exc.value)
+
+
+def test_sizes_take_kubernetes_units(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "source: {url: /r}\nclusters: [{name: a, paths: [x]}]\n"
+        "server: {maxBodyBytes: 10Mi}\nrender: {memoryLimit: 1.5Gi}\n"
+    )
+    cfg = config.load_config(path)
+    assert cfg.server.max_body_bytes == 10 * 1024 * 1024
+    assert cfg.render.memory_limit == 1536 * 1024 * 1024
+    path.write_text("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nserver: {maxBodyBytes: 2M}\n")
+    assert config.load_config(path).server.max_body_bytes == 2_000_000
 
 
 def test_missing_file(tmp_path: pathlib.Path) -> None:
