@@ -105,6 +105,11 @@ def parser() -> argparse.ArgumentParser:
     )
     _config_flag(check)
     check.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
+    check.add_argument(
+        "--print-rbac",
+        action="store_true",
+        help="print the Roles and ClusterRoles (with bindings) the apps need, as YAML",
+    )
 
     p = sub.add_parser("config", help="config file commands")
     validate = p.add_subparsers(dest="config_command", required=True, metavar="COMMAND").add_parser(
@@ -201,7 +206,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "clusters":
         from agent.cli import checking
 
-        return checking.clusters_check(cfg, args.cluster)
+        return checking.clusters_check(cfg, args.cluster, print_rbac=args.print_rbac)
     return _run(cfg, pathlib.Path(args.config))
 
 

@@ -1,12 +1,15 @@
-"""``gitops-agent clusters check``: per cluster, reachable, authenticated as whom, server version, and every
-permission the desired state needs that is missing. Used by :mod:`agent.cli`."""
+"""``gitops-agent clusters check [--print-rbac]``: per cluster, reachable, authenticated as whom, server version,
+and every permission its apps need that is missing (required) or would help (optional); with ``--print-rbac``, the
+RBAC objects that grant them, as YAML to apply. Used by :mod:`agent.cli`."""
 
 from __future__ import annotations
 
 import contextlib
 import pathlib
+import sys
 
 import rich.markup
+import yaml
 
 from agent import config
 from agent.cli import output
@@ -14,25 +17,35 @@ from agent.sources import local
 from reconcilers import errors
 
 
-def clusters_check(cfg: config.AgentConfig, names: list[str] | None) -> int:
-    """0 when every cluster is reachable and allows all the desired state needs, 1 otherwise."""
+def clusters_check(cfg: config.AgentConfig, names: list[str] | None, *, print_rbac: bool = False) -> int:
+    """0 when every cluster is reachable and allows all its apps need, 1 otherwise (with ``print_rbac``: the RBAC
+    YAML on stdout, the table on stderr)."""
     from agent.clusters import checks
 
-    source = local.open_source(cfg.default_source)
+    err = output.console(stderr=True)
     with contextlib.ExitStack() as held:
-        try:
-            checkout: pathlib.Path | None = held.enter_context(source.tree(source.fetch()))
-        except errors.FetchError as e:
-            output.console(stderr=True).print(
-                f"[yellow]source:[/] {rich.markup.escape(str(e))}; permissions are not checked"
-            )
-            checkout = None
-        results = checks.check_all(cfg, names, checkout)
+        trees: dict[str, pathlib.Path] = {}
+        for name, source in local.open_all(cfg).items():
+            if cfg.all_sources()[name].charts:
+                continue  # chart repositories: their apps' objects are not rendered for the check
+            try:
+                trees[name] = held.enter_context(source.tree(source.fetch()))
+            except errors.FetchError as e:
+                err.print(f"[yellow]source {name}:[/] {rich.markup.escape(str(e))}; its apps' objects are not checked")
+        results = checks.check_all(cfg, names, trees)
     rows = []
     for r in results:
         perms = "-" if r.error else (f"all {r.checked} checked" if not r.missing else f"{len(r.missing)} missing")
-        problem = r.error or "; ".join(r.missing)
-        shown = f"[red]{rich.markup.escape(problem)}[/]" if problem else "[green]ok[/]"
-        rows.append([r.cluster, r.server, r.version, r.user, perms, shown])
-    output.table(["cluster", "server", "version", "authenticated as", "permissions", "problem"], rows)
+        problems = [f"[red]{rich.markup.escape(p)}[/]" for p in ([r.error] if r.error else list(r.missing))]
+        problems += [f"[yellow]{rich.markup.escape(w)}[/]" for w in r.warnings]
+        rows.append([r.cluster, r.server, r.version, r.user, perms, problems[0] if problems else "[green]ok[/]"])
+        rows += [["", "", "", "", "", p] for p in problems[1:]]
+    output.table(
+        ["cluster", "server", "version", "authenticated as", "permissions", "problem"],
+        rows,
+        err if print_rbac else None,
+    )
+    if print_rbac:
+        docs = [doc for r in results if not r.error for doc in checks.rbac(r)]
+        sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
     return output.EXIT_OK if all(r.ok for r in results) else output.EXIT_FAILED
