@@ -112,8 +112,8 @@ class DriftMonitor:
     def update(self, result: engine.ReconcileResult | None, watched: Mapping[str, str | None]) -> None:
         """Take the objects of a finished sync (None: it failed early) for the apps in ``watched`` (app -> the
         user it acts as, None for the agent). An app's objects are taken again only when its maps are new ones;
-        an app no longer watched is forgotten. Objects new or changed, and those events were held for, are checked
-        again (the cheap check now, a dry run when it fails)."""
+        an app no longer watched is forgotten. Objects the sync took are in line; those events were held for during
+        the sync are checked again (the cheap check now, a dry run when it fails)."""
         check: set[resources.ResourceKey] = set()
         with self._lock:
             self._reconciling = False
@@ -150,17 +150,20 @@ class DriftMonitor:
         return self._snapshot
 
     def _take(self, r: engine.ReconcileResult, user: str | None) -> set[resources.ResourceKey]:
-        """Hold app ``r.app``'s objects as ``r`` left them; returns the keys to check (under the lock)."""
+        """Hold app ``r.app``'s objects as ``r`` left them; returns the keys to check (under the lock): those it
+        held drifted that the sync did not take again (the sync compared every object: what it took is in line)."""
         self._taken[r.app] = (r.desired, r.inventory)
         old = {k for k, (app, _) in self._owner.items() if app == r.app}
-        check = set()
+        check: set[resources.ResourceKey] = set()
         for key in old - r.desired.keys():
             self._drop(key)
         for key, d in r.desired.items():
             entry = r.inventory.get(key)
             if key not in old or self._desired[key].hash != d.hash or self._entries.get(key) != entry:
-                check.add(key)
+                # the sync just compared (or wrote) it: in line as of now; an event since was held
                 self._drifted.pop(key, None)
+            elif key in self._drifted:
+                check.add(key)  # drifted before a sync that found it unchanged: look again
             self._desired[key], self._owner[key] = d, (r.app, user)
             if entry is not None:
                 self._entries[key] = entry
@@ -219,7 +222,10 @@ class DriftMonitor:
             self.confirmed += 1
         try:
             found = apply.compare_one(self.kube(user), d, self.options)
-        except (errors.ClusterError, errors.CancelledError) as e:
+        except errors.CancelledError as e:  # fenced: this replica does not hold the cluster now; its holder judges
+            log.info("cluster %s: drift of %s not checked: %s", self.cluster, key, e)
+            return
+        except errors.ClusterError as e:
             log.warning("cluster %s: drift of %s not checked: %s", self.cluster, key, e)
             found = apply.Comparison(apply.Action.FAILED, error=f"not compared: {e}")
         first: Drifted | None = None

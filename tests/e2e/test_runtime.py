@@ -172,7 +172,7 @@ def test_cli_syncs_beside_run_lose_no_inventory_entry(
         for i in range(20):
             objects = [cm(f"set{i}-{j}", namespace) for j in range(3)]
             git_repo.write_objects("app/app.yaml", ns, cm("base", namespace), *objects)
-            git_repo.commit(f"set {i}")
+            sha = git_repo.commit(f"set {i}")
             done = subprocess.run(
                 [sys.executable, "-m", "agent.cli", "sync", "--config", str(cli_config), "--json"],
                 capture_output=True,
@@ -180,7 +180,15 @@ def test_cli_syncs_beside_run_lose_no_inventory_entry(
                 timeout=120,
             )
             assert done.returncode == 0, done.stderr
-        wait_until(lambda: agent.cluster("a")["syncStatus"] == "Synced", timeout=30)
+
+        def caught_up() -> bool:
+            c = agent.cluster("a")
+            last = c.get("lastSync") or {}
+            return (last.get("revision") or {}).get("sha") == sha and last.get("result") == "Succeeded"
+
+        wait_until(caught_up, timeout=30)
+        # prune is off: what each set left behind is still live, and the status says so
+        assert agent.cluster("a")["syncStatus"] == "OutOfSync"
     finally:
         agent.stop()
     instance = doc["instance"]

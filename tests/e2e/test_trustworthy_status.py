@@ -78,7 +78,7 @@ def test_a_live_edit_and_a_removed_file_make_the_app_out_of_sync(
         assert agent.cluster("a")["syncStatus"] == "OutOfSync"
 
         configmaps.delete(name="other", namespace=namespace)
-        cell = wait_until(lambda: (c := _cell(agent))["syncStatusReason"].startswith("2 object(s)") and c, 5)
+        cell = wait_until(lambda: (c := _cell(agent)).get("syncStatusReason", "").startswith("2 object(s)") and c, 5)
         assert f"ConfigMap {namespace}/other: missing" in cell["syncStatusReason"]
 
         request(f"{agent.base}/api/v1/sync/a", method="POST")
@@ -89,7 +89,10 @@ def test_a_live_edit_and_a_removed_file_make_the_app_out_of_sync(
 
         git_repo.remove("app/other.yaml")
         git_repo.commit("other leaves git")
-        cell = wait_until(lambda: (c := _cell(agent))["syncStatus"] == "OutOfSync" and c, timeout=20)
+        cell = wait_until(
+            lambda: (c := _cell(agent)).get("syncStatusReason", "").startswith("requires pruning") and c, 20
+        )
+        assert cell["syncStatus"] == "OutOfSync"
         assert cell["syncStatusReason"] == (
             "requires pruning: 1 object(s) removed from git are still live (sync.prune is off)"
         )
