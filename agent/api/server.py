@@ -105,7 +105,7 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
     def apps_all() -> fastapi.Response:
         return _json({"apps": appstatus.apps_json(agent, compact=True)})
 
-    @api.get("/api/v1/apps/{name}", response_class=fastapi.responses.JSONResponse)
+    @api.get("/api/v1/apps/{name:path}", response_class=fastapi.responses.JSONResponse)  # a path app: apps/dev
     def app_one(name: str, objects: bool = OBJECTS) -> fastapi.Response:
         found = appstatus.apps_json(agent, app=name, objects=objects)
         if not found:

@@ -1,0 +1,25 @@
+"""docs/config-reference.md is what the config models say now (regenerate it with
+``python -m agent.config_reference > docs/config-reference.md``), and every key of config.example.yaml is in it."""
+
+from __future__ import annotations
+
+import pathlib
+
+from agent import config, config_keys, config_reference, kubeyaml
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_committed_reference_is_generated_from_the_models() -> None:
+    committed = (REPO / "docs" / "config-reference.md").read_text()
+    assert committed == config_reference.reference(), (
+        "docs/config-reference.md differs from the models: python -m agent.config_reference > docs/config-reference.md"
+    )
+
+
+def test_config_example_has_no_unknown_key_and_loads() -> None:
+    raw = kubeyaml.load_own((REPO / "config.example.yaml").read_text())
+    assert config_keys.unknown_keys(raw, config.AgentConfig) == []
+    reference = config_reference.reference()
+    for model in config_reference._models(config.AgentConfig):
+        assert f"## {model.__name__}" in reference
