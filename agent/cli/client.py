@@ -149,7 +149,8 @@ def reconcile(client: Client, app: str | None, cluster: str | None, timeout: flo
         for c in shown
     ]
     output.table(["app", "cluster", "sync", "health", "revision", "reason"], rows, out)
-    good = not pending and all(c["syncStatus"] == "Synced" and c["health"] == "Healthy" for c in shown)
+    counted = [c for c in shown if c.get("placed", True)]
+    good = not pending and all(c["syncStatus"] == "Synced" and c["health"] == "Healthy" for c in counted)
     return output.EXIT_OK if good else output.EXIT_FAILED
 
 
@@ -174,6 +175,9 @@ def health_text(cell: dict[str, Any]) -> str:
 
 
 def reason_text(cell: dict[str, Any]) -> str:
+    """Why a cell is what it is: its reason, its source's staleness, or that the app left the cluster."""
+    if cell.get("placed") is False:
+        return "left this cluster (not counted: its objects were pruned or kept, see its last sync)"
     found = cell.get("syncStatusReason") or ""
     if cell.get("stale"):
         found = (found + "; " if found else "") + f"source stale: {cell['stale']}"

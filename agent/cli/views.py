@@ -22,8 +22,9 @@ def status(client: Client, app: str | None, cluster: str | None, fmt: str) -> in
     shown = [c for c in cells(client, app) if cluster is None or c["cluster"] == cluster]
     if app is not None:
         clusters = [c for c in clusters if c["name"] in {s["cluster"] for s in shown}]
+    placed = [c for c in shown if c.get("placed", True)]  # an app that left a cluster is no verdict on it
     good = all(c.get("syncStatus") == "Synced" and c.get("health") == "Healthy" for c in clusters) and all(
-        c["syncStatus"] == "Synced" and c["health"] == "Healthy" for c in shown
+        c["syncStatus"] == "Synced" and c["health"] == "Healthy" for c in placed
     )
     if fmt in ("json", "yaml"):
         output.dump({"clusters": clusters, "apps": shown, "sources": found.get("sources") or {}}, fmt)

@@ -164,8 +164,8 @@ def cell(
     ``lastSync`` (with ``objects``, its per-object entries and health; ``hooks`` and ``plans`` when it has them),
     ``lastHookRuns`` (the runs of the last sync that ran hooks, kept across resyncs that run none). ``targets``:
     the revision the cluster should be at per source. ``compact`` (``GET /api/v1/apps``, the matrix) keeps
-    ``app``, ``cluster``, ``revision`` (the sha), ``syncStatus``, ``health``, and ``syncStatusReason`` and
-    ``stale`` when set."""
+    ``app``, ``cluster``, ``revision`` (the sha), ``syncStatus``, ``health``, and ``syncStatusReason``, ``stale``
+    and ``placed`` (False) when set."""
     source = unit.source if unit else None
     target = targets.get(source) if source else None
     sync, why = app_sync_status(r, target, drifted)
@@ -178,6 +178,8 @@ def cell(
         keep |= {"syncStatus": sync, "health": worst.value}
         stale = fleet.state.stale(source) if source else None
         keep |= {k: v for k, v in (("syncStatusReason", why), ("stale", stale)) if v}
+        if unit is None:
+            keep["placed"] = False  # the app left this cluster: what became of its objects, not a verdict on it
         return keep
     last = state.result_json(r, objects=objects)
     if objects and not compact:

@@ -134,7 +134,7 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
     drifted = sum(len(found_) for found_ in snap.by_app.values()) if snap else 0
     found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")), drifted)
     found["driftedObjects"] = drifted
-    found["syncStatusReason"] = _reason(fleet, w, last)
+    found["syncStatusReason"] = _reason(fleet, w, last) or _out_of_sync(last, drifted)
     if found["syncStatusReason"] and found["syncStatus"] == "Synced":
         found["syncStatus"] = "Unknown"  # no recent sync: what was true then may not be now
     if fleet.rollout:
@@ -158,6 +158,14 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
             if key in healths:
                 o["health"], o["healthMessage"] = healths[key].status.value, healths[key].message
     return found, cells
+
+
+def _out_of_sync(last: engine.ReconcileResult | None, drifted: int) -> str:
+    """Why a cluster whose last sync succeeded is OutOfSync ("" when it is not for these reasons)."""
+    found = [f"{drifted} object(s) drifted since the last sync"] if drifted else []
+    if last is not None and last.requires_pruning:
+        found.append(f"requires pruning: {last.requires_pruning} object(s) removed from git (sync.prune is off)")
+    return "; ".join(found)
 
 
 def _reason(fleet: View, w: worker.Worker, last: engine.ReconcileResult | None) -> str:

@@ -143,3 +143,42 @@ def test_one_shot_commands_are_quiet_and_sync_each_named_cluster_once(
         script = _cli("completion", shell, env=env)
         assert script.returncode == 0
         assert "gitops-agent" in script.stdout
+
+
+def test_an_app_relabelled_off_a_cluster_is_no_verdict_on_it(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    (tc,) = clusters(1)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    git_repo.write_objects("base/ns.yaml", ns)
+    git_repo.write_objects("web/cm.yaml", cm("web", namespace))
+    git_repo.commit()
+    port = free_port()
+    entry = {**cluster_entry(tc, "a", [], namespace), "labels": {"env": "dev"}}
+    entry.pop("paths", None)
+    apps = [
+        {"name": "base", "path": "base", "clusters": {"names": ["a"]}},
+        {"name": "web", "path": "web", "dependsOn": ["base"], "clusters": {"matchLabels": {"env": "dev"}}},
+    ]
+    config = make_config(
+        git_repo,
+        [entry],
+        apps=apps,
+        source={"url": str(git_repo.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
+        sync={"interval": "1h"},
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    env = {**os.environ, "GITOPS_AGENT_CONFIG": str(config)}
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _cli("status", env=env).returncode == 0, timeout=30)
+        doc = yaml.safe_load(config.read_text())
+        doc["clusters"][0]["labels"] = {"env": "prod"}  # web's selector no longer matches
+        config.write_text(yaml.safe_dump(doc))
+        shown = wait_until(lambda: "left this cluster" in (s := _cli("status", env=env)).stdout and s, timeout=30)
+        assert shown.returncode == 0, shown.stdout  # base is Synced and Healthy; web is no verdict on a
+        row = next(line for line in shown.stdout.splitlines() if line.startswith("web "))
+        assert "left this cluster" in row
+    finally:
+        agent.stop()

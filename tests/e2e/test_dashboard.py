@@ -252,3 +252,70 @@ def test_dashboard_shows_a_stale_source_and_a_cluster_without_recent_syncs(
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         frozen.stop()
+
+
+def test_dashboard_shows_a_live_edit_as_out_of_sync_naming_the_field(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """With self-heal off, a live edit makes the app's cell and the cluster's row OutOfSync naming the object and
+    field, and the timeline shows the OutOfSync event, as the status API says; a sync brings the cell back."""
+    from playwright.sync_api import sync_playwright
+
+    (tc,) = clusters(1)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    settings = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace}}
+    git_repo.write_objects("app/app.yaml", ns, {**settings, "data": {"color": "blue"}})
+    git_repo.commit()
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [cluster_entry(tc, "live", ["app"], namespace)],
+        source={"url": str(git_repo.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
+        sync={"interval": "1h"},
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def cell() -> Any:
+        try:
+            code, text = request(f"{base}/api/v1/apps")
+        except OSError:
+            return None
+        found = json.loads(text)["apps"] if code == 200 else []
+        return next((c for a in found for c in a["clusters"]), None)
+
+    try:
+        wait_until(lambda: (c := cell()) and c["syncStatus"] == "Synced", timeout=60)
+        dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
+            name="settings",
+            namespace=namespace,
+            body={"data": {"color": "red"}},
+            content_type="application/merge-patch+json",
+            field_manager="kubectl-edit",
+        )
+        wait_until(lambda: (c := cell()) and c["syncStatus"] == "OutOfSync", timeout=5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/")
+            page.wait_for_selector("td.cell[data-app=app][data-cluster=live]")
+            shown = page.locator("td.cell[data-app=app][data-cluster=live]").inner_text()
+            assert "OutOfSync" in shown
+            assert f"ConfigMap {namespace}/settings: .data.color" in shown
+            row = page.locator("tr.cluster[data-cluster=live]").inner_text()
+            assert "OutOfSync" in row
+            assert "1 object(s) drifted since the last sync" in row
+            assert "OutOfSync" in page.locator("#timeline").inner_text()
+            page.screenshot(path=str(REPO / "test-artifacts" / "dashboard-drift.png"))
+            request(f"{base}/api/v1/sync/live", method="POST")
+            page.wait_for_selector("td.cell[data-app=app][data-cluster=live] .badge.Synced", timeout=20_000)
+            assert ".data.color" not in page.locator("td.cell[data-app=app][data-cluster=live]").inner_text()
+            browser.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
