@@ -42,6 +42,22 @@ def ensure_namespace(tc: TestCluster, name: str) -> None:
     api.create_namespace({"metadata": {"name": name}})
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from ``/proc/PID/stat``."""
+    import os
+
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss(pid: int) -> float:
+    """Process ``pid``'s peak resident memory so far in MiB (``VmHWM`` of ``/proc/PID/status``)."""
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, nearest rank."""
     ordered = sorted(values)

@@ -50,7 +50,7 @@ from typing import Any
 
 import urllib3
 import yaml
-from common import REPO, TestCluster, wait_ready
+from common import REPO, TestCluster, peak_rss, proc_cpu, wait_ready
 
 KUBECTL = REPO / "build" / "kubectl"
 
@@ -332,7 +332,7 @@ def agent_rows(repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster]) -> 
             time.sleep(0.5)
         time.sleep(2.0)  # watches settled
         before, c0 = total_writes(cs), cluster_cpu(cs)
-        cpu0 = _proc_cpu(agent.pid)
+        cpu0 = proc_cpu(agent.pid)
         t0 = datetime.datetime.now(datetime.UTC).isoformat()
         urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/sync", method="POST"), timeout=30).close()
         while (cl := synced_after(t0)) is None and time.monotonic() < deadline:
@@ -342,8 +342,8 @@ def agent_rows(repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster]) -> 
         row = (
             "gitops-agent run: resync in the running agent (watch cache)",
             wall,
-            _proc_cpu(agent.pid) - cpu0,
-            _peak_rss(agent.pid),
+            proc_cpu(agent.pid) - cpu0,
+            peak_rss(agent.pid),
             total_writes(cs) - before,
             cluster_cpu(cs) - c0,
         )
@@ -360,31 +360,19 @@ def status_polls(base: str, pid: int, times: int = 5) -> None:
     and of the fleet summary (the clusters may still be busy, so wall time can exceed the agent's CPU time)."""
     for query in ("", "?objects=false"):
         sizes, walls = [], []
-        cpu0 = _proc_cpu(pid)
+        cpu0 = proc_cpu(pid)
         for _ in range(times):
             t0 = time.perf_counter()
             with urllib.request.urlopen(f"{base}/api/v1/status{query}", timeout=60) as resp:
                 sizes.append(len(resp.read()))
             walls.append(time.perf_counter() - t0)
-        cpu = (_proc_cpu(pid) - cpu0) / times
+        cpu = (proc_cpu(pid) - cpu0) / times
         wall = sorted(walls)[len(walls) // 2]
         print(
             f"GET /api/v1/status{query}: {sizes[-1]} bytes, median of {times}: {1000 * wall:.1f} ms, "
             f"agent CPU {1000 * cpu:.0f} ms per GET",
             flush=True,
         )
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss(pid: int) -> float:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _median(rows: list[Row]) -> Row:

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent.clusters import cache
+from agent.runtime import keyqueue
 from reconcilers import apply, client, diff, engine, errors, inventory, resources
 
 log = logging.getLogger(__name__)
@@ -90,19 +89,15 @@ class DriftMonitor:
         self._held: set[resources.ResourceKey] = set()
         self._reconciling = False
         self._lock = threading.Lock()
-        self._queue: queue.Queue[resources.ResourceKey | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._queue = keyqueue.KeyQueue(f"drift-{cluster}", self._confirm, DEBOUNCE)
 
     def start(self) -> None:
         """Start the worker thread (``drift-<cluster>``)."""
-        self._thread = threading.Thread(target=self._work, name=f"drift-{self.cluster}", daemon=True)
-        self._thread.start()
+        self._queue.start()
 
     def stop(self, timeout: float = 60.0) -> None:
         """End the worker thread, waiting up to ``timeout`` seconds for a dry run in flight."""
-        self._queue.put(None)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._queue.stop(timeout)
 
     def begin_reconcile(self) -> None:
         """Hold events while a sync runs: it compares every object itself; :meth:`update` checks them after."""
@@ -193,21 +188,6 @@ class DriftMonitor:
         d = self._desired[key]
         fm = self.options.field_manager
         return diff.quick_in_sync(obj, self._entries.get(key), d.hash, fm, d.pointers)
-
-    def _work(self) -> None:
-        while True:
-            key = self._queue.get()
-            if key is None:
-                return
-            time.sleep(DEBOUNCE)
-            keys = {key}
-            while not self._queue.empty():
-                more = self._queue.get()
-                if more is None:
-                    return
-                keys.add(more)
-            for k in sorted(keys):
-                self._confirm(k)
 
     def _confirm(self, key: resources.ResourceKey) -> None:
         """Compare ``key`` with git by a dry run when the cheap check still fails on the newest cache entry."""

@@ -16,13 +16,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.clusters import cache
+from agent.runtime import keyqueue
 from reconcilers import apply, cancel, client, diff, engine, errors, inventory, resources
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,11 @@ class Healer:
         self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
         self._taken: tuple[object, object] = (None, None)  # the (desired, inventory) maps last taken
         self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
-        self._queue: queue.Queue[resources.ResourceKey | None] = queue.Queue()
+        self._queue = keyqueue.KeyQueue(f"selfheal-{cluster}", self._heal, DEBOUNCE)
         self._held: set[resources.ResourceKey] = set()
         self._reconciling = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name=f"selfheal-{cluster}", daemon=True)
-        self._thread.start()
+        self._queue.start()
 
     def begin_reconcile(self) -> None:
         """Hold events while a full reconcile runs (it handles them, or :meth:`update` re-checks them)."""
@@ -123,30 +122,13 @@ class Healer:
 
     def stop(self, timeout: float = 60.0) -> None:
         """End the worker thread and wait (up to ``timeout`` seconds: one request) for a correction in flight."""
-        self._queue.put(None)
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._queue.stop(timeout)
 
     def _in_sync(self, key: resources.ResourceKey, obj: resources.Body | None) -> bool:
         d = self._desired.get(key)
         if d is None:
             return True  # not managed: nothing to heal
         return diff.quick_in_sync(obj, self._entries.get(key), d.hash, self.options.field_manager, d.pointers)
-
-    def _work(self) -> None:
-        while True:
-            key = self._queue.get()
-            if key is None:
-                return
-            time.sleep(DEBOUNCE)
-            keys = {key}
-            while not self._queue.empty():
-                more = self._queue.get()
-                if more is None:
-                    return
-                keys.add(more)
-            for k in sorted(keys):
-                self._heal(k)
 
     def _heal(self, key: resources.ResourceKey) -> None:
         with self._lock:

@@ -142,9 +142,9 @@ def test_sync_wait_fails_when_health_never_comes_and_passes_when_it_does(
         command = [sys.executable, "-m", "agent.cli", "sync", "--config", str(config), *flags]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
-    broken = sync("--wait", "--timeout", "10s")
+    broken = sync("--wait", "--timeout", "20s")
     assert broken.returncode == 1, broken.stdout + broken.stderr
-    assert f"not Healthy within 10s: Deployment.apps {namespace}/web" in broken.stdout.replace("\n", " ")
+    assert f"not Healthy within 20s: Deployment.apps {namespace}/web" in broken.stdout.replace("\n", " ")
     assert "0/1 apps Healthy" in broken.stdout
     assert "waiting for health" in broken.stderr  # progress while it waits, naming what is not Healthy yet
 
