@@ -21,15 +21,13 @@ from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
-from agent.runtime import appresults, appsync, drift, noop, ownership, removed, selfheal
+from agent.runtime import appresults, appsync, drift, healthwait, noop, ownership, removed, selfheal
 from agent.runtime import options as options_
 from agent.sources import helm, helmvalues, manifests, sops, substitute, tools
 from reconcilers import apply, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
 
 log = logging.getLogger(__name__)
-progress = logging.getLogger("agent.progress")
-"""Where a health wait says what it waits for (``sync --wait`` shows it without ``-v``)."""
 
 ReconcileResult = engine.ReconcileResult
 
@@ -370,38 +368,17 @@ class ClusterRunner:
         )
 
     def _wait_healthy(self, result: ReconcileResult, token: cancel_.Token) -> ReconcileResult:
-        """Poll the health of the synced objects (live cache, every 0.25 s) until all are Healthy, one is
-        Degraded, ``sync.timeout`` passes (the worst state then, Progressing or Missing, is the answer) or the
-        sync is cancelled (the result says so). An object this sync wrote counts as Progressing until the cache
-        shows the generation the write made (:func:`reconcilers.health.after_writes`): right after an apply the
-        watch may not have delivered it, and the old copy's status would say Healthy for the old spec."""
-        keys = list(result.desired)
-        written = {e.key: e.generation for e in result.entries if e.generation is not None}
-        started = time.monotonic()
-        deadline, told = started + self.cfg.sync.timeout, started
-        while True:
-            if self.watch and self.live is not None:
-                healths = health.after_writes(self.health(keys), written, self.live.generation)
-            else:
-                healths = self._health_now(keys)
-            worst = health.aggregate(h.status for h in healths.values())
-            timed_out = time.monotonic() > deadline
-            if worst in (health.Health.HEALTHY, health.Health.DEGRADED) or timed_out:
-                break
-            if time.monotonic() - told >= PROGRESS_EVERY:
-                told = time.monotonic()
-                progress.info(
-                    "%s", _progress(self.cluster.name, result.app, healths, told - started, self.cfg.sync.timeout)
-                )
-            if token.wait(0.25):
-                return dataclasses.replace(
-                    result, error=f"cancelled: {token.reason}", error_kind=engine.ErrorKind.CANCELLED
-                )
-        culprit = next((k for k, h in healths.items() if h.status is worst), None)
-        message = f"{culprit}: {healths[culprit].message}" if culprit and worst is not health.Health.HEALTHY else ""
-        if timed_out and worst is not health.Health.HEALTHY:
-            message = f"not Healthy within {self.cfg.sync.timeout:.0f}s: {message}"
-        return dataclasses.replace(result, health=worst, health_message=message, healths=healths)
+        """Wait up to ``sync.timeout`` for ``result``'s objects to be Healthy (:func:`healthwait.wait`)."""
+        return healthwait.wait(result, token, self.cfg.sync.timeout, self.cluster.name, self._healths)
+
+    def _healths(
+        self, keys: Sequence[resources.ResourceKey], written: Mapping[resources.ResourceKey, int]
+    ) -> dict[resources.ResourceKey, health.HealthStatus]:
+        """The health of ``keys`` now: from the live cache, an object written counted Progressing until the cache
+        shows the generation its write made (:func:`reconcilers.health.after_writes`); one-shot syncs GET each."""
+        if self.watch and self.live is not None:
+            return health.after_writes(self.health(keys), written, self.live.generation)
+        return self._health_now(keys)
 
     def _health_now(self, keys: Sequence[resources.ResourceKey]) -> dict[resources.ResourceKey, health.HealthStatus]:
         """Health read with a GET per object (one-shot syncs have no watches)."""
@@ -431,24 +408,6 @@ class ClusterRunner:
             self.inventories.stop()
         if self.kube:
             self.kube.close()
-
-
-PROGRESS_EVERY = 5.0
-"""Seconds between the lines a health wait logs about the objects not Healthy yet."""
-
-
-def _progress(
-    cluster: str, app: str, healths: Mapping[resources.ResourceKey, health.HealthStatus], waited: float, limit: float
-) -> str:
-    """``cluster a: app web: waiting for health (5s of 20s): 1 of 3 object(s) not Healthy: Deployment ns/web
-    (Progressing: ...)`` naming at most three."""
-    behind = [(k, h) for k, h in healths.items() if h.status is not health.Health.HEALTHY]
-    named = "; ".join(f"{k} ({h.status.value}: {h.message})" for k, h in behind[:3])
-    more = f"; and {len(behind) - 3} more" if len(behind) > 3 else ""
-    return (
-        f"cluster {cluster}: app {app}: waiting for health ({waited:.0f}s of {limit:.0f}s): "
-        f"{len(behind)} of {len(healths)} object(s) not Healthy: {named}{more}"
-    )
 
 
 def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit]) -> ReconcileResult | None:
