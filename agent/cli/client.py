@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
 import time
 import urllib.error
 import urllib.parse
@@ -20,7 +21,7 @@ from typing import Any
 
 import rich.markup
 
-from agent import config
+from agent import config, kubeyaml
 from agent.cli import output
 from reconcilers import errors
 
@@ -58,7 +59,7 @@ class Client:
             return cls(
                 "http://127.0.0.1:8080", token, "the default address (no --url, --config or GITOPS_AGENT_CONFIG)"
             )
-        server = config.load_config(config_path).server
+        server = _server_of(config_path)
         host = server.host
         host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host  # noqa: S104
         port = server.listen.rpartition(":")[2]
@@ -98,6 +99,20 @@ class Client:
                 f"cannot reach the agent at {self.base}: {reason}",
                 f"is `gitops-agent run` running and listening there? the address came from {self.origin}",
             ) from None
+
+
+def _server_of(path: str) -> config.ServerConfig:
+    """The ``server`` section of the config at ``path``, also when the rest of it is refused (an edit the running
+    agent refused to reload is what ``status`` must then show). Raises :class:`errors.ConfigError` when even that
+    section cannot be read."""
+    try:
+        return config.load_config(path).server
+    except errors.ConfigError as whole:
+        try:
+            raw = kubeyaml.load_own(pathlib.Path(path).read_text(encoding="utf-8"))
+            return config.ServerConfig.model_validate((raw or {}).get("server") or {})
+        except Exception:  # the whole file's error says more
+            raise whole from None
 
 
 def _detail(e: urllib.error.HTTPError) -> str:

@@ -145,7 +145,7 @@ def test_one_shot_commands_are_quiet_and_sync_each_named_cluster_once(
         assert "gitops-agent" in script.stdout
 
 
-def test_an_app_relabelled_off_a_cluster_is_no_verdict_on_it(
+def test_an_app_relabelled_off_a_cluster_is_no_verdict_on_it_and_a_refused_reload_is_shown(
     clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     (tc,) = clusters(1)
@@ -180,5 +180,9 @@ def test_an_app_relabelled_off_a_cluster_is_no_verdict_on_it(
         assert shown.returncode == 0, shown.stdout  # base is Synced and Healthy; web is no verdict on a
         row = next(line for line in shown.stdout.splitlines() if line.startswith("web "))
         assert "left this cluster" in row
+
+        config.write_text(config.read_text().replace("interval: 1h", "intervall: 1h"))  # a typo: refused
+        refused = wait_until(lambda: "config reload refused" in (s := _cli("status", env=env)).stdout and s, 30)
+        assert "sync.intervall: unknown key; did you mean sync.interval?" in refused.stdout
     finally:
         agent.stop()
