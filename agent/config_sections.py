@@ -103,6 +103,16 @@ class ShardingConfig(_Model):
         return self
 
 
+DEFAULT_QPS = 400.0
+DEFAULT_BURST = 800
+"""The default rate limit per cluster. Argo CD's is 50/100 (``ARGOCD_K8S_CLIENT_QPS``/``BURST``) and Flux's
+controllers' 50/300 (``--kube-api-qps``/``--kube-api-burst``), for controllers whose every reconcile reads before
+it writes; this agent sends each changed object twice (the stage's server-side dry run, then the apply) with up to
+``sync.concurrency`` in flight, and a healthy first sync of 2,001 objects reaches 250-700 requests a second per test
+cluster (docs/benchmarks.md): 400/800 bounds a runaway to what one API server absorbs without queuing while costing a
+healthy first sync at most 5% (bench/scale.py --compare-rate-limit)."""
+
+
 class SyncConfig(_Model):
     """How clusters are synced.
 
@@ -118,7 +128,10 @@ class SyncConfig(_Model):
     ``requestTimeout``: seconds one API request may wait for an answer (default 60; a frozen API server fails the
     sync after this long, and the cluster is retried with backoff); ``waveTimeout``: seconds a sync wave may take
     to become Healthy before the next one, and a hook to complete (default ``timeout``); ``hooksOnNoop``: run
-    PreSync/Sync/PostSync hooks on a sync that changes nothing too (default false: a no-op resync runs no hook).
+    PreSync/Sync/PostSync hooks on a sync that changes nothing too (default false: a no-op resync runs no hook);
+    ``qps`` and ``burst``: each cluster's client-side rate limit, a token bucket as client-go's (requests a second,
+    and the most sent at once after a pause; every request to the cluster counts; ``qps: 0``: no limit), unless the
+    cluster sets its own (see :data:`DEFAULT_QPS`).
     """
 
     interval: Interval = 300.0
@@ -135,6 +148,8 @@ class SyncConfig(_Model):
     request_timeout: Duration = 60.0
     wave_timeout: Duration | None = None
     hooks_on_noop: bool = False
+    qps: float = pydantic.Field(default=DEFAULT_QPS, ge=0)
+    burst: int = pydantic.Field(default=DEFAULT_BURST, ge=1)
 
 
 class WebhooksConfig(_Model):

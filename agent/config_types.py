@@ -211,7 +211,8 @@ class ClusterConfig(ClusterConnection):
     (no ``..``), each one app on this cluster only (sugar for ``apps``); ``ignoreDifferences``: ignore rules for
     this cluster only;
     ``substitute``: replace ``${NAME}`` in its manifests with the config's ``variables`` (default false);
-    ``decryption``: see :class:`ClusterDecryption`.
+    ``decryption``: see :class:`ClusterDecryption`; ``qps`` and ``burst``: this cluster's client-side rate limit
+    (default ``sync.qps`` and ``sync.burst``; ``qps: 0``: none).
     """
 
     namespace: str = "default"
@@ -220,6 +221,8 @@ class ClusterConfig(ClusterConnection):
     ignore_differences: tuple[IgnoreDifference, ...] = ()
     substitute: bool = False
     decryption: ClusterDecryption = ClusterDecryption()
+    qps: float | None = pydantic.Field(default=None, ge=0)
+    burst: int | None = pydantic.Field(default=None, ge=1)
 
     @pydantic.field_validator("namespace")
     @classmethod

@@ -62,7 +62,9 @@ def _clusters_table(clusters: list[dict[str, Any]], *, wide: bool) -> tuple[list
         if wide:
             counts = ",".join(f"{n} {a}" for a, n in (last.get("counts") or {}).items() if n) or "-"
             row += [f"{last.get('durationSeconds', 0):.2f}s" if last else "-", counts]
-        row.append(rich.markup.escape(last.get("error") or c.get("syncStatusReason") or ""))
+        throttled = (c.get("worker") or {}).get("throttled")  # a sync in flight waiting out the API server
+        reasons = [throttled, last.get("error") or c.get("syncStatusReason")]
+        row.append(rich.markup.escape("; ".join(r for r in reasons if r)))
         rows.append(row)
     return headers, rows
 

@@ -27,7 +27,7 @@ import urllib3
 from kubernetes.client import exceptions as kube_exceptions
 
 from agent import __version__
-from agent.clusters import aws
+from agent.clusters import aws, ratelimit
 from reconcilers import cancel as cancel_
 from reconcilers import client, errors, resources
 
@@ -77,6 +77,11 @@ class KubeCluster:
         frozen between a sync's own check and the request still does not write once its Lease moved."""
         self.requests: collections.Counter[str] = collections.Counter()
         """Requests sent, by verb: get, list, watch, apply, apply-dry-run, delete, discovery."""
+        self.limiter: ratelimit.TokenBucket | None = None
+        """The cluster's client-side rate limit (``qps``/``burst``), shared by every request, its impersonating
+        copies' too; None: no limit."""
+        self.throttled = 0
+        """Requests waiting out a ``Retry-After`` now (the status says so while it is not 0)."""
         self.impersonate: str | None = None
         """The user every request impersonates (``Impersonate-User``), None for the connection's own identity."""
         self._origin: KubeCluster | None = None  # an impersonating copy's discovery is its origin's
@@ -406,13 +411,18 @@ class KubeCluster:
             resp.response.release_conn()
             with self._retries_lock:
                 self.retries[resp.status] += 1
+                self.throttled += 1
             if self.on_retry is not None:
                 self.on_retry(resp.status)
             token = self.token
-            if token is None:
-                time.sleep(wait)
-            elif token.wait(wait):
-                raise errors.CancelledError(f"{token.reason} (while waiting out the API server's Retry-After)")
+            try:
+                if token is None:
+                    time.sleep(wait)
+                elif token.wait(wait):
+                    raise errors.CancelledError(f"{token.reason} (while waiting out the API server's Retry-After)")
+            finally:
+                with self._retries_lock:
+                    self.throttled -= 1
         try:
             data: bytes = resp.read()
         except urllib3.exceptions.HTTPError as e:
@@ -444,6 +454,8 @@ class KubeCluster:
             _, url, headers, _, _ = self.api.param_serialize(
                 method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
             )
+            if self.limiter is not None:  # client-go's rate limiter waits before the request is built; here after
+                self.limiter.take(self.token if verb != "watch" else None)  # a watch serves no one sync
             # The fence is asked as late as the client lets it be: after the body, the URL and the credentials
             # (an exec plugin may take seconds) are ready, right before the request goes out.
             if self.fence is not None and verb in _WRITES and (fenced := self.fence()):

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from agent import apps, config
-from agent.clusters import connection
+from agent.clusters import connection, ratelimit
 from reconcilers import apply, engine, health, ignore, prune
 
 
@@ -28,9 +28,18 @@ def ignore_rules(rules: Sequence[config.IgnoreDifference]) -> tuple[ignore.Ignor
 
 
 def user_agent(cfg: config.AgentConfig) -> str:
-    """The User-Agent of this agent's requests: with sharding it names the replica, so audit logs tell replicas
-    apart (``gitops-agent/0.1.0 (replica web-0)``)."""
-    return f"{connection.USER_AGENT} (replica {cfg.sharding.identity})" if cfg.sharding else connection.USER_AGENT
+    """The User-Agent of this agent's requests, naming the agent, its ``instance`` and, with sharding, the replica
+    (``gitops-agent/0.1.0 (instance prod; replica web-0)``), so audit logs tell agents and replicas apart."""
+    replica = f"; replica {cfg.sharding.identity}" if cfg.sharding else ""
+    return f"{connection.USER_AGENT} (instance {cfg.instance}{replica})"
+
+
+def rate_limit(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> ratelimit.TokenBucket | None:
+    """``cluster``'s client-side rate limit: its own ``qps``/``burst``, else ``sync.qps``/``sync.burst``; None when
+    the qps is 0 (no limit)."""
+    qps = cluster.qps if cluster.qps is not None else cfg.sync.qps
+    burst = cluster.burst if cluster.burst is not None else cfg.sync.burst
+    return ratelimit.TokenBucket(qps, burst) if qps > 0 else None
 
 
 def prune_options(cfg: config.AgentConfig, *, force: bool, orphans: bool) -> prune.PruneOptions:

@@ -73,6 +73,7 @@ class ClusterRunner:
         self._watched_memo: tuple[object, object, dict[str, resources.Body]] = (None, None, {})  # the sync's thread
         self._aggregated: ReconcileResult | None = None  # the last result aggregate() made (the sync's thread)
         self._lock = threading.Lock()
+        self._retries_before = 0  # the connection's retries when the sync in flight began
 
     def _connect(self) -> tuple[connection.KubeCluster, cache.LiveCache]:
         if self.kube is None or self.live is None:
@@ -81,6 +82,7 @@ class ClusterRunner:
             )
             kube.fence = self.guard
             kube.on_retry = self.on_retry
+            kube.limiter = options_.rate_limit(self.cfg, self.cluster)
             tracking = inventory.Tracking(self.cfg.instance, self.cluster.name)
             heal = self.watch and any(u.self_heal for u in apps.units(self.cfg, self.cluster))
             options = apply.ApplyOptions(
@@ -152,6 +154,7 @@ class ClusterRunner:
             try:
                 kube, live = self._connect()
                 kube.token = token  # a Retry-After wait ends with this sync (reset in finally)
+                self._retries_before = sum(kube.retries.values())
                 ctx = appsync.Context(
                     self.cfg,
                     self.cluster,
@@ -388,6 +391,14 @@ class ClusterRunner:
     def status(self) -> dict[str, Any]:
         """Self-heal status (``{}`` when self-heal is off) for the status API."""
         return self.healer.status() if self.healer else {}
+
+    def throttled(self) -> str:
+        """``Throttled by the API server (N retries)`` while a request of the sync in flight waits out a
+        ``Retry-After`` (N: the requests this sync sent again so far), else ""."""
+        kube = self.kube
+        if kube is None or not kube.throttled:
+            return ""
+        return f"Throttled by the API server ({sum(kube.retries.values()) - self._retries_before} retries)"
 
     def health(self, keys: Sequence[resources.ResourceKey]) -> dict[resources.ResourceKey, health.HealthStatus]:
         """The health of ``keys`` from the live cache (Unknown for all when the cluster was never reached)."""

@@ -129,6 +129,8 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
     heal = r.status() if r else {}
     found["selfHeal"] = heal
     found["worker"] = w.status_json()
+    if r and (throttled := r.throttled()):
+        found["worker"]["throttled"] = throttled
     target = fleet.revision_for(name)
     snap = r.drift.snapshot() if r and r.drift else None
     drifted = sum(len(found_) for found_ in snap.by_app.values()) if snap else 0

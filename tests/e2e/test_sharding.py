@@ -175,8 +175,8 @@ def _writes(tc: Any, namespace: str, since: int) -> list[tuple[str, str]]:
     for e in audit_events(tc, since):
         agent, uri = str(e.get("userAgent", "")), str(e.get("requestURI", ""))
         leases_ = "/apis/coordination.k8s.io/" in uri
-        if "(replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri and not leases_:
-            out.append((str(e["requestReceivedTimestamp"]), agent.split("(replica ", 1)[1].rstrip(")")))
+        if "; replica " in agent and f"/namespaces/{namespace}/" in uri and "dryRun" not in uri and not leases_:
+            out.append((str(e["requestReceivedTimestamp"]), agent.split("; replica ", 1)[1].rstrip(")")))
     return sorted(out)
 
 
