@@ -25,7 +25,11 @@ are printed (the baselines' wall times move by tens of percent between runs on a
 With comma lists (``--objects 500,2000,10000 --clusters 1,3,5``) every size runs in turn, each printing its table,
 and a last table shows how each figure grows with the objects and the clusters.
 
+With ``--compare-rate-limit`` the agent's first sync runs with the default client-side rate limit (``sync.qps``,
+``sync.burst``) and with none (``sync.qps: 0``), interleaved in each round, and the ratio is printed.
+
 Usage: .venv/bin/python bench/scale.py [--objects 2000[,N...]] [--clusters 3[,M...]] [--skip-baselines] [--rounds 1]
+       [--compare-rate-limit]
 """
 
 from __future__ import annotations
@@ -287,28 +291,40 @@ def total_writes(cs: list[TestCluster]) -> int:
     return sum(writes(tc) for tc in cs)
 
 
-def agent_rows(repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster]) -> list[Row]:
-    """One-shot first sync and resync, then a running agent's resync; the rows and the running agent's peak RSS."""
+def agent_rows(
+    repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster], *, unlimited: bool = False, first_only: bool = False
+) -> list[Row]:
+    """One-shot first sync and resync, then a running agent's resync; the rows and the running agent's peak RSS.
+    ``unlimited``: with no client-side rate limit (``sync.qps: 0``) instead of the default; ``first_only``: the
+    first sync's row alone."""
     config = tmp / "agent.yaml"
     port = 18000 + os.getpid() % 1000
+    sync_cfg: dict[str, Any] = {"concurrency": 32, "interval": "1h", "selfHeal": True}
+    if unlimited:
+        sync_cfg["qps"] = 0
     config.write_text(
         yaml.safe_dump(
             {
                 "instance": "scale",
                 "source": {"url": str(repo), "cacheDir": str(tmp / "cache"), "interval": "1h"},
                 "clusters": [{"name": tc.name, "kubeconfig": str(tc.kubeconfig), "paths": ["app"]} for tc in cs],
-                "sync": {"concurrency": 32, "interval": "1h", "selfHeal": True},
+                "sync": sync_cfg,
                 "server": {"listen": f"127.0.0.1:{port}"},
             }
         )
     )
     rows: list[Row] = []
     sync = [sys.executable, "-m", "agent.cli", "sync", "--config", str(config), "--json"]
-    for name in ("gitops-agent sync (first)", "gitops-agent sync (no-op resync, one-shot process)"):
+    names = ["gitops-agent sync (first)", "gitops-agent sync (no-op resync, one-shot process)"]
+    if unlimited:
+        names = ["gitops-agent sync (first), no rate limit (sync.qps: 0)"]
+    for name in names[:1] if first_only else names:
         before, c0 = total_writes(cs), cluster_cpu(cs)
         w, c, r, code = measured(sync)
         assert code == 0, code
         rows.append((name, w, c, r, total_writes(cs) - before, cluster_cpu(cs) - c0))
+    if first_only:
+        return rows
     base = f"http://127.0.0.1:{port}"
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
@@ -380,7 +396,9 @@ def _median(rows: list[Row]) -> Row:
     return sorted(rows, key=lambda r: r[1])[len(rows) // 2]
 
 
-def run_size(objects: int, clusters: int, rounds: int, skip_baselines: bool) -> tuple[int, list[Row]]:
+def run_size(
+    objects: int, clusters: int, rounds: int, skip_baselines: bool, compare_rate_limit: bool = False
+) -> tuple[int, list[Row]]:
     """Every contender ``rounds`` times at one size; (objects per cluster, the median round of each row)."""
     files = generate(objects)
     total = sum(len(f) for f in files)
@@ -404,7 +422,9 @@ def run_size(objects: int, clusters: int, rounds: int, skip_baselines: bool) -> 
             time.sleep(3.0)  # start-up work of the controllers done
             return cs
 
-        contenders = [("g", lambda cs: agent_rows(repo, tmp, cs))]
+        contenders: list[tuple[str, Any]] = [("g", lambda cs: agent_rows(repo, tmp, cs, first_only=compare_rate_limit))]
+        if compare_rate_limit:  # the default rate limit against none, interleaved in each round
+            contenders.append(("u", lambda cs: agent_rows(repo, tmp, cs, unlimited=True, first_only=True)))
         if not skip_baselines:
             contenders = [
                 ("k", lambda cs: [kubectl_row(repo, cs)]),
@@ -434,7 +454,10 @@ def run_size(objects: int, clusters: int, rounds: int, skip_baselines: bool) -> 
         cpu = f"{c:.2f}" if c is not None else "-"
         rss = f"{r:.0f}" if r is not None else "-"
         print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {cc:.1f} |")
-    if not skip_baselines:
+    if compare_rate_limit:
+        limited, free = rows[-2][1], rows[-1][1]
+        print(f"first sync with the default rate limit / without one: {limited / free:.3f}")
+    elif not skip_baselines:
         kubectl, limit, first, noop, running = (row[1] for row in rows)
         print(
             f"first sync / kubectl: {first / kubectl:.2f}; first sync / API limit: {first / limit:.2f}; "
@@ -482,11 +505,16 @@ def main() -> None:
     ap.add_argument("--clusters", default="3", help="clusters; a comma list runs every count")
     ap.add_argument("--skip-baselines", action="store_true", help="only the agent's rows")
     ap.add_argument("--rounds", type=int, default=1, help="rounds of every contender, interleaved; medians shown")
+    ap.add_argument(
+        "--compare-rate-limit",
+        action="store_true",
+        help="the agent's first sync with the default rate limit and with none (sync.qps: 0), interleaved",
+    )
     args = ap.parse_args()
     results = []
     for objects in (int(x) for x in args.objects.split(",")):
         for clusters in (int(x) for x in args.clusters.split(",")):
-            total, rows = run_size(objects, clusters, args.rounds, args.skip_baselines)
+            total, rows = run_size(objects, clusters, args.rounds, args.skip_baselines, args.compare_rate_limit)
             results.append((total, clusters, rows))
     if len(results) > 1:
         growth_table(results)
