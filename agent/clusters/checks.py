@@ -96,8 +96,10 @@ def check(
         )
         user = (review.get("status") or {}).get("userInfo") or {}
         needs, unrendered = _needs(kube, cfg, cluster, trees or {})
+        asked = sorted({(n.user, n.group, n.resource, n.namespace, n.verb) for n in needs})  # each asked once
         with futures.ThreadPoolExecutor(4) as pool:
-            verdicts = list(pool.map(lambda n: _allowed(kube, n), needs))
+            answers = dict(zip(asked, pool.map(lambda a: _allowed(kube, *a), asked), strict=True))
+        verdicts = [answers[(n.user, n.group, n.resource, n.namespace, n.verb)] for n in needs]
         denied = [n for n, ok in zip(needs, verdicts, strict=True) if not ok]
         return CheckResult(
             cluster.name,
@@ -129,10 +131,13 @@ def _needs(
 ) -> tuple[list[Need], list[str]]:
     """Every permission the cluster's apps need (sorted, each once with the apps that need it), and the apps whose
     objects could not be rendered for the check (why)."""
-    found: dict[tuple[str, str, str, str, str, bool], set[str]] = {}
+    found: dict[tuple[str, str, str, str, str, bool, bool], set[str]] = {}
 
     def need(user: str, group: str, resource: str, namespace: str, verb: str, app: str, required: bool = True) -> None:
-        found.setdefault((user, group, resource, namespace, verb, required), set()).update([app] if app else [])
+        # the inventories' needs (app "") stay apart from the apps': a line names who needs it
+        found.setdefault((user, group, resource, namespace, verb, required, not app), set()).update(
+            [app] if app else []
+        )
 
     for verb in INVENTORY:
         need("", "", "configmaps", cfg.sync.inventory_namespace, verb, "")
@@ -163,20 +168,20 @@ def _needs(
                 need(user, m.key.group, resource, namespace, verb, u.name)
             for verb in WATCH:
                 need(user, m.key.group, resource, "", verb, u.name, required=False)
-    needs = [Need(*k[:5], k[5], tuple(sorted(v))) for k, v in found.items()]
+    needs = [Need(*k[:5], k[5], tuple(sorted(v))) for k, v in found.items()]  # k[6]: kept apart, not shown
     return sorted(needs, key=lambda n: (not n.required, n.user, n.group, n.resource, n.namespace, n.verb)), unrendered
 
 
-def _allowed(kube: connection.KubeCluster, n: Need) -> bool:
-    attributes = {"group": n.group, "resource": n.resource, "verb": n.verb}
-    if n.namespace:
-        attributes["namespace"] = n.namespace
+def _allowed(kube: connection.KubeCluster, user: str, group: str, resource: str, namespace: str, verb: str) -> bool:
+    attributes = {"group": group, "resource": resource, "verb": verb}
+    if namespace:
+        attributes["namespace"] = namespace
     body = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SelfSubjectAccessReview",
         "spec": {"resourceAttributes": attributes},
     }
-    asking = kube.impersonating(n.user) if n.user else kube
+    asking = kube.impersonating(user) if user else kube
     answer = asking.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body)
     return bool((answer.get("status") or {}).get("allowed"))
 

@@ -119,8 +119,8 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
     finally:
         runner.close()
     cfg = config.load_config(path)
-    missing = checks.check(cfg, cfg.clusters[0], git_repo.path).missing
-    assert f'cannot create resource "secrets" in the namespace "{ns}"' in missing
+    missing = checks.check(cfg, cfg.clusters[0], {"default": git_repo.path}).missing
+    assert f'cannot create resource "secrets" in the namespace "{ns}" (app app)' in missing
     assert not any("configmaps" in m and "namespace" in m for m in missing)  # what it needs in its namespace is there
 
     # Without update (inventories are replaced with a PUT), watch (the inventory watch) and delete (the inventory of
@@ -133,4 +133,5 @@ def test_a_namespace_scoped_role_is_enough_and_the_missing_is_named(
         content_type="application/merge-patch+json",
     )
     wanted = {f'cannot {verb} resource "configmaps" in the namespace "{ns}"' for verb in ("update", "watch", "delete")}
-    wait_until(lambda: wanted <= set(checks.check(cfg, cfg.clusters[0], git_repo.path).missing), timeout=30)
+    trees = {"default": git_repo.path}
+    wait_until(lambda: wanted <= set(checks.check(cfg, cfg.clusters[0], trees).missing), timeout=30)
