@@ -42,6 +42,9 @@ REQUEST_TIMEOUT = (5.0, 60.0)
 """(connect, read) seconds for one request."""
 THROTTLE_RETRIES = 10
 """How many times one request is sent again when the API server asks to wait (client-go's ``maxRetries``)."""
+RESET_RETRIES = 2
+"""How many times an idempotent request is sent again after its connection was reset (see
+``KubeCluster._send_resent_on_reset``)."""
 THROTTLE_WAIT_MAX = 10.0
 """The longest wait (seconds) for one ``Retry-After``; a request never waits past its read timeout in all."""
 
@@ -77,6 +80,8 @@ class KubeCluster:
         frozen between a sync's own check and the request still does not write once its Lease moved."""
         self.requests: collections.Counter[str] = collections.Counter()
         """Requests sent, by verb: get, list, watch, apply, apply-dry-run, delete, discovery."""
+        self.resent = 0
+        """Idempotent requests sent again after their connection was reset."""
         self.limiter: ratelimit.TokenBucket | None = None
         """The cluster's client-side rate limit (``qps``/``burst``), shared by every request, its impersonating
         copies' too; None: no limit."""
@@ -398,7 +403,7 @@ class KubeCluster:
         """
         deadline = time.monotonic() + self.timeout[1]
         for attempt in range(THROTTLE_RETRIES + 1):
-            resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
+            resp = self._send_resent_on_reset(method, path, query or [], body, content_type, accept)
             if resp.status == 401 and self.eks is not None:  # an expired or rejected EKS token: renew once, retry
                 resp.read()
                 resp.response.release_conn()
@@ -433,6 +438,29 @@ class KubeCluster:
             raise _api_error(resp.status, data)
         return json.loads(data) if data else {}
 
+    def _send_resent_on_reset(
+        self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str, accept: str
+    ) -> Any:
+        """:meth:`_send`, sent again (up to :data:`RESET_RETRIES` times) when the connection was reset or closed
+        under it, if the request is idempotent: a GET, a server-side apply (the same body applied twice is the
+        object applied once) or a DELETE with a UID precondition. Anything else (a POST, a PUT) may have been done
+        before the reset, so its :class:`errors.ClusterUnreachableError` stands. urllib3 already sends GET, PUT and
+        DELETE again on such a failure; a server-side apply is a PATCH, which it does not."""
+        idempotent = (
+            method == "GET"
+            or content_type == "application/apply-patch+yaml"
+            or (method == "DELETE" and isinstance(body, dict) and "preconditions" in body)
+        )
+        for attempt in range(RESET_RETRIES + 1):
+            try:
+                return self._send(method, path, query, body, content_type, accept, self.timeout)
+            except _ConnectionResetError:
+                if not idempotent or attempt == RESET_RETRIES:
+                    raise
+                self.resent += 1
+                log.info("cluster %s: %s %s: the connection was reset; sent again", self.name, method, path)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     def _send(
         self,
         method: str,
@@ -465,8 +493,14 @@ class KubeCluster:
         except kube_exceptions.ApiException as e:  # raised by the client for TLS failures (status 0)
             tls = "TLS verification failed (wrong or missing CA?): " if "CERTIFICATE_VERIFY_FAILED" in str(e) else ""
             raise errors.ClusterUnreachableError(f"{self.server}: {tls}{e.reason}".strip()) from None
+        except urllib3.exceptions.ProtocolError as e:  # reset, aborted or closed under the request
+            raise _ConnectionResetError(f"{self.server}: {_reason(e)}") from None
         except urllib3.exceptions.HTTPError as e:
             raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
+
+
+class _ConnectionResetError(errors.ClusterUnreachableError):
+    """The connection was reset, aborted or closed while a request was on it (urllib3's ``ProtocolError``)."""
 
 
 def _add_aggregated(types: dict[tuple[str, str], client.ResourceType], group: dict[str, Any]) -> None:
