@@ -102,7 +102,9 @@ class HelmOptions(_Model):
 
     release_name: str | None = None
     values: dict[str, Any] = pydantic.Field(default_factory=dict)
-    values_files: tuple[Annotated[ValuesFile, pydantic.BeforeValidator(_values_file)], ...] = ()
+    values_files: tuple[
+        Annotated[ValuesFile, pydantic.BeforeValidator(_values_file, json_schema_input_type=str | ValuesFile)], ...
+    ] = ()
     values_from: tuple[ValuesFile, ...] = ()
     skip_crds: bool = False
     skip_tests: bool = True

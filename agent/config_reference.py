@@ -1,4 +1,5 @@
-"""docs/config-reference.md, generated from the config models so that it cannot drift from them.
+"""docs/config-reference.md and docs/config.schema.json, generated from the config models so that they cannot drift
+from them.
 
 Each section is one model (:class:`agent.config.AgentConfig` first, then the models under it in the order its
 fields reach them), with its docstring and a table of its keys: the camelCase key, its type in the config's words,
@@ -24,7 +25,20 @@ HEADER = """# Config reference
 Generated from the config models (`python -m agent.config_reference > docs/config-reference.md`; a test fails when
 this file differs from them). Keys are camelCase; durations are written `30s`, `5m`, `1h`; sizes `512Mi`, `1Gi`.
 See [config.example.yaml](../config.example.yaml) for a commented example, and `gitops-agent config validate`.
+Editors check a config as you type with [config.schema.json](config.schema.json) (`gitops-agent config schema`):
+put `# yaml-language-server: $schema=<path or URL of config.schema.json>` at the top of the file.
 """
+
+
+SCHEMA_ID = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema() -> dict[str, Any]:
+    """The config file's JSON Schema (draft 2020-12, pydantic's, keys camelCase, unknown keys refused), for editors:
+    a ``# yaml-language-server: $schema=...`` line at the top of a config makes VS Code (and any editor with the
+    YAML language server) check keys, types and values as you type. ``gitops-agent config schema`` prints it."""
+    found = config.AgentConfig.model_json_schema(by_alias=True)
+    return {"$schema": SCHEMA_ID, "title": "gitops-agent config", **{k: v for k, v in found.items() if k != "title"}}
 
 
 def reference() -> str:
@@ -116,4 +130,10 @@ def _default(field: Any) -> str:
 
 
 if __name__ == "__main__":
-    print(reference(), end="")
+    import json
+    import sys
+
+    if sys.argv[1:] == ["schema"]:
+        print(json.dumps(schema(), indent=2))
+    else:
+        print(reference(), end="")

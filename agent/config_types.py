@@ -41,9 +41,19 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, pydantic.BeforeValidator(parse_duration)]
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        {"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ms|h|m|s))+$", "description": "30s, 5m, 1h, 1m30s"},
+    ]
+}
+"""What editors check a duration against (``gitops-agent config schema``): a number of seconds or Go's form."""
 
-Interval = Annotated[float, pydantic.BeforeValidator(parse_duration), pydantic.Field(ge=1.0)]
+Duration = Annotated[float, pydantic.BeforeValidator(parse_duration), pydantic.WithJsonSchema(_DURATION_SCHEMA)]
+
+Interval = Annotated[
+    float, pydantic.BeforeValidator(parse_duration), pydantic.Field(ge=1.0), pydantic.WithJsonSchema(_DURATION_SCHEMA)
+]
 """A period between two runs of something (a fetch, a sync): a :data:`Duration` of at least one second (a shorter
 one would keep a cluster's API server or a git host busy for nothing)."""
 
@@ -66,7 +76,22 @@ def parse_size(value: Any) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
-Size = Annotated[int, pydantic.BeforeValidator(parse_size)]
+Size = Annotated[
+    int,
+    pydantic.BeforeValidator(parse_size),
+    pydantic.WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "description": "bytes"},
+                {
+                    "type": "string",
+                    "pattern": r"^[0-9]+(\.[0-9]+)?\s*(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+                    "description": "512Mi, 1Gi",
+                },
+            ]
+        }
+    ),
+]
 """A size in bytes, written as :func:`parse_size` reads it."""
 
 

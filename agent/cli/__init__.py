@@ -5,7 +5,8 @@ Commands that work from the config alone (no agent running):
 - ``sync``: reconcile every (or the named) cluster once; ``--wait [--timeout 5m]`` then waits for Healthy.
 - ``diff``: what a sync would change, like ``kubectl diff``.
 - ``clusters check``: reachable, identity, version and missing permissions per cluster.
-- ``config validate``: the config and each app's path in its source, without a cluster.
+- ``config validate``: the config and each app's path in its source, without a cluster; ``config schema``: the
+  config's JSON Schema, for editors.
 - ``run``: the scheduler and the HTTP server until SIGTERM.
 
 Commands that ask a running agent (``--url``, else the config's ``server.listen``; see :mod:`agent.cli.client`):
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import pathlib
@@ -112,10 +114,12 @@ def parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("config", help="config file commands")
-    validate = p.add_subparsers(dest="config_command", required=True, metavar="COMMAND").add_parser(
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    validate = config_sub.add_parser(
         "validate", help="check the config and each app's path in its source, without a cluster (exit 1, 2 on errors)"
     )
     _config_flag(validate)
+    config_sub.add_parser("schema", help="print the config's JSON Schema (for editors: yaml-language-server)")
 
     p = sub.add_parser("status", help="a running agent's clusters and apps (exit 1 unless Synced and Healthy)")
     _client_flags(p)
@@ -183,6 +187,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise errors.ConfigError("reconcile: name an APP or give --cluster")
         timeout = syncing.parse_timeout(args.timeout)
         return client.reconcile(agent, args.app, args.cluster, timeout)
+    if command == "config" and args.config_command == "schema":
+        from agent import config_reference
+
+        print(json.dumps(config_reference.schema(), indent=2))
+        return EXIT_OK
     if command == "config":
         from agent.cli import validating
 
