@@ -19,6 +19,7 @@ Used by :mod:`agent.runtime.runner`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -85,6 +86,7 @@ class DriftMonitor:
         self._owner: dict[resources.ResourceKey, tuple[str, str | None]] = {}  # key -> (app, user)
         self._taken: dict[str, tuple[object, object]] = {}  # app -> the (desired, inventory) maps last taken (held)
         self._drifted: dict[resources.ResourceKey, Drifted] = {}
+        self._judged: dict[resources.ResourceKey, str | None] = {}  # key -> its _writes() when judged drifted
         self._snapshot = EMPTY
         self._held: set[resources.ResourceKey] = set()
         self._reconciling = False
@@ -138,6 +140,8 @@ class DriftMonitor:
                 if self._drifted.pop(key, None) is not None:
                     self._publish()
                 return
+            if key in self._drifted and (seen := _writes(obj)) is not None and self._judged.get(key) == seen:
+                return  # judged drifted already, and only its status moved since: no dry run per status update
         self._queue.put(key)
 
     def snapshot(self) -> Snapshot:
@@ -176,6 +180,7 @@ class DriftMonitor:
         self._entries.pop(key, None)
         self._owner.pop(key, None)
         self._drifted.pop(key, None)
+        self._judged.pop(key, None)
 
     def _publish(self) -> None:
         """A new snapshot from ``_drifted`` (under the lock)."""
@@ -222,10 +227,23 @@ class DriftMonitor:
                     first = verdict
                 changed = self._drifted.get(key) != verdict
                 self._drifted[key] = verdict
+                self._judged[key] = _writes(obj)
             if changed:
                 self._publish()
         if first is not None and self.on_event is not None:
             self.on_event("OutOfSync", f"app {app}: {first.text()} ({first.why})")
+
+
+def _writes(obj: resources.Body | None) -> str | None:
+    """What says who last wrote ``obj`` outside its status, for an object with a ``generation`` (the kinds with a
+    spec and a status, whose controllers update the status all the time): the generation (every spec write moves
+    it) and the ``managedFields`` entries outside the status subresource, times included. The same text again means
+    only its status moved. None for an object without a generation (no status churn: every event is looked at)."""
+    meta = (obj or {}).get("metadata") or {}
+    if meta.get("generation") is None:
+        return None
+    entries = [e for e in meta.get("managedFields") or [] if e.get("subresource") != "status"]
+    return json.dumps([meta["generation"], entries], sort_keys=True, default=str)
 
 
 def _verdict(key: resources.ResourceKey, app: str, found: apply.Comparison) -> Drifted:

@@ -9,9 +9,10 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 from typing import Any
 
-from tests.conftest import GitRepo, cluster_entry, dynamic_client, wait_until
+from tests.conftest import GitRepo, cluster_entry, dynamic_client, runner_for, wait_until
 from tests.e2e.test_faults import Agent, cm
 from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
@@ -167,3 +168,49 @@ def test_sync_wait_fails_when_health_never_comes_and_passes_when_it_does(
     bad = sync("--wait", "--timeout", "soon")
     assert bad.returncode == 2
     assert "--timeout 'soon'" in bad.stderr
+
+
+def test_a_drifted_object_is_not_dry_run_again_for_each_status_update(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str
+) -> None:
+    """A drifted Deployment's controller keeps updating its status: each update is a watch event, and none of them
+    costs a dry run; a new write to its spec does."""
+    (tc,) = clusters(1)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    git_repo.write_objects("web/web.yaml", ns, _deployment("web", namespace, "example/web:1.0"))
+    git_repo.commit()
+    config = make_config(git_repo, [cluster_entry(tc, "a", ["web"], namespace)])
+    runner, revision, checkout = runner_for(config, "a", watch=True)
+    deployments = dynamic_client(tc).resources.get(api_version="apps/v1", kind="Deployment")
+
+    def drifted() -> list[Any]:
+        assert runner.drift is not None
+        return [d for found in runner.drift.snapshot().by_app.values() for d in found]
+
+    try:
+        assert runner.reconcile(revision, checkout).ok
+        deployments.patch(
+            name="web", namespace=namespace, body={"spec": {"replicas": 3}},
+            content_type="application/merge-patch+json", field_manager="kubectl-scale",
+        )  # fmt: skip
+        found = wait_until(drifted, timeout=5)
+        assert found[0].fields == (".spec.replicas",)
+        time.sleep(1.0)  # the controller's own status updates after the scale
+        checked = runner.drift.confirmed
+        assert runner.kube is not None
+        path = runner.kube.path_of("apps", "v1", "Deployment", namespace, "web") + "/status"
+        for i in range(5):
+            runner.kube.request(
+                "PATCH", path, body={"status": {"observedGeneration": 1, "collisionCount": i}},
+                content_type="application/merge-patch+json",
+            )  # fmt: skip
+        time.sleep(1.0)
+        assert runner.drift.confirmed == checked  # five status updates, no dry run
+        assert [d.key.name for d in drifted()] == ["web"]
+        deployments.patch(
+            name="web", namespace=namespace, body={"spec": {"replicas": 4}},
+            content_type="application/merge-patch+json", field_manager="kubectl-scale",
+        )  # fmt: skip
+        wait_until(lambda: runner.drift.confirmed > checked, timeout=5)  # a spec write is looked at again
+    finally:
+        runner.close()
