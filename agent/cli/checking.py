@@ -5,7 +5,6 @@ RBAC objects that grant them, as YAML to apply. Used by :mod:`agent.cli`."""
 from __future__ import annotations
 
 import contextlib
-import pathlib
 import sys
 
 import rich.markup
@@ -14,7 +13,6 @@ import yaml
 from agent import config
 from agent.cli import output
 from agent.sources import local
-from reconcilers import errors
 
 
 def clusters_check(cfg: config.AgentConfig, names: list[str] | None, *, print_rbac: bool = False) -> int:
@@ -24,14 +22,9 @@ def clusters_check(cfg: config.AgentConfig, names: list[str] | None, *, print_rb
 
     err = output.console(stderr=True)
     with contextlib.ExitStack() as held:
-        trees: dict[str, pathlib.Path] = {}
-        for name, source in local.open_all(cfg).items():
-            if cfg.all_sources()[name].charts:
-                continue  # chart repositories: their apps' objects are not rendered for the check
-            try:
-                trees[name] = held.enter_context(source.tree(source.fetch()))
-            except errors.FetchError as e:
-                err.print(f"[yellow]source {name}:[/] {rich.markup.escape(str(e))}; its apps' objects are not checked")
+        trees, failed = local.checkouts(cfg, held)
+        for name, e in failed.items():
+            err.print(f"[yellow]source {name}:[/] {rich.markup.escape(str(e))}; its apps' objects are not checked")
         results = checks.check_all(cfg, names, trees)
     rows = []
     for r in results:

@@ -16,7 +16,6 @@ import rich.markup
 from agent import apps, config
 from agent.cli import output
 from agent.sources import local
-from reconcilers import errors
 
 READ = (".yaml", ".yml", ".json")
 """What a plain path renders (kustomize and Helm directories are told by their kustomization.yaml, Chart.yaml)."""
@@ -27,20 +26,13 @@ def validate(path: str) -> int:
     a path is missing or empty; 2 (raised :class:`errors.ConfigError`) when the config itself is wrong."""
     cfg = config.load_config(path)
     out = output.console()
-    sources = local.open_all(cfg)
     rows: list[list[str]] = []
-    good = True
     with contextlib.ExitStack() as held:
-        trees: dict[str, pathlib.Path | None] = {}
-        for name, source in sources.items():
-            if cfg.all_sources()[name].charts:
-                continue  # a chart repository: its charts are fetched by name at sync time
-            try:
-                trees[name] = held.enter_context(source.tree(source.fetch()))
-            except errors.FetchError as e:
-                trees[name] = None
-                good = False
-                out.print(f"[bold red]source {name}:[/] {rich.markup.escape(str(e))}")
+        fetched, failed = local.checkouts(cfg, held)
+        for name, e in failed.items():
+            out.print(f"[bold red]source {name}:[/] {rich.markup.escape(str(e))}")
+        good = not failed
+        trees: dict[str, pathlib.Path | None] = {**fetched, **dict.fromkeys(failed)}
         for cluster in cfg.clusters:
             for u in apps.units(cfg, cluster):
                 if u.source not in trees:

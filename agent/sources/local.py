@@ -102,3 +102,22 @@ def open_source(source: config.SourceConfig, chart_refs: Sequence[config.ChartRe
 def open_all(cfg: config.AgentConfig) -> dict[str, Source]:
     """Every source of ``cfg`` by name, each chart source with the charts its apps name."""
     return {n: open_source(s, cfg.charts_of(n)) for n, s in cfg.all_sources().items()}
+
+
+def checkouts(
+    cfg: config.AgentConfig, held: contextlib.ExitStack
+) -> tuple[dict[str, pathlib.Path], dict[str, errors.FetchError]]:
+    """Every git and local source of ``cfg`` fetched once and checked out, each tree held by ``held`` (released
+    when it closes): the trees by source name, and the fetch error of each source that failed (bounded by its
+    ``timeout``). Chart repositories are left out: their charts are fetched by name at sync time. For commands
+    that read the sources without syncing (``config validate``, ``clusters check``)."""
+    found: dict[str, pathlib.Path] = {}
+    failed: dict[str, errors.FetchError] = {}
+    for name, source in open_all(cfg).items():
+        if cfg.all_sources()[name].charts:
+            continue
+        try:
+            found[name] = held.enter_context(source.tree(source.fetch()))
+        except errors.FetchError as e:
+            failed[name] = e
+    return found, failed
