@@ -42,7 +42,7 @@ def _walk(raw: Any, model: type[pydantic.BaseModel], where: str) -> Iterator[str
 
 def _value(value: Any, annotation: Any, where: str) -> Iterator[str]:
     """Walk ``value`` as the type ``annotation`` describes it (models, lists, mappings, unions)."""
-    for kind in _models_in(annotation):
+    for kind in models_in(annotation):
         if isinstance(value, dict) and kind[0] == "model":
             yield from _walk(value, kind[1], where)
             return
@@ -56,14 +56,15 @@ def _value(value: Any, annotation: Any, where: str) -> Iterator[str]:
             return
 
 
-def _models_in(annotation: Any) -> Iterator[tuple[str, type[pydantic.BaseModel]]]:
-    """``("model", M)``, ``("list", M)`` or ``("dict", M)`` for each way ``annotation`` holds a model ``M``."""
+def models_in(annotation: Any) -> Iterator[tuple[str, type[pydantic.BaseModel]]]:
+    """``("model", M)``, ``("list", M)`` or ``("dict", M)`` for each way ``annotation`` (a field's type: models,
+    lists and tuples of them, mappings to them, unions, ``Annotated``) holds a model ``M``."""
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        yield from _models_in(typing.get_args(annotation)[0])
+        yield from models_in(typing.get_args(annotation)[0])
     elif origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(annotation):
-            yield from _models_in(arg)
+            yield from models_in(arg)
     elif origin in (list, tuple) and typing.get_args(annotation):
         item = typing.get_args(annotation)[0]
         if _is_model(item):

@@ -12,13 +12,12 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Iterator
 from typing import Any
 
 import pydantic
 import pydantic_core
 
-from agent import config
+from agent import config, config_keys
 
 HEADER = """# Config reference
 
@@ -58,19 +57,11 @@ def _models(root: type[pydantic.BaseModel]) -> list[type[pydantic.BaseModel]]:
             return
         seen.append(model)
         for field in model.model_fields.values():
-            for inner in _inner_models(field.annotation):
+            for _, inner in config_keys.models_in(field.annotation):
                 visit(inner)
 
     visit(root)
     return seen
-
-
-def _inner_models(annotation: Any) -> Iterator[type[pydantic.BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        yield annotation
-        return
-    for arg in typing.get_args(annotation):
-        yield from _inner_models(arg)
 
 
 def _section(model: type[pydantic.BaseModel]) -> str:
