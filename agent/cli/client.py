@@ -148,6 +148,10 @@ def reconcile(client: Client, app: str | None, cluster: str | None, timeout: flo
     for t in targets:
         client.post(f"/api/v1/sync/{quoted(t)}")
     out = output.console()
+    waiting = (
+        f"sync of cluster {', '.join(targets)} requested; waiting for it (at most {output.human_duration(timeout)})"
+    )
+    output.console(stderr=True).print(waiting, style="dim")  # what it does while it waits: stdout keeps the table
     deadline = time.monotonic() + timeout
     pending = set(targets)
     while pending and time.monotonic() < deadline:
