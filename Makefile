@@ -1,7 +1,8 @@
 # gitops-agent: `make demo` runs the agent on two local clusters; `make test` runs lint and the whole suite.
 # Everything is installed here: the virtualenv (.venv, pinned by constraints.txt), the test cluster
 # (build/testcluster, Go) and kubectl of the same release (build/kubectl), kustomize, helm and sops (pinned Go
-# modules, into .venv/bin) and an OCI registry for the tests (build/registry).
+# modules, into .venv/bin), an OCI registry for the tests (build/registry) and the reference jsonnet CLI
+# (go-jsonnet, build/jsonnet) the jsonnet renderer is compared against.
 
 PYTHON ?= python3
 GO ?= go
@@ -13,6 +14,8 @@ SOPS_VERSION := v3.13.3
 AGE_VERSION := v1.3.2
 # The OCI registry the tests push charts to (go-containerregistry's in-memory registry, on loopback).
 REGISTRY_VERSION := v0.22.1
+# The reference jsonnet CLI the tests compare the jsonnet renderer's output with (go-jsonnet).
+GO_JSONNET_VERSION := v0.22.0
 # The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
 K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v1\./ {print $$2; exit}' tests/cluster/go.mod)
 K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
@@ -20,7 +23,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock testcluster kubectl kustomize helm sops registry browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops
 
@@ -72,6 +75,11 @@ build/registry:
 	@mkdir -p build
 	GOBIN=$(abspath build) $(GO) install github.com/google/go-containerregistry/cmd/registry@$(REGISTRY_VERSION)
 
+jsonnet: build/jsonnet
+build/jsonnet:
+	@mkdir -p build
+	GOBIN=$(abspath build) $(GO) install github.com/google/go-jsonnet/cmd/jsonnet@$(GO_JSONNET_VERSION)
+
 # Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads a browser).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -84,7 +92,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops registry browser lint
+test: venv testcluster kubectl kustomize helm sops registry jsonnet browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops

@@ -39,7 +39,8 @@ class Unit:
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
     ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
     (``values_base``: the directory of its source its ``valuesFiles`` are relative to: a chart source's chart);
-    ``cluster`` and ``labels``: the cluster's name and labels (for per-cluster values files); ``render_timeout``:
+    ``jsonnet``: how its jsonnet files render; ``cluster`` and ``labels``: the cluster's name and labels (for
+    per-cluster values files); ``render_timeout``:
     seconds one render of it may take (the app's ``renderTimeout``, else its source's).
     """
 
@@ -61,6 +62,7 @@ class Unit:
     from_paths: bool = False
     helm: config.HelmOptions | None = None
     values_base: str = ""
+    jsonnet: config.JsonnetOptions | None = None
     cluster: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     render_timeout: float = 60.0
@@ -116,6 +118,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             substitute=a.substitute,
             decrypt=a.decryption.sops,
             helm=a.helm,
+            jsonnet=a.jsonnet,
             cluster=cluster.name,
             labels=cluster.labels,
             render_timeout=render_timeout(a.source, a.render_timeout),

@@ -123,6 +123,66 @@ class HelmOptions(_Model):
         return v
 
 
+def _jsonnet_value(v: Any) -> Any:
+    return {"value": v} if isinstance(v, str) else v
+
+
+class JsonnetValue(_Model):
+    """One jsonnet ext var or top-level argument, exactly one of: ``value`` (a string; a bare string is short for
+    it), ``code`` (jsonnet code: ``3``, ``{a: 1}``), or ``env`` (the agent's environment variable of that name, read
+    at each render as a string and kept out of every output, as a decrypted value is)."""
+
+    value: str | None = None
+    code: str | None = None
+    env: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> JsonnetValue:
+        given = [k for k in ("value", "code", "env") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of value, code or env (given: {', '.join(given) or 'none'})")
+        return self
+
+
+def _named_values(v: Any) -> Any:
+    """Argo CD's list form (``[{name, value, code: true}]``) as a mapping by name."""
+    if not isinstance(v, list):
+        return v
+    out: dict[str, Any] = {}
+    for i, item in enumerate(v):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError(f"item {i} needs a name (Argo CD's form: {{name, value, code}})")
+        if set(item) - {"name", "value", "code"}:
+            raise ValueError(f"item {item['name']!r}: only name, value and code are read")
+        out[item["name"]] = {"code" if item.get("code") else "value": str(item.get("value", ""))}
+    return out
+
+
+_JsonnetValues = Annotated[
+    dict[
+        str,
+        Annotated[JsonnetValue, pydantic.BeforeValidator(_jsonnet_value, json_schema_input_type=str | JsonnetValue)],
+    ],
+    pydantic.BeforeValidator(_named_values),
+]
+
+
+class JsonnetOptions(_Model):
+    """How an app's ``*.jsonnet`` files render (Argo CD's ``directory.jsonnet``): ``extVars`` (``std.extVar``)
+    and ``tlas`` (the top-level function's arguments), each a mapping of name to :class:`JsonnetValue` (Argo CD's
+    list of ``{name, value, code}`` is read too); ``libs``: directories of the source (relative to its root)
+    searched for imports after the importing file's own directory."""
+
+    ext_vars: _JsonnetValues = pydantic.Field(default_factory=dict)
+    tlas: _JsonnetValues = pydantic.Field(default_factory=dict)
+    libs: tuple[str, ...] = ()
+
+    @pydantic.field_validator("libs")
+    @classmethod
+    def _relative_libs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_relative(p, "jsonnet libs") for p in v)
+
+
 class ChartRef(_Model):
     """A chart of a chart repository (``type: helm``) or OCI registry (``type: oci``) source: ``name``, and
     ``version``, an exact version or a semver range in Helm's syntax (``4.15.x``, ``^1.2``, ``>=1.0 <2.0``; default:
@@ -152,7 +212,8 @@ class AppConfig(_Model):
     refuses the app before any write; ``serviceAccount``: ``namespace/name``, every request of this app's sync
     impersonates ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's
     RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is
-    rendered (:class:`HelmOptions`); ``renderTimeout``: seconds one render of it may take (default: its source's)."""
+    rendered (:class:`HelmOptions`); ``jsonnet``: how its ``*.jsonnet`` files render (:class:`JsonnetOptions`);
+    ``renderTimeout``: seconds one render of it may take (default: its source's)."""
 
     name: str
     source: str = "default"
@@ -169,6 +230,7 @@ class AppConfig(_Model):
     substitute: bool = False
     decryption: ClusterDecryption = ClusterDecryption()
     helm: HelmOptions | None = None
+    jsonnet: JsonnetOptions | None = None
     render_timeout: Duration | None = pydantic.Field(default=None, gt=0)
 
     @pydantic.field_validator("name")
@@ -190,6 +252,8 @@ class AppConfig(_Model):
     def _path_or_chart(self) -> AppConfig:
         if (self.path is None) == (self.chart is None):
             raise ValueError("give path (a directory of a git or local source) or chart (a chart source), not both")
+        if self.jsonnet is not None and self.chart is not None:
+            raise ValueError("jsonnet options render the *.jsonnet files of a path, not a chart")
         return self
 
     @pydantic.field_validator("service_account")

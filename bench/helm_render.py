@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from agent import config
 from agent.runtime import runner
-from agent.sources import git, helm
+from agent.sources import git
+from agent.sources.render import helm
 
 CHART = REPO.parent / "shared" / "corpora" / "public" / "kubernetes-ingress-nginx" / "charts" / "ingress-nginx"
 KUBECTL = REPO / "build" / "kubectl"

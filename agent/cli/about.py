@@ -11,7 +11,8 @@ import argcomplete.shell_integration
 
 from agent import __version__
 from agent.cli import output
-from agent.sources import helm, kustomize, sops
+from agent.sources import sops
+from agent.sources.render import helm, kustomize
 
 TOOL_TIMEOUT = 10.0
 """Seconds one ``<tool> version`` may take."""

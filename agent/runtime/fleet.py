@@ -52,7 +52,8 @@ from agent.runtime import (
     status,
     worker,
 )
-from agent.sources import helm, local
+from agent.sources import local
+from agent.sources.render import helm
 from reconcilers import engine, errors, resources
 
 log = logging.getLogger(__name__)

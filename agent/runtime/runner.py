@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import pathlib
 import threading
 import time
@@ -23,7 +24,8 @@ from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
 from agent.runtime import appresults, appsync, drift, healthwait, noop, ownership, removed, selfheal
 from agent.runtime import options as options_
-from agent.sources import helm, helmvalues, manifests, sops, substitute, tools
+from agent.sources import helmvalues, manifests, sops, substitute, tools
+from agent.sources.render import helm, jsonnet
 from reconcilers import apply, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
 
@@ -296,6 +298,8 @@ class ClusterRunner:
             return None
         # The unit itself is compared by identity (a frozen object, the same one while the config is the same);
         # the trees as paths (the same objects while a source's revision is the same; else compared as paths).
+        if unit.jsonnet is not None:  # the environment variables its values read
+            return trees.get(unit.source), jsonnet.environment(unit.jsonnet, os.environ)
         if unit.helm is None:
             return trees.get(unit.source), self.kube.discovery_generation
         sources = (unit.source, *(f.source or unit.source for f in unit.helm.values_from))
@@ -318,11 +322,15 @@ class ClusterRunner:
             chart = helm.Options(
                 unit.helm.release_name or unit.name, tuple(found), unit.helm.skip_crds, unit.helm.skip_tests
             )
+        inputs = None
+        if unit.jsonnet is not None:
+            inputs, revealed = jsonnet.inputs(unit.jsonnet, unit.path, os.environ)
+            self.secrets |= revealed
         tree = trees[unit.source]
         desired = manifests.load_paths(
             tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart,
             release=None if unit.from_paths else unit.name,
-            limits=tools.Limits(unit.render_timeout, self.cfg.render.memory_limit),
+            limits=tools.Limits(unit.render_timeout, self.cfg.render.memory_limit), jsonnet=inputs,
         )  # fmt: skip
         if decryptor is not None:
             self.secrets |= decryptor.revealed

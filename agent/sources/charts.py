@@ -34,7 +34,8 @@ from collections.abc import Iterator, Sequence
 import yaml
 
 from agent import apps, config, kubeyaml
-from agent.sources import helm, trees
+from agent.sources import trees
+from agent.sources.render import helm
 from reconcilers import errors, resources
 
 _KEEP_TREES = 3

@@ -3,62 +3,34 @@
 Rules (each violation is a :class:`reconcilers.errors.ManifestError` naming file and document index, and the
 cluster gets no writes at all):
 
-- every path must exist inside the checkout; directories are walked recursively in name order, reading
-  ``*.yaml``, ``*.yml`` and ``*.json``; hidden entries (``.git``, ``.github``) are skipped;
-- a directory holding a ``kustomization.yaml`` (``.yml``, ``Kustomization``) is rendered with ``kustomize build``
-  as one unit, and its files are not read one by one (they are kustomize inputs); a directory holding
-  ``Chart.yaml`` is a Helm chart, rendered with ``helm template`` as one unit (:mod:`agent.sources.helm`);
-- a file carrying SOPS metadata is decrypted first (:mod:`agent.sources.sops`), or refused where decryption is
-  off; so are encrypted kustomize inputs under the kustomization's directory (:mod:`agent.sources.kustomize`);
-- multi-document YAML read as kubectl reads it (:mod:`agent.kubeyaml`: go-yaml v2's scalars on libyaml's C
-  parser); empty documents are skipped; ``kind: List`` and every typed list (``ConfigMapList``, ``RoleList``: a
-  kind ending in ``List`` with ``items``) are unwrapped as kubectl's resource builder does, nested lists
-  flattened, each item named ``file#doc.items[i]`` in errors;
-- every object needs ``apiVersion``, ``kind`` and ``metadata.name``;
-- files over :data:`MAX_FILE_BYTES`, files that are not UTF-8, and symlinks leading outside the checkout are
-  refused.
-
-A file is parsed once per content: the objects of the last files read (up to :data:`PARSE_CACHE_BYTES` of
-source) are kept by the cluster path that loaded them and the SHA-256 of their bytes, so a new commit re-parses
-only the files it changed and the clusters of one sync share one parse, down to the same ``Manifest`` objects. A
-file one thread is parsing is waited for by the others, not parsed again: clusters reconcile concurrently, and at
-10,001 generated objects each private parse would cost 13.5 MiB. Short strings are interned as they are read
-(:data:`agent.kubeyaml.INTERN_MAX_CHARS`). Manifests are immutable by convention (every step of a reconcile
-builds new bodies), which is what makes sharing them safe.
+- every path must exist inside the checkout; directories are walked recursively in name order; hidden entries
+  (``.git``, ``.github``) are skipped; symlinks leading outside the checkout are refused;
+- each directory and file goes to the first renderer of :data:`agent.sources.render.registry.RENDERERS` that
+  takes it: a directory holding ``Chart.yaml`` is a Helm chart and one holding ``kustomization.yaml``
+  (``.yml``, ``Kustomization``) a kustomization, each rendered as one unit (their files are inputs, never read one
+  by one); ``*.yaml``, ``*.yml`` and ``*.json`` files are plain manifests (:mod:`agent.sources.render.plain`:
+  read as kubectl reads them, SOPS-encrypted files decrypted first); ``*.jsonnet`` files are evaluated
+  (:mod:`agent.sources.render.jsonnet`), ``*.libsonnet`` files are their libraries;
+- a path that yields no object while holding files no renderer reads (a ``README.md`` beside nothing, a
+  library nothing imports) is an error naming them, never a silent empty success; beside objects, such files
+  are ignored (as Argo CD and Flux ignore them);
+- a file an app names directly is read by the renderer of its name, else as YAML.
 
 Called by ``agent.runtime.runner``.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import hashlib
 import pathlib
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
-import yaml
+from agent.sources import sops, tools
+from agent.sources.render import helm, protocol, registry
+from reconcilers import errors, resources
 
-from agent import kubeyaml
-from agent.sources import helm, kustomize, sops, tools
-from reconcilers import errors, hooks, resources
-
-MAX_FILE_BYTES = 4 * 1024 * 1024
-"""The largest manifest file read (bytes)."""
-
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
-
-PARSE_CACHE_BYTES = 64 * 1024 * 1024
-"""Source bytes whose parsed objects are kept (least recently used files are dropped first)."""
-_Key = tuple[str, str, bytes]
-"""A parsed file: (the cluster path that loaded it, its path in the repository, the SHA-256 of its bytes)."""
-_parsed: collections.OrderedDict[_Key, tuple[int, list[resources.Manifest]]] = collections.OrderedDict()
-_parsed_bytes = 0
-_parsed_lock = threading.Lock()
-_parsing: dict[_Key, threading.Event] = {}
-"""Files being parsed now, by key: set when the parse ends (stored or failed)."""
+UNREAD_NAMED = 5
+"""Files an unread-files error names (the rest are counted)."""
 
 
 def load_paths(
@@ -71,6 +43,7 @@ def load_paths(
     chart: helm.Options | None = None,
     release: str | None = None,
     limits: tools.Limits = tools.DEFAULT_LIMITS,
+    jsonnet: protocol.JsonnetInputs | None = None,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
     ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
@@ -78,12 +51,13 @@ def load_paths(
     (an app's inventory key), else the path it came from. ``chart``: how a chart at a path renders (an app's
     ``helm`` options); with it, each path must be a chart. ``release``: the release name of a chart found without
     ``chart`` options (an app's name; default the chart directory's name). ``limits``: the time and memory each
-    render (``helm template``, ``kustomize build``) may take. Raises ManifestError (and whatever ``facts``
-    raises)."""
+    render (``helm template``, ``kustomize build``, a jsonnet file) may take. ``jsonnet``: the ext vars, TLAs and
+    library paths of jsonnet files. Raises ManifestError (and whatever ``facts`` raises)."""
     root = root.resolve()
+    ctx = protocol.Context(root, namespace, decrypt, facts, chart, release, limits, jsonnet or protocol.JsonnetInputs())
     out: list[resources.Manifest] = []
     for rel in paths:
-        target = _inside(root, root / rel, rel)
+        target = protocol.inside(root, root / rel, rel)
         if not target.exists():
             raise errors.ManifestError(rel, None, "path does not exist in the source")
         if chart is not None and not (target.is_dir() and helm.is_chart(target)):
@@ -91,250 +65,66 @@ def load_paths(
                 rel, None, "the app sets helm options but this is not a Helm chart (no Chart.yaml)"
             )
         if target.is_dir():
-            unit = _Unit(namespace, decrypt, facts, chart, release, limits)
-            out.extend(_load_dir(root, target, label or rel, unit))
+            walk = _Walk(ctx, label or rel)
+            walk.directory(target)
+            walk.check(rel)
+            out.extend(walk.found)
         else:
-            out.extend(_load_file(root, target, label or rel, decrypt))
+            reader = next((r for r in registry.RENDERERS if r.reads(target)), registry.PLAIN)
+            out.extend(reader.render(ctx, target, label or rel))
     return out
 
 
-def _inside(root: pathlib.Path, path: pathlib.Path, rel: str) -> pathlib.Path:
-    resolved = path.resolve()
-    if resolved != root and root not in resolved.parents:
-        raise errors.ManifestError(rel, None, "leads outside the repository (symlink or '..'): not read")
-    return resolved
+@dataclasses.dataclass
+class _Walk:
+    """One directory walk: the objects found, the files no renderer read, the library files and who reads them."""
 
+    ctx: protocol.Context
+    source_path: str
+    found: list[resources.Manifest] = dataclasses.field(default_factory=list)
+    unread: list[str] = dataclasses.field(default_factory=list)
+    libraries: list[tuple[protocol.Renderer, str]] = dataclasses.field(default_factory=list)
+    used: set[str] = dataclasses.field(default_factory=set)
 
-@dataclasses.dataclass(frozen=True)
-class _Unit:
-    """What rendering needs of the cluster a path is loaded for."""
-
-    namespace: str
-    decrypt: sops.Decryptor | None
-    facts: Callable[[], helm.Facts] | None
-    chart: helm.Options | None = None
-    release: str | None = None
-    limits: tools.Limits = tools.DEFAULT_LIMITS
-
-
-def _load_dir(
-    root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: _Unit
-) -> Iterator[resources.Manifest]:
-    decrypt = unit.decrypt
-    if helm.is_chart(directory):
-        yield from _chart(root, directory, source_path, unit)
-        return
-    if kustomize.is_kustomization(directory):
-        yield from _kustomize(root, directory, source_path, decrypt, unit.limits)
-        return
-    for entry in sorted(directory.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith("."):
-            continue
-        rel = entry.relative_to(root).as_posix()
-        if entry.is_symlink():
-            _inside(root, entry, rel)
-        if entry.is_dir():
-            yield from _load_dir(root, entry, source_path, unit)
-        elif entry.suffix in MANIFEST_SUFFIXES:
-            yield from _load_file(root, entry, source_path, decrypt)
-
-
-def _load_file(
-    root: pathlib.Path, file: pathlib.Path, source_path: str, decrypt: sops.Decryptor | None = None
-) -> list[resources.Manifest]:
-    rel = file.relative_to(root).as_posix()  # as named in the repository (a symlink by its own name)
-    file = _inside(root, file, rel)
-    size = file.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise errors.ManifestError(rel, None, f"file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
-    data = file.read_bytes()
-    if sops.is_encrypted(data):  # never parsed (nor cached) as ciphertext; decrypted per cluster that may
-        if decrypt is None:
-            raise sops.refuse(rel)
-        return parse_stream(decrypt.decrypt(data, rel), rel, source_path)
-    key = (source_path, rel, hashlib.sha256(data).digest())
-    while True:
-        with _parsed_lock:
-            hit = _parsed.get(key)
-            if hit is not None:
-                _parsed.move_to_end(key)
-                return list(hit[1])
-            busy = _parsing.get(key)
-            if busy is None:
-                done = _parsing[key] = threading.Event()
-                break
-        busy.wait()  # another cluster parses this file: share its result (or, if it failed, parse it here)
-    try:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise errors.ManifestError(rel, None, f"not UTF-8 (byte {e.start}): {e.reason}") from None
-        parsed = parse_stream(text, rel, source_path)
-        _remember(key, len(data), parsed)
-        return list(parsed)
-    finally:
-        with _parsed_lock:
-            del _parsing[key]
-        done.set()
-
-
-def _remember(key: _Key, size: int, parsed: list[resources.Manifest]) -> None:
-    global _parsed_bytes
-    with _parsed_lock:
-        if key in _parsed:
+    def directory(self, directory: pathlib.Path) -> None:
+        ctx = self.ctx
+        whole = next((r for r in registry.RENDERERS if r.whole(directory)), None)
+        if whole is not None:
+            self.used.add(whole.name)
+            self.found.extend(whole.render(ctx, directory, self.source_path))
             return
-        _parsed[key] = (size, parsed)
-        _parsed_bytes += size
-        while _parsed_bytes > PARSE_CACHE_BYTES and _parsed:
-            _, (dropped, _) = _parsed.popitem(last=False)
-            _parsed_bytes -= dropped
+        for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+            if entry.name.startswith("."):
+                continue
+            rel = ctx.rel(entry)
+            if entry.is_symlink():
+                protocol.inside(ctx.root, entry, rel)
+            if entry.is_dir():
+                self.directory(entry)
+                continue
+            reader = next((r for r in registry.RENDERERS if r.reads(entry)), None)
+            if reader is not None:
+                self.used.add(reader.name)
+                self.found.extend(reader.render(ctx, entry, self.source_path))
+                continue
+            library = next((r for r in registry.RENDERERS if r.inputs(entry)), None)
+            if library is not None:
+                self.libraries.append((library, rel))
+            else:
+                self.unread.append(rel)
 
-
-def parse_stream(text: str, source_file: str, source_path: str = "") -> list[resources.Manifest]:
-    """The objects of a multi-document YAML (or JSON) stream named ``source_file``, loaded by the cluster path
-    ``source_path``, read as kubectl reads them (:mod:`agent.kubeyaml`). Raises ManifestError, naming the
-    document, and the line and key of a value JSON cannot carry."""
-    out: list[resources.Manifest] = []
-    index = 0  # documents are composed one at a time: on an error, ``index`` is the one being read
-    try:
-        for doc in kubeyaml.load_all(text):
-            _check_expansion(doc, source_file, index)
-            if doc is not None:
-                for item, body in _expand(doc, source_file, index):
-                    key = resources.ResourceKey.of(body)
-                    out.append(resources.Manifest(key, body, source_file, index, source_path, item))
-            index += 1
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        if isinstance(e, kubeyaml.NotJSONError):
-            context = f"{e.context}: " if e.context else ""
-            raise errors.ManifestError(source_file, index, f"unreadable value{where}: {context}{problem}") from None
-        raise errors.ManifestError(source_file, index, f"malformed YAML{where}: {problem}") from None
-    return out
-
-
-MAX_EXPANDED_VALUES = 1_000_000
-"""A document whose aliases expand it to more values than this (and to ten times its own size) is refused."""
-
-
-def _check_expansion(doc: Any, source_file: str, index: int) -> None:
-    """Refuse a YAML alias bomb ("billion laughs"): the expanded size is computed once per distinct node, so the
-    check costs the document's own size, not its expansion."""
-    sizes: dict[int, int] = {}
-    unique = 0
-
-    def size(node: Any) -> int:
-        nonlocal unique
-        if not isinstance(node, dict | list):
-            return 1
-        if id(node) in sizes:
-            return sizes[id(node)]
-        unique += 1
-        children = node.values() if isinstance(node, dict) else node
-        total = 1 + sum(size(c) for c in children)
-        sizes[id(node)] = total
-        return total
-
-    try:
-        expanded = size(doc)
-    except RecursionError:
-        raise errors.ManifestError(source_file, index, "nested too deeply to be a manifest") from None
-    if expanded > MAX_EXPANDED_VALUES and expanded > 10 * max(unique, 1):
-        raise errors.ManifestError(
-            source_file, index, f"YAML aliases expand this document to {expanded} values (alias bomb?): refused"
+    def check(self, rel: str) -> None:
+        """Raise ManifestError when the walk of ``rel`` found no object but files no renderer read."""
+        unread = sorted(self.unread + [f for r, f in self.libraries if r.name not in self.used])
+        if self.found or not unread:
+            return
+        named = ", ".join(unread[:UNREAD_NAMED]) + (
+            f" and {len(unread) - UNREAD_NAMED} more" if len(unread) > UNREAD_NAMED else ""
         )
-
-
-def is_list(body: Any) -> bool:
-    """True for a list kubectl unwraps: ``kind: List`` or a typed list (``ConfigMapList``, ``RoleBindingList``:
-    a kind ending in ``List``) whose ``items`` is a sequence (kubectl's resource builder, ``FlattenListVisitor``
-    with ``meta.IsListType``; the kind check keeps a custom resource that merely has ``items`` an object)."""
-    kind = body.get("kind")
-    return isinstance(kind, str) and kind.endswith("List") and isinstance(body.get("items"), list)
-
-
-def _expand(doc: Any, source_file: str, index: int, prefix: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """The objects of one document with where they stand in it (``""``, or ``items[i]`` of a list, nested lists
-    flattened: ``items[0].items[2]``)."""
-    if not isinstance(doc, dict):
-        if prefix:
-            raise errors.ManifestError(source_file, index, f"not an object ({_type_name(doc)})", prefix[:-1])
+        readable = ", ".join(p for r in registry.RENDERERS for p in r.patterns)
         raise errors.ManifestError(
-            source_file, index, f"a document must be a mapping (an object), not {_type_name(doc)}"
+            rel,
+            None,
+            f"holds no object: no renderer reads {named} (read are {readable}; a jsonnet library only "
+            "when a .jsonnet file imports it)",
         )
-    if is_list(doc):
-        for i, item in enumerate(doc["items"]):
-            yield from _expand(item, source_file, index, f"{prefix}items[{i}].")
-        return
-    yield prefix[:-1], _checked(doc, source_file, index, prefix)
-
-
-def _type_name(value: Any) -> str:
-    """A YAML type's name for an error (never a Python class name)."""
-    names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list"}
-    return "null" if value is None else names.get(type(value), "a scalar")
-
-
-def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) -> dict[str, Any]:
-    item = prefix[:-1]
-    for field in ("apiVersion", "kind"):
-        if not isinstance(body.get(field), str) or not body[field]:
-            raise errors.ManifestError(
-                source_file, index, f"{field} is missing: every object needs apiVersion and kind", item
-            )
-    try:
-        marks = hooks.marks(body)
-    except ValueError as e:
-        raise errors.ManifestError(source_file, index, str(e), item) from None
-    meta = body.get("metadata")
-    named = isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]
-    generated = marks.hook and isinstance(meta, dict) and isinstance(meta.get("generateName"), str)
-    if not named and not generated:
-        also = " (a hook may have a generateName instead)" if marks.hook else ""
-        raise errors.ManifestError(source_file, index, f"metadata.name is missing ({body['kind']}){also}", item)
-    return body
-
-
-def _chart(root: pathlib.Path, directory: pathlib.Path, source_path: str, unit: _Unit) -> list[resources.Manifest]:
-    """A Helm chart rendered as one unit (see :mod:`agent.sources.helm`); each object names its template."""
-    rel = directory.relative_to(root).as_posix()
-    out: list[resources.Manifest] = []
-    seen: collections.Counter[str] = collections.Counter()
-    facts = unit.facts() if unit.facts else None
-    options = unit.chart or helm.Options()
-    release = options.release or unit.release or directory.name
-    rendered = helm.template(
-        directory, rel, release=release, namespace=unit.namespace, facts=facts, options=options, limits=unit.limits
-    )
-    for template, doc in rendered:
-        source_file = f"{directory.parent.relative_to(root).as_posix()}/{template}".lstrip("./")
-        for m in parse_stream(doc, source_file, source_path):
-            index = seen[source_file]
-            seen[source_file] += 1
-            out.append(dataclasses.replace(m, doc_index=index))
-    return out
-
-
-def _kustomize(
-    root: pathlib.Path,
-    directory: pathlib.Path,
-    source_path: str,
-    decrypt: sops.Decryptor | None,
-    limits: tools.Limits,
-) -> list[resources.Manifest]:
-    """A kustomization rendered as one unit (see :mod:`agent.sources.kustomize`); an object still holding SOPS
-    ciphertext (an encrypted input outside the kustomization's directory, not decrypted) is refused."""
-    rel = directory.relative_to(root).as_posix()
-    out = parse_stream(kustomize.build(root, directory, decrypt, limits), rel, source_path)
-    for m in out:
-        if sops.has_ciphertext(m.body):
-            raise errors.ManifestError(
-                m.source_file,
-                m.doc_index,
-                f"{m.key} still holds SOPS ciphertext: its encrypted input lies outside the kustomization's directory "
-                "(only inputs under it are decrypted); never applied as ciphertext",
-                m.item,
-            )
-    return out

@@ -14,7 +14,7 @@ or allocate without bound. Each run here:
 
 Callers turn :class:`RenderTimeoutError` and :func:`out_of_memory` into errors that name the render, the path and
 the limit.
-Used by :mod:`agent.sources.helm`, :mod:`agent.sources.kustomize` and :mod:`agent.sources.sops`.
+Used by :mod:`agent.sources.render.helm`, :mod:`agent.sources.render.kustomize` and :mod:`agent.sources.sops`.
 """
 
 from __future__ import annotations

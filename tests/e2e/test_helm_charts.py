@@ -140,7 +140,7 @@ def test_charts_see_the_target_clusters_capabilities_and_render_once(
 ) -> None:
     """``.Capabilities`` is the target cluster's (its version, its served API versions, as on install); the same
     chart, values and capabilities render once, and a resync renders nothing."""
-    from agent.sources import helm
+    from agent.sources.render import helm
 
     a, b = clusters(2)
     git_repo.write("caps/Chart.yaml", "apiVersion: v2\nname: caps\nversion: 0.1.0\n")

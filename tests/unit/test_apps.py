@@ -14,7 +14,7 @@ import yaml
 from agent import apps, config
 from agent.api import webhooks
 from agent.runtime import ownership
-from agent.sources import manifests
+from agent.sources.render import plain
 from reconcilers import client, errors, resources
 
 CLUSTERS = [
@@ -199,13 +199,13 @@ def test_claims_are_remembered_while_units_manifests_and_discovery_stay_the_same
     )
     units = apps.units(cfg, cfg.clusters[0])
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "one"}}
-    loaded = {"a": manifests.parse_stream(yaml.safe_dump(cm), "a/cm.yaml", "a"), "b": []}
+    loaded = {"a": plain.parse_stream(yaml.safe_dump(cm), "a/cm.yaml", "a"), "b": []}
     memo, kube = ownership.Memo(), _Discovery()
     claims, refused = memo.claim(kube, units, dict(loaded))  # type: ignore[arg-type]
     assert (list(claims), refused) == ([resources.ResourceKey("", "ConfigMap", "one", "cm")], {})
     assert memo.claim(kube, units, dict(loaded))[0] is claims  # type: ignore[arg-type]
     # b now renders the same object (a new manifests list): b is refused, naming a
-    loaded["b"] = manifests.parse_stream(yaml.safe_dump(cm), "b/cm.yaml", "b")
+    loaded["b"] = plain.parse_stream(yaml.safe_dump(cm), "b/cm.yaml", "b")
     again, refused = memo.claim(kube, units, dict(loaded))  # type: ignore[arg-type]
     assert again is not claims
     assert "also rendered by app a" in refused["b"]

@@ -12,6 +12,7 @@ import yaml
 
 from agent import kubeyaml
 from agent.sources import manifests
+from agent.sources.render import plain
 from reconcilers import errors, resources
 from tests.conftest import CORPORA
 
@@ -69,7 +70,7 @@ def test_non_utf8_and_oversize_files_are_refused(tmp_path: pathlib.Path, monkeyp
     write(tmp_path, "latin1.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: caf\xe9}\n".encode("latin-1"))
     with pytest.raises(errors.ManifestError, match=r"latin1.yaml: not UTF-8"):
         manifests.load_paths(tmp_path, ["latin1.yaml"])
-    monkeypatch.setattr(manifests, "MAX_FILE_BYTES", 10)
+    monkeypatch.setattr(plain, "MAX_FILE_BYTES", 10)
     write(tmp_path, "big.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\n")
     with pytest.raises(errors.ManifestError, match=r"big.yaml: file is \d+ bytes, over the 10-byte limit"):
         manifests.load_paths(tmp_path, ["big.yaml"])
@@ -151,14 +152,14 @@ def test_clusters_loading_one_file_at_once_share_one_parse(
     for i in range(3):
         write(tmp_path, f"app/{i}.yaml", f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: shared-{i}}}\n")
     calls: list[str] = []
-    real = manifests.parse_stream
+    real = plain.parse_stream
 
     def slow_parse(text: str, source_file: str, source_path: str) -> list[resources.Manifest]:
         calls.append(source_file)
         time.sleep(0.05)  # every thread arrives while the first is still parsing
         return real(text, source_file, source_path)
 
-    monkeypatch.setattr(manifests, "parse_stream", slow_parse)
+    monkeypatch.setattr(plain, "parse_stream", slow_parse)
     with futures.ThreadPoolExecutor(5) as pool:
         loads = list(pool.map(lambda _: manifests.load_paths(tmp_path, ["app"]), range(5)))
     assert sorted(calls) == ["app/0.yaml", "app/1.yaml", "app/2.yaml"]
@@ -171,13 +172,13 @@ def test_a_file_that_fails_to_parse_fails_every_waiting_cluster(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write(tmp_path, "bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [unclosed\n")
-    real = manifests.parse_stream
+    real = plain.parse_stream
 
     def slow_parse(text: str, source_file: str, source_path: str) -> list[resources.Manifest]:
         time.sleep(0.05)
         return real(text, source_file, source_path)
 
-    monkeypatch.setattr(manifests, "parse_stream", slow_parse)
+    monkeypatch.setattr(plain, "parse_stream", slow_parse)
 
     def load(_: int) -> str:
         try:
@@ -189,7 +190,7 @@ def test_a_file_that_fails_to_parse_fails_every_waiting_cluster(
     with futures.ThreadPoolExecutor(3) as pool:
         outcomes = list(pool.map(load, range(3)))
     assert all(o.startswith("bad.yaml") and "malformed YAML" in o for o in outcomes), outcomes
-    assert not manifests._parsing
+    assert not plain._parsing
 
 
 def test_short_strings_are_shared_across_documents(tmp_path: pathlib.Path) -> None:

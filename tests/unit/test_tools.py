@@ -8,7 +8,8 @@ import pathlib
 
 import pytest
 
-from agent.sources import helm, tools
+from agent.sources import tools
+from agent.sources.render import helm
 
 BOMB = '{{- $s := "0123456789abcdef" }}{{- range until 40 }}{{ $s = printf "%s%s" $s $s }}{{- end }}\n'
 

@@ -17,7 +17,7 @@ namespace, values and cluster facts, so clusters alike and resyncs with nothing 
 Helm hooks (``helm.sh/hook``) become sync hooks as Argo CD maps them (:mod:`reconcilers.hooks`: pre-install and
 pre-upgrade run in PreSync, post-install and post-upgrade in PostSync, ``hook-weight`` is the wave; rollback and
 test hooks never run); ``helm.sh/resource-policy: keep`` objects are never pruned. Used by
-:mod:`agent.sources.manifests`.
+:mod:`agent.sources.manifests` through :class:`Helm`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import yaml
 
 from agent import kubeyaml
 from agent.sources import tools
-from reconcilers import errors
+from agent.sources.render import plain, protocol
+from reconcilers import errors, resources
 
 _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
@@ -255,3 +256,42 @@ def split(output: str) -> list[tuple[str, str]]:
         found = _SOURCE.search(doc)
         pairs.append((found.group(1).strip() if found else "(unknown template)", doc))
     return pairs
+
+
+class Helm:
+    """:class:`agent.sources.render.protocol.Renderer` of a directory holding ``Chart.yaml`` (as one unit); each
+    object names the template it came from (``<chart dir>/templates/x.yaml#<doc>``)."""
+
+    name = "helm template"
+    patterns: tuple[str, ...] = ("a directory with Chart.yaml",)
+
+    def whole(self, directory: pathlib.Path) -> bool:
+        """True for a chart (:func:`is_chart`)."""
+        return is_chart(directory)
+
+    def reads(self, file: pathlib.Path) -> bool:
+        """Never: a chart is rendered whole."""
+        return False
+
+    def inputs(self, file: pathlib.Path) -> bool:
+        """Never: a chart's files are inside the directory it takes whole."""
+        return False
+
+    def render(self, ctx: protocol.Context, target: pathlib.Path, source_path: str) -> list[resources.Manifest]:
+        """The chart at ``target`` rendered for ``ctx`` (its namespace, the cluster's facts, the app's options)."""
+        rel = ctx.rel(target)
+        out: list[resources.Manifest] = []
+        seen: collections.Counter[str] = collections.Counter()
+        facts = ctx.facts() if ctx.facts else None
+        options = ctx.chart or Options()
+        release = options.release or ctx.release or target.name
+        rendered = template(
+            target, rel, release=release, namespace=ctx.namespace, facts=facts, options=options, limits=ctx.limits
+        )
+        for name, doc in rendered:
+            source_file = f"{ctx.rel(target.parent)}/{name}".lstrip("./")
+            for m in plain.parse_stream(doc, source_file, source_path):
+                index = seen[source_file]
+                seen[source_file] += 1
+                out.append(dataclasses.replace(m, doc_index=index))
+        return out

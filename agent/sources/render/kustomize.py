@@ -20,7 +20,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 
 from agent.sources import sops, tools
-from reconcilers import errors
+from agent.sources.render import plain, protocol
+from reconcilers import errors, resources
 
 FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _INPUTS = (".yaml", ".yml", ".json", ".env")
@@ -111,3 +112,38 @@ def _decrypted_copy(
         yield copy
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+class Kustomize:
+    """:class:`agent.sources.render.protocol.Renderer` of a directory holding a kustomization file (as one unit);
+    an object still holding SOPS ciphertext (an encrypted input outside the kustomization's directory, not
+    decrypted) is refused."""
+
+    name = "kustomize build"
+    patterns: tuple[str, ...] = ("a directory with kustomization.yaml",)
+
+    def whole(self, directory: pathlib.Path) -> bool:
+        """True for a kustomization (:func:`is_kustomization`)."""
+        return is_kustomization(directory)
+
+    def reads(self, file: pathlib.Path) -> bool:
+        """Never: a kustomization is rendered whole."""
+        return False
+
+    def inputs(self, file: pathlib.Path) -> bool:
+        """Never: a kustomization's inputs are inside the directory it takes whole."""
+        return False
+
+    def render(self, ctx: protocol.Context, target: pathlib.Path, source_path: str) -> list[resources.Manifest]:
+        """``kustomize build`` of ``target`` (:func:`build`), parsed as kubectl reads YAML."""
+        out = plain.parse_stream(build(ctx.root, target, ctx.decrypt, ctx.limits), ctx.rel(target), source_path)
+        for m in out:
+            if sops.has_ciphertext(m.body):
+                raise errors.ManifestError(
+                    m.source_file,
+                    m.doc_index,
+                    f"{m.key} still holds SOPS ciphertext: its encrypted input lies outside the kustomization's "
+                    "directory (only inputs under it are decrypted); never applied as ciphertext",
+                    m.item,
+                )
+        return out
