@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import alias_generators
 
+from agent import notifier_kinds
 from reconcilers import errors
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -270,9 +271,12 @@ class HomeCluster(ClusterConnection):
 
 
 class Notification(_Model):
-    """Where events go (see :mod:`agent.runtime.notify`): ``name`` (unique), ``type`` and what it needs:
+    """Where events go (see :mod:`agent.runtime.notify`): ``name`` (unique), ``type`` (one of
+    :data:`agent.notifier_kinds.KINDS`) and what it needs:
 
     - ``slack``: ``url``, the incoming-webhook URL (a secret: env or file); Slack's Block Kit JSON;
+    - ``msteams``: ``url``, a Teams workflow webhook URL (a secret: env or file); an Adaptive Card message, as
+      Flux's ``msteams`` provider posts;
     - ``webhook``: ``url`` (a plain URL or a secret), optional ``secret`` (HMAC-SHA256 of the body in
       ``X-Signature-256: sha256=<hex>``); CloudEvents 1.0 structured JSON;
     - ``github`` / ``gitlab``: commit status on the synced revision, ``token`` (env or file), ``apiURL``
@@ -286,7 +290,7 @@ class Notification(_Model):
     ``targetURL``: a link put in commit statuses and messages (e.g. the dashboard)."""
 
     name: str
-    type: Literal["slack", "webhook", "github", "gitlab"]
+    type: Annotated[str, pydantic.Field(json_schema_extra={"enum": list(notifier_kinds.KINDS)})]
     url: SecretRef | str | None = None
     secret: SecretRef | None = None
     token: SecretRef | None = None
@@ -298,12 +302,20 @@ class Notification(_Model):
     target_url: str | None = pydantic.Field(default=None, alias="targetURL")
     commit_status: Literal["perCluster", "aggregated"] = "perCluster"
 
+    @pydantic.field_validator("type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in notifier_kinds.KINDS:
+            raise ValueError(f"unknown notification type {v!r} (known: {', '.join(notifier_kinds.KINDS)})")
+        return v
+
     @pydantic.model_validator(mode="after")
     def _needs(self) -> Notification:
-        if self.type in ("slack", "webhook") and self.url is None:
+        kind = notifier_kinds.KINDS[self.type]
+        if "url" in kind.needs and self.url is None:
             raise ValueError(f"a {self.type} notification needs url")
-        if self.type == "slack" and isinstance(self.url, str):
-            raise ValueError("a Slack webhook URL is a secret: give url as {env: ...} or {file: ...}")
-        if self.type in ("github", "gitlab") and self.token is None:
+        if kind.secret_url and isinstance(self.url, str):
+            raise ValueError(f"a {kind.title} webhook URL is a secret: give url as {{env: ...}} or {{file: ...}}")
+        if "token" in kind.needs and self.token is None:
             raise ValueError(f"a {self.type} notification needs token (env or file)")
         return self

@@ -7,7 +7,12 @@
   characters (GitHub's REST API, "Create a commit status"; 422 otherwise, 401 for a wrong token);
 - ``gitlab``: ``POST /api/v4/projects/{url-encoded path}/statuses/{sha}``, ``PRIVATE-TOKEN``, ``state`` pending,
   running, success, failed or canceled, ``name`` (GitLab's "Set the pipeline status of a commit");
-- ``slack``: a JSON body with ``text`` or ``blocks`` (each block a known type), answered ``ok`` as Slack does.
+- ``slack``: a JSON body with ``text`` or ``blocks`` (each block a known type), answered ``ok`` as Slack does;
+- ``msteams``: a Teams workflow webhook ("Post to a channel when a webhook request is received"): a JSON
+  ``message`` whose ``attachments`` hold one Adaptive Card (``application/vnd.microsoft.card.adaptive``,
+  ``type: AdaptiveCard``, a schema version Teams renders, 1.0 to 1.5), each body element a known type with what
+  it needs (a ``TextBlock``'s ``text``, a ``FactSet``'s title/value facts), actions ``Action.OpenUrl`` with an
+  http(s) ``url``; answered 202 Accepted as the workflow trigger does, 400 otherwise.
 
 ``fail_first`` answers 500 that many times before accepting; ``hang`` accepts connections and never answers.
 """
@@ -62,7 +67,8 @@ class Receiver:
                     self._answer(code, problem.encode())
                     return
                 receiver.accepted.append({"path": self.path, "body": json.loads(body), "headers": dict(self.headers)})
-                self._answer(201 if receiver.kind in ("github", "gitlab") else 200, b"ok")
+                codes = {"github": 201, "gitlab": 201, "msteams": 202}
+                self._answer(codes.get(receiver.kind, 200), b"ok")
 
             def _answer(self, code: int, text: bytes) -> None:
                 self.send_response(code)
@@ -117,8 +123,59 @@ class Receiver:
             if doc.get("state") not in ("pending", "running", "success", "failed", "canceled"):
                 return 400, "state does not have a valid value"
             return 200, ""
+        if self.kind == "msteams":
+            return self._check_card(headers, doc)
         if not (doc.get("text") or doc.get("blocks")):
             return 400, "no_text"
         if any(b.get("type") not in ("section", "context", "header", "divider") for b in doc.get("blocks") or []):
             return 400, "invalid_blocks"
+        return 200, ""
+
+    @staticmethod
+    def _check_card(headers: dict[str, str], doc: Any) -> tuple[int, str]:
+        """A Teams workflow's checks of a posted Adaptive Card message."""
+        if not headers.get("Content-Type", "").startswith("application/json"):
+            return 415, "UnsupportedMediaType"
+        attachments = doc.get("attachments") if isinstance(doc, dict) else None
+        if doc.get("type") != "message" or not isinstance(attachments, list) or not attachments:
+            return 400, "InvalidRequestContent: a message with attachments"
+        for attachment in attachments:
+            card = attachment.get("content")
+            if attachment.get("contentType") != "application/vnd.microsoft.card.adaptive" or not isinstance(card, dict):
+                return 400, "InvalidRequestContent: not an Adaptive Card"
+            if card.get("type") != "AdaptiveCard" or card.get("version") not in (
+                "1.0",
+                "1.1",
+                "1.2",
+                "1.3",
+                "1.4",
+                "1.5",
+            ):
+                return 400, "InvalidRequestContent: AdaptiveCard type and version"
+            body = card.get("body")
+            if not isinstance(body, list) or not body:
+                return 400, "InvalidRequestContent: an empty card"
+            for element in body:
+                kind = element.get("type")
+                if kind == "TextBlock" and not (isinstance(element.get("text"), str) and element["text"]):
+                    return 400, "InvalidRequestContent: TextBlock without text"
+                if kind == "FactSet" and not all(
+                    isinstance(f.get("title"), str) and isinstance(f.get("value"), str)
+                    for f in element.get("facts", [])
+                ):
+                    return 400, "InvalidRequestContent: FactSet facts need title and value strings"
+                if kind not in (
+                    "TextBlock",
+                    "FactSet",
+                    "Container",
+                    "ColumnSet",
+                    "Image",
+                    "ActionSet",
+                    "RichTextBlock",
+                ):
+                    return 400, f"InvalidRequestContent: unknown element {kind}"
+            for action in card.get("actions", []):
+                url = action.get("url", "")
+                if action.get("type") != "Action.OpenUrl" or not re.match(r"https?://", url):
+                    return 400, "InvalidRequestContent: actions are Action.OpenUrl with an http(s) url"
         return 200, ""

@@ -215,7 +215,8 @@ class Fleet:
         return status.not_ready(self)
 
     def start(self) -> None:
-        """Start the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
+        """Start the notifier, the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
+        self.notifier.start()
         self.sourcing.start()
         self.scheduler.start()
         with self._lock:
@@ -289,6 +290,7 @@ class Fleet:
         self._reconfigure_rollout(old, new)
         self.app_rollouts.reconfigure(new, lambda name: s.last_good if (s := self.sourcing.get(name)) else None)
         if notifier is not None:
+            notifier.start()
             retired_notifier, self.notifier = self.notifier, notifier
             self.events.on_event = notifier.event
             retired_notifier.stop()

@@ -200,6 +200,7 @@ def test_an_aggregated_commit_status_waits_for_every_cluster() -> None:
         }
     )
     provider = notify.Provider(spec, "/srv/fleet", "i", metrics.Metrics())
+    provider.start()
     every = frozenset({"a", "b"})
     good, bad = "a" * 40, "b" * 40
     try:
@@ -229,3 +230,44 @@ def test_an_aggregated_commit_status_waits_for_every_cluster() -> None:
     finally:
         provider.stop()
         receiver.close()
+
+
+def test_microsoft_teams_gets_adaptive_cards_retried_like_the_others(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """A Teams workflow webhook (``type: msteams``, one module and one registry line) gets each event as an
+    Adaptive Card its receiver accepts, after two 500s retried; its URL, a secret, is in no log line."""
+    (tc,) = clusters(1)
+    teams = Receiver("msteams", fail_first=2)
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    git_repo.write_objects("app/app.yaml", ns, cm("app", namespace))
+    git_repo.commit()
+    port = free_port()
+    link = f"http://127.0.0.1:{port}/"
+    config = make_config(
+        git_repo,
+        [cluster_entry(tc, "a", ["app"], namespace)],
+        sync={"interval": "1h"},
+        server={"listen": f"127.0.0.1:{port}"},
+        notifications=[{"name": "team-chat", "type": "msteams", "url": {"env": "TEAMS_URL"}, "targetURL": link}],
+    )
+    url = teams.url + "/workflows/abc/triggers/manual/paths/invoke?sig=teams-secret-9c1f"
+    agent = Agent(config, tmp_path / "agent.log", env={"TEAMS_URL": url})
+    try:
+        agent.wait_ready()
+        wait_until(lambda: len(teams.accepted) == 1, timeout=30)  # 500, 500, then delivered once
+        card = teams.accepted[0]["body"]["attachments"][0]["content"]
+        assert card["body"][0]["text"] == "SyncSucceeded on a"
+        facts = {f["title"]: f["value"] for f in card["body"][2]["facts"]}
+        assert facts["Cluster"] == "a"
+        assert len(facts["Revision"]) == 12
+        assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open status", "url": link}]
+        assert teams.requests == 3
+        assert teams.problems == []
+        metrics = request(f"{agent.base}/metrics")[1]
+        assert 'gitops_agent_notifications_total{provider="team-chat",result="retried"} 2.0' in metrics
+        assert 'gitops_agent_notifications_total{provider="team-chat",result="sent"} 1.0' in metrics
+    finally:
+        agent.stop()
+        teams.close()
+    assert "teams-secret-9c1f" not in agent.log.read_text()

@@ -390,11 +390,27 @@ def test_decryption_on_a_cluster_needs_keys(tmp_path: pathlib.Path) -> None:
         ({"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"}, "is a secret"),
         ({"type": "webhook"}, "needs url"),
         ({"type": "github"}, "needs token"),
+        ({"type": "msteams", "url": "https://prod.westeurope.logic.azure.com/workflows/x"}, "Microsoft Teams webhook"),
+        ({"type": "teams", "url": {"env": "X"}}, r"unknown notification type 'teams' \(known: slack, webhook, github"),
     ],
 )
 def test_a_notification_says_what_it_lacks(spec: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         config.Notification.model_validate({"name": "n", **spec})
+
+
+def test_every_notification_kind_is_a_module_whose_format_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry's one line per kind is all it takes: each names a module whose ``make`` gives a Format."""
+    from agent import notifier_kinds
+    from agent.runtime.notify import channel
+
+    monkeypatch.setenv("N_SECRET", "https://receiver.example/hook")
+    for kind in notifier_kinds.KINDS.values():
+        spec = config.Notification.model_validate(
+            {"name": "n", "type": kind.name, "url": {"env": "N_SECRET"}, "token": {"env": "N_SECRET"}}
+        )
+        made = channel.format_of(spec, "https://git.example/acme/fleet.git", "i")
+        assert made.base.startswith("https://"), kind.name
 
 
 def test_a_reload_whose_notification_secret_is_missing_changes_nothing(tmp_path: pathlib.Path) -> None:
