@@ -9,9 +9,11 @@ import os
 import pathlib
 import socket
 import typing
+from typing import Annotated
 
 import pydantic
 
+from agent import source_kinds
 from agent.config_types import Duration, HomeCluster, Interval, SecretRef, Size, _Model
 
 
@@ -35,7 +37,7 @@ class SourceConfig(_Model):
     """
 
     url: str
-    type: typing.Literal["auto", "git", "local", "helm", "oci"] = "auto"
+    type: Annotated[str, pydantic.Field(json_schema_extra={"enum": ["auto", *source_kinds.KINDS]})] = "auto"
     ref: str = "main"
     interval: Interval = 60.0
     timeout: Duration = 60.0
@@ -48,16 +50,24 @@ class SourceConfig(_Model):
     password_file: str | None = None
     insecure: bool = False
 
+    @pydantic.field_validator("type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v != "auto" and v not in source_kinds.KINDS:
+            raise ValueError(f"unknown source type {v!r} (known: auto, {', '.join(source_kinds.KINDS)})")
+        return v
+
     @pydantic.model_validator(mode="after")
     def _chart_url(self) -> SourceConfig:
-        if self.type == "helm" and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"a type: helm source needs an http:// or https:// url, not {self.url!r}")
-        if self.type == "oci" and not self.url.startswith("oci://"):
-            raise ValueError(f"a type: oci source needs an oci://host/path url, not {self.url!r}")
-        if self.type not in ("helm", "oci") and (
+        kind = source_kinds.KINDS.get(self.type)
+        if kind is not None and kind.schemes and not self.url.startswith(kind.schemes):
+            want = " or ".join(f"{s}" for s in kind.schemes)
+            raise ValueError(f"a type: {self.type} source needs an {want} url, not {self.url!r}")
+        if (kind is None or not kind.credentials) and (
             self.username_env or self.password_env or self.password_file or self.insecure
         ):
-            raise ValueError("usernameEnv, passwordEnv, passwordFile and insecure are for type: helm and oci sources")
+            takers = " and ".join(k.name for k in source_kinds.KINDS.values() if k.credentials)
+            raise ValueError(f"usernameEnv, passwordEnv, passwordFile and insecure are for type: {takers} sources")
         if self.password_env and self.password_file:
             raise ValueError("give passwordEnv or passwordFile, not both")
         return self
@@ -65,7 +75,8 @@ class SourceConfig(_Model):
     @property
     def charts(self) -> bool:
         """True for a chart repository or registry (apps name a ``chart`` of it, not a ``path``)."""
-        return self.type in ("helm", "oci")
+        kind = source_kinds.KINDS.get(self.type)
+        return kind is not None and kind.charts
 
     def clone_dir(self) -> pathlib.Path:
         """The directory of the local clone."""

@@ -12,7 +12,7 @@ import yaml
 
 from agent import config
 from agent.cli import output
-from agent.sources import local
+from agent.sources import registry
 
 
 def clusters_check(cfg: config.AgentConfig, names: list[str] | None, *, print_rbac: bool = False) -> int:
@@ -22,7 +22,7 @@ def clusters_check(cfg: config.AgentConfig, names: list[str] | None, *, print_rb
 
     err = output.console(stderr=True)
     with contextlib.ExitStack() as held:
-        trees, failed = local.checkouts(cfg, held)
+        trees, failed = registry.checkouts(cfg, held)
         for name, e in failed.items():
             err.print(f"[yellow]source {name}:[/] {rich.markup.escape(str(e))}; its apps' objects are not checked")
         results = checks.check_all(cfg, names, trees)

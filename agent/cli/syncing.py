@@ -16,7 +16,7 @@ import rich.syntax
 from agent import config, config_types
 from agent.cli import output
 from agent.runtime import oneshot, state
-from agent.sources import local
+from agent.sources import registry
 from reconcilers import apply, engine, errors, health, ignore
 
 _STYLE = {
@@ -82,7 +82,7 @@ def sync(
     :func:`exit_code`."""
     results = oneshot.sync_fleet(
         cfg,
-        local.open_all(cfg),
+        registry.open_all(cfg),
         names,
         app=app,
         dry_run=dry_run,
@@ -159,7 +159,7 @@ def _message(e: apply.ChangeSetEntry) -> str:
 def diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revision: str | None) -> int:
     """``gitops-agent diff``, like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would
     change (or requires pruning), 2 on any error."""
-    results = oneshot.sync_fleet(cfg, local.open_all(cfg), names, app=app, dry_run=True, revision=revision)
+    results = oneshot.sync_fleet(cfg, registry.open_all(cfg), names, app=app, dry_run=True, revision=revision)
     out = output.console()
     drift = False
     for r in results:

@@ -15,7 +15,7 @@ import rich.markup
 
 from agent import apps, config
 from agent.cli import output
-from agent.sources import local
+from agent.sources import registry
 
 READ = (".yaml", ".yml", ".json")
 """What a plain path renders (kustomize and Helm directories are told by their kustomization.yaml, Chart.yaml)."""
@@ -28,7 +28,7 @@ def validate(path: str) -> int:
     out = output.console()
     rows: list[list[str]] = []
     with contextlib.ExitStack() as held:
-        fetched, failed = local.checkouts(cfg, held)
+        fetched, failed = registry.checkouts(cfg, held)
         for name, e in failed.items():
             out.print(f"[bold red]source {name}:[/] {rich.markup.escape(str(e))}")
         good = not failed

@@ -52,7 +52,7 @@ from agent.runtime import (
     status,
     worker,
 )
-from agent.sources import local
+from agent.sources import registry
 from agent.sources.render import helm
 from reconcilers import engine, errors, resources
 
@@ -133,7 +133,7 @@ class Fleet:
 
     # -- the worker's host (agent.runtime.worker.Host) ---------------------------------------------------------
     @property
-    def source(self) -> local.Source:
+    def source(self) -> registry.Source:
         """The source named ``default`` (else the first): the one rollout and commit statuses follow."""
         return self.sourcing.primary
 

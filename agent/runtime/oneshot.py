@@ -12,7 +12,7 @@ from concurrent import futures
 
 from agent import apps, config
 from agent.runtime.runner import ClusterRunner, ReconcileResult
-from agent.sources import local
+from agent.sources import registry
 from reconcilers import errors, resources
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def sync_fleet(
     cfg: config.AgentConfig,
-    sources: Mapping[str, local.Source],
+    sources: Mapping[str, registry.Source],
     names: Sequence[str] | None = None,
     *,
     app: str | None = None,

@@ -23,7 +23,7 @@ import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import config
-from agent.sources import local
+from agent.sources import registry
 from reconcilers import errors, resources
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class Sources:
         self.stopping = stopping
         self.debounce = debounce
         self.on_fetched = on_fetched
-        self.by_name: dict[str, local.Source] = local.open_all(cfg)
+        self.by_name: dict[str, registry.Source] = registry.open_all(cfg)
         self.fetched = threading.Event()
         """Set once every source was fetched (or tried) at least once."""
         self._attempted: set[str] = set()
@@ -66,13 +66,13 @@ class Sources:
             return "default" if "default" in self.by_name else next(iter(self.by_name))
 
     @property
-    def primary(self) -> local.Source:
+    def primary(self) -> registry.Source:
         """The source named :attr:`primary_name`."""
         name = self.primary_name
         with self._lock:
             return self.by_name[name]
 
-    def get(self, name: str) -> local.Source | None:
+    def get(self, name: str) -> registry.Source | None:
         """The source called ``name`` (None when there is none now)."""
         with self._lock:
             return self.by_name.get(name)
@@ -85,9 +85,9 @@ class Sources:
             self._schedule(name)
         self._fetcher.start()
         for name, source in found.items():
-            if isinstance(source, local.LocalSource):
+            if source.watched is not None:
                 threading.Thread(
-                    target=self._watch_local, args=(name, source.path), name=f"watch-source-{name}", daemon=True
+                    target=self._watch_local, args=(name, source.watched), name=f"watch-source-{name}", daemon=True
                 ).start()
 
     def _schedule(self, name: str) -> None:
@@ -112,7 +112,9 @@ class Sources:
         with self._lock:
             self.cfg = new
             self.by_name = {
-                n: self.by_name[n] if n in self.by_name and n not in changed else local.open_source(s, new.charts_of(n))
+                n: self.by_name[n]
+                if n in self.by_name and n not in changed
+                else registry.open_source(s, new.charts_of(n))
                 for n, s in after.items()
             }
             self._locks = {n: self._locks.get(n) or threading.Lock() for n in after}
@@ -192,7 +194,7 @@ class Sources:
                 if not self.stopping.is_set():
                     self._fetch(n, source)
 
-    def _fetch(self, name: str, source: local.Source) -> None:
+    def _fetch(self, name: str, source: registry.Source) -> None:
         before = source.last_good
         try:
             revision = source.fetch(self.stopping)

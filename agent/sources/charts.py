@@ -58,6 +58,11 @@ class ChartSource:
         self._lock = threading.Lock()
         self._deadline = 0.0  # when the fetch in progress must end (monotonic seconds)
 
+    @property
+    def watched(self) -> None:
+        """None: a chart source is fetched on its interval."""
+        return None
+
     def fetch(self, stop: threading.Event | None = None) -> resources.Revision:
         """Resolve and download every chart; the revision of their versions. Raises FetchError."""
         with self._lock:
@@ -202,3 +207,9 @@ class ChartSource:
                 f"source {self.source.url}: {what}: {(message[-1] if message else '?').removeprefix('Error: ')}"
             )
         return done.stdout
+
+
+def make(source: config.SourceConfig, chart_refs: Sequence[config.ChartRef] = ()) -> ChartSource:
+    """The chart source of ``source`` with the charts ``chart_refs`` (:data:`agent.source_kinds.KINDS`' entry
+    point for ``helm`` and ``oci``)."""
+    return ChartSource(source, chart_refs)

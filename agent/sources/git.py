@@ -15,7 +15,7 @@ import logging
 import os
 import pathlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pygit2
 
@@ -38,6 +38,11 @@ class GitSource:
         self.last_error: str | None = None
         self.trees = trees.Trees(self.dir.parent / f"{self.dir.name}-trees", _KEEP_CHECKOUTS)
         self._fetching = threading.Lock()  # one fetch at a time from this process; readers never take it
+
+    @property
+    def watched(self) -> None:
+        """None: a git source is fetched on its interval (and on a webhook's push)."""
+        return None
 
     def fetch(self, stop: threading.Event | None = None) -> resources.Revision:
         """Fetch the remote and resolve ``source.ref``, within ``source.timeout`` seconds (or until ``stop``).
@@ -107,3 +112,8 @@ def _blob(repo: pygit2.Repository, oid: pygit2.Oid) -> bytes:
     blob = repo[oid]
     assert isinstance(blob, pygit2.Blob)
     return blob.data
+
+
+def make(source: config.SourceConfig, chart_refs: Sequence[config.ChartRef] = ()) -> GitSource:
+    """The git source of ``source`` (:data:`agent.source_kinds.KINDS`' entry point; ``chart_refs`` unused)."""
+    return GitSource(source)

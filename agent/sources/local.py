@@ -1,11 +1,10 @@
-"""A local directory as the source (developer mode), and the choice between it and git.
+"""A local directory as the source (developer mode).
 
 ``LocalSource`` serves a plain directory (not a git repository): its revision is a digest of every file's path
 and content (``Revision(sha=<sha256>, ref="local")``), and each revision is read from a snapshot copy, so a file
 saved halfway through a reconcile never mixes two versions. ``agent.runtime.fleet`` watches the directory with
-watchfiles and reconciles within a second of a save. :func:`open_source` picks the source type from
-``source.type`` (``auto``: a local directory that is not a git repository is local, anything else is git).
-Used by ``agent.cli`` and ``agent.runtime.fleet``.
+watchfiles (:attr:`LocalSource.watched`) and reconciles within a second of a save. Opened by
+:mod:`agent.sources.registry`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from agent import config
-from agent.sources import charts, git, trees
+from agent.sources import trees
 from reconcilers import errors, resources
 
 _KEEP_SNAPSHOTS = 3
@@ -36,6 +35,11 @@ class LocalSource:
         self.last_error: str | None = None
         self.trees = trees.Trees(self.dir.parent / f"{self.dir.name}-local", _KEEP_SNAPSHOTS)
         self._lock = threading.Lock()
+
+    @property
+    def watched(self) -> pathlib.Path:
+        """The directory itself: a save is fetched at once."""
+        return self.path
 
     def fetch(self, stop: threading.Event | None = None) -> resources.Revision:
         """Digest the directory into a revision (local: ``stop`` is not needed). Raises FetchError when it cannot
@@ -78,46 +82,6 @@ def _digest(path: pathlib.Path) -> str:
     return h.hexdigest()
 
 
-Source = git.GitSource | LocalSource | charts.ChartSource
-
-
-def is_local(source: config.SourceConfig) -> bool:
-    """True when ``source`` is served as a local directory (see the module docstring)."""
-    if source.type != "auto":
-        return source.type == "local"
-    if "://" in source.url or ("@" in source.url and ":" in source.url):
-        return False
-    path = pathlib.Path(source.url).expanduser()
-    is_repo = (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
-    return path.is_dir() and not is_repo
-
-
-def open_source(source: config.SourceConfig, chart_refs: Sequence[config.ChartRef] = ()) -> Source:
-    """The source object for ``source``; ``chart_refs``: the charts apps name from it (chart sources only)."""
-    if source.charts:
-        return charts.ChartSource(source, chart_refs)
-    return LocalSource(source) if is_local(source) else git.GitSource(source)
-
-
-def open_all(cfg: config.AgentConfig) -> dict[str, Source]:
-    """Every source of ``cfg`` by name, each chart source with the charts its apps name."""
-    return {n: open_source(s, cfg.charts_of(n)) for n, s in cfg.all_sources().items()}
-
-
-def checkouts(
-    cfg: config.AgentConfig, held: contextlib.ExitStack
-) -> tuple[dict[str, pathlib.Path], dict[str, errors.FetchError]]:
-    """Every git and local source of ``cfg`` fetched once and checked out, each tree held by ``held`` (released
-    when it closes): the trees by source name, and the fetch error of each source that failed (bounded by its
-    ``timeout``). Chart repositories are left out: their charts are fetched by name at sync time. For commands
-    that read the sources without syncing (``config validate``, ``clusters check``)."""
-    found: dict[str, pathlib.Path] = {}
-    failed: dict[str, errors.FetchError] = {}
-    for name, source in open_all(cfg).items():
-        if cfg.all_sources()[name].charts:
-            continue
-        try:
-            found[name] = held.enter_context(source.tree(source.fetch()))
-        except errors.FetchError as e:
-            failed[name] = e
-    return found, failed
+def make(source: config.SourceConfig, chart_refs: Sequence[config.ChartRef] = ()) -> LocalSource:
+    """The local source of ``source`` (:data:`agent.source_kinds.KINDS`' entry point; ``chart_refs`` unused)."""
+    return LocalSource(source)

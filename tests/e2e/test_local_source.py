@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from agent import config
-from agent.sources import local
+from agent.sources import local, registry
 from tests.conftest import cluster_entry, live_object, wait_until
 from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
@@ -34,7 +34,7 @@ def test_a_saved_file_is_reconciled_without_a_commit(
     cfg_path = make_config(
         str(work), [cluster_entry(tc, "a", ["app"])], server={"listen": f"127.0.0.1:{port}"}, sync={"interval": "1h"}
     )
-    assert local.is_local(config.load_config(cfg_path).source)
+    assert registry.is_local(config.load_config(cfg_path).source)
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg_path)],
         stdout=subprocess.DEVNULL,

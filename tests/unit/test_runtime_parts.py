@@ -578,3 +578,22 @@ def test_hook_runs_are_counted_per_app_phase_and_result() -> None:
     assert 'gitops_agent_hook_runs_total{app="web",cluster="c",phase="PreSync",result="Failed"} 1.0' in text
     assert 'gitops_agent_hook_runs_total{app="web",cluster="c",phase="SyncFail",result="Succeeded"} 1.0' in text
     assert 'gitops_agent_hook_runs_total{app="api"' not in text  # a dry run runs no hook
+
+
+def test_every_source_kind_opens_through_its_module(tmp_path: pathlib.Path) -> None:
+    """One line per kind in agent.source_kinds is all it takes: each kind's ``make`` gives a Source; ``auto``
+    picks local for a plain directory and git otherwise; an unknown type names the known ones."""
+    from agent import source_kinds
+    from agent.sources import registry
+
+    urls = {"git": "https://git.example/acme/fleet.git", "local": str(tmp_path), "helm": "https://charts.example",
+            "oci": "oci://registry.example/charts"}  # fmt: skip
+    for kind in source_kinds.KINDS.values():
+        spec = config.SourceConfig(url=urls[kind.name], type=kind.name, cache_dir=str(tmp_path / kind.name))
+        opened = registry.open_source(spec)
+        assert type(opened).__module__ == kind.module
+        assert (opened.watched is not None) == (kind.name == "local")
+    assert registry.kind_of(config.SourceConfig(url=str(tmp_path))).name == "local"
+    assert registry.kind_of(config.SourceConfig(url=urls["git"])).name == "git"
+    with pytest.raises(ValueError, match=r"unknown source type 'svn' \(known: auto, git, local, helm, oci\)"):
+        config.SourceConfig(url=urls["git"], type="svn")
