@@ -34,7 +34,8 @@ class Unit:
 
     ``name``: the app's name (a ``paths`` entry: its path); ``source``: the source's name; ``path`` in it;
     ``inventory``: the key of its inventory; ``namespace``: for namespaced objects without one;
-    ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``: resolved sync settings;
+    ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``, ``auto``: resolved sync
+    settings;
     ``ignore``: ignore rules (global, cluster, app); ``namespaces``: allow-list patterns (empty: anywhere);
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
     ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
@@ -54,6 +55,7 @@ class Unit:
     prune: bool = False
     self_heal: bool = False
     wait: bool = False
+    auto: bool = True
     ignore: tuple[config.IgnoreDifference, ...] = ()
     namespaces: tuple[str, ...] = ()
     service_account: str | None = None
@@ -112,6 +114,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             prune=sync.prune if a.sync.prune is None else a.sync.prune,
             self_heal=sync.self_heal if a.sync.self_heal is None else a.sync.self_heal,
             wait=sync.wait if a.sync.wait is None else a.sync.wait,
+            auto=sync.auto if a.sync.auto is None else a.sync.auto,
             ignore=(*cfg.ignore_differences, *cluster.ignore_differences, *a.ignore_differences),
             namespaces=a.namespaces,
             service_account=a.service_account,
@@ -135,6 +138,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             prune=sync.prune,
             self_heal=sync.self_heal,
             wait=sync.wait,
+            auto=sync.auto,
             ignore=(*cfg.ignore_differences, *cluster.ignore_differences),
             substitute=cluster.substitute,
             decrypt=cluster.decryption.sops,

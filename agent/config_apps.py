@@ -66,8 +66,9 @@ class Placement(_Model):
 
 class AppSync(_Model):
     """Per-app overrides of the top-level ``sync`` keys (unset: the top-level value): ``prune``, ``selfHeal``,
-    ``wait``."""
+    ``wait``, ``auto`` (false: manual sync, written only when an operator asks)."""
 
+    auto: bool | None = None
     prune: bool | None = None
     self_heal: bool | None = None
     wait: bool | None = None

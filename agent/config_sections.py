@@ -144,7 +144,9 @@ class SyncConfig(_Model):
     PreSync/Sync/PostSync hooks on a sync that changes nothing too (default false: a no-op resync runs no hook);
     ``qps`` and ``burst``: each cluster's client-side rate limit, a token bucket as client-go's (requests a second,
     and the most sent at once after a pause; every request to the cluster counts; ``qps: 0``: no limit), unless the
-    cluster sets its own (see :data:`DEFAULT_QPS`).
+    cluster sets its own (see :data:`DEFAULT_QPS`); ``auto``: sync apps on their own (default true); false: every
+    app is diffed and shown OutOfSync but written only when an operator asks (Argo CD's Application without
+    ``syncPolicy.automated``; an app's ``sync.auto`` wins).
     """
 
     interval: Interval = 300.0
@@ -163,6 +165,7 @@ class SyncConfig(_Model):
     hooks_on_noop: bool = False
     qps: float = pydantic.Field(default=DEFAULT_QPS, ge=0)
     burst: int = pydantic.Field(default=DEFAULT_BURST, ge=1)
+    auto: bool = True
 
 
 class WebhooksConfig(_Model):

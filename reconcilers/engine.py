@@ -117,7 +117,9 @@ class ReconcileResult:
     the app of a one-app result; a cluster's result made of apps lists them in ``apps`` (its entries, desired and
     inventory are theirs together). ``known``: every object this sync had reason to know (desired, inventoried,
     pruned), for an orphan scan across apps. ``hooks``: the hook runs of this sync, in run order; ``plan``: the
-    steps of the sync (phases, waves, hooks), for ``diff`` and ``sync --dry-run``.
+    steps of the sync (phases, waves, hooks), for ``diff`` and ``sync --dry-run``. ``held``: why this app's
+    changes were not applied (the write gate refused: suspended, manual sync); the app's sync then ran as a dry
+    run, its entries saying what a sync would change.
     """
 
     cluster: str
@@ -138,6 +140,7 @@ class ReconcileResult:
     known: frozenset[resources.ResourceKey] = dataclasses.field(default=frozenset(), repr=False)
     hooks: tuple[hookrun.HookRun, ...] = ()
     plan: ordering.Plan | None = dataclasses.field(default=None, repr=False)
+    held: str = ""
 
     def again(self, **changes: object) -> ReconcileResult:
         """A copy with ``changes`` (field name -> new value), as ``dataclasses.replace`` makes it but without

@@ -33,7 +33,7 @@ from typing import Any
 import fastapi
 import uvicorn
 
-from agent.api import webhooks
+from agent.api import levers, webhooks
 from agent.runtime import appstatus, fleet
 from reconcilers import errors
 
@@ -122,12 +122,12 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
 
     @api.post("/api/v1/sync", status_code=202)
     def sync_all() -> dict[str, list[str]]:
-        return {"triggered": agent.trigger_now()}
+        return {"triggered": agent.trigger_now(requested=True)}
 
     @api.post("/api/v1/sync/{name}", status_code=202)
     def sync_one(name: str) -> dict[str, list[str]]:
         try:
-            return {"triggered": agent.trigger_now(name)}
+            return {"triggered": agent.trigger_now(name, requested=True)}
         except errors.ConfigError as e:
             raise fastapi.HTTPException(404, str(e)) from None
 
@@ -148,6 +148,7 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         response.status_code = verdict.status
         return {"triggered": verdict.trigger, "reason": verdict.reason, "sources": list(verdict.sources)}
 
+    app.include_router(levers.router(agent, authorized))  # before the GET apps/{name:path} catch-all, distinct verb
     app.include_router(api)
     return app
 

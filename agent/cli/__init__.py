@@ -14,7 +14,10 @@ Commands that ask a running agent (``--url``, else the config's ``server.listen`
 - ``status [--app A] [--cluster C] [-o table|wide|json|yaml]``;
 - ``get apps|clusters|sources [NAME] [-o ...]``;
 - ``events [--app A] [--cluster C] [--follow]``;
-- ``reconcile [APP] [--cluster C] [--timeout 5m]``: sync now and wait for it.
+- ``reconcile [APP] [--cluster C] [--timeout 5m]``: sync now and wait for it (an app with ``sync.auto: false``
+  is written only so);
+- ``suspend|resume [APP] [--cluster C] [--reason R]``: hold an app (everywhere, or on one cluster) or a whole
+  cluster: no write of any kind until resumed; its drift is still shown.
 
 And ``version``, ``completion bash|zsh|fish`` (argcomplete). ``--config`` defaults to ``$GITOPS_AGENT_CONFIG``.
 One-shot commands log nothing unless ``-v`` (``-vv``: debug); ``run`` logs at info. Exit codes, for every command:
@@ -143,6 +146,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="the cluster to sync (with APP: only there)")
     p.add_argument("--timeout", default="5m", help="how long to wait for the sync, as 30s or 5m (default 5m)")
 
+    for verb, what in (("suspend", "stop every write to"), ("resume", "write again to")):
+        p = sub.add_parser(verb, help=f"ask a running agent to {what} an app (anywhere or on --cluster) or a cluster")
+        p.add_argument("app", nargs="?", help="the app (default: the whole --cluster)")
+        _client_flags(p)
+        p.add_argument("--cluster", help="the cluster (with APP: only there; alone: the whole cluster)")
+        if verb == "suspend":
+            p.add_argument("--reason", default="", help="why (shown in the status and the events)")
+
     p = sub.add_parser("version", help="versions of the agent, its git commit, helm, kustomize, sops, the client")
     _output_flag(p)
     p = sub.add_parser("completion", help="the shell completion script: source <(gitops-agent completion bash)")
@@ -175,8 +186,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return about.version(args.output)
     if command == "completion":
         return about.completion(args.shell)
-    if command in ("status", "get", "events", "reconcile"):
+    if command in ("status", "get", "events", "reconcile", "suspend", "resume"):
         agent = client.Client.of(args.url, args.config, args.token_env)
+        if command in ("suspend", "resume"):
+            if args.app is None and args.cluster is None:
+                raise errors.ConfigError(f"{command}: name an APP or give --cluster")
+            reason = getattr(args, "reason", "")
+            return client.hold(agent, args.app, args.cluster, reason, resume=command == "resume")
         if command == "status":
             return views.status(agent, args.app, args.cluster, args.output)
         if command == "get":

@@ -10,6 +10,7 @@ a 10 s timeout. An agent that cannot be asked is an error (exit 2) with a hint. 
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import json
 import os
 import pathlib
@@ -72,12 +73,15 @@ class Client:
         """GET ``path`` (``/api/v1/...``) as JSON. Raises :class:`AgentError`."""
         return self._call("GET", path)
 
-    def post(self, path: str) -> Any:
-        """POST ``path`` with no body, the answer as JSON. Raises :class:`AgentError`."""
-        return self._call("POST", path)
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST ``path`` (with ``body`` as JSON when given), the answer as JSON. Raises :class:`AgentError`."""
+        return self._call("POST", path, body)
 
-    def _call(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(self.base + path, method=method)  # noqa: S310 - http(s) checked in of()
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310 - http(s) checked
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -145,8 +149,11 @@ def reconcile(client: Client, app: str | None, cluster: str | None, timeout: flo
     if not targets:
         raise AgentError(f"app {app!r} is on no cluster", "see `gitops-agent get apps`")
     before = {t: _last_started(client, t) for t in targets}
-    for t in targets:
-        client.post(f"/api/v1/sync/{quoted(t)}")
+    if app is not None:  # the app's own sync: an app with sync.auto false is written only so
+        client.post(f"/api/v1/apps/{quoted(app)}/sync", {"cluster": cluster} if cluster else {})
+    else:
+        for t in targets:
+            client.post(f"/api/v1/sync/{quoted(t)}")
     out = output.console()
     waiting = (
         f"sync of cluster {', '.join(targets)} requested; waiting for it (at most {output.human_duration(timeout)})"
@@ -201,3 +208,26 @@ def reason_text(cell: dict[str, Any]) -> str:
     if cell.get("stale"):
         found = (found + "; " if found else "") + f"source stale: {cell['stale']}"
     return rich.markup.escape(found)
+
+
+def hold(client: Client, app: str | None, cluster: str | None, reason: str, *, resume: bool) -> int:
+    """``gitops-agent suspend|resume``: suspend (resume) ``app`` everywhere (or on ``cluster``), or the whole
+    ``cluster``, as the local user, with ``reason``. Prints the clusters written; 0 when every one was, 1 when one
+    could not be."""
+    verb = "resume" if resume else "suspend"
+    who = getpass.getuser()
+    body: dict[str, Any] = {"by": who, "reason": reason} if not resume else {"by": who}
+    if app is not None:
+        body |= {"cluster": cluster} if cluster else {}
+        done = client.post(f"/api/v1/apps/{quoted(app)}/{verb}", body)
+        what = f"app {app}"
+    else:
+        done = client.post(f"/api/v1/clusters/{quoted(cluster or '')}/{verb}", body)
+        what = f"cluster {cluster}"
+    out = output.console()
+    past = "resumed" if resume else "suspended"
+    for name in done.get("clusters") or []:
+        out.print(f"{what}: {past} on cluster {name}")
+    for name, why in (done.get("failed") or {}).items():
+        out.print(f"[bold red]{what}: not {past} on cluster {name}: {rich.markup.escape(why)}[/]")
+    return output.EXIT_FAILED if done.get("failed") else output.EXIT_OK

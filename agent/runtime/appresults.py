@@ -24,7 +24,8 @@ def aggregate(
     ``cluster`` or ``cancelled`` when one ended that way (the whole cluster is then in doubt), else the kind they
     share, else ``apps``; ``health`` the worst of those that waited. ``previous``: the cluster's last result made
     here; when every app's entries, desired set and inventory are the very ones it was made of (apps proven
-    unchanged), its merged ones are taken again instead of copied."""
+    unchanged), its merged ones are taken again instead of copied. An app the write gate held (``held``: it ran as
+    a dry run) is in ``apps`` only: its would-be changes are not the cluster's."""
     t0 = min((r.started for r in results), default=datetime.datetime.now(datetime.UTC))
     bad = [r for r in results if not r.ok]
     kinds = {r.error_kind for r in bad}
@@ -43,21 +44,22 @@ def aggregate(
     else:
         error = "; ".join(f"app {r.app}: {r.error or _failed_note(r)}" for r in bad) or None
     healths = [r.health for r in results if r.health is not None]
+    written = [r for r in results if not r.held]  # an app the gate held ran as a dry run: its entries say "would"
     if previous is not None and not orphaned and _made_of(previous, results):
         desired, held, entries = previous.desired, previous.inventory, previous.entries
     else:
         desired, held = {}, {}
-        for r in results:  # dict.update and chain copy in C: the per-object part of a 10,000-object cluster
+        for r in written:  # dict.update and chain copy in C: the per-object part of a 10,000-object cluster
             desired.update(r.desired)
             held.update(r.inventory)
-        entries = (*itertools.chain.from_iterable(r.entries for r in results), *orphaned)
+        entries = (*itertools.chain.from_iterable(r.entries for r in written), *orphaned)
     return engine.ReconcileResult(
         cluster,
         revision,
         entries,
         t0,
         time.monotonic() - started,
-        any(r.dry_run for r in results),
+        any(r.dry_run for r in written),
         error,
         kind,
         desired,
@@ -81,4 +83,4 @@ def _made_of(previous: engine.ReconcileResult, results: Sequence[engine.Reconcil
     for a, b in zip(previous.apps, results, strict=True):
         if a.entries is not b.entries or a.desired is not b.desired or a.inventory is not b.inventory:
             return False
-    return len(previous.entries) == sum(len(r.entries) for r in results)
+    return len(previous.entries) == sum(len(r.entries) for r in results) and not any(r.held for r in results)

@@ -44,9 +44,19 @@ def app_sync_status(
     completely, no object drifted since, nothing left to prune), ``OutOfSync`` (the sync failed, the source moved
     on, objects ``drifted`` since, or objects removed from git are still live because prune is off: Argo CD's
     "requires pruning"), ``Waiting`` (a dependency is not Synced and Healthy yet, or its source has no revision),
-    ``Unknown`` (the cluster could not be reached or used, the app did not load, or the sync was cancelled)."""
+    ``Unknown`` (the cluster could not be reached or used, the app did not load, or the sync was cancelled). An
+    app the write gate held (``held``: suspended, manual) is judged by its dry run: ``OutOfSync`` with the hold
+    and the changes waiting, else ``Synced`` (live matches git; the hold is in the cell's ``held``)."""
     if r.error_kind is engine.ErrorKind.WAITING:
         return "Waiting", r.error or ""
+    if r.held and r.error_kind not in UNKNOWN_KINDS:  # its sync ran as a dry run: what it would change
+        if not r.ok:
+            return "OutOfSync", f"{r.held}; a sync would fail: {r.error or 'see its objects'}"
+        c = r.counts
+        waiting = c["created"] + c["configured"] + c["pruned"] + c["requires-pruning"]
+        if waiting or drifted:
+            return "OutOfSync", f"{r.held}; {waiting or len(drifted)} change(s) not applied"
+        return "Synced", ""
     if r.error_kind in UNKNOWN_KINDS:
         return "Unknown", r.error or ""
     if not r.ok:
@@ -199,6 +209,7 @@ def cell(
         "healthCounts": dict(sorted(collections.Counter(h.status.value for h in mine.values()).items())),
         "drifted": [{**_key_json(d.key), "fields": list(d.fields), "reason": d.why} for d in drifted],
         "requiresPruning": r.requires_pruning,
+        "held": r.held or None,
         "stale": fleet.state.stale(source) if source else None,
         "lastSync": last,
         "lastHookRuns": fleet.state.hook_runs(cluster, r.app),
@@ -219,7 +230,7 @@ def cells(fleet: View, *, app: str | None = None, objects: bool = False, compact
             continue
         w = fleet.worker_of(name)
         r = w.runner if w else None
-        healths = r.health(list(last.desired)) if r else {}
+        healths = r.health([*last.desired, *(k for a in last.apps if a.held for k in a.desired)]) if r else {}
         out += cluster_cells(fleet, name, last, healths, app=app, objects=objects, compact=compact)
     return out
 

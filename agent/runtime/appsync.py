@@ -34,7 +34,7 @@ from concurrent import futures
 
 from agent import apps, config
 from agent.clusters import cache, connection
-from agent.runtime import helmreleases, namespaces, noop, ownership, removed
+from agent.runtime import gate, helmreleases, namespaces, noop, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -78,6 +78,9 @@ class Context:
     watched: Callable[[], Mapping[str, resources.Body] | None] | None = None
     """The cluster's inventory ConfigMaps by key as a watch holds them, None while it is not current
     (:meth:`agent.clusters.inventories.InventoryWatch.snapshot`); None: no watch (every sync LISTs them)."""
+    admit: Callable[[apps.Unit], gate.Decision] = lambda u: gate.ALLOWED
+    """The write gate's answer for a unit in this sync (:mod:`agent.runtime.gate`): a refused unit runs as a dry
+    run, its result ``held`` with the reason."""
 
 
 def sync_units(
@@ -95,7 +98,7 @@ def sync_units(
     (``app`` set) and, for a full sync, one per removed app with an inventory left; and the orphans found (a full
     sync in which every unit succeeded). Never raises for a unit's failure; raises CancelledError and ClusterError
     (the caller ends the cluster's sync)."""
-    if only is None and not ctx.dry_run and not ctx.wait:
+    if only is None and not ctx.dry_run and not ctx.wait and all(ctx.admit(u).allowed for u in units):
         proven = _again(ctx, units, revisions, trees, token)
         if proven is not None:
             return proven
@@ -149,7 +152,7 @@ def sync_units(
             orphaned = prune.orphans(
                 ctx.kube, ctx.live, known, tracking, prune_options, dry_run=ctx.dry_run, cancel=token
             )
-            if stored is not None and not fresh and len(results) == len(units):
+            if stored is not None and not fresh and len(results) == len(units) and not any(r.held for r in results):
                 ctx.proof.last = noop.cluster_proof(
                     units, *given, stored, ctx.remember, ctx.wait, ctx.cfg, ctx.prune, frozenset(known),
                     field_manager=lambda u: ctx.options(u).apply.field_manager,
@@ -382,10 +385,14 @@ def _sync_one(
     ``fresh``, a LIST of this sync; else it reads the unit's inventory itself). What fails in it fails this unit
     alone (a duplicate identity, an unreadable inventory, a namespace it may not create); only a bug raises."""
     try:
-        created = namespaces.create(ctx.kube, ctx.cfg, ctx.cluster.name, u, manifests, ctx.dry_run, token)
+        decision = ctx.admit(u)
+        held = "" if decision.allowed or ctx.dry_run else decision.reason
+        created = namespaces.create(ctx.kube, ctx.cfg, ctx.cluster.name, u, manifests, ctx.dry_run or bool(held), token)
         options = ctx.options(u)
-        proven = noop.unchanged(ctx.last.get(u.name), manifests, u, ctx.cfg, revision, stored, ctx.live, options,
-                                created)  # fmt: skip
+        if held:  # the gate refused: what a sync would do, written nowhere
+            options = dataclasses.replace(options, apply=dataclasses.replace(options.apply, dry_run=True))
+        proven = None if held else noop.unchanged(ctx.last.get(u.name), manifests, u, ctx.cfg, revision, stored,
+                                                  ctx.live, options, created)  # fmt: skip
         if proven is not None:
             ctx.remember[u.name] = proven[1]
             return proven[0]
@@ -398,8 +405,8 @@ def _sync_one(
             stored=None if stored is None or not fresh else {u.inventory: stored.get(u.inventory)}, pool=requests,
         )  # fmt: skip
         kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
-        result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept))
-        if result.ok and not ctx.dry_run:
+        result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept), held=held)
+        if result.ok and not ctx.dry_run and not held:
             ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result, kept)
         return result
     except errors.CancelledError as e:

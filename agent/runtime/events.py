@@ -49,6 +49,8 @@ REASONS = (
     "SourceFailed",
     "SourceRecovered",
     "ClusterUnreachable",
+    "Suspended",
+    "Resumed",
 )
 _WARNINGS = frozenset(
     {

@@ -41,6 +41,8 @@ from agent.runtime import (
     commitstatus,
     drift,
     events,
+    gate,
+    holds,
     leases,
     metrics,
     notify,
@@ -88,6 +90,10 @@ class Fleet:
             if cfg.sharding
             else None
         )
+        self.book = holds.Book()  # suspended apps and clusters, as last read from (or written to) the clusters
+        self.gate = gate.Gate(
+            [gate.LeaseRule(self._fence), gate.SelfHealRule(), gate.ManualRule(), gate.HoldRule(self.book)]
+        )
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
@@ -109,7 +115,9 @@ class Fleet:
             self.metrics.retried(cluster.name, code)
 
         def make_runner(guard: Any) -> runner.ClusterRunner:
-            return runner.ClusterRunner(cfg, cluster, watch=True, guard=guard, on_event=tell, on_retry=retried)
+            return runner.ClusterRunner(
+                cfg, cluster, watch=True, guard=guard, on_event=tell, on_retry=retried, gate=self.gate, book=self.book
+            )
 
         guard = self.leases.guard(cluster.name) if self.leases else None
         # With sharding a worker reconciles only while this replica holds the cluster's Lease (set_owned).
@@ -127,6 +135,10 @@ class Fleet:
     def _restored(self) -> None:
         """The rollout read its saved state: every cluster syncs to its restored target now."""
         self.trigger_now(reason="rollout restored")
+
+    def _fence(self, cluster: str) -> str | None:
+        """The Lease's refusal of a write to ``cluster`` (None without sharding, or while held and renewed)."""
+        return self.leases.guard(cluster)() if self.leases else None
 
     def _stop_timeout(self) -> float:
         return self.cfg.sync.request_timeout + STOP_GRACE
@@ -375,8 +387,11 @@ class Fleet:
                     self.trigger_now(c.name, reason=f"new revision of {name}")
 
     # -- triggers ----------------------------------------------------------------------------------------------
-    def trigger_now(self, cluster: str | None = None, reason: str = "requested") -> list[str]:
+    def trigger_now(
+        self, cluster: str | None = None, reason: str = "requested", *, requested: bool = False, app: str | None = None
+    ) -> list[str]:
         """Sync ``cluster`` (every cluster when None) as soon as its worker is free; returns the names triggered.
+        ``requested``: an operator asked (for ``app`` only, or every app): a requested sync for the write gate.
 
         Raises :class:`errors.ConfigError` for an unknown cluster.
         """
@@ -384,7 +399,7 @@ class Fleet:
         with self._lock:
             found = [self.workers[n] for n in names if n in self.workers]
         for w in found:
-            w.trigger(reason)
+            w.trigger(reason, requested=requested, app=app)
         return names
 
     def reconcile_to(self, name: str, revision: resources.Revision) -> engine.ReconcileResult:

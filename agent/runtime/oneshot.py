@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from concurrent import futures
 
 from agent import apps, config
+from agent.runtime import gate, holds
 from agent.runtime.runner import ClusterRunner, ReconcileResult
 from agent.sources import registry
 from reconcilers import errors, resources
@@ -61,7 +62,8 @@ def sync_fleet(
         trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
 
         def one(cluster: config.ClusterConfig) -> ReconcileResult:
-            runner = ClusterRunner(cfg, cluster)
+            book = holds.Book()  # read from the cluster as the sync starts: a suspended app is diffed, not written
+            runner = ClusterRunner(cfg, cluster, gate=gate.Gate([gate.HoldRule(book)]), book=book)
             try:
                 return runner.reconcile(
                     revisions,

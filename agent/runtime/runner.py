@@ -22,7 +22,8 @@ from typing import Any
 
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection, inventories, kubeconfig
-from agent.runtime import appresults, appsync, drift, healthwait, noop, ownership, removed, selfheal
+from agent.runtime import appresults, appsync, drift, healthwait, holds, noop, ownership, removed, selfheal
+from agent.runtime import gate as gate_
 from agent.runtime import options as options_
 from agent.sources import helmvalues, manifests, sops, substitute, tools
 from agent.sources.render import helm, jsonnet
@@ -47,8 +48,14 @@ class ClusterRunner:
         guard: cancel_.Guard | None = None,
         on_event: selfheal.OnEvent | None = None,
         on_retry: Callable[[int], None] | None = None,
+        gate: gate_.Gate = gate_.OPEN,
+        book: holds.Book | None = None,
     ) -> None:
         self.cfg = cfg
+        self.gate = gate
+        """Asked for every app before its first write, and by self-heal before each correction."""
+        self.book = book
+        """The holds (suspended apps and clusters), read again from the cluster at the start of each sync."""
         self.on_retry = on_retry
         """Told the status of each request the API server asked to send again later (metrics)."""
         self.cluster = cluster
@@ -90,7 +97,11 @@ class ClusterRunner:
             options = apply.ApplyOptions(
                 field_manager=self.cfg.sync.field_manager, concurrency=self.cfg.sync.concurrency
             )
-            self.healer = selfheal.Healer(self.cluster.name, kube, options, self.guard, self.on_event) if heal else None
+            self.healer = (
+                selfheal.Healer(self.cluster.name, kube, options, self.guard, self.on_event, self._refused_heal)
+                if heal
+                else None
+            )
             if self.watch:
                 self.drift = drift.DriftMonitor(
                     self.cluster.name, lambda u: kube.impersonating(u) if u else kube, options, self.on_event
@@ -120,12 +131,14 @@ class ClusterRunner:
         prune_orphans: bool = False,
         wait: bool | None = None,
         cancel: cancel_.Token | None = None,
+        kind: Callable[[str], gate_.SyncKind] = lambda app: gate_.SyncKind.REQUESTED,
     ) -> ReconcileResult:
         """Reconcile the cluster's apps (:mod:`agent.runtime.appsync`; with ``app``, that app only) to
         ``revisions`` (source name -> revision; a lone revision is the source named ``default``'s), whose trees
         are at ``trees``; with ``wait`` (default: each app's
         ``sync.wait``) each app then waits up to ``sync.timeout`` for its objects to be Healthy. ``cancel`` stops
-        the sync before its next write and ends the health waits (``error_kind=cancelled``). Never raises: a
+        the sync before its next write and ends the health waits (``error_kind=cancelled``). ``kind(app)``: what
+        kind of sync this is for each app, for the write gate (default: requested by an operator). Never raises: a
         failing app fails alone (its result in ``apps``), a cluster that cannot be reached fails the whole result.
 
         Values substituted for ``${VAR}`` or decrypted are masked (``***``) in everything the result carries."""
@@ -156,6 +169,8 @@ class ClusterRunner:
             try:
                 kube, live = self._connect()
                 kube.token = token  # a Retry-After wait ends with this sync (reset in finally)
+                if self.book is not None:
+                    self.book.replace(name, holds.read(kube, self.cfg))
                 self._retries_before = sum(kube.retries.values())
                 ctx = appsync.Context(
                     self.cfg,
@@ -181,6 +196,7 @@ class ClusterRunner:
                     claims=self._claims,
                     proof=self._proof,
                     watched=self._watched if self.inventories else None,
+                    admit=lambda u: self.gate.ask(u, kind(u.name)),
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
@@ -189,7 +205,7 @@ class ClusterRunner:
                     for r in found:
                         if not r.ok:
                             bad.add(r.app)
-                        elif r.revision:
+                        elif r.revision and not r.held:
                             synced[r.app] = r.revision.sha
                     self._synced = synced
                     if bad or ctx.remember:
@@ -218,16 +234,30 @@ class ClusterRunner:
             finally:
                 if self.kube is not None:
                     self.kube.token = None
+                heals = {u.name for u in units if self.gate.ask(u, gate_.SyncKind.SELF_HEAL).allowed}
                 if self.healer:
-                    self.healer.update(_healed_part(result, units))
+                    self.healer.update(_healed_part(result, units, heals))
                 if self.drift:
-                    self.drift.update(result, drift.watched_apps((u.name, u.self_heal, u.impersonate) for u in units))
+                    self.drift.update(
+                        result, drift.watched_apps((u.name, u.name in heals, u.impersonate) for u in units)
+                    )
             counts = ", ".join(f"{v} {k}" for k, v in result.counts.items() if v)
             health_note = f"; health {result.health.value}: {result.health_message}" if result.health else ""
             error_note = f"; error: {result.error}" if result.error else ""
             short = revision.short if revision else "none"
             log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
+
+    def _refused_heal(self, key: resources.ResourceKey) -> str | None:
+        """Why the write gate refuses a self-heal of ``key`` now (its app suspended, manual, self-heal off since the
+        last sync), or None (called by self-heal's thread just before it writes)."""
+        last = self._aggregated
+        units = {u.name: u for u in self._unit_memo[2]}
+        for r in last.apps if last is not None else ():
+            if key in r.desired and r.app in units:
+                decision = self.gate.ask(units[r.app], gate_.SyncKind.SELF_HEAL)
+                return None if decision.allowed else decision.reason
+        return None
 
     def _notify(self, key: resources.ResourceKey, obj: resources.Body | None) -> None:
         """A watch event of the live cache, told to self-heal and to the drift monitor."""
@@ -429,12 +459,13 @@ class ClusterRunner:
             self.kube.close()
 
 
-def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit]) -> ReconcileResult | None:
-    """What self-heal takes of a cluster's result: the apps that self-heal and act as the agent itself (an app
-    with a ``serviceAccount`` is corrected by its next sync, with its own identity)."""
+def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit], heals: set[str]) -> ReconcileResult | None:
+    """What self-heal takes of a cluster's result: the apps the write gate lets self-heal (``heals``: their
+    ``selfHeal`` on, not suspended, not manual) that act as the agent itself (an app with a ``serviceAccount`` is
+    corrected by its next sync, with its own identity)."""
     if result is None or not result.apps:
         return result
-    healing = {u.name for u in units if u.self_heal and not u.impersonate}
+    healing = {u.name for u in units if u.name in heals and not u.impersonate}
     kept = [r for r in result.apps if r.app in healing]
     if len(kept) == len(result.apps):
         return result  # every app self-heals: the cluster's own maps

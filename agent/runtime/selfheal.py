@@ -51,7 +51,8 @@ OnEvent = Callable[[str, str], None]
 
 
 class Healer:
-    """Self-heal of one cluster: a worker thread fed by the live cache."""
+    """Self-heal of one cluster: a worker thread fed by the live cache. ``refused(key)``: the write gate's refusal
+    of a correction (asked before each write, with the Lease ``guard``)."""
 
     def __init__(
         self,
@@ -60,9 +61,12 @@ class Healer:
         options: apply.ApplyOptions,
         guard: cancel.Guard | None = None,
         on_event: OnEvent | None = None,
+        refused: Callable[[resources.ResourceKey], str | None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.guard = guard
+        self.refused = refused
+        """Why the write gate refuses a correction of a key now (:mod:`agent.runtime.gate`), or None."""
         self.on_event = on_event
         self.kube = kube
         self.options = options
@@ -131,6 +135,10 @@ class Healer:
         return diff.quick_in_sync(obj, self._entries.get(key), d.hash, self.options.field_manager, d.pointers)
 
     def _heal(self, key: resources.ResourceKey) -> None:
+        refused = self.refused(key) if self.refused else None
+        if refused:  # counted as no correction: a held app's drift is shown, not fought
+            log.info("cluster %s: self-heal of %s not sent: %s", self.cluster, key, refused)
+            return
         with self._lock:
             obj = self.live.get(key) if self.live else None
             if self._reconciling or key in self.fights or self._in_sync(key, obj):

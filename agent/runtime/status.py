@@ -143,7 +143,7 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
         found["rollout"] = fleet.rollout.cluster_json(name)
     if fleet.leases:
         found["sharding"] = {"holder": fleet.leases.holder(name), "reconciledHere": bool(w.active)}
-    keys = list(last.desired) if last else []
+    keys = [*last.desired, *(k for a in last.apps if a.held for k in a.desired)] if last else []
     changes = r.live.changes if r and r.live else None  # read before the healths it vouches for
     healths = r.health(keys) if r else {k: health.HealthStatus(health.Health.UNKNOWN, "not watched") for k in keys}
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN

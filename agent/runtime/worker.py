@@ -5,7 +5,9 @@ Lifecycle (``Worker.state``): ``starting`` -> ``idle`` <-> ``syncing`` -> ``stop
 that wants a sync goes through the worker and never waits on another cluster:
 
 - :meth:`Worker.trigger` (schedule, API call, webhook or new revision, Lease gained, config reload): one sync
-  as soon as the current one (if any) ends; triggers that arrive meanwhile coalesce into that one sync;
+  as soon as the current one (if any) ends; triggers that arrive meanwhile coalesce into that one sync; one an
+  operator asked for (``requested``, for the cluster or one app) makes that sync a ``requested`` one for the write
+  gate (:mod:`agent.runtime.gate`), the others are ``scheduled``;
 - :meth:`Worker.run_to` (a rollout step): a sync to a given revision with a health wait, its result returned to
   the caller;
 - the worker's own schedule: every ``sync.interval`` (10% jitter) after the last sync started, or after 1, 2,
@@ -36,7 +38,7 @@ from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any, Protocol
 
-from agent.runtime import runner
+from agent.runtime import gate, runner
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
 
@@ -118,6 +120,7 @@ class Worker:
         self._runner: runner.ClusterRunner | None = None
         self._active = active
         self._wanted: collections.Counter[str] = collections.Counter()
+        self._requested: set[str] = set()  # apps an operator asked to sync ("*": every app of the cluster)
         self._steps: collections.deque[_Step] = collections.deque()
         self._due = time.monotonic() + self._jittered()
         self._failures = 0
@@ -133,10 +136,14 @@ class Worker:
         """Start the worker thread."""
         self._thread.start()
 
-    def trigger(self, reason: str) -> None:
-        """Sync as soon as possible (coalesced with other triggers until the sync starts)."""
+    def trigger(self, reason: str, *, requested: bool = False, app: str | None = None) -> None:
+        """Sync as soon as possible (coalesced with other triggers until the sync starts). ``requested``: an
+        operator asked (for ``app`` only, or every app of the cluster): the sync is a requested one for those apps
+        (:class:`agent.runtime.gate.SyncKind`)."""
         with self._cond:
             self._wanted[reason] += 1
+            if requested:
+                self._requested.add(app or "*")
             self._cond.notify_all()
 
     def run_to(self, revisions: dict[str, resources.Revision], timeout: float | None = None) -> engine.ReconcileResult:
@@ -247,13 +254,14 @@ class Worker:
                 if late:
                     self.last_lateness = max(0.0, time.monotonic() - self._due)
                 self._wanted.clear()
+                requested, self._requested = frozenset(self._requested), set()
                 self._due = time.monotonic() + self._jittered()
                 token = self._token = cancel_.Token(self._guard)
             self._set(State.SYNCING)
             if late:
                 self.host.late(self.name, self.last_lateness)
             try:
-                self._sync(step, token, reasons)
+                self._sync(step, token, reasons, requested)
             except Exception as e:  # a bug: report it, keep the worker
                 self.errors += 1
                 log.exception("cluster %s: worker error", self.name)
@@ -267,7 +275,7 @@ class Worker:
     def _ready_to_sync(self) -> bool:
         return self._active and bool(self._steps or self._wanted or time.monotonic() >= self._due)
 
-    def _sync(self, step: _Step | None, token: cancel_.Token, reasons: list[str]) -> None:
+    def _sync(self, step: _Step | None, token: cancel_.Token, reasons: list[str], requested: frozenset[str]) -> None:
         revisions = step.revisions if step else self.host.revisions_for(self.name)
         if not revisions:
             return  # nothing fetched yet, or (rollout) not reached yet
@@ -281,7 +289,13 @@ class Worker:
         self.host.started(self.name, revision)
         try:
             with self.host.trees(revisions) as trees:
-                result = self._runner.reconcile(revisions, trees, wait=True if step else None, cancel=token)
+                result = self._runner.reconcile(
+                    revisions,
+                    trees,
+                    wait=True if step else None,
+                    cancel=token,
+                    kind=_kinds(step is not None, requested),
+                )
         except errors.FetchError as e:
             now = datetime.datetime.now(datetime.UTC)
             result = engine.ReconcileResult(self.name, revision, (), now, 0.0, error=str(e), error_kind=_SOURCE)
@@ -338,6 +352,16 @@ class Worker:
 
 
 _SOURCE = engine.ErrorKind.SOURCE
+
+
+def _kinds(step: bool, requested: frozenset[str]) -> Callable[[str], gate.SyncKind]:
+    """The kind of this sync for each app: a rollout step's, or requested for the apps an operator asked for
+    (``"*"``: all), else scheduled."""
+    if step:
+        return lambda app: gate.SyncKind.ROLLOUT
+    if "*" in requested:
+        return lambda app: gate.SyncKind.REQUESTED
+    return lambda app: gate.SyncKind.REQUESTED if app in requested else gate.SyncKind.SCHEDULED
 
 
 def _unguarded() -> str | None:

@@ -281,7 +281,9 @@ class _BlockingRunner:
         self.syncs = 0
         self.closed = False
 
-    def reconcile(self, revisions: Any, checkout: Any, *, wait: Any = None, cancel: Any = None) -> Any:
+    def reconcile(
+        self, revisions: Any, checkout: Any, *, wait: Any = None, cancel: Any = None, kind: Any = None
+    ) -> Any:
         import datetime
 
         from reconcilers import engine

@@ -1,0 +1,82 @@
+"""The operators' levers on the HTTP API (behind the same bearer token as the rest of it):
+
+- ``POST /api/v1/apps/{app}/suspend`` and ``/resume`` (body ``{"cluster", "reason", "by"}``, all optional): the
+  app everywhere it is placed, or on one cluster;
+- ``POST /api/v1/clusters/{name}/suspend`` and ``/resume``: the whole cluster;
+- ``POST /api/v1/apps/{app}/sync`` (body ``{"cluster"}``, optional): sync the app now as an operator's request
+  (an app with ``sync.auto: false`` is written only so).
+
+A suspend or resume answers 200 with the clusters written and those that could not be (``failed``), 404 for an
+unknown app or cluster. See :mod:`agent.runtime.levers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import fastapi
+import pydantic
+
+from agent.runtime import fleet, levers
+from reconcilers import errors
+
+
+class HoldRequest(pydantic.BaseModel):
+    """A suspend or resume: ``cluster`` (only there; default every cluster the app is placed on), ``reason``
+    (shown in the status), ``by`` (who asks, shown in the status and events; default ``api``)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    cluster: str | None = None
+    reason: str = pydantic.Field(default="", max_length=500)
+    by: str = pydantic.Field(default="api", min_length=1, max_length=100)
+
+
+class SyncRequest(pydantic.BaseModel):
+    """An app's sync asked for: ``cluster`` (only there; default every cluster it is placed on)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    cluster: str | None = None
+
+
+def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRouter:
+    """The levers' routes, each behind ``authorized``."""
+    api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
+
+    def hold(app: str | None, cluster: str | None, body: HoldRequest, resume: bool) -> dict[str, Any]:
+        try:
+            done = levers.suspend(agent, app, cluster, by=body.by, reason=body.reason, resume=resume)
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(404, str(e)) from None
+        return done.json()
+
+    @api.post("/api/v1/apps/{app}/suspend")
+    def suspend_app(app: str, body: HoldRequest | None = None) -> dict[str, Any]:
+        body = body or HoldRequest()
+        return hold(app, body.cluster, body, False)
+
+    @api.post("/api/v1/apps/{app}/resume")
+    def resume_app(app: str, body: HoldRequest | None = None) -> dict[str, Any]:
+        body = body or HoldRequest()
+        return hold(app, body.cluster, body, True)
+
+    @api.post("/api/v1/clusters/{name}/suspend")
+    def suspend_cluster(name: str, body: HoldRequest | None = None) -> dict[str, Any]:
+        return hold(None, name, body or HoldRequest(), False)
+
+    @api.post("/api/v1/clusters/{name}/resume")
+    def resume_cluster(name: str, body: HoldRequest | None = None) -> dict[str, Any]:
+        return hold(None, name, body or HoldRequest(), True)
+
+    @api.post("/api/v1/apps/{app}/sync", status_code=202)
+    def sync_app(app: str, body: SyncRequest | None = None) -> dict[str, list[str]]:
+        cluster = (body or SyncRequest()).cluster
+        try:
+            names = levers.targets(agent, app, cluster)
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(404, str(e)) from None
+        for name in names:
+            agent.trigger_now(name, reason=f"sync of app {app} requested", requested=True, app=app)
+        return {"triggered": names}
+
+    return api
