@@ -33,6 +33,7 @@ from typing import Any
 import fastapi
 import uvicorn
 
+from agent import threads
 from agent.api import levers, webhooks
 from agent.runtime import appstatus, fleet
 from reconcilers import errors
@@ -115,6 +116,11 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
     @api.get("/api/v1/events", response_class=fastapi.responses.JSONResponse)
     def events(cluster: str | None = None, limit: int = fastapi.Query(100, ge=0, le=100)) -> fastapi.Response:
         return _json({"events": agent.events.json(cluster, limit)})
+
+    @api.get("/api/v1/debug/threads")
+    def debug_threads() -> dict[str, Any]:
+        """Every thread of the agent process: name, owner (:mod:`agent.threads`), state and age."""
+        return {"threads": threads.table()}
 
     @api.get("/metrics", response_class=fastapi.responses.PlainTextResponse)
     def prometheus() -> fastapi.Response:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent import futures
 from typing import Any
 
-from agent import apps, config
+from agent import apps, config, threads
 from agent.clusters import connection, kubeconfig
 from agent.sources import manifests
 from reconcilers import errors
@@ -97,7 +97,7 @@ def check(
         user = (review.get("status") or {}).get("userInfo") or {}
         needs, unrendered = _needs(kube, cfg, cluster, trees or {})
         asked = sorted({(n.user, n.group, n.resource, n.namespace, n.verb) for n in needs})  # each asked once
-        with futures.ThreadPoolExecutor(4) as pool:
+        with futures.ThreadPoolExecutor(4, threads.pool("check-cluster", "clusters check")) as pool:
             answers = dict(zip(asked, pool.map(lambda a: _allowed(kube, *a), asked), strict=True))
         verdicts = [answers[(n.user, n.group, n.resource, n.namespace, n.verb)] for n in needs]
         denied = [n for n, ok in zip(needs, verdicts, strict=True) if not ok]
@@ -191,7 +191,7 @@ def check_all(
 ) -> list[CheckResult]:
     """Check the named clusters (all when None) concurrently, in config order."""
     selected = [cfg.cluster(n) for n in dict.fromkeys(names)] if names else list(cfg.clusters)
-    with futures.ThreadPoolExecutor(max(1, len(selected))) as pool:
+    with futures.ThreadPoolExecutor(max(1, len(selected)), threads.pool("check", "clusters check")) as pool:
         return list(pool.map(lambda c: check(cfg, c, trees), selected))
 
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from agent import threads
 from agent.clusters import connection
 from reconcilers import errors, resources
 
@@ -53,6 +54,11 @@ class ListWatch(threading.Thread):
         """Set after the first LIST, or after it failed (readers then fall back to requests of their own)."""
         self._closer: Callable[[], None] | None = None  # ends the open watch (set by the watch, used by close)
         self._closer_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the thread, registered as owned by ``cluster/<name>/runner`` (:mod:`agent.threads`)."""
+        threads.register(self, f"cluster/{self.kube.name}/runner")
+        super().start()
 
     def relist(self) -> str:
         """List every object (paged, :meth:`connection.KubeCluster.list_pages`), take them as the whole truth, and

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 
-from agent import apps, config
+from agent import apps, config, threads
 from agent.clusters import cache, connection
 from agent.runtime import gate, helmreleases, namespaces, noop, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
@@ -256,7 +256,7 @@ def _run(
     finished: queue.Queue[tuple[str, str, engine.ReconcileResult | BaseException]] = queue.Queue()
     jobs: queue.Queue[apps.Unit | None] = queue.Queue()
     busy: set[str] = set()  # units syncing on a pool thread or waiting for their health
-    threads: list[threading.Thread] = []
+    started_pool: list[threading.Thread] = []
     problem: BaseException | None = None
 
     def pool() -> None:  # a pool thread of this sync: units until the sentinel
@@ -293,12 +293,14 @@ def _run(
         if (wants or u.name in needed) and not ctx.dry_run and result.ok:
             busy.add(u.name)
             name = f"wait-{ctx.cluster.name}-{u.name}"
-            threading.Thread(target=wait, args=(u.name, result), name=name, daemon=True).start()
+            threads.start(name, f"cluster/{ctx.cluster.name}/runner", wait, u.name, result)
         else:
             done[u.name] = result
 
     here = set(by_name)
-    requests = futures.ThreadPoolExecutor(max(1, ctx.cfg.sync.concurrency), f"req-{ctx.cluster.name}")
+    requests = futures.ThreadPoolExecutor(
+        max(1, ctx.cfg.sync.concurrency), threads.pool(f"req-{ctx.cluster.name}", f"cluster/{ctx.cluster.name}/runner")
+    )
     try:
         while pending or busy:
             started = False
@@ -322,10 +324,9 @@ def _run(
                 else:
                     busy.add(u.name)
                     jobs.put(u)
-                    if len(threads) < max(1, ctx.cfg.sync.concurrency):
-                        threads.append(threading.Thread(target=pool, name=f"app-{ctx.cluster.name}-{len(threads)}"))
-                        threads[-1].daemon = True
-                        threads[-1].start()
+                    if len(started_pool) < max(1, ctx.cfg.sync.concurrency):
+                        name = f"app-{ctx.cluster.name}-{len(started_pool)}"
+                        started_pool.append(threads.start(name, f"cluster/{ctx.cluster.name}/runner", pool))
             pending = [] if problem is not None else later
             while busy and (not started or not finished.empty()):
                 kind, name, out = finished.get()
@@ -340,7 +341,7 @@ def _run(
             if problem is not None and not busy:
                 raise problem
     finally:
-        for _ in threads:
+        for _ in started_pool:
             jobs.put(None)
         requests.shutdown()  # the requests already sent return (none is left once every unit ended)
     return [done[u.name] for u in selected]

@@ -35,7 +35,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import apps, config
+from agent import apps, config, threads
 from agent.runtime import (
     approllouts,
     commitstatus,
@@ -234,7 +234,7 @@ class Fleet:
         with self._lock:
             for w in self.workers.values():
                 w.start()
-        threading.Thread(target=self._watch_health, name="health-events", daemon=True).start()
+        threads.start("health-events", "fleet", self._watch_health)
         if self.rollout:
             self.rollout.start()
         self.app_rollouts.start()

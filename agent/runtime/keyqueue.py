@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from agent import threads
 from reconcilers import resources
 
 
@@ -17,8 +18,11 @@ class KeyQueue:
     """Keys for ``handle``, called on the queue's thread (``name``) once per key of each folded burst. Started by
     :meth:`start` and ended by :meth:`stop`, both by the queue's owner."""
 
-    def __init__(self, name: str, handle: Callable[[resources.ResourceKey], None], debounce: float) -> None:
+    def __init__(
+        self, name: str, handle: Callable[[resources.ResourceKey], None], debounce: float, owner: str = "runner"
+    ) -> None:
         self.name = name
+        self.owner = owner
         self.handle = handle
         self.debounce = debounce
         self._queue: queue.Queue[resources.ResourceKey | None] = queue.Queue()
@@ -26,8 +30,7 @@ class KeyQueue:
 
     def start(self) -> None:
         """Start the worker thread."""
-        self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
-        self._thread.start()
+        self._thread = threads.start(self.name, self.owner, self._work)
 
     def put(self, key: resources.ResourceKey) -> None:
         """Queue ``key`` (from any thread)."""

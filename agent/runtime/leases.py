@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent import config
+from agent import config, threads
 from agent.clusters import connection, kubeconfig
 from reconcilers import errors
 
@@ -84,7 +84,7 @@ class Coordinator:
         self._kube: connection.KubeCluster | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+        self._thread: threading.Thread | None = None
 
     # -- names -----------------------------------------------------------------------------------------------
     def lease_name(self, cluster: str) -> str:
@@ -98,13 +98,13 @@ class Coordinator:
 
     # -- life cycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the lease loop (first round at once)."""
-        self._thread.start()
+        """Start the lease loop (first round at once; thread ``leases``, owned by ``fleet/leases``)."""
+        self._thread = threads.start("leases", "fleet/leases", self._run)
 
     def stop(self) -> None:
         """End the loop and release every Lease held (call after reconciles stopped)."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(self.cfg.retry_period + 30)
         held = sorted(self.owned)
         self._publish(set())

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 
-from agent import apps, config
+from agent import apps, config, threads
 from agent.runtime import gate, holds
 from agent.runtime.runner import ClusterRunner, ReconcileResult
 from agent.sources import registry
@@ -77,5 +77,7 @@ def sync_fleet(
             finally:
                 runner.close()
 
-        with futures.ThreadPoolExecutor(max(1, len(selected)), thread_name_prefix="cluster") as pool:
+        with futures.ThreadPoolExecutor(
+            max(1, len(selected)), thread_name_prefix=threads.pool("cluster", "sync (one-shot)")
+        ) as pool:
             return list(pool.map(one, selected))

@@ -13,7 +13,7 @@ import threading
 
 import watchfiles
 
-from agent import config
+from agent import config, threads
 from agent.runtime import fleet
 from reconcilers import errors
 
@@ -63,5 +63,5 @@ def watch(agent: fleet.Fleet, path: pathlib.Path, stop: threading.Event) -> None
 def start(agent: fleet.Fleet, path: pathlib.Path) -> threading.Event:
     """Watch ``path`` in a daemon thread; set the returned event to stop."""
     stop = threading.Event()
-    threading.Thread(target=watch, args=(agent, path, stop), name="config-reload", daemon=True).start()
+    threads.start("config-reload", "fleet/reload", watch, agent, path, stop)
     return stop

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
-from agent import apps, config
+from agent import apps, config, threads
 from agent.runtime import rollout_store
 from reconcilers import engine, errors, health, resources
 
@@ -94,11 +94,11 @@ class Rollout:
         self._event = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="rollout", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the rollout thread."""
-        self._thread.start()
+        """Start the rollout thread (``rollout``, owned by ``fleet/rollout``)."""
+        self._thread = threads.start("rollout", "fleet/rollout", self._loop)
 
     def stop(self) -> None:
         """Stop after the current step."""
@@ -231,7 +231,7 @@ class Rollout:
                 batch = [n for n in batch if self.last_healthy.get(n) != revision or self.targets.get(n) != revision]
             if not batch:
                 continue
-            with futures.ThreadPoolExecutor(len(batch)) as pool:
+            with futures.ThreadPoolExecutor(len(batch), threads.pool("rollout-batch", "fleet/rollout")) as pool:
                 steps = [s for s in pool.map(lambda name: self._step(name, revision), batch) if s is not None]
             if self._stop.is_set():
                 return

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from concurrent import futures
 from typing import Any
 
-from agent import config
+from agent import config, threads
 from agent.clusters import connection, kubeconfig
 from reconcilers import errors, resources
 
@@ -103,7 +103,9 @@ class RolloutStore:
         """:meth:`save` each cluster's state, all at once: a frozen cluster costs one request timeout, not one
         per cluster, and delays no other cluster's write."""
         if states:
-            with futures.ThreadPoolExecutor(min(len(states), 16), thread_name_prefix="rollout-save") as pool:
+            with futures.ThreadPoolExecutor(
+                min(len(states), 16), thread_name_prefix=threads.pool("rollout-save", "fleet/rollout")
+            ) as pool:
                 list(pool.map(lambda item: self.save(*item), states.items()))
 
     def load(self, clusters: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -112,7 +114,9 @@ class RolloutStore:
         names = list(clusters)
         if not names:
             return {}
-        with futures.ThreadPoolExecutor(min(len(names), 16), thread_name_prefix="rollout-load") as pool:
+        with futures.ThreadPoolExecutor(
+            min(len(names), 16), thread_name_prefix=threads.pool("rollout-load", "fleet/rollout")
+        ) as pool:
             found = dict(zip(names, pool.map(self._load_one, names), strict=True))
         return {name: doc for name, doc in found.items() if doc is not None}
 

@@ -110,6 +110,8 @@ class ClusterRunner:
             for watcher in (self.healer, self.drift):
                 if watcher is not None:
                     watcher.live = self.live
+            if self.healer:
+                self.healer.start()
             if self.drift:
                 self.drift.start()
             if self.watch:

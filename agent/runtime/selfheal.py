@@ -77,10 +77,13 @@ class Healer:
         self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
         self._taken: tuple[object, object] = (None, None)  # the (desired, inventory) maps last taken
         self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
-        self._queue = keyqueue.KeyQueue(f"selfheal-{cluster}", self._heal, DEBOUNCE)
+        self._queue = keyqueue.KeyQueue(f"selfheal-{cluster}", self._heal, DEBOUNCE, f"cluster/{cluster}/runner")
         self._held: set[resources.ResourceKey] = set()
         self._reconciling = False
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the correcting thread (``selfheal-<cluster>``; its owner, the runner, ends it with :meth:`stop`)."""
         self._queue.start()
 
     def begin_reconcile(self) -> None:

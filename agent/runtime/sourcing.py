@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import watchfiles
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from agent import config
+from agent import config, threads
 from agent.sources import registry
 from reconcilers import errors, resources
 
@@ -57,7 +57,6 @@ class Sources:
         self._fetching: set[str] = set()  # sources with an on-demand fetch thread now
         self._signal = threading.Event()
         self._lock = threading.Lock()  # guards by_name, _locks and _wanted; never held across the network
-        self._fetcher = threading.Thread(target=self._on_demand, name="fetch-on-demand", daemon=True)
 
     @property
     def primary_name(self) -> str:
@@ -83,12 +82,10 @@ class Sources:
             found = dict(self.by_name)
         for name in found:
             self._schedule(name)
-        self._fetcher.start()
+        threads.start("fetch-on-demand", "fleet/sources", self._on_demand)
         for name, source in found.items():
             if source.watched is not None:
-                threading.Thread(
-                    target=self._watch_local, args=(name, source.watched), name=f"watch-source-{name}", daemon=True
-                ).start()
+                threads.start(f"watch-source-{name}", "fleet/sources", self._watch_local, name, source.watched)
 
     def _schedule(self, name: str) -> None:
         """Fetch source ``name`` now and every ``interval`` (10% jitter) after."""
@@ -164,7 +161,7 @@ class Sources:
                 self._wanted -= wanted
                 self._fetching |= wanted
             for name in sorted(wanted):
-                threading.Thread(target=self._fetch_wanted, args=(name,), name=f"fetch-{name}", daemon=True).start()
+                threads.start(f"fetch-{name}", "fleet/sources", self._fetch_wanted, name)
 
     def _fetch_wanted(self, name: str) -> None:
         """An on-demand fetch thread: fetch ``name`` until no push for it came in meanwhile."""

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from concurrent import futures
 from typing import Any, Protocol
 
+from agent import threads
 from agent.runtime import gate, runner
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
@@ -129,12 +130,12 @@ class Worker:
         self._started = time.monotonic()
         self._since = time.monotonic()
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name=f"worker-{name}", daemon=True)
+        self._thread: threading.Thread | None = None
 
     # -- control (any thread) ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker thread."""
-        self._thread.start()
+        """Start the worker thread (``worker-<cluster>``, owned by the fleet's ``cluster/<name>/worker``)."""
+        self._thread = threads.start(f"worker-{self.name}", f"cluster/{self.name}/worker", self._loop)
 
     def trigger(self, reason: str, *, requested: bool = False, app: str | None = None) -> None:
         """Sync as soon as possible (coalesced with other triggers until the sync starts). ``requested``: an
@@ -200,9 +201,10 @@ class Worker:
             if self._token is not None:
                 self._token.cancel(reason)
             self._cond.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        ended = not self._thread.is_alive()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
+        ended = thread is None or not thread.is_alive()
         self._close_runner()
         with self._cond:
             self.state = State.STOPPED

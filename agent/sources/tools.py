@@ -26,10 +26,11 @@ import re
 import resource
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from agent import threads
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a render may take unless the source or app says otherwise (``renderTimeout``)."""
@@ -129,11 +130,9 @@ def _exchange(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float
     def drain(fd: int, stream: Any) -> None:
         found[fd] = stream.read()
 
-    pumps = [threading.Thread(target=drain, args=(i, s), daemon=True) for i, s in enumerate((proc.stdout, proc.stderr))]
+    pumps = [threads.start("render-io", "render", drain, i, s) for i, s in enumerate((proc.stdout, proc.stderr))]
     if proc.stdin is not None:
-        pumps.append(threading.Thread(target=_feed, args=(proc.stdin, stdin or b""), daemon=True))
-    for pump in pumps:
-        pump.start()
+        pumps.append(threads.start("render-io", "render", _feed, proc.stdin, stdin or b""))
     deadline = time.monotonic() + timeout
     for pump in pumps:
         pump.join(max(0.0, deadline - time.monotonic()))

@@ -177,3 +177,63 @@ def test_a_manual_app_is_diffed_and_written_only_when_asked(
         wait_until(lambda: _data(tc, "manual", namespace) == {"v": "2"}, timeout=30)
     finally:
         agent.stop()
+
+
+def test_debug_threads_names_every_thread_and_its_owner_and_a_removed_cluster_leaves_none(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """``GET /api/v1/debug/threads`` on an agent with three clusters (self-heal on: each has its worker, self-heal,
+    drift monitor and watches) lists every thread with an owner; a reload that removes a cluster leaves none of
+    its threads; the endpoint needs the API's token."""
+    a, b, c = clusters(3)
+    for tc in (a, b, c):
+        ensure_namespace(tc, namespace)
+    git_repo.write_objects("app/cm.yaml", cm("app", namespace))
+    git_repo.commit()
+    port = free_port()
+    entries = [cluster_entry(tc, n, ["app"], namespace) for n, tc in (("a", a), ("b", b), ("c", c))]
+    config = make_config(
+        git_repo, entries, sync={"interval": "1h", "selfHeal": True},
+        server={"listen": f"127.0.0.1:{port}", "token": {"env": "API_TOKEN"}},
+    )  # fmt: skip
+    agent = Agent(config, tmp_path / "agent.log", env={"API_TOKEN": "t0ken"})
+    url = f"http://127.0.0.1:{port}/api/v1/debug/threads"
+
+    def listed() -> list[dict[str, Any]]:
+        code, body = request(url, token="t0ken")
+        assert code == 200, body
+        return list(json.loads(body)["threads"])
+
+    def owned(found: list[dict[str, Any]], cluster: str) -> set[str]:
+        return {t["name"] for t in found if t["owner"].startswith(f"cluster/{cluster}/")}
+
+    try:
+        agent.wait_ready()
+
+        def complete() -> list[dict[str, Any]] | None:
+            found = listed()
+            for n in "abc":  # the live cache's watch threads start with the first sync
+                mine = owned(found, n)
+                if not mine >= {f"worker-{n}", f"selfheal-{n}", f"drift-{n}", f"inventories-{n}"}:
+                    return None
+                if not any(name.startswith(f"watch-{n}-") for name in mine):
+                    return None
+            return found
+
+        found = wait_until(complete, timeout=30)
+        assert request(url)[0] == 401
+        assert [t for t in found if t["owner"] == "unregistered"] == []
+        names = [t["name"] for t in found]
+        assert len(names) == len(set(t["ident"] for t in found))  # one row per live thread
+        assert "MainThread" in names
+        assert all(t["ageSeconds"] >= 0 for t in found if t["name"] in ("worker-a", "selfheal-b", "drift-c"))
+
+        cfg = yaml.safe_load(config.read_text())
+        cfg["clusters"] = [e for e in cfg["clusters"] if e["name"] != "c"]
+        config.write_text(yaml.safe_dump(cfg))  # a reload removes c
+        wait_until(lambda: not owned(listed(), "c"), timeout=60)
+        after = listed()
+        assert owned(after, "a") >= {"worker-a", "selfheal-a"}
+        assert [t for t in after if t["owner"] == "unregistered"] == []
+    finally:
+        agent.stop()

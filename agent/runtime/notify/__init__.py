@@ -9,9 +9,7 @@ shared (:mod:`.channel`: queue, coalescing, rate limit, retries, one thread per 
 
 from __future__ import annotations
 
-import threading
-
-from agent import config
+from agent import config, threads
 from agent.runtime import events, metrics
 from agent.runtime.notify.channel import FLUSH, Provider
 
@@ -46,8 +44,6 @@ class Notifier:
 
     def stop(self) -> None:
         """Flush and end every provider's thread (:data:`FLUSH` seconds in all at most, providers in parallel)."""
-        threads = [threading.Thread(target=p.stop, name=f"notify-stop-{p.name}", daemon=True) for p in self.providers]
-        for th in threads:
-            th.start()
-        for th in threads:
+        stopping = [threads.start(f"notify-stop-{p.name}", "fleet/notify", p.stop) for p in self.providers]
+        for th in stopping:
             th.join(FLUSH + 1)

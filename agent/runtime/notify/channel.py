@@ -21,7 +21,7 @@ import time
 
 import urllib3
 
-from agent import config, notifier_kinds
+from agent import config, notifier_kinds, threads
 from agent.runtime import events, metrics
 from agent.runtime.notify import protocol, statuses
 
@@ -73,11 +73,11 @@ class Provider:
         self._aggregate = statuses.Aggregate()
         self._stop = threading.Event()
         self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._loop, name=f"notify-{spec.name}", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the delivery thread (``notify-<name>``)."""
-        self._thread.start()
+        self._thread = threads.start(f"notify-{self.name}", "fleet/notify", self._loop)
 
     # -- what is wanted ------------------------------------------------------------------------------------------
     def wants(self, event: events.Event) -> bool:
@@ -135,7 +135,7 @@ class Provider:
         with self._cond:
             self._flushing = True
             self._cond.notify()
-            while self._queue and self._thread.is_alive() and time.monotonic() < deadline:
+            while self._queue and self._alive() and time.monotonic() < deadline:
                 self._cond.wait(max(0.0, deadline - time.monotonic()))
             left = len(self._queue)
             self._queue.clear()
@@ -144,8 +144,11 @@ class Provider:
         self._stop.set()
         with self._cond:
             self._cond.notify()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(max(0.0, deadline - time.monotonic()) + 0.5)
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
         last_sent = 0.0
