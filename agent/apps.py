@@ -28,14 +28,17 @@ APP_INVENTORY_PREFIX = "app:"
 inventories written by earlier versions stay valid."""
 
 
+_NO_RETRY = config.Retry()
+
+
 @dataclasses.dataclass(frozen=True)
 class Unit:
     """One app on one cluster.
 
     ``name``: the app's name (a ``paths`` entry: its path); ``source``: the source's name; ``path`` in it;
     ``inventory``: the key of its inventory; ``namespace``: for namespaced objects without one;
-    ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``, ``auto``: resolved sync
-    settings;
+    ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``, ``auto``, ``retry``:
+    resolved sync settings;
     ``ignore``: ignore rules (global, cluster, app); ``namespaces``: allow-list patterns (empty: anywhere);
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
     ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
@@ -56,6 +59,8 @@ class Unit:
     self_heal: bool = False
     wait: bool = False
     auto: bool = True
+    retry: config.Retry = _NO_RETRY
+    recreate: bool = False
     ignore: tuple[config.IgnoreDifference, ...] = ()
     namespaces: tuple[str, ...] = ()
     service_account: str | None = None
@@ -115,6 +120,8 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             self_heal=sync.self_heal if a.sync.self_heal is None else a.sync.self_heal,
             wait=sync.wait if a.sync.wait is None else a.sync.wait,
             auto=sync.auto if a.sync.auto is None else a.sync.auto,
+            retry=sync.retry if a.sync.retry is None else a.sync.retry,
+            recreate=sync.recreate if a.sync.recreate is None else a.sync.recreate,
             ignore=(*cfg.ignore_differences, *cluster.ignore_differences, *a.ignore_differences),
             namespaces=a.namespaces,
             service_account=a.service_account,
@@ -139,6 +146,8 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             self_heal=sync.self_heal,
             wait=sync.wait,
             auto=sync.auto,
+            retry=sync.retry,
+            recreate=sync.recreate,
             ignore=(*cfg.ignore_differences, *cluster.ignore_differences),
             substitute=cluster.substitute,
             decrypt=cluster.decryption.sops,

@@ -41,6 +41,7 @@ from agent.config_sections import (
     SopsConfig,
     SourceConfig,
     SyncConfig,
+    SyncWindow,
     WebhooksConfig,
 )
 from agent.config_types import (
@@ -53,6 +54,7 @@ from agent.config_types import (
     IgnoreDifference,
     LabelSelector,
     Notification,
+    Retry,
     SecretRef,
     _dns_label,
     _Model,
@@ -80,6 +82,7 @@ __all__ = [
     "LabelSelector",
     "Notification",
     "Placement",
+    "Retry",
     "RolloutConfig",
     "SecretRef",
     "SelectorRequirement",
@@ -88,6 +91,7 @@ __all__ = [
     "SopsConfig",
     "SourceConfig",
     "SyncConfig",
+    "SyncWindow",
     "ValuesFile",
     "WebhooksConfig",
     "load_config",
@@ -131,7 +135,8 @@ class AgentConfig(_Model):
     ``substitute: true`` (from env or file, never from this file); ``rollout`` turns on progressive delivery;
     ``sharding`` shares the clusters among several replicas (not with ``rollout``); ``decryption`` holds the keys
     of SOPS-encrypted files, used by clusters with ``decryption: {sops: true}``; ``healthChecks`` are health rules
-    for any kind (:class:`HealthCheck`); ``notifications`` send events out (:class:`Notification`).
+    for any kind (:class:`HealthCheck`); ``notifications`` send events out (:class:`Notification`);
+    ``syncWindows`` say when automatic syncs may write (:class:`SyncWindow`).
 
     ``sources`` names the sources apps read (DNS labels); ``source`` alone is the source named ``default``.
     ``apps`` (:class:`AppConfig`) are placed on clusters by name or label; a cluster's ``paths`` are sugar for
@@ -152,6 +157,7 @@ class AgentConfig(_Model):
     render: RenderConfig = RenderConfig()
     health_checks: tuple[HealthCheck, ...] = ()
     notifications: tuple[Notification, ...] = ()
+    sync_windows: tuple[SyncWindow, ...] = ()
 
     @pydantic.field_validator("variables")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import pydantic
 
-from agent.config_types import ClusterDecryption, Duration, IgnoreDifference, _dns_label, _Model, _relative
+from agent.config_types import ClusterDecryption, Duration, IgnoreDifference, Retry, _dns_label, _Model, _relative
 
 
 class SelectorRequirement(_Model):
@@ -66,9 +66,13 @@ class Placement(_Model):
 
 class AppSync(_Model):
     """Per-app overrides of the top-level ``sync`` keys (unset: the top-level value): ``prune``, ``selfHeal``,
-    ``wait``, ``auto`` (false: manual sync, written only when an operator asks)."""
+    ``wait``, ``auto`` (false: manual sync, written only when an operator asks), ``retry`` (retries of a failed
+    sync, :class:`agent.config_types.Retry`), ``recreate`` (delete and create again objects whose change is refused as
+    immutable: Flux's ``force``)."""
 
     auto: bool | None = None
+    retry: Retry | None = None
+    recreate: bool | None = None
     prune: bool | None = None
     self_heal: bool | None = None
     wait: bool | None = None

@@ -14,7 +14,7 @@ from typing import Annotated
 import pydantic
 
 from agent import source_kinds
-from agent.config_types import Duration, HomeCluster, Interval, SecretRef, Size, _Model
+from agent.config_types import Duration, HomeCluster, Interval, Retry, SecretRef, Size, _Model
 
 
 class SourceConfig(_Model):
@@ -126,6 +126,34 @@ about 700 requests a second, to 1.56x: the price of a bound on what one agent se
 (bench/scale.py --compare-rate-limit; raise ``qps`` for a cluster that can take more)."""
 
 
+class SyncWindow(_Model):
+    """When automatic syncs may write (Argo CD's ``syncWindows``): ``kind`` ``allow`` or ``deny``; ``schedule``, a
+    cron expression (5 fields, in ``timeZone``, default UTC) of when the window opens, for ``duration``; ``apps`` and
+    ``clusters``: name patterns (``fnmatch``: ``team-a-*``) it covers, and ``selector``: cluster labels (empty:
+    every app, every cluster). An app with an allow window is written only inside one; inside a deny window it is
+    not written (deny wins over allow). Self-heal, scheduled syncs and rollout steps obey; an operator's sync is
+    refused too unless the window says ``manualSync: true``."""
+
+    kind: typing.Literal["allow", "deny"]
+    schedule: str
+    duration: Duration = pydantic.Field(gt=0)
+    time_zone: str = "UTC"
+    apps: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    selector: dict[str, str] = pydantic.Field(default_factory=dict)
+    manual_sync: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _cron(self) -> SyncWindow:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.schedule, timezone=self.time_zone)
+        except (ValueError, KeyError) as e:  # zoneinfo's unknown zone is a KeyError (ZoneInfoNotFoundError)
+            raise ValueError(f"schedule {self.schedule!r} in timeZone {self.time_zone!r}: {e}") from None
+        return self
+
+
 class SyncConfig(_Model):
     """How clusters are synced.
 
@@ -146,7 +174,10 @@ class SyncConfig(_Model):
     and the most sent at once after a pause; every request to the cluster counts; ``qps: 0``: no limit), unless the
     cluster sets its own (see :data:`DEFAULT_QPS`); ``auto``: sync apps on their own (default true); false: every
     app is diffed and shown OutOfSync but written only when an operator asks (Argo CD's Application without
-    ``syncPolicy.automated``; an app's ``sync.auto`` wins).
+    ``syncPolicy.automated``; an app's ``sync.auto`` wins); ``retry``: retries of an app whose sync failed, with
+    backoff (:class:`Retry`; an app's ``sync.retry`` wins); ``recreate``: delete and create again an object whose
+    change the API server refuses as immutable (Flux's ``force``; default false: only objects annotated
+    ``argocd.argoproj.io/sync-options: Force=true,Replace=true`` or ``gitops-agent.io/sync-options: Recreate=true``).
     """
 
     interval: Interval = 300.0
@@ -166,6 +197,8 @@ class SyncConfig(_Model):
     qps: float = pydantic.Field(default=DEFAULT_QPS, ge=0)
     burst: int = pydantic.Field(default=DEFAULT_BURST, ge=1)
     auto: bool = True
+    retry: Retry = Retry()
+    recreate: bool = False
 
 
 class WebhooksConfig(_Model):

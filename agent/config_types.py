@@ -270,6 +270,29 @@ class HomeCluster(ClusterConnection):
     name: str = "home"
 
 
+class Backoff(_Model):
+    """How long a retry waits (Argo CD's ``syncPolicy.retry.backoff``): ``duration`` before the first (default 5s),
+    multiplied by ``factor`` (default 2) for each next one, at most ``maxDuration`` (default 3m)."""
+
+    duration: Duration = 5.0
+    factor: float = pydantic.Field(default=2.0, ge=1)
+    max_duration: Duration = 180.0
+
+
+class Retry(_Model):
+    """Retries of an app whose sync failed (Argo CD's ``syncPolicy.retry``): up to ``limit`` more syncs (default
+    0: none, as Argo CD without ``retry``), waiting ``backoff`` (:class:`Backoff`) before each; only the failed app's
+    cluster syncs again (its other apps resync as they are), and a new revision of the app starts the count anew."""
+
+    limit: int = pydantic.Field(default=0, ge=0, le=100)
+    backoff: Backoff = Backoff()
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1 for the first)."""
+        b = self.backoff
+        return float(min(b.duration * b.factor ** (attempt - 1), b.max_duration))
+
+
 class Notification(_Model):
     """Where events go (see :mod:`agent.runtime.notify`): ``name`` (unique), ``type`` (one of
     :data:`agent.notifier_kinds.KINDS`) and what it needs:

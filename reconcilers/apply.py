@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 
 from reconcilers import cancel as cancel_
-from reconcilers import client, diff, errors, ignore, inventory, ordering, resources
+from reconcilers import client, diff, errors, hooks, ignore, inventory, ordering, resources
 
 
 class Action(enum.Enum):
@@ -31,6 +32,11 @@ class Action(enum.Enum):
     """Left git while prune is off (``sync.prune: false``): still live and ours, so the app is OutOfSync, as Argo
     CD's "requires pruning" (sync-options.md: "The app will be out of sync if Argo CD expects a resource to be
     pruned")."""
+    RECREATED = "recreated"
+    """Deleted and created again: git changed fields the API server refuses to change in place (``field is
+    immutable``: a Deployment's ``spec.selector``, a Job's ``spec.template``), and the object opted in (Argo CD's
+    ``Replace=true`` or ``Force=true`` sync option, ``gitops-agent.io/sync-options: Recreate=true``, or the app's
+    ``sync.recreate``, Flux's ``force``)."""
     KEPT = "kept"
     ORPHANED = "orphaned"
     FAILED = "failed"
@@ -62,13 +68,18 @@ class ApplyOptions:
     - ``field_manager``: the SSA field manager (default ``gitops-agent``);
     - ``force``: take fields over from other managers on conflict (default True, as GitOps requires);
     - ``dry_run``: validate and compute actions, write nothing (default False);
-    - ``concurrency``: requests in flight at once for one cluster (default 8).
+    - ``concurrency``: requests in flight at once for one cluster (default 8);
+    - ``recreate``: delete and create again every object whose change the API server refuses as immutable (the
+      app's ``sync.recreate``, Flux's ``force``; default False: only objects that opt in by annotation);
+    - ``recreate_timeout``: seconds a recreate waits for the deleted object to be gone (default 300).
     """
 
     field_manager: str = "gitops-agent"
     force: bool = True
     dry_run: bool = False
     concurrency: int = 8
+    recreate: bool = False
+    recreate_timeout: float = 300.0
 
 
 VALIDATE_ATTEMPTS = 3
@@ -114,6 +125,10 @@ class _Validated:
     diff: diff.ObjectDiff | None = None
     error: str | None = None
     predicted: inventory.Entry | None = None
+    note: str = ""
+    uid: str | None = None
+    immutable: bool = False
+    """Refused only for immutable fields (and not opted in to a recreate): that object fails, its stage goes on."""
 
 
 Intent = Callable[[Mapping[resources.ResourceKey, inventory.Entry]], None]
@@ -155,7 +170,7 @@ def apply_stage(
         else:
             todo.append(d)
     validated = {v.desired.manifest.key: v for v in pool.map(lambda d: _validate(kube, d, options, token), todo)}
-    rejected = [v for v in validated.values() if v.error is not None]
+    rejected = [v for v in validated.values() if v.error is not None and not v.immutable]
     if rejected:
         why = f"not applied: {len(rejected)} object(s) of stage '{name}' were rejected by the API server"
         return StageResult(
@@ -168,21 +183,24 @@ def apply_stage(
             {},
         )
     results = {key: v.action for key, v in validated.items()}
+    messages: dict[resources.ResourceKey, str] = {k: v.error for k, v in validated.items() if v.error is not None}
     records.update({key: v.record for key, v in validated.items() if v.record is not None})
-    messages: dict[resources.ResourceKey, str] = {}
     generations: dict[resources.ResourceKey, int] = {}
     if options.dry_run:
-        messages = {key: "dry run" for key in results}
+        messages = {key: v.error or v.note or "dry run" for key, v in validated.items()}
     else:
-        if intent is not None and any(a is not Action.UNCHANGED for a in results.values()):
+        if intent is not None and any(a not in (Action.UNCHANGED, Action.FAILED) for a in results.values()):
             intent({key: v.predicted for key, v in validated.items() if v.predicted is not None})
-        for group in ordering.by_rank([v.desired for v in validated.values() if v.action is not Action.UNCHANGED]):
+        writes = [v.desired for v in validated.values() if v.action not in (Action.UNCHANGED, Action.FAILED)]
+        for group in ordering.by_rank(writes):
             written = list(pool.map(lambda d: _write(kube, validated[d.manifest.key], options, token), group))
             for d, (record, err, generation) in zip(group, written, strict=True):
                 if record is None:
                     results[d.manifest.key], messages[d.manifest.key] = Action.FAILED, err
                 else:
                     records[d.manifest.key] = record
+                    if validated[d.manifest.key].note:
+                        messages[d.manifest.key] = validated[d.manifest.key].note
                     if generation is not None:
                         generations[d.manifest.key] = generation
     return StageResult(
@@ -250,6 +268,8 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token:
             if attempt + 1 < VALIDATE_ATTEMPTS:
                 live, merged = kube.get(key), None
     except errors.ApiError as e:
+        if e.immutable:
+            return _immutable(kube, d, options, e)
         return _Validated(d, Action.FAILED, error=e.message or str(e))
     assert merged is not None
     if live is None:
@@ -274,11 +294,53 @@ def _write(
     assert v.body is not None
     token.check()
     try:
+        if v.action is Action.RECREATED:
+            gone = _delete_and_wait(kube, v, options, token)
+            if gone:
+                return None, gone, None
         applied = kube.apply(v.body, field_manager=options.field_manager, force=options.force, dry_run=False)
     except errors.ApiError as e:
         return None, e.message or str(e), None
     generation = (applied.get("metadata") or {}).get("generation")
     return _record(v.desired, applied, options.field_manager), "", generation if isinstance(generation, int) else None
+
+
+RECREATE_OPTIONS = frozenset({"Replace=true", "Force=true", "Recreate=true"})
+"""Sync options (either annotation, :data:`reconcilers.hooks.SYNC_OPTIONS` or Argo CD's) that let an object be
+deleted and created again when a change of it is refused as immutable. Argo CD's ``Replace=true`` alone replaces
+(``kubectl replace``), which the API server refuses for immutable fields too (Argo CD issue #14910); ``Force=true``
+deletes and recreates: either is read as consent here."""
+
+
+def _immutable(kube: client.KubeClient, d: Desired, options: ApplyOptions, e: errors.ApiError) -> _Validated:
+    """The verdict on an object whose dry run the API server refused as immutable (``e.fields``): recreated when
+    it opted in (or the app recreates), else failed with the fields and how to opt in."""
+    fields = ", ".join(e.fields)
+    opted = options.recreate or bool(hooks.marks(d.manifest.body).options & RECREATE_OPTIONS)
+    if not opted:
+        how = (
+            "to delete and re-create it, annotate it argocd.argoproj.io/sync-options: Force=true,Replace=true (or "
+            "gitops-agent.io/sync-options: Recreate=true), or set the app's sync.recreate: true"
+        )
+        why = f"immutable field(s) {fields} changed: {e.message}; {how}"
+        return _Validated(d, Action.FAILED, error=why, immutable=True)
+    live = kube.get(d.manifest.key)
+    uid = ((live or {}).get("metadata") or {}).get("uid")
+    return _Validated(d, Action.RECREATED, d.body, note=f"recreate (immutable: {fields})", uid=uid)
+
+
+def _delete_and_wait(kube: client.KubeClient, v: _Validated, options: ApplyOptions, token: cancel_.Token) -> str:
+    """Delete ``v``'s object (foreground: its dependents first; only the very object the dry run saw, by uid) and
+    wait until it is gone, up to ``options.recreate_timeout`` seconds. Returns "" when gone, else why not."""
+    key = v.desired.manifest.key
+    kube.delete(key, uid=v.uid, propagation="Foreground")
+    deadline = time.monotonic() + options.recreate_timeout
+    while time.monotonic() < deadline:
+        if kube.get(key) is None:
+            return ""
+        if token.wait(0.25):
+            token.check()
+    return f"deleted to be re-created (immutable fields) but still there after {options.recreate_timeout:g} s"
 
 
 def apply_one(kube: client.KubeClient, d: Desired, options: ApplyOptions) -> inventory.Entry:

@@ -64,11 +64,19 @@ class ApiError(ClusterError):
     ``message`` (the API server's own message, verbatim).
     """
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, fields: tuple[str, ...] = ()) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.fields = fields
+        """The field paths the API server named as immutable (``details.causes`` of a 422 ``Invalid`` whose
+        message is ``field is immutable``), in its order."""
+
+    @property
+    def immutable(self) -> bool:
+        """True for a 422 ``Invalid`` refusing to change immutable fields (:attr:`fields` names them)."""
+        return self.status == 422 and bool(self.fields)
 
     @property
     def not_found(self) -> bool:

@@ -28,7 +28,7 @@ from concurrent import futures
 from reconcilers import apply, client, health, hookrun, hooks, inventory, ordering, resources
 from reconcilers import cancel as cancel_
 
-_WRITES = (apply.Action.CREATED, apply.Action.CONFIGURED)
+_WRITES = (apply.Action.CREATED, apply.Action.CONFIGURED, apply.Action.RECREATED)
 _STOPS = (apply.Action.FAILED, apply.Action.SKIPPED)
 
 

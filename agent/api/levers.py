@@ -7,7 +7,8 @@
   (an app with ``sync.auto: false`` is written only so).
 
 A suspend or resume answers 200 with the clusters written and those that could not be (``failed``), 404 for an
-unknown app or cluster. See :mod:`agent.runtime.levers`.
+unknown app or cluster. An app's sync a sync window blocks (without ``manualSync: true``) is refused with 409
+naming the window. See :mod:`agent.runtime.levers`.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
             names = levers.targets(agent, app, cluster)
         except errors.ConfigError as e:
             raise fastapi.HTTPException(404, str(e)) from None
+        refused = levers.refused_by_window(agent, app, names)
+        if refused:
+            raise fastapi.HTTPException(409, refused)
         for name in names:
             agent.trigger_now(name, reason=f"sync of app {app} requested", requested=True, app=app)
         return {"triggered": names}

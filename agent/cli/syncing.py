@@ -22,6 +22,7 @@ from reconcilers import apply, engine, errors, health, ignore
 _STYLE = {
     "created": "green",
     "configured": "yellow",
+    "recreated": "bold yellow",
     "unchanged": "dim",
     "pruned": "magenta",
     "kept": "cyan",
@@ -34,6 +35,7 @@ _STYLE = {
 CHANGES = (
     apply.Action.CREATED,
     apply.Action.CONFIGURED,
+    apply.Action.RECREATED,
     apply.Action.PRUNED,
     apply.Action.REQUIRES_PRUNING,
     apply.Action.ORPHANED,
@@ -43,6 +45,7 @@ CHANGES = (
 _VERBS = {
     "configured": "drifted",
     "created": "missing (would create)",
+    "recreated": "would recreate (immutable fields changed; it opted in)",
     "pruned": "would prune",
     "requires-pruning": "requires pruning (removed from git; sync.prune is off, so a sync keeps it)",
     "orphaned": "orphan (in neither git nor the inventory; sync --prune-orphans deletes it)",

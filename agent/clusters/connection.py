@@ -530,14 +530,21 @@ def _verb(method: str, path: str, query: list[tuple[str, str]]) -> str:
 
 
 def _api_error(status: int, data: bytes) -> errors.ApiError:
+    fields: tuple[str, ...] = ()
     try:
         doc = json.loads(data)
         reason, message = str(doc.get("reason", "")), str(doc.get("message", ""))
+        causes = (doc.get("details") or {}).get("causes") or []
+        fields = tuple(
+            str(c.get("field"))
+            for c in causes
+            if isinstance(c, dict) and c.get("field") and "field is immutable" in str(c.get("message", ""))
+        )
     except (ValueError, AttributeError):
         reason, message = "", data.decode("utf-8", "replace")[:500]
     if status == 401:
         message = f"the API server rejected the credentials (expired, revoked, or for another cluster): {message}"
-    return errors.ApiError(status, reason, message)
+    return errors.ApiError(status, reason, message, fields)
 
 
 def _retry_after(resp: Any) -> float | None:

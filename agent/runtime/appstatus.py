@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -53,7 +54,7 @@ def app_sync_status(
         if not r.ok:
             return "OutOfSync", f"{r.held}; a sync would fail: {r.error or 'see its objects'}"
         c = r.counts
-        waiting = c["created"] + c["configured"] + c["pruned"] + c["requires-pruning"]
+        waiting = c["created"] + c["configured"] + c["recreated"] + c["pruned"] + c["requires-pruning"]
         if waiting or drifted:
             return "OutOfSync", f"{r.held}; {waiting or len(drifted)} change(s) not applied"
         return "Synced", ""
@@ -116,7 +117,11 @@ def cluster_cells(
     key: tuple[object, ...] | None = None
     if live_changes is not None and compact and not objects and app is None:
         stale = tuple(fleet.state.stale(s) for s in sources)
+        w = fleet.worker_of(cluster)
+        retried = w.retries if w is not None else None
+        clock = int(time.monotonic()) if retried and retried.snapshot() else 0  # a countdown: made again each second
         key = (last, fleet.cfg, tuple(sorted(targets.items())), stale, live_changes, snap.version, len(fights))
+        key += (retried.version if retried else 0, clock)
         with _CELLS_LOCK:
             kept = _CELLS.get(cluster)
         if kept is not None and kept[0][0] is last and kept[0][1] is fleet.cfg and kept[0][2:] == key[2:]:
@@ -179,6 +184,10 @@ def cell(
     source = unit.source if unit else None
     target = targets.get(source) if source else None
     sync, why = app_sync_status(r, target, drifted)
+    w = fleet.worker_of(cluster)
+    pending = w.retries.snapshot().get(r.app) if w is not None and sync == "OutOfSync" else None
+    if pending is not None:
+        why = pending.text(time.monotonic())
     mine = {k: healths[k] for k in r.desired if k in healths}
     worst = health.aggregate(h.status for h in mine.values()) if mine else health.Health.UNKNOWN
     if r.ok and not r.desired and r.error is None:

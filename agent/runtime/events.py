@@ -51,6 +51,7 @@ REASONS = (
     "ClusterUnreachable",
     "Suspended",
     "Resumed",
+    "SyncRetrying",
 )
 _WARNINGS = frozenset(
     {
@@ -62,6 +63,7 @@ _WARNINGS = frozenset(
         "RolloutHalted",
         "SourceFailed",
         "ClusterUnreachable",
+        "SyncRetrying",
     }
 )
 
@@ -144,8 +146,9 @@ class EventLog:
             why = result.error or "; ".join(f"{e.key}: {e.message}" for e in failed[:3])
             more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
             self.emit(Event("SyncFailed", name, rev, f"{why}{more}"))
-        elif counts["created"] + counts["configured"] + counts["pruned"]:
-            changed = ", ".join(f"{n} {a}" for a, n in counts.items() if n and a in ("created", "configured", "pruned"))
+        elif counts["created"] + counts["configured"] + counts["pruned"] + counts["recreated"]:
+            changes = ("created", "configured", "recreated", "pruned")
+            changed = ", ".join(f"{n} {a}" for a, n in counts.items() if n and a in changes)
             self.emit(Event("SyncSucceeded", name, rev, changed))
 
     def health(self, cluster: str, revision: str, now: health.Health, message: str) -> None:

@@ -46,6 +46,7 @@ from agent.runtime import (
     leases,
     metrics,
     notify,
+    retries,
     rollout,
     rollout_store,
     runner,
@@ -92,7 +93,13 @@ class Fleet:
         )
         self.book = holds.Book()  # suspended apps and clusters, as last read from (or written to) the clusters
         self.gate = gate.Gate(
-            [gate.LeaseRule(self._fence), gate.SelfHealRule(), gate.ManualRule(), gate.HoldRule(self.book)]
+            [
+                gate.LeaseRule(self._fence),
+                gate.SelfHealRule(),
+                gate.ManualRule(),
+                gate.HoldRule(self.book),
+                gate.WindowRule(lambda: self.cfg.sync_windows, self._labels),
+            ]
         )
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
@@ -135,6 +142,11 @@ class Fleet:
     def _restored(self) -> None:
         """The rollout read its saved state: every cluster syncs to its restored target now."""
         self.trigger_now(reason="rollout restored")
+
+    def _labels(self, cluster: str) -> dict[str, str]:
+        """The labels of ``cluster`` in the current config (none when it left it)."""
+        found = next((c for c in self.cfg.clusters if c.name == cluster), None)
+        return dict(found.labels) if found is not None else {}
 
     def _fence(self, cluster: str) -> str | None:
         """The Lease's refusal of a write to ``cluster`` (None without sharding, or while held and renewed)."""
@@ -194,6 +206,12 @@ class Fleet:
     def started(self, cluster: str, revision: resources.Revision) -> None:
         """A sync of ``revision`` starts on ``cluster``: a revision new there gets a pending commit status."""
         self.commits.started(cluster, revision)
+
+    def retrying(self, cluster: str, pending: retries.Pending) -> None:
+        """An app of ``cluster`` failed and is retried: a ``SyncRetrying`` event."""
+        delay = f"{pending.delay:g}s"
+        message = f"app {pending.app}: attempt {pending.attempt} of {pending.limit} in {delay}: {pending.error}"
+        self.events.emit(events.Event("SyncRetrying", cluster, pending.sha, message, path=pending.app))
 
     def _judge_health(self, name: str) -> None:
         """Health events, and the revision's commit status kept true (see :mod:`agent.runtime.commitstatus`)."""

@@ -12,7 +12,10 @@ first refusal wins):
 - :class:`ManualRule`: an app with ``sync.auto: false`` (Argo CD's Application without ``automated``) is written
   only when an operator asks;
 - :class:`HoldRule`: an app, a cluster, or an app on one cluster suspended (:mod:`agent.runtime.holds`) gets no
-  write of any kind (Flux's ``suspend``).
+  write of any kind (Flux's ``suspend``);
+- :class:`WindowRule`: sync windows (Argo CD's ``syncWindows``, :mod:`agent.runtime.windows`): outside an allow
+  window or inside a deny window nothing is written, an operator's sync only where the window says
+  ``manualSync: true``.
 
 A refused app is not written: its sync runs as a dry run (the diff is computed and shown, as Argo CD shows an
 OutOfSync app it may not sync), its result carries the decision's reason (``held``), and self-heal leaves its
@@ -23,12 +26,13 @@ self-heal (each correction).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from agent import apps
-from agent.runtime import holds
+from agent import apps, config
+from agent.runtime import holds, windows
 
 
 class SyncKind(enum.Enum):
@@ -123,3 +127,32 @@ class HoldRule:
         """Refused while the app (on this cluster or all) or the cluster is suspended."""
         found = self.book.held(unit.cluster, unit.name)
         return Decision(False, found.text(), "suspended") if found is not None else None
+
+
+class WindowRule:
+    """Refuses writes the sync windows block at ``clock()`` (UTC; a test's clock may be given). ``specs()``: the
+    windows of the current config (a reload takes effect at the next question); ``labels(cluster)``: its labels."""
+
+    def __init__(
+        self,
+        specs: Callable[[], tuple[config.SyncWindow, ...]],
+        labels: Callable[[str], dict[str, str]],
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self.specs = specs
+        self.labels = labels
+        self.clock = clock
+        self._built: tuple[tuple[config.SyncWindow, ...], list[windows.Window]] = ((), [])
+
+    def decide(self, unit: apps.Unit, kind: SyncKind) -> Decision | None:
+        """Refused while a window blocks the app, unless an operator asks and the window allows manual syncs."""
+        specs = self.specs()
+        if not specs:
+            return None
+        built = self._built
+        if built[0] != specs:  # the windows of a new config (equal configs compare equal: built once)
+            built = self._built = (specs, [windows.Window.of(w) for w in specs])
+        verdict = windows.judge(built[1], unit.name, unit.cluster, self.labels(unit.cluster), self.clock())
+        if not verdict.blocked or (kind is SyncKind.REQUESTED and verdict.manual):
+            return None
+        return Decision(False, verdict.reason, "syncWindow")

@@ -17,7 +17,7 @@ import logging
 
 from agent import apps
 from agent.clusters import connection, kubeconfig
-from agent.runtime import events, fleet, holds
+from agent.runtime import events, fleet, gate, holds
 from reconcilers import errors
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,19 @@ def targets(agent: fleet.Fleet, app: str | None, cluster: str | None) -> list[st
             raise errors.ConfigError(f"app {app!r} is not placed on cluster {name!r}")
         return [name]
     return placed
+
+
+def refused_by_window(agent: fleet.Fleet, app: str, clusters: list[str]) -> str:
+    """Why an operator's sync of ``app`` on ``clusters`` is refused by a sync window now (``""``: it is not):
+    ``cluster a: sync window: deny ... is open until ...``."""
+    for name in clusters:
+        unit = next((u for u in apps.units(agent.cfg, agent.cfg.cluster(name)) if u.name == app), None)
+        if unit is None:
+            continue
+        decision = agent.gate.ask(unit, gate.SyncKind.REQUESTED)
+        if not decision.allowed and decision.rule == "syncWindow":
+            return f"cluster {name}: {decision.reason}"
+    return ""
 
 
 def suspend(

@@ -144,7 +144,7 @@ class Metrics:
         c = result.counts
         self.duration.labels(result.cluster).observe(result.duration)
         self.syncs.labels(result.cluster, "succeeded" if result.ok else "failed").inc()
-        self.drifted.labels(result.cluster).set(c["created"] + c["configured"] + c["failed"])
+        self.drifted.labels(result.cluster).set(c["created"] + c["configured"] + c["recreated"] + c["failed"])
         self.managed.labels(result.cluster).set(len(result.desired))
         self.reachable.labels(result.cluster).set(0 if result.error_kind is engine.ErrorKind.CLUSTER else 1)
         self._apps(result)

@@ -69,7 +69,13 @@ def options_for(
     health rules of wave gates and hooks (default the built-in ones)."""
     sync = cfg.sync
     return engine.ReconcileOptions(
-        apply=apply.ApplyOptions(field_manager=sync.field_manager, dry_run=dry_run, concurrency=sync.concurrency),
+        apply=apply.ApplyOptions(
+            field_manager=sync.field_manager,
+            dry_run=dry_run,
+            concurrency=sync.concurrency,
+            recreate=unit.recreate,
+            recreate_timeout=sync.timeout,
+        ),
         prune=dataclasses.replace(prune_options(cfg, force=force_prune, orphans=prune_orphans), enabled=unit.prune),
         ignore=ignore_rules(unit.ignore),
         default_namespace=unit.namespace,

@@ -250,6 +250,11 @@ class ClusterRunner:
             log.info("cluster %s: revision %s: %s%s%s", name, short, counts, health_note, error_note)
             return result
 
+    def retry_of(self, app: str) -> config.Retry | None:
+        """App ``app``'s retry settings on this cluster (None when it is not placed here)."""
+        found = next((u for u in self._units() if u.name == app), None)
+        return found.retry if found is not None else None
+
     def _refused_heal(self, key: resources.ResourceKey) -> str | None:
         """Why the write gate refuses a self-heal of ``key`` now (its app suspended, manual, self-heal off since the
         last sync), or None (called by self-heal's thread just before it writes)."""

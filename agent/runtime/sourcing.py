@@ -82,10 +82,14 @@ class Sources:
             found = dict(self.by_name)
         for name in found:
             self._schedule(name)
-        threads.start("fetch-on-demand", "fleet/sources", self._on_demand)
+        self.start_fetcher()
         for name, source in found.items():
             if source.watched is not None:
                 threads.start(f"watch-source-{name}", "fleet/sources", self._watch_local, name, source.watched)
+
+    def start_fetcher(self) -> None:
+        """Start the on-demand fetch thread (``fetch-on-demand``: pushes and webhooks, debounced)."""
+        threads.start("fetch-on-demand", "fleet/sources", self._on_demand)
 
     def _schedule(self, name: str) -> None:
         """Fetch source ``name`` now and every ``interval`` (10% jitter) after."""

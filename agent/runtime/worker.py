@@ -39,7 +39,7 @@ from concurrent import futures
 from typing import Any, Protocol
 
 from agent import threads
-from agent.runtime import gate, runner
+from agent.runtime import gate, retries, runner
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
 
@@ -87,6 +87,10 @@ class Host(Protocol):
         """A sync of ``cluster`` to ``revision`` starts (commit status)."""
         ...
 
+    def retrying(self, cluster: str, pending: retries.Pending) -> None:
+        """An app of ``cluster`` failed and is retried (``pending``: when and why; the events)."""
+        ...
+
 
 @dataclasses.dataclass
 class _Step:
@@ -122,6 +126,7 @@ class Worker:
         self._active = active
         self._wanted: collections.Counter[str] = collections.Counter()
         self._requested: set[str] = set()  # apps an operator asked to sync ("*": every app of the cluster)
+        self.retries = retries.Retries()  # failed apps' next attempts (this thread changes it; any thread reads)
         self._steps: collections.deque[_Step] = collections.deque()
         self._due = time.monotonic() + self._jittered()
         self._failures = 0
@@ -308,6 +313,7 @@ class Worker:
         if not stopped:
             self.host.record(result, int(self._runner.status().get("healed", 0)) if self._runner else 0)
         self._backoff(result)
+        self._retry(result)
         if step is not None:
             step.done.set_result(result)
 
@@ -320,6 +326,21 @@ class Worker:
             delay = min(2.0 ** (self._failures - 1), BACKOFF_CAP, self.interval)
             self._due = time.monotonic() + delay
         log.warning("cluster %s: unreachable (%d in a row); retrying in %.0fs", self.name, self._failures, delay)
+
+    def _retry(self, result: engine.ReconcileResult) -> None:
+        """Schedule the failed apps' next attempts (:mod:`agent.runtime.retries`): the next sync comes when the
+        earliest is due, if that is before the interval's."""
+        found = self._runner
+        if found is None:
+            return
+        for pending in self.retries.after(result, found.retry_of, time.monotonic()):
+            log.info("cluster %s: app %s: %s", self.name, pending.app, pending.text(time.monotonic()))
+            self.host.retrying(self.name, pending)
+        due = self.retries.due()
+        if due is not None:
+            with self._cond:
+                self._due = min(self._due, due)
+                self._cond.notify_all()
 
     def _quiesce(self, reason: str, timeout: float) -> bool:
         """Cancel the sync in flight and wait up to ``timeout`` seconds until none runs."""

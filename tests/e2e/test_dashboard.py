@@ -156,6 +156,16 @@ def test_dashboard_shows_clusters_and_drills_down(
             assert f"Job {namespace}/smoke-" in hooks
             assert "PostSync" in hooks
             assert "Succeeded" in hooks
+            # the levers of the app's cell: suspend with a reason, resume, sync now
+            page.fill("#suspend-reason", "dashboard test")
+            page.click("#suspend-app")
+            page.wait_for_selector("#held:has-text('Suspended (app app) by dashboard')", timeout=30_000)
+            assert "dashboard test" in page.inner_text("#held")
+            assert "app suspended on beta" in page.inner_text("#lever-result")
+            page.click("#resume-app")
+            page.wait_for_selector("#held", state="detached", timeout=30_000)
+            page.click("#sync-app")
+            page.wait_for_selector("#lever-result:has-text('sync of app on beta requested')")
             artifacts = pathlib.Path(os.environ.get("GITOPS_AGENT_ARTIFACTS", REPO / "test-artifacts"))
             artifacts.mkdir(exist_ok=True)
             page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)

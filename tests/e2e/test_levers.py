@@ -237,3 +237,111 @@ def test_debug_threads_names_every_thread_and_its_owner_and_a_removed_cluster_le
         assert [t for t in after if t["owner"] == "unregistered"] == []
     finally:
         agent.stop()
+
+
+def test_a_failed_app_is_retried_with_backoff_and_converges_well_before_the_interval(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """``sync.retry`` (Argo CD's ``syncPolicy.retry``): an app whose namespace appears 6 s after its first sync
+    fails, is retried after 2, 4, 8 s (the attempts and delays in its status and in ``SyncRetrying`` events), and
+    is Synced long before the hour of ``sync.interval``; the other app is not held up."""
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    late = f"{namespace}-late"
+    git_repo.write_objects("late/cm.yaml", cm("late", late))
+    git_repo.write_objects("fine/cm.yaml", cm("fine", namespace))
+    git_repo.commit()
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        sync={"interval": "1h", "retry": {"limit": 5, "backoff": {"duration": "2s", "factor": 2, "maxDuration": "8s"}}},
+        apps=[{"name": "late", "path": "late"}, {"name": "fine", "path": "fine"}],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        started = time.monotonic()
+        wait_until(lambda: live_object(tc, "v1", "ConfigMap", "fine", namespace) is not None, timeout=30)
+        reason = wait_until(lambda: (_cell(agent, "late").get("syncStatusReason") or "").startswith("Retrying")
+                            and _cell(agent, "late")["syncStatusReason"], timeout=30)  # fmt: skip
+        assert reason.startswith("Retrying (attempt 1 of 5, next in ") or reason.startswith("Retrying (attempt 2 of 5")
+        assert "not found" in reason
+        time.sleep(max(0.0, 6 - (time.monotonic() - started)))
+        ensure_namespace(tc, late)
+        wait_until(lambda: live_object(tc, "v1", "ConfigMap", "late", late) is not None, timeout=30)
+        assert time.monotonic() - started < 40  # within the backoff, not the interval
+        wait_until(lambda: _cell(agent, "late").get("syncStatus") == "Synced", timeout=30)
+        events = json.loads(request(f"{agent.base}/api/v1/events")[1])["events"]
+        retried = [e["message"] for e in events if e["reason"] == "SyncRetrying"]
+        assert any(m.startswith("app late: attempt 1 of 5 in 2s: ") for m in retried), retried
+        assert any(m.startswith("app late: attempt 2 of 5 in 4s: ") for m in retried), retried
+    finally:
+        agent.stop()
+
+
+def test_sync_windows_let_writes_through_only_inside_the_allow_window_and_refuse_manual_syncs_in_a_deny_window(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """Real windows that open and close within the test: ``win`` may be written only in the first 20 s of each
+    minute (an allow window ``* * * * *`` of 20 s): a commit made outside waits for the next opening, with the
+    window and the opening in its status, and every write to it falls inside. ``shut`` sits in a deny window that
+    is always open: an operator's sync is refused with 409 naming it; ``ask`` in one with ``manualSync: true`` is
+    synced when asked."""
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    for name in ("win", "shut", "ask"):
+        git_repo.write_objects(f"{name}/cm.yaml", cm(name, namespace, v="1"))
+    git_repo.commit("v1")
+    port = free_port()
+    deny = {"kind": "deny", "schedule": "* * * * *", "duration": "60s"}
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        source={"url": str(git_repo.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
+        sync={"interval": "2s"},
+        apps=[{"name": n, "path": n} for n in ("win", "shut", "ask")],
+        syncWindows=[
+            {"kind": "allow", "schedule": "* * * * *", "duration": "20s", "apps": ["win"]},
+            {**deny, "apps": ["shut"]},
+            {**deny, "apps": ["ask"], "manualSync": True},
+        ],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    offset = audit_offset(tc)
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _data(tc, "win", namespace) == {"v": "1"}, timeout=70)  # at the first opening
+        while not 25 <= time.gmtime().tm_sec <= 40:  # outside the window, with time to look
+            time.sleep(0.5)
+        git_repo.write_objects("win/cm.yaml", cm("win", namespace, v="2"))
+        git_repo.commit("v2")
+        reason = wait_until(lambda: "outside every allow window" in (_cell(agent, "win").get("syncStatusReason") or "")
+                            and _cell(agent, "win")["syncStatusReason"], timeout=15)  # fmt: skip
+        assert 'allow "* * * * *" for 20s (UTC)' in reason
+        assert "the next opens at " in reason
+        assert _data(tc, "win", namespace) == {"v": "1"}
+        wait_until(lambda: _data(tc, "win", namespace) == {"v": "2"}, timeout=45)  # the next opening
+        seconds = [
+            int(e["requestReceivedTimestamp"][17:19])
+            for e in agent_writes(tc, offset)
+            if (e.get("objectRef") or {}).get("name") == "win"
+        ]
+        assert seconds
+        assert all(s < 22 for s in seconds), seconds  # every write inside the window (2 s of slack)
+
+        assert live_object(tc, "v1", "ConfigMap", "shut", namespace) is None
+        code, body = request(f"{url}/api/v1/apps/shut/sync", method="POST")
+        assert code == 409
+        assert json.loads(body)["detail"].startswith(
+            'cluster a: sync window: deny "* * * * *" for 60s (UTC) is open until '
+        )
+        code, body = request(f"{url}/api/v1/apps/ask/sync", method="POST")
+        assert code == 202, body
+        wait_until(lambda: _data(tc, "ask", namespace) == {"v": "1"}, timeout=30)
+        assert live_object(tc, "v1", "ConfigMap", "shut", namespace) is None
+    finally:
+        agent.stop()

@@ -281,6 +281,9 @@ class _BlockingRunner:
         self.syncs = 0
         self.closed = False
 
+    def retry_of(self, app: str) -> None:
+        return None
+
     def reconcile(
         self, revisions: Any, checkout: Any, *, wait: Any = None, cancel: Any = None, kind: Any = None
     ) -> Any:
@@ -517,7 +520,7 @@ def test_pushes_for_a_stalled_source_keep_one_fetch_thread_and_fetch_once_more(t
 
     for name, source in s.by_name.items():
         source.fetch = fake(name)  # type: ignore[method-assign]
-    s._fetcher.start()
+    s.start_fetcher()
     try:
         for _ in range(20):
             s.fetch_soon(["slow"])
