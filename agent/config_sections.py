@@ -159,7 +159,8 @@ class SyncConfig(_Model):
 
     ``interval`` between reconciles (at least 1s; default 300s); ``fieldManager`` for server-side apply (default
     ``gitops-agent``); ``timeout`` for one reconcile's waits (seconds, default 300); ``concurrency``: requests in
-    flight per cluster, and apps at a new revision synced side by side (default 8); ``prune``: delete objects
+    flight per cluster (default 8); ``appConcurrency``: a cluster's apps at a new revision synced side by side
+    (default 8; their requests share the cluster's ``concurrency``); ``prune``: delete objects
     that left git (default false); ``allowEmpty``: prune even when a path or a cluster renders nothing (default
     false); ``pruneBudget``: the largest fraction of
     the inventory one sync may delete (default 0.5); ``prunePropagationPolicy``: Background, Foreground or Orphan;
@@ -184,6 +185,7 @@ class SyncConfig(_Model):
     field_manager: str = "gitops-agent"
     timeout: Duration = 300.0
     concurrency: int = pydantic.Field(default=8, ge=1, le=64)
+    app_concurrency: int = pydantic.Field(default=8, ge=1, le=64)
     prune: bool = False
     allow_empty: bool = False
     prune_budget: float = pydantic.Field(default=0.5, gt=0, le=1)

@@ -241,7 +241,7 @@ def _run(
     """Sync the selected units, each once its dependencies are done. A unit already synced at its revision (a
     resync) runs in the caller's thread, one after the other: that work is interpreter-bound (a no-op resync never
     leaves the live cache) and threads would only fight over it. A unit at a new revision (or never synced) is
-    likely to write, so it runs on one of ``sync.concurrency`` daemon threads of this sync (``app-<cluster>-<n>``)
+    likely to write, so it runs on one of ``sync.appConcurrency`` daemon threads of this sync (``app-<cluster>-<n>``)
     beside the others. Every engine run sends its requests through one pool of ``sync.concurrency`` threads
     (``req-<cluster>``): the cluster sees that many requests in flight in all, as with one app of all the objects
     (a pool per engine run made 8 x 8, and their threads fought over the interpreter). A unit's health wait
@@ -324,7 +324,7 @@ def _run(
                 else:
                     busy.add(u.name)
                     jobs.put(u)
-                    if len(started_pool) < max(1, ctx.cfg.sync.concurrency):
+                    if len(started_pool) < max(1, ctx.cfg.sync.app_concurrency):
                         name = f"app-{ctx.cluster.name}-{len(started_pool)}"
                         started_pool.append(threads.start(name, f"cluster/{ctx.cluster.name}/runner", pool))
             pending = [] if problem is not None else later
