@@ -70,6 +70,21 @@ class ErrorKind(enum.Enum):
     WAVE = "wave"
 
 
+def failure(e: errors.GitOpsError, cluster: str) -> tuple[ErrorKind, str]:
+    """The one mapping of an error that ends a sync (or an app's) to its :class:`ErrorKind` and status message:
+    ``cancelled: <why>``, a config or source error as it is, a cluster error prefixed ``cluster <name>:``; any
+    other :class:`errors.GitOpsError` is ``internal``. The caller masks secrets in the message."""
+    if isinstance(e, errors.CancelledError):
+        return ErrorKind.CANCELLED, f"cancelled: {e}"
+    if isinstance(e, errors.ConfigError):
+        return ErrorKind.CONFIG, str(e)
+    if isinstance(e, errors.SourceError):
+        return ErrorKind.SOURCE, str(e)
+    if isinstance(e, errors.ClusterError):
+        return ErrorKind.CLUSTER, f"cluster {cluster}: {e}"
+    return ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ReconcileOptions:
     """Options of one reconcile.

@@ -122,12 +122,11 @@ def sync_units(
         try:
             # its tree as its source's (a pinned one differs): no copy of the sources' map when it is the same
             loaded[u.name] = ctx.load(u, trees if trees.get(u.source) is tree else {**trees, u.source: tree})
-        except errors.ConfigError as e:
-            failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
-        except errors.SourceError as e:
-            failed[u.name] = _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
         except (errors.CancelledError, errors.ClusterError):
             raise  # the whole sync's verdict (cancelled, cluster unreachable), not this app's
+        except errors.GitOpsError as e:
+            kind, message = engine.failure(e, ctx.cluster.name)
+            failed[u.name] = _result(ctx, u, revision, ctx.mask(message), kind)
         except Exception as e:  # a bug in loading or rendering one app: that app fails alone
             failed[u.name] = _internal(ctx, u, revision, "loading", e)
     claims = _claim(ctx, units, loaded, revisions, failed)
@@ -410,14 +409,9 @@ def _sync_one(
         if result.ok and not ctx.dry_run and not held:
             ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result, kept)
         return result
-    except errors.CancelledError as e:
-        return _result(ctx, u, revision, f"cancelled: {e}", engine.ErrorKind.CANCELLED)
-    except errors.ConfigError as e:
-        return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.CONFIG)
-    except errors.SourceError as e:
-        return _result(ctx, u, revision, ctx.mask(str(e)), engine.ErrorKind.SOURCE)
-    except errors.ClusterError as e:
-        return _result(ctx, u, revision, ctx.mask(f"cluster {ctx.cluster.name}: {e}"), engine.ErrorKind.CLUSTER)
+    except errors.GitOpsError as e:
+        kind, message = engine.failure(e, ctx.cluster.name)
+        return _result(ctx, u, revision, message if kind is engine.ErrorKind.CANCELLED else ctx.mask(message), kind)
     except Exception as e:  # a bug in one app's sync: that app fails alone, the others go on
         return _internal(ctx, u, revision, "syncing", e)
 

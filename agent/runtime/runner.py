@@ -222,14 +222,9 @@ class ClusterRunner:
                 result = appresults.aggregate(name, revision, masked, orphaned, t0, self._aggregated)
                 if not dry_run:
                     self._aggregated = result
-            except errors.CancelledError as e:
-                return failed(engine.ErrorKind.CANCELLED, f"cancelled: {e}")
-            except errors.ConfigError as e:
-                return failed(engine.ErrorKind.CONFIG, self.mask(str(e)))
-            except errors.SourceError as e:
-                return failed(engine.ErrorKind.SOURCE, self.mask(str(e)))
-            except errors.ClusterError as e:
-                return failed(engine.ErrorKind.CLUSTER, self.mask(f"cluster {name}: {e}"))
+            except errors.GitOpsError as e:
+                why, message = engine.failure(e, name)
+                return failed(why, message if why is engine.ErrorKind.CANCELLED else self.mask(message))
             except Exception as e:  # a bug: report it, never let it stop the other clusters
                 log.exception("cluster %s: unexpected error", name)
                 return failed(engine.ErrorKind.INTERNAL, self.mask(f"internal error: {type(e).__name__}: {e}"))
