@@ -35,8 +35,8 @@ import uvicorn
 
 from agent import threads
 from agent.api import levers, webhooks
-from agent.runtime import appstatus, fleet
-from reconcilers import errors
+from agent.runtime import appstatus, fleet, trace
+from reconcilers import errors, resources
 
 OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
 
@@ -116,6 +116,18 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
     @api.get("/api/v1/events", response_class=fastapi.responses.JSONResponse)
     def events(cluster: str | None = None, limit: int = fastapi.Query(100, ge=0, le=100)) -> fastapi.Response:
         return _json({"events": agent.events.json(cluster, limit)})
+
+    @api.get("/api/v1/trace", response_class=fastapi.responses.JSONResponse)
+    def trace_object(
+        kind: str, name: str, namespace: str = "", group: str = "", cluster: str | None = None
+    ) -> fastapi.Response:
+        """Which app manages a live object, from which source, revision, file and document (or its field managers
+        when no app does), per cluster (:mod:`agent.runtime.trace`)."""
+        try:
+            found = trace.trace(agent, resources.ResourceKey(group, kind, namespace, name), cluster)
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(404, str(e)) from None
+        return _json(found)
 
     @api.get("/api/v1/debug/threads")
     def debug_threads() -> dict[str, Any]:

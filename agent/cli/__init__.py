@@ -16,6 +16,8 @@ Commands that ask a running agent (``--url``, else the config's ``server.listen`
 - ``events [--app A] [--cluster C] [--follow]``;
 - ``reconcile [APP] [--cluster C] [--timeout 5m]``: sync now and wait for it (an app with ``sync.auto: false``
   is written only so);
+- ``trace Kind[.group]/namespace/name [--cluster C]``: which app, source, revision, file and document manage a
+  live object, its last sync, drift and health (or its field managers when no app does);
 - ``suspend|resume [APP] [--cluster C] [--reason R]``: hold an app (everywhere, or on one cluster) or a whole
   cluster: no write of any kind until resumed; its drift is still shown.
 
@@ -146,6 +148,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="the cluster to sync (with APP: only there)")
     p.add_argument("--timeout", default="5m", help="how long to wait for the sync, as 30s or 5m (default 5m)")
 
+    p = sub.add_parser("trace", help="which app, source, revision and file manage a live object (flux trace)")
+    p.add_argument("object", help="Kind[.group]/namespace/name, or Kind[.group]/name for a cluster-scoped object")
+    _client_flags(p)
+    p.add_argument("--cluster", help="only this cluster")
+    _output_flag(p)
+
     for verb, what in (("suspend", "stop every write to"), ("resume", "write again to")):
         p = sub.add_parser(verb, help=f"ask a running agent to {what} an app (anywhere or on --cluster) or a cluster")
         p.add_argument("app", nargs="?", help="the app (default: the whole --cluster)")
@@ -186,8 +194,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return about.version(args.output)
     if command == "completion":
         return about.completion(args.shell)
-    if command in ("status", "get", "events", "reconcile", "suspend", "resume"):
+    if command in ("status", "get", "events", "reconcile", "suspend", "resume", "trace"):
         agent = client.Client.of(args.url, args.config, args.token_env)
+        if command == "trace":
+            return views.trace(agent, args.object, args.cluster, args.output)
         if command in ("suspend", "resume"):
             if args.app is None and args.cluster is None:
                 raise errors.ConfigError(f"{command}: name an APP or give --cluster")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from typing import Any
 
 import rich.markup
 
 from agent.cli import output
 from agent.cli.client import AgentError, Client, cells, health_text, quoted, reason_text, sha_text, sync_text
+from agent.runtime import trace as trace_
 
 
 def status(client: Client, app: str | None, cluster: str | None, fmt: str) -> int:
@@ -179,3 +181,39 @@ def _about(event: dict[str, Any], app: str | None) -> bool:
 
 def _key(event: dict[str, Any]) -> tuple[str, str, str, str]:
     return event["time"], event["reason"], event["cluster"], event["message"]
+
+
+def trace(client: Client, ref: str, cluster: str | None, fmt: str) -> int:
+    """``gitops-agent trace Kind[.group]/namespace/name``: per cluster, the app managing the object, its source,
+    revision, file and document, the last sync's action, drift and health; or that no app manages it and its field
+    managers. 0 when an app manages it everywhere asked, 1 when not (or it drifted). Raises AgentError, and
+    ConfigError for a reference that is not ``Kind[.group]/namespace/name``."""
+    key = trace_.parse(ref)
+    query = {"kind": key.kind, "group": key.group, "namespace": key.namespace, "name": key.name}
+    query |= {"cluster": cluster} if cluster else {}
+    found = client.get("/api/v1/trace?" + urllib.parse.urlencode(query))
+    if fmt in ("json", "yaml"):
+        output.dump(found, fmt)
+    else:
+        out = output.console()
+        for c in found["clusters"]:
+            if not c["managed"]:
+                managers = ", ".join(f"{m['manager']} ({m['operation']})" for m in c.get("fieldManagers") or [])
+                out.print(f"[bold]cluster {c['cluster']}[/]: not managed: {rich.markup.escape(c['reason'])}")
+                if managers:
+                    out.print(f"  field managers: {rich.markup.escape(managers)}")
+                continue
+            drift = "; ".join(", ".join(d["fields"]) or d["reason"] for d in c["drifted"]) or "none"
+            health = c["health"] or {}
+            lines = [
+                f"[bold]cluster {c['cluster']}[/]: app {c['app']} (source {c['source']}, path {c['path']})",
+                f"  revision {sha_text(c.get('revision'))}, file {c['file']}, document {c['document']}",
+                f"  last sync {c['lastSync']['started']}: {c['lastSync']['action']} {c['lastSync']['message']}",
+                f"  drift: {drift}; health: {health.get('status', 'Unknown')} {health.get('message', '')}".rstrip(),
+            ]
+            if c.get("held"):
+                lines.append(f"  held: {c['held']}")
+            for line in lines:
+                out.print(rich.markup.escape(line) if not line.startswith("[bold]") else line)
+    good = all(c["managed"] and not c["drifted"] for c in found["clusters"])
+    return output.EXIT_OK if good else output.EXIT_FAILED

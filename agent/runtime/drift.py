@@ -256,9 +256,9 @@ def _verdict(key: resources.ResourceKey, app: str, found: apply.Comparison) -> D
 
 def watched_apps(units: Iterable[tuple[str, bool, str | None]]) -> dict[str, str | None]:
     """The apps whose drift is watched, from ``(name, self_heal, impersonate)`` per unit: every app that self-heal
-    does not correct (``selfHeal`` off, or a ``serviceAccount``: self-heal writes as the agent), with the user it
-    acts as."""
-    return {name: user for name, heal, user in units if not heal or user}
+    does not correct (``selfHeal`` off, or the write gate holds it), with the user it acts as (its dry runs
+    impersonate it)."""
+    return {name: user for name, heal, user in units if not heal}
 
 
 def texts(found: Sequence[Drifted], limit: int = 3) -> str:

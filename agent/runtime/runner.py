@@ -27,7 +27,7 @@ from agent.runtime import gate as gate_
 from agent.runtime import options as options_
 from agent.sources import helmvalues, manifests, sops, substitute, tools
 from agent.sources.render import helm, jsonnet
-from reconcilers import apply, engine, errors, health, inventory, resources
+from reconcilers import apply, client, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ class ClusterRunner:
                 field_manager=self.cfg.sync.field_manager, concurrency=self.cfg.sync.concurrency
             )
             self.healer = (
-                selfheal.Healer(self.cluster.name, kube, options, self.guard, self.on_event, self._refused_heal)
+                selfheal.Healer(
+                    self.cluster.name, kube, options, self.guard, self.on_event, self._refused_heal, self._heal_client
+                )
                 if heal
                 else None
             )
@@ -250,16 +252,29 @@ class ClusterRunner:
         found = next((u for u in self._units() if u.name == app), None)
         return found.retry if found is not None else None
 
-    def _refused_heal(self, key: resources.ResourceKey) -> str | None:
-        """Why the write gate refuses a self-heal of ``key`` now (its app suspended, manual, self-heal off since the
-        last sync), or None (called by self-heal's thread just before it writes)."""
+    def _unit_of(self, key: resources.ResourceKey) -> apps.Unit | None:
+        """The unit whose last sync applied ``key`` (None: no app of the last sync has it)."""
         last = self._aggregated
         units = {u.name: u for u in self._unit_memo[2]}
         for r in last.apps if last is not None else ():
             if key in r.desired and r.app in units:
-                decision = self.gate.ask(units[r.app], gate_.SyncKind.SELF_HEAL)
-                return None if decision.allowed else decision.reason
+                return units[r.app]
         return None
+
+    def _heal_client(self, key: resources.ResourceKey) -> client.KubeClient:
+        """The client self-heal corrects ``key`` with: its app's service account when it has one."""
+        unit = self._unit_of(key)
+        assert self.kube is not None
+        return self.kube.impersonating(unit.impersonate) if unit is not None and unit.impersonate else self.kube
+
+    def _refused_heal(self, key: resources.ResourceKey) -> str | None:
+        """Why the write gate refuses a self-heal of ``key`` now (its app suspended, manual, self-heal off since the
+        last sync), or None (called by self-heal's thread just before it writes)."""
+        unit = self._unit_of(key)
+        if unit is None:
+            return None
+        decision = self.gate.ask(unit, gate_.SyncKind.SELF_HEAL)
+        return None if decision.allowed else decision.reason
 
     def _notify(self, key: resources.ResourceKey, obj: resources.Body | None) -> None:
         """A watch event of the live cache, told to self-heal and to the drift monitor."""
@@ -463,11 +478,11 @@ class ClusterRunner:
 
 def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit], heals: set[str]) -> ReconcileResult | None:
     """What self-heal takes of a cluster's result: the apps the write gate lets self-heal (``heals``: their
-    ``selfHeal`` on, not suspended, not manual) that act as the agent itself (an app with a ``serviceAccount`` is
-    corrected by its next sync, with its own identity)."""
+    ``selfHeal`` on, not suspended, not manual; an app with a ``serviceAccount`` is corrected with that identity,
+    :meth:`ClusterRunner._heal_client`)."""
     if result is None or not result.apps:
         return result
-    healing = {u.name for u in units if u.name in heals and not u.impersonate}
+    healing = {u.name for u in units if u.name in heals}
     kept = [r for r in result.apps if r.app in healing]
     if len(kept) == len(result.apps):
         return result  # every app self-heals: the cluster's own maps

@@ -62,11 +62,15 @@ class Healer:
         guard: cancel.Guard | None = None,
         on_event: OnEvent | None = None,
         refused: Callable[[resources.ResourceKey], str | None] | None = None,
+        client_for: Callable[[resources.ResourceKey], client.KubeClient] | None = None,
     ) -> None:
         self.cluster = cluster
         self.guard = guard
         self.refused = refused
         """Why the write gate refuses a correction of a key now (:mod:`agent.runtime.gate`), or None."""
+        self.client_for = client_for
+        """The client a key's correction is written with: its app's identity (an app with a ``serviceAccount``
+        impersonates it, as its syncs do), else ``kube``."""
         self.on_event = on_event
         self.kube = kube
         self.options = options
@@ -173,7 +177,8 @@ class Healer:
             log.warning("cluster %s: self-heal of %s not sent: %s", self.cluster, key, fenced)
             return
         try:
-            entry = apply.apply_one(self.kube, d, self.options)
+            writer = self.client_for(key) if self.client_for else self.kube
+            entry = apply.apply_one(writer, d, self.options)
         except (errors.ClusterError, errors.CancelledError) as e:
             log.error("cluster %s: self-heal of %s failed: %s", self.cluster, key, e)
             return

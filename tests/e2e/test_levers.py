@@ -345,3 +345,130 @@ def test_sync_windows_let_writes_through_only_inside_the_allow_window_and_refuse
         assert live_object(tc, "v1", "ConfigMap", "shut", namespace) is None
     finally:
         agent.stop()
+
+
+def test_an_app_with_a_service_account_is_self_healed_as_that_account(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """Self-heal writes with the app's identity, as its syncs do: a live edit of an object of an app with a
+    ``serviceAccount`` is corrected by a request that impersonates that account (the audit log says so)."""
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    client = dynamic_client(tc)
+    client.resources.get(api_version="v1", kind="ServiceAccount").create(
+        body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}, namespace=namespace
+    )
+    rbac = "rbac.authorization.k8s.io/v1"
+    rule = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "patch"]}
+    client.resources.get(api_version=rbac, kind="Role").create(
+        body={"apiVersion": rbac, "kind": "Role", "metadata": {"name": "deployer"}, "rules": [rule]},
+        namespace=namespace,
+    )
+    client.resources.get(api_version=rbac, kind="RoleBinding").create(
+        body={
+            "apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "deployer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}],
+        },
+        namespace=namespace,
+    )  # fmt: skip
+    git_repo.write_objects("team/cm.yaml", cm("team", namespace, v="1"))
+    git_repo.commit()
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        sync={"interval": "1h", "selfHeal": True},
+        apps=[{"name": "team", "path": "team", "serviceAccount": f"{namespace}/deployer"}],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _cell(agent, "team").get("syncStatus") == "Synced", timeout=30)
+        offset = audit_offset(tc)
+        client.resources.get(api_version="v1", kind="ConfigMap").patch(
+            name="team", namespace=namespace, body={"data": {"v": "edited"}},
+            content_type="application/merge-patch+json", field_manager="intruder",
+        )  # fmt: skip
+        wait_until(lambda: _data(tc, "team", namespace) == {"v": "1"}, timeout=20)
+        user = f"system:serviceaccount:{namespace}:deployer"
+        healed = [
+            e
+            for e in agent_writes(tc, offset)
+            if (e.get("objectRef") or {}).get("name") == "team" and e["verb"] == "patch"
+        ]
+        assert healed
+        assert all((e.get("impersonatedUser") or {}).get("username") == user for e in healed), healed
+    finally:
+        agent.stop()
+
+
+def test_trace_names_the_app_source_revision_file_and_document_of_a_live_object_or_its_field_managers(
+    clusters: Any,
+    git_repo: GitRepo,
+    make_config: Any,
+    namespace: str,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``gitops-agent trace`` (and ``GET /api/v1/trace``) on an object of a chart app, of a kustomize app, and on
+    one no app manages (its field managers named)."""
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    git_repo.write("charts/site/Chart.yaml", "apiVersion: v2\nname: site\nversion: 0.1.0\n")
+    git_repo.write(
+        "charts/site/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}-settings'}\ndata: {a: b}\n",
+    )
+    git_repo.write("kz/kustomization.yaml", "resources: [cm.yaml]\nnamePrefix: kz-\n")
+    git_repo.write_objects("kz/cm.yaml", cm("settings", namespace))
+    head = git_repo.commit()
+    dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").create(
+        body=cm("handmade", namespace), namespace=namespace, field_manager="kubectl-create"
+    )
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        sync={"interval": "1h"},
+        apps=[{"name": "site", "path": "charts/site", "namespace": namespace}, {"name": "kz", "path": "kz"}],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _cell(agent, "kz").get("syncStatus") == "Synced", timeout=30)
+        wait_until(lambda: _cell(agent, "site").get("syncStatus") == "Synced", timeout=30)
+
+        code, body = request(f"{url}/api/v1/trace?kind=ConfigMap&namespace={namespace}&name=site-settings")
+        assert code == 200, body
+        (chart,) = json.loads(body)["clusters"]
+        assert (chart["managed"], chart["app"], chart["source"], chart["path"]) == (
+            True,
+            "site",
+            "default",
+            "charts/site",
+        )
+        assert (chart["file"], chart["document"]) == ("charts/site/templates/cm.yaml", "0")
+        assert chart["revision"]["sha"] == head
+        assert chart["lastSync"]["action"] == "created"
+        assert chart["health"]["status"] == "Healthy"
+        assert chart["drifted"] == []
+
+        code, out = _cli(capsys, "trace", f"ConfigMap/{namespace}/kz-settings", "--url", url)
+        assert code == 0, out
+        assert "app kz (source default, path kz)" in out
+        assert f"revision {head[:12]}, file kz, document 0" in out
+
+        code, out = _cli(capsys, "trace", f"ConfigMap/{namespace}/handmade", "--url", url, "-o", "json")
+        assert code == 1
+        (plain,) = json.loads(out)["clusters"]
+        assert plain["managed"] is False
+        assert plain["reason"] == "no app of this agent manages it"
+        assert [m["manager"] for m in plain["fieldManagers"]] == ["kubectl-create"]
+        code, out = _cli(capsys, "trace", "ConfigMap", "--url", url)
+        assert code == 2
+    finally:
+        agent.stop()
