@@ -4,7 +4,10 @@
   app everywhere it is placed, or on one cluster;
 - ``POST /api/v1/clusters/{name}/suspend`` and ``/resume``: the whole cluster;
 - ``POST /api/v1/apps/{app}/sync`` (body ``{"cluster"}``, optional): sync the app now as an operator's request
-  (an app with ``sync.auto: false`` is written only so).
+  (an app with ``sync.auto: false`` is written only so);
+- ``POST /api/v1/apps/{app}/rollback`` (body ``{"cluster", "to", "by", "untilNewRevision"}``) and ``/unpin``
+  (``{"cluster", "by"}``): pin the app on a cluster to an earlier revision of its source, or release it (409
+  for a revision not in the source).
 
 A suspend or resume answers 200 with the clusters written and those that could not be (``failed``), 404 for an
 unknown app or cluster. An app's sync a sync window blocks (without ``manualSync: true``) is refused with 409
@@ -30,6 +33,25 @@ class HoldRequest(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     cluster: str | None = None
     reason: str = pydantic.Field(default="", max_length=500)
+    by: str = pydantic.Field(default="api", min_length=1, max_length=100)
+
+
+class RollbackRequest(pydantic.BaseModel):
+    """A rollback: pin the app on ``cluster`` to ``to`` (a SHA, tag or branch of its source), as ``by``; with
+    ``untilNewRevision``, released once the source's head moves on."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
+    cluster: str
+    to: str = pydantic.Field(min_length=1, max_length=200)
+    by: str = pydantic.Field(default="api", min_length=1, max_length=100)
+    until_new_revision: bool = pydantic.Field(default=False, alias="untilNewRevision")
+
+
+class UnpinRequest(pydantic.BaseModel):
+    """An unpin: the app on ``cluster`` goes back to its source's head."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+    cluster: str
     by: str = pydantic.Field(default="api", min_length=1, max_length=100)
 
 
@@ -82,5 +104,25 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
         for name in names:
             agent.trigger_now(name, reason=f"sync of app {app} requested", requested=True, app=app)
         return {"triggered": names}
+
+    @api.post("/api/v1/apps/{app}/rollback")
+    def rollback_app(app: str, body: RollbackRequest) -> dict[str, Any]:
+        try:
+            pin = levers.rollback(agent, app, body.cluster, body.to, by=body.by, until_new=body.until_new_revision)
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(409 if "roll" in str(e) else 404, str(e)) from None
+        except errors.ClusterError as e:
+            raise fastapi.HTTPException(502, f"cluster {body.cluster}: {e}") from None
+        return {"cluster": body.cluster, "pinned": pin.json() if pin else None}
+
+    @api.post("/api/v1/apps/{app}/unpin")
+    def unpin_app(app: str, body: UnpinRequest) -> dict[str, Any]:
+        try:
+            levers.rollback(agent, app, body.cluster, None, by=body.by)
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(404, str(e)) from None
+        except errors.ClusterError as e:
+            raise fastapi.HTTPException(502, f"cluster {body.cluster}: {e}") from None
+        return {"cluster": body.cluster, "pinned": None}
 
     return api

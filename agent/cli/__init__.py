@@ -18,6 +18,8 @@ Commands that ask a running agent (``--url``, else the config's ``server.listen`
   is written only so);
 - ``trace Kind[.group]/namespace/name [--cluster C]``: which app, source, revision, file and document manage a
   live object, its last sync, drift and health (or its field managers when no app does);
+- ``rollback APP --cluster C --to REV [--until-new-revision]``, ``unpin APP --cluster C``: pin an app on a cluster
+  to an earlier revision of its source (it keeps syncing there), or release it;
 - ``suspend|resume [APP] [--cluster C] [--reason R]``: hold an app (everywhere, or on one cluster) or a whole
   cluster: no write of any kind until resumed; its drift is still shown.
 
@@ -154,6 +156,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="only this cluster")
     _output_flag(p)
 
+    p = sub.add_parser("rollback", help="pin an app on a cluster to an earlier revision of its source")
+    p.add_argument("app")
+    _client_flags(p)
+    p.add_argument("--cluster", required=True, help="the cluster")
+    p.add_argument("--to", required=True, help="a commit SHA, tag or branch still in the app's source")
+    p.add_argument("--until-new-revision", action="store_true", help="release the pin once git's head moves on")
+    p = sub.add_parser("unpin", help="release an app's pin on a cluster: back to its source's head")
+    p.add_argument("app")
+    _client_flags(p)
+    p.add_argument("--cluster", required=True, help="the cluster")
+
     for verb, what in (("suspend", "stop every write to"), ("resume", "write again to")):
         p = sub.add_parser(verb, help=f"ask a running agent to {what} an app (anywhere or on --cluster) or a cluster")
         p.add_argument("app", nargs="?", help="the app (default: the whole --cluster)")
@@ -194,8 +207,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return about.version(args.output)
     if command == "completion":
         return about.completion(args.shell)
-    if command in ("status", "get", "events", "reconcile", "suspend", "resume", "trace"):
+    if command in ("status", "get", "events", "reconcile", "suspend", "resume", "trace", "rollback", "unpin"):
         agent = client.Client.of(args.url, args.config, args.token_env)
+        if command in ("rollback", "unpin"):
+            to = args.to if command == "rollback" else None
+            return client.rollback(
+                agent, args.app, args.cluster, to, until_new=getattr(args, "until_new_revision", False)
+            )
         if command == "trace":
             return views.trace(agent, args.object, args.cluster, args.output)
         if command in ("suspend", "resume"):

@@ -210,6 +210,21 @@ def reason_text(cell: dict[str, Any]) -> str:
     return rich.markup.escape(found)
 
 
+def rollback(client: Client, app: str, cluster: str, to: str | None, *, until_new: bool) -> int:
+    """``gitops-agent rollback APP --cluster C --to REV`` (``to=None``: ``unpin``) as the local user. Prints the
+    pin; 0, or raises AgentError with the agent's reason (a revision not in the source)."""
+    who = getpass.getuser()
+    if to is None:
+        client.post(f"/api/v1/apps/{quoted(app)}/unpin", {"cluster": cluster, "by": who})
+        output.console().print(f"app {app} on cluster {cluster}: unpinned, back to its source's head")
+        return output.EXIT_OK
+    body = {"cluster": cluster, "to": to, "by": who, "untilNewRevision": until_new}
+    done = client.post(f"/api/v1/apps/{quoted(app)}/rollback", body)
+    pin = done.get("pinned") or {}
+    output.console().print(f"app {app} on cluster {cluster}: pinned to {str(pin.get('sha', ''))[:12]} ({to})")
+    return output.EXIT_OK
+
+
 def hold(client: Client, app: str | None, cluster: str | None, reason: str, *, resume: bool) -> int:
     """``gitops-agent suspend|resume``: suspend (resume) ``app`` everywhere (or on ``cluster``), or the whole
     ``cluster``, as the local user, with ``reason``. Prints the clusters written; 0 when every one was, 1 when one

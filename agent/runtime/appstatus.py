@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent import apps, config
-from agent.runtime import drift, selfheal, state, worker
+from agent.runtime import drift, holds, selfheal, state, worker
 from reconcilers import engine, errors, health, resources
 
 UNKNOWN_KINDS = (
@@ -28,6 +28,7 @@ class View(Protocol):
 
     cfg: config.AgentConfig
     state: state.AgentState
+    book: holds.Book
 
     def worker_of(self, name: str) -> worker.Worker | None:
         """The worker of cluster ``name``."""
@@ -182,8 +183,10 @@ def cell(
     ``app``, ``cluster``, ``revision`` (the sha), ``syncStatus``, ``health``, and ``syncStatusReason``, ``stale``
     and ``placed`` (False) when set."""
     source = unit.source if unit else None
-    target = targets.get(source) if source else None
-    sync, why = app_sync_status(r, target, drifted)
+    head = targets.get(source) if source else None
+    pin = fleet.book.pins(cluster).get(r.app) if unit is not None else None
+    pinned = targets.get(apps.PIN_PREFIX + r.app) if pin is not None else None
+    sync, why = app_sync_status(r, pinned or head, drifted)  # an app rolled back is judged at its pin
     w = fleet.worker_of(cluster)
     pending = w.retries.snapshot().get(r.app) if w is not None and sync == "OutOfSync" else None
     if pending is not None:
@@ -219,6 +222,7 @@ def cell(
         "drifted": [{**_key_json(d.key), "fields": list(d.fields), "reason": d.why} for d in drifted],
         "requiresPruning": r.requires_pruning,
         "held": r.held or None,
+        "pinned": {**pin.json(), "text": pin.text(head.sha if head else None)} if pin is not None else None,
         "stale": fleet.state.stale(source) if source else None,
         "lastSync": last,
         "lastHookRuns": fleet.state.hook_runs(cluster, r.app),

@@ -52,6 +52,8 @@ REASONS = (
     "Suspended",
     "Resumed",
     "SyncRetrying",
+    "Pinned",
+    "Unpinned",
 )
 _WARNINGS = frozenset(
     {

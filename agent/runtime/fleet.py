@@ -184,6 +184,10 @@ class Fleet:
             if revision is not None:
                 out[name] = revision
         out.update(self.app_rollouts.pins(found))
+        held = self.book.pins(cluster)
+        if held:  # an operator's rollback wins over an app's rollout
+            placed = {u.name: u.source for u in apps.units(cfg, found)}
+            out.update({apps.PIN_PREFIX + app: r for app, r in holds.pinned(held, placed, out).items()})
         return out if any(r.sha for r in out.values()) else {}
 
     @contextlib.contextmanager
@@ -191,7 +195,12 @@ class Fleet:
         """The tree of each revision (by source name, or ``@<app>`` for a pinned app), held while the block runs.
         Raises FetchError."""
         sources = {apps.PIN_PREFIX + a.name: a.source for a in self.cfg.apps}
-        wanted = {k: (sources.get(k, k), r) for k, r in revisions.items() if r is not apps.NOT_REACHED}
+        pinned = apps.PIN_PREFIX  # a path's app (a cluster's paths) reads the source named default
+        wanted = {
+            k: (sources.get(k, "default" if k.startswith(pinned) else k), r)
+            for k, r in revisions.items()
+            if r is not apps.NOT_REACHED
+        }
         with self.sourcing.trees(wanted) as found:
             yield found
 

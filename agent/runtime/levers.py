@@ -1,13 +1,14 @@
 """Operators' levers on a running agent: suspend and resume an app, a cluster, or an app on one cluster; a sync
-an operator asks for (one app, or a cluster's).
+an operator asks for (one app, or a cluster's); rollback (pin an app on one cluster to an earlier revision of its
+source; it keeps syncing at the pin until unpinned).
 
 Suspending writes a hold to each cluster concerned (:mod:`agent.runtime.holds`: kept there, so a restart, a
 reload or another replica keeps it), records it in the fleet's :class:`holds.Book` at once (the write gate reads
 it: :class:`agent.runtime.gate.HoldRule`), emits ``Suspended``/``Resumed`` events (the audit trail) and triggers a
 sync of those clusters, so their status shows the hold (a suspended app's sync runs as a dry run: its drift is
-still shown). Each cluster is written with its own connection, bounded by ``sync.requestTimeout``, the clusters
-one after the other with no lock held; a cluster that cannot be written is named in the answer and the others are
-written. Called by :mod:`agent.api.server`.
+still shown). A pin is kept the same way (``Pinned``/``Unpinned`` events). Each cluster is written with its own
+connection, bounded by ``sync.requestTimeout``, the clusters one after the other with no lock held; a cluster that
+cannot be written is named in the answer and the others are written. Called by :mod:`agent.api.levers`.
 """
 
 from __future__ import annotations
@@ -100,3 +101,40 @@ def suspend(
         log.info("cluster %s: %s", name, message)
         agent.trigger_now(name, reason=f"{verb.lower()} by {by}")
     return Outcome(tuple(done), failed)
+
+
+def rollback(
+    agent: fleet.Fleet, app: str, cluster: str, to: str | None, *, by: str, until_new: bool = False
+) -> holds.Pin | None:
+    """Pin ``app`` on ``cluster`` to revision ``to`` of its source (a SHA, a tag or a branch that is still there),
+    as ``by``; auto-sync goes on at the pin until :func:`rollback` with ``to=None`` (unpin) or, ``until_new``, until
+    the source's head moves past its head now. Returns the pin (None when unpinned). Raises ConfigError for an
+    unknown app or cluster, a revision not in the source, or a source that has no history (local, charts), and
+    ClusterError when the cluster cannot be written."""
+    (name,) = targets(agent, app, cluster)
+    unit = next(u for u in apps.units(agent.cfg, agent.cfg.cluster(name)) if u.name == app)
+    pin = None
+    if to is not None:
+        source = agent.sourcing.get(unit.source)
+        if source is None or source.last_good is None:
+            raise errors.ConfigError(f"source {unit.source} has no revision yet: nothing to roll back to")
+        try:
+            found = source.resolve(to)
+        except errors.FetchError as e:
+            raise errors.ConfigError(f"cannot roll app {app} back to {to!r}: {e}") from None
+        pin = holds.Pin(app, found.sha, to, by, holds.now(), until_new, source.last_good.sha)
+    kube = kubeconfig.connect(agent.cfg.cluster(name), 1, agent.cfg.sync.request_timeout, connection.USER_AGENT)
+    try:
+        holds.write_pin(kube, agent.cfg, app, pin)
+    finally:
+        kube.close()
+    agent.book.change_pin(name, app, pin)
+    if pin is not None:
+        message = f"app {app} pinned to {pin.sha[:12]} ({to}) by {by}" + (", until a new revision" if until_new else "")
+        agent.events.emit(events.Event("Pinned", name, pin.sha, message, path=app))
+    else:
+        agent.events.emit(
+            events.Event("Unpinned", name, "", f"app {app} unpinned by {by}: back to its source's head", path=app)
+        )
+    agent.trigger_now(name, reason=f"{'rollback' if pin else 'unpin'} of {app} by {by}", requested=True, app=app)
+    return pin

@@ -11,7 +11,7 @@ import threading
 from typing import Any, Protocol
 
 from agent import config
-from agent.runtime import approllouts, appstatus, events, leases, rollout, state, worker
+from agent.runtime import approllouts, appstatus, events, holds, leases, rollout, state, worker
 from reconcilers import engine, health, resources
 
 EVENTS_IN_STATUS = 20
@@ -23,6 +23,7 @@ class View(Protocol):
 
     cfg: config.AgentConfig
     state: state.AgentState
+    book: holds.Book
     events: events.EventLog
     rollout: rollout.Rollout | None
     app_rollouts: approllouts.AppRollouts

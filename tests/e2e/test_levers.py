@@ -42,7 +42,8 @@ def _writes_to(tc: Any, since: int, name: str) -> list[str]:
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     capsys.readouterr()
     code = cli.main(list(args))
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def test_a_suspended_app_gets_no_write_of_any_kind_keeps_its_hold_across_a_restart_and_resumes(
@@ -470,5 +471,65 @@ def test_trace_names_the_app_source_revision_file_and_document_of_a_live_object_
         assert [m["manager"] for m in plain["fieldManagers"]] == ["kubectl-create"]
         code, out = _cli(capsys, "trace", "ConfigMap", "--url", url)
         assert code == 2
+    finally:
+        agent.stop()
+
+
+def test_rollback_pins_an_app_to_an_earlier_commit_across_resyncs_and_a_restart_and_unpin_returns_to_head(
+    clusters: Any,
+    git_repo: GitRepo,
+    make_config: Any,
+    namespace: str,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    shas = []
+    for v in ("1", "2", "3"):
+        git_repo.write_objects("web/cm.yaml", cm("web", namespace, v=v))
+        shas.append(git_repo.commit(f"v{v}"))
+    port = free_port()
+    config = make_config(
+        git_repo,
+        [{**cluster_entry(tc, "a", [], namespace), "labels": {}}],
+        source={"url": str(git_repo.path), "ref": "main", "cacheDir": str(tmp_path / "cache"), "interval": "1s"},
+        sync={"interval": "2s"},
+        apps=[{"name": "web", "path": "web"}],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _data(tc, "web", namespace) == {"v": "3"}, timeout=30)
+        code, out = _cli(capsys, "rollback", "web", "--cluster", "a", "--to", shas[0], "--url", url)
+        assert code == 0, out
+        assert f"pinned to {shas[0][:12]}" in out
+        wait_until(lambda: _data(tc, "web", namespace) == {"v": "1"}, timeout=30)
+        wait_until(lambda: _cell(agent, "web").get("syncStatus") == "Synced", timeout=30)
+        pinned = _cell(agent, "web")["pinned"]
+        assert pinned["sha"] == shas[0]
+        assert pinned["text"].startswith(f"Pinned to {shas[0][:12]} (by ")
+        assert pinned["text"].endswith(f"; git's head is {shas[2][:12]}")
+        code, out = _cli(capsys, "rollback", "web", "--cluster", "a", "--to", "f" * 40, "--url", url)
+        assert code == 2
+        assert "cannot roll app web back to 'ffffffffffffffffffffffffffffffffffffffff'" in out
+        time.sleep(3)  # scheduled resyncs keep the pin
+        assert _data(tc, "web", namespace) == {"v": "1"}
+    finally:
+        agent.stop()
+    agent = Agent(config, tmp_path / "agent-2.log")  # the pin is kept in the cluster: a restart keeps it
+    try:
+        agent.wait_ready()
+        wait_until(lambda: (_cell(agent, "web").get("pinned") or {}).get("sha") == shas[0], timeout=30)
+        time.sleep(3)
+        assert _data(tc, "web", namespace) == {"v": "1"}
+        code, out = _cli(capsys, "unpin", "web", "--cluster", "a", "--url", url)
+        assert code == 0, out
+        wait_until(lambda: _data(tc, "web", namespace) == {"v": "3"}, timeout=30)
+        assert _cell(agent, "web").get("pinned") is None
+        events = [e["reason"] for e in json.loads(request(f"{url}/api/v1/events")[1])["events"]]
+        assert "Unpinned" in events
     finally:
         agent.stop()

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from agent import config
-from agent.runtime import appstatus, state
+from agent.runtime import appstatus, holds, state
 from reconcilers import apply, engine, health, resources
 
 KEY = resources.ResourceKey("", "ConfigMap", "ns", "cm")
@@ -25,6 +25,7 @@ class View:
         self.state = state.AgentState([c.name for c in cfg.clusters])
         self.state.set_sources(["default"])
         self.targets = {"default": REV}
+        self.book = holds.Book()
 
     def worker_of(self, name: str) -> None:
         return None
