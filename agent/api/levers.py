@@ -73,12 +73,12 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
             raise fastapi.HTTPException(404, str(e)) from None
         return done.json()
 
-    @api.post("/api/v1/apps/{app}/suspend")
+    @api.post("/api/v1/apps/{app:path}/suspend")
     def suspend_app(app: str, body: HoldRequest | None = None) -> dict[str, Any]:
         body = body or HoldRequest()
         return hold(app, body.cluster, body, False)
 
-    @api.post("/api/v1/apps/{app}/resume")
+    @api.post("/api/v1/apps/{app:path}/resume")
     def resume_app(app: str, body: HoldRequest | None = None) -> dict[str, Any]:
         body = body or HoldRequest()
         return hold(app, body.cluster, body, True)
@@ -91,7 +91,7 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
     def resume_cluster(name: str, body: HoldRequest | None = None) -> dict[str, Any]:
         return hold(None, name, body or HoldRequest(), True)
 
-    @api.post("/api/v1/apps/{app}/sync", status_code=202)
+    @api.post("/api/v1/apps/{app:path}/sync", status_code=202)
     def sync_app(app: str, body: SyncRequest | None = None) -> dict[str, list[str]]:
         cluster = (body or SyncRequest()).cluster
         try:
@@ -105,7 +105,7 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
             agent.trigger_now(name, reason=f"sync of app {app} requested", requested=True, app=app)
         return {"triggered": names}
 
-    @api.post("/api/v1/apps/{app}/rollback")
+    @api.post("/api/v1/apps/{app:path}/rollback")
     def rollback_app(app: str, body: RollbackRequest) -> dict[str, Any]:
         try:
             pin = levers.rollback(agent, app, body.cluster, body.to, by=body.by, until_new=body.until_new_revision)
@@ -115,7 +115,7 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
             raise fastapi.HTTPException(502, f"cluster {body.cluster}: {e}") from None
         return {"cluster": body.cluster, "pinned": pin.json() if pin else None}
 
-    @api.post("/api/v1/apps/{app}/unpin")
+    @api.post("/api/v1/apps/{app:path}/unpin")
     def unpin_app(app: str, body: UnpinRequest) -> dict[str, Any]:
         try:
             levers.rollback(agent, app, body.cluster, None, by=body.by)

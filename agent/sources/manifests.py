@@ -11,9 +11,11 @@ cluster gets no writes at all):
   by one); ``*.yaml``, ``*.yml`` and ``*.json`` files are plain manifests (:mod:`agent.sources.render.plain`:
   read as kubectl reads them, SOPS-encrypted files decrypted first); ``*.jsonnet`` files are evaluated
   (:mod:`agent.sources.render.jsonnet`), ``*.libsonnet`` files are their libraries;
-- a path that yields no object while holding files no renderer reads (a ``README.md`` beside nothing, a
-  library nothing imports) is an error naming them, never a silent empty success; beside objects, such files
-  are ignored (as Argo CD and Flux ignore them);
+- a path that yields no object while holding files no renderer reads (a ``values.txt``, a ``.jsonnet`` typo'd
+  ``.jsonet``, a library nothing imports) is an error naming them, never a silent empty success; documentation
+  (:data:`DOCUMENTS`: ``README.md``, ``LICENSE``, ...) does not count, so a path emptied down to its README is an
+  empty desired state (``sync.allowEmpty`` decides); beside objects, such files are ignored (as Argo CD and Flux
+  ignore them);
 - a file an app names directly is read by the renderer of its name, else as YAML.
 
 Called by ``agent.runtime.runner``.
@@ -22,6 +24,7 @@ Called by ``agent.runtime.runner``.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import pathlib
 from collections.abc import Callable, Sequence
 
@@ -31,6 +34,8 @@ from reconcilers import errors, resources
 
 UNREAD_NAMED = 5
 """Files an unread-files error names (the rest are counted)."""
+DOCUMENTS = ("*.md", "*.markdown", "*.rst", "*.adoc", "LICENSE*", "COPYING*", "NOTICE*", "OWNERS*", "CODEOWNERS")
+"""Names of files that document a folder: never taken for manifests nobody reads."""
 
 
 def load_paths(
@@ -110,7 +115,7 @@ class _Walk:
             library = next((r for r in registry.RENDERERS if r.inputs(entry)), None)
             if library is not None:
                 self.libraries.append((library, rel))
-            else:
+            elif not any(fnmatch.fnmatch(entry.name, p) for p in DOCUMENTS):
                 self.unread.append(rel)
 
     def check(self, rel: str) -> None:

@@ -166,7 +166,7 @@ def test_unread_files_and_a_jsonnet_file_that_never_ends_fail_their_app_alone(
         "loop/main.jsonnet: jsonnet of loop/main.jsonnet did not finish in 3 s (renderTimeout): stopped"
     )
     assert apps["unread"]["error"] == (
-        "unread: holds no object: no renderer reads unread/README.md, unread/lib/params.libsonnet, unread/values.txt "
+        "unread: holds no object: no renderer reads unread/lib/params.libsonnet, unread/values.txt "
         "(read are a directory with Chart.yaml, a directory with kustomization.yaml, *.yaml, *.yml, *.json, "
         "*.jsonnet; a jsonnet library only when a .jsonnet file imports it)"
     )

@@ -62,9 +62,11 @@ def test_files_no_renderer_reads_are_ignored_beside_objects_and_an_error_alone(t
     assert [m.key.name for m in manifests.load_paths(tmp_path, ["app"])] == ["a"]
     write(tmp_path, "empty/.keep", "")
     assert manifests.load_paths(tmp_path, ["empty"]) == []  # hidden files only: nothing to say
+    write(tmp_path, "docs/README.md", "documentation is not a manifest nobody reads\n")
+    assert manifests.load_paths(tmp_path, ["docs"]) == []  # an empty desired state: sync.allowEmpty decides
     for i in range(7):
-        write(tmp_path, f"docs/{i}.md", "notes\n")
+        write(tmp_path, f"docs/{i}.txt", "notes\n")
     with pytest.raises(
-        errors.ManifestError, match=r"docs: holds no object: no renderer reads docs/0.md, .* and 2 more"
+        errors.ManifestError, match=r"docs: holds no object: no renderer reads docs/0.txt, .* and 2 more"
     ):
         manifests.load_paths(tmp_path, ["docs"])
