@@ -233,7 +233,7 @@ class ClusterRunner:
             finally:
                 if self.kube is not None:
                     self.kube.token = None
-                heals = {u.name for u in units if self.gate.ask(u, gate_.SyncKind.SELF_HEAL).allowed}
+                heals = {u.name for u in units if u.self_heal and self.gate.ask(u, gate_.SyncKind.SELF_HEAL).allowed}
                 if self.healer:
                     self.healer.update(_healed_part(result, units, heals))
                 if self.drift:
