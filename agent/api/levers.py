@@ -5,6 +5,7 @@
 - ``POST /api/v1/clusters/{name}/suspend`` and ``/resume``: the whole cluster;
 - ``POST /api/v1/apps/{app}/sync`` (body ``{"cluster"}``, optional): sync the app now as an operator's request
   (an app with ``sync.auto: false`` is written only so);
+- ``GET /api/v1/apps/{app}/history``: its last syncs per cluster, newest first;
 - ``POST /api/v1/apps/{app}/rollback`` (body ``{"cluster", "to", "by", "untilNewRevision"}``) and ``/unpin``
   (``{"cluster", "by"}``): pin the app on a cluster to an earlier revision of its source, or release it (409
   for a revision not in the source).
@@ -104,6 +105,20 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
         for name in names:
             agent.trigger_now(name, reason=f"sync of app {app} requested", requested=True, app=app)
         return {"triggered": names}
+
+    @api.get("/api/v1/apps/{app:path}/history")
+    def history_of(app: str) -> dict[str, Any]:
+        """The app's last syncs on each cluster it is placed on, newest first (:mod:`agent.runtime.history`)."""
+        try:
+            names = levers.targets(agent, app, None)
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(404, str(e)) from None
+        clusters = []
+        for name in names:
+            w = agent.worker_of(name)
+            entries = w.history.snapshot().get(app, ()) if w is not None else ()
+            clusters.append({"cluster": name, "history": [e.json() for e in entries]})
+        return {"app": app, "clusters": clusters}
 
     @api.post("/api/v1/apps/{app:path}/rollback")
     def rollback_app(app: str, body: RollbackRequest) -> dict[str, Any]:

@@ -18,6 +18,7 @@ Commands that ask a running agent (``--url``, else the config's ``server.listen`
   is written only so);
 - ``trace Kind[.group]/namespace/name [--cluster C]``: which app, source, revision, file and document manage a
   live object, its last sync, drift and health (or its field managers when no app does);
+- ``history APP [--cluster C]``: an app's last syncs per cluster (revision, start, result, trigger);
 - ``rollback APP --cluster C --to REV [--until-new-revision]``, ``unpin APP --cluster C``: pin an app on a cluster
   to an earlier revision of its source (it keeps syncing there), or release it;
 - ``suspend|resume [APP] [--cluster C] [--reason R]``: hold an app (everywhere, or on one cluster) or a whole
@@ -156,6 +157,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="only this cluster")
     _output_flag(p)
 
+    p = sub.add_parser("history", help="an app's last syncs on each cluster: revision, start, result, trigger")
+    p.add_argument("app")
+    _client_flags(p)
+    p.add_argument("--cluster", help="only this cluster")
+    _output_flag(p)
     p = sub.add_parser("rollback", help="pin an app on a cluster to an earlier revision of its source")
     p.add_argument("app")
     _client_flags(p)
@@ -201,14 +207,34 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+_CLIENT_COMMANDS = (
+    *("status", "get", "events", "reconcile", "trace", "history"),
+    *("suspend", "resume", "rollback", "unpin"),
+)
+"""The commands that ask a running agent."""
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "version":
         return about.version(args.output)
     if command == "completion":
         return about.completion(args.shell)
-    if command in ("status", "get", "events", "reconcile", "suspend", "resume", "trace", "rollback", "unpin"):
+    if command in (
+        "status",
+        "get",
+        "events",
+        "reconcile",
+        "suspend",
+        "resume",
+        "trace",
+        "rollback",
+        "unpin",
+        "history",
+    ):
         agent = client.Client.of(args.url, args.config, args.token_env)
+        if command == "history":
+            return views.history(agent, args.app, args.cluster, args.output)
         if command in ("rollback", "unpin"):
             to = args.to if command == "rollback" else None
             return client.rollback(

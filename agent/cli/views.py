@@ -217,3 +217,20 @@ def trace(client: Client, ref: str, cluster: str | None, fmt: str) -> int:
                 out.print(rich.markup.escape(line) if not line.startswith("[bold]") else line)
     good = all(c["managed"] and not c["drifted"] for c in found["clusters"])
     return output.EXIT_OK if good else output.EXIT_FAILED
+
+
+def history(client: Client, app: str, cluster: str | None, fmt: str) -> int:
+    """``gitops-agent history APP``: its last syncs on each cluster, newest first (a table, or the API's JSON).
+    0; raises AgentError for an unknown app."""
+    found = client.get(f"/api/v1/apps/{quoted(app)}/history")
+    clusters = [c for c in found["clusters"] if cluster is None or c["cluster"] == cluster]
+    if fmt in ("json", "yaml"):
+        output.dump({**found, "clusters": clusters}, fmt)
+        return output.EXIT_OK
+    rows = [
+        [c["cluster"], e["started"], sha_text(e["revision"]), e["result"], str(e["changes"]), e["kind"], e["trigger"]]
+        for c in clusters
+        for e in c["history"]
+    ]
+    output.table(["cluster", "started", "revision", "result", "changes", "kind", "trigger"], rows)
+    return output.EXIT_OK

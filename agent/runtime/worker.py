@@ -39,7 +39,7 @@ from concurrent import futures
 from typing import Any, Protocol
 
 from agent import threads
-from agent.runtime import gate, retries, runner
+from agent.runtime import gate, history, retries, runner
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
 
@@ -127,6 +127,7 @@ class Worker:
         self._wanted: collections.Counter[str] = collections.Counter()
         self._requested: set[str] = set()  # apps an operator asked to sync ("*": every app of the cluster)
         self.retries = retries.Retries()  # failed apps' next attempts (this thread changes it; any thread reads)
+        self.history = history.History()  # each app's last syncs (this thread changes it; any thread reads)
         self._steps: collections.deque[_Step] = collections.deque()
         self._due = time.monotonic() + self._jittered()
         self._failures = 0
@@ -294,6 +295,7 @@ class Worker:
             self._runner = self._make_runner(self._guard or _unguarded)
         log.debug("cluster %s: sync (%s)", self.name, ", ".join(reasons))
         self.host.started(self.name, revision)
+        kinds = _kinds(step is not None, requested)
         try:
             with self.host.trees(revisions) as trees:
                 result = self._runner.reconcile(
@@ -301,7 +303,7 @@ class Worker:
                     trees,
                     wait=True if step else None,
                     cancel=token,
-                    kind=_kinds(step is not None, requested),
+                    kind=kinds,
                 )
         except errors.FetchError as e:
             now = datetime.datetime.now(datetime.UTC)
@@ -314,6 +316,9 @@ class Worker:
             self.host.record(result, int(self._runner.status().get("healed", 0)) if self._runner else 0)
         self._backoff(result)
         self._retry(result)
+        if self._runner is not None and not stopped and result.error_kind is not engine.ErrorKind.SOURCE:
+            trigger = "rollout step" if step else ", ".join(reasons)
+            self.history.after(result, trigger, lambda app: kinds(app).value, self._runner.kube, self._runner.cfg)
         if step is not None:
             step.done.set_result(result)
 

@@ -525,10 +525,20 @@ def test_rollback_pins_an_app_to_an_earlier_commit_across_resyncs_and_a_restart_
         wait_until(lambda: (_cell(agent, "web").get("pinned") or {}).get("sha") == shas[0], timeout=30)
         time.sleep(3)
         assert _data(tc, "web", namespace) == {"v": "1"}
+        # the history, read back from the cluster after the restart: the first sync (at v3), the rollback (v1)
+        history = json.loads(request(f"{url}/api/v1/apps/web/history")[1])["clusters"][0]["history"]
+        assert [e["revision"] for e in history][:2] == [shas[0], shas[2]]
+        assert history[0]["kind"] in ("requested", "scheduled")  # the pin's first sync: the rollback's or the next
+        assert history[0]["trigger"]
+        assert all(e["result"] == "Succeeded" and e["changes"] == 1 for e in history[:2])
         code, out = _cli(capsys, "unpin", "web", "--cluster", "a", "--url", url)
         assert code == 0, out
         wait_until(lambda: _data(tc, "web", namespace) == {"v": "3"}, timeout=30)
         assert _cell(agent, "web").get("pinned") is None
+        code, out = _cli(capsys, "history", "web", "--url", url)
+        assert code == 0, out
+        assert out.count(shas[2][:12]) >= 2  # the first sync, and the unpin back to head
+        assert shas[0][:12] in out
         events = [e["reason"] for e in json.loads(request(f"{url}/api/v1/events")[1])["events"]]
         assert "Unpinned" in events
     finally:

@@ -281,6 +281,9 @@ class _BlockingRunner:
         self.syncs = 0
         self.closed = False
 
+    kube = None
+    cfg = None
+
     def retry_of(self, app: str) -> None:
         return None
 
