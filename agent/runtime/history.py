@@ -1,5 +1,6 @@
 """The sync history of each app on each cluster (Argo CD's application history): its last :data:`KEEP` syncs that
-meant something (a new revision, a change written, a new failure; a no-op resync is not history), each with the
+meant something (a change written, a new failure; a sync that changed nothing is not history, and so an agent that
+starts writes nothing), each with the
 revision, start, duration, result, what triggered it and the kind of sync, kept in the target cluster so a restart
 or another replica keeps it: one ConfigMap per app (``<instance>-history-<app>`` in ``sync.inventoryNamespace``,
 label ``gitops-agent.io/history``), written by server-side apply.
@@ -99,8 +100,8 @@ class History:
             )  # fmt: skip
             before = by_app.get(r.app, ())
             last = before[0] if before else None
-            if last is not None and last.revision == sha and not changes and (r.ok or last.error == r.error):
-                continue  # a resync that changed nothing, or the same failure again: not history
+            if not changes and (r.ok or (last is not None and last.error == r.error)):
+                continue  # a sync that changed nothing (a resync, a restart), or the same failure again: not history
             by_app[r.app] = (entry, *before)[:KEEP]
             self._write(kube, cfg, r.app, by_app[r.app])
         self._by_app = types.MappingProxyType(by_app)
