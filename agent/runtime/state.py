@@ -48,7 +48,8 @@ def result_json(
     if apps and r.apps:
         out["apps"] = [result_json(a, objects=app_objects) for a in r.apps]
     if objects:
-        owners = [a.app for a in r.apps for _ in a.entries] if r.apps else [r.app] * len(r.entries)
+        # the cluster's entries are its written apps' (a held app ran as a dry run: its entries are its own only)
+        owners = [a.app for a in r.apps if not a.held for _ in a.entries] if r.apps else [r.app] * len(r.entries)
         owners += [""] * (len(r.entries) - len(owners))  # orphans belong to no app
         out["objects"] = [_entry_json(e, app) for e, app in zip(r.entries, owners, strict=True)]
         healths = r.healths if not r.apps else {k: h for a in r.apps for k, h in a.healths.items()}
