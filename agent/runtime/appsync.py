@@ -143,13 +143,14 @@ def sync_units(
         prune_options = ctx.prune
         if stored is not None:  # without the LIST, apps that left are not seen
             results += removed.sync_removed(
-                ctx.kube, ctx.cfg, ctx.cluster, units, stored, set(claims), complete, prune_options, ctx.dry_run, token
-            )
+                ctx.kube, ctx.cfg, ctx.cluster, units, stored, set(claims), complete, prune_options, ctx.dry_run, token,
+                admit=lambda name: _admit_name(ctx, name),
+            )  # fmt: skip
         if all(r.ok for r in results):
             known = {k for r in results for k in r.known} | set(claims)
             tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
             orphaned = prune.orphans(
-                ctx.kube, ctx.live, known, tracking, prune_options, dry_run=ctx.dry_run, cancel=token
+                ctx.kube, ctx.live, known, tracking, prune_options, dry_run=_orphans_dry(ctx), cancel=token
             )
             if stored is not None and not fresh and len(results) == len(units) and not any(r.held for r in results):
                 ctx.proof.last = noop.cluster_proof(
@@ -179,7 +180,23 @@ def _again(
     if token.reason is not None:
         return found, []
     tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
-    return found, prune.orphans(ctx.kube, ctx.live, proof.known, tracking, ctx.prune, dry_run=False, cancel=token)
+    return found, prune.orphans(
+        ctx.kube, ctx.live, proof.known, tracking, ctx.prune, dry_run=_orphans_dry(ctx), cancel=token
+    )
+
+
+def _admit_name(ctx: Context, name: str) -> gate.Decision:
+    """The write gate's answer for writes of this sync that belong to no current unit: the prune of app ``name``,
+    which left the cluster (its hold, the windows covering its name, the cluster's hold, manual mode as
+    ``sync.auto`` says), or, as ``*``, the cluster's orphans."""
+    unit = apps.Unit(name, "", "", "", "", cluster=ctx.cluster.name, auto=ctx.cfg.sync.auto)
+    return ctx.admit(unit)
+
+
+def _orphans_dry(ctx: Context) -> bool:
+    """True when deleting orphans (``--prune-orphans``) must not write: a dry run, or the gate refuses the
+    cluster's writes (suspended, a sync window)."""
+    return ctx.dry_run or (ctx.prune.orphans and not _admit_name(ctx, "*").allowed)
 
 
 def _inventories(

@@ -12,10 +12,11 @@ off, the objects are kept and the result says so. Used by :mod:`agent.runtime.ap
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent import apps, config
 from agent.clusters import connection
+from agent.runtime import gate
 from reconcilers import apply, engine, errors, inventory, ordering, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -60,11 +61,13 @@ def sync_removed(
     options: prune.PruneOptions,
     dry_run: bool,
     token: cancel_.Token,
+    admit: Callable[[str], gate.Decision] = lambda name: gate.ALLOWED,
 ) -> list[engine.ReconcileResult]:
     """Prune (or keep) the objects of every inventory of ``cluster`` whose key no unit has; one result each
     (``app`` is the app name, or the path of a ``paths`` entry). ``stored``: the cluster's inventories by key
     (:func:`list_inventories`); ``desired``: every object a current unit desires (never deleted); ``complete``:
-    every current unit loaded (else nothing is pruned)."""
+    every current unit loaded (else nothing is pruned); ``admit(app)``: the write gate's answer for that app's
+    prune (refused: its objects and inventory are kept, the result ``held`` with the reason)."""
     current = {u.inventory for u in units}
     gone = sorted(k for k in stored if k not in current)
     if not gone:
@@ -85,6 +88,12 @@ def sync_removed(
         moved = [k for k in entries if k in desired]
         candidates = [k for k in ordering.prune_order(entries) if k not in desired]
         why = ""
+        decision = admit(name) if options.enabled and candidates and not dry_run else gate.ALLOWED
+        if not decision.allowed:
+            kept = tuple(apply.ChangeSetEntry(k, apply.Action.KEPT, decision.reason, origin) for k in candidates)
+            result = _result(cluster.name, name, kept, started, dry_run, None, None)
+            results.append(result.again(held=decision.reason))
+            continue
         if not options.enabled:
             why = "sync.prune is off: its objects are kept"
         elif not complete:

@@ -200,7 +200,7 @@ class ClusterRunner:
                     claims=self._claims,
                     proof=self._proof,
                     watched=self._watched if self.inventories else None,
-                    admit=lambda u: self.gate.ask(u, kind(u.name)),
+                    admit=_decided(self.gate, kind),
                 )
                 found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
                 if not dry_run:
@@ -474,6 +474,20 @@ class ClusterRunner:
             self.inventories.stop()
         if self.kube:
             self.kube.close()
+
+
+def _decided(gate: gate_.Gate, kind: Callable[[str], gate_.SyncKind]) -> Callable[[apps.Unit], gate_.Decision]:
+    """The gate's answer for each unit, asked once per sync (the load, the no-op proof and the app's sync all
+    ask)."""
+    found: dict[str, gate_.Decision] = {}
+
+    def admit(unit: apps.Unit) -> gate_.Decision:
+        decision = found.get(unit.name)
+        if decision is None:
+            decision = found[unit.name] = gate.ask(unit, kind(unit.name))
+        return decision
+
+    return admit
 
 
 def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit], heals: set[str]) -> ReconcileResult | None:

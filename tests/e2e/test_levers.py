@@ -102,6 +102,9 @@ def test_a_suspended_app_gets_no_write_of_any_kind_keeps_its_hold_across_a_resta
         assert cell["held"] == cell["syncStatusReason"].split("; ")[0]
         reasons = [e["reason"] for e in json.loads(request(f"{url}/api/v1/events")[1])["events"]]
         assert "Suspended" in reasons
+        # the full status (with every object) and the cluster's drill-down serve a cluster with a held app
+        assert request(f"{url}/api/v1/clusters/a")[0] == 200
+        assert {o["name"] for o in agent.cluster("a")["lastSync"]["objects"]} >= {"other"}
     finally:
         agent.stop()
 
@@ -543,3 +546,43 @@ def test_rollback_pins_an_app_to_an_earlier_commit_across_resyncs_and_a_restart_
         assert "Unpinned" in events
     finally:
         agent.stop()
+
+
+def test_a_suspended_cluster_keeps_the_objects_of_an_app_that_left_it_until_resumed(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The prune of an app removed from the config asks the write gate too: on a suspended cluster its objects and
+    inventory are kept (the result says why), and pruned once the hold is gone."""
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    for name in ("stays", "leaves"):
+        git_repo.write_objects(f"{name}/cm.yaml", cm(name, namespace))
+    git_repo.commit()
+    entry = {**cluster_entry(tc, "a", [], namespace), "labels": {}}
+    both = [{"name": "stays", "path": "stays"}, {"name": "leaves", "path": "leaves"}]
+    config = make_config(git_repo, [entry], apps=both, sync={"prune": True})
+    code, out = _cli(capsys, "sync", "--config", str(config))
+    assert code == 0, out
+    instance = yaml.safe_load(config.read_text())["instance"]
+    hold = {"by": "ops", "at": "2026-12-06T12:00:00+00:00", "reason": "freeze"}
+    holds_cm = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": f"{instance}-holds", "namespace": "gitops-agent"},
+        "data": {"cluster": json.dumps(hold)},
+    }  # fmt: skip
+    configmaps = dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap")
+    configmaps.create(body=holds_cm, namespace="gitops-agent")
+    cfg = yaml.safe_load(config.read_text())
+    cfg["apps"] = both[:1]  # "leaves" is removed from the config
+    config.write_text(yaml.safe_dump(cfg))
+
+    code, out = _cli(capsys, "sync", "--config", str(config), "--json")
+    left = next(a for a in json.loads(out)["a"]["apps"] if a["app"] == "leaves")
+    assert [o["action"] for o in left["objects"]] == ["kept"]
+    assert left["objects"][0]["message"] == "Suspended (cluster) by ops at 2026-12-06T12:00:00+00:00: freeze"
+    assert live_object(tc, "v1", "ConfigMap", "leaves", namespace) is not None
+
+    configmaps.delete(name=f"{instance}-holds", namespace="gitops-agent")
+    code, out = _cli(capsys, "sync", "--config", str(config), "--json")
+    assert code == 0, out
+    assert live_object(tc, "v1", "ConfigMap", "leaves", namespace) is None
