@@ -124,8 +124,10 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
     def rollback_app(app: str, body: RollbackRequest) -> dict[str, Any]:
         try:
             pin = levers.rollback(agent, app, body.cluster, body.to, by=body.by, until_new=body.until_new_revision)
+        except levers.Refused as e:
+            raise fastapi.HTTPException(409, str(e)) from None
         except errors.ConfigError as e:
-            raise fastapi.HTTPException(409 if "roll" in str(e) else 404, str(e)) from None
+            raise fastapi.HTTPException(404, str(e)) from None
         except errors.ClusterError as e:
             raise fastapi.HTTPException(502, f"cluster {body.cluster}: {e}") from None
         return {"cluster": body.cluster, "pinned": pin.json() if pin else None}

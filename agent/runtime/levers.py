@@ -24,6 +24,10 @@ from reconcilers import errors
 log = logging.getLogger(__name__)
 
 
+class Refused(errors.GitOpsError):
+    """A lever that cannot be pulled as asked (a revision the source does not have, a source without history)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What a suspend or resume did: the clusters written (``done``) and those that could not be (``failed``:
@@ -109,19 +113,19 @@ def rollback(
     """Pin ``app`` on ``cluster`` to revision ``to`` of its source (a SHA, a tag or a branch that is still there),
     as ``by``; auto-sync goes on at the pin until :func:`rollback` with ``to=None`` (unpin) or, ``until_new``, until
     the source's head moves past its head now. Returns the pin (None when unpinned). Raises ConfigError for an
-    unknown app or cluster, a revision not in the source, or a source that has no history (local, charts), and
-    ClusterError when the cluster cannot be written."""
+    unknown app or cluster, :class:`Refused` for a revision not in the source or a source that has no revision
+    yet, and ClusterError when the cluster cannot be written."""
     (name,) = targets(agent, app, cluster)
     unit = next(u for u in apps.units(agent.cfg, agent.cfg.cluster(name)) if u.name == app)
     pin = None
     if to is not None:
         source = agent.sourcing.get(unit.source)
         if source is None or source.last_good is None:
-            raise errors.ConfigError(f"source {unit.source} has no revision yet: nothing to roll back to")
+            raise Refused(f"source {unit.source} has no revision yet: nothing to roll back to")
         try:
             found = source.resolve(to)
         except errors.FetchError as e:
-            raise errors.ConfigError(f"cannot roll app {app} back to {to!r}: {e}") from None
+            raise Refused(f"cannot roll app {app} back to {to!r}: {e}") from None
         pin = holds.Pin(app, found.sha, to, by, holds.now(), until_new, source.last_good.sha)
     kube = kubeconfig.connect(agent.cfg.cluster(name), 1, agent.cfg.sync.request_timeout, connection.USER_AGENT)
     try:
