@@ -105,14 +105,22 @@ def sync(
 
 
 def exit_code(results: Sequence[engine.ReconcileResult]) -> int:
-    """2 when any cluster or app had a config or source error, else 1 when any result is not ok or waited for
-    health that did not come (Progressing at the timeout, Degraded, Missing: as ``argocd app wait`` and ``kubectl
-    rollout status`` fail), else 0."""
+    """2 when any cluster or app had a config or source error, else 1 when any result is not ok, an app the write
+    gate held (suspended, a sync window) has changes waiting, or a sync waited for health that did not come
+    (Progressing at the timeout, Degraded, Missing: as ``argocd app wait`` and ``kubectl rollout status`` fail),
+    else 0."""
     bad = (engine.ErrorKind.CONFIG, engine.ErrorKind.SOURCE)
     if any(r.error_kind in bad or any(a.error_kind in bad for a in r.apps) for r in results):
         return output.EXIT_ERROR
     unhealthy = any(a.health not in (None, health.Health.HEALTHY) for r in results for a in (*r.apps, r))
-    return output.EXIT_OK if all(r.ok for r in results) and not unhealthy else output.EXIT_FAILED
+    waiting = any(a.held and _pending(a) for r in results for a in r.apps)  # changes the gate held back
+    return output.EXIT_OK if all(r.ok for r in results) and not unhealthy and not waiting else output.EXIT_FAILED
+
+
+def _pending(a: engine.ReconcileResult) -> int:
+    """The changes an app's dry run found (what a held app would write)."""
+    c = a.counts
+    return c["created"] + c["configured"] + c["recreated"] + c["pruned"]
 
 
 def _print(results: Sequence[engine.ReconcileResult]) -> None:
@@ -120,10 +128,8 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
     for r in results:
         rev = r.revision.short if r.revision else "-"
         out.print(f"cluster [bold]{r.cluster}[/] @ {rev}{' (dry run)' if r.dry_run else ''}")
-        owners = [a.app for a in r.apps for _ in a.entries]
-        owners += [""] * (len(r.entries) - len(owners))  # orphans belong to no app
         rows = []
-        for e, app in zip(r.entries, owners, strict=True):
+        for e, app in zip(r.entries, state.owners(r), strict=True):
             action = f"[{_STYLE.get(e.action.value, '')}]{e.action.value}[/]"
             rows.append([app, action, rich.markup.escape(str(e.key)), rich.markup.escape(e.origin), _message(e)])
         if rows:
@@ -134,6 +140,11 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
             app_counts = ", ".join(f"{n} {k}" for k, n in a.counts.items() if n) or "no objects"
             mark = "[green]ok[/]" if a.ok else f"[bold red]{a.error_kind.value if a.error_kind else 'failed'}[/]"
             out.print(f"  app [bold]{a.app}[/]: {mark} ({app_counts})")
+        for a in r.apps:
+            if a.held:  # refused by the write gate: its sync ran as a dry run
+                pending = _pending(a)
+                out.print(f"  app [bold]{a.app}[/]: [yellow]held[/]: {rich.markup.escape(a.held)}; nothing written"
+                          + (f", {pending} change(s) waiting" if pending else ""))  # fmt: skip
         for a in r.apps or (r,):
             if a.health is not None:
                 said = output.coloured(a.health.value, a.health is health.Health.HEALTHY, "bold red")

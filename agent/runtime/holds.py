@@ -173,7 +173,8 @@ def _key(app: str) -> str:
 
 def read(kube: client.KubeClient, cfg: config.AgentConfig) -> Kept:
     """The holds and pins kept in the cluster of ``kube`` (none when its ConfigMap does not exist). Raises
-    ClusterError; a value that is not a hold or a pin is logged and left out."""
+    ClusterError. A hold whose value cannot be read still holds (its reason says so: nothing is written on a
+    guess); a pin that cannot be read is logged and left out (the app follows its source)."""
     key = resources.ResourceKey("", "ConfigMap", cfg.sync.inventory_namespace, _name(cfg))
     found = kube.get(key)
     out: dict[str, Hold] = {}
@@ -191,8 +192,13 @@ def read(kube: client.KubeClient, cfg: config.AgentConfig) -> Kept:
             app = CLUSTER if k == "cluster" else k.removeprefix("app.") if k.startswith("app.") else ""
             if app:
                 out[app] = Hold(str(doc["by"]), str(doc["at"]), str(doc.get("reason", "")), app)
-        except (ValueError, TypeError, KeyError):
-            log.warning("holds: %s/%s: key %s is not a hold or a pin; ignored", key.namespace, key.name, k)
+        except (ValueError, TypeError, KeyError) as e:
+            where = f"{key.namespace}/{key.name}"
+            app = CLUSTER if k == "cluster" else k.removeprefix("app.") if k.startswith("app.") else ""
+            if app:  # a hold nobody can read still holds: writing would be a guess
+                why = f"the hold {k} in ConfigMap {where} cannot be read ({type(e).__name__}); fix or remove the key"
+                out[app] = Hold("unknown", "unknown", why, app)
+            log.warning("holds: %s: key %s cannot be read (%s)%s", where, k, e, "; held" if app else "; ignored")
     return Kept(out, pins)
 
 

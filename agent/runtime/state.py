@@ -37,6 +37,8 @@ def result_json(
     }
     if r.app:
         out["app"] = r.app
+    if r.held:
+        out["held"] = r.held
     if r.health is not None:  # the sync waited for health
         out["health"], out["healthMessage"] = r.health.value, r.health_message
     runs = [(r.app, h) for h in r.hooks] + [(a.app, h) for a in r.apps for h in a.hooks]
@@ -48,15 +50,20 @@ def result_json(
     if apps and r.apps:
         out["apps"] = [result_json(a, objects=app_objects) for a in r.apps]
     if objects:
-        # the cluster's entries are its written apps' (a held app ran as a dry run: its entries are its own only)
-        owners = [a.app for a in r.apps if not a.held for _ in a.entries] if r.apps else [r.app] * len(r.entries)
-        owners += [""] * (len(r.entries) - len(owners))  # orphans belong to no app
-        out["objects"] = [_entry_json(e, app) for e, app in zip(r.entries, owners, strict=True)]
+        out["objects"] = [_entry_json(e, app) for e, app in zip(r.entries, owners(r), strict=True)]
         healths = r.healths if not r.apps else {k: h for a in r.apps for k, h in a.healths.items()}
         for o, e in zip(out["objects"], r.entries, strict=True) if healths else ():
             if (h := healths.get(e.key)) is not None:
                 o["health"], o["healthMessage"] = h.status.value, h.message
     return out
+
+
+def owners(r: engine.ReconcileResult) -> list[str]:
+    """The app of each of ``r``'s entries, in order (``""`` for an orphan). A cluster's entries are its written
+    apps' (:func:`agent.runtime.appresults.aggregate`: an app the gate held ran as a dry run, its entries are in
+    its own result only)."""
+    found = [a.app for a in r.apps if not a.held for _ in a.entries] if r.apps else [r.app] * len(r.entries)
+    return found + [""] * (len(r.entries) - len(found))
 
 
 def _entry_json(e: apply.ChangeSetEntry, app: str) -> dict[str, Any]:

@@ -586,3 +586,33 @@ def test_a_suspended_cluster_keeps_the_objects_of_an_app_that_left_it_until_resu
     code, out = _cli(capsys, "sync", "--config", str(config), "--json")
     assert code == 0, out
     assert live_object(tc, "v1", "ConfigMap", "leaves", namespace) is None
+
+
+def test_a_hold_that_cannot_be_read_still_holds_and_says_so(
+    clusters: Any, git_repo: GitRepo, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tc,) = clusters(1)
+    ensure_namespace(tc, namespace)
+    git_repo.write_objects("web/cm.yaml", cm("web", namespace, v="1"))
+    git_repo.commit()
+    entry = {**cluster_entry(tc, "a", [], namespace), "labels": {}}
+    config = make_config(git_repo, [entry], apps=[{"name": "web", "path": "web"}])
+    instance = yaml.safe_load(config.read_text())["instance"]
+    broken = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": f"{instance}-holds", "namespace": "gitops-agent"},
+        "data": {"app.web": "{not json"},
+    }  # fmt: skip
+    ensure_namespace(tc, "gitops-agent")
+    dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").create(body=broken, namespace="gitops-agent")
+
+    code, out = _cli(capsys, "sync", "--config", str(config), "--json")
+    assert code == 1  # a change waits
+    (web,) = json.loads(out)["a"]["apps"]
+    assert web["held"].startswith("Suspended (app web) by unknown at unknown: the hold app.web in ConfigMap ")
+    assert "cannot be read (JSONDecodeError); fix or remove the key" in web["held"]
+    assert web["objects"][0]["action"] == "created"  # what a sync would do, as a dry run
+    code, out = _cli(capsys, "sync", "--config", str(config))  # the table names the hold too
+    assert "app web: held: Suspended (app web) by unknown" in out
+    assert "nothing written, 1 change(s) waiting" in out
+    assert live_object(tc, "v1", "ConfigMap", "web", namespace) is None
