@@ -70,6 +70,12 @@ def aggregate(
     )
 
 
+def managed_keys(result: engine.ReconcileResult) -> list[resources.ResourceKey]:
+    """Every object the cluster's apps desire, those of apps the write gate held included (their objects are in
+    their own results only, :func:`aggregate`): whose health the status shows."""
+    return [*result.desired, *(k for a in result.apps if a.held for k in a.desired)]
+
+
 def _failed_note(r: engine.ReconcileResult) -> str:
     c = r.counts
     return f"{c['failed']} failed, {c['skipped']} skipped"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent import apps, config
-from agent.runtime import drift, holds, selfheal, state, worker
+from agent.runtime import appresults, drift, holds, selfheal, state, worker
 from reconcilers import engine, errors, health, resources
 
 UNKNOWN_KINDS = (
@@ -219,7 +219,7 @@ def cell(
         "syncStatusReason": why,
         "health": worst.value,
         "healthCounts": dict(sorted(collections.Counter(h.status.value for h in mine.values()).items())),
-        "drifted": [{**_key_json(d.key), "fields": list(d.fields), "reason": d.why} for d in drifted],
+        "drifted": [{**key_json(d.key), "fields": list(d.fields), "reason": d.why} for d in drifted],
         "requiresPruning": r.requires_pruning,
         "held": r.held or None,
         "pinned": {**pin.json(), "text": pin.text(head.sha if head else None)} if pin is not None else None,
@@ -230,7 +230,8 @@ def cell(
     return out
 
 
-def _key_json(key: resources.ResourceKey) -> dict[str, str]:
+def key_json(key: resources.ResourceKey) -> dict[str, str]:
+    """``{"group", "kind", "namespace", "name"}`` of an object."""
     return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
 
 
@@ -243,7 +244,7 @@ def cells(fleet: View, *, app: str | None = None, objects: bool = False, compact
             continue
         w = fleet.worker_of(name)
         r = w.runner if w else None
-        healths = r.health([*last.desired, *(k for a in last.apps if a.held for k in a.desired)]) if r else {}
+        healths = r.health(appresults.managed_keys(last)) if r else {}
         out += cluster_cells(fleet, name, last, healths, app=app, objects=objects, compact=compact)
     return out
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any, Protocol
 
 from agent import config
-from agent.runtime import approllouts, appstatus, events, holds, leases, rollout, state, worker
+from agent.runtime import appresults, approllouts, appstatus, events, holds, leases, rollout, state, worker
 from reconcilers import engine, health, resources
 
 EVENTS_IN_STATUS = 20
@@ -144,7 +144,7 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
         found["rollout"] = fleet.rollout.cluster_json(name)
     if fleet.leases:
         found["sharding"] = {"holder": fleet.leases.holder(name), "reconciledHere": bool(w.active)}
-    keys = [*last.desired, *(k for a in last.apps if a.held for k in a.desired)] if last else []
+    keys = appresults.managed_keys(last) if last else []
     changes = r.live.changes if r and r.live else None  # read before the healths it vouches for
     healths = r.health(keys) if r else {k: health.HealthStatus(health.Health.UNKNOWN, "not watched") for k in keys}
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN

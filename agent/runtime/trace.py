@@ -33,7 +33,7 @@ def trace(agent: fleet.Fleet, key: resources.ResourceKey, cluster: str | None = 
     the app managing ``key`` there and what is known of it (see the module docstring). Raises ConfigError for an
     unknown cluster."""
     names = [agent.cfg.cluster(cluster).name] if cluster else [c.name for c in agent.cfg.clusters]
-    return {"object": _key_json(key), "clusters": [_on(agent, name, key) for name in names]}
+    return {"object": appstatus.key_json(key), "clusters": [_on(agent, name, key) for name in names]}
 
 
 def _on(agent: fleet.Fleet, cluster: str, key: resources.ResourceKey) -> dict[str, Any]:
@@ -103,7 +103,3 @@ def _managers(live: resources.Body) -> list[dict[str, str]]:
         if isinstance(e, dict)
     ]
     return sorted(found, key=lambda e: e["time"], reverse=True)
-
-
-def _key_json(key: resources.ResourceKey) -> dict[str, str]:
-    return {"group": key.group, "kind": key.kind, "namespace": key.namespace, "name": key.name}
