@@ -85,8 +85,9 @@ def test_a_suspended_app_gets_no_write_of_any_kind_keeps_its_hold_across_a_resta
         # a rollout step (the new commit), then an API sync, scheduled syncs and a self-heal: none writes web
         git_repo.write_objects("web/cm.yaml", cm("web", namespace, v="2"))
         git_repo.write_objects("other/cm.yaml", cm("other", namespace, v="2"))
-        git_repo.commit("v2")
+        v2 = git_repo.commit("v2")
         wait_until(lambda: (_data(tc, "other", namespace) or {}).get("v") == "2", timeout=30)  # the other app syncs
+        wait_until(lambda: agent.cluster("a")["rollout"]["running"] == v2, timeout=30)  # by a rollout step
         assert request(f"{url}/api/v1/sync/a", method="POST")[0] == 202
         dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").patch(
             name="web", namespace=namespace, body={"data": {"v": "edited"}},
