@@ -111,7 +111,7 @@ class History:
             items, _ = kube.list_objects(
                 "", "ConfigMap", f"{LABEL}={cfg.instance}", namespace=cfg.sync.inventory_namespace
             )
-        except errors.ClusterError as e:
+        except errors.GitOpsError as e:  # unreachable, or fenced: the Lease moved (CancelledError)
             log.warning("history: not read (%s); kept from now on", e)
             self._loaded = True
             return
@@ -139,5 +139,5 @@ class History:
         }
         try:
             kube.apply(body, field_manager=cfg.sync.field_manager, force=True, dry_run=False)
-        except errors.ClusterError as e:
+        except errors.GitOpsError as e:  # unreachable, or fenced: the Lease moved (CancelledError)
             log.warning("history of app %s: not written (%s)", app, e)
