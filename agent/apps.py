@@ -4,7 +4,7 @@
 (``apps[].clusters``), then one unit per entry of the cluster's ``paths`` (the sugar form, from the source named
 ``default``), in dependency order (``dependsOn`` first, config order otherwise). A unit carries everything one
 sync of it needs, with the app's overrides of the top-level ``sync`` settings already resolved. Used by
-:mod:`agent.runtime.runner`, :mod:`agent.runtime.fleet` and :mod:`agent.cli`.
+:mod:`agent.sync.cluster`, :mod:`agent.runtime.fleet` and :mod:`agent.cli`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ for ``kind: "*"`` applies to custom resources without a rule of their own (see
 :func:`reconcilers.health.custom_group`). Expressions are compiled once, with the maintained CEL implementation
 ``common-expression-language`` (Rust's cel-interpreter), and a syntax error is a config error naming the rule and
 the position (:func:`compile_expression`, called when the config is loaded). Used by ``agent.config`` and
-``agent.runtime.runner``.
+``agent.sync.cluster``.
 """
 
 from __future__ import annotations

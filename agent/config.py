@@ -2,7 +2,7 @@
 
 ``load_config(path)`` is the only entry point; every error is a :class:`reconcilers.errors.ConfigError` that
 names the file and the key (``config.yaml: clusters[1].paths[0]: ...``). config.example.yaml documents every key.
-Used by ``agent.cli``, ``agent.runtime.runner`` and ``agent.runtime.fleet``.
+Used by ``agent.cli``, ``agent.sync.cluster`` and ``agent.runtime.fleet``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Five test clusters (started in parallel, audit logs off), the chart read from ../shared as published, the same
 values everywhere (``controller.service.type: ClusterIP``, release ``ingress`` in namespace ``ingress``):
 
-- ``agent``: one ``ClusterRunner`` per cluster with its live cache (``watch=True``, as ``gitops-agent run``), all five
+- ``agent``: one ``ClusterSync`` per cluster with its live cache (``watch=True``, as ``gitops-agent run``), all five
   at once, for the first sync (render, PreSync hooks run and waited on, apply, PostSync hooks after the controller
   is Healthy) and then no-op resyncs (median of ROUNDS). ``helm template`` runs are counted (``helm.renders()``):
   the clusters share one render, a resync renders nothing;
@@ -32,9 +32,9 @@ from common import REPO, TestCluster, ensure_namespace
 sys.path.insert(0, str(REPO))
 
 from agent import config
-from agent.runtime import runner
 from agent.sources import git
 from agent.sources.render import helm
+from agent.sync import cluster as runner
 
 CHART = REPO.parent / "shared" / "corpora" / "public" / "kubernetes-ingress-nginx" / "charts" / "ingress-nginx"
 KUBECTL = REPO / "build" / "kubectl"
@@ -82,7 +82,7 @@ def agent_run(tmp: Path, release: str, values: dict[str, Any], cs: list[TestClus
     source = git.GitSource(cfg.default_source)
     revision = source.fetch()
     with source.tree(revision) as checkout:
-        runners = [runner.ClusterRunner(cfg, c, watch=True) for c in cfg.clusters]
+        runners = [runner.ClusterSync(cfg, c, watch=True) for c in cfg.clusters]
         revisions, trees = {"default": revision}, {"default": checkout}
 
         def sync_all() -> tuple[float, int, int]:

@@ -24,9 +24,9 @@ from common import REPO, TestCluster, make_repo, write_config
 sys.path.insert(0, str(REPO))
 
 from agent import apps, config
-from agent.runtime import options as runner_options
-from agent.runtime import runner
 from agent.sources import git, manifests
+from agent.sync import cluster as runner
+from agent.sync import options as runner_options
 from reconcilers import engine
 
 
@@ -45,7 +45,7 @@ def main() -> None:
             source = git.GitSource(cfg.default_source)
             revision = source.fetch()
             checkout = source.tree(revision).__enter__()  # held for the benchmark's life
-            r = runner.ClusterRunner(cfg, cfg.clusters[0], watch=True)
+            r = runner.ClusterSync(cfg, cfg.clusters[0], watch=True)
             t0 = time.perf_counter()
             first = r.reconcile(revision, checkout)
             first_s = time.perf_counter() - t0

@@ -1,7 +1,7 @@
 """Self-heal latency: the time from an out-of-band write to a managed field until the object holds git's value
 again, as seen by an independent client polling every 5 ms.
 
-One test cluster, an agent (``ClusterRunner`` with ``sync.selfHeal: true``) managing N objects; EDITS edits of
+One test cluster, an agent (``ClusterSync`` with ``sync.selfHeal: true``) managing N objects; EDITS edits of
 random ConfigMaps (merge patch of a field the agent owns, field manager "intruder"), one at a time, spaced
 0.3 s apart (fewer than FIGHT_LIMIT per object per minute, so no fight is declared).
 
@@ -26,8 +26,8 @@ from kubernetes import config as kconfig
 from kubernetes import dynamic
 
 from agent import config
-from agent.runtime import runner
 from agent.sources import git
+from agent.sync import cluster as runner
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
             cfg = config.load_config(write_config(tmp / "agent.yaml", repo, [tc], selfHeal=True))
             source = git.GitSource(cfg.default_source)
             revision = source.fetch()
-            r = runner.ClusterRunner(cfg, cfg.clusters[0], watch=True)
+            r = runner.ClusterSync(cfg, cfg.clusters[0], watch=True)
             result = r.reconcile(revision, source.tree(revision).__enter__())  # the tree is held for the run
             assert result.ok, result.error
             managed = len(result.entries)

@@ -223,17 +223,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 
 def runner_for(config_path: pathlib.Path, cluster: str = "a", *, watch: bool = True) -> tuple[Any, Any, Any]:
-    """A ClusterRunner for one cluster of a config file, with the source fetched: (runner, revision, checkout)."""
+    """A ClusterSync for one cluster of a config file, with the source fetched: (runner, revision, checkout)."""
     from agent import config
-    from agent.runtime import runner
     from agent.sources import git
+    from agent.sync import cluster as runner
 
     cfg = config.load_config(config_path)
     source = git.GitSource(cfg.default_source)
     revision = source.fetch()
     held = source.tree(revision)
     _HELD.append(held)  # held (never evicted) for the rest of the session
-    return runner.ClusterRunner(cfg, cfg.cluster(cluster), watch=watch), revision, held.__enter__()
+    return runner.ClusterSync(cfg, cfg.cluster(cluster), watch=watch), revision, held.__enter__()
 
 
 _HELD: list[Any] = []

@@ -10,7 +10,7 @@ to 30 s. Entries keep only what drift detection and self-heal read, and the obje
 (:class:`Entry`: a few hundred bytes, however large the object). Kinds without a health rule are listed and
 watched as metadata only (``PartialObjectMetadata``): the cache never holds a live Secret's data, and a LIST page
 of ConfigMaps costs their metadata, not their contents.
-Used by ``agent.runtime.runner``; implements ``reconcilers.client.LiveView``.
+Used by ``agent.sync.cluster``; implements ``reconcilers.client.LiveView``.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ instead of LISTing them all (100 apps: 100 ConfigMaps, 130 KB to serve and decod
 ``gitops-agent.io/instance-inventory=<instance>`` in the inventory namespace (a namespaced LIST and WATCH: a Role
 there is enough), whole (each a few KB: its payload is gzipped). :meth:`InventoryWatch.snapshot` hands them out only
 while the watch is current: listed, and no error since (after an error it lists again). Like the live cache it may
-be a moment behind a write, so it is only ever used to prove an app unchanged (:mod:`agent.runtime.noop`); a sync
-that writes or prunes reads the inventories afresh. Used by :mod:`agent.runtime.runner` and
-:mod:`agent.runtime.appsync`.
+be a moment behind a write, so it is only ever used to prove an app unchanged (:mod:`agent.sync.noop`); a sync
+that writes or prunes reads the inventories afresh. Used by :mod:`agent.sync.cluster` and
+:mod:`agent.sync.appsync`.
 """
 
 from __future__ import annotations

@@ -1,2 +1,2 @@
-"""The long-running runtime: the fleet of per-cluster workers, their runner, rollout, leases, self-heal, status
-and metrics."""
+"""The fleet: one worker per cluster (each owning its :class:`agent.sync.cluster.ClusterSync`), their scheduling,
+retries and history, leases, rollout, reload, events and notifications, status and metrics."""

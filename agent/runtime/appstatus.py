@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent import apps, config
-from agent.runtime import appresults, drift, holds, selfheal, state, worker
+from agent.runtime import state, worker
+from agent.sync import appresults, drift, holds, selfheal
 from reconcilers import engine, errors, health, resources
 
 UNKNOWN_KINDS = (

@@ -9,7 +9,7 @@ short message and a type (``Normal`` or ``Warning``, as Kubernetes events). Prod
 - the cluster's health, judged after each sync and every few seconds from the live cache
   (:meth:`EventLog.health`): ``HealthDegraded`` when it turns Degraded, ``HealthRecovered`` when it is Healthy again;
 - self-heal: ``DriftCorrected`` per corrected object, ``Fighting`` when it stops correcting one;
-- drift of an app that does not self-heal (:mod:`agent.runtime.drift`): ``OutOfSync`` when its first object is
+- drift of an app that does not self-heal (:mod:`agent.sync.drift`): ``OutOfSync`` when its first object is
   changed or deleted live since its last sync (once until it is back in line);
 - each source: ``SourceFailed`` when a fetch fails after one that worked (or the first), ``SourceRecovered``,
   the message naming the source;

@@ -39,17 +39,13 @@ from agent import apps, config, threads
 from agent.runtime import (
     approllouts,
     commitstatus,
-    drift,
     events,
-    gate,
-    holds,
     leases,
     metrics,
     notify,
     retries,
     rollout,
     rollout_store,
-    runner,
     sourcing,
     state,
     status,
@@ -57,6 +53,8 @@ from agent.runtime import (
 )
 from agent.sources import registry
 from agent.sources.render import helm
+from agent.sync import cluster as cluster_sync
+from agent.sync import drift, gate, holds
 from reconcilers import engine, errors, resources
 
 log = logging.getLogger(__name__)
@@ -121,8 +119,8 @@ class Fleet:
         def retried(code: int) -> None:  # a request the API server asked to send again later
             self.metrics.retried(cluster.name, code)
 
-        def make_runner(guard: Any) -> runner.ClusterRunner:
-            return runner.ClusterRunner(
+        def make_runner(guard: Any) -> cluster_sync.ClusterSync:
+            return cluster_sync.ClusterSync(
                 cfg, cluster, watch=True, guard=guard, on_event=tell, on_retry=retried, gate=self.gate, book=self.book
             )
 

@@ -2,9 +2,9 @@
 an operator asks for (one app, or a cluster's); rollback (pin an app on one cluster to an earlier revision of its
 source; it keeps syncing at the pin until unpinned).
 
-Suspending writes a hold to each cluster concerned (:mod:`agent.runtime.holds`: kept there, so a restart, a
+Suspending writes a hold to each cluster concerned (:mod:`agent.sync.holds`: kept there, so a restart, a
 reload or another replica keeps it), records it in the fleet's :class:`holds.Book` at once (the write gate reads
-it: :class:`agent.runtime.gate.HoldRule`), emits ``Suspended``/``Resumed`` events (the audit trail) and triggers a
+it: :class:`agent.sync.gate.HoldRule`), emits ``Suspended``/``Resumed`` events (the audit trail) and triggers a
 sync of those clusters, so their status shows the hold (a suspended app's sync runs as a dry run: its drift is
 still shown). A pin is kept the same way (``Pinned``/``Unpinned`` events). Each cluster is written with its own
 connection, bounded by ``sync.requestTimeout``, the clusters one after the other with no lock held; a cluster that
@@ -18,7 +18,8 @@ import logging
 
 from agent import apps
 from agent.clusters import connection, kubeconfig
-from agent.runtime import events, fleet, gate, holds
+from agent.runtime import events, fleet
+from agent.sync import gate, holds
 from reconcilers import errors
 
 log = logging.getLogger(__name__)

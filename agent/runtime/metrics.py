@@ -11,7 +11,7 @@
 | ``gitops_agent_app_managed_objects`` | gauge | app, cluster | objects in the app's desired state on the cluster |
 | ``gitops_agent_app_sync_ok`` | gauge | app, cluster | 1 when the app's last sync on the cluster succeeded |
 | ``gitops_agent_app_drifted_objects`` | gauge | app, cluster | the app's objects that do not match git now (live
-  edits since the last sync, :mod:`agent.runtime.drift`; read at each scrape) |
+  edits since the last sync, :mod:`agent.sync.drift`; read at each scrape) |
 | ``gitops_agent_hook_runs_total`` | counter | app, cluster, phase, result | hook runs (Succeeded, Failed) |
 | ``gitops_agent_git_fetches_total`` | counter | result | source fetches by result (success, failure) |
 | ``gitops_agent_revision_info`` | gauge | sha, ref | 1 for the revision the source is at |

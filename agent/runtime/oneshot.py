@@ -1,5 +1,5 @@
 """One-shot syncs (``gitops-agent sync`` and ``diff``): fetch the sources once, reconcile the clusters once,
-concurrently, each with a fresh :class:`agent.runtime.runner.ClusterRunner` (no watches). Used by
+concurrently, each with a fresh :class:`agent.sync.cluster.ClusterSync` (no watches). Used by
 :mod:`agent.cli`.
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from concurrent import futures
 
 from agent import apps, config, threads
-from agent.runtime import gate, holds
-from agent.runtime.runner import ClusterRunner, ReconcileResult
 from agent.sources import registry
+from agent.sync import gate, holds
+from agent.sync.cluster import ClusterSync, ReconcileResult
 from reconcilers import errors, resources
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def sync_fleet(
 
         def one(cluster: config.ClusterConfig) -> ReconcileResult:
             book = holds.Book()  # read from the cluster as the sync starts: a suspended app is diffed, not written
-            runner = ClusterRunner(cfg, cluster, gate=gate.Gate([gate.HoldRule(book)]), book=book)
+            runner = ClusterSync(cfg, cluster, gate=gate.Gate([gate.HoldRule(book)]), book=book)
             try:
                 return runner.reconcile(
                     revisions,

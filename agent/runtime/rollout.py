@@ -3,7 +3,7 @@ that batch is Healthy.
 
 Each cluster has a *target* revision, the one its scheduled syncs apply; a cluster the rollout has not reached
 keeps its old target (or, before its first rollout step, gets no sync at all). A step sets a batch's targets to
-the new revision, syncs them and waits up to ``sync.timeout`` for health (see ``ClusterRunner.reconcile``). A
+the new revision, syncs them and waits up to ``sync.timeout`` for health (see ``ClusterSync.reconcile``). A
 batch that is not Healthy halts the rollout: its revision is marked failed for those clusters and, with
 ``rollback: auto``, each goes back to its last healthy revision. A failed revision is not tried again; a newer
 commit starts a new rollout from the first batch, and supersedes one in progress at the next batch boundary.

@@ -60,7 +60,7 @@ def result_json(
 
 def owners(r: engine.ReconcileResult) -> list[str]:
     """The app of each of ``r``'s entries, in order (``""`` for an orphan). A cluster's entries are its written
-    apps' (:func:`agent.runtime.appresults.aggregate`: an app the gate held ran as a dry run, its entries are in
+    apps' (:func:`agent.sync.appresults.aggregate`: an app the gate held ran as a dry run, its entries are in
     its own result only)."""
     found = [a.app for a in r.apps if not a.held for _ in a.entries] if r.apps else [r.app] * len(r.entries)
     return found + [""] * (len(r.entries) - len(found))

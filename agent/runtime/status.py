@@ -11,7 +11,8 @@ import threading
 from typing import Any, Protocol
 
 from agent import config
-from agent.runtime import appresults, approllouts, appstatus, events, holds, leases, rollout, state, worker
+from agent.runtime import approllouts, appstatus, events, leases, rollout, state, worker
+from agent.sync import appresults, holds
 from reconcilers import engine, health, resources
 
 EVENTS_IN_STATUS = 20

@@ -7,7 +7,7 @@ that wants a sync goes through the worker and never waits on another cluster:
 - :meth:`Worker.trigger` (schedule, API call, webhook or new revision, Lease gained, config reload): one sync
   as soon as the current one (if any) ends; triggers that arrive meanwhile coalesce into that one sync; one an
   operator asked for (``requested``, for the cluster or one app) makes that sync a ``requested`` one for the write
-  gate (:mod:`agent.runtime.gate`), the others are ``scheduled``;
+  gate (:mod:`agent.sync.gate`), the others are ``scheduled``;
 - :meth:`Worker.run_to` (a rollout step): a sync to a given revision with a health wait, its result returned to
   the caller;
 - the worker's own schedule: every ``sync.interval`` (10% jitter) after the last sync started, or after 1, 2,
@@ -39,7 +39,9 @@ from concurrent import futures
 from typing import Any, Protocol
 
 from agent import threads
-from agent.runtime import gate, history, retries, runner
+from agent.runtime import history, retries
+from agent.sync import cluster as cluster_sync
+from agent.sync import gate
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
 
@@ -107,7 +109,7 @@ class Worker:
         self,
         name: str,
         host: Host,
-        make_runner: Callable[[cancel_.Guard], runner.ClusterRunner],
+        make_runner: Callable[[cancel_.Guard], cluster_sync.ClusterSync],
         interval: float,
         *,
         guard: cancel_.Guard | None = None,
@@ -122,7 +124,7 @@ class Worker:
         self.errors = 0  # unexpected errors caught in the loop
         self._make_runner = make_runner
         self._guard = guard
-        self._runner: runner.ClusterRunner | None = None
+        self._runner: cluster_sync.ClusterSync | None = None
         self._active = active
         self._wanted: collections.Counter[str] = collections.Counter()
         self._requested: set[str] = set()  # apps an operator asked to sync ("*": every app of the cluster)
@@ -146,7 +148,7 @@ class Worker:
     def trigger(self, reason: str, *, requested: bool = False, app: str | None = None) -> None:
         """Sync as soon as possible (coalesced with other triggers until the sync starts). ``requested``: an
         operator asked (for ``app`` only, or every app of the cluster): the sync is a requested one for those apps
-        (:class:`agent.runtime.gate.SyncKind`)."""
+        (:class:`agent.sync.gate.SyncKind`)."""
         with self._cond:
             self._wanted[reason] += 1
             if requested:
@@ -223,7 +225,7 @@ class Worker:
             return self._active
 
     @property
-    def runner(self) -> runner.ClusterRunner | None:
+    def runner(self) -> cluster_sync.ClusterSync | None:
         """The current runner (None before the first sync or while paused)."""
         return self._runner
 

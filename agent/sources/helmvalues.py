@@ -6,7 +6,7 @@ A values file's path may name the cluster: ``${CLUSTER_NAME}`` and ``${CLUSTER_L
 the cluster's name and its label ``<key>`` (``values/${CLUSTER_NAME}.yaml``); a label the cluster lacks is an
 error naming the entry. A missing file is an error unless the entry says ``optional: true``. A SOPS-encrypted
 values file is decrypted when the app decrypts (what it reveals is masked like every decrypted value) and refused
-otherwise: ciphertext is never handed to Helm. Used by :mod:`agent.runtime.runner`.
+otherwise: ciphertext is never handed to Helm. Used by :mod:`agent.sync.cluster`.
 """
 
 from __future__ import annotations

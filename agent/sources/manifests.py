@@ -18,7 +18,7 @@ cluster gets no writes at all):
   ignore them);
 - a file an app names directly is read by the renderer of its name, else as YAML.
 
-Called by ``agent.runtime.runner``.
+Called by ``agent.sync.cluster``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ of their own). Every ``${NAME}`` in a string value (not in keys) is replaced by 
 in the config's ``variables`` (from an environment variable or a file); ``$${NAME}`` stands for a literal
 ``${NAME}``. A variable that is not declared, or whose source is unset, is an error naming the file, the document
 and the variable, and the cluster gets no writes. The values substituted are returned, so every place that
-shows data (logs, diffs, status) can mask them. Used by ``agent.runtime.runner``.
+shows data (logs, diffs, status) can mask them. Used by ``agent.sync.cluster``.
 """
 
 from __future__ import annotations

@@ -291,8 +291,8 @@ def test_a_proven_no_op_resync_skips_the_engine_and_any_doubt_takes_the_full_pat
     an inventory written by someone else, or a new commit sends it down the engine's full path, which sees the
     drift and corrects it."""
     from agent import config
-    from agent.runtime import runner as runner_
     from agent.sources import git as git_
+    from agent.sync import cluster as runner_
     from reconcilers import engine as engine_
     from reconcilers import resources
     from tests.conftest import live_object
@@ -314,7 +314,7 @@ def test_a_proven_no_op_resync_skips_the_engine_and_any_doubt_takes_the_full_pat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine_, "reconcile", counted)
-    r = runner_.ClusterRunner(cfg, cfg.clusters[0], watch=True)
+    r = runner_.ClusterSync(cfg, cfg.clusters[0], watch=True)
     try:
         with source.tree(revision) as tree:
             assert r.reconcile(revision, tree).ok

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import config
-from agent.runtime import runner
+from agent.sync import cluster as runner
 from reconcilers import errors, resources
 from tests.conftest import agent_writes, audit_offset
 
@@ -67,7 +67,7 @@ def target(tmp_path_factory: pytest.TempPathFactory, cluster_pool: Any) -> Any:
             "clusters": [{"name": "a", "kubeconfig": str(tc.kubeconfig), "namespace": "default", "paths": ["app"]}],
         }
     )
-    r = runner.ClusterRunner(cfg, cfg.clusters[0])
+    r = runner.ClusterSync(cfg, cfg.clusters[0])
     yield tc, root, r
     r.close()
 

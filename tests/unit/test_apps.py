@@ -13,8 +13,8 @@ import yaml
 
 from agent import apps, config
 from agent.api import webhooks
-from agent.runtime import ownership
 from agent.sources.render import plain
+from agent.sync import ownership
 from reconcilers import client, errors, resources
 
 CLUSTERS = [

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from agent import config
-from agent.runtime import appstatus, holds, state
+from agent.runtime import appstatus, state
+from agent.sync import holds
 from reconcilers import apply, engine, health, resources
 
 KEY = resources.ResourceKey("", "ConfigMap", "ns", "cm")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.clusters import cache
-from agent.runtime import selfheal
+from agent.sync import selfheal
 from reconcilers import diff, health, resources
 
 DEPLOYMENT = {

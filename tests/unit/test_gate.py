@@ -9,7 +9,7 @@ import datetime
 import pytest
 
 from agent import apps, config
-from agent.runtime import gate, holds
+from agent.sync import gate, holds
 
 K = gate.SyncKind
 UNIT = apps.Unit(name="web", source="default", path="web", inventory="app:web", namespace="ns", cluster="a")

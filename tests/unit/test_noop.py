@@ -1,4 +1,4 @@
-"""The one-pass proof of a cluster (agent.runtime.noop.cluster_proof and again): what it is kept for, and every
+"""The one-pass proof of a cluster (agent.sync.noop.cluster_proof and again): what it is kept for, and every
 input that sends the next sync back to the unit-by-unit path."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from agent import apps, config
-from agent.runtime import noop
+from agent.sync import noop
 from reconcilers import apply, engine, prune, resources
 
 REVISION = resources.Revision("a" * 40, "main")

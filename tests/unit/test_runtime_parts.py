@@ -220,7 +220,7 @@ def test_self_heal_forgets_objects_that_left_git() -> None:
     hash-suffixed ConfigMaps come and go)."""
     import datetime
 
-    from agent.runtime import selfheal
+    from agent.sync import selfheal
     from reconcilers import apply, engine, inventory, resources
 
     def desired(name: str) -> tuple[resources.ResourceKey, apply.Desired]:

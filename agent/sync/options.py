@@ -1,5 +1,5 @@
 """The engine's options for one unit on one cluster, from the config (:mod:`agent.config`): apply, prune, ignore
-rules, health and wave settings, and the User-Agent of the agent's requests. Used by :mod:`agent.runtime.runner`.
+rules, health and wave settings, and the User-Agent of the agent's requests. Used by :mod:`agent.sync.cluster`.
 """
 
 from __future__ import annotations

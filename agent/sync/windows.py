@@ -5,7 +5,7 @@ A window is open from each time its cron ``schedule`` fires (APScheduler's ``Cro
 for ``duration``. For an app the windows that cover it (its name and the cluster's name or labels) decide: an
 open deny window blocks it (deny wins over allow); with allow windows, it is blocked while none is open; with
 none, windows say nothing. A blocked app may still be synced by an operator when every window that blocks it
-says ``manualSync: true``. Used by :class:`agent.runtime.gate.WindowRule`.
+says ``manualSync: true``. Used by :class:`agent.sync.gate.WindowRule`.
 """
 
 from __future__ import annotations

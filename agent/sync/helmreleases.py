@@ -8,7 +8,7 @@ apply takes them over, the tracking annotation marks them), while Helm's release
 on each sync that runs the engine; a resync proven unchanged names the ones found then) so the app's result
 names each as ``kept``, with a message saying why. Deleting them is the user's decision
 (``helm uninstall`` would delete the adopted objects too; delete the Secrets alone). Used by
-:mod:`agent.runtime.appsync`.
+:mod:`agent.sync.appsync`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """An app's ``createNamespace`` (Argo CD's ``CreateNamespace=true`` sync option): its namespace made before its
-first object, when missing and not in git itself. Used by :mod:`agent.runtime.appsync`."""
+first object, when missing and not in git itself. Used by :mod:`agent.sync.appsync`."""
 
 from __future__ import annotations
 

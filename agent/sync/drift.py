@@ -3,7 +3,7 @@
 A sync's result says what it applied; a ``kubectl edit`` a minute later makes it untrue. Argo CD shows an app
 OutOfSync within seconds of a live edit whether or not it self-heals; this is that comparison. The live cache
 calls :meth:`DriftMonitor.notify` for every watch event. For an object of an app that does not self-heal (self-heal
-corrects its objects instead, :mod:`agent.runtime.selfheal`), the engine's cheap check
+corrects its objects instead, :mod:`agent.sync.selfheal`), the engine's cheap check
 (:func:`reconcilers.diff.quick_in_sync`: the owned fields' fingerprint against the inventory's) clears it at once.
 When that check fails the object is only in doubt (a controller may have taken a field over with the same value),
 so a worker thread waits :data:`DEBOUNCE` seconds to fold bursts and confirms it with the dry-run server-side
@@ -13,7 +13,7 @@ until an event shows the object back in line or the next sync takes the app's ob
 run finds unchanged gets its inventory entry from the live object, so its next events pass the cheap check.
 
 Nothing here writes. Read by the status (:mod:`agent.runtime.appstatus`) through :meth:`DriftMonitor.snapshot`.
-Used by :mod:`agent.runtime.runner`.
+Used by :mod:`agent.sync.cluster`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent.clusters import cache
-from agent.runtime import keyqueue
+from agent.sync import keyqueue
 from reconcilers import apply, client, diff, engine, errors, inventory, resources
 
 log = logging.getLogger(__name__)

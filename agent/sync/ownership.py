@@ -3,7 +3,7 @@
 An object a later unit also renders refuses that later unit (naming both apps and documents); the first keeps it.
 A unit whose objects leave its ``namespaces`` allow-list is refused too, before any write. Keys are taken as the
 engine will place them (a namespaced object without a namespace in the unit's namespace). Used by
-:mod:`agent.runtime.appsync`.
+:mod:`agent.sync.appsync`.
 """
 
 from __future__ import annotations

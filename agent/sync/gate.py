@@ -11,9 +11,9 @@ first refusal wins):
 - :class:`SelfHealRule`: a self-heal write needs the app's ``selfHeal``;
 - :class:`ManualRule`: an app with ``sync.auto: false`` (Argo CD's Application without ``automated``) is written
   only when an operator asks;
-- :class:`HoldRule`: an app, a cluster, or an app on one cluster suspended (:mod:`agent.runtime.holds`) gets no
+- :class:`HoldRule`: an app, a cluster, or an app on one cluster suspended (:mod:`agent.sync.holds`) gets no
   write of any kind (Flux's ``suspend``);
-- :class:`WindowRule`: sync windows (Argo CD's ``syncWindows``, :mod:`agent.runtime.windows`): outside an allow
+- :class:`WindowRule`: sync windows (Argo CD's ``syncWindows``, :mod:`agent.sync.windows`): outside an allow
   window or inside a deny window nothing is written, an operator's sync only where the window says
   ``manualSync: true``.
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from agent import apps, config
-from agent.runtime import holds, windows
+from agent.sync import holds, windows
 
 
 class SyncKind(enum.Enum):
@@ -119,7 +119,7 @@ class ManualRule:
 
 @dataclasses.dataclass(frozen=True)
 class HoldRule:
-    """Refuses every write to an app or cluster suspended in ``book`` (:class:`agent.runtime.holds.Book`)."""
+    """Refuses every write to an app or cluster suspended in ``book`` (:class:`agent.sync.holds.Book`)."""
 
     book: holds.Book
 

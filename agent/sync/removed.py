@@ -6,7 +6,7 @@ inventory key), so a later sync finds them: :func:`sync_removed` prunes their ob
 Kustomization's with ``prune: true``), under the prune budget counted against every object the cluster's
 inventories hold, and only when every current app loaded (an app that failed to load might desire them). An
 object another app desires now moved there: it is dropped from the old inventory, never deleted. With prune
-off, the objects are kept and the result says so. Used by :mod:`agent.runtime.appsync`.
+off, the objects are kept and the result says so. Used by :mod:`agent.sync.appsync`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent import apps, config
 from agent.clusters import connection
-from agent.runtime import gate
+from agent.sync import gate
 from reconcilers import apply, engine, errors, inventory, ordering, prune, resources
 from reconcilers import cancel as cancel_
 

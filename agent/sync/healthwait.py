@@ -2,7 +2,7 @@
 the synced objects' health every 0.25 s until all are Healthy, one is Degraded, the timeout passes (the worst state
 then, Progressing or Missing, is the answer) or the sync is cancelled; every :data:`PROGRESS_EVERY` seconds the
 objects not Healthy yet are logged on ``agent.progress`` (what ``sync --wait`` prints). Used by
-:mod:`agent.runtime.runner`.
+:mod:`agent.sync.cluster`.
 """
 
 from __future__ import annotations

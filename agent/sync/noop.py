@@ -21,7 +21,7 @@ A sync in which every unit of the cluster was proven this way, and nothing else 
 (:class:`Cluster`): the next sync with the very same inputs (units, config, revisions, trees, watched inventories,
 loaded manifests) proves the whole cluster in one pass (:func:`again`), checking every object as above and, per
 unit, only that it loads the same manifests list; its results are the last ones with a new time. Used by
-:mod:`agent.runtime.appsync`.
+:mod:`agent.sync.appsync`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ newest cache entry, and re-applies just that object (server-side apply, forced).
 Fights: an object corrected more than :data:`FIGHT_LIMIT` times within :data:`FIGHT_WINDOW` seconds is no
 longer corrected and is reported as Fighting, with the name of the other field manager (the most recent writer
 in its managedFields). A new desired body for it (a new commit) ends the fight. While a full reconcile runs,
-events are held and checked against its result. Used by ``agent.runtime.runner``.
+events are held and checked against its result. Used by ``agent.sync.cluster``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.clusters import cache
-from agent.runtime import keyqueue
+from agent.sync import keyqueue
 from reconcilers import apply, cancel, client, diff, engine, errors, inventory, resources
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Healer:
         self.cluster = cluster
         self.guard = guard
         self.refused = refused
-        """Why the write gate refuses a correction of a key now (:mod:`agent.runtime.gate`), or None."""
+        """Why the write gate refuses a correction of a key now (:mod:`agent.sync.gate`), or None."""
         self.client_for = client_for
         """The client a key's correction is written with: its app's identity (an app with a ``serviceAccount``
         impersonates it, as its syncs do), else ``kube``."""

@@ -1,6 +1,6 @@
 """A queue of object keys handled one by one on a worker thread of its own, bursts folded: after the first key of
 a burst it waits ``debounce`` seconds, takes every key queued meanwhile (each once) and hands them over in key
-order. Self-heal and the drift monitor each own one (:mod:`agent.runtime.selfheal`, :mod:`agent.runtime.drift`).
+order. Self-heal and the drift monitor each own one (:mod:`agent.sync.selfheal`, :mod:`agent.sync.drift`).
 """
 
 from __future__ import annotations

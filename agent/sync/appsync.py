@@ -17,8 +17,8 @@
    their selector) when ``sync.prune`` is on and every unit loaded; keep them (and say so) otherwise;
 5. scan for orphans once for the whole cluster.
 
-The cluster's result is the units' results together (:func:`agent.runtime.appresults.aggregate`). Called by
-:mod:`agent.runtime.runner`.
+The cluster's result is the units' results together (:func:`agent.sync.appresults.aggregate`). Called by
+:mod:`agent.sync.cluster`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from concurrent import futures
 
 from agent import apps, config, threads
 from agent.clusters import cache, connection
-from agent.runtime import gate, helmreleases, namespaces, noop, ownership, removed
+from agent.sync import gate, helmreleases, namespaces, noop, ownership, removed
 from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
 
@@ -79,7 +79,7 @@ class Context:
     """The cluster's inventory ConfigMaps by key as a watch holds them, None while it is not current
     (:meth:`agent.clusters.inventories.InventoryWatch.snapshot`); None: no watch (every sync LISTs them)."""
     admit: Callable[[apps.Unit], gate.Decision] = lambda u: gate.ALLOWED
-    """The write gate's answer for a unit in this sync (:mod:`agent.runtime.gate`): a refused unit runs as a dry
+    """The write gate's answer for a unit in this sync (:mod:`agent.sync.gate`): a refused unit runs as a dry
     run, its result ``held`` with the reason."""
 
 

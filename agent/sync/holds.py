@@ -11,7 +11,7 @@ apps at once through two replicas never overwrite each other, and resuming is ap
 (the key goes, nothing else does).
 
 The :class:`Book` is the agent's copy, read again at the start of every sync of the cluster (one GET) and updated
-at once by the suspend and resume this replica serves; :class:`agent.runtime.gate.HoldRule` reads it.
+at once by the suspend and resume this replica serves; :class:`agent.sync.gate.HoldRule` reads it.
 """
 
 from __future__ import annotations

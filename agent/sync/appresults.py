@@ -1,4 +1,4 @@
-"""A cluster's result from its apps' results (:mod:`agent.runtime.appsync` makes them, :mod:`agent.runtime.runner`
+"""A cluster's result from its apps' results (:mod:`agent.sync.appsync` makes them, :mod:`agent.sync.cluster`
 puts them together here)."""
 
 from __future__ import annotations

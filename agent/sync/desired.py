@@ -1,0 +1,158 @@
+"""The desired state of one app on one cluster: rendered, decrypted, substituted, and masked in every output.
+
+:class:`DesiredState` turns a unit (:mod:`agent.apps`) and its sources' trees into manifests: the renderers
+(:mod:`agent.sources.render`; a chart with its values, :mod:`agent.sources.helmvalues`; jsonnet with its ext vars
+and TLAs), then SOPS decryption (:mod:`agent.sources.sops`) and ``${VAR}`` substitution
+(:mod:`agent.sources.substitute`), steps after rendering. Every value decrypted, substituted or read from the
+environment for jsonnet is remembered as a secret and replaced by ``***`` in any text that leaves the sync
+(:meth:`DesiredState.mask`, :meth:`DesiredState.masked`). Loads are remembered by what they depend on (see
+:meth:`DesiredState.load`). Owned by one :class:`agent.sync.cluster.ClusterSync`; :meth:`load` may be called from
+the sync's app threads at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import threading
+from collections.abc import Callable, Mapping
+
+from agent import apps, config
+from agent.sources import helmvalues, manifests, sops, substitute, tools
+from agent.sources.render import helm, jsonnet
+from reconcilers import engine, resources
+
+
+class DesiredState:
+    """Loads units' manifests for one cluster. ``facts()``: the cluster's version and API versions for Helm's
+    ``.Capabilities`` (raises ClusterError); ``discovery()``: the connection's discovery generation, None before
+    it connected (nothing is remembered then)."""
+
+    def __init__(
+        self,
+        cfg: config.AgentConfig,
+        facts: Callable[[], tuple[str, tuple[str, ...]]],
+        discovery: Callable[[], int | None],
+    ) -> None:
+        self.cfg = cfg
+        self._facts = facts
+        self._discovery = discovery
+        self.secrets: set[str] = set()
+        self._sops: sops.Decryptor | None = None
+        # app -> (the unit, the inputs it was loaded from, its manifests)
+        self._loads: dict[str, tuple[apps.Unit, tuple[object, ...], list[resources.Manifest]]] = {}
+        self._lock = threading.Lock()  # _loads and secrets (app threads load at once)
+
+    def load(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
+        """``unit``'s manifests from its source's tree in ``trees``: rendered (a chart with its values, see
+        :mod:`agent.sources.helmvalues`), decrypted (when the unit decrypts) and substituted (when it
+        substitutes). Raises ConfigError and SourceError naming the file.
+
+        A unit loaded before from the same trees (each a snapshot of one revision, never changed), as the same
+        unit object (the units are worked out once per config) and with the same discovery (a chart's
+        ``.Capabilities``) or jsonnet environment, is not read again: its last manifests list is returned (a
+        resync touches no file; every syscall would hand the interpreter lock to the other clusters' workers and
+        wait to get it back). A unit that substitutes variables (read from env and files each sync) is always
+        loaded."""
+        key = self._key(unit, trees)
+        with self._lock:
+            hit = self._loads.get(unit.name)
+        if key is not None and hit is not None and hit[0] is unit and hit[1] == key:
+            return hit[2]
+        desired = self._load_now(unit, trees)
+        if key is not None:
+            with self._lock:
+                self._loads[unit.name] = (unit, key, desired)
+        return desired
+
+    def forget_except(self, placed: set[str]) -> None:
+        """Forget the loads of apps no longer placed on the cluster (names not in ``placed``)."""
+        with self._lock:
+            if self._loads.keys() - placed:
+                self._loads = {n: v for n, v in self._loads.items() if n in placed}
+
+    def _key(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> tuple[object, ...] | None:
+        discovery = self._discovery()
+        if unit.substitute or discovery is None:
+            return None
+        if unit.jsonnet is not None:  # the environment variables its values read
+            return trees.get(unit.source), jsonnet.environment(unit.jsonnet, os.environ)
+        if unit.helm is None:
+            return trees.get(unit.source), discovery
+        sources = (unit.source, *(f.source or unit.source for f in unit.helm.values_from))
+        return (*(trees.get(s) for s in sources), discovery)
+
+    def _load_now(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
+        decryptor = self._decryptor() if unit.decrypt else None
+        chart = None
+        if unit.helm is not None:
+            found = helmvalues.values(
+                unit.helm,
+                app=unit.name,
+                source=unit.source,
+                cluster=unit.cluster,
+                labels=unit.labels,
+                trees=trees,
+                decrypt=decryptor,
+                base=unit.values_base,
+            )
+            chart = helm.Options(
+                unit.helm.release_name or unit.name, tuple(found), unit.helm.skip_crds, unit.helm.skip_tests
+            )
+        inputs = None
+        if unit.jsonnet is not None:
+            inputs, revealed = jsonnet.inputs(unit.jsonnet, unit.path, os.environ)
+            self._reveal(revealed)
+        tree = trees[unit.source]
+        desired = manifests.load_paths(
+            tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart,
+            release=None if unit.from_paths else unit.name,
+            limits=tools.Limits(unit.render_timeout, self.cfg.render.memory_limit), jsonnet=inputs,
+        )  # fmt: skip
+        if decryptor is not None:
+            self._reveal(decryptor.revealed)
+        if unit.substitute:
+            desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
+            self._reveal(used)
+        return desired
+
+    def _reveal(self, values: set[str] | frozenset[str]) -> None:
+        with self._lock:
+            self.secrets = self.secrets | values  # a new set: mask() may be iterating the old one
+
+    def _decryptor(self) -> sops.Decryptor:
+        """The agent's SOPS decryptor; what it decrypts is masked like substituted values. Raises ConfigError when
+        a key cannot be read."""
+        with self._lock:
+            if self._sops is None:
+                keys = self.cfg.decryption.sops.age_keys if self.cfg.decryption.sops else ()
+                self._sops = sops.Decryptor(k.value(f"decryption.sops.ageKeys[{i}]") for i, k in enumerate(keys))
+            return self._sops
+
+    def mask(self, text: str) -> str:
+        """``text`` with every value substituted, decrypted or revealed to jsonnet replaced by ``***``."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def masked(self, result: engine.ReconcileResult) -> engine.ReconcileResult:
+        """``result`` with every message, diff, error and hook message masked (:meth:`mask`)."""
+        if not self.secrets:
+            return result
+        entries = tuple(
+            dataclasses.replace(
+                e,
+                message=self.mask(e.message),
+                diff=dataclasses.replace(e.diff, unified=self.mask(e.diff.unified)) if e.diff else None,
+            )
+            for e in result.entries
+        )
+        return dataclasses.replace(
+            result,
+            entries=entries,
+            error=self.mask(result.error) if result.error else None,
+            health_message=self.mask(result.health_message),
+            hooks=tuple(dataclasses.replace(h, message=self.mask(h.message)) for h in result.hooks),
+        )
