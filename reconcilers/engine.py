@@ -18,7 +18,8 @@
    when it changed). Hooks are never in an inventory.
 
 Partial results come back with the error: a cluster that stops answering mid-sync yields the entries so far.
-Called by ``agent.runtime.runner``.
+This module is also the engine's facade: everything callers outside ``reconcilers`` use is named here (see the
+facade section below). Called by :mod:`agent.sync.appsync`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import enum
 import time
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent import futures
 
 from reconcilers import (
     apply,
     client,
+    diff,
     errors,
-    health,
     hookrun,
     hooks,
     ignore,
@@ -45,167 +45,73 @@ from reconcilers import (
     phases,
     prune,
     resources,
+    results,
+    verdict,
 )
 from reconcilers import cancel as cancel_
 
+# -- The facade. Callers outside ``reconcilers`` (the agent's sync wing, runtime, CLI and API) import this module and
+# the shared vocabulary (resources, errors, cancel, client, health) only: an import-linter contract in
+# pyproject.toml. What they need of the steps below the engine is named here.
 
-class ErrorKind(enum.Enum):
-    """Why a reconcile did not run to its end: ``config`` and ``source`` errors write nothing; ``cluster`` errors
-    (unreachable, refused credentials) may leave a partial sync; ``prune`` is a prune refused for safety (the
-    apply went through); ``cancelled``: stopped before a write (Lease lost, cluster removed, shutdown), what was
-    written stays and the inventory already names it; ``internal`` is a bug; ``waiting``: an app did not sync
-    because an app it depends on is not Synced and Healthy yet (nothing written); ``apps``: a cluster's result
-    when some of its apps failed (each app's own result says how; the others went on); ``hook``: a hook failed
-    (SyncFail hooks ran); ``wave``: a wave did not become Healthy within ``sync.waveTimeout``."""
+# results and options (reconcilers.results)
+ErrorKind = results.ErrorKind
+failure = results.failure
+ReconcileOptions = results.ReconcileOptions
+ReconcileResult = results.ReconcileResult
+Healths = results.Healths
 
-    CONFIG = "config"
-    SOURCE = "source"
-    CLUSTER = "cluster"
-    PRUNE = "prune"
-    CANCELLED = "cancelled"
-    INTERNAL = "internal"
-    WAITING = "waiting"
-    APPS = "apps"
-    HOOK = "hook"
-    WAVE = "wave"
+# the vocabulary of a sync: actions, entries, desired objects, options, plans and hook runs, inventory records
+Action = apply.Action
+ChangeSetEntry = apply.ChangeSetEntry
+Desired = apply.Desired
+Comparison = apply.Comparison
+ApplyOptions = apply.ApplyOptions
+PruneOptions = prune.PruneOptions
+IgnoreRule = ignore.IgnoreRule
+Plan = ordering.Plan
+HookRun = hookrun.HookRun
+Marks = hooks.Marks
+Tracking = inventory.Tracking
+InventoryEntry = inventory.Entry
+InventoryStore = inventory.Store
+TRACKING_ANNOTATION = inventory.TRACKING_ANNOTATION
 
+# single-object steps: self-heal's correction, drift's dry run, the cheap in-sync check and its fingerprint
+apply_one = apply.apply_one
+compare_one = apply.compare_one
+quick_in_sync = diff.quick_in_sync
+owned_hash = diff.owned_hash
+pointer_text = ignore.pointer_text
+hook_marks = hooks.marks
 
-def failure(e: errors.GitOpsError, cluster: str) -> tuple[ErrorKind, str]:
-    """The one mapping of an error that ends a sync (or an app's) to its :class:`ErrorKind` and status message:
-    ``cancelled: <why>``, a config or source error as it is, a cluster error prefixed ``cluster <name>:``; any
-    other :class:`errors.GitOpsError` is ``internal``. The caller masks secrets in the message."""
-    if isinstance(e, errors.CancelledError):
-        return ErrorKind.CANCELLED, f"cancelled: {e}"
-    if isinstance(e, errors.ConfigError):
-        return ErrorKind.CONFIG, str(e)
-    if isinstance(e, errors.SourceError):
-        return ErrorKind.SOURCE, str(e)
-    if isinstance(e, errors.ClusterError):
-        return ErrorKind.CLUSTER, f"cluster {cluster}: {e}"
-    return ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}"
+# prune beyond one app's reconcile: the orphan scan across apps, the order objects are deleted in
+orphans = prune.orphans
+prune_order = ordering.prune_order
 
-
-@dataclasses.dataclass(frozen=True)
-class ReconcileOptions:
-    """Options of one reconcile.
-
-    ``apply`` (see :class:`apply.ApplyOptions`); ``prune`` (see :class:`prune.PruneOptions`); ``ignore``: the
-    configured ignore rules (HPA targets are added); ``default_namespace`` for namespaced objects that name none;
-    ``timeout`` (seconds) for waits such as CRDs becoming Established; ``instance`` names this agent in tracking
-    labels; ``paths`` are the inventory keys of this sync (one inventory each: a ``paths`` entry or ``app:<name>``);
-    ``inventory_namespace`` holds them; ``protected``: objects other apps on the cluster desire now: never pruned
-    here, and dropped from this sync's inventories (they moved to another app); ``scan_orphans``: report orphans
-    (off when the caller scans once for all its apps); ``rules``: health rules for wave gates and hooks;
-    ``wave_timeout``: seconds a wave may take to become Healthy, and a hook to complete; ``hooks_on_noop``: run
-    hooks on a sync that changes nothing too (default False).
-    """
-
-    apply: apply.ApplyOptions = dataclasses.field(default_factory=apply.ApplyOptions)
-    prune: prune.PruneOptions = dataclasses.field(default_factory=prune.PruneOptions)
-    ignore: tuple[ignore.IgnoreRule, ...] = ()
-    default_namespace: str = "default"
-    timeout: float = 300.0
-    instance: str = "gitops-agent"
-    paths: tuple[str, ...] = ()
-    inventory_namespace: str = "gitops-agent"
-    protected: Container[resources.ResourceKey] = frozenset()
-    scan_orphans: bool = True
-    rules: health.Rules = health.BUILT_IN
-    wave_timeout: float = 300.0
-    hooks_on_noop: bool = False
+# the no-op verdict on a result this engine made (reconcilers.verdict)
+replayable = verdict.replayable
+inventory_matches = verdict.inventory_matches
+in_sync = verdict.in_sync
+unchanged_entries = verdict.unchanged_entries
 
 
-Healths = Mapping[resources.ResourceKey, health.HealthStatus]
-"""Each object's health when a sync waited for it (in the result's body, ``health`` names the field)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ReconcileResult:
-    """The outcome of one reconcile of one cluster.
-
-    ``entries`` has one :class:`apply.ChangeSetEntry` per desired object (and per pruned one); ``error`` and
-    ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end);
-    ``started`` is UTC, ``duration`` in seconds. ``desired`` and ``inventory`` are what self-heal needs: the
-    objects as applied and their inventory entries. ``health`` is set when the sync waited for health (the
-    worst object's state when the wait ended, with ``health_message`` saying which object and why, and ``healths``
-    each object's). ``app`` names
-    the app of a one-app result; a cluster's result made of apps lists them in ``apps`` (its entries, desired and
-    inventory are theirs together). ``known``: every object this sync had reason to know (desired, inventoried,
-    pruned), for an orphan scan across apps. ``hooks``: the hook runs of this sync, in run order; ``plan``: the
-    steps of the sync (phases, waves, hooks), for ``diff`` and ``sync --dry-run``. ``held``: why this app's
-    changes were not applied (the write gate refused: suspended, manual sync); the app's sync then ran as a dry
-    run, its entries saying what a sync would change.
-    """
-
-    cluster: str
-    revision: resources.Revision | None
-    entries: tuple[apply.ChangeSetEntry, ...]
-    started: datetime.datetime
-    duration: float
-    dry_run: bool = False
-    error: str | None = None
-    error_kind: ErrorKind | None = None
-    desired: Mapping[resources.ResourceKey, apply.Desired] = dataclasses.field(default_factory=dict, repr=False)
-    inventory: Mapping[resources.ResourceKey, inventory.Entry] = dataclasses.field(default_factory=dict, repr=False)
-    health: health.Health | None = None
-    health_message: str = ""
-    healths: Healths = dataclasses.field(default_factory=dict, repr=False)
-    app: str = ""
-    apps: tuple[ReconcileResult, ...] = dataclasses.field(default=(), repr=False)
-    known: frozenset[resources.ResourceKey] = dataclasses.field(default=frozenset(), repr=False)
-    hooks: tuple[hookrun.HookRun, ...] = ()
-    plan: ordering.Plan | None = dataclasses.field(default=None, repr=False)
-    held: str = ""
-
-    def again(self, **changes: object) -> ReconcileResult:
-        """A copy with ``changes`` (field name -> new value), as ``dataclasses.replace`` makes it but without
-        running ``__init__`` again (a frozen dataclass's sets each of its fields through ``object.__setattr__``;
-        a no-op resync copies one result per app). Raises TypeError for a name that is not a field."""
-        if not changes.keys() <= _RESULT_FIELDS:  # no set made on the way (this is per app and sync)
-            unknown = changes.keys() - _RESULT_FIELDS
-            raise TypeError(f"ReconcileResult has no field {', '.join(sorted(unknown))}")
-        new = object.__new__(ReconcileResult)
-        state = new.__dict__
-        state.update(self.__dict__)
-        if "entries" in changes and changes["entries"] is not self.entries:
-            state.pop("_counted", None)  # counted again for the new entries (kept for the same ones)
-        state.update(changes)
-        return new
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Objects per action (see :func:`apply.counts`); a new dict each time."""
-        return dict(self._counts)
-
-    @property
-    def _counts(self) -> dict[str, int]:
-        # Counted once: the status API reads the counts of every cluster on every poll (10,000 entries each).
-        # Kept by hand, not with functools.cached_property: on Python 3.11 that takes one lock shared by every
-        # instance, and the workers of all clusters would queue on it.
-        found: dict[str, int] | None = self.__dict__.get("_counted")
-        if found is None:
-            found = apply.counts(self.entries)
-            object.__setattr__(self, "_counted", found)
-        return found
-
-    @property
-    def failed(self) -> list[apply.ChangeSetEntry]:
-        """Entries that failed."""
-        return [e for e in self.entries if e.action is apply.Action.FAILED]
-
-    @property
-    def requires_pruning(self) -> int:
-        """Objects removed from git that are still live and ours because prune is off (``requires-pruning``)."""
-        return self._counts["requires-pruning"]
-
-    @property
-    def ok(self) -> bool:
-        """True when the reconcile ran to its end and no object failed or was skipped."""
-        c = self._counts
-        return self.error is None and c["failed"] == 0 and c["skipped"] == 0
-
-
-_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(ReconcileResult))
+def prune_keys(
+    kube: client.KubeClient,
+    keys: Sequence[resources.ResourceKey],
+    owner: str,
+    tracking: inventory.Tracking,
+    options: prune.PruneOptions,
+    *,
+    dry_run: bool,
+    cancel: cancel_.Token | None = None,
+) -> tuple[list[apply.ChangeSetEntry], set[resources.ResourceKey]]:
+    """Delete ``keys`` (in the order given; see :func:`prune_order`) as a reconcile's prune does, each only while
+    it is still ours (:func:`reconcilers.prune.execute`: tracking checked, ``Prune=false`` and
+    ``Delete=false`` honoured); ``owner`` names the app in the entries. Returns one entry per key and the keys that
+    stay ours (kept). Raises ClusterError and CancelledError (``cancel``) as the prune does."""
+    plan = prune.Plan([(k, owner) for k in keys], {}, None)
+    return prune.execute(kube, plan, tracking, options, dry_run=dry_run, cancel=cancel)
 
 
 def reconcile(

@@ -17,7 +17,7 @@ from agent import config, config_types
 from agent.cli import output
 from agent.runtime import oneshot, state
 from agent.sources import registry
-from reconcilers import apply, engine, errors, health, ignore
+from reconcilers import engine, errors, health
 
 _STYLE = {
     "created": "green",
@@ -33,12 +33,12 @@ _STYLE = {
 }
 
 CHANGES = (
-    apply.Action.CREATED,
-    apply.Action.CONFIGURED,
-    apply.Action.RECREATED,
-    apply.Action.PRUNED,
-    apply.Action.REQUIRES_PRUNING,
-    apply.Action.ORPHANED,
+    engine.Action.CREATED,
+    engine.Action.CONFIGURED,
+    engine.Action.RECREATED,
+    engine.Action.PRUNED,
+    engine.Action.REQUIRES_PRUNING,
+    engine.Action.ORPHANED,
 )
 """What ``diff`` counts as a difference between git and the cluster."""
 
@@ -163,9 +163,9 @@ def _print(results: Sequence[engine.ReconcileResult]) -> None:
         out.print(f"{healthy}/{len(waited)} apps Healthy", style="bold" if healthy == len(waited) else "bold red")
 
 
-def _message(e: apply.ChangeSetEntry) -> str:
+def _message(e: engine.ChangeSetEntry) -> str:
     text = e.message
-    if e.diff is not None and e.diff.paths and e.action is apply.Action.CONFIGURED:
+    if e.diff is not None and e.diff.paths and e.action is engine.Action.CONFIGURED:
         text = (text + "; " if text else "") + "changed " + ", ".join(e.diff.paths)
     return rich.markup.escape(text)
 
@@ -190,7 +190,7 @@ def diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revi
             out.print(f"[bold red]failed[/] {rich.markup.escape(f'{e.key} ({e.origin}): {e.message}')}")
         for key, d in sorted(r.desired.items(), key=lambda kd: str(kd[0])):
             if d.pointers:  # ignore rules (configured, an HPA's replicas, an aggregated ClusterRole's rules)
-                shown = ", ".join(ignore.pointer_text(p) for p in d.pointers)
+                shown = ", ".join(engine.pointer_text(p) for p in d.pointers)
                 out.print(rich.markup.escape(f"ignored {key}: {shown} (not compared, not applied over)"), style="dim")
         print_plan(out, r)
         if r.error:

@@ -16,7 +16,7 @@ import logging
 import threading
 
 from agent.clusters import connection, listwatch
-from reconcilers import errors, inventory, resources
+from reconcilers import engine, errors, resources
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class InventoryWatch(listwatch.ListWatch):
     RELIST_AFTER_ERROR = True  # after an error the held ConfigMaps may be stale: no snapshot until a new LIST
 
     def __init__(self, kube: connection.KubeCluster, instance: str, namespace: str) -> None:
-        selector = inventory.Tracking(instance, "").inventory_selector
+        selector = engine.Tracking(instance, "").inventory_selector
         super().__init__(
             kube, "", "ConfigMap", selector, watch=True, metadata_only=False, stop=threading.Event(),
             name=f"inventories-{kube.name}", namespace=namespace,

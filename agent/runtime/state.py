@@ -11,7 +11,7 @@ import datetime
 import threading
 from typing import Any
 
-from reconcilers import apply, engine, hookrun, ordering, resources
+from reconcilers import engine, resources
 
 HISTORY = 10
 """Reconciles kept per cluster: the last one whole (its per-object entries), the ones before it as the summaries
@@ -66,7 +66,7 @@ def owners(r: engine.ReconcileResult) -> list[str]:
     return found + [""] * (len(r.entries) - len(found))
 
 
-def _entry_json(e: apply.ChangeSetEntry, app: str) -> dict[str, Any]:
+def _entry_json(e: engine.ChangeSetEntry, app: str) -> dict[str, Any]:
     return {
         "group": e.key.group,
         "kind": e.key.kind,
@@ -80,12 +80,12 @@ def _entry_json(e: apply.ChangeSetEntry, app: str) -> dict[str, Any]:
     }
 
 
-def phased(plan: ordering.Plan) -> bool:
+def phased(plan: engine.Plan) -> bool:
     """True when ``plan`` has hooks or more than one step (worth showing)."""
     return len(plan.steps) > 1 or bool(plan.on_fail) or any(s.hooks for s in plan.steps)
 
 
-def plan_json(plan: ordering.Plan) -> list[dict[str, Any]]:
+def plan_json(plan: engine.Plan) -> list[dict[str, Any]]:
     """The steps of a sync: ``[{"phase": "PreSync", "wave": 0, "objects": 0, "hooks": ["Job ns/migrate-"]}, ...]``
     (SyncFail steps last, run only when the sync fails)."""
     return [
@@ -109,7 +109,7 @@ class AgentState:
         }
         self._last: dict[str, engine.ReconcileResult] = {}
         self._summaries: dict[str, dict[str, Any]] = {}  # cluster -> result_json(its last result, objects=False)
-        self._hook_runs: dict[tuple[str, str], tuple[resources.Revision | None, tuple[hookrun.HookRun, ...]]] = {}
+        self._hook_runs: dict[tuple[str, str], tuple[resources.Revision | None, tuple[engine.HookRun, ...]]] = {}
         self._sources: dict[str, SourceState] = {n: SourceState() for n in source_names or ["default"]}
         self.config_error: str | None = None
         self.config_loaded = datetime.datetime.now(datetime.UTC)

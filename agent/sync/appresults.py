@@ -8,14 +8,14 @@ import itertools
 import time
 from collections.abc import Sequence
 
-from reconcilers import apply, engine, health, resources
+from reconcilers import engine, health, resources
 
 
 def aggregate(
     cluster: str,
     revision: resources.Revision | None,
     results: Sequence[engine.ReconcileResult],
-    orphaned: Sequence[apply.ChangeSetEntry],
+    orphaned: Sequence[engine.ChangeSetEntry],
     started: float,
     previous: engine.ReconcileResult | None = None,
 ) -> engine.ReconcileResult:

@@ -35,8 +35,8 @@ from concurrent import futures
 from agent import apps, config, threads
 from agent.clusters import cache, connection
 from agent.sync import gate, helmreleases, namespaces, noop, ownership, removed
-from reconcilers import apply, engine, errors, health, inventory, prune, resources
 from reconcilers import cancel as cancel_
+from reconcilers import engine, errors, health, resources
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Context:
     dry_run: bool
     wait: bool | None
     watch: bool
-    prune: prune.PruneOptions
+    prune: engine.PruneOptions
     """The top-level prune settings (``sync.prune`` and the sync's flags): for removed apps and orphans."""
     previous: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """App -> the revision (sha) its last successful sync applied on this cluster: such an app resyncs inline."""
@@ -91,7 +91,7 @@ def sync_units(
     token: cancel_.Token,
     *,
     only: str | None = None,
-) -> tuple[list[engine.ReconcileResult], list[apply.ChangeSetEntry]]:
+) -> tuple[list[engine.ReconcileResult], list[engine.ChangeSetEntry]]:
     """Sync ``units`` (every unit of the cluster, dependencies first) at ``revisions`` (source name -> revision)
     from ``trees`` (source name -> checkout); with ``only``, just the unit of that name (the others are loaded
     for the object claims, not synced; its dependencies are not waited for). Returns one result per synced unit
@@ -137,7 +137,7 @@ def sync_units(
     results = _run(ctx, selected, loaded, claims, revisions, failed, token, only is not None, stored, fresh)
     if ctx.watch:
         ctx.live.ensure(kinds, watch=True)  # kinds whose CRDs this sync created are served now
-    orphaned: list[apply.ChangeSetEntry] = []
+    orphaned: list[engine.ChangeSetEntry] = []
     if only is None and token.reason is None:  # a cancelled sync ends here: no prune of removed apps, no scan
         complete = len(loaded) == len(units)
         prune_options = ctx.prune
@@ -148,8 +148,8 @@ def sync_units(
             )  # fmt: skip
         if all(r.ok for r in results):
             known = {k for r in results for k in r.known} | set(claims)
-            tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
-            orphaned = prune.orphans(
+            tracking = engine.Tracking(ctx.cfg.instance, ctx.cluster.name)
+            orphaned = engine.orphans(
                 ctx.kube, ctx.live, known, tracking, prune_options, dry_run=_orphans_dry(ctx), cancel=token
             )
             if stored is not None and not fresh and len(results) == len(units) and not any(r.held for r in results):
@@ -166,7 +166,7 @@ def _again(
     revisions: Mapping[str, resources.Revision],
     trees: Mapping[str, pathlib.Path],
     token: cancel_.Token,
-) -> tuple[list[engine.ReconcileResult], list[apply.ChangeSetEntry]] | None:
+) -> tuple[list[engine.ReconcileResult], list[engine.ChangeSetEntry]] | None:
     """The sync of a cluster proven as its last sync left it (:func:`noop.again`), in one pass: its units'
     results and the orphans found; None when it is not (the caller syncs unit by unit). The API server must
     answer (:meth:`connection.KubeCluster.ping`), as for any sync proven from the watches."""
@@ -179,8 +179,8 @@ def _again(
     ctx.kube.ping()
     if token.reason is not None:
         return found, []
-    tracking = inventory.Tracking(ctx.cfg.instance, ctx.cluster.name)
-    return found, prune.orphans(
+    tracking = engine.Tracking(ctx.cfg.instance, ctx.cluster.name)
+    return found, engine.orphans(
         ctx.kube, ctx.live, proof.known, tracking, ctx.prune, dry_run=_orphans_dry(ctx), cancel=token
     )
 

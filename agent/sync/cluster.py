@@ -28,8 +28,8 @@ from agent.sync import drift as drift_
 from agent.sync import gate as gate_
 from agent.sync import options as options_
 from agent.sync import session as session_
-from reconcilers import apply, client, engine, errors, health, inventory, resources
 from reconcilers import cancel as cancel_
+from reconcilers import client, engine, errors, health, resources
 
 log = logging.getLogger(__name__)
 
@@ -375,8 +375,8 @@ def _healed_part(result: ReconcileResult | None, units: Sequence[apps.Unit], hea
     kept = [r for r in result.apps if r.app in heals]
     if len(kept) == len(result.apps):
         return result  # every app self-heals: the cluster's own maps
-    desired_: dict[resources.ResourceKey, apply.Desired] = {}
-    held: dict[resources.ResourceKey, inventory.Entry] = {}
+    desired_: dict[resources.ResourceKey, engine.Desired] = {}
+    held: dict[resources.ResourceKey, engine.InventoryEntry] = {}
     for r in kept:
         desired_.update(r.desired)
         held.update(r.inventory)

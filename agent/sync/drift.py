@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent.clusters import cache
 from agent.sync import keyqueue
-from reconcilers import apply, client, diff, engine, errors, inventory, resources
+from reconcilers import client, engine, errors, resources
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class DriftMonitor:
     :meth:`start`, ended by :meth:`stop`, both by the runner that owns it."""
 
     def __init__(
-        self, cluster: str, kube: Client, options: apply.ApplyOptions, on_event: OnEvent | None = None
+        self, cluster: str, kube: Client, options: engine.ApplyOptions, on_event: OnEvent | None = None
     ) -> None:
         self.cluster = cluster
         self.on_event = on_event
@@ -81,8 +81,8 @@ class DriftMonitor:
         self.live: cache.LiveCache | None = None
         self.confirmed = 0
         """Dry runs sent (objects whose cheap check failed)."""
-        self._desired: dict[resources.ResourceKey, apply.Desired] = {}
-        self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
+        self._desired: dict[resources.ResourceKey, engine.Desired] = {}
+        self._entries: dict[resources.ResourceKey, engine.InventoryEntry] = {}
         self._owner: dict[resources.ResourceKey, tuple[str, str | None]] = {}  # key -> (app, user)
         self._taken: dict[str, tuple[object, object]] = {}  # app -> the (desired, inventory) maps last taken (held)
         self._drifted: dict[resources.ResourceKey, Drifted] = {}
@@ -192,7 +192,7 @@ class DriftMonitor:
     def _in_sync(self, key: resources.ResourceKey, obj: resources.Body | None) -> bool:
         d = self._desired[key]
         fm = self.options.field_manager
-        return diff.quick_in_sync(obj, self._entries.get(key), d.hash, fm, d.pointers)
+        return engine.quick_in_sync(obj, self._entries.get(key), d.hash, fm, d.pointers)
 
     def _confirm(self, key: resources.ResourceKey) -> None:
         """Compare ``key`` with git by a dry run when the cheap check still fails on the newest cache entry."""
@@ -206,18 +206,18 @@ class DriftMonitor:
             app, user = self._owner[key]
             self.confirmed += 1
         try:
-            found = apply.compare_one(self.kube(user), d, self.options)
+            found = engine.compare_one(self.kube(user), d, self.options)
         except errors.CancelledError as e:  # fenced: this replica does not hold the cluster now; its holder judges
             log.info("cluster %s: drift of %s not checked: %s", self.cluster, key, e)
             return
         except errors.ClusterError as e:
             log.warning("cluster %s: drift of %s not checked: %s", self.cluster, key, e)
-            found = apply.Comparison(apply.Action.FAILED, error=f"not compared: {e}")
+            found = engine.Comparison(engine.Action.FAILED, error=f"not compared: {e}")
         first: Drifted | None = None
         with self._lock:
             if self._reconciling or self._desired.get(key) is not d:
                 return  # a sync took it meanwhile: it judges the object itself
-            if found.action is apply.Action.UNCHANGED:
+            if found.action is engine.Action.UNCHANGED:
                 if found.record is not None:
                     self._entries[key] = found.record
                 changed = self._drifted.pop(key, None) is not None
@@ -246,10 +246,10 @@ def _writes(obj: resources.Body | None) -> str | None:
     return json.dumps([meta["generation"], entries], sort_keys=True, default=str)
 
 
-def _verdict(key: resources.ResourceKey, app: str, found: apply.Comparison) -> Drifted:
-    if found.action is apply.Action.CREATED:
+def _verdict(key: resources.ResourceKey, app: str, found: engine.Comparison) -> Drifted:
+    if found.action is engine.Action.CREATED:
         return Drifted(key, app, (), "missing (deleted since the last sync)")
-    if found.action is apply.Action.FAILED:
+    if found.action is engine.Action.FAILED:
         return Drifted(key, app, (), f"cannot be compared: {found.error}")
     return Drifted(key, app, found.diff.paths if found.diff else (), "changed since the last sync")
 

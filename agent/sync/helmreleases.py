@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from agent import apps
 from agent.clusters import connection
-from reconcilers import apply, errors, resources
+from reconcilers import engine, errors, resources
 
 MESSAGE = (
     "a Helm release record (helm install): left alone; the agent's inventory is this app's record, and "
@@ -44,7 +44,7 @@ def rendered_by_helm(manifests: Sequence[resources.Manifest]) -> bool:
 
 def left_alone(
     kube: connection.KubeCluster, unit: apps.Unit, manifests: Sequence[resources.Manifest]
-) -> list[apply.ChangeSetEntry]:
+) -> list[engine.ChangeSetEntry]:
     """A ``kept`` entry for each Helm release Secret of the unit's release in its namespace (none when the unit
     is not a chart, or the agent may not list Secrets: this is a report, never a reason to fail)."""
     if not rendered_by_helm(manifests):
@@ -55,7 +55,7 @@ def left_alone(
     except (errors.ApiError, errors.ClusterError):
         return []
     return [
-        apply.ChangeSetEntry(resources.ResourceKey.of(s), apply.Action.KEPT, MESSAGE, "helm install")
+        engine.ChangeSetEntry(resources.ResourceKey.of(s), engine.Action.KEPT, MESSAGE, "helm install")
         for s in found
         if (s.get("metadata") or {}).get("namespace") == unit.namespace
     ]

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from agent import apps, config
 from agent.clusters import connection
-from reconcilers import apply, resources
 from reconcilers import cancel as cancel_
+from reconcilers import engine, resources
 
 CREATED_FOR_ANNOTATION = "gitops-agent.io/created-for"
 """On a Namespace made by ``createNamespace``: ``<instance>:<cluster>:<app>``. It carries no tracking annotation
@@ -23,7 +23,7 @@ def create(
     manifests: Sequence[resources.Manifest],
     dry_run: bool,
     token: cancel_.Token,
-) -> list[apply.ChangeSetEntry]:
+) -> list[engine.ChangeSetEntry]:
     """Create ``u``'s namespace on ``cluster`` (with the agent's identity, server-side apply as
     ``sync.fieldManager``) when the unit asks for it, it is missing (one GET) and git does not hold it; the
     entry that says so (a dry run only says it would), else none. Raises CancelledError (``token``, before the
@@ -34,7 +34,7 @@ def create(
     if any(m.key == key for m in manifests) or kube.get(key) is not None:
         return []
     if dry_run:
-        return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace (dry run)", "createNamespace")]
+        return [engine.ChangeSetEntry(key, engine.Action.CREATED, "createNamespace (dry run)", "createNamespace")]
     token.check()
     body = {
         "apiVersion": "v1",
@@ -45,4 +45,4 @@ def create(
         },
     }
     kube.apply(body, field_manager=cfg.sync.field_manager, force=False, dry_run=False)
-    return [apply.ChangeSetEntry(key, apply.Action.CREATED, "createNamespace", "createNamespace")]
+    return [engine.ChangeSetEntry(key, engine.Action.CREATED, "createNamespace", "createNamespace")]

@@ -1,21 +1,20 @@
-"""The no-op resync of one unit, without the engine: proven unchanged from what is already known.
+"""The no-op resync of one unit, without the engine's full path: the engine's verdict on what is already known.
 
 A unit whose last sync on this cluster succeeded is unchanged, and its sync can skip
 ``reconcilers.engine.reconcile``, when all of these hold:
 
 - its manifests are the very list that sync applied (the runner loads a unit again only when its revision trees,
   settings or the cluster's discovery changed), at the same revision and under the same config;
-- that sync was a plain one: a single Sync wave, no hook (waves are gated again, hooks judged again, by the
-  engine);
+- the engine judges that sync replayable (``engine.replayable``: a single Sync wave, no hook);
 - its inventory, as this sync's LIST returned it or the inventory watch holds it
-  (:mod:`agent.clusters.inventories`), holds exactly the entries that sync recorded (nobody wrote it since;
-  nothing to prune);
-- every desired object passes the engine's own cheap check (:func:`reconcilers.diff.quick_in_sync`): the live
-  cache holds it, with the desired hash and owned-fields fingerprint the inventory recorded.
+  (:mod:`agent.clusters.inventories`), holds exactly the entries that sync recorded (``engine.inventory_matches``:
+  nobody wrote it since; nothing to prune);
+- every desired object passes the engine's own cheap check (``engine.in_sync``): the live cache holds it, with the
+  desired hash and owned-fields fingerprint the inventory recorded.
 
-Any doubt sends the unit down the engine's full path. The result is the last one with every object ``unchanged``
-and a new time. It is the same verdict the engine's quick check would reach per object, without re-placing,
-re-hashing and re-planning every object and without the engine's per-unit set-up.
+Every check is the engine's (:mod:`reconcilers.verdict`, through :mod:`reconcilers.engine`); this module only
+remembers what they were asked about. Any doubt sends the unit down the engine's full path. The result is the
+last one with every object ``unchanged`` (``engine.unchanged_entries``) and a new time.
 
 A sync in which every unit of the cluster was proven this way, and nothing else happened, is kept
 (:class:`Cluster`): the next sync with the very same inputs (units, config, revisions, trees, watched inventories,
@@ -33,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from agent import apps
 from agent.clusters import cache
-from reconcilers import apply, diff, engine, inventory, resources
+from reconcilers import engine, resources
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +47,7 @@ class Last:
     unit: object
     cfg: object
     result: engine.ReconcileResult
-    kept: tuple[apply.ChangeSetEntry, ...] = ()
+    kept: tuple[engine.ChangeSetEntry, ...] = ()
     proven: bool = False
     """``result`` is a proof's with no namespace created: its entries are exactly what the next proof's would be."""
     inventory_version: tuple[str, str] = ("", "")
@@ -68,7 +67,7 @@ def unchanged(
     stored: Mapping[str, resources.Body | None] | None,
     live: cache.LiveCache,
     options: engine.ReconcileOptions,
-    created: Sequence[apply.ChangeSetEntry] = (),
+    created: Sequence[engine.ChangeSetEntry] = (),
 ) -> tuple[engine.ReconcileResult, Last] | None:
     """The unit's result when it is provably unchanged (see the module doc), and what the next proof starts
     from; else None. The result is the last one (its
@@ -83,52 +82,27 @@ def unchanged(
         return None
     if prev.revision is not revision and prev.revision != revision:
         return None
-    key = options.paths[0]
-    found = stored.get(key)
+    found = stored.get(options.paths[0])
     # A result a proof made passed the checks below, from this very inventory body (a watch keeps the object
     # until the ConfigMap changes): only the live objects can have changed since.
     if not (last.proven and found is not None and found is last.inventory_body):
         version = _version(found)
-        if not _plain(prev) or not version[1]:
+        if not engine.replayable(prev) or not version[1]:
             return None
-        if version != last.inventory_version:
-            store = inventory.Store(
-                live.kube, inventory.Tracking(options.instance, ""), options.inventory_namespace, ""
-            )
-            store.prime(key, found)
-            try:
-                entries = store.read([key])[key].entries
-            except Exception:  # an unreadable inventory is the engine's to report
-                return None
-            if dict(entries) != dict(prev.inventory) or len(entries) != len(prev.desired):
-                return None
+        if version != last.inventory_version and not engine.inventory_matches(live.kube, found, prev, options):
+            return None
         last = dataclasses.replace(last, inventory_version=version, inventory_body=found)
-    fm = options.apply.field_manager
-    recorded = prev.inventory
-    for k, d in prev.desired.items():
-        if not diff.quick_in_sync(live.get(k), recorded.get(k), d.hash, fm, d.pointers):
-            return None
+    if not engine.in_sync(prev, live.get, options.apply.field_manager):
+        return None
     if last.proven and not created:
         found_entries = prev.entries  # the same entries again: no new object per desired one
     else:
-        unchanged_ = apply.Action.UNCHANGED
-        found_entries = (
-            *created,
-            *(apply.ChangeSetEntry(k, unchanged_, "", d.manifest.origin) for k, d in prev.desired.items()),
-            *last.kept,
-        )
+        found_entries = (*created, *engine.unchanged_entries(prev), *last.kept)
     result = prev.again(entries=found_entries, started=started, duration=time.monotonic() - t0, health=None,
                         health_message="")  # fmt: skip
     if last.proven and not created:
         return result, last
     return result, dataclasses.replace(last, result=result, proven=not created)
-
-
-def _plain(r: engine.ReconcileResult) -> bool:
-    """True for a good sync of one plain wave and no hook (waves and hooks are the engine's to judge again)."""
-    if not r.ok or r.dry_run or r.hooks or r.plan is None:
-        return False
-    return len(r.plan.steps) == 1 and not r.plan.on_fail and not r.plan.skipped
 
 
 def _version(body: resources.Body | None) -> tuple[str, str]:
@@ -224,10 +198,7 @@ def again(
         if load(u) is not last.manifests:
             return None
     for last, fm in zip(proof.lasts, proof.field_managers, strict=True):
-        prev = last.result
-        recorded = prev.inventory
-        for k, d in prev.desired.items():
-            if not diff.quick_in_sync(live.get(k), recorded.get(k), d.hash, fm, d.pointers):
-                return None
+        if not engine.in_sync(last.result, live.get, fm):
+            return None
     duration = (time.monotonic() - t0) / max(1, len(units))  # each unit's share of the proof
     return [last.result.again(started=started, duration=duration) for last in proof.lasts]

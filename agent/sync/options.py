@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 from agent import apps, config
 from agent.clusters import connection, ratelimit
-from reconcilers import apply, engine, health, ignore, prune
+from reconcilers import engine, health
 
 
-def ignore_rules(rules: Sequence[config.IgnoreDifference]) -> tuple[ignore.IgnoreRule, ...]:
+def ignore_rules(rules: Sequence[config.IgnoreDifference]) -> tuple[engine.IgnoreRule, ...]:
     """The engine's form of configured ignore rules."""
     return tuple(
-        ignore.IgnoreRule(
+        engine.IgnoreRule(
             r.json_pointers,
             r.group,
             r.kind,
@@ -42,10 +42,10 @@ def rate_limit(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> rateli
     return ratelimit.TokenBucket(qps, burst) if qps > 0 else None
 
 
-def prune_options(cfg: config.AgentConfig, *, force: bool, orphans: bool) -> prune.PruneOptions:
+def prune_options(cfg: config.AgentConfig, *, force: bool, orphans: bool) -> engine.PruneOptions:
     """The top-level prune settings under ``cfg`` with the sync's ``--force-prune`` and ``--prune-orphans``."""
     sync = cfg.sync
-    return prune.PruneOptions(
+    return engine.PruneOptions(
         enabled=sync.prune,
         allow_empty=sync.allow_empty,
         budget=sync.prune_budget,
@@ -69,7 +69,7 @@ def options_for(
     health rules of wave gates and hooks (default the built-in ones)."""
     sync = cfg.sync
     return engine.ReconcileOptions(
-        apply=apply.ApplyOptions(
+        apply=engine.ApplyOptions(
             field_manager=sync.field_manager,
             dry_run=dry_run,
             concurrency=sync.concurrency,

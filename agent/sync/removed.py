@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from agent import apps, config
 from agent.clusters import connection
 from agent.sync import gate
-from reconcilers import apply, engine, errors, inventory, ordering, prune, resources
 from reconcilers import cancel as cancel_
+from reconcilers import engine, errors, resources
 
 
 def list_inventories(
@@ -28,7 +28,7 @@ def list_inventories(
     the inventory namespace); None when the agent's identity may not list ConfigMaps there (each app then reads
     its own). Raises ClusterError."""
     try:
-        selector = inventory.Tracking(cfg.instance, cluster).inventory_selector
+        selector = engine.Tracking(cfg.instance, cluster).inventory_selector
         found, _ = kube.list_objects("", "ConfigMap", selector, namespace=cfg.sync.inventory_namespace)
     except errors.ApiError as e:
         if e.status in (403, 404):
@@ -44,7 +44,7 @@ def by_key(found: Iterable[resources.Body], cfg: config.AgentConfig, cluster: st
     out = {}
     for cm in found:
         meta = cm.get("metadata") or {}
-        tracking = str((meta.get("annotations") or {}).get(inventory.TRACKING_ANNOTATION, ""))
+        tracking = str((meta.get("annotations") or {}).get(engine.TRACKING_ANNOTATION, ""))
         if meta.get("namespace") == cfg.sync.inventory_namespace and tracking.startswith(prefix):
             out[tracking.removeprefix(prefix)] = cm
     return out
@@ -58,7 +58,7 @@ def sync_removed(
     stored: Mapping[str, resources.Body],
     desired: set[resources.ResourceKey],
     complete: bool,
-    options: prune.PruneOptions,
+    options: engine.PruneOptions,
     dry_run: bool,
     token: cancel_.Token,
     admit: Callable[[str], gate.Decision] = lambda name: gate.ALLOWED,
@@ -72,8 +72,8 @@ def sync_removed(
     gone = sorted(k for k in stored if k not in current)
     if not gone:
         return []
-    tracking = inventory.Tracking(cfg.instance, cluster.name)
-    store = inventory.Store(kube, tracking, cfg.sync.inventory_namespace, cfg.sync.field_manager)
+    tracking = engine.Tracking(cfg.instance, cluster.name)
+    store = engine.InventoryStore(kube, tracking, cfg.sync.inventory_namespace, cfg.sync.field_manager)
     for key in gone:
         store.prime(key, stored[key])
     held = store.read(gone)
@@ -86,11 +86,11 @@ def sync_removed(
         started = datetime.datetime.now(datetime.UTC)
         origin = f"{name} (no longer on this cluster)"
         moved = [k for k in entries if k in desired]
-        candidates = [k for k in ordering.prune_order(entries) if k not in desired]
+        candidates = [k for k in engine.prune_order(entries) if k not in desired]
         why = ""
         decision = admit(name) if options.enabled and candidates and not dry_run else gate.ALLOWED
         if not decision.allowed:
-            kept = tuple(apply.ChangeSetEntry(k, apply.Action.KEPT, decision.reason, origin) for k in candidates)
+            kept = tuple(engine.ChangeSetEntry(k, engine.Action.KEPT, decision.reason, origin) for k in candidates)
             result = _result(cluster.name, name, kept, started, dry_run, None, None)
             results.append(result.again(held=decision.reason))
             continue
@@ -101,7 +101,7 @@ def sync_removed(
         elif len(candidates) > budget and not options.force:
             why = f"refusing to prune {len(candidates)} object(s): over the prune budget ({budget} of {total})"
         if why or not candidates:
-            kept = tuple(apply.ChangeSetEntry(k, apply.Action.KEPT, why or "moved", origin) for k in candidates)
+            kept = tuple(engine.ChangeSetEntry(k, engine.Action.KEPT, why or "moved", origin) for k in candidates)
             if not dry_run and moved:
                 store.merge(key, drop=moved, cancel=token)
             error = f"app {name} left this cluster: {why}" if why and options.enabled else None
@@ -110,8 +110,7 @@ def sync_removed(
             if not candidates and not dry_run:
                 _drop_inventory(kube, store, key, token)
             continue
-        plan = prune.Plan([(k, name) for k in candidates], {}, None)
-        done, keep = prune.execute(kube, plan, tracking, options, dry_run=dry_run, cancel=token)
+        done, keep = engine.prune_keys(kube, candidates, name, tracking, options, dry_run=dry_run, cancel=token)
         if not dry_run:
             if keep:
                 store.merge(key, drop=[k for k in entries if k not in keep], cancel=token)
@@ -121,7 +120,7 @@ def sync_removed(
     return results
 
 
-def _drop_inventory(kube: connection.KubeCluster, store: inventory.Store, key: str, token: cancel_.Token) -> None:
+def _drop_inventory(kube: connection.KubeCluster, store: engine.InventoryStore, key: str, token: cancel_.Token) -> None:
     token.check()
     kube.delete(store.key(key), uid=None, propagation="Background")
 
@@ -129,7 +128,7 @@ def _drop_inventory(kube: connection.KubeCluster, store: inventory.Store, key: s
 def _result(
     cluster: str,
     app: str,
-    entries: tuple[apply.ChangeSetEntry, ...],
+    entries: tuple[engine.ChangeSetEntry, ...],
     started: datetime.datetime,
     dry_run: bool,
     error: str | None,

@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.clusters import cache
 from agent.sync import keyqueue
-from reconcilers import apply, cancel, client, diff, engine, errors, inventory, resources
+from reconcilers import cancel, client, engine, errors, resources
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Healer:
         self,
         cluster: str,
         kube: client.KubeClient,
-        options: apply.ApplyOptions,
+        options: engine.ApplyOptions,
         guard: cancel.Guard | None = None,
         on_event: OnEvent | None = None,
         refused: Callable[[resources.ResourceKey], str | None] | None = None,
@@ -77,8 +77,8 @@ class Healer:
         self.live: cache.LiveCache | None = None
         self.healed = 0
         self.fights: dict[resources.ResourceKey, Fight] = {}
-        self._desired: Mapping[resources.ResourceKey, apply.Desired] = {}
-        self._entries: dict[resources.ResourceKey, inventory.Entry] = {}
+        self._desired: Mapping[resources.ResourceKey, engine.Desired] = {}
+        self._entries: dict[resources.ResourceKey, engine.InventoryEntry] = {}
         self._taken: tuple[object, object] = (None, None)  # the (desired, inventory) maps last taken
         self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
         self._queue = keyqueue.KeyQueue(f"selfheal-{cluster}", self._heal, DEBOUNCE, f"cluster/{cluster}/runner")
@@ -139,7 +139,7 @@ class Healer:
         d = self._desired.get(key)
         if d is None:
             return True  # not managed: nothing to heal
-        return diff.quick_in_sync(obj, self._entries.get(key), d.hash, self.options.field_manager, d.pointers)
+        return engine.quick_in_sync(obj, self._entries.get(key), d.hash, self.options.field_manager, d.pointers)
 
     def _heal(self, key: resources.ResourceKey) -> None:
         refused = self.refused(key) if self.refused else None
@@ -178,7 +178,7 @@ class Healer:
             return
         try:
             writer = self.client_for(key) if self.client_for else self.kube
-            entry = apply.apply_one(writer, d, self.options)
+            entry = engine.apply_one(writer, d, self.options)
         except (errors.ClusterError, errors.CancelledError) as e:
             log.error("cluster %s: self-heal of %s failed: %s", self.cluster, key, e)
             return

@@ -17,8 +17,8 @@ from agent import apps, config
 from agent.clusters import cache, connection, inventories, kubeconfig
 from agent.sync import drift, selfheal
 from agent.sync import options as options_
-from reconcilers import apply, client, inventory, resources
 from reconcilers import cancel as cancel_
+from reconcilers import client, engine, resources
 from reconcilers import health as health_
 
 
@@ -66,9 +66,9 @@ class Session:
             kube.fence = self.guard
             kube.on_retry = self.on_retry
             kube.limiter = options_.rate_limit(cfg, self.cluster)
-            tracking = inventory.Tracking(cfg.instance, self.cluster.name)
+            tracking = engine.Tracking(cfg.instance, self.cluster.name)
             heal = self.watch and any(u.self_heal for u in apps.units(cfg, self.cluster))
-            options = apply.ApplyOptions(field_manager=cfg.sync.field_manager, concurrency=cfg.sync.concurrency)
+            options = engine.ApplyOptions(field_manager=cfg.sync.field_manager, concurrency=cfg.sync.concurrency)
             if heal:
                 self.healer = selfheal.Healer(
                     self.cluster.name, kube, options, self.guard, self.on_event, self._refused_heal, self._heal_client

@@ -34,7 +34,7 @@ import yaml
 from agent import kubeyaml
 from agent.sources import sops
 from agent.sources.render import protocol
-from reconcilers import errors, hooks, resources
+from reconcilers import engine, errors, resources
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 """The largest manifest file read (bytes)."""
@@ -200,7 +200,7 @@ def _checked(body: dict[str, Any], source_file: str, index: int, prefix: str) ->
                 source_file, index, f"{field} is missing: every object needs apiVersion and kind", item
             )
     try:
-        marks = hooks.marks(body)
+        marks = engine.hook_marks(body)
     except ValueError as e:
         raise errors.ManifestError(source_file, index, str(e), item) from None
     meta = body.get("metadata")
