@@ -8,6 +8,7 @@ import itertools
 import time
 from collections.abc import Sequence
 
+from agent.sync import keys
 from reconcilers import engine, health, resources
 
 
@@ -87,6 +88,8 @@ def _made_of(previous: engine.ReconcileResult, results: Sequence[engine.Reconcil
     if len(previous.apps) != len(results):
         return False
     for a, b in zip(previous.apps, results, strict=True):
-        if a.entries is not b.entries or a.desired is not b.desired or a.inventory is not b.inventory:
+        if not (keys.same(a.entries, b.entries) and keys.same(a.desired, b.desired)) or not keys.same(
+            a.inventory, b.inventory
+        ):
             return False
     return len(previous.entries) == sum(len(r.entries) for r in results) and not any(r.held for r in results)

@@ -34,7 +34,7 @@ from concurrent import futures
 
 from agent import apps, config, threads
 from agent.clusters import cache, connection
-from agent.sync import gate, helmreleases, namespaces, noop, ownership, removed
+from agent.sync import gate, helmreleases, keys, namespaces, noop, ownership, removed
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, health, resources
 
@@ -81,6 +81,11 @@ class Context:
     admit: Callable[[apps.Unit], gate.Decision] = lambda u: gate.ALLOWED
     """The write gate's answer for a unit in this sync (:mod:`agent.sync.gate`): a refused unit runs as a dry
     run, its result ``held`` with the reason."""
+    config: str = ""
+    """The config's digest (:func:`agent.sync.keys.config_digest`), part of what a no-op proof is keyed by."""
+    digest: Callable[[str], str] = lambda app: ""
+    """The digest of the manifests app ``app`` last loaded (:func:`agent.sync.keys.manifests_digest`; "" when it
+    never loaded: nothing is proven from it)."""
 
 
 def sync_units(
@@ -121,7 +126,7 @@ def sync_units(
         revisions[pin], trees[pin] = revision, tree  # the unit's own revision and tree, from here on
         try:
             # its tree as its source's (a pinned one differs): no copy of the sources' map when it is the same
-            loaded[u.name] = ctx.load(u, trees if trees.get(u.source) is tree else {**trees, u.source: tree})
+            loaded[u.name] = ctx.load(u, trees if keys.same(trees.get(u.source), tree) else {**trees, u.source: tree})
         except (errors.CancelledError, errors.ClusterError):
             raise  # the whole sync's verdict (cancelled, cluster unreachable), not this app's
         except errors.GitOpsError as e:
@@ -154,7 +159,7 @@ def sync_units(
             )
             if stored is not None and not fresh and len(results) == len(units) and not any(r.held for r in results):
                 ctx.proof.last = noop.cluster_proof(
-                    units, *given, stored, ctx.remember, ctx.wait, ctx.cfg, ctx.prune, frozenset(known),
+                    units, *given, stored, ctx.remember, ctx.wait, ctx.config, ctx.prune, frozenset(known),
                     field_manager=lambda u: ctx.options(u).apply.field_manager,
                 )  # fmt: skip
     return results, orphaned
@@ -172,8 +177,12 @@ def _again(
     answer (:meth:`connection.KubeCluster.ping`), as for any sync proven from the watches."""
     proof = ctx.proof.last
     stored = ctx.watched() if ctx.watched is not None and proof is not None else None
-    load = lambda u: ctx.load(u, trees)  # noqa: E731
-    found = noop.again(proof, units, ctx.cfg, revisions, trees, stored, ctx.prune, load, ctx.live)
+
+    def digest(u: apps.Unit) -> str:
+        ctx.load(u, trees)  # from the memory while its inputs are the same
+        return ctx.digest(u.name)
+
+    found = noop.again(proof, units, ctx.config, revisions, trees, stored, ctx.prune, digest, ctx.live)
     if found is None or proof is None:
         return None
     ctx.kube.ping()
@@ -204,16 +213,16 @@ def _inventories(
 ) -> tuple[Mapping[str, resources.Body] | None, bool]:
     """The cluster's inventories by key (None: they may not be listed, each app reads its own), and whether they
     are a LIST's of this sync. The watch's (no request) when it is current and this sync is a resync of
-    unchanged manifests (each loaded unit has the same manifests, unit and config its last good sync had, so it
+    unchanged manifests (each loaded unit has the manifests digest, unit and config its last good sync had, so it
     will most likely be proven unchanged) with no inventory of an app that left, after one small request that
     shows the API server answers (:meth:`connection.KubeCluster.ping`); else one LIST. Raises ClusterError."""
     found = ctx.watched() if ctx.watched is not None and not ctx.dry_run else None
     if found is not None:
         resync = all(
             (last := ctx.last.get(u.name)) is not None
-            and last.manifests is loaded[u.name]
-            and last.unit is u
-            and last.cfg is ctx.cfg
+            and last.digest == ctx.digest(u.name)
+            and last.config == ctx.config
+            and keys.same(last.unit, u)
             for u in units
             if u.name in loaded and (only is None or u.name == only)
         )
@@ -232,7 +241,7 @@ def _claim(
 ) -> dict[resources.ResourceKey, tuple[str, resources.Manifest]]:
     """The claims of the loaded units (:func:`ownership.claim`, remembered); a unit refused there fails (a config
     error) and is no longer loaded."""
-    found, refused = ctx.claims.claim(ctx.kube, units, loaded)
+    found, refused = ctx.claims.claim(ctx.kube, units, loaded, ctx.digest)
     for name, problem in refused.items():
         del loaded[name]
         u = next(u for u in units if u.name == name)
@@ -408,8 +417,8 @@ def _sync_one(
         options = ctx.options(u)
         if held:  # the gate refused: what a sync would do, written nowhere
             options = dataclasses.replace(options, apply=dataclasses.replace(options.apply, dry_run=True))
-        proven = None if held else noop.unchanged(ctx.last.get(u.name), manifests, u, ctx.cfg, revision, stored,
-                                                  ctx.live, options, created)  # fmt: skip
+        last = None if held else ctx.last.get(u.name)
+        proven = noop.unchanged(last, ctx.digest(u.name), u, ctx.config, revision, stored, ctx.live, options, created)
         if proven is not None:
             ctx.remember[u.name] = proven[1]
             return proven[0]
@@ -424,7 +433,7 @@ def _sync_one(
         kept = tuple(helmreleases.left_alone(ctx.kube, u, manifests)) if result.ok else ()
         result = dataclasses.replace(result, app=u.name, entries=(*created, *result.entries, *kept), held=held)
         if result.ok and not ctx.dry_run and not held:
-            ctx.remember[u.name] = noop.Last(manifests, u, ctx.cfg, result, kept)
+            ctx.remember[u.name] = noop.Last(ctx.digest(u.name), u, ctx.config, result, kept)
         return result
     except errors.GitOpsError as e:
         kind, message = engine.failure(e, ctx.cluster.name)

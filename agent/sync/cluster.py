@@ -23,9 +23,10 @@ from typing import Any
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection
 from agent.clusters import inventories as inventories_
-from agent.sync import appresults, appsync, desired, healthwait, holds, noop, ownership, removed, selfheal
+from agent.sync import appresults, appsync, desired, healthwait, holds, keys, removed, selfheal
 from agent.sync import drift as drift_
 from agent.sync import gate as gate_
+from agent.sync import memory as memory_
 from agent.sync import options as options_
 from agent.sync import session as session_
 from reconcilers import cancel as cancel_
@@ -66,15 +67,9 @@ class ClusterSync:
             cfg, cluster, watch=watch, guard=guard, on_event=on_event, on_retry=on_retry, rules=self.rules,
             refused_heal=self._refused_heal, heal_client=self._heal_client,
         )  # fmt: skip
-        self.desired = desired.DesiredState(cfg, self.session.facts, self.session.discovery_generation)
-        self._synced: dict[str, str] = {}  # app -> sha its last sync applied completely (resyncs run inline)
-        self._last_units: dict[str, noop.Last] = {}  # app -> what its last good sync applied (the sync's thread)
-        self._unit_memo: tuple[object, object, list[apps.Unit]] = (None, None, [])  # (cfg, cluster, units)
-        self._option_memo: dict[tuple[int, bool, bool, bool], tuple[apps.Unit, engine.ReconcileOptions]] = {}
-        self._claims = ownership.Memo()  # the sync's thread (under _lock)
-        self._proof = noop.ClusterMemo()  # the sync's thread (under _lock)
-        self._watched_memo: tuple[object, object, dict[str, resources.Body]] = (None, None, {})  # the sync's thread
-        self._aggregated: ReconcileResult | None = None  # the last result aggregate() made (the sync's thread)
+        self.memory = memory_.SyncMemory(keys.config_digest(cfg))
+        """What each sync leaves for the next, keyed by content (changed under ``_lock``, by the sync's thread)."""
+        self.desired = desired.DesiredState(cfg, self.session.facts, self.session.discovery_generation, self.memory)
         self._lock = threading.Lock()
         self._retries_before = 0  # the connection's retries when the sync in flight began
 
@@ -202,6 +197,7 @@ class ClusterSync:
         """The sync proper (:func:`appsync.sync_units`) and what it leaves for the next one; ``revision``: the
         cluster's main revision, ``t0``: when the sync began (``time.monotonic()`` seconds). Raises GitOpsError
         when the cluster cannot be reached."""
+        memory = self.memory
         ctx = appsync.Context(
             self.cfg,
             self.cluster,
@@ -217,12 +213,14 @@ class ClusterSync:
             wait,
             self.watch,
             options_.prune_options(self.cfg, force=force_prune, orphans=prune_orphans),
-            dict(self._synced),
-            dict(self._last_units),
-            claims=self._claims,
-            proof=self._proof,
+            dict(memory.synced),
+            dict(memory.lasts),
+            claims=memory.claims,
+            proof=memory.proof,
             watched=self._watched if self.inventories else None,
             admit=_decided(self.gate, kind),
+            config=memory.config,
+            digest=memory.digest,
         )
         found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
         if not dry_run:
@@ -233,18 +231,15 @@ class ClusterSync:
                     bad.add(r.app)
                 elif r.revision and not r.held:
                     synced[r.app] = r.revision.sha
-            self._synced = synced
+            memory.synced = synced
             if bad or ctx.remember:
-                kept = {n: v for n, v in self._last_units.items() if n not in bad}
-                self._last_units = {**kept, **ctx.remember}
-        placed = {u.name for u in units}
-        self.desired.forget_except(placed)
-        if self._last_units.keys() - placed:  # apps no longer placed here
-            self._last_units = {n: v for n, v in self._last_units.items() if n in placed}
+                kept = {n: v for n, v in memory.lasts.items() if n not in bad}
+                memory.lasts = {**kept, **ctx.remember}
+        memory.forget_except(u.name for u in units)  # apps no longer placed here
         masked = [self.desired.masked(r) for r in found]
-        result = appresults.aggregate(self.cluster.name, revision, masked, orphaned, t0, self._aggregated)
+        result = appresults.aggregate(self.cluster.name, revision, masked, orphaned, t0, memory.aggregated)
         if not dry_run:
-            self._aggregated = result
+            memory.aggregated = result
         return result
 
     def retry_of(self, app: str) -> config.Retry | None:
@@ -254,8 +249,8 @@ class ClusterSync:
 
     def _unit_of(self, key: resources.ResourceKey) -> apps.Unit | None:
         """The unit whose last sync applied ``key`` (None: no app of the last sync has it)."""
-        last = self._aggregated
-        units = {u.name: u for u in self._unit_memo[2]}
+        last = self.memory.aggregated
+        units = {u.name: u for u in self.memory.units or ()}
         for r in last.apps if last is not None else ():
             if key in r.desired and r.app in units:
                 return units[r.app]
@@ -283,33 +278,36 @@ class ClusterSync:
         held = self.inventories.snapshot() if self.inventories else None
         if held is None:
             return None
-        if self._watched_memo[0] is not held or self._watched_memo[1] is not self.cfg:
-            self._watched_memo = held, self.cfg, removed.by_key(held, self.cfg, self.cluster.name)
-        return self._watched_memo[2]
+        by_key = removed.by_key(held, self.cfg, self.cluster.name)
+        versions = keys.inventory_versions(by_key)
+        kept = self.memory.watched
+        if kept is not None and kept[0] == versions:
+            return kept[1]
+        self.memory.watched = versions, by_key
+        return by_key
 
     def _units(self) -> list[apps.Unit]:
-        """The cluster's units (:func:`apps.units`), the same objects for as long as the config is the same one
-        (a resync compares them by identity)."""
-        cfg, cluster, units = self._unit_memo
-        if cfg is not self.cfg or cluster is not self.cluster:
-            units = apps.units(self.cfg, self.cluster)
-            self._unit_memo = (self.cfg, self.cluster, units)
-        return units
+        """The cluster's units (:func:`apps.units`), worked out once: the config and the cluster are this
+        ClusterSync's for its whole life (a changed config makes a new one)."""
+        if self.memory.units is None:
+            self.memory.units = apps.units(self.cfg, self.cluster)
+        return self.memory.units
 
     def _options(
         self, unit: apps.Unit, *, dry_run: bool, force_prune: bool, prune_orphans: bool, rules: health.Rules
     ) -> engine.ReconcileOptions:
-        """:func:`agent.sync.options.options_for`, worked out once per unit object and flags."""
-        key = (id(unit), dry_run, force_prune, prune_orphans)
-        found = self._option_memo.get(key)
-        if found is None or found[0] is not unit:
+        """:func:`agent.sync.options.options_for`, worked out once per unit and flags."""
+        kept = self.memory.options
+        key = (unit.name, dry_run, force_prune, prune_orphans)
+        found = kept.get(key)
+        if found is None or not keys.same(found[0], unit):
             options = options_.options_for(
                 self.cfg, self.cluster, unit, dry_run=dry_run, force_prune=force_prune, prune_orphans=prune_orphans,
                 rules=rules,
             )  # fmt: skip
-            if len(self._option_memo) > 4 * max(1, len(self._unit_memo[2])):
-                self._option_memo.clear()
-            found = self._option_memo[key] = (unit, options)
+            if len(kept) > 4 * max(1, len(self.memory.units or ())):
+                kept.clear()
+            found = kept[key] = (unit, options)
         return found[1]
 
     def mask(self, text: str) -> str:

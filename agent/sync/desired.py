@@ -5,9 +5,10 @@
 and TLAs), then SOPS decryption (:mod:`agent.sources.sops`) and ``${VAR}`` substitution
 (:mod:`agent.sources.substitute`), steps after rendering. Every value decrypted, substituted or read from the
 environment for jsonnet is remembered as a secret and replaced by ``***`` in any text that leaves the sync
-(:meth:`DesiredState.mask`, :meth:`DesiredState.masked`). Loads are remembered by what they depend on (see
-:meth:`DesiredState.load`). Owned by one :class:`agent.sync.cluster.ClusterSync`; :meth:`load` may be called from
-the sync's app threads at once.
+(:meth:`DesiredState.mask`, :meth:`DesiredState.masked`). Loads are remembered in the cluster's
+:class:`agent.sync.memory.SyncMemory` by what they depend on (see :meth:`DesiredState.load`). Owned by one
+:class:`agent.sync.cluster.ClusterSync`; :meth:`DesiredState.load` may be called from the sync's app threads at
+once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable, Mapping
 from agent import apps, config
 from agent.sources import helmvalues, manifests, sops, substitute, tools
 from agent.sources.render import helm, jsonnet
+from agent.sync import keys
+from agent.sync import memory as memory_
 from reconcilers import engine, resources
 
 
@@ -34,15 +37,15 @@ class DesiredState:
         cfg: config.AgentConfig,
         facts: Callable[[], tuple[str, tuple[str, ...]]],
         discovery: Callable[[], int | None],
+        memory: memory_.SyncMemory,
     ) -> None:
         self.cfg = cfg
         self._facts = facts
         self._discovery = discovery
+        self._memory = memory
         self.secrets: set[str] = set()
         self._sops: sops.Decryptor | None = None
-        # app -> (the unit, the inputs it was loaded from, its manifests)
-        self._loads: dict[str, tuple[apps.Unit, tuple[object, ...], list[resources.Manifest]]] = {}
-        self._lock = threading.Lock()  # _loads and secrets (app threads load at once)
+        self._lock = threading.Lock()  # secrets and the decryptor (app threads load at once)
 
     def load(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> list[resources.Manifest]:
         """``unit``'s manifests from its source's tree in ``trees``: rendered (a chart with its values, see
@@ -50,27 +53,18 @@ class DesiredState:
         substitutes). Raises ConfigError and SourceError naming the file.
 
         A unit loaded before from the same trees (each a snapshot of one revision, never changed), as the same
-        unit object (the units are worked out once per config) and with the same discovery (a chart's
-        ``.Capabilities``) or jsonnet environment, is not read again: its last manifests list is returned (a
-        resync touches no file; every syscall would hand the interpreter lock to the other clusters' workers and
-        wait to get it back). A unit that substitutes variables (read from env and files each sync) is always
-        loaded."""
+        unit (by content) and with the same discovery generation (a chart's ``.Capabilities``) or jsonnet
+        environment, is not read again: its last manifests are returned (a resync touches no file; every syscall
+        would hand the interpreter lock to the other clusters' workers and wait to get it back). A unit that
+        substitutes variables (read from env and files each sync) is always loaded. Every load is kept in the
+        memory with the digest of its manifests (:meth:`agent.sync.memory.SyncMemory.digest`)."""
         key = self._key(unit, trees)
-        with self._lock:
-            hit = self._loads.get(unit.name)
-        if key is not None and hit is not None and hit[0] is unit and hit[1] == key:
-            return hit[2]
+        hit = self._memory.loaded(unit.name)
+        if key is not None and hit is not None and hit.inputs == key and keys.same(hit.unit, unit):
+            return hit.manifests
         desired = self._load_now(unit, trees)
-        if key is not None:
-            with self._lock:
-                self._loads[unit.name] = (unit, key, desired)
+        self._memory.keep_load(unit.name, memory_.Loaded(unit, key, desired, keys.manifests_digest(desired)))
         return desired
-
-    def forget_except(self, placed: set[str]) -> None:
-        """Forget the loads of apps no longer placed on the cluster (names not in ``placed``)."""
-        with self._lock:
-            if self._loads.keys() - placed:
-                self._loads = {n: v for n, v in self._loads.items() if n in placed}
 
     def _key(self, unit: apps.Unit, trees: Mapping[str, pathlib.Path]) -> tuple[object, ...] | None:
         discovery = self._discovery()

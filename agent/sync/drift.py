@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from agent.clusters import cache
-from agent.sync import keyqueue
+from agent.sync import keyqueue, keys
 from reconcilers import client, engine, errors, resources
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,9 @@ class DriftMonitor:
                 self._forget(gone)
             for r in result.apps if result is not None and not result.dry_run else ():
                 taken = self._taken.get(r.app)
-                if r.app not in watched or (taken and taken[0] is r.desired and taken[1] is r.inventory):
-                    continue  # a resync proven unchanged hands over the very maps: nothing to take again
+                same = taken is not None and keys.same(taken, (r.desired, r.inventory))
+                if r.app not in watched or same:
+                    continue  # a resync proven unchanged hands over the same maps: nothing to take again
                 check |= self._take(r, watched[r.app])
             check |= self._held
             self._held = set()
@@ -215,7 +216,8 @@ class DriftMonitor:
             found = engine.Comparison(engine.Action.FAILED, error=f"not compared: {e}")
         first: Drifted | None = None
         with self._lock:
-            if self._reconciling or self._desired.get(key) is not d:
+            now = self._desired.get(key)
+            if self._reconciling or now is None or now.hash != d.hash:
                 return  # a sync took it meanwhile: it judges the object itself
             if found.action is engine.Action.UNCHANGED:
                 if found.record is not None:

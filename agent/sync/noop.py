@@ -3,8 +3,8 @@
 A unit whose last sync on this cluster succeeded is unchanged, and its sync can skip
 ``reconcilers.engine.reconcile``, when all of these hold:
 
-- its manifests are the very list that sync applied (the runner loads a unit again only when its revision trees,
-  settings or the cluster's discovery changed), at the same revision and under the same config;
+- its manifests are what that sync applied (the same digest, :func:`agent.sync.keys.manifests_digest`), the unit
+  and the config are the same by content, and so is the revision;
 - the engine judges that sync replayable (``engine.replayable``: a single Sync wave, no hook);
 - its inventory, as this sync's LIST returned it or the inventory watch holds it
   (:mod:`agent.clusters.inventories`), holds exactly the entries that sync recorded (``engine.inventory_matches``:
@@ -18,8 +18,9 @@ last one with every object ``unchanged`` (``engine.unchanged_entries``) and a ne
 
 A sync in which every unit of the cluster was proven this way, and nothing else happened, is kept
 (:class:`Cluster`): the next sync with the very same inputs (units, config, revisions, trees, watched inventories,
-loaded manifests) proves the whole cluster in one pass (:func:`again`), checking every object as above and, per
-unit, only that it loads the same manifests list; its results are the last ones with a new time. Used by
+manifests digests) proves the whole cluster in one pass (:func:`again`), checking every object as above and, per
+unit, only that it loads the same manifests; its results are the last ones with a new time. Every input is
+compared by content (:mod:`agent.sync.keys`), never by which object holds it. Used by
 :mod:`agent.sync.appsync`.
 """
 
@@ -32,20 +33,20 @@ from collections.abc import Callable, Mapping, Sequence
 
 from agent import apps
 from agent.clusters import cache
+from agent.sync import keys
 from reconcilers import engine, resources
 
 
 @dataclasses.dataclass(frozen=True)
 class Last:
-    """What a unit's last good sync on a cluster applied: the manifests list it loaded, the unit object and config
-    object it ran with (the runner keeps the same unit objects for as long as the config is the same one), its
-    result (as the app's result: ``app`` set, the namespace it created and the release records among its entries),
-    and the Helm release records it found (``kept`` entries, named again without a LIST while nothing
-    changes)."""
+    """What a unit's last good sync on a cluster applied: the digest of the manifests it loaded
+    (:func:`agent.sync.keys.manifests_digest`), the unit and the config digest it ran with, its result (as the
+    app's result: ``app`` set, the namespace it created and the release records among its entries), and the Helm
+    release records it found (``kept`` entries, named again without a LIST while nothing changes)."""
 
-    manifests: Sequence[resources.Manifest]
-    unit: object
-    cfg: object
+    digest: str
+    unit: apps.Unit
+    config: str
     result: engine.ReconcileResult
     kept: tuple[engine.ChangeSetEntry, ...] = ()
     proven: bool = False
@@ -54,15 +55,13 @@ class Last:
     """The (uid, resourceVersion) of the unit's inventory ConfigMap when it last held exactly ``result``'s
     entries (set by the first proof after a sync): the same version again is the same entries, not decoded and
     compared again."""
-    inventory_body: resources.Body | None = None
-    """That ConfigMap as the proof was given it (the same object again means the same version)."""
 
 
 def unchanged(
     last: Last | None,
-    manifests: Sequence[resources.Manifest],
-    unit: object,
-    cfg: object,
+    digest: str,
+    unit: apps.Unit,
+    config: str,
     revision: resources.Revision,
     stored: Mapping[str, resources.Body | None] | None,
     live: cache.LiveCache,
@@ -70,7 +69,8 @@ def unchanged(
     created: Sequence[engine.ChangeSetEntry] = (),
 ) -> tuple[engine.ReconcileResult, Last] | None:
     """The unit's result when it is provably unchanged (see the module doc), and what the next proof starts
-    from; else None. The result is the last one (its
+    from; else None. ``digest``: of the manifests the unit loads now; ``config``: the config's digest. The result
+    is the last one (its
     ``app`` kept) with ``created`` (the unit's namespace, made just now), then every desired object
     ``unchanged``, then the release records the last sync kept, and a new time. ``stored``: the cluster's
     inventories by key (None: not listed, no proof); the unit's is ``options.paths[0]``."""
@@ -78,20 +78,20 @@ def unchanged(
     if last is None or stored is None or options.apply.dry_run or options.hooks_on_noop:
         return None
     prev = last.result
-    if last.manifests is not manifests or last.unit is not unit or last.cfg is not cfg:
+    if last.digest != digest or last.config != config or not keys.same(last.unit, unit):
         return None
-    if prev.revision is not revision and prev.revision != revision:
+    if not keys.same(prev.revision, revision):
         return None
     found = stored.get(options.paths[0])
-    # A result a proof made passed the checks below, from this very inventory body (a watch keeps the object
-    # until the ConfigMap changes): only the live objects can have changed since.
-    if not (last.proven and found is not None and found is last.inventory_body):
-        version = _version(found)
+    version = keys.version(found)
+    # A result a proof made passed the checks below, from this very version of the inventory (the API server
+    # gives every write a new one): only the live objects can have changed since.
+    if not (last.proven and version[1] and version == last.inventory_version):
         if not engine.replayable(prev) or not version[1]:
             return None
         if version != last.inventory_version and not engine.inventory_matches(live.kube, found, prev, options):
             return None
-        last = dataclasses.replace(last, inventory_version=version, inventory_body=found)
+        last = dataclasses.replace(last, inventory_version=version)
     if not engine.in_sync(prev, live.get, options.apply.field_manager):
         return None
     if last.proven and not created:
@@ -105,11 +105,6 @@ def unchanged(
     return result, dataclasses.replace(last, result=result, proven=not created)
 
 
-def _version(body: resources.Body | None) -> tuple[str, str]:
-    meta = (body or {}).get("metadata") or {}
-    return str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
-
-
 @dataclasses.dataclass(frozen=True)
 class Cluster:
     """A full sync of a cluster in which every unit was proven unchanged (:func:`unchanged`) and nothing else
@@ -117,12 +112,12 @@ class Cluster:
     the watch. What :func:`again` compares the next sync against, to prove the cluster's units in one pass."""
 
     units: Sequence[apps.Unit]
-    """The units list object of that sync (the runner keeps the same one while the config is the same)."""
-    cfg: object
+    config: str
+    """The config's digest."""
     revisions: Mapping[str, resources.Revision]
     trees: Mapping[str, object]
-    stored: Mapping[str, resources.Body]
-    """The inventories by key as the watch held them (the runner hands out the same mapping while none changed)."""
+    stored: keys.InventoryVersions
+    """The versions of the inventories as the watch held them."""
     prune: object
     lasts: tuple[Last, ...]
     """Each unit's, in unit order."""
@@ -146,7 +141,7 @@ def cluster_proof(
     stored: Mapping[str, resources.Body],
     remembered: Mapping[str, Last],
     wait: bool | None,
-    cfg: object,
+    config: str,
     prune: object,
     known: frozenset[resources.ResourceKey],
     *,
@@ -155,7 +150,8 @@ def cluster_proof(
     """What the next sync can prove the cluster against (:class:`Cluster`), after a full sync from the watched
     inventories (``stored``) that proved every unit unchanged (``remembered``: app -> what this sync proved) and
     did nothing else: no rollout pin in ``revisions``, no wait for health (``wait``, the sync's), no unit with
-    ``sync.wait``, that another depends on, or that creates its namespace (a GET each sync); else None."""
+    ``sync.wait``, that another depends on, or that creates its namespace (a GET each sync); else None.
+    ``config``: the config's digest."""
     if any(k.startswith(apps.PIN_PREFIX) for k in revisions):
         return None
     lasts = []
@@ -166,36 +162,38 @@ def cluster_proof(
             return None
         lasts.append(last)
     managers = tuple(field_manager(u) for u in units)
-    return Cluster(units, cfg, dict(revisions), dict(trees), stored, prune, tuple(lasts), managers, known)
+    versions = keys.inventory_versions(stored)
+    return Cluster(tuple(units), config, dict(revisions), dict(trees), versions, prune, tuple(lasts), managers, known)
 
 
 def again(
     proof: Cluster | None,
     units: Sequence[apps.Unit],
-    cfg: object,
+    config: str,
     revisions: Mapping[str, resources.Revision],
     trees: Mapping[str, object],
     stored: Mapping[str, resources.Body] | None,
     prune: object,
-    load: Callable[[apps.Unit], Sequence[resources.Manifest]],
+    digest: Callable[[apps.Unit], str],
     live: cache.LiveCache,
 ) -> list[engine.ReconcileResult] | None:
     """Every unit's result, each the last one with a new time, when the whole cluster is provably as ``proof``
-    left it; else None (the caller syncs unit by unit). Proven when the units, config, revisions, trees, prune
-    settings and the watched inventories (``stored``) are the very ones ``proof`` had, each unit loads (``load``,
-    the runner's memo) the very manifests list it had, and every desired object passes the engine's quick check
-    against the live cache (:func:`reconcilers.diff.quick_in_sync`), exactly as :func:`unchanged` checks each unit;
+    left it; else None (the caller syncs unit by unit). Proven when the units, config digest, revisions, trees,
+    prune settings and the versions of the watched inventories (``stored``) are the ones ``proof`` had, each unit
+    loads (``digest(unit)``: it loads, from the memory while its inputs are the same, and says the digest of its
+    manifests) what it had, and every desired object passes the engine's check against the live cache
+    (``engine.in_sync``), exactly as :func:`unchanged` checks each unit;
     what the units' own checks would find again (claims, namespaces, dependencies, removed apps) cannot have
     changed when all of these are the same."""
-    if proof is None or stored is None or stored is not proof.stored:
+    if proof is None or stored is None or proof.config != config or proof.prune != prune:
         return None
-    if proof.units is not units or proof.cfg is not cfg or proof.prune != prune:
+    if not keys.same(proof.units, tuple(units)) or keys.inventory_versions(stored) != proof.stored:
         return None
     if proof.revisions != revisions or proof.trees != trees:
         return None
     t0, started = time.monotonic(), datetime.datetime.now(datetime.UTC)
     for u, last in zip(units, proof.lasts, strict=True):
-        if load(u) is not last.manifests:
+        if digest(u) != last.digest:
             return None
     for last, fm in zip(proof.lasts, proof.field_managers, strict=True):
         if not engine.in_sync(last.result, live.get, fm):

@@ -9,10 +9,11 @@ engine will place them (a namespaced object without a namespace in the unit's na
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from agent import apps, config_apps
 from agent.clusters import connection
+from agent.sync import keys
 from reconcilers import resources
 
 Claims = dict[resources.ResourceKey, tuple[str, resources.Manifest]]
@@ -47,27 +48,25 @@ def claim(
 
 
 class Memo:
-    """:func:`claim`, remembered for the next sync of the cluster: the same units list, the same manifests lists
-    (the runner hands out the same ones while nothing was loaded again) and the same discovery give the same claims
-    (a resync of 10,000 objects places every key again otherwise). Used from the cluster's sync thread only."""
+    """:func:`claim`, remembered for the next sync of the cluster: the same units, the same manifests (by their
+    digests, :func:`agent.sync.keys.manifests_digest`) and the same discovery generation give the same claims (a
+    resync of 10,000 objects places every key again otherwise). Used from the cluster's sync thread only."""
 
     def __init__(self) -> None:
-        self._inputs: tuple[Sequence[apps.Unit], int, tuple[tuple[str, list[resources.Manifest]], ...]] | None = None
+        self._inputs: tuple[tuple[apps.Unit, ...], int, tuple[tuple[str, str], ...]] | None = None
         self._found: tuple[Claims, dict[str, str]] = ({}, {})
 
     def claim(
-        self, kube: connection.KubeCluster, units: Sequence[apps.Unit], loaded: Mapping[str, list[resources.Manifest]]
+        self,
+        kube: connection.KubeCluster,
+        units: Sequence[apps.Unit],
+        loaded: Mapping[str, list[resources.Manifest]],
+        digest: Callable[[str], str],
     ) -> tuple[Claims, dict[str, str]]:
-        """:func:`claim`'s answer (the same objects as last time when nothing changed: do not change them)."""
-        inputs = (units, kube.discovery_generation, tuple(loaded.items()))
-        old = self._inputs
-        if (
-            old is None
-            or old[0] is not units
-            or old[1] != inputs[1]
-            or len(old[2]) != len(inputs[2])
-            or any(n != m or a is not b for (n, a), (m, b) in zip(inputs[2], old[2], strict=True))
-        ):
+        """:func:`claim`'s answer (the same objects as last time when nothing changed: do not change them);
+        ``digest(app)``: the digest of the manifests ``loaded`` holds for that app."""
+        inputs = (tuple(units), kube.discovery_generation, tuple((n, digest(n)) for n in loaded))
+        if self._inputs is None or not keys.same(self._inputs, inputs):
             self._found = claim(kube, units, loaded)
             self._inputs = inputs
         return self._found

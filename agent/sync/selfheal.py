@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agent.clusters import cache
-from agent.sync import keyqueue
+from agent.sync import keyqueue, keys
 from reconcilers import cancel, client, engine, errors, resources
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Healer:
         with self._lock:
             self._reconciling = False
             taken = self._taken
-            same = result is not None and result.desired is taken[0] and result.inventory is taken[1]
+            same = result is not None and keys.same(result.desired, taken[0]) and keys.same(result.inventory, taken[1])
             if result is not None and not result.dry_run and (result.desired or result.ok) and not same:
                 # (the very maps taken last time, from a resync proven unchanged, change nothing: skipped)
                 self._taken = (result.desired, result.inventory)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -14,7 +15,7 @@ import yaml
 from agent import apps, config
 from agent.api import webhooks
 from agent.sources.render import plain
-from agent.sync import ownership
+from agent.sync import keys, ownership
 from reconcilers import client, errors, resources
 
 CLUSTERS = [
@@ -201,14 +202,21 @@ def test_claims_are_remembered_while_units_manifests_and_discovery_stay_the_same
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "one"}}
     loaded = {"a": plain.parse_stream(yaml.safe_dump(cm), "a/cm.yaml", "a"), "b": []}
     memo, kube = ownership.Memo(), _Discovery()
-    claims, refused = memo.claim(kube, units, dict(loaded))  # type: ignore[arg-type]
+
+    def digest(app: str) -> str:
+        return keys.manifests_digest(loaded[app])
+
+    claims, refused = memo.claim(kube, units, dict(loaded), digest)  # type: ignore[arg-type]
     assert (list(claims), refused) == ([resources.ResourceKey("", "ConfigMap", "one", "cm")], {})
-    assert memo.claim(kube, units, dict(loaded))[0] is claims  # type: ignore[arg-type]
-    # b now renders the same object (a new manifests list): b is refused, naming a
+    assert memo.claim(kube, units, dict(loaded), digest)[0] is claims  # type: ignore[arg-type]
+    # the same units and manifests held by other objects: the same claims
+    same = memo.claim(kube, copy.deepcopy(units), copy.deepcopy(loaded), digest)  # type: ignore[arg-type]
+    assert same[0] is claims
+    # b now renders the same object (new manifests): b is refused, naming a
     loaded["b"] = plain.parse_stream(yaml.safe_dump(cm), "b/cm.yaml", "b")
-    again, refused = memo.claim(kube, units, dict(loaded))  # type: ignore[arg-type]
+    again, refused = memo.claim(kube, units, dict(loaded), digest)  # type: ignore[arg-type]
     assert again is not claims
     assert "also rendered by app a" in refused["b"]
     # discovery changed: placed again
     kube.discovery_generation = 2
-    assert memo.claim(kube, units, dict(loaded))[0] is not again  # type: ignore[arg-type]
+    assert memo.claim(kube, units, dict(loaded), digest)[0] is not again  # type: ignore[arg-type]
