@@ -4,7 +4,7 @@ starts one. :func:`table` lists every thread of :func:`threading.enumerate` with
 (``GET /api/v1/debug/threads``).
 
 Owners are paths: ``fleet``, ``fleet/sources``, ``fleet/notify``, ``cluster/<name>/worker``,
-``cluster/<name>/runner`` (self-heal, drift, the live cache and inventory watches, a sync's app and health-wait
+``cluster/<name>/sync`` (self-heal, drift, the live cache and inventory watches, a sync's app and health-wait
 threads), ``api``; thread pools are known by their name prefix (:func:`pool`). Threads started by libraries
 (uvicorn's, AnyIO's workers for the API's handlers, APScheduler's) are named by what started them. Kept at the
 bottom of the layers (stdlib only) so every package may use it.

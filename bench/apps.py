@@ -121,8 +121,8 @@ def requests(agent: fleet.Fleet, names: list[str]) -> collections.Counter[str]:
     total: collections.Counter[str] = collections.Counter()
     for n in names:
         w = agent.worker_of(n)
-        if w is not None and w.runner is not None and w.runner.kube is not None:
-            total += w.runner.kube.requests
+        if w is not None:
+            total += collections.Counter(w.view().requests)
     return total
 
 

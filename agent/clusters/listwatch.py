@@ -56,8 +56,8 @@ class ListWatch(threading.Thread):
         self._closer_lock = threading.Lock()
 
     def start(self) -> None:
-        """Start the thread, registered as owned by ``cluster/<name>/runner`` (:mod:`agent.threads`)."""
-        threads.register(self, f"cluster/{self.kube.name}/runner")
+        """Start the thread, registered as owned by ``cluster/<name>/sync`` (:mod:`agent.threads`)."""
+        threads.register(self, f"cluster/{self.kube.name}/sync")
         super().start()
 
     def relist(self) -> str:

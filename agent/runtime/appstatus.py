@@ -77,11 +77,10 @@ def drifted_of(fleet: View, cluster: str) -> tuple[drift.Snapshot, list[selfheal
     """The cluster's drift now (:class:`drift.Snapshot`, empty when it is not watched) and the objects self-heal
     fights over (they do not match git either)."""
     w = fleet.worker_of(cluster)
-    runner = w.runner if w else None
-    if runner is None:
+    if w is None:
         return drift.EMPTY, []
-    snap = runner.drift.snapshot() if runner.drift else drift.EMPTY
-    return snap, runner.healer.fighting() if runner.healer else []
+    view = w.view()
+    return view.drift, list(view.fighting)
 
 
 def _app_drift(
@@ -244,8 +243,7 @@ def cells(fleet: View, *, app: str | None = None, objects: bool = False, compact
         if last is None:
             continue
         w = fleet.worker_of(name)
-        r = w.runner if w else None
-        healths = r.health(appresults.managed_keys(last)) if r else {}
+        healths = w.view().health(appresults.managed_keys(last)) if w else {}
         out += cluster_cells(fleet, name, last, healths, app=app, objects=objects, compact=compact)
     return out
 

@@ -54,7 +54,7 @@ from agent.runtime import (
 from agent.sources import registry
 from agent.sources.render import helm
 from agent.sync import cluster as cluster_sync
-from agent.sync import drift, gate, holds
+from agent.sync import gate, holds
 from reconcilers import engine, errors, resources
 
 log = logging.getLogger(__name__)
@@ -467,10 +467,10 @@ class Fleet:
         found: dict[str, dict[str, int]] = {}
         for w in self.all_workers():
             last = self.state.last(w.name)
-            if w.runner is None or last is None:
+            view = w.view()
+            if not view.reached or last is None:
                 continue
-            snap = w.runner.drift.snapshot() if w.runner.drift else drift.EMPTY
-            found[w.name] = {a.app: len(snap.by_app.get(a.app, ())) for a in last.apps}
+            found[w.name] = {a.app: len(view.drift.by_app.get(a.app, ())) for a in last.apps}
         return found
 
     def all_workers(self) -> list[worker.Worker]:

@@ -78,10 +78,10 @@ def judge_health(fleet: View, name: str) -> tuple[health.Health, str] | None:
     message (None when it cannot be known: no sync yet, or the cluster unreachable)."""
     w = fleet.worker_of(name)
     last = fleet.state.last(name)
-    r = w.runner if w else None
-    if r is None or last is None or last.error_kind is engine.ErrorKind.CLUSTER:
+    view = w.view() if w else None
+    if view is None or not view.reached or last is None or last.error_kind is engine.ErrorKind.CLUSTER:
         return None
-    healths = r.health(list(last.desired))
+    healths = view.health(list(last.desired))
     worst = health.aggregate(h.status for h in healths.values())
     culprit = next((f"{k}: {h.message}" for k, h in healths.items() if h.status is worst), "")
     fleet.events.health(name, last.revision.sha if last.revision else "", worst, culprit)
@@ -126,16 +126,15 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
     w = fleet.worker_of(name)
     if found is None or w is None:
         return found, []
-    r = w.runner
+    view = w.view()
     last = fleet.state.last(name)
-    heal = r.status() if r else {}
+    heal = dict(view.heal)
     found["selfHeal"] = heal
     found["worker"] = w.status_json()
-    if r and (throttled := r.throttled()):
-        found["worker"]["throttled"] = throttled
+    if view.throttled:
+        found["worker"]["throttled"] = view.throttled
     target = fleet.revision_for(name)
-    snap = r.drift.snapshot() if r and r.drift else None
-    drifted = sum(len(found_) for found_ in snap.by_app.values()) if snap else 0
+    drifted = sum(len(found_) for found_ in view.drift.by_app.values())
     found["syncStatus"] = sync_status(last, target, bool(heal.get("fighting")), drifted)
     found["driftedObjects"] = drifted
     found["syncStatusReason"] = _reason(fleet, w, last) or _out_of_sync(last, drifted)
@@ -146,8 +145,8 @@ def _cluster(fleet: View, name: str, *, objects: bool) -> tuple[dict[str, Any] |
     if fleet.leases:
         found["sharding"] = {"holder": fleet.leases.holder(name), "reconciledHere": bool(w.active)}
     keys = appresults.managed_keys(last) if last else []
-    changes = r.live.changes if r and r.live else None  # read before the healths it vouches for
-    healths = r.health(keys) if r else {k: health.HealthStatus(health.Health.UNKNOWN, "not watched") for k in keys}
+    changes = view.changes  # read (when the view was made) before the healths it vouches for
+    healths = view.health(keys)
     overall = health.aggregate(h.status for h in healths.values()) if last else health.Health.UNKNOWN
     found["health"] = overall.value
     found["healthCounts"] = dict(sorted(collections.Counter(h.status.value for h in healths.values()).items()))

@@ -13,6 +13,7 @@ from typing import Any
 
 from agent import apps
 from agent.runtime import appstatus, fleet, state
+from agent.sync import view as view_
 from reconcilers import errors, resources
 
 
@@ -39,14 +40,14 @@ def trace(agent: fleet.Fleet, key: resources.ResourceKey, cluster: str | None = 
 def _on(agent: fleet.Fleet, cluster: str, key: resources.ResourceKey) -> dict[str, Any]:
     last = agent.state.last(cluster)
     w = agent.worker_of(cluster)
-    runner = w.runner if w is not None else None
+    view = w.view() if w is not None else None
     found = next((a for a in (last.apps if last is not None else ()) if key in a.desired), None)
     if found is None or last is None:
         out: dict[str, Any] = {"cluster": cluster, "managed": False}
         if last is None:
             out["reason"] = "no sync of this cluster finished yet: not known"
             return out
-        live = _live(runner, key)
+        live = view.read(key) if view is not None else None
         if live is None:
             out["reason"] = "no app of this agent manages it, and it does not exist on the cluster"
             return out
@@ -59,7 +60,7 @@ def _on(agent: fleet.Fleet, cluster: str, key: resources.ResourceKey) -> dict[st
     file, _, document = origin.partition("#")
     snap, _ = appstatus.drifted_of(agent, cluster)
     drifted = [d for d in snap.by_app.get(found.app, ()) if d.key == key]
-    health = runner.health([key]).get(key) if runner is not None else None
+    health = view.health([key]).get(key) if view is not None and view is not view_.UNWATCHED else None
     return {
         "cluster": cluster,
         "managed": True,
@@ -78,20 +79,6 @@ def _on(agent: fleet.Fleet, cluster: str, key: resources.ResourceKey) -> dict[st
         "health": {"status": health.status.value, "message": health.message} if health is not None else None,
         "held": found.held or None,
     }
-
-
-def _live(runner: Any, key: resources.ResourceKey) -> resources.Body | None:
-    """The live object: from the live cache when it holds it, else one GET (None: missing or not reachable)."""
-    if runner is None or runner.kube is None:
-        return None
-    cached = runner.live.get(key) if runner.live is not None else None
-    if cached is not None and (cached.get("metadata") or {}).get("managedFields"):
-        return dict(cached)
-    try:
-        found: resources.Body | None = runner.kube.get(key)
-        return found
-    except errors.ClusterError:
-        return None
 
 
 def _managers(live: resources.Body) -> list[dict[str, str]]:

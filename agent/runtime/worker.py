@@ -42,6 +42,7 @@ from agent import threads
 from agent.runtime import history, retries
 from agent.sync import cluster as cluster_sync
 from agent.sync import gate
+from agent.sync import view as view_
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
 
@@ -224,10 +225,11 @@ class Worker:
         with self._cond:
             return self._active
 
-    @property
-    def runner(self) -> cluster_sync.ClusterSync | None:
-        """The current runner (None before the first sync or while paused)."""
-        return self._runner
+    def view(self) -> view_.ClusterView:
+        """The cluster's sync as other threads may read it (:class:`agent.sync.view.ClusterView`; the empty view
+        before the first sync or while paused). The worker's ClusterSync itself is never handed out."""
+        found = self._runner
+        return found.view() if found is not None else view_.UNWATCHED
 
     def status_json(self) -> dict[str, Any]:
         """``{"state", "since", "active", "pendingTriggers", "lastLatenessSeconds", "errors"}`` for the status."""

@@ -318,13 +318,13 @@ def _run(
         if (wants or u.name in needed) and not ctx.dry_run and result.ok:
             busy.add(u.name)
             name = f"wait-{ctx.cluster.name}-{u.name}"
-            threads.start(name, f"cluster/{ctx.cluster.name}/runner", wait, u.name, result)
+            threads.start(name, f"cluster/{ctx.cluster.name}/sync", wait, u.name, result)
         else:
             done[u.name] = result
 
     here = set(by_name)
     requests = futures.ThreadPoolExecutor(
-        max(1, ctx.cfg.sync.concurrency), threads.pool(f"req-{ctx.cluster.name}", f"cluster/{ctx.cluster.name}/runner")
+        max(1, ctx.cfg.sync.concurrency), threads.pool(f"req-{ctx.cluster.name}", f"cluster/{ctx.cluster.name}/sync")
     )
     try:
         while pending or busy:
@@ -351,7 +351,7 @@ def _run(
                     jobs.put(u)
                     if len(started_pool) < max(1, ctx.cfg.sync.app_concurrency):
                         name = f"app-{ctx.cluster.name}-{len(started_pool)}"
-                        started_pool.append(threads.start(name, f"cluster/{ctx.cluster.name}/runner", pool))
+                        started_pool.append(threads.start(name, f"cluster/{ctx.cluster.name}/sync", pool))
             pending = [] if problem is not None else later
             while busy and (not started or not finished.empty()):
                 kind, name, out = finished.get()

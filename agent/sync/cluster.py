@@ -29,6 +29,7 @@ from agent.sync import gate as gate_
 from agent.sync import memory as memory_
 from agent.sync import options as options_
 from agent.sync import session as session_
+from agent.sync import view as view_
 from reconcilers import cancel as cancel_
 from reconcilers import client, engine, errors, health, resources
 
@@ -343,6 +344,11 @@ class ClusterSync:
         if kube is None or not kube.throttled:
             return ""
         return f"Throttled by the API server ({sum(kube.retries.values()) - self._retries_before} retries)"
+
+    def view(self) -> view_.ClusterView:
+        """The cluster's sync as other threads may read it (:class:`agent.sync.view.ClusterView`: snapshots and
+        read-only reads of the live cache). Safe from any thread."""
+        return self.session.view(self.throttled())
 
     def close(self) -> None:
         """Stop watches and self-heal (waiting for a correction in flight), release the connection. Call when no

@@ -91,7 +91,7 @@ class DriftMonitor:
         self._held: set[resources.ResourceKey] = set()
         self._reconciling = False
         self._lock = threading.Lock()
-        self._queue = keyqueue.KeyQueue(f"drift-{cluster}", self._confirm, DEBOUNCE, f"cluster/{cluster}/runner")
+        self._queue = keyqueue.KeyQueue(f"drift-{cluster}", self._confirm, DEBOUNCE, f"cluster/{cluster}/sync")
 
     def start(self) -> None:
         """Start the worker thread (``drift-<cluster>``)."""

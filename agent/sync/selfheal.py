@@ -81,7 +81,7 @@ class Healer:
         self._entries: dict[resources.ResourceKey, engine.InventoryEntry] = {}
         self._taken: tuple[object, object] = (None, None)  # the (desired, inventory) maps last taken
         self._corrections: dict[resources.ResourceKey, collections.deque[float]] = {}
-        self._queue = keyqueue.KeyQueue(f"selfheal-{cluster}", self._heal, DEBOUNCE, f"cluster/{cluster}/runner")
+        self._queue = keyqueue.KeyQueue(f"selfheal-{cluster}", self._heal, DEBOUNCE, f"cluster/{cluster}/sync")
         self._held: set[resources.ResourceKey] = set()
         self._reconciling = False
         self._lock = threading.Lock()

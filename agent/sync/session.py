@@ -17,8 +17,9 @@ from agent import apps, config
 from agent.clusters import cache, connection, inventories, kubeconfig
 from agent.sync import drift, selfheal
 from agent.sync import options as options_
+from agent.sync import view as view_
 from reconcilers import cancel as cancel_
-from reconcilers import client, engine, resources
+from reconcilers import client, engine, errors, resources
 from reconcilers import health as health_
 
 
@@ -121,6 +122,39 @@ class Session:
     def status(self) -> dict[str, Any]:
         """Self-heal status (``{}`` when self-heal is off) for the status API."""
         return self.healer.status() if self.healer else {}
+
+    def view(self, throttled: str) -> view_.ClusterView:
+        """The session as other threads may read it (:class:`agent.sync.view.ClusterView`); ``throttled``: the
+        sync's own note on ``Retry-After`` waits. Safe from any thread."""
+        kube, live = self.kube, self.live
+        if kube is None or live is None:
+            return view_.EMPTY
+        return view_.ClusterView(
+            heal=self.status(),
+            fighting=tuple(self.healer.fighting()) if self.healer else (),
+            drift=self.drift.snapshot() if self.drift else drift.EMPTY,
+            throttled=throttled,
+            requests=dict(kube.requests),
+            reached=True,
+            changes=live.changes,
+            health=self.health,
+            read=self.read,
+        )
+
+    def read(self, key: resources.ResourceKey) -> resources.Body | None:
+        """The live object ``key``: from the live cache when it holds it with its ``managedFields``, else one GET
+        (None: missing, or the cluster not reachable). Safe from any thread; sends no write."""
+        kube, live = self.kube, self.live
+        if kube is None:
+            return None
+        cached = live.get(key) if live is not None else None
+        if cached is not None and (cached.get("metadata") or {}).get("managedFields"):
+            return dict(cached)
+        try:
+            found: resources.Body | None = kube.get(key)
+            return found
+        except errors.ClusterError:
+            return None
 
     def close(self) -> None:
         """Stop watches and self-heal (waiting for a correction in flight), release the connection. Call when no
