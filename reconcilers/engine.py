@@ -57,6 +57,8 @@ from reconcilers import cancel as cancel_
 # results and options (reconcilers.results)
 ErrorKind = results.ErrorKind
 failure = results.failure
+problem = results.problem
+Problem = results.Problem
 ReconcileOptions = results.ReconcileOptions
 ReconcileResult = results.ReconcileResult
 Healths = results.Healths
@@ -219,7 +221,8 @@ def reconcile(
     except errors.CancelledError as e:
         return result(f"cancelled: {e}", ErrorKind.CANCELLED)
     except errors.ClusterError as e:
-        return result(f"cluster {cluster}: {e}", ErrorKind.CLUSTER)
+        found = results.problem(e, cluster)
+        return dataclasses.replace(result(found.message, found.kind), problem=found)
     return result(error, kind)
 
 

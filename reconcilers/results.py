@@ -34,19 +34,56 @@ class ErrorKind(enum.Enum):
     WAVE = "wave"
 
 
-def failure(e: errors.GitOpsError, cluster: str) -> tuple[ErrorKind, str]:
-    """The one mapping of an error that ends a sync (or an app's) to its :class:`ErrorKind` and status message:
-    ``cancelled: <why>``, a config or source error as it is, a cluster error prefixed ``cluster <name>:``; any
-    other :class:`errors.GitOpsError` is ``internal``. The caller masks secrets in the message."""
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Why a sync (or one app's) stopped, typed end to end: ``kind``; ``message`` (the status text; the agent masks
+    secrets in it); ``document``: ``file#index`` of the malformed manifest (a :class:`errors.ManifestError`);
+    ``status``: the API server's HTTP status when it answered with an error (an :class:`errors.ApiError`) and
+    ``fields``: the field paths it named (immutable fields)."""
+
+    kind: ErrorKind
+    message: str
+    document: str = ""
+    status: int | None = None
+    fields: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        """``{"kind", "message"}`` and, when known, ``document``, ``status``, ``fields``."""
+        out: dict[str, object] = {"kind": self.kind.value, "message": self.message}
+        if self.document:
+            out["document"] = self.document
+        if self.status is not None:
+            out["status"] = self.status
+        if self.fields:
+            out["fields"] = list(self.fields)
+        return out
+
+
+def problem(e: errors.GitOpsError, cluster: str) -> Problem:
+    """The one mapping of an error that ends a sync (or an app's) to its :class:`Problem`: ``cancelled: <why>``,
+    a config or source error as it is (a manifest error with its document), a cluster error prefixed
+    ``cluster <name>:`` (an API server's answer with its status and fields); any other
+    :class:`errors.GitOpsError` is ``internal``. The caller masks secrets in the message."""
     if isinstance(e, errors.CancelledError):
-        return ErrorKind.CANCELLED, f"cancelled: {e}"
+        return Problem(ErrorKind.CANCELLED, f"cancelled: {e}")
     if isinstance(e, errors.ConfigError):
-        return ErrorKind.CONFIG, str(e)
+        return Problem(ErrorKind.CONFIG, str(e))
+    if isinstance(e, errors.ManifestError):
+        index = "" if e.doc_index is None else f"#{e.doc_index}"
+        return Problem(ErrorKind.SOURCE, str(e), document=f"{e.source_file}{index}{'.' + e.item if e.item else ''}")
     if isinstance(e, errors.SourceError):
-        return ErrorKind.SOURCE, str(e)
+        return Problem(ErrorKind.SOURCE, str(e))
+    if isinstance(e, errors.ApiError):
+        return Problem(ErrorKind.CLUSTER, f"cluster {cluster}: {e}", status=e.status, fields=e.fields)
     if isinstance(e, errors.ClusterError):
-        return ErrorKind.CLUSTER, f"cluster {cluster}: {e}"
-    return ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}"
+        return Problem(ErrorKind.CLUSTER, f"cluster {cluster}: {e}")
+    return Problem(ErrorKind.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+
+
+def failure(e: errors.GitOpsError, cluster: str) -> tuple[ErrorKind, str]:
+    """:func:`problem`'s kind and message."""
+    found = problem(e, cluster)
+    return found.kind, found.message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +125,8 @@ class ReconcileResult:
     """The outcome of one reconcile of one cluster.
 
     ``entries`` has one :class:`apply.ChangeSetEntry` per desired object (and per pruned one); ``error`` and
-    ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end);
+    ``error_kind`` say why the reconcile stopped early or refused to prune (None when it ran to its end), and
+    ``problem`` says it typed (:class:`Problem`: made from ``error`` and ``error_kind`` when not given);
     ``started`` is UTC, ``duration`` in seconds. ``desired`` and ``inventory`` are what self-heal needs: the
     objects as applied and their inventory entries. ``health`` is set when the sync waited for health (the
     worst object's state when the wait ended, with ``health_message`` saying which object and why, and ``healths``
@@ -120,6 +158,11 @@ class ReconcileResult:
     hooks: tuple[hookrun.HookRun, ...] = ()
     plan: ordering.Plan | None = dataclasses.field(default=None, repr=False)
     held: str = ""
+    problem: Problem | None = None
+
+    def __post_init__(self) -> None:
+        if self.problem is None and self.error is not None:
+            object.__setattr__(self, "problem", Problem(self.error_kind or ErrorKind.INTERNAL, self.error))
 
     def again(self, **changes: object) -> ReconcileResult:
         """A copy with ``changes`` (field name -> new value), as ``dataclasses.replace`` makes it but without
@@ -134,6 +177,9 @@ class ReconcileResult:
         if "entries" in changes and changes["entries"] is not self.entries:
             state.pop("_counted", None)  # counted again for the new entries (kept for the same ones)
         state.update(changes)
+        if ("error" in changes or "error_kind" in changes) and "problem" not in changes:
+            error, kind = state["error"], state["error_kind"]
+            state["problem"] = None if error is None else Problem(kind or ErrorKind.INTERNAL, error)
         return new
 
     @property

@@ -35,6 +35,8 @@ def result_json(
         "error": r.error,
         "errorKind": r.error_kind.value if r.error_kind else None,
     }
+    if r.problem is not None:
+        out["problem"] = r.problem.as_json()
     if r.app:
         out["app"] = r.app
     if r.held:

@@ -130,8 +130,7 @@ def sync_units(
         except (errors.CancelledError, errors.ClusterError):
             raise  # the whole sync's verdict (cancelled, cluster unreachable), not this app's
         except errors.GitOpsError as e:
-            kind, message = engine.failure(e, ctx.cluster.name)
-            failed[u.name] = _result(ctx, u, revision, ctx.mask(message), kind)
+            failed[u.name] = _failed(ctx, u, revision, e)
         except Exception as e:  # a bug in loading or rendering one app: that app fails alone
             failed[u.name] = _internal(ctx, u, revision, "loading", e)
     claims = _claim(ctx, units, loaded, revisions, failed)
@@ -436,10 +435,20 @@ def _sync_one(
             ctx.remember[u.name] = noop.Last(ctx.digest(u.name), u, ctx.config, result, kept)
         return result
     except errors.GitOpsError as e:
-        kind, message = engine.failure(e, ctx.cluster.name)
-        return _result(ctx, u, revision, message if kind is engine.ErrorKind.CANCELLED else ctx.mask(message), kind)
+        return _failed(ctx, u, revision, e)
     except Exception as e:  # a bug in one app's sync: that app fails alone, the others go on
         return _internal(ctx, u, revision, "syncing", e)
+
+
+def _failed(
+    ctx: Context, u: apps.Unit, revision: resources.Revision | None, e: errors.GitOpsError
+) -> engine.ReconcileResult:
+    """The result of an app that ``e`` stopped: its typed problem (:func:`reconcilers.engine.problem`), the message
+    masked (a cancellation's reason holds no value of the app's)."""
+    found = engine.problem(e, ctx.cluster.name)
+    if found.kind is not engine.ErrorKind.CANCELLED:
+        found = dataclasses.replace(found, message=ctx.mask(found.message))
+    return _result(ctx, u, revision, found.message, found.kind, found)
 
 
 def _internal(
@@ -452,7 +461,14 @@ def _internal(
 
 
 def _result(
-    ctx: Context, u: apps.Unit, revision: resources.Revision | None, error: str, kind: engine.ErrorKind
+    ctx: Context,
+    u: apps.Unit,
+    revision: resources.Revision | None,
+    error: str,
+    kind: engine.ErrorKind,
+    problem: engine.Problem | None = None,
 ) -> engine.ReconcileResult:
     now = datetime.datetime.now(datetime.UTC)
-    return engine.ReconcileResult(ctx.cluster.name, revision, (), now, 0.0, ctx.dry_run, error, kind, app=u.name)
+    return engine.ReconcileResult(
+        ctx.cluster.name, revision, (), now, 0.0, ctx.dry_run, error, kind, app=u.name, problem=problem
+    )

@@ -12,6 +12,7 @@ cluster's other apps. Created, owned and closed by one :class:`agent.runtime.wor
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import pathlib
@@ -133,9 +134,12 @@ class ClusterSync:
                 (r for k, r in revisions.items() if r.sha and not k.startswith(apps.PIN_PREFIX)), None
             )
 
-            def failed(kind: engine.ErrorKind, message: str) -> ReconcileResult:
+            def failed(kind: engine.ErrorKind, message: str, found: engine.Problem | None = None) -> ReconcileResult:
                 log.error("%s", message if message.startswith(f"cluster {name}") else f"cluster {name}: {message}")
-                return ReconcileResult(name, revision, (), started, time.monotonic() - t0, dry_run, message, kind)
+                problem = dataclasses.replace(found, message=message) if found is not None else None
+                return ReconcileResult(
+                    name, revision, (), started, time.monotonic() - t0, dry_run, message, kind, problem=problem
+                )
 
             units = self._units()
             if app is not None and not apps.select(units, app):
@@ -155,8 +159,9 @@ class ClusterSync:
                     force_prune=force_prune, prune_orphans=prune_orphans, wait=wait, kind=kind,
                 )  # fmt: skip
             except errors.GitOpsError as e:
-                why, message = engine.failure(e, name)
-                return failed(why, message if why is engine.ErrorKind.CANCELLED else self.mask(message))
+                found = engine.problem(e, name)
+                message = found.message if found.kind is engine.ErrorKind.CANCELLED else self.mask(found.message)
+                return failed(found.kind, message, found)
             except Exception as e:  # a bug: report it, never let it stop the other clusters
                 log.exception("cluster %s: unexpected error", name)
                 return failed(engine.ErrorKind.INTERNAL, self.mask(f"internal error: {type(e).__name__}: {e}"))

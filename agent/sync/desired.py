@@ -147,6 +147,9 @@ class DesiredState:
             result,
             entries=entries,
             error=self.mask(result.error) if result.error else None,
+            problem=dataclasses.replace(result.problem, message=self.mask(result.problem.message))
+            if result.problem
+            else None,
             health_message=self.mask(result.health_message),
             hooks=tuple(dataclasses.replace(h, message=self.mask(h.message)) for h in result.hooks),
         )
