@@ -153,10 +153,14 @@ def reconcile(
     runs: list[hookrun.HookRun] = []
     plan: ordering.Plan | None = None
 
-    def result(error: str | None = None, kind: ErrorKind | None = None) -> ReconcileResult:
+    def result(
+        error: str | None = None, kind: ErrorKind | None = None, problem: results.Problem | None = None
+    ) -> ReconcileResult:
         return ReconcileResult(
             cluster, revision, tuple(entries), started, time.monotonic() - t0, dry_run, error, kind, desired, records,
             known=frozenset(known | set(desired)), hooks=tuple(runs), plan=plan,
+            problem=problem if problem is not None and problem.message == error else None,
+            selected=tuple(options.only or ()),
         )  # fmt: skip
 
     try:
@@ -164,6 +168,8 @@ def reconcile(
         placed, unplaceable = _place(kube, manifests, options.default_namespace)
         marks = _marks(placed)
         _check_unique(placed)
+        if options.only is not None:
+            placed, unplaceable = _select(placed, unplaceable, marks, options.only)
         plan = ordering.plan(placed, marks)
         tracking = inventory.Tracking(options.instance, cluster)
         synced = plan.synced
@@ -186,7 +192,8 @@ def reconcile(
         by_path = {p: [k for k, d in desired.items() if d.manifest.source_path == p] for p in options.paths}
         intent = inventory.Intent(store, by_path, token)  # written before the first write: whatever we create is owned
         entries.extend(unplaceable)
-        pruning = _prune_plan(previous, by_path, options) if options.prune.enabled else None
+        selective = options.only is not None
+        pruning = _prune_plan(previous, by_path, options) if options.prune.enabled and not selective else None
         pending_prune = pruning is not None and bool(pruning.candidates) and not pruning.error
         with contextlib.ExitStack() as owned:
             if pool is None:
@@ -201,29 +208,59 @@ def reconcile(
             stopped = phases.sync(ctx, plan, pending_prune=pending_prune)
         error: str | None = None
         kind: ErrorKind | None = None
+        stop: results.Problem | None = None
         if stopped is not None and stopped.kind != "apply":
             error, kind = stopped.message, ErrorKind(stopped.kind)
+            stop = results.Problem(kind, error, key=stopped.object)
         gone: set[resources.ResourceKey] = set()
         if pruning is not None and stopped is None and not any(e.action in _STOPS for e in entries):
             error, gone = _prune(kube, pruning, tracking, options, entries, token)
             kind = ErrorKind.PRUNE if error else None
-        elif pruning is None and stopped is None:  # prune off: what left git is named, never deleted
+        elif pruning is None and stopped is None and not selective:  # prune off: what left git is named, never deleted
             left, gone = prune.unpruned(kube, prune.left_git(previous, by_path, options.protected), tracking, token)
             entries.extend(left)
         if not dry_run:
             moved = {k for inv in previous.values() for k in inv.entries if k in options.protected}
             for p in options.paths:
                 store.merge(p, put=intent.closing(p, records), add=by_path[p], drop=gone | moved, cancel=token)
-        if options.scan_orphans and live is not None and not any(e.action in _STOPS for e in entries):
+        if options.scan_orphans and not selective and live is not None and not any(e.action in _STOPS for e in entries):
             entries.extend(
                 prune.orphans(kube, live, known | set(desired), tracking, options.prune, dry_run=dry_run, cancel=token)
             )
     except errors.CancelledError as e:
         return result(f"cancelled: {e}", ErrorKind.CANCELLED)
     except errors.ClusterError as e:
-        found = results.problem(e, cluster)
-        return dataclasses.replace(result(found.message, found.kind), problem=found)
-    return result(error, kind)
+        typed = results.problem(e, cluster)
+        return result(typed.message, typed.kind, typed)
+    return result(error, kind, stop)
+
+
+def _select(
+    placed: Sequence[resources.Manifest],
+    unplaceable: Sequence[apply.ChangeSetEntry],
+    marks: Mapping[resources.ResourceKey, hooks.Marks],
+    only: Sequence[resources.ResourceKey],
+) -> tuple[list[resources.Manifest], list[apply.ChangeSetEntry]]:
+    """The manifests and unplaceable entries a selective sync keeps: the objects ``only`` names (a key with an
+    empty group matches the kind in any group), never a hook (Argo CD runs no hook on a selective sync). Raises
+    :class:`errors.ConfigError` naming each selected object the desired state does not hold, before any write."""
+
+    def chosen(key: resources.ResourceKey) -> bool:
+        return any(_same_object(s, key) for s in only)
+
+    kept = [m for m in placed if chosen(m.key) and not marks.get(m.key, hooks.PLAIN).hook]
+    found = {m.key for m in kept} | {e.key for e in unplaceable}
+    missing = [s for s in only if not any(_same_object(s, k) for k in found)]
+    if missing:
+        names = ", ".join(str(s) for s in missing)
+        raise errors.ConfigError(f"selective sync: not in the app's desired state (or a hook): {names}")
+    return kept, [e for e in unplaceable if chosen(e.key)]
+
+
+def _same_object(selected: resources.ResourceKey, key: resources.ResourceKey) -> bool:
+    """``selected`` (a key of a selective sync, group optional) names ``key``."""
+    same_name = (selected.kind, selected.namespace, selected.name) == (key.kind, key.namespace, key.name)
+    return same_name and selected.group in ("", key.group)
 
 
 def _prune_plan(

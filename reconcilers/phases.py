@@ -66,10 +66,12 @@ class Context:
 @dataclasses.dataclass(frozen=True)
 class Failure:
     """Why a sync stopped in a step: ``kind`` is ``hook`` (a hook failed), ``wave`` (a wave did not become
-    Healthy) or ``apply`` (an object was rejected or failed; its entry says why)."""
+    Healthy) or ``apply`` (an object was rejected or failed; its entry says why); ``object``: the hook that failed,
+    or the first object of the wave that did not become Healthy."""
 
     kind: str
     message: str
+    object: resources.ResourceKey | None = None
 
 
 def sync(ctx: Context, plan: ordering.Plan, *, pending_prune: bool) -> Failure | None:
@@ -201,7 +203,7 @@ def _run_hooks(ctx: Context, step: ordering.Step) -> Failure | None:
         ctx.runs.extend(runs)
         for r in runs:
             if not r.ok:
-                return Failure("hook", f"{step.label}: hook {r.key} failed: {r.message}")
+                return Failure("hook", f"{step.label}: hook {r.key} failed: {r.message}", r.key)
     return None
 
 
@@ -222,6 +224,7 @@ def _gate(ctx: Context, step: ordering.Step) -> Failure | None:
                 "wave",
                 f"{step.label} not Healthy after {ctx.wave_timeout:g} s: waiting for {key}: "
                 f"{state.status.value}: {state.message}{more}",
+                key,
             )
         pending = [k for k, _ in waiting]
         if ctx.token.wait(hookrun.POLL):

@@ -39,16 +39,18 @@ class Problem:
     """Why a sync (or one app's) stopped, typed end to end: ``kind``; ``message`` (the status text; the agent masks
     secrets in it); ``document``: ``file#index`` of the malformed manifest (a :class:`errors.ManifestError`);
     ``status``: the API server's HTTP status when it answered with an error (an :class:`errors.ApiError`) and
-    ``fields``: the field paths it named (immutable fields)."""
+    ``fields``: the field paths it named (immutable fields); ``key``: the object it concerns (the hook that
+    failed, the first object of a wave that did not become Healthy)."""
 
     kind: ErrorKind
     message: str
     document: str = ""
     status: int | None = None
     fields: tuple[str, ...] = ()
+    key: resources.ResourceKey | None = None
 
     def as_json(self) -> dict[str, object]:
-        """``{"kind", "message"}`` and, when known, ``document``, ``status``, ``fields``."""
+        """``{"kind", "message"}`` and, when known, ``document``, ``status``, ``fields``, ``object`` (``key``)."""
         out: dict[str, object] = {"kind": self.kind.value, "message": self.message}
         if self.document:
             out["document"] = self.document
@@ -56,6 +58,9 @@ class Problem:
             out["status"] = self.status
         if self.fields:
             out["fields"] = list(self.fields)
+        if self.key is not None:
+            k = self.key
+            out["object"] = {"group": k.group, "kind": k.kind, "namespace": k.namespace, "name": k.name}
         return out
 
 
@@ -114,6 +119,9 @@ class ReconcileOptions:
     rules: health.Rules = health.BUILT_IN
     wave_timeout: float = 300.0
     hooks_on_noop: bool = False
+    only: tuple[resources.ResourceKey, ...] | None = None
+    """A selective sync (Argo CD's): only these objects are applied (a key with an empty group matches any group);
+    no hook runs, nothing is pruned or scanned for orphans, and the inventory keeps every other entry."""
 
 
 Healths = Mapping[resources.ResourceKey, health.HealthStatus]
@@ -159,10 +167,12 @@ class ReconcileResult:
     plan: ordering.Plan | None = dataclasses.field(default=None, repr=False)
     held: str = ""
     problem: Problem | None = None
+    selected: tuple[resources.ResourceKey, ...] = ()
+    """The objects a selective sync wrote (:attr:`ReconcileOptions.only`); empty for a sync of the whole app: a
+    selective sync's result says nothing of the app's other objects."""
 
     def __post_init__(self) -> None:
-        if self.problem is None and self.error is not None:
-            object.__setattr__(self, "problem", Problem(self.error_kind or ErrorKind.INTERNAL, self.error))
+        object.__setattr__(self, "problem", _problem_of(self.error, self.error_kind, self.problem))
 
     def again(self, **changes: object) -> ReconcileResult:
         """A copy with ``changes`` (field name -> new value), as ``dataclasses.replace`` makes it but without
@@ -177,9 +187,8 @@ class ReconcileResult:
         if "entries" in changes and changes["entries"] is not self.entries:
             state.pop("_counted", None)  # counted again for the new entries (kept for the same ones)
         state.update(changes)
-        if ("error" in changes or "error_kind" in changes) and "problem" not in changes:
-            error, kind = state["error"], state["error_kind"]
-            state["problem"] = None if error is None else Problem(kind or ErrorKind.INTERNAL, error)
+        if "error" in changes or "error_kind" in changes or "problem" in changes:
+            state["problem"] = _problem_of(state["error"], state["error_kind"], state["problem"])
         return new
 
     @property
@@ -213,6 +222,17 @@ class ReconcileResult:
         """True when the reconcile ran to its end and no object failed or was skipped."""
         c = self._counts
         return self.error is None and c["failed"] == 0 and c["skipped"] == 0
+
+
+def _problem_of(error: str | None, kind: ErrorKind | None, given: Problem | None) -> Problem | None:
+    """The problem a result with ``error`` and ``kind`` carries: ``given`` when it says the same, else one made of
+    them (None without an error): a result's problem never disagrees with its error."""
+    if error is None:
+        return None
+    kind = kind or ErrorKind.INTERNAL
+    if given is not None and given.message == error and given.kind is kind:
+        return given
+    return Problem(kind, error)
 
 
 _RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(ReconcileResult))

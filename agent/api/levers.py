@@ -3,8 +3,9 @@
 - ``POST /api/v1/apps/{app}/suspend`` and ``/resume`` (body ``{"cluster", "reason", "by"}``, all optional): the
   app everywhere it is placed, or on one cluster;
 - ``POST /api/v1/clusters/{name}/suspend`` and ``/resume``: the whole cluster;
-- ``POST /api/v1/apps/{app}/sync`` (body ``{"cluster"}``, optional): sync the app now as an operator's request
-  (an app with ``sync.auto: false`` is written only so);
+- ``POST /api/v1/apps/{app}/sync`` (body ``{"cluster", "resources"}``, optional): sync the app now as an
+  operator's request (an app with ``sync.auto: false`` is written only so); with ``resources``, a selective sync
+  of those objects only (400 for a reference not of the form ``Kind[.group]/namespace/name``);
 - ``GET /api/v1/apps/{app}/history``: its last syncs per cluster, newest first;
 - ``POST /api/v1/apps/{app}/rollback`` (body ``{"cluster", "to", "by", "untilNewRevision"}``) and ``/unpin``
   (``{"cluster", "by"}``): pin the app on a cluster to an earlier revision of its source, or release it (409
@@ -23,7 +24,7 @@ from typing import Any
 import fastapi
 import pydantic
 
-from agent.runtime import fleet, levers
+from agent.runtime import fleet, levers, trace
 from reconcilers import errors
 
 
@@ -57,10 +58,13 @@ class UnpinRequest(pydantic.BaseModel):
 
 
 class SyncRequest(pydantic.BaseModel):
-    """An app's sync asked for: ``cluster`` (only there; default every cluster it is placed on)."""
+    """An app's sync asked for: ``cluster`` (only there; default every cluster it is placed on); ``resources``: a
+    selective sync (Argo CD's) writing only these objects, each ``Kind[.group]/namespace/name`` (no hook runs,
+    nothing is pruned; an object the app does not render fails the app's sync, naming it)."""
 
     model_config = pydantic.ConfigDict(extra="forbid")
     cluster: str | None = None
+    resources: list[str] = []
 
 
 def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRouter:
@@ -94,16 +98,21 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
 
     @api.post("/api/v1/apps/{app:path}/sync", status_code=202)
     def sync_app(app: str, body: SyncRequest | None = None) -> dict[str, list[str]]:
-        cluster = (body or SyncRequest()).cluster
+        asked = body or SyncRequest()
         try:
-            names = levers.targets(agent, app, cluster)
+            objects = [trace.parse(ref) for ref in asked.resources]
+        except errors.ConfigError as e:
+            raise fastapi.HTTPException(400, f"resources: {e}") from None
+        try:
+            names = levers.targets(agent, app, asked.cluster)
         except errors.ConfigError as e:
             raise fastapi.HTTPException(404, str(e)) from None
         refused = levers.refused_by_window(agent, app, names)
         if refused:
             raise fastapi.HTTPException(409, refused)
         for name in names:
-            agent.trigger_now(name, reason=f"sync of app {app} requested", requested=True, app=app)
+            what = f"selective sync of app {app} requested" if objects else f"sync of app {app} requested"
+            agent.trigger_now(name, reason=what, requested=True, app=app, objects=objects)
         return {"triggered": names}
 
     @api.get("/api/v1/apps/{app:path}/history")

@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
     _config_flag(p)
     p.add_argument("--cluster", action="append", help="only this cluster (repeatable)")
     p.add_argument("--app", help="only this app (on the clusters it is placed on, or the --cluster ones)")
+    p.add_argument(
+        "--resource",
+        action="append",
+        metavar="KIND[.GROUP]/NAMESPACE/NAME",
+        help="a selective sync of --app: write only this object (repeatable; no hook runs, nothing is pruned)",
+    )
     p.add_argument("--dry-run", action="store_true", help="validate and show what would change; write nothing")
     p.add_argument("--json", action="store_true", help="print the results as JSON (as -o json)")
     _output_flag(p)
@@ -279,6 +285,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             force_prune=args.force_prune,
             prune_orphans=args.prune_orphans,
             wait=args.wait,
+            selected=args.resource or (),
         )
     if command == "diff":
         return syncing.diff(cfg, args.cluster, args.app, args.revision)

@@ -16,6 +16,7 @@ import rich.syntax
 from agent import config, config_types
 from agent.cli import output
 from agent.runtime import oneshot, state
+from agent.runtime import trace as trace_
 from agent.sources import registry
 from reconcilers import engine, errors, health
 
@@ -80,9 +81,11 @@ def sync(
     force_prune: bool,
     prune_orphans: bool,
     wait: bool | None = None,
+    selected: Sequence[str] = (),
 ) -> int:
     """``gitops-agent sync``: reconcile once and print what was done (``fmt``: table, wide, json or yaml); see
-    :func:`exit_code`."""
+    :func:`exit_code`. ``selected``: ``Kind[.group]/namespace/name`` references of a selective sync of ``app``.
+    Raises ConfigError for a reference not of that form, or without ``app``."""
     results = oneshot.sync_fleet(
         cfg,
         registry.open_all(cfg),
@@ -92,6 +95,7 @@ def sync(
         force_prune=force_prune,
         prune_orphans=prune_orphans,
         wait=wait,
+        objects=[trace_.parse(ref) for ref in selected],
     )
     if fmt in ("json", "yaml"):
         found = {r.cluster: state.result_json(r, apps=True, app_objects=True) for r in results}

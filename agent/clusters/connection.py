@@ -14,7 +14,6 @@ import collections
 import copy
 import json
 import logging
-import random
 import threading
 import time
 import urllib.parse
@@ -27,13 +26,12 @@ import urllib3
 from kubernetes.client import exceptions as kube_exceptions
 
 from agent import __version__
-from agent.clusters import aws, ratelimit
+from agent.clusters import aws, discovery, ratelimit, responses
 from reconcilers import cancel as cancel_
 from reconcilers import client, errors, resources
 
 log = logging.getLogger(__name__)
 
-_AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 _METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 _METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 USER_AGENT = f"gitops-agent/{__version__}"
@@ -45,7 +43,7 @@ THROTTLE_RETRIES = 10
 RESET_RETRIES = 2
 """How many times an idempotent request is sent again after its connection was reset (see
 ``KubeCluster._send_resent_on_reset``)."""
-THROTTLE_WAIT_MAX = 10.0
+THROTTLE_WAIT_MAX = responses.THROTTLE_WAIT_MAX
 """The longest wait (seconds) for one ``Retry-After``; a request never waits past its read timeout in all."""
 
 
@@ -63,9 +61,8 @@ class KubeCluster:
         self.api = api
         self.timeout = timeout
         self.eks = eks
-        self._types: dict[tuple[str, str], client.ResourceType] | None = None
-        self._facts: tuple[str, tuple[str, ...]] | None = None
-        self._lock = threading.Lock()
+        self.discovery = discovery.Discovery(self.request)
+        """The discovery cache (its requests are this connection's; impersonating copies share it)."""
         self.retries: collections.Counter[int] = collections.Counter()
         """Requests sent again after the server asked to wait, by the status that asked (429, 503...)."""
         self._retries_lock = threading.Lock()
@@ -89,9 +86,6 @@ class KubeCluster:
         """Requests waiting out a ``Retry-After`` now (the status says so while it is not 0)."""
         self.impersonate: str | None = None
         """The user every request impersonates (``Impersonate-User``), None for the connection's own identity."""
-        self._origin: KubeCluster | None = None  # an impersonating copy's discovery is its origin's
-        self._refreshes = 0  # discovery refreshes started
-        self._refreshed = 0  # the newest of them whose answer is in _types
 
     def impersonating(self, user: str) -> KubeCluster:
         """This connection acting as ``user`` (e.g. ``system:serviceaccount:team-a:deployer``): every request
@@ -100,7 +94,6 @@ class KubeCluster:
         counts; the agent's own identity needs the ``impersonate`` verb on that service account."""
         other = copy.copy(self)
         other.impersonate = user
-        other._origin = self._origin or self
         return other
 
     @property
@@ -112,49 +105,19 @@ class KubeCluster:
         """Release the connection pool."""
         self.api.close()  # type: ignore[no-untyped-call]
 
-    # -- discovery -----------------------------------------------------------------------------------------
+    # -- discovery (agent.clusters.discovery) -----------------------------------------------------------------
     def resource_type(self, group: str, kind: str) -> client.ResourceType | None:
         """See :meth:`reconcilers.client.KubeClient.resource_type`."""
-        if self._origin is not None:
-            return self._origin.resource_type(group, kind)
-        return self._served().get((group, kind))
-
-    def _served(self) -> dict[tuple[str, str], client.ResourceType]:
-        """The discovery cache, discovered on first use. Read without the lock (every request and every object of
-        every app asks, from many threads; the map is replaced whole, never changed in place), and discovered
-        outside it (no lock is held across the network): threads that meet an empty cache at once may each
-        discover, and the first answer stored is kept."""
-        types = self._types
-        if types is None:
-            found = self._discover()
-            with self._lock:
-                if self._types is None:
-                    self._types = found
-                types = self._types
-        return types
+        return self.discovery.resource_type(group, kind)
 
     @property
     def discovery_generation(self) -> int:
-        """Counts the discovery refreshes that took effect: what the cluster serves (and a chart's
-        ``.Capabilities``) may have changed when it moves."""
-        if self._origin is not None:
-            return self._origin.discovery_generation
-        return self._refreshed  # one int, read whole (every unit of every sync asks)
+        """Counts the discovery refreshes that took effect (:attr:`agent.clusters.discovery.Discovery.generation`)."""
+        return self.discovery.generation
 
     def refresh_discovery(self) -> None:
         """See :meth:`reconcilers.client.KubeClient.refresh_discovery`."""
-        if self._origin is not None:
-            return self._origin.refresh_discovery()
-        with self._lock:
-            self._refreshes += 1
-            mine = self._refreshes
-        types = self._discover()
-        with self._lock:
-            # Refreshes may overlap (apps of one cluster sync side by side): the one started last knows most (a
-            # CRD established after an earlier one began); an earlier one that ends later is dropped.
-            if mine > self._refreshed:
-                self._types, self._refreshed = types, mine
-                self._facts = None
+        self.discovery.refresh()
 
     def ping(self) -> None:
         """One small request (``GET /version``, readable by any identity under the default RBAC) proving the API
@@ -169,47 +132,8 @@ class KubeCluster:
                 raise
 
     def facts(self) -> tuple[str, tuple[str, ...]]:
-        """What a chart's ``.Capabilities`` should see of this cluster: its version (``GET /version``,
-        ``gitVersion``) and every served ``group/version`` and ``group/version/Kind`` (as ``helm template
-        --api-versions`` takes them), from discovery. Raises like :meth:`request`."""
-        if self._facts is not None:
-            return self._facts
-        version = str(self.request("GET", "/version").get("gitVersion", ""))
-        types = list(self._served().values())
-        served = set()
-        for t in types:
-            for v in t.versions:
-                gv = f"{t.group}/{v}" if t.group else v
-                served |= {gv, f"{gv}/{t.kind}"}
-        self._facts = version, tuple(sorted(served))  # until discovery is refreshed
-        return self._facts
-
-    def _discover(self) -> dict[tuple[str, str], client.ResourceType]:
-        types: dict[tuple[str, str], client.ResourceType] = {}
-        for path in ("/api", "/apis"):
-            doc = self.request("GET", path, accept=_AGGREGATED)
-            if doc.get("kind") == "APIGroupDiscoveryList":
-                for group in doc.get("items") or []:
-                    _add_aggregated(types, group)
-            else:
-                self._discover_legacy(types, path, doc)
-        return types
-
-    def _discover_legacy(self, types: dict[tuple[str, str], client.ResourceType], path: str, doc: Any) -> None:
-        if path == "/api":
-            groups = [("", [str(v) for v in doc.get("versions") or []])]
-        else:
-            groups = [(g["name"], [v["version"] for v in g.get("versions") or []]) for g in doc.get("groups") or []]
-        for name, versions in groups:
-            for version in versions:
-                url = f"/api/{version}" if not name else f"/apis/{name}/{version}"
-                for r in self.request("GET", url).get("resources") or []:
-                    if "/" in r["name"]:
-                        continue
-                    key = (name, r["kind"])
-                    old = types.get(key)
-                    served = (old.versions if old else ()) + (version,)
-                    types[key] = client.ResourceType(name, r["kind"], r["name"], bool(r["namespaced"]), served)
+        """What a chart's ``.Capabilities`` sees of this cluster (:meth:`agent.clusters.discovery.Discovery.facts`)."""
+        return self.discovery.facts()
 
     # -- objects -------------------------------------------------------------------------------------------
     def path_of(self, group: str, version: str, kind: str, namespace: str, name: str = "") -> str:
@@ -367,12 +291,12 @@ class KubeCluster:
             on_open(resp.response.shutdown)
         try:
             if resp.status >= 400:
-                raise _api_error(resp.status, resp.read())
+                raise responses.api_error(resp.status, resp.read())
             for line in resp.response:
                 if line.strip():
                     yield json.loads(line)
         except urllib3.exceptions.HTTPError as e:
-            raise errors.ClusterUnreachableError(f"{self.server}: watch {kind}: {_reason(e)}") from None
+            raise errors.ClusterUnreachableError(f"{self.server}: watch {kind}: {responses.reason(e)}") from None
         finally:
             resp.response.release_conn()
 
@@ -409,7 +333,7 @@ class KubeCluster:
                 resp.response.release_conn()
                 self.eks.get(force=True)
                 resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
-            wait = _retry_after(resp) if attempt < THROTTLE_RETRIES else None
+            wait = responses.retry_after(resp) if attempt < THROTTLE_RETRIES else None
             if wait is None or time.monotonic() + wait > deadline:
                 break
             resp.read()
@@ -431,11 +355,11 @@ class KubeCluster:
         try:
             data: bytes = resp.read()
         except urllib3.exceptions.HTTPError as e:
-            raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
+            raise errors.ClusterUnreachableError(f"{self.server}: {responses.reason(e)}") from None
         finally:
             resp.response.release_conn()
         if resp.status >= 400:
-            raise _api_error(resp.status, data)
+            raise responses.api_error(resp.status, data)
         return json.loads(data) if data else {}
 
     def _send_resent_on_reset(
@@ -454,7 +378,7 @@ class KubeCluster:
         for attempt in range(RESET_RETRIES + 1):
             try:
                 return self._send(method, path, query, body, content_type, accept, self.timeout)
-            except _ConnectionResetError:
+            except responses.ConnectionReset:
                 if not idempotent or attempt == RESET_RETRIES:
                     raise
                 self.resent += 1
@@ -471,7 +395,7 @@ class KubeCluster:
         accept: str,
         timeout: tuple[float, float],
     ) -> Any:
-        verb = _verb(method, path, query)
+        verb = responses.verb(method, path, query)
         headers = {"Accept": accept, "Content-Type": content_type}
         if self.impersonate:
             headers["Impersonate-User"] = self.impersonate
@@ -486,7 +410,7 @@ class KubeCluster:
                 self.limiter.take(self.token if verb != "watch" else None)  # a watch serves no one sync
             # The fence is asked as late as the client lets it be: after the body, the URL and the credentials
             # (an exec plugin may take seconds) are ready, right before the request goes out.
-            if self.fence is not None and verb in _WRITES and (fenced := self.fence()):
+            if self.fence is not None and verb in responses.WRITES and (fenced := self.fence()):
                 raise errors.CancelledError(fenced)
             self.requests[verb] += 1
             return self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
@@ -494,77 +418,6 @@ class KubeCluster:
             tls = "TLS verification failed (wrong or missing CA?): " if "CERTIFICATE_VERIFY_FAILED" in str(e) else ""
             raise errors.ClusterUnreachableError(f"{self.server}: {tls}{e.reason}".strip()) from None
         except urllib3.exceptions.ProtocolError as e:  # reset, aborted or closed under the request
-            raise _ConnectionResetError(f"{self.server}: {_reason(e)}") from None
+            raise responses.ConnectionReset(f"{self.server}: {responses.reason(e)}") from None
         except urllib3.exceptions.HTTPError as e:
-            raise errors.ClusterUnreachableError(f"{self.server}: {_reason(e)}") from None
-
-
-class _ConnectionResetError(errors.ClusterUnreachableError):
-    """The connection was reset, aborted or closed while a request was on it (urllib3's ``ProtocolError``)."""
-
-
-def _add_aggregated(types: dict[tuple[str, str], client.ResourceType], group: dict[str, Any]) -> None:
-    name = (group.get("metadata") or {}).get("name", "")
-    for version in group.get("versions") or []:
-        for r in version.get("resources") or []:
-            kind = (r.get("responseKind") or {}).get("kind")
-            if not kind:
-                continue
-            old = types.get((name, kind))
-            served = (old.versions if old else ()) + (version["version"],)
-            types[(name, kind)] = client.ResourceType(name, kind, r["resource"], r.get("scope") == "Namespaced", served)
-
-
-_WRITES = frozenset({"apply", "post", "put", "delete"})
-
-
-def _verb(method: str, path: str, query: list[tuple[str, str]]) -> str:
-    names = dict(query)
-    if method == "GET":
-        if path in ("/api", "/apis") or (path.count("/") <= 3 and not names):
-            return "discovery"
-        return "watch" if names.get("watch") else "list" if "labelSelector" in names else "get"
-    if method == "PATCH":
-        return "apply-dry-run" if names.get("dryRun") else "apply"
-    return method.lower()
-
-
-def _api_error(status: int, data: bytes) -> errors.ApiError:
-    fields: tuple[str, ...] = ()
-    try:
-        doc = json.loads(data)
-        reason, message = str(doc.get("reason", "")), str(doc.get("message", ""))
-        causes = (doc.get("details") or {}).get("causes") or []
-        fields = tuple(
-            str(c.get("field"))
-            for c in causes
-            if isinstance(c, dict) and c.get("field") and "field is immutable" in str(c.get("message", ""))
-        )
-    except (ValueError, AttributeError):
-        reason, message = "", data.decode("utf-8", "replace")[:500]
-    if status == 401:
-        message = f"the API server rejected the credentials (expired, revoked, or for another cluster): {message}"
-    return errors.ApiError(status, reason, message, fields)
-
-
-def _retry_after(resp: Any) -> float | None:
-    """Seconds to wait before sending again, when the answer asks for it (a 429 or 5xx with ``Retry-After`` in
-    whole seconds, as the API server sends it and client-go reads it); None when it does not."""
-    if resp.status != 429 and resp.status < 500:
-        return None
-    value = resp.getheader("Retry-After")
-    try:
-        seconds = int(value) if value is not None else -1
-    except ValueError:
-        return None
-    if seconds < 0:
-        return None
-    wait = min(float(seconds), THROTTLE_WAIT_MAX)
-    return wait + random.uniform(0.0, 0.1 * wait + 0.05)  # noqa: S311 (jitter, not a secret)
-
-
-def _reason(e: urllib3.exceptions.HTTPError) -> str:
-    text = str(getattr(e, "reason", None) or e)
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return f"TLS verification failed (wrong or missing CA?): {text}"
-    return text
+            raise errors.ClusterUnreachableError(f"{self.server}: {responses.reason(e)}") from None

@@ -47,7 +47,8 @@ def app_sync_status(
     completely, no object drifted since, nothing left to prune), ``OutOfSync`` (the sync failed, the source moved
     on, objects ``drifted`` since, or objects removed from git are still live because prune is off: Argo CD's
     "requires pruning"), ``Waiting`` (a dependency is not Synced and Healthy yet, or its source has no revision),
-    ``Unknown`` (the cluster could not be reached or used, the app did not load, or the sync was cancelled). An
+    ``Unknown`` (the cluster could not be reached or used, the app did not load, the sync was cancelled, or it was
+    a selective sync, which says nothing of the app's other objects). An
     app the write gate held (``held``: suspended, manual) is judged by its dry run: ``OutOfSync`` with the hold
     and the changes waiting, else ``Synced`` (live matches git; the hold is in the cell's ``held``)."""
     if r.error_kind is engine.ErrorKind.WAITING:
@@ -64,6 +65,9 @@ def app_sync_status(
         return "Unknown", r.error or ""
     if not r.ok:
         return "OutOfSync", r.error or ""
+    if r.selected:  # it wrote some objects only: the others are not known until the app's next sync compares them
+        n = len(r.selected)
+        return "Unknown", f"selective sync of {n} object(s): the app's other objects are compared at its next sync"
     if r.revision is not None and target is not None and r.revision != target:
         return "OutOfSync", f"at {r.revision.short}; the source is at {target.short}"
     if drifted:

@@ -25,12 +25,10 @@ source. ``self.workers`` is swapped under ``_lock``, never held across the netwo
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import pathlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -43,16 +41,15 @@ from agent.runtime import (
     leases,
     metrics,
     notify,
-    retries,
     rollout,
     rollout_store,
     sourcing,
     state,
     status,
+    targets,
     worker,
 )
-from agent.sources import registry
-from agent.sources.render import helm
+from agent.runtime import host as host_
 from agent.sync import cluster as cluster_sync
 from agent.sync import gate, holds
 from reconcilers import engine, errors, resources
@@ -61,8 +58,6 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0
 """Seconds beyond ``sync.requestTimeout`` that a reload waits for a removed cluster's sync to end."""
-HEALTH_TICK = 5.0
-"""Seconds between the checks that turn health changes into events."""
 SHUTDOWN_WAIT = 10.0
 """Seconds SIGTERM waits in all for the cancelled syncs to end (a pod's grace period is 30 s by default). A sync
 still waiting on a frozen API server then is left to the process's exit: its token is cancelled, so it sends
@@ -80,7 +75,7 @@ class Fleet:
         self.notifier = notify.Notifier(cfg, self.metrics)  # reads its secrets now: a missing one fails the start
         self.events = events.EventLog(self.notifier.event)
         self.commits = commitstatus.CommitStatuses(
-            lambda name: status.judge_health(self, name), self.state.last, self._post
+            lambda name: status.judge_health(self, name), self.state.last, self._post_commit
         )
         self.rollout = self._new_rollout(cfg)
         self.app_rollouts = approllouts.AppRollouts(cfg, self.reconcile_app_to, self._restored, self._rolled)
@@ -99,12 +94,13 @@ class Fleet:
                 gate.WindowRule(lambda: self.cfg.sync_windows, self._labels),
             ]
         )
+        self._stopping = threading.Event()
+        self.host = host_.WorkerHost(self, self._stopping)  # what the workers read and report through
         self.scheduler = BackgroundScheduler(
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
         )
         self.workers: dict[str, worker.Worker] = {c.name: self._new_worker(cfg, c) for c in cfg.clusters}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self.sourcing = sourcing.Sources(
             cfg, self.scheduler, self._stopping, lambda: self.cfg.server.webhook_debounce, self._fetched
         )
@@ -126,7 +122,9 @@ class Fleet:
 
         guard = self.leases.guard(cluster.name) if self.leases else None
         # With sharding a worker reconciles only while this replica holds the cluster's Lease (set_owned).
-        return worker.Worker(cluster.name, self, make_runner, cfg.sync.interval, guard=guard, active=not cfg.sharding)
+        return worker.Worker(
+            cluster.name, self.host, make_runner, cfg.sync.interval, guard=guard, active=not cfg.sharding
+        )
 
     def _new_rollout(self, cfg: config.AgentConfig) -> rollout.Rollout | None:
         """The fleet's rollout of the primary source, for the clusters' ``paths`` (apps have their own)."""
@@ -150,96 +148,20 @@ class Fleet:
         """The Lease's refusal of a write to ``cluster`` (None without sharding, or while held and renewed)."""
         return self.leases.guard(cluster)() if self.leases else None
 
+    def _post_commit(self, cluster: str, sha: str, state: str, description: str) -> None:
+        self.host.post(cluster, sha, state, description)
+
     def _stop_timeout(self) -> float:
         return self.cfg.sync.request_timeout + STOP_GRACE
 
-    # -- the worker's host (agent.runtime.worker.Host) ---------------------------------------------------------
-    @property
-    def source(self) -> registry.Source:
-        """The source named ``default`` (else the first): the one rollout and commit statuses follow."""
-        return self.sourcing.primary
-
+    # -- what the status reads (agent.runtime.status.View) ----------------------------------------------------
     def revision_for(self, cluster: str) -> resources.Revision | None:
-        """What cluster ``cluster`` should be at in the primary source (``default``): its rollout target, or else
-        the last good revision."""
-        return self.rollout.target(cluster) if self.rollout else self.source.last_good
+        """What ``cluster`` should be at in the primary source (:meth:`agent.runtime.host.WorkerHost.revision_for`)."""
+        return self.host.revision_for(cluster)
 
     def revisions_for(self, cluster: str) -> dict[str, resources.Revision]:
-        """The revision of each source the cluster's apps read: the last good one, and for the primary source
-        under ``rollout`` the fleet rollout's target (left out until it reached the cluster: its ``paths`` wait);
-        with per-app rollouts, each app's pin (``@<app>``). Empty when there is nothing to sync yet."""
-        cfg = self.cfg
-        try:
-            found = cfg.cluster(cluster)
-        except errors.ConfigError:
-            return {}
-        out = {}
-        for name in apps.sources_of(cfg, found):
-            source = self.sourcing.get(name)
-            revision = source.last_good if source else None
-            if self.rollout and name == self.sourcing.primary_name:
-                revision = self.rollout.target(cluster)
-            if revision is not None:
-                out[name] = revision
-        out.update(self.app_rollouts.pins(found))
-        held = self.book.pins(cluster)
-        if held:  # an operator's rollback wins over an app's rollout
-            placed = {u.name: u.source for u in apps.units(cfg, found)}
-            out.update({apps.PIN_PREFIX + app: r for app, r in holds.pinned(held, placed, out).items()})
-        return out if any(r.sha for r in out.values()) else {}
-
-    @contextlib.contextmanager
-    def trees(self, revisions: Mapping[str, resources.Revision]) -> Iterator[dict[str, pathlib.Path]]:
-        """The tree of each revision (by source name, or ``@<app>`` for a pinned app), held while the block runs.
-        Raises FetchError."""
-        sources = {apps.PIN_PREFIX + a.name: a.source for a in self.cfg.apps}
-        pinned = apps.PIN_PREFIX  # a path's app (a cluster's paths) reads the source named default
-        wanted = {
-            k: (sources.get(k, "default" if k.startswith(pinned) else k), r)
-            for k, r in revisions.items()
-            if r is not apps.NOT_REACHED
-        }
-        with self.sourcing.trees(wanted) as found:
-            yield found
-
-    def record(self, result: engine.ReconcileResult, healed: int) -> None:
-        """Keep a finished sync in the status and the metrics."""
-        self.state.record(result)
-        self.metrics.reconciled(result, healed)
-        self.metrics.rendered(helm.renders())
-        self.events.synced(result)
-        self._judge_health(result.cluster)
-
-    def started(self, cluster: str, revision: resources.Revision) -> None:
-        """A sync of ``revision`` starts on ``cluster``: a revision new there gets a pending commit status."""
-        self.commits.started(cluster, revision)
-
-    def retrying(self, cluster: str, pending: retries.Pending) -> None:
-        """An app of ``cluster`` failed and is retried: a ``SyncRetrying`` event."""
-        delay = f"{pending.delay:g}s"
-        message = f"app {pending.app}: attempt {pending.attempt} of {pending.limit} in {delay}: {pending.error}"
-        self.events.emit(events.Event("SyncRetrying", cluster, pending.sha, message, path=pending.app))
-
-    def _judge_health(self, name: str) -> None:
-        """Health events, and the revision's commit status kept true (see :mod:`agent.runtime.commitstatus`)."""
-        self.commits.judge(name)
-
-    def _post(self, cluster: str, sha: str, state: str, description: str) -> None:
-        every = frozenset(c.name for c in self.cfg.clusters)
-        self.notifier.commit_status(cluster, sha, state, description, every)
-
-    def _watch_health(self) -> None:
-        """Every :data:`HEALTH_TICK` seconds, health changes between syncs (a pod that crashes) become events."""
-        while not self._stopping.wait(HEALTH_TICK):
-            for name in self.state.names():
-                try:
-                    self._judge_health(name)
-                except Exception:  # a bug must not end the thread
-                    log.exception("cluster %s: health events", name)
-
-    def late(self, cluster: str, seconds: float) -> None:
-        """A scheduled sync started ``seconds`` late (metrics)."""
-        self.metrics.lateness.observe(seconds)
+        """Each source's revision for ``cluster`` (:meth:`agent.runtime.host.WorkerHost.revisions_for`)."""
+        return self.host.revisions_for(cluster)
 
     # -- life cycle --------------------------------------------------------------------------------------------
     @property
@@ -259,7 +181,7 @@ class Fleet:
         with self._lock:
             for w in self.workers.values():
                 w.start()
-        threads.start("health-events", "fleet", self._watch_health)
+        threads.start("health-events", "fleet", self.host.watch_health)
         if self.rollout:
             self.rollout.start()
         self.app_rollouts.start()
@@ -355,8 +277,8 @@ class Fleet:
             if self.rollout is None:
                 return  # apps only: each has its rollout
             self.rollout.start()
-            if self.source.last_good:
-                self.rollout.notify(self.source.last_good)
+            if (good := self.host.source.last_good) is not None:
+                self.rollout.notify(good)
         elif self.rollout:
             self.rollout.reconfigure(new)
 
@@ -413,10 +335,17 @@ class Fleet:
 
     # -- triggers ----------------------------------------------------------------------------------------------
     def trigger_now(
-        self, cluster: str | None = None, reason: str = "requested", *, requested: bool = False, app: str | None = None
+        self,
+        cluster: str | None = None,
+        reason: str = "requested",
+        *,
+        requested: bool = False,
+        app: str | None = None,
+        objects: Sequence[resources.ResourceKey] = (),
     ) -> list[str]:
         """Sync ``cluster`` (every cluster when None) as soon as its worker is free; returns the names triggered.
-        ``requested``: an operator asked (for ``app`` only, or every app): a requested sync for the write gate.
+        ``requested``: an operator asked (for ``app`` only, or every app): a requested sync for the write gate;
+        ``objects``: a selective sync of ``app`` (see :meth:`agent.runtime.worker.Worker.trigger`).
 
         Raises :class:`errors.ConfigError` for an unknown cluster.
         """
@@ -424,7 +353,7 @@ class Fleet:
         with self._lock:
             found = [self.workers[n] for n in names if n in self.workers]
         for w in found:
-            w.trigger(reason, requested=requested, app=app)
+            w.trigger(reason, requested=requested, app=app, objects=objects)
         return names
 
     def reconcile_to(self, name: str, revision: resources.Revision) -> engine.ReconcileResult:
@@ -447,14 +376,7 @@ class Fleet:
 
     def revisions_for_sources(self, cluster: str) -> dict[str, resources.Revision]:
         """The last good revision of each source the cluster's apps read (no rollout target applied)."""
-        try:
-            found = apps.sources_of(self.cfg, self.cfg.cluster(cluster))
-        except errors.ConfigError:
-            return {}
-        sources = {n: self.sourcing.get(n) for n in found}
-        return {n: r for n, s in sources.items() if s is not None and (r := s.last_good) is not None}
-
-    # -- status ------------------------------------------------------------------------------------------------
+        return targets.last_good(self.cfg, cluster, self.sourcing)
 
     # -- status (agent.runtime.status) -------------------------------------------------------------------------
     def worker_of(self, name: str) -> worker.Worker | None:

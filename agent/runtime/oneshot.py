@@ -30,6 +30,7 @@ def sync_fleet(
     prune_orphans: bool = False,
     revision: str | None = None,
     wait: bool | None = None,
+    objects: Sequence[resources.ResourceKey] = (),
 ) -> list[ReconcileResult]:
     """Fetch the sources and reconcile the named clusters (all when None; with ``app``, those it is placed on,
         and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
@@ -38,8 +39,11 @@ def sync_fleet(
 
         A source that cannot be fetched leaves its apps unsynced (their results say so); raises
         :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
-        and :class:`errors.ConfigError` for an unknown cluster or app name.
+        and :class:`errors.ConfigError` for an unknown cluster or app name, or ``objects`` without ``app``.
+        ``objects``: a selective sync of ``app``: only these objects are written (no hook, no prune).
     """
+    if objects and app is None:
+        raise errors.ConfigError("--resource selects objects of one app: give --app too")
     selected = [cfg.cluster(n) for n in dict.fromkeys(names)] if names else list(cfg.clusters)  # each once
     if app is not None:
         selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
@@ -73,6 +77,7 @@ def sync_fleet(
                     force_prune=force_prune,
                     prune_orphans=prune_orphans,
                     wait=wait,
+                    selected={app: tuple(objects)} if app is not None and objects else None,
                 )
             finally:
                 runner.close()

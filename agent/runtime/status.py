@@ -58,7 +58,8 @@ def sync_status(
     """``Synced`` when the last reconcile applied the source's current revision completely, nothing fights over
     an object, no object ``drifted`` since (count) and nothing removed from git waits for pruning; ``OutOfSync``
     when any of these fails; ``Unknown`` before the first reconcile and when the cluster could not be reached or
-    used, or the sync was cancelled."""
+    used, the sync was cancelled, or an app's sync was a selective one (it says nothing of the app's other
+    objects)."""
     if last is None or last.error_kind in (
         engine.ErrorKind.CLUSTER,
         engine.ErrorKind.CONFIG,
@@ -70,6 +71,8 @@ def sync_status(
         return "OutOfSync"
     if revision is not None and last.revision != revision:
         return "OutOfSync"
+    if any(a.selected for a in last.apps) or last.selected:  # a selective sync says nothing of the other objects
+        return "Unknown"
     return "Synced"
 
 

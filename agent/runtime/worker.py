@@ -34,14 +34,13 @@ import pathlib
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from typing import Any, Protocol
 
 from agent import threads
-from agent.runtime import history, retries
+from agent.runtime import history, retries, triggers
 from agent.sync import cluster as cluster_sync
-from agent.sync import gate
 from agent.sync import view as view_
 from reconcilers import cancel as cancel_
 from reconcilers import engine, errors, resources
@@ -127,8 +126,7 @@ class Worker:
         self._guard = guard
         self._runner: cluster_sync.ClusterSync | None = None
         self._active = active
-        self._wanted: collections.Counter[str] = collections.Counter()
-        self._requested: set[str] = set()  # apps an operator asked to sync ("*": every app of the cluster)
+        self._pending = triggers.Pending()
         self.retries = retries.Retries()  # failed apps' next attempts (this thread changes it; any thread reads)
         self.history = history.History()  # each app's last syncs (this thread changes it; any thread reads)
         self._steps: collections.deque[_Step] = collections.deque()
@@ -146,14 +144,20 @@ class Worker:
         """Start the worker thread (``worker-<cluster>``, owned by the fleet's ``cluster/<name>/worker``)."""
         self._thread = threads.start(f"worker-{self.name}", f"cluster/{self.name}/worker", self._loop)
 
-    def trigger(self, reason: str, *, requested: bool = False, app: str | None = None) -> None:
+    def trigger(
+        self,
+        reason: str,
+        *,
+        requested: bool = False,
+        app: str | None = None,
+        objects: Sequence[resources.ResourceKey] = (),
+    ) -> None:
         """Sync as soon as possible (coalesced with other triggers until the sync starts). ``requested``: an
         operator asked (for ``app`` only, or every app of the cluster): the sync is a requested one for those apps
-        (:class:`agent.sync.gate.SyncKind`)."""
+        (:class:`agent.sync.gate.SyncKind`). ``objects`` (with ``app``): a selective sync of that app writes only
+        them (a whole sync of it asked for before the sync starts wins)."""
         with self._cond:
-            self._wanted[reason] += 1
-            if requested:
-                self._requested.add(app or "*")
+            self._pending.add(reason, requested=requested, app=app, objects=objects)
             self._cond.notify_all()
 
     def run_to(self, revisions: dict[str, resources.Revision], timeout: float | None = None) -> engine.ReconcileResult:
@@ -197,7 +201,7 @@ class Worker:
         """Reconcile again (a fresh runner), starting with a sync now."""
         with self._cond:
             self._active = True
-            self._wanted["resumed"] += 1
+            self._pending.add("resumed")
             self._cond.notify_all()
 
     def stop(self, reason: str, timeout: float) -> bool:
@@ -239,7 +243,7 @@ class Worker:
                 "state": self.state.value,
                 "since": since.isoformat(),
                 "active": self._active,
-                "pendingTriggers": sorted(self._wanted),
+                "pendingTriggers": self._pending.reasons(),
                 "lastLatenessSeconds": round(self.last_lateness, 3),
                 "errors": self.errors,
             }
@@ -261,19 +265,17 @@ class Worker:
                 if self._stop:
                     return
                 step = self._steps.popleft() if self._steps else None
-                reasons = sorted(self._wanted) or ["schedule"]
-                late = step is None and not self._wanted
+                late = step is None and not self._pending
                 if late:
                     self.last_lateness = max(0.0, time.monotonic() - self._due)
-                self._wanted.clear()
-                requested, self._requested = frozenset(self._requested), set()
+                taken = self._pending.take()
                 self._due = time.monotonic() + self._jittered()
                 token = self._token = cancel_.Token(self._guard)
             self._set(State.SYNCING)
             if late:
                 self.host.late(self.name, self.last_lateness)
             try:
-                self._sync(step, token, reasons, requested)
+                self._sync(step, token, taken)
             except Exception as e:  # a bug: report it, keep the worker
                 self.errors += 1
                 log.exception("cluster %s: worker error", self.name)
@@ -285,9 +287,10 @@ class Worker:
                 self._set(State.IDLE)
 
     def _ready_to_sync(self) -> bool:
-        return self._active and bool(self._steps or self._wanted or time.monotonic() >= self._due)
+        return self._active and bool(self._steps or self._pending or time.monotonic() >= self._due)
 
-    def _sync(self, step: _Step | None, token: cancel_.Token, reasons: list[str], requested: frozenset[str]) -> None:
+    def _sync(self, step: _Step | None, token: cancel_.Token, taken: triggers.Taken) -> None:
+        reasons, selected = taken.reasons, taken.selected
         revisions = step.revisions if step else self.host.revisions_for(self.name)
         if not revisions:
             return  # nothing fetched yet, or (rollout) not reached yet
@@ -299,7 +302,7 @@ class Worker:
             self._runner = self._make_runner(self._guard or _unguarded)
         log.debug("cluster %s: sync (%s)", self.name, ", ".join(reasons))
         self.host.started(self.name, revision)
-        kinds = _kinds(step is not None, requested)
+        kinds = taken.kinds(step is not None)
         try:
             with self.host.trees(revisions) as trees:
                 result = self._runner.reconcile(
@@ -308,6 +311,7 @@ class Worker:
                     wait=True if step else None,
                     cancel=token,
                     kind=kinds,
+                    selected=None if step else selected,
                 )
         except errors.FetchError as e:
             now = datetime.datetime.now(datetime.UTC)
@@ -323,6 +327,8 @@ class Worker:
         if self._runner is not None and not stopped and result.error_kind is not engine.ErrorKind.SOURCE:
             trigger = "rollout step" if step else ", ".join(reasons)
             self.history.after(result, trigger, lambda app: kinds(app).value, self._runner.kube, self._runner.cfg)
+        if selected and not stopped:  # the app's other objects are compared (a manual app's: diffed) right away
+            self.trigger("after a selective sync")
         if step is not None:
             step.done.set_result(result)
 
@@ -384,16 +390,6 @@ class Worker:
 
 
 _SOURCE = engine.ErrorKind.SOURCE
-
-
-def _kinds(step: bool, requested: frozenset[str]) -> Callable[[str], gate.SyncKind]:
-    """The kind of this sync for each app: a rollout step's, or requested for the apps an operator asked for
-    (``"*"``: all), else scheduled."""
-    if step:
-        return lambda app: gate.SyncKind.ROLLOUT
-    if "*" in requested:
-        return lambda app: gate.SyncKind.REQUESTED
-    return lambda app: gate.SyncKind.REQUESTED if app in requested else gate.SyncKind.SCHEDULED
 
 
 def _unguarded() -> str | None:

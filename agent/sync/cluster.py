@@ -24,7 +24,7 @@ from typing import Any
 from agent import apps, celhealth, config
 from agent.clusters import cache, connection
 from agent.clusters import inventories as inventories_
-from agent.sync import appresults, appsync, desired, healthwait, holds, keys, removed, selfheal
+from agent.sync import appresults, appsync, context, desired, healthwait, holds, keys, removed, selfheal
 from agent.sync import drift as drift_
 from agent.sync import gate as gate_
 from agent.sync import memory as memory_
@@ -111,13 +111,16 @@ class ClusterSync:
         wait: bool | None = None,
         cancel: cancel_.Token | None = None,
         kind: Callable[[str], gate_.SyncKind] = lambda app: gate_.SyncKind.REQUESTED,
+        selected: Mapping[str, Sequence[resources.ResourceKey]] | None = None,
     ) -> ReconcileResult:
         """Reconcile the cluster's apps (:mod:`agent.sync.appsync`; with ``app``, that app only) to
         ``revisions`` (source name -> revision; a lone revision is the source named ``default``'s), whose trees
         are at ``trees``; with ``wait`` (default: each app's ``sync.wait``) each app then waits up to
         ``sync.timeout`` (seconds) for its objects to be Healthy. ``cancel`` stops the sync before its next write
         and ends the health waits (``error_kind=cancelled``). ``kind(app)``: what kind of sync this is for each
-        app, for the write gate (default: requested by an operator). Never raises: a failing app fails alone (its
+        app, for the write gate (default: requested by an operator). ``selected``: app -> the objects a selective
+        sync of it writes (Argo CD's selective sync: no hook, no prune; a selected object the app does not render
+        fails the app with a config error). Never raises: a failing app fails alone (its
         result in ``apps``), a cluster that cannot be reached fails the whole result.
 
         Values substituted for ``${VAR}`` or decrypted are masked (``***``) in everything the result carries."""
@@ -157,6 +160,7 @@ class ClusterSync:
                 result = self._sync(
                     units, revisions, trees, token, kube, live, revision, t0, app=app, dry_run=dry_run,
                     force_prune=force_prune, prune_orphans=prune_orphans, wait=wait, kind=kind,
+                    selected={a: tuple(keys) for a, keys in (selected or {}).items()},
                 )  # fmt: skip
             except errors.GitOpsError as e:
                 found = engine.problem(e, name)
@@ -199,12 +203,13 @@ class ClusterSync:
         prune_orphans: bool,
         wait: bool | None,
         kind: Callable[[str], gate_.SyncKind],
+        selected: Mapping[str, tuple[resources.ResourceKey, ...]],
     ) -> ReconcileResult:
         """The sync proper (:func:`appsync.sync_units`) and what it leaves for the next one; ``revision``: the
         cluster's main revision, ``t0``: when the sync began (``time.monotonic()`` seconds). Raises GitOpsError
         when the cluster cannot be reached."""
         memory = self.memory
-        ctx = appsync.Context(
+        ctx = context.Context(
             self.cfg,
             self.cluster,
             kube,
@@ -227,6 +232,7 @@ class ClusterSync:
             admit=_decided(self.gate, kind),
             config=memory.config,
             digest=memory.digest,
+            selected=selected,
         )
         found, orphaned = appsync.sync_units(ctx, units, revisions, trees, token, only=app)
         if not dry_run:

@@ -3,6 +3,7 @@ one mapping from exceptions (reconcilers.engine.problem), and the status JSON sh
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from agent.runtime import state
@@ -45,6 +46,8 @@ def test_a_result_always_carries_its_problem_and_the_status_shows_it() -> None:
     assert again.problem == engine.Problem(engine.ErrorKind.WAVE, "later")
     assert result.again(error=None, error_kind=None).problem is None
     assert result.again(duration=0.2).problem is typed
+    replaced = dataclasses.replace(result, error="cancelled: stop", error_kind=engine.ErrorKind.CANCELLED)
+    assert replaced.problem == engine.Problem(engine.ErrorKind.CANCELLED, "cancelled: stop")
     assert "problem" not in state.result_json(engine.ReconcileResult("c1", None, (), NOW, 0.1), objects=False)
 
 

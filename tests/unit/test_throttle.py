@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from agent.clusters import connection
+from agent.clusters import connection, responses
 from agent.runtime import metrics
 
 
@@ -29,7 +29,7 @@ class Answer:
     ],
 )
 def test_a_retry_after_is_waited_as_told_capped_with_jitter(answer: Answer, low: float, high: float) -> None:
-    wait = connection._retry_after(answer)
+    wait = responses.retry_after(answer)
     assert wait is not None
     assert low <= wait <= high
 
@@ -38,7 +38,7 @@ def test_a_retry_after_is_waited_as_told_capped_with_jitter(answer: Answer, low:
     "answer", [Answer(429), Answer(503), Answer(404, "1"), Answer(200, "1"), Answer(429, "soon"), Answer(429, "-1")]
 )
 def test_no_wait_is_asked_without_a_retry_after_in_seconds(answer: Answer) -> None:
-    assert connection._retry_after(answer) is None
+    assert responses.retry_after(answer) is None
 
 
 def test_retries_are_counted_per_cluster_and_code_and_forgotten_with_the_cluster() -> None:

@@ -1,0 +1,82 @@
+"""How the agent reads the API server's answers: error statuses as :class:`errors.ApiError`
+(:func:`api_error`), a busy server's ``Retry-After`` (:func:`retry_after`, as client-go's ``checkWait`` reads it),
+what kind of request each is (:func:`verb`), and why no answer came (:func:`reason`). Used by
+:mod:`agent.clusters.connection`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import urllib3
+
+from reconcilers import errors
+
+THROTTLE_WAIT_MAX = 10.0
+"""The longest wait (seconds) for one ``Retry-After``; a request never waits past its read timeout in all."""
+
+
+class ConnectionReset(errors.ClusterUnreachableError):
+    """The connection was reset, aborted or closed while a request was on it (urllib3's ``ProtocolError``)."""
+
+
+WRITES = frozenset({"apply", "post", "put", "delete"})
+
+
+def verb(method: str, path: str, query: list[tuple[str, str]]) -> str:
+    """What a request is, as the agent counts requests: discovery, get, list, watch, apply, apply-dry-run, post,
+    put, delete."""
+    names = dict(query)
+    if method == "GET":
+        if path in ("/api", "/apis") or (path.count("/") <= 3 and not names):
+            return "discovery"
+        return "watch" if names.get("watch") else "list" if "labelSelector" in names else "get"
+    if method == "PATCH":
+        return "apply-dry-run" if names.get("dryRun") else "apply"
+    return method.lower()
+
+
+def api_error(status: int, data: bytes) -> errors.ApiError:
+    """The :class:`errors.ApiError` of an error answer: the Status's reason and message (the body itself when it is
+    not a Status), the field paths a 422 names as immutable (``details.causes``), and for a 401 what it means."""
+    fields: tuple[str, ...] = ()
+    try:
+        doc = json.loads(data)
+        reason, message = str(doc.get("reason", "")), str(doc.get("message", ""))
+        causes = (doc.get("details") or {}).get("causes") or []
+        fields = tuple(
+            str(c.get("field"))
+            for c in causes
+            if isinstance(c, dict) and c.get("field") and "field is immutable" in str(c.get("message", ""))
+        )
+    except (ValueError, AttributeError):
+        reason, message = "", data.decode("utf-8", "replace")[:500]
+    if status == 401:
+        message = f"the API server rejected the credentials (expired, revoked, or for another cluster): {message}"
+    return errors.ApiError(status, reason, message, fields)
+
+
+def retry_after(resp: Any) -> float | None:
+    """Seconds to wait before sending again, when the answer asks for it (a 429 or 5xx with ``Retry-After`` in
+    whole seconds, as the API server sends it and client-go reads it); None when it does not."""
+    if resp.status != 429 and resp.status < 500:
+        return None
+    value = resp.getheader("Retry-After")
+    try:
+        seconds = int(value) if value is not None else -1
+    except ValueError:
+        return None
+    if seconds < 0:
+        return None
+    wait = min(float(seconds), THROTTLE_WAIT_MAX)
+    return wait + random.uniform(0.0, 0.1 * wait + 0.05)  # noqa: S311 (jitter, not a secret)
+
+
+def reason(e: urllib3.exceptions.HTTPError) -> str:
+    """Why no answer came, in words (a TLS verification failure says so)."""
+    text = str(getattr(e, "reason", None) or e)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return f"TLS verification failed (wrong or missing CA?): {text}"
+    return text
