@@ -21,12 +21,12 @@ def aggregate(
     previous: engine.ReconcileResult | None = None,
 ) -> engine.ReconcileResult:
     """The cluster's result from its apps' (``apps``): their entries (then the ``orphaned`` ones), desired sets and
-    inventories together; ``error`` names the apps that failed (one app: its error as it is), with the kind
-    ``cluster`` or ``cancelled`` when one ended that way (the whole cluster is then in doubt), else the kind they
-    share, else ``apps``; ``health`` the worst of those that waited. ``previous``: the cluster's last result made
-    here; when every app's entries, desired set and inventory are the very ones it was made of (apps proven
-    unchanged), its merged ones are taken again instead of copied. An app the write gate held (``held``: it ran as
-    a dry run) is in ``apps`` only: its would-be changes are not the cluster's."""
+    inventories together; ``error`` names the apps that failed (one app: its error and problem as they are), with
+    the kind ``cluster`` or ``cancelled`` when one ended that way (the whole cluster is then in doubt), else the
+    kind they share, else ``apps``; ``health`` the worst of those that waited. ``previous``: the cluster's last
+    result made here; when every app's entries, desired set and inventory are the very ones it was made of (apps
+    proven unchanged), its merged ones are taken again instead of copied. An app the write gate held (``held``: it
+    ran as a dry run) is in ``apps`` only: its would-be changes are not the cluster's."""
     t0 = min((r.started for r in results), default=datetime.datetime.now(datetime.UTC))
     bad = [r for r in results if not r.ok]
     kinds = {r.error_kind for r in bad}
@@ -40,8 +40,10 @@ def aggregate(
             kind = next(iter(kinds))  # one way of failing: say which
         else:
             kind = engine.ErrorKind.APPS
+    problem = None
     if len(results) == 1:
-        error = results[0].error  # one app (one path): its error as it is
+        error = results[0].error  # one app (one path): its error as it is, typed as it is
+        problem = results[0].problem if results[0].error_kind is kind else None
     else:
         error = "; ".join(f"app {r.app}: {r.error or _failed_note(r)}" for r in bad) or None
     healths = [r.health for r in results if r.health is not None]
@@ -68,6 +70,7 @@ def aggregate(
         health.aggregate(healths) if healths else None,
         "; ".join(f"{r.app}: {r.health_message}" for r in results if r.health_message),
         apps=tuple(results),
+        problem=problem,
     )
 
 

@@ -18,7 +18,8 @@ def test_a_wave_that_never_becomes_healthy_names_the_object_it_waited_for(
     _, repo, config, ns = app
     repo.write_objects("app/first.yaml", cm("first", ns, wave=0))
     repo.write_objects("app/web.yaml", deployment("web", ns, "web:broken", wave=1))
-    repo.commit("the second wave broken")
+    repo.write_objects("app/last.yaml", cm("last", ns, wave=2))
+    repo.commit("the second of three waves broken")
     code, result = sync(config, capsys)
     assert code == 1
     problem = result["problem"]
@@ -44,7 +45,7 @@ def test_a_failed_hook_and_a_malformed_manifest_are_named_in_the_problem(
     repo.write("app/broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: [not, a, mapping]\n")
     repo.commit("a malformed manifest")
     code, result = sync(config, capsys)
-    assert code == 1
+    assert code == 2  # a source error: nothing could be synced
     assert result["problem"]["kind"] == "source"
     assert result["problem"]["document"] == "app/broken.yaml#0"
     assert result["problem"]["message"] == result["error"]
