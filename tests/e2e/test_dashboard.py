@@ -166,6 +166,10 @@ def test_dashboard_shows_clusters_and_drills_down(
             page.wait_for_selector("#held", state="detached", timeout=30_000)
             page.click("#sync-app")
             page.wait_for_selector("#lever-result:has-text('sync of app on beta requested')")
+            # selective sync of one object of the app (Argo CD's): the object's own Sync button
+            ref = f"ConfigMap/{namespace}/settings"
+            page.click(f"button.sync-object[data-object='{ref}']")
+            page.wait_for_selector(f"#lever-result:has-text('selective sync of {ref} on beta requested')")
             artifacts = pathlib.Path(os.environ.get("GITOPS_AGENT_ARTIFACTS", REPO / "test-artifacts"))
             artifacts.mkdir(exist_ok=True)
             page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
