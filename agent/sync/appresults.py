@@ -43,7 +43,7 @@ def aggregate(
     problem = None
     if len(results) == 1:
         error = results[0].error  # one app (one path): its error as it is, typed as it is
-        problem = results[0].problem if results[0].error_kind is kind else None
+        problem = results[0].problem if results[0].error_kind == kind else None
     else:
         error = "; ".join(f"app {r.app}: {r.error or _failed_note(r)}" for r in bad) or None
     healths = [r.health for r in results if r.health is not None]
