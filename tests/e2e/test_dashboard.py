@@ -75,7 +75,7 @@ def test_dashboard_shows_clusters_and_drills_down(
             },
         },
     )
-    git_repo.commit()
+    head = git_repo.commit()
     port = free_port()
     config = make_config(
         git_repo,
@@ -170,6 +170,14 @@ def test_dashboard_shows_clusters_and_drills_down(
             ref = f"ConfigMap/{namespace}/settings"
             page.click(f"button.sync-object[data-object='{ref}']")
             page.wait_for_selector(f"#lever-result:has-text('selective sync of {ref} on beta requested')")
+            # the app's history there, and a rollback (a pin to the commit it runs) then unpin
+            page.wait_for_selector("#history tr.past")
+            assert "Succeeded" in page.inner_text("#history")
+            page.fill("#rollback-to", head)
+            page.click("#rollback-app")
+            page.wait_for_selector("#pinned:has-text('Pinned to')", timeout=30_000)
+            page.click("#unpin-app")
+            page.wait_for_selector("#pinned", state="detached", timeout=30_000)
             artifacts = pathlib.Path(os.environ.get("GITOPS_AGENT_ARTIFACTS", REPO / "test-artifacts"))
             artifacts.mkdir(exist_ok=True)
             page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
