@@ -68,7 +68,8 @@ def app_sync_status(
     if r.selected:  # it wrote some objects only: the others are not known until the app's next sync compares them
         n = len(r.selected)
         return "Unknown", f"selective sync of {n} object(s): the app's other objects are compared at its next sync"
-    if r.revision is not None and target is not None and r.revision != target:
+    # the commit, whatever ref named it (a rollback's pin names its SHA)
+    if r.revision is not None and target is not None and r.revision.sha != target.sha:
         return "OutOfSync", f"at {r.revision.short}; the source is at {target.short}"
     if drifted:
         return "OutOfSync", drift.texts(drifted)

@@ -69,7 +69,7 @@ def sync_status(
         return "Unknown"
     if not last.ok or fighting or drifted or last.requires_pruning:
         return "OutOfSync"
-    if revision is not None and last.revision != revision:
+    if revision is not None and (last.revision is None or last.revision.sha != revision.sha):
         return "OutOfSync"
     if any(a.selected for a in last.apps) or last.selected:  # a selective sync says nothing of the other objects
         return "Unknown"
