@@ -200,6 +200,9 @@ class Sources:
         try:
             revision = source.fetch(self.stopping)
         except errors.FetchError as e:
+            if self.stopping.is_set():  # cut short by the agent's stop: nothing is known of the source, nothing told
+                log.info("source %s: fetch ended by the agent's stop: %s", name, e)
+                return
             log.error("source %s: %s (keeping revision %s)", name, e, before.short if before else "none")
             self.on_fetched(name, before, None, str(e))
         else:

@@ -541,6 +541,34 @@ def test_pushes_for_a_stalled_source_keep_one_fetch_thread_and_fetch_once_more(t
         stopping.set()
 
 
+def test_a_fetch_cut_short_by_the_agents_stop_is_not_a_source_failure(tmp_path: pathlib.Path) -> None:
+    """SIGTERM while a fetch is in flight: the fetch ends with an error because the agent stops, which says nothing
+    of the source; no failure is recorded or told (a SourceFailed notification went out at every such stop). A
+    fetch that fails while the agent runs is still told."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from agent.runtime import sourcing
+    from reconcilers import errors
+
+    cfg = config.AgentConfig.model_validate(
+        {"source": {"url": str(tmp_path / "repo")}, "clusters": [{"name": "a", "kubeconfig": "k", "paths": ["."]}]}
+    )
+    told: list[tuple[str, str | None]] = []
+    stopping = threading.Event()
+    s = sourcing.Sources(cfg, BackgroundScheduler(), stopping, lambda: 0.01, lambda n, b, r, e: told.append((n, e)))
+
+    def fetch(stop: Any = None) -> Any:
+        raise errors.FetchError("git fetch: cancelled" if stopping.is_set() else "git fetch: connection refused")
+
+    for source in s.by_name.values():
+        source.fetch = fetch  # type: ignore[method-assign]
+    s.fetch()
+    assert told == [("default", "git fetch: connection refused")]
+    stopping.set()
+    s._fetch("default", s.by_name["default"])  # a fetch in flight when the stop came
+    assert told == [("default", "git fetch: connection refused")]
+
+
 def test_an_apps_metrics_go_when_it_leaves_the_cluster() -> None:
     import datetime
 
