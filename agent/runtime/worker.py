@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import datetime
 import enum
-import functools
 import logging
 import pathlib
 import random
@@ -304,12 +303,16 @@ class Worker:
         log.debug("cluster %s: sync (%s)", self.name, ", ".join(reasons))
         self.host.started(self.name, revision)
         kinds = taken.kinds(step is not None)
-        sync = self._runner.reconcile
-        if selected and step is None:  # a selective sync only when one was asked for, never in a rollout step
-            sync = functools.partial(sync, selected=selected)
         try:
             with self.host.trees(revisions) as trees:
-                result = sync(revisions, trees, wait=True if step else None, cancel=token, kind=kinds)
+                result = self._runner.reconcile(
+                    revisions,
+                    trees,
+                    wait=True if step else None,
+                    cancel=token,
+                    kind=kinds,
+                    selected=None if step else selected,  # never a selective sync in a rollout step
+                )
         except errors.FetchError as e:
             now = datetime.datetime.now(datetime.UTC)
             result = engine.ReconcileResult(self.name, revision, (), now, 0.0, error=str(e), error_kind=_SOURCE)

@@ -288,7 +288,14 @@ class _BlockingRunner:
         return None
 
     def reconcile(
-        self, revisions: Any, checkout: Any, *, wait: Any = None, cancel: Any = None, kind: Any = None
+        self,
+        revisions: Any,
+        checkout: Any,
+        *,
+        wait: Any = None,
+        cancel: Any = None,
+        kind: Any = None,
+        selected: Any = None,
     ) -> Any:
         import datetime
 
