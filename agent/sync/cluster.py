@@ -285,18 +285,9 @@ class ClusterSync:
         return None if decision.allowed else decision.reason
 
     def _watched(self) -> dict[str, resources.Body] | None:
-        """The cluster's inventory ConfigMaps by key as the watch holds them (None while it is not current), worked
-        out again only when the watch's snapshot changed."""
+        """The cluster's inventory ConfigMaps by key as the watch holds them (None while it is not current)."""
         held = self.inventories.snapshot() if self.inventories else None
-        if held is None:
-            return None
-        by_key = removed.by_key(held, self.cfg, self.cluster.name)
-        versions = keys.inventory_versions(by_key)
-        kept = self.memory.watched
-        if kept is not None and kept[0] == versions:
-            return kept[1]
-        self.memory.watched = versions, by_key
-        return by_key
+        return removed.by_key(held, self.cfg, self.cluster.name) if held is not None else None
 
     def _units(self) -> list[apps.Unit]:
         """The cluster's units (:func:`apps.units`), worked out once: the config and the cluster are this

@@ -18,7 +18,6 @@ remembered          keyed by                                             used by
 ``claims``          the units, the discovery generation, each unit's     :class:`agent.sync.ownership.Memo`
                     manifests digest
 ``options``         the unit and the sync's flags                        the engine's options per unit
-``watched``         the inventories' versions as the watch holds them    the inventories by key
 ``synced``          (app -> the SHA its last sync applied completely)    resyncs run inline
 ``aggregated``      (the cluster's last result)                          a result made again only when it changed
 ==================  ===================================================  ==========================================
@@ -36,7 +35,7 @@ import threading
 from collections.abc import Iterable
 
 from agent import apps
-from agent.sync import keys, noop, ownership
+from agent.sync import noop, ownership
 from reconcilers import engine, resources
 
 
@@ -64,7 +63,6 @@ class SyncMemory:
         self.claims = ownership.Memo()
         self.proof = noop.ClusterMemo()
         self.options: dict[tuple[str, bool, bool, bool], tuple[apps.Unit, engine.ReconcileOptions]] = {}
-        self.watched: tuple[keys.InventoryVersions, dict[str, resources.Body]] | None = None
         self.aggregated: engine.ReconcileResult | None = None
         self._loads: dict[str, Loaded] = {}
         self._lock = threading.Lock()  # _loads only
