@@ -1,17 +1,20 @@
 """:class:`KubeCluster`, the ``reconcilers.client.KubeClient`` implementation over the official ``kubernetes``
 client (built from a cluster's config by :mod:`agent.clusters.kubeconfig`).
 
-The official client supplies authentication headers and its pooled urllib3 transport; requests go through
-``ApiClient.call_api`` with raw JSON so no per-object model (de)serialization sits on the hot path. Discovery uses
-the aggregated discovery document (``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30, KEP-3352): two requests
-list every served kind, with a fallback to per-group discovery for older servers. Used by ``agent.runtime`` and
-``agent.clusters``.
+The official client supplies authentication headers (``update_params_for_auth``) and its pooled urllib3 transport;
+requests are sent on the client's connection pool with raw JSON, past its per-request layers (parameter
+sanitizing, content-type matching, the pool manager's URL parsing), so no per-object model (de)serialization or
+copying sits on the hot path (``bench/scale.py --validated-only``: CPU per request against a minimal client).
+Discovery uses the aggregated discovery document (``apidiscovery.k8s.io/v2``, GA in Kubernetes 1.30, KEP-3352):
+two requests list every served kind, with a fallback to per-group discovery for older servers. Used by
+``agent.runtime`` and ``agent.clusters``.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
+import functools
 import json
 import logging
 import threading
@@ -23,7 +26,6 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import urllib3
-from kubernetes.client import exceptions as kube_exceptions
 
 from agent import __version__
 from agent.clusters import aws, discovery, ratelimit, responses
@@ -86,6 +88,9 @@ class KubeCluster:
         """Requests waiting out a ``Retry-After`` now (the status says so while it is not 0)."""
         self.impersonate: str | None = None
         """The user every request impersonates (``Impersonate-User``), None for the connection's own identity."""
+        self._connections: urllib3.HTTPConnectionPool | None = None
+        self._prefix = urllib.parse.urlsplit(str(api.configuration.host)).path.rstrip("/")
+        """The server URL's own path (a proxy such as Rancher's serves clusters under ``/k8s/clusters/<id>``)."""
 
     def impersonating(self, user: str) -> KubeCluster:
         """This connection acting as ``user`` (e.g. ``system:serviceaccount:team-a:deployer``): every request
@@ -103,7 +108,17 @@ class KubeCluster:
 
     def close(self) -> None:
         """Release the connection pool."""
+        self._connections = None
         self.api.close()  # type: ignore[no-untyped-call]
+
+    def _pool(self) -> urllib3.HTTPConnectionPool:
+        """The official client's pooled connections to the API server (its TLS settings, client certificate and
+        proxy), taken from its pool manager once: each request then skips the manager's per-request URL parsing
+        and pool lookup."""
+        pool = self._connections
+        if pool is None:
+            pool = self._connections = self.api.rest_client.pool_manager.connection_from_url(self.server)
+        return pool
 
     # -- discovery (agent.clusters.discovery) -----------------------------------------------------------------
     def resource_type(self, group: str, kind: str) -> client.ResourceType | None:
@@ -396,16 +411,15 @@ class KubeCluster:
         timeout: tuple[float, float],
     ) -> Any:
         verb = responses.verb(method, path, query)
-        headers = {"Accept": accept, "Content-Type": content_type}
+        headers = {**self.api.default_headers, "Accept": accept, "Content-Type": content_type}
         if self.impersonate:
             headers["Impersonate-User"] = self.impersonate
-        # The client JSON-encodes bodies of JSON types itself; other types (apply-patch+yaml) go as text.
-        json_body = "json" in content_type  # the client encodes every JSON type (merge-patch+json too)
-        payload = body if json_body or body is None else json.dumps(body, separators=(",", ":"))
+        payload = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body, separators=(",", ":"))
+        url = f"{self._prefix}{path}?{_query_string(tuple(query))}" if query else self._prefix + path
         try:
-            _, url, headers, _, _ = self.api.param_serialize(
-                method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
-            )
+            # The official client's credentials: a bearer token (refreshed by its hook: exec plugins, OIDC) or none
+            # (client certificates sit in the pool's TLS context).
+            self.api.update_params_for_auth(headers, query, ["BearerToken"], path, method, None)
             if self.limiter is not None:  # client-go's rate limiter waits before the request is built; here after
                 self.limiter.take(self.token if verb != "watch" else None)  # a watch serves no one sync
             # The fence is asked as late as the client lets it be: after the body, the URL and the credentials
@@ -413,11 +427,31 @@ class KubeCluster:
             if self.fence is not None and verb in responses.WRITES and (fenced := self.fence()):
                 raise errors.CancelledError(fenced)
             self.requests[verb] += 1
-            return self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
-        except kube_exceptions.ApiException as e:  # raised by the client for TLS failures (status 0)
-            tls = "TLS verification failed (wrong or missing CA?): " if "CERTIFICATE_VERIFY_FAILED" in str(e) else ""
-            raise errors.ClusterUnreachableError(f"{self.server}: {tls}{e.reason}".strip()) from None
+            answer = self._pool().urlopen(
+                method,
+                url,
+                body=payload,
+                headers=headers,
+                timeout=_timeout(timeout),
+                preload_content=False,
+                assert_same_host=False,
+                redirect=False,
+            )
+            return kubernetes.client.rest.RESTResponse(answer)
         except urllib3.exceptions.ProtocolError as e:  # reset, aborted or closed under the request
             raise responses.ConnectionReset(f"{self.server}: {responses.reason(e)}") from None
         except urllib3.exceptions.HTTPError as e:
             raise errors.ClusterUnreachableError(f"{self.server}: {responses.reason(e)}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _query_string(query: tuple[tuple[str, str], ...]) -> str:
+    """``query`` percent-encoded (RFC 3986), kept: the same few parameters (``fieldManager``, ``force``,
+    ``dryRun``) go with every write, and encoding them again costs more than the rest of the request's set-up."""
+    return urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(timeout: tuple[float, float]) -> urllib3.Timeout:
+    """The urllib3 timeout of ``(connect, read)`` seconds, made once (the pool clones it for each request)."""
+    return urllib3.Timeout(connect=timeout[0], read=timeout[1])
