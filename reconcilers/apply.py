@@ -16,9 +16,10 @@ import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
+from typing import Any
 
 from reconcilers import cancel as cancel_
-from reconcilers import client, diff, errors, hooks, ignore, inventory, ordering, resources
+from reconcilers import client, diff, errors, fanout, hooks, ignore, inventory, ordering, resources
 
 
 class Action(enum.Enum):
@@ -125,6 +126,9 @@ class _Validated:
     diff: diff.ObjectDiff | None = None
     error: str | None = None
     predicted: inventory.Entry | None = None
+    owned: list[tuple[Any, Any]] | None = None
+    """The fields the dry run of a create says it will own (:func:`reconcilers.diff.owned_fields`): a write that
+    owns the same keeps ``predicted`` instead of hashing them again."""
     note: str = ""
     uid: str | None = None
     immutable: bool = False
@@ -169,7 +173,8 @@ def apply_stage(
             records[key] = known[key]
         else:
             todo.append(d)
-    validated = {v.desired.manifest.key: v for v in pool.map(lambda d: _validate(kube, d, options, token), todo)}
+    checked = fanout.map_ordered(pool, lambda d: _validate(kube, d, options, token), todo, options.concurrency)
+    validated = {v.desired.manifest.key: v for v in checked}
     rejected = [v for v in validated.values() if v.error is not None and not v.immutable]
     if rejected:
         why = f"not applied: {len(rejected)} object(s) of stage '{name}' were rejected by the API server"
@@ -193,7 +198,9 @@ def apply_stage(
             intent({key: v.predicted for key, v in validated.items() if v.predicted is not None})
         writes = [v.desired for v in validated.values() if v.action not in (Action.UNCHANGED, Action.FAILED)]
         for group in ordering.by_rank(writes):
-            written = list(pool.map(lambda d: _write(kube, validated[d.manifest.key], options, token), group))
+            written = fanout.map_ordered(
+                pool, lambda d: _write(kube, validated[d.manifest.key], options, token), group, options.concurrency
+            )
             for d, (record, err, generation) in zip(group, written, strict=True):
                 if record is None:
                     results[d.manifest.key], messages[d.manifest.key] = Action.FAILED, err
@@ -281,9 +288,12 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token:
     shown = action is Action.CONFIGURED or options.dry_run
     # A dry-run create foretells the fields the create will own (managedFields come from the same admission):
     # only creates, so an entry stored before its write can never vouch for an old live version.
-    predicted = _record(d, merged, fm) if action is Action.CREATED else None
+    predicted, owned = None, None
+    if action is Action.CREATED:
+        owned = diff.owned_fields(merged, fm)
+        predicted = _record(d, merged, fm)
     change = diff.object_diff(live, merged, label(key)) if shown else None
-    return _Validated(d, action, body, diff=change, predicted=predicted)
+    return _Validated(d, action, body, diff=change, predicted=predicted, owned=owned)
 
 
 def _write(
@@ -302,7 +312,10 @@ def _write(
     except errors.ApiError as e:
         return None, e.message or str(e), None
     generation = (applied.get("metadata") or {}).get("generation")
-    return _record(v.desired, applied, options.field_manager), "", generation if isinstance(generation, int) else None
+    generation = generation if isinstance(generation, int) else None
+    if v.predicted is not None and diff.owned_fields(applied, options.field_manager) == v.owned:
+        return v.predicted, "", generation  # owns what the dry run foretold: the same hash, not computed again
+    return _record(v.desired, applied, options.field_manager), "", generation
 
 
 RECREATE_OPTIONS = frozenset({"Replace=true", "Force=true", "Recreate=true"})
