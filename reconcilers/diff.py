@@ -24,6 +24,7 @@ import re
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import deepdiff
 import deepdiff.path
@@ -62,6 +63,19 @@ def would_change(live: resources.Body | None, merged: resources.Body, field_mana
     return _comparable(live) != _comparable(merged)
 
 
+def owned_fields(obj: resources.Body | None, field_manager: str) -> list[tuple[Any, Any]]:
+    """``(apiVersion, fieldsV1)`` of each ``managedFields`` entry of ``obj`` that ``field_manager`` holds by apply
+    (not of a subresource), in order: what :func:`owned_hash` hashes (their ``time`` left out); ``[]`` when none or
+    ``obj`` is None."""
+    if obj is None:
+        return []
+    return [
+        (e.get("apiVersion"), e.get("fieldsV1"))
+        for e in (obj.get("metadata") or {}).get("managedFields") or []
+        if e.get("manager") == field_manager and e.get("operation") == "Apply" and not e.get("subresource")
+    ]
+
+
 def owned_hash(obj: resources.Body | None, field_manager: str, pointers: Sequence[Sequence[str]] = ()) -> str:
     """A hash of the fields ``field_manager`` owns by apply in ``obj`` (ignored paths left out); "" when none.
 
@@ -69,19 +83,14 @@ def owned_hash(obj: resources.Body | None, field_manager: str, pointers: Sequenc
     the live cache keeps it); both forms hash the same: the SHA-256 of ``json.dumps([[apiVersion, fieldsV1],
     ...], sort_keys=True)``, 16 hex digits (the inventory stores it, so the form must not change).
     """
-    if obj is None:
-        return ""
     parts = []
-    for e in (obj.get("metadata") or {}).get("managedFields") or []:
-        if e.get("manager") != field_manager or e.get("operation") != "Apply" or e.get("subresource"):
-            continue
-        fields = e.get("fieldsV1")
+    for api_version, fields in owned_fields(obj, field_manager):
         if isinstance(fields, str) and not pointers:
             text = fields
         else:
             fields = json.loads(fields) if isinstance(fields, str) else fields
             text = json.dumps(ignore.exclude_fields(fields, pointers), sort_keys=True)
-        parts.append(f"[{json.dumps(e.get('apiVersion'))}, {text}]")
+        parts.append(f"[{json.dumps(api_version)}, {text}]")
     if not parts:
         return ""
     return sys.intern(hashlib.sha256(f"[{', '.join(parts)}]".encode()).hexdigest()[:16])  # shared by like objects

@@ -104,7 +104,10 @@ class Inventory:
 
     def encode(self) -> str:
         """The ConfigMap payload: base64 of gzipped JSON rows ``[group, kind, namespace, name, desired, owned]``."""
-        rows = [[*dataclasses.astuple(e.key), e.desired, e.owned] for e in sorted(self.entries.values(), key=_by_key)]
+        rows = [  # by name: dataclasses.astuple deep-copies each field (3% of a first sync's CPU, py-spy --gil)
+            [e.key.group, e.key.kind, e.key.namespace, e.key.name, e.desired, e.owned]
+            for e in sorted(self.entries.values(), key=_by_key)
+        ]
         raw = json.dumps(rows, separators=(",", ":")).encode()
         return base64.b64encode(gzip.compress(raw, mtime=0)).decode()
 

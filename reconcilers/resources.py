@@ -28,12 +28,23 @@ class ResourceKey:
     kind: str
     namespace: str
     name: str
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for field in ("group", "kind", "namespace", "name"):
             value = getattr(self, field)
             if type(value) is str:
                 object.__setattr__(self, field, sys.intern(value))
+        object.__setattr__(self, "_hash", hash((self.group, self.kind, self.namespace, self.name)))
+
+    def __hash__(self) -> int:
+        # Computed once: keys are hashed in every map of a sync (desired, live, inventory, results), and the
+        # generated __hash__ builds and hashes a tuple each time.
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[ResourceKey], tuple[str, str, str, str]]:
+        # Rebuilt from its fields, so a copy made in another process (string hashes differ) hashes anew.
+        return (ResourceKey, (self.group, self.kind, self.namespace, self.name))
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ResourceKey:
