@@ -28,14 +28,12 @@ import kubernetes.config
 import urllib3
 
 from agent import __version__
-from agent.clusters import aws, discovery, ratelimit, responses
+from agent.clusters import aws, discovery, listing, ratelimit, responses
 from reconcilers import cancel as cancel_
 from reconcilers import client, errors, resources
 
 log = logging.getLogger(__name__)
 
-_METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 USER_AGENT = f"gitops-agent/{__version__}"
 """Sent with every request, so audit logs tell the agent's writes apart."""
 REQUEST_TIMEOUT = (5.0, 60.0)
@@ -224,15 +222,8 @@ class KubeCluster:
     def list_objects(
         self, group: str, kind: str, selector: str, *, metadata_only: bool = False, namespace: str = ""
     ) -> tuple[list[resources.Body], str]:
-        """Every object of ``(group, kind)`` matching the label ``selector`` in ``namespace`` ("": all namespaces),
-        and the list's resourceVersion (to start a watch from): :meth:`list_pages` gathered into one list. Raises
-        like it."""
-        items: list[resources.Body] = []
-        rv = ""
-        for page, page_rv in self.list_pages(group, kind, selector, metadata_only=metadata_only, namespace=namespace):
-            items.extend(page)
-            rv = page_rv
-        return items, rv
+        """See :func:`agent.clusters.listing.list_objects`."""
+        return listing.list_objects(self, group, kind, selector, metadata_only=metadata_only, namespace=namespace)
 
     def list_pages(
         self,
@@ -244,33 +235,10 @@ class KubeCluster:
         limit: int = 500,
         namespace: str = "",
     ) -> Iterator[tuple[list[resources.Body], str]]:
-        """The objects of ``(group, kind)`` in ``namespace`` ("": all namespaces) matching the label ``selector``, one
-        page of up to ``limit`` objects at a time (``limit``/``continue``, Kubernetes docs "API Concepts", retrieving
-        large results sets in chunks), each with the list's resourceVersion (to start a watch from; ``""`` until the
-        last page). A caller that reduces each page before asking for the next holds one page at a time, not the
-        whole list. With ``metadata_only`` the server sends only each object's metadata
-        (``PartialObjectMetadataList``, same docs, receiving resources as tables or metadata); items are labelled
-        with their own apiVersion and kind either way. Raises ApiError 404 when the kind is not served, else like
-        :meth:`request` (a continue token that expired mid-list is ``410 Gone``: list again)."""
-        rtype = self.resource_type(group, kind)
-        if rtype is None:
-            raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
-        path = self.path_of(group, rtype.versions[0], kind, namespace)
-        api_version = f"{group}/{rtype.versions[0]}" if group else rtype.versions[0]
-        accept = _METADATA_LIST if metadata_only else "application/json"
-        token = ""
-        while True:
-            query = [("labelSelector", selector), ("limit", str(limit))] + ([("continue", token)] if token else [])
-            page = self.request("GET", path, query=query, accept=accept)
-            items: list[resources.Body] = page.get("items") or []
-            for item in items:
-                item["apiVersion"], item["kind"] = api_version, kind
-            meta = page.get("metadata") or {}
-            token = meta.get("continue") or ""
-            del page
-            yield items, "" if token else str(meta.get("resourceVersion", ""))
-            if not token:
-                return
+        """See :func:`agent.clusters.listing.list_pages`."""
+        return listing.list_pages(
+            self, group, kind, selector, metadata_only=metadata_only, limit=limit, namespace=namespace
+        )
 
     def watch(
         self,
@@ -284,36 +252,18 @@ class KubeCluster:
         on_open: Callable[[Callable[[], None]], None] | None = None,
         namespace: str = "",
     ) -> Iterator[Any]:
-        """Watch events (``{"type": ..., "object": ...}``) of ``(group, kind)`` in ``namespace`` ("": all namespaces)
-        matching ``selector`` from ``resource_version``, with bookmarks, for up to ``timeout`` seconds; with
-        ``metadata_only`` each object is its metadata alone (see :meth:`list_objects`). ``on_open`` receives, once
-        the watch is open, a function that ends it from another thread (the blocked read returns: a stop never waits
-        for the next event). Raises like :meth:`request`."""
-        rtype = self.resource_type(group, kind)
-        if rtype is None:
-            raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in group {group!r}")
-        query = [
-            ("watch", "true"),
-            ("labelSelector", selector),
-            ("resourceVersion", resource_version),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(timeout)),
-        ]
-        path = self.path_of(group, rtype.versions[0], kind, namespace)
-        accept = _METADATA if metadata_only else "application/json"
-        resp = self._send("GET", path, query, None, "application/json", accept, (5.0, timeout + 30.0))
-        if on_open is not None:
-            on_open(resp.response.shutdown)
-        try:
-            if resp.status >= 400:
-                raise responses.api_error(resp.status, resp.read())
-            for line in resp.response:
-                if line.strip():
-                    yield json.loads(line)
-        except urllib3.exceptions.HTTPError as e:
-            raise errors.ClusterUnreachableError(f"{self.server}: watch {kind}: {responses.reason(e)}") from None
-        finally:
-            resp.response.release_conn()
+        """See :func:`agent.clusters.listing.watch`."""
+        return listing.watch(
+            self,
+            group,
+            kind,
+            selector,
+            resource_version,
+            timeout,
+            metadata_only=metadata_only,
+            on_open=on_open,
+            namespace=namespace,
+        )
 
     def request(
         self,
@@ -347,7 +297,7 @@ class KubeCluster:
                 resp.read()
                 resp.response.release_conn()
                 self.eks.get(force=True)
-                resp = self._send(method, path, query or [], body, content_type, accept, self.timeout)
+                resp = self.send(method, path, query or [], body, content_type, accept, self.timeout)
             wait = responses.retry_after(resp) if attempt < THROTTLE_RETRIES else None
             if wait is None or time.monotonic() + wait > deadline:
                 break
@@ -380,7 +330,7 @@ class KubeCluster:
     def _send_resent_on_reset(
         self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str, accept: str
     ) -> Any:
-        """:meth:`_send`, sent again (up to :data:`RESET_RETRIES` times) when the connection was reset or closed
+        """:meth:`send`, sent again (up to :data:`RESET_RETRIES` times) when the connection was reset or closed
         under it, if the request is idempotent: a GET, a server-side apply (the same body applied twice is the
         object applied once) or a DELETE with a UID precondition. Anything else (a POST, a PUT) may have been done
         before the reset, so its :class:`errors.ClusterUnreachableError` stands. urllib3 already sends GET, PUT and
@@ -392,7 +342,7 @@ class KubeCluster:
         )
         for attempt in range(RESET_RETRIES + 1):
             try:
-                return self._send(method, path, query, body, content_type, accept, self.timeout)
+                return self.send(method, path, query, body, content_type, accept, self.timeout)
             except responses.ConnectionReset:
                 if not idempotent or attempt == RESET_RETRIES:
                     raise
@@ -400,7 +350,7 @@ class KubeCluster:
                 log.info("cluster %s: %s %s: the connection was reset; sent again", self.name, method, path)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _send(
+    def send(
         self,
         method: str,
         path: str,
@@ -410,6 +360,11 @@ class KubeCluster:
         accept: str,
         timeout: tuple[float, float],
     ) -> Any:
+        """Send one request as it is (no retry: see :meth:`request`) after the rate limit's token and the fence;
+        ``body`` is JSON-encoded unless it is text or bytes already; ``timeout``: (connect, read) seconds. Returns
+        the client's ``RESTResponse`` with its body not read yet (a watch streams it). Raises
+        :class:`errors.CancelledError` (fenced, or cancelled while waiting for a token),
+        :class:`responses.ConnectionReset` and :class:`errors.ClusterUnreachableError`."""
         verb = responses.verb(method, path, query)
         headers = {**self.api.default_headers, "Accept": accept, "Content-Type": content_type}
         if self.impersonate:
