@@ -6,6 +6,10 @@
 - ``API limit``: the same server-side apply PATCHes from a minimal concurrent client (Python threads over
   urllib3, 32 in flight per cluster, clusters in parallel, no diffing, namespaces and the CRD first, then
   polling every 50 ms until the CRD is Established);
+- ``validated limit``: the same client sending what an agent that validates every object must send: a server-side
+  dry run (``dryRun=All``), then the apply, per object. The agent's first sync is judged against it: the same
+  requests, so its wall time and its CPU per request (write requests in the audit log, dry runs included) show
+  what the agent itself costs;
 - ``gitops-agent sync``: one process, every cluster, then the same again (a one-shot no-op resync, process
   start-up included);
 - ``gitops-agent run``: the long-running agent on the synced clusters (watch cache, self-heal on); once it
@@ -28,14 +32,18 @@ and a last table shows how each figure grows with the objects and the clusters.
 With ``--compare-rate-limit`` the agent's first sync runs with the default client-side rate limit (``sync.qps``,
 ``sync.burst``) and with none (``sync.qps: 0``), interleaved in each round, and the ratio is printed.
 
+With ``--validated-only`` only the validated limit and the agent's first sync run, interleaved; with two sizes
+(``--objects 500,2000``) the CPU of each extra request is printed too, start-up costs left out.
+
 Usage: .venv/bin/python bench/scale.py [--objects 2000[,N...]] [--clusters 3[,M...]] [--skip-baselines] [--rounds 1]
-       [--compare-rate-limit]
+       [--compare-rate-limit] [--validated-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import compileall
 import datetime
 import json
 import os
@@ -178,20 +186,30 @@ def cluster_cpu(clusters: list[TestCluster]) -> float:
     return total / ticks
 
 
-def writes(tc: TestCluster) -> int:
-    n = 0
+def audited(tc: TestCluster) -> tuple[int, int]:
+    """(writes, write requests with dry runs included) the audit log of ``tc`` holds from clients other than the
+    cluster's own controllers (the test clusters audit every write request, and no read)."""
+    n = sent = 0
     with (tc.data_dir / "audit.log").open() as f:
         for line in f:
             e = json.loads(line)
             agent = str(e.get("userAgent", ""))
-            controller = agent.startswith(("kube-controller-manager", "testcluster"))
-            if e.get("stage") == "ResponseComplete" and "dryRun" not in e.get("requestURI", "") and not controller:
-                n += 1
-    return n
+            if e.get("stage") != "ResponseComplete" or agent.startswith(("kube-controller-manager", "testcluster")):
+                continue
+            sent += 1
+            n += "dryRun" not in e.get("requestURI", "")
+    return n, sent
 
 
-def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]]) -> float:
-    """The same SSA PATCHes, no diffing, 32 in flight per cluster, clusters in parallel; wall seconds."""
+def writes(tc: TestCluster) -> int:
+    """Writes of clients other than the cluster's controllers, dry runs left out (:func:`audited`)."""
+    return audited(tc)[0]
+
+
+def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]], *, validated: bool = False) -> float:
+    """The same SSA PATCHes, no diffing, 32 in flight per cluster, clusters in parallel; wall seconds.
+    ``validated``: each object is first sent as a server-side dry run (``dryRun=All``), then applied only when the
+    dry run passed, as a client that validates every object before it writes must."""
 
     def plural(kind: str) -> str:
         return {
@@ -235,7 +253,12 @@ def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]]) ->
         rest = [o for f in files for o in f if o["kind"] not in ("Namespace", "CustomResourceDefinition")]
 
         def send(o: dict[str, Any]) -> int:
-            return int(pool.request("PATCH", path(o), body=json.dumps(o), headers=headers).status)
+            body = json.dumps(o)
+            if validated:
+                status = int(pool.request("PATCH", path(o) + "&dryRun=All", body=body, headers=headers).status)
+                if status >= 400:
+                    return status
+            return int(pool.request("PATCH", path(o), body=body, headers=headers).status)
 
         crd = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.bench.example.com"
 
@@ -260,8 +283,9 @@ def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]]) ->
     return time.perf_counter() - t0
 
 
-Row = tuple[str, float, float | None, float | None, int, float]
-"""(contender, wall s, CPU s of the client, peak RSS MiB of the client, writes, CPU s of the clusters)."""
+Row = tuple[str, float, float | None, float | None, int, float, int]
+"""(contender, wall s, CPU s of the client, peak RSS MiB of the client, writes, CPU s of the clusters, write
+requests sent with dry runs included)."""
 
 
 def kubectl_row(repo: pathlib.Path, cs: list[TestCluster]) -> Row:
@@ -276,19 +300,29 @@ def kubectl_row(repo: pathlib.Path, cs: list[TestCluster]) -> Row:
             if target.name == "000.yaml":
                 time.sleep(1.0)  # CRD established (not counted)
     name = "kubectl apply --server-side, clusters one after another"
-    return (name, wall, cpu, rss, total_writes(cs), cluster_cpu(cs) - c0)
+    return (name, wall, cpu, rss, total_writes(cs), cluster_cpu(cs) - c0, total_sent(cs))
 
 
-def limit_row(files: list[list[dict[str, Any]]], cs: list[TestCluster]) -> Row:
+def limit_row(files: list[list[dict[str, Any]]], cs: list[TestCluster], *, validated: bool = False) -> Row:
     c0, r0 = cluster_cpu(cs), resource.getrusage(resource.RUSAGE_SELF)
-    wall = api_limit(cs, files)
+    wall = api_limit(cs, files, validated=validated)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-    return ("API limit: minimal concurrent SSA client", wall, cpu, None, total_writes(cs), cluster_cpu(cs) - c0)
+    name = VALIDATED if validated else LIMIT
+    return (name, wall, cpu, None, total_writes(cs), cluster_cpu(cs) - c0, total_sent(cs))
+
+
+LIMIT = "API limit: minimal concurrent SSA client"
+VALIDATED = "validated limit: minimal concurrent client, dry run then SSA"
+FIRST = "gitops-agent sync (first)"
 
 
 def total_writes(cs: list[TestCluster]) -> int:
     return sum(writes(tc) for tc in cs)
+
+
+def total_sent(cs: list[TestCluster]) -> int:
+    return sum(audited(tc)[1] for tc in cs)
 
 
 def agent_rows(
@@ -315,19 +349,20 @@ def agent_rows(
     )
     rows: list[Row] = []
     sync = [sys.executable, "-m", "agent.cli", "sync", "--config", str(config), "--json"]
-    names = ["gitops-agent sync (first)", "gitops-agent sync (no-op resync, one-shot process)"]
+    names = [FIRST, "gitops-agent sync (no-op resync, one-shot process)"]
     if unlimited:
         names = ["gitops-agent sync (first), no rate limit (sync.qps: 0)"]
     for name in names[:1] if first_only else names:
-        before, c0 = total_writes(cs), cluster_cpu(cs)
-        w, c, r, code = measured(sync)
+        before, c0, s0 = total_writes(cs), cluster_cpu(cs), total_sent(cs)
+        w, c, r, code = measured(sync, env={**os.environ, "PYTHONPATH": str(REPO)})  # this tree's agent
         assert code == 0, code
-        rows.append((name, w, c, r, total_writes(cs) - before, cluster_cpu(cs) - c0))
+        rows.append((name, w, c, r, total_writes(cs) - before, cluster_cpu(cs) - c0, total_sent(cs) - s0))
     if first_only:
         return rows
     base = f"http://127.0.0.1:{port}"
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
         stderr=(tmp / "agent.log").open("wb"),
     )
@@ -347,7 +382,7 @@ def agent_rows(
         while synced_after("") is None and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2.0)  # watches settled
-        before, c0 = total_writes(cs), cluster_cpu(cs)
+        before, c0, s0 = total_writes(cs), cluster_cpu(cs), total_sent(cs)
         cpu0 = proc_cpu(agent.pid)
         t0 = datetime.datetime.now(datetime.UTC).isoformat()
         urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/sync", method="POST"), timeout=30).close()
@@ -362,6 +397,7 @@ def agent_rows(
             peak_rss(agent.pid),
             total_writes(cs) - before,
             cluster_cpu(cs) - c0,
+            total_sent(cs) - s0,
         )
         rows.append(row)
         status_polls(base, agent.pid)  # after the row's figures: the full status of 50,000 objects is megabytes
@@ -397,9 +433,15 @@ def _median(rows: list[Row]) -> Row:
 
 
 def run_size(
-    objects: int, clusters: int, rounds: int, skip_baselines: bool, compare_rate_limit: bool = False
+    objects: int,
+    clusters: int,
+    rounds: int,
+    skip_baselines: bool,
+    compare_rate_limit: bool = False,
+    validated_only: bool = False,
 ) -> tuple[int, list[Row]]:
-    """Every contender ``rounds`` times at one size; (objects per cluster, the median round of each row)."""
+    """Every contender ``rounds`` times at one size; (objects per cluster, the median round of each row).
+    ``validated_only``: the validated limit and the agent's first sync alone."""
     files = generate(objects)
     total = sum(len(f) for f in files)
     with tempfile.TemporaryDirectory() as tmp_:
@@ -422,13 +464,17 @@ def run_size(
             time.sleep(3.0)  # start-up work of the controllers done
             return cs
 
-        contenders: list[tuple[str, Any]] = [("g", lambda cs: agent_rows(repo, tmp, cs, first_only=compare_rate_limit))]
-        if compare_rate_limit:  # the default rate limit against none, interleaved in each round
+        first_only = compare_rate_limit or validated_only
+        contenders: list[tuple[str, Any]] = [("g", lambda cs: agent_rows(repo, tmp, cs, first_only=first_only))]
+        if validated_only:
+            contenders.insert(0, ("v", lambda cs: [limit_row(files, cs, validated=True)]))
+        elif compare_rate_limit:  # the default rate limit against none, interleaved in each round
             contenders.append(("u", lambda cs: agent_rows(repo, tmp, cs, unlimited=True, first_only=True)))
-        if not skip_baselines:
+        if not skip_baselines and not validated_only:
             contenders = [
                 ("k", lambda cs: [kubectl_row(repo, cs)]),
                 ("l", lambda cs: [limit_row(files, cs)]),
+                ("v", lambda cs: [limit_row(files, cs, validated=True)]),
                 *contenders,
             ]
         done_rounds: list[list[Row]] = []
@@ -448,17 +494,29 @@ def run_size(
         for i, row in enumerate(done_rounds[0]):
             print(f"  {row[0]}: " + ", ".join(f"{r[i][1]:.2f}" for r in done_rounds))
     print(f"objects per cluster: {total}; clusters: {clusters}")
-    print("| run | wall (s) | CPU (s) | peak RSS (MiB) | writes | clusters' CPU (s) |")
-    print("|---|---|---|---|---|---|")
-    for name, w, c, r, n, cc in rows:
+    print(
+        "| run | wall (s) | CPU (s) | peak RSS (MiB) | writes | write requests, dry runs included "
+        "| client CPU per request (ms) | clusters' CPU (s) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, w, c, r, n, cc, sent in rows:
         cpu = f"{c:.2f}" if c is not None else "-"
         rss = f"{r:.0f}" if r is not None else "-"
-        print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {cc:.1f} |")
+        per = f"{1000 * c / sent:.3f}" if c is not None and sent else "-"
+        print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {sent} | {per} | {cc:.1f} |")
+    by = {row[0]: row for row in rows}
+    validated, first = by.get(VALIDATED), by.get(FIRST)
+    if validated and first and validated[2] and first[2] and validated[6] and first[6]:
+        per_v, per_a = validated[2] / validated[6], first[2] / first[6]
+        print(
+            f"first sync / validated limit: wall {first[1] / validated[1]:.2f}, CPU {first[2] / validated[2]:.2f}, "
+            f"CPU per request {per_a / per_v:.2f}"
+        )
     if compare_rate_limit:
         limited, free = rows[-2][1], rows[-1][1]
         print(f"first sync with the default rate limit / without one: {limited / free:.3f}")
-    elif not skip_baselines:
-        kubectl, limit, first, noop, running = (row[1] for row in rows)
+    elif not skip_baselines and not validated_only:
+        kubectl, limit, _, first, noop, running = (row[1] for row in rows)
         print(
             f"first sync / kubectl: {first / kubectl:.2f}; first sync / API limit: {first / limit:.2f}; "
             f"API limit / kubectl: {limit / kubectl:.2f}; no-op resync / kubectl: one-shot {noop / kubectl:.3f}, "
@@ -495,6 +553,27 @@ def growth_table(results: list[tuple[int, int, list[Row]]]) -> None:
         )
 
 
+def marginal_table(results: list[tuple[int, int, list[Row]]]) -> None:
+    """The CPU each extra request costs the agent and the validated limit, between the smallest and the largest
+    size of the same cluster count: (CPU at the larger - CPU at the smaller) / (requests at the larger - at the
+    smaller). What a process pays once (interpreter start, imports, the clone, TLS handshakes) drops out."""
+    for clusters in sorted({c for _, c, _ in results}):
+        sized = sorted((total, rows) for total, c, rows in results if c == clusters)
+        if len(sized) < 2:
+            continue
+        (small, low), (big, high) = sized[0], sized[-1]
+        per = {}
+        for name in (VALIDATED, FIRST):
+            a, b = next(r for r in low if r[0] == name), next(r for r in high if r[0] == name)
+            assert a[2] is not None
+            assert b[2] is not None
+            per[name] = (b[2] - a[2]) / (b[6] - a[6])
+        print(
+            f"{clusters} cluster(s), {small} -> {big} objects each: marginal CPU per request, validated limit "
+            f"{1e6 * per[VALIDATED]:.0f} us, agent {1e6 * per[FIRST]:.0f} us: {per[FIRST] / per[VALIDATED]:.2f}x"
+        )
+
+
 def _seconds(wall: float | None) -> str:
     return f"{wall:.2f}" if wall is not None else "-"  # a baseline skipped with --skip-baselines
 
@@ -506,17 +585,30 @@ def main() -> None:
     ap.add_argument("--skip-baselines", action="store_true", help="only the agent's rows")
     ap.add_argument("--rounds", type=int, default=1, help="rounds of every contender, interleaved; medians shown")
     ap.add_argument(
+        "--validated-only",
+        action="store_true",
+        help="the validated limit (a dry run, then the apply, per object) and the agent's first sync alone",
+    )
+    ap.add_argument(
         "--compare-rate-limit",
         action="store_true",
         help="the agent's first sync with the default rate limit and with none (sync.qps: 0), interleaved",
     )
     args = ap.parse_args()
+    # The agent runs from bytecode, as installed (a wheel's install, the image): a checkout under
+    # PYTHONDONTWRITEBYTECODE=1 would compile every module from source at each start (0.13 s of CPU here).
+    for package in ("agent", "reconcilers"):
+        compileall.compile_dir(REPO / package, quiet=1)
     results = []
     for objects in (int(x) for x in args.objects.split(",")):
         for clusters in (int(x) for x in args.clusters.split(",")):
-            total, rows = run_size(objects, clusters, args.rounds, args.skip_baselines, args.compare_rate_limit)
+            total, rows = run_size(
+                objects, clusters, args.rounds, args.skip_baselines, args.compare_rate_limit, args.validated_only
+            )
             results.append((total, clusters, rows))
-    if len(results) > 1:
+    if len(results) > 1 and args.validated_only:
+        marginal_table(results)
+    elif len(results) > 1:
         growth_table(results)
 
 
