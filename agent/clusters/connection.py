@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes.client
@@ -219,51 +219,12 @@ class KubeCluster:
             if not e.not_found:
                 raise
 
-    def list_objects(
-        self, group: str, kind: str, selector: str, *, metadata_only: bool = False, namespace: str = ""
-    ) -> tuple[list[resources.Body], str]:
-        """See :func:`agent.clusters.listing.list_objects`."""
-        return listing.list_objects(self, group, kind, selector, metadata_only=metadata_only, namespace=namespace)
-
-    def list_pages(
-        self,
-        group: str,
-        kind: str,
-        selector: str,
-        *,
-        metadata_only: bool = False,
-        limit: int = 500,
-        namespace: str = "",
-    ) -> Iterator[tuple[list[resources.Body], str]]:
-        """See :func:`agent.clusters.listing.list_pages`."""
-        return listing.list_pages(
-            self, group, kind, selector, metadata_only=metadata_only, limit=limit, namespace=namespace
-        )
-
-    def watch(
-        self,
-        group: str,
-        kind: str,
-        selector: str,
-        resource_version: str,
-        timeout: int,
-        *,
-        metadata_only: bool = False,
-        on_open: Callable[[Callable[[], None]], None] | None = None,
-        namespace: str = "",
-    ) -> Iterator[Any]:
-        """See :func:`agent.clusters.listing.watch`."""
-        return listing.watch(
-            self,
-            group,
-            kind,
-            selector,
-            resource_version,
-            timeout,
-            metadata_only=metadata_only,
-            on_open=on_open,
-            namespace=namespace,
-        )
+    # Lists and watches (:mod:`agent.clusters.listing`) are this connection's methods: ``list_objects``,
+    # ``list_pages`` (paged, metadata-only if asked) and ``watch`` (streamed events) of
+    # :class:`reconcilers.client.KubeClient`.
+    list_objects = listing.list_objects
+    list_pages = listing.list_pages
+    watch = listing.watch
 
     def request(
         self,
