@@ -1,0 +1,90 @@
+"""KubeCluster's requests as a server behind a path (Rancher's ``/k8s/clusters/<id>``) receives them: the server
+URL's own path kept, the query percent-encoded, the client's bearer token and the agent's User-Agent sent, a JSON
+body encoded once. A loopback HTTP server records each request as it arrives."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import kubernetes.client
+import pytest
+
+from agent.clusters import connection
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body.decode(),
+            }
+        )
+        data = json.dumps({"kind": "Status", "ok": True}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_PATCH(self) -> None:
+        self._answer()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    _Recorder.seen = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_requests_keep_the_servers_path_query_token_and_user_agent(server: str) -> None:
+    cfg = kubernetes.client.Configuration()
+    cfg.host = f"{server}/k8s/clusters/c-1/"
+    cfg.api_key = {"authorization": "t0ken"}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    api = kubernetes.client.ApiClient(cfg)
+    api.user_agent = connection.USER_AGENT
+    kube = connection.KubeCluster("c", api)
+    try:
+        assert kube.request("GET", "/version") == {"kind": "Status", "ok": True}
+        kube.request(
+            "PATCH",
+            "/api/v1/namespaces/ns/configmaps/a",
+            query=[("fieldManager", "gitops-agent"), ("labelSelector", "app in (a,b)")],
+            body={"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v ü"}},
+            content_type="application/apply-patch+yaml",
+        )
+    finally:
+        kube.close()
+
+    first, second = _Recorder.seen
+    assert first["path"] == "/k8s/clusters/c-1/version"
+    assert first["headers"]["authorization"] == "Bearer t0ken"
+    assert first["headers"]["user-agent"] == connection.USER_AGENT
+    path, _, query = second["path"].partition("?")
+    assert path == "/k8s/clusters/c-1/api/v1/namespaces/ns/configmaps/a"
+    assert urllib.parse.parse_qsl(query) == [("fieldManager", "gitops-agent"), ("labelSelector", "app in (a,b)")]
+    assert second["headers"]["content-type"] == "application/apply-patch+yaml"
+    assert json.loads(second["body"]) == {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v ü"}}
