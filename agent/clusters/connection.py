@@ -115,7 +115,15 @@ class KubeCluster:
         and pool lookup."""
         pool = self._connections
         if pool is None:
-            pool = self._connections = self.api.rest_client.pool_manager.connection_from_url(self.server)
+            manager = self.api.rest_client.pool_manager
+            pool = manager.connection_from_url(self.server)
+            proxy = getattr(manager, "proxy", None)  # urllib3's ProxyManager; None for a direct or SOCKS connection
+            scheme = urllib.parse.urlsplit(self.server).scheme
+            if proxy is not None and not urllib3.util.proxy.connection_requires_http_tunnel(
+                proxy, manager.proxy_config, scheme
+            ):  # an HTTP proxy without a CONNECT tunnel is sent the whole URL, as the pool manager would send it
+                self._prefix = self.server.rstrip("/")
+            self._connections = pool
         return pool
 
     # -- discovery (agent.clusters.discovery) -----------------------------------------------------------------
@@ -331,6 +339,7 @@ class KubeCluster:
         if self.impersonate:
             headers["Impersonate-User"] = self.impersonate
         payload = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body, separators=(",", ":"))
+        pool = self._pool()
         url = f"{self._prefix}{path}?{_query_string(tuple(query))}" if query else self._prefix + path
         try:
             # The official client's credentials: a bearer token (refreshed by its hook: exec plugins, OIDC) or none
@@ -343,7 +352,7 @@ class KubeCluster:
             if self.fence is not None and verb in responses.WRITES and (fenced := self.fence()):
                 raise errors.CancelledError(fenced)
             self.requests[verb] += 1
-            answer = self._pool().urlopen(
+            answer = pool.urlopen(
                 method,
                 url,
                 body=payload,

@@ -88,3 +88,18 @@ def test_requests_keep_the_servers_path_query_token_and_user_agent(server: str) 
     assert urllib.parse.parse_qsl(query) == [("fieldManager", "gitops-agent"), ("labelSelector", "app in (a,b)")]
     assert second["headers"]["content-type"] == "application/apply-patch+yaml"
     assert json.loads(second["body"]) == {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v ü"}}
+
+
+def test_an_http_proxy_without_a_tunnel_is_sent_the_whole_url(server: str) -> None:
+    """An API server on plain HTTP behind an HTTP proxy (``proxy-url`` in a kubeconfig): the proxy gets the
+    absolute URL in the request line, as urllib3's pool manager sends it (RFC 9112, absolute-form)."""
+    cfg = kubernetes.client.Configuration()
+    cfg.host = "http://kube.invalid:6443/k8s/clusters/c-1"
+    cfg.proxy = server  # the recorder plays the proxy
+    kube = connection.KubeCluster("c", kubernetes.client.ApiClient(cfg))
+    try:
+        kube.request("GET", "/version", query=[("a", "b c")])
+    finally:
+        kube.close()
+    (seen,) = _Recorder.seen
+    assert seen["path"] == "http://kube.invalid:6443/k8s/clusters/c-1/version?a=b%20c"
