@@ -87,8 +87,9 @@ class KubeCluster:
         self.impersonate: str | None = None
         """The user every request impersonates (``Impersonate-User``), None for the connection's own identity."""
         self._connections: urllib3.HTTPConnectionPool | None = None
-        self._prefix = urllib.parse.urlsplit(str(api.configuration.host)).path.rstrip("/")
-        """The server URL's own path (a proxy such as Rancher's serves clusters under ``/k8s/clusters/<id>``)."""
+        self._prefix = _url_prefix(api)
+        """What goes before a request's path: the server URL's own path (a proxy such as Rancher's serves clusters
+        under ``/k8s/clusters/<id>``), or the whole server URL for an HTTP proxy without a tunnel."""
 
     def impersonating(self, user: str) -> KubeCluster:
         """This connection acting as ``user`` (e.g. ``system:serviceaccount:team-a:deployer``): every request
@@ -115,15 +116,7 @@ class KubeCluster:
         and pool lookup."""
         pool = self._connections
         if pool is None:
-            manager = self.api.rest_client.pool_manager
-            pool = manager.connection_from_url(self.server)
-            proxy = getattr(manager, "proxy", None)  # urllib3's ProxyManager; None for a direct or SOCKS connection
-            scheme = urllib.parse.urlsplit(self.server).scheme
-            if proxy is not None and not urllib3.util.proxy.connection_requires_http_tunnel(
-                proxy, manager.proxy_config, scheme
-            ):  # an HTTP proxy without a CONNECT tunnel is sent the whole URL, as the pool manager would send it
-                self._prefix = self.server.rstrip("/")
-            self._connections = pool
+            pool = self._connections = self.api.rest_client.pool_manager.connection_from_url(self.server)
         return pool
 
     # -- discovery (agent.clusters.discovery) -----------------------------------------------------------------
@@ -339,7 +332,6 @@ class KubeCluster:
         if self.impersonate:
             headers["Impersonate-User"] = self.impersonate
         payload = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body, separators=(",", ":"))
-        pool = self._pool()
         url = f"{self._prefix}{path}?{_query_string(tuple(query))}" if query else self._prefix + path
         try:
             # The official client's credentials: a bearer token (refreshed by its hook: exec plugins, OIDC) or none
@@ -352,7 +344,7 @@ class KubeCluster:
             if self.fence is not None and verb in responses.WRITES and (fenced := self.fence()):
                 raise errors.CancelledError(fenced)
             self.requests[verb] += 1
-            answer = pool.urlopen(
+            answer = self._pool().urlopen(
                 method,
                 url,
                 body=payload,
@@ -367,6 +359,20 @@ class KubeCluster:
             raise responses.ConnectionReset(f"{self.server}: {responses.reason(e)}") from None
         except urllib3.exceptions.HTTPError as e:
             raise errors.ClusterUnreachableError(f"{self.server}: {responses.reason(e)}") from None
+
+
+def _url_prefix(api: kubernetes.client.ApiClient) -> str:
+    """What precedes a request's path on the wire, as urllib3's pool manager would send it: the whole server URL
+    when an HTTP proxy without a CONNECT tunnel stands between (it is sent the absolute URL, RFC 9112's
+    absolute-form), else the server URL's own path ("" for most servers)."""
+    server = str(api.configuration.host)
+    manager = api.rest_client.pool_manager
+    proxy = getattr(manager, "proxy", None)  # urllib3's ProxyManager; None for a direct or SOCKS connection
+    parts = urllib.parse.urlsplit(server)
+    tunnel = urllib3.util.proxy.connection_requires_http_tunnel
+    if proxy is not None and not tunnel(proxy, manager.proxy_config, parts.scheme):
+        return server.rstrip("/")
+    return parts.path.rstrip("/")
 
 
 @functools.lru_cache(maxsize=1024)
