@@ -117,7 +117,8 @@ class StageResult:
 class _Validated:
     """What the dry run decided for one object, without the live and merged bodies (a stage of 10,000 objects
     must not hold 20,000 full objects): the action, the body to apply, the inventory entry when unchanged (or,
-    ``predicted``, the one the dry run of a create foretells), the diff when shown, or the API server's error."""
+    ``predicted``, the one the dry run of a create foretells, with the owned fields it was hashed from: a part of
+    the merged body, kept until the write), the diff when shown, or the API server's error."""
 
     desired: Desired
     action: Action
