@@ -285,8 +285,8 @@ class KubeCluster:
             raise errors.ClusterUnreachableError(f"{self.server}: {responses.reason(e)}") from None
         finally:
             resp.response.release_conn()
-        if resp.status >= 400:
-            raise responses.api_error(resp.status, data)
+        if (failed := responses.failure(resp, data)) is not None:
+            raise failed
         return json.loads(data) if data else {}
 
     def _send_resent_on_reset(

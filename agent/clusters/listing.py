@@ -133,8 +133,8 @@ def watch(
     if on_open is not None:
         on_open(resp.response.shutdown)
     try:
-        if resp.status >= 400:
-            raise responses.api_error(resp.status, resp.read())
+        if resp.status >= 300 and (failed := responses.failure(resp, resp.read())) is not None:
+            raise failed
         for line in resp.response:
             if line.strip():
                 yield json.loads(line)

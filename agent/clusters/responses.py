@@ -58,6 +58,19 @@ def api_error(status: int, data: bytes) -> errors.ApiError:
     return errors.ApiError(status, reason, message, fields)
 
 
+def failure(resp: Any, data: bytes) -> errors.ApiError | None:
+    """The error an answer stands for, None for a success (2xx). A redirect is not followed (the credentials would
+    go along, and the agent's connection is to one server): it is an error naming where it points, so the cluster's
+    ``server`` can be set to that URL. Other answers: :func:`api_error`."""
+    if resp.status < 300:
+        return None
+    if resp.status < 400:
+        where = resp.getheader("Location") or "nowhere"
+        message = f"the API server redirects to {where}: set the cluster's server to the URL it should be reached at"
+        return errors.ApiError(resp.status, "Redirect", message)
+    return api_error(resp.status, data)
+
+
 def retry_after(resp: Any) -> float | None:
     """Seconds to wait before sending again, when the answer asks for it (a 429 or 5xx with ``Retry-After`` in
     whole seconds, as the API server sends it and client-go reads it); None when it does not."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import kubernetes.client
 import pytest
 
 from agent.clusters import connection
+from reconcilers import errors
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -31,6 +33,12 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
                 "body": body.decode(),
             }
         )
+        if self.path.startswith("/moved"):  # a server URL that redirects (plain http to https, say)
+            self.send_response(301)
+            self.send_header("Location", "https://elsewhere.invalid/version")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = json.dumps({"kind": "Status", "ok": True}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -103,3 +111,23 @@ def test_an_http_proxy_without_a_tunnel_is_sent_the_whole_url(server: str) -> No
         kube.close()
     (seen,) = _Recorder.seen
     assert seen["path"] == "http://kube.invalid:6443/k8s/clusters/c-1/version?a=b%20c"
+
+
+def test_a_redirect_is_an_error_naming_where_it_points_and_is_not_followed(server: str) -> None:
+    """Before requests went to the pool directly, urllib3's pool manager followed a redirect; now it is an error
+    that says where the server points, and nothing (no credentials) is sent there."""
+    cfg = kubernetes.client.Configuration()
+    cfg.host = f"{server}/moved"
+    cfg.api_key = {"authorization": "t0ken"}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    kube = connection.KubeCluster("c", kubernetes.client.ApiClient(cfg))
+    try:
+        with pytest.raises(errors.ApiError) as raised:
+            kube.request("GET", "/version")
+        with pytest.raises(errors.ApiError, match=re.escape("redirects to https://elsewhere.invalid/version")):
+            list(kube.watch("", "ConfigMap", "", "1", 5))
+    finally:
+        kube.close()
+    assert raised.value.status == 301
+    assert "redirects to https://elsewhere.invalid/version" in str(raised.value)
+    assert [r["path"] for r in _Recorder.seen][:1] == ["/moved/version"]
