@@ -22,7 +22,7 @@ import yaml
 from kubernetes.config import incluster_config
 
 from agent import config, kubeyaml
-from agent.clusters import aws, connection
+from agent.clusters import aws, connection, tls
 from reconcilers import errors
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -79,6 +79,10 @@ def connect(
     cfg.retries = 1
     api = kubernetes.client.ApiClient(cfg)
     api.user_agent = user_agent
+    try:
+        tls.share_context(api.rest_client.pool_manager)  # one TLS context for all the cluster's connections
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise errors.ConfigError(f"{where}: unreadable CA or client certificate: {e}") from None
     return connection.KubeCluster(cluster.name, api, (min(5.0, request_timeout), request_timeout), eks)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
+import ssl
 import stat
 from typing import Any
 
@@ -126,6 +127,50 @@ def test_clear_errors(setup: Any) -> None:
     )
     assert result.error_kind is not None
     assert "rejected the credentials" in (result.error or "")
+
+
+def test_a_ca_that_is_no_certificate_fails_that_cluster_as_config(setup: Any) -> None:
+    _, token, admin, repo, make_config, tmp = setup
+    server = admin["clusters"][0]["cluster"]["server"]
+    (tmp / "tok").write_text(token)
+    (tmp / "garbage.crt").write_text(
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+    )
+    entry = {"server": server, "token": {"file": str(tmp / "tok")}, "certificateAuthority": str(tmp / "garbage.crt")}
+    result = sync(make_config, repo, entry)
+    assert result.error_kind is not None
+    assert result.error_kind.value == "config", result.error
+    assert "cluster x" in (result.error or "")
+    assert "CA or client certificate" in (result.error or "")
+
+
+def test_the_connections_of_a_cluster_share_one_tls_context(setup: Any) -> None:
+    """Client certificate and CA loaded once (agent.clusters.tls), not per connection; what is verified is unchanged:
+    every connection still presents the client certificate and checks the server's."""
+    from concurrent import futures
+
+    from agent import config
+    from agent.clusters import kubeconfig
+
+    tc, *_ = setup
+    kube = kubeconfig.connect(config.ClusterConnection.model_validate({"name": "x", "kubeconfig": str(tc.kubeconfig)}))
+    try:
+        with futures.ThreadPoolExecutor(6) as pool:  # concurrent requests: several connections
+            versions = list(pool.map(lambda _: kube.request("GET", "/version"), range(24)))
+        assert all(v.get("gitVersion") for v in versions)
+        review = kube.request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        assert review["status"]["userInfo"]["username"]  # the client certificate was presented
+        pool_ = kube._pool()
+        socks = [c.sock for c in list(pool_.pool.queue) if c is not None and c.sock is not None]  # type: ignore[union-attr]
+        assert len(socks) > 1
+        assert len({id(s.context) for s in socks}) == 1
+        assert socks[0].context.verify_mode == ssl.CERT_REQUIRED
+    finally:
+        kube.close()
 
 
 def test_a_cluster_needs_exactly_one_way_in(tmp_path: pathlib.Path) -> None:
