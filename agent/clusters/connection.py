@@ -17,6 +17,7 @@ import copy
 import functools
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -43,6 +44,8 @@ THROTTLE_RETRIES = 10
 RESET_RETRIES = 2
 """How many times an idempotent request is sent again after its connection was reset (see
 ``KubeCluster._send_resent_on_reset``)."""
+_PLAIN_NAME = re.compile(r"[a-z0-9.-]+")
+"""A name that needs no percent-encoding in a path: every DNS subdomain name (most kinds' rule); others are quoted."""
 THROTTLE_WAIT_MAX = responses.THROTTLE_WAIT_MAX
 """The longest wait (seconds) for one ``Retry-After``; a request never waits past its read timeout in all."""
 
@@ -159,8 +162,16 @@ class KubeCluster:
             raise errors.ApiError(404, "NotFound", f"the server does not serve kind {kind} in {api_version}")
         base = f"/apis/{group}/{version}" if group else f"/api/{version}"
         ns = f"/namespaces/{namespace}" if rtype.namespaced and namespace else ""
-        tail = f"/{urllib.parse.quote(name, safe='')}" if name else ""
+        tail = f"/{name if _PLAIN_NAME.fullmatch(name) else urllib.parse.quote(name, safe='')}" if name else ""
         return f"{base}{ns}/{rtype.plural}{tail}"
+
+    def _path_of_body(self, body: resources.Body, *, collection: bool = False) -> str:
+        """:meth:`path_of` the object ``body`` names (its collection's with ``collection``), read as
+        :meth:`resources.ResourceKey.of` reads it, without making the key: every write pays this."""
+        group, _, version = str(body.get("apiVersion", "")).rpartition("/")
+        meta = body.get("metadata") or {}
+        name = "" if collection else str(meta.get("name") or meta.get("generateName") or "")
+        return self.path_of(group, version, str(body.get("kind", "")), str(meta.get("namespace") or ""), name)
 
     def get(self, key: resources.ResourceKey) -> resources.Body | None:
         """See :meth:`reconcilers.client.KubeClient.get`; reads the preferred version."""
@@ -179,9 +190,7 @@ class KubeCluster:
 
     def apply(self, body: resources.Body, *, field_manager: str, force: bool, dry_run: bool) -> resources.Body:
         """See :meth:`reconcilers.client.KubeClient.apply`."""
-        key = resources.ResourceKey.of(body)
-        version = str(body.get("apiVersion", "")).rpartition("/")[2]
-        path = self.path_of(key.group, version, key.kind, key.namespace, key.name)
+        path = self._path_of_body(body)
         query = [("fieldManager", field_manager)] + [("force", "true")] * force + [("dryRun", "All")] * dry_run
         merged: resources.Body = self.request(
             "PATCH", path, query=query, body=body, content_type="application/apply-patch+yaml"
@@ -190,17 +199,13 @@ class KubeCluster:
 
     def create(self, body: resources.Body, *, field_manager: str) -> resources.Body:
         """See :meth:`reconcilers.client.KubeClient.create`."""
-        key = resources.ResourceKey.of(body)
-        version = str(body.get("apiVersion", "")).rpartition("/")[2]
-        path = self.path_of(key.group, version, key.kind, key.namespace)
+        path = self._path_of_body(body, collection=True)
         created: resources.Body = self.request("POST", path, query=[("fieldManager", field_manager)], body=body)
         return created
 
     def replace(self, body: resources.Body, *, field_manager: str) -> resources.Body:
         """See :meth:`reconcilers.client.KubeClient.replace`."""
-        key = resources.ResourceKey.of(body)
-        version = str(body.get("apiVersion", "")).rpartition("/")[2]
-        path = self.path_of(key.group, version, key.kind, key.namespace, key.name)
+        path = self._path_of_body(body)
         replaced: resources.Body = self.request("PUT", path, query=[("fieldManager", field_manager)], body=body)
         return replaced
 
@@ -287,7 +292,7 @@ class KubeCluster:
             resp.response.release_conn()
         if (failed := responses.failure(resp, data)) is not None:
             raise failed
-        return json.loads(data) if data else {}
+        return json.loads(data.decode()) if data else {}  # UTF-8 (RFC 8259): no encoding to detect
 
     def _send_resent_on_reset(
         self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str, accept: str
