@@ -26,8 +26,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import deepdiff
-import deepdiff.path
 import yaml
 
 from reconcilers import ignore, inventory, resources
@@ -175,6 +173,8 @@ def field_path(path: str) -> str:
     """A deepdiff path (``root['spec']['containers'][0]['image']``) as kubectl's JSONPath writes a field
     (``.spec.containers[0].image``); a key that is not a plain word in brackets (``.metadata.annotations['a.b/c']``).
     A path deepdiff cannot parse is returned as it is."""
+    import deepdiff.path  # imported by the first diff shown: a sync that changes nothing never pays for it
+
     try:
         elements: list[str | int] = deepdiff.path.parse_path(path)  # type: ignore[no-untyped-call]
     except Exception:  # deepdiff raises several kinds for a path it did not write
@@ -197,6 +197,8 @@ def object_diff(live: resources.Body | None, merged: resources.Body | None, labe
     a = yaml.safe_dump(before, sort_keys=True).splitlines(keepends=True) if before else []
     b = yaml.safe_dump(after, sort_keys=True).splitlines(keepends=True) if after else []
     unified = "".join(difflib.unified_diff(a, b, f"live/{label}", f"git/{label}"))
+    import deepdiff  # see field_path
+
     with _DEEPDIFF:
         paths = tuple(sorted(field_path(p) for p in deepdiff.DeepDiff(before, after).affected_paths))
     return ObjectDiff(unified, paths)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import rich.console
 import rich.markup
-import rich.syntax
 
 from agent import config, config_types
 from agent.cli import output
@@ -188,7 +187,9 @@ def diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revi
         for e in changed:
             out.print(f"[bold]{_VERBS[e.action.value]}[/] {rich.markup.escape(f'{e.key} ({e.origin})')}")
             if e.diff:
-                out.print(rich.syntax.Syntax(e.diff.unified.rstrip("\n"), "diff", theme="ansi_dark"))
+                from rich.syntax import Syntax  # and pygments: loaded by the first diff shown, not every command
+
+                out.print(Syntax(e.diff.unified.rstrip("\n"), "diff", theme="ansi_dark"))
                 out.print("  changed: " + ", ".join(e.diff.paths), style="dim")
         for e in r.failed:
             out.print(f"[bold red]failed[/] {rich.markup.escape(f'{e.key} ({e.origin}): {e.message}')}")

@@ -9,12 +9,15 @@ object not in the live cache, one GET bounded by ``sync.requestTimeout``. Used b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import apps
-from agent.runtime import appstatus, fleet, state
+from agent.runtime import appstatus, state
 from agent.sync import view as view_
 from reconcilers import errors, resources
+
+if TYPE_CHECKING:  # the running agent is only passed in: a one-shot ``sync --resource`` never loads its scheduler
+    from agent.runtime import fleet
 
 
 def parse(ref: str) -> resources.ResourceKey:

@@ -14,10 +14,12 @@ import dataclasses
 import datetime
 import fnmatch
 from collections.abc import Mapping, Sequence
-
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING
 
 from agent import config
+
+if TYPE_CHECKING:  # loaded with the first window (it brings asyncio along): a config without one never pays for it
+    from apscheduler.triggers.cron import CronTrigger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Window:
     @classmethod
     def of(cls, spec: config.SyncWindow) -> Window:
         """The window of ``spec`` (its schedule was checked when the config was read)."""
+        from apscheduler.triggers.cron import CronTrigger
+
         return cls(spec, CronTrigger.from_crontab(spec.schedule, timezone=spec.time_zone))
 
     def covers(self, app: str, cluster: str, labels: Mapping[str, str]) -> bool:
