@@ -42,11 +42,18 @@ def reload_once(agent: fleet.Fleet, path: pathlib.Path) -> bool:
 
 
 def watch(agent: fleet.Fleet, path: pathlib.Path, stop: threading.Event) -> None:
-    """Reload ``path`` on every change until ``stop`` is set (run it in a thread)."""
-    path = path.resolve()
+    """Reload ``path`` on every change until ``stop`` is set (run it in a thread).
+
+    ``path`` is watched as given, its symlinks not resolved: in a ConfigMap volume ``config.yaml`` is a symlink to
+    ``..data/config.yaml``, and the kubelet updates the volume by writing a new ``..<timestamp>`` directory,
+    pointing ``..data`` at it and removing the old one (Kubernetes' ``AtomicWriter``; docs, "ConfigMaps: mounted
+    ConfigMaps are updated automatically"). A change to any of those ``..`` entries is read as a change of the
+    config."""
+    path = path.absolute()
 
     def is_config(_: watchfiles.Change, changed: str) -> bool:
-        return pathlib.Path(changed).name == path.name
+        name = pathlib.Path(changed).name
+        return name == path.name or name.startswith("..")
 
     for _ in watchfiles.watch(
         path.parent,

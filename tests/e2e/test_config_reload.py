@@ -83,3 +83,57 @@ def metrics(agent: Agent) -> str:
     status, body = request(f"{agent.base}/metrics")
     assert status == 200
     return body
+
+
+def atomic_write(volume: pathlib.Path, text: str, stamp: str) -> None:
+    """Update ``volume`` as the kubelet updates a ConfigMap volume (Kubernetes' AtomicWriter): the data in a new
+    ``..<stamp>`` directory, ``..data`` switched to it by a rename, the old directory removed; ``config.yaml`` is
+    a symlink to ``..data/config.yaml`` throughout."""
+    new = volume / f"..{stamp}"
+    new.mkdir()
+    (new / "config.yaml").write_text(text)
+    old = (volume / "..data").resolve() if (volume / "..data").is_symlink() else None
+    (volume / "..data_tmp").symlink_to(new.name)
+    (volume / "..data_tmp").rename(volume / "..data")
+    if not (volume / "config.yaml").is_symlink():
+        (volume / "config.yaml").symlink_to("..data/config.yaml")
+    if old is not None:
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+
+
+def test_a_config_in_a_configmap_volume_is_reloaded_when_the_kubelet_updates_it(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """The chart and manifests/agent mount the config's directory; the kubelet swaps ``..data`` to a new directory
+    and deletes the old one, so a watch on the resolved file's directory would lose it (it did)."""
+    a, b = clusters(2)
+    git_repo.write_objects(
+        "app/all.yaml",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace}},
+    )
+    git_repo.commit()
+    made = make_config(
+        git_repo,
+        [cluster_entry(a, "a", ["app"])],
+        sync={"interval": "1h"},
+        server={"listen": f"127.0.0.1:{free_port()}"},
+    )
+    cfg = yaml.safe_load(made.read_text())
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    atomic_write(volume, yaml.safe_dump(cfg), "2026_12_06_10_00_00.1")
+    agent = Agent(volume / "config.yaml", tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: live_object(a, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
+        cfg["clusters"].append(cluster_entry(b, "b", ["app"]))
+        atomic_write(volume, yaml.safe_dump(cfg), "2026_12_06_10_01_00.2")  # add b
+        wait_until(lambda: live_object(b, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
+        cfg["clusters"] = [c for c in cfg["clusters"] if c["name"] == "b"]
+        atomic_write(volume, yaml.safe_dump(cfg), "2026_12_06_10_02_00.3")  # and again: the watch survived
+        wait_until(lambda: [c["name"] for c in agent.status()["clusters"]] == ["b"], timeout=30)
+    finally:
+        assert agent.stop() == 0
