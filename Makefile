@@ -23,7 +23,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops
 
@@ -41,6 +41,16 @@ lock:
 	.lock-venv/bin/pip install --quiet -e '.[dev]'
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^gitops-agent' > constraints.txt
 	rm -rf .lock-venv
+
+# Release artifacts: the wheel and the sdist in dist/, built with setuptools pinned by build-constraints.txt and
+# the last commit's time as every file's (SOURCE_DATE_EPOCH), carrying the commit they were built from
+# (agent/build_info.json, read by `gitops-agent version`); checked with `twine check --strict`.
+dist: venv
+	rm -rf dist
+	printf '{"gitCommit": "%s"}\n' "$$(git rev-parse HEAD)" > agent/build_info.json
+	PIP_CONSTRAINT=$(abspath build-constraints.txt) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) \
+	  $(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 testcluster: build/testcluster
 build/testcluster: $(wildcard tests/cluster/*.go) tests/cluster/go.mod tests/cluster/go.sum

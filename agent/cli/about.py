@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import pathlib
 import subprocess
 from typing import Any
@@ -14,6 +15,8 @@ from agent.cli import output
 from agent.sources import sops
 from agent.sources.render import helm, kustomize
 
+BUILD_INFO = "build_info.json"
+"""Beside the ``agent`` package's modules in a release: ``{"gitCommit": SHA}``, written by ``make dist``."""
 TOOL_TIMEOUT = 10.0
 """Seconds one ``<tool> version`` may take."""
 
@@ -78,11 +81,26 @@ def _python() -> str:
 
 
 def _commit() -> str | None:
-    """The commit of the checkout the agent's code is in (``git rev-parse HEAD``), None when it is not in one."""
-    here = pathlib.Path(__file__).resolve().parent
+    """The commit of the checkout the agent's code is in (``git rev-parse HEAD``); installed from a release (not in
+    a checkout), the commit ``make dist`` built it from (``agent/build_info.json``); None when neither says."""
+    package = pathlib.Path(__file__).resolve().parents[1]  # agent/
+    found = _checkout_commit(package)
+    if found is not None:
+        return found
+    try:
+        info = json.loads((package / BUILD_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    commit = info.get("gitCommit") if isinstance(info, dict) else None
+    return str(commit) if commit else None
+
+
+def _checkout_commit(package: pathlib.Path) -> str | None:
+    """HEAD of the git checkout whose root holds the ``agent`` package (not of some repository an installed copy
+    happens to sit in)."""
     try:
         done = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            ["git", "-C", str(package), "rev-parse", "--show-toplevel", "HEAD"],
             capture_output=True,
             text=True,
             timeout=TOOL_TIMEOUT,
@@ -90,4 +108,7 @@ def _commit() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    lines = done.stdout.split()
+    if done.returncode != 0 or len(lines) != 2 or pathlib.Path(lines[0]).resolve() != package.parent:
+        return None
+    return lines[1]
