@@ -14,6 +14,9 @@ SOPS_VERSION := v3.13.3
 AGE_VERSION := v1.3.2
 # The OCI registry the tests push charts to (go-containerregistry's in-memory registry, on loopback).
 REGISTRY_VERSION := v0.22.1
+# The agent's image: its root filesystem from Debian's packages by mmdebstrap (pinned Debian package), packed as an
+# OCI image by go-containerregistry's crane (the registry's release).
+MMDEBSTRAP_VERSION := 1.3.5-7
 # The reference jsonnet CLI the tests compare the jsonnet renderer's output with (go-jsonnet).
 GO_JSONNET_VERSION := v0.22.0
 # The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
@@ -23,7 +26,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock dist testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist image crane mmdebstrap testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops
 
@@ -51,6 +54,21 @@ dist: venv
 	PIP_CONSTRAINT=$(abspath build-constraints.txt) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) \
 	  $(BIN)/python -m build --outdir dist .
 	$(BIN)/twine check --strict dist/*
+
+# The agent's OCI image (image/build.sh): build/image/oci (an OCI layout), build/image/digest. Reproducible: the same
+# commit gives the same digest (given the same Debian packages). Needs root (mmdebstrap's root mode).
+image: dist crane registry kustomize helm sops mmdebstrap
+	image/build.sh
+
+crane: build/crane
+build/crane:
+	@mkdir -p build
+	GOBIN=$(abspath build) $(GO) install github.com/google/go-containerregistry/cmd/crane@$(REGISTRY_VERSION)
+
+mmdebstrap:
+	@command -v mmdebstrap >/dev/null 2>&1 || { \
+	  echo "installing Debian's mmdebstrap $(MMDEBSTRAP_VERSION) for make image"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap=$(MMDEBSTRAP_VERSION) >/dev/null; }
 
 testcluster: build/testcluster
 build/testcluster: $(wildcard tests/cluster/*.go) tests/cluster/go.mod tests/cluster/go.sum
@@ -102,7 +120,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops registry jsonnet browser lint
+test: venv testcluster kubectl kustomize helm sops registry jsonnet browser crane mmdebstrap lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops
