@@ -17,6 +17,8 @@ REGISTRY_VERSION := v0.22.1
 # The agent's image: its root filesystem from Debian's packages by mmdebstrap (pinned Debian package), packed as an
 # OCI image by go-containerregistry's crane (the registry's release).
 MMDEBSTRAP_VERSION := 1.3.5-7
+# The image's SBOM, by Anchore's syft.
+SYFT_VERSION := v1.57.2
 # The reference jsonnet CLI the tests compare the jsonnet renderer's output with (go-jsonnet).
 GO_JSONNET_VERSION := v0.22.0
 # The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
@@ -26,7 +28,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock dist image crane mmdebstrap testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist image sbom crane syft mmdebstrap testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops
 
@@ -59,6 +61,15 @@ dist: venv
 # commit gives the same digest (given the same Debian packages). Needs root (mmdebstrap's root mode).
 image: dist crane registry kustomize helm sops mmdebstrap
 	image/build.sh
+
+# The image's software bill of materials (SPDX 2.3, JSON) by syft: build/image/sbom.spdx.json.
+sbom: image syft
+	SYFT_CHECK_FOR_APP_UPDATE=false build/syft scan oci-dir:build/image/oci -q -o spdx-json=build/image/sbom.spdx.json
+
+syft: build/syft
+build/syft:
+	@mkdir -p build
+	GOBIN=$(abspath build) $(GO) install github.com/anchore/syft/cmd/syft@$(SYFT_VERSION)
 
 crane: build/crane
 build/crane:
@@ -120,7 +131,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops registry jsonnet browser crane mmdebstrap lint
+test: venv testcluster kubectl kustomize helm sops registry jsonnet browser crane syft mmdebstrap lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops

@@ -1,4 +1,5 @@
-"""The agent's OCI image (``make image``, image/build.sh): two builds of the same commit give the same digest; the
+"""The agent's OCI image (``make image``, image/build.sh): two builds of the same commit give the same digest, and
+``make sbom`` lists its packages (Debian's, Python's at the pinned versions, the Go tools') in SPDX; the
 image is pushed to a loopback OCI registry (go-containerregistry's, as the chart tests use) and its configuration
 says what the agent needs (user 10001, the entrypoint, OCI labels naming this commit); its filesystem, exported
 from the registry and unpacked, runs ``gitops-agent version`` and a ``gitops-agent sync`` of a git repository to
@@ -45,8 +46,9 @@ exec chroot --userspec="$USERSPEC" "$root" /usr/bin/env -i $IMAGE_ENV "$@"
 """
 
 
-def make_image() -> str:
-    done = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
+def make_image(target: str = "image") -> str:
+    """``make image`` (or ``make sbom``: the image, then its SBOM); the image's digest."""
+    done = subprocess.run(["make", target], cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return (REPO / "build" / "image" / "digest").read_text().strip()
 
@@ -103,7 +105,14 @@ def test_the_image_is_reproducible_and_its_filesystem_syncs_read_only_as_10001(
     registry: str, clusters: Any, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     first = make_image()
-    assert make_image() == first  # the same commit, the same digest
+    assert make_image("sbom") == first  # the same commit, the same digest
+    sbom = json.loads((REPO / "build" / "image" / "sbom.spdx.json").read_text())
+    assert sbom["spdxVersion"] == "SPDX-2.3"
+    found = {(p["name"], p.get("versionInfo")) for p in sbom["packages"]}
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().split() if "==" in line)
+    assert {("gitops-agent", __version__), ("kubernetes", pins["kubernetes"]), ("pydantic", pins["pydantic"])} <= found
+    assert ("helm.sh/helm/v4", "v4.3.1") in found  # the Go tools, read from their binaries
+    assert any(name == "git" for name, _ in found)  # the Debian packages
 
     ref = f"{registry}/platform/gitops-agent:{__version__}"
     crane("push", str(REPO / "build" / "image" / "oci"), ref)
