@@ -15,22 +15,28 @@ from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
 
 
-def test_clusters_added_removed_and_an_invalid_config_refused(
-    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
-) -> None:
-    a, b = clusters(2)
+def one_cluster_config(git_repo: GitRepo, make_config: Any, a: Any, namespace: str) -> pathlib.Path:
+    """A fleet of one app (a Namespace and ConfigMap ``c``) on cluster ``a``, hourly syncs, a free port."""
     git_repo.write_objects(
         "app/all.yaml",
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace}},
     )
     git_repo.commit()
-    config = make_config(
+    config: pathlib.Path = make_config(
         git_repo,
         [cluster_entry(a, "a", ["app"])],
         sync={"interval": "1h"},
         server={"listen": f"127.0.0.1:{free_port()}"},
     )
+    return config
+
+
+def test_clusters_added_removed_and_an_invalid_config_refused(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    a, b = clusters(2)
+    config = one_cluster_config(git_repo, make_config, a, namespace)
     agent = Agent(config, tmp_path / "agent.log")
     try:
         agent.wait_ready()
@@ -109,18 +115,7 @@ def test_a_config_in_a_configmap_volume_is_reloaded_when_the_kubelet_updates_it(
     """The chart and manifests/agent mount the config's directory; the kubelet swaps ``..data`` to a new directory
     and deletes the old one, so a watch on the resolved file's directory would lose it (it did)."""
     a, b = clusters(2)
-    git_repo.write_objects(
-        "app/all.yaml",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": namespace}},
-    )
-    git_repo.commit()
-    made = make_config(
-        git_repo,
-        [cluster_entry(a, "a", ["app"])],
-        sync={"interval": "1h"},
-        server={"listen": f"127.0.0.1:{free_port()}"},
-    )
+    made = one_cluster_config(git_repo, make_config, a, namespace)
     cfg = yaml.safe_load(made.read_text())
     volume = tmp_path / "volume"
     volume.mkdir()
