@@ -48,15 +48,21 @@ def watch(agent: fleet.Fleet, path: pathlib.Path, stop: threading.Event) -> None
     ``..data/config.yaml``, and the kubelet updates the volume by writing a new ``..<timestamp>`` directory,
     pointing ``..data`` at it and removing the old one (Kubernetes' ``AtomicWriter``; docs, "ConfigMaps: mounted
     ConfigMaps are updated automatically"). A change to any of those ``..`` entries is read as a change of the
-    config."""
+    config. A config that is a symlink to a file in another directory (kept with other files elsewhere) has that
+    directory watched too, so an edit of the file itself is seen."""
     path = path.absolute()
+    target = path.resolve()
+    watched = [path.parent]
+    if not target.parent.is_relative_to(path.parent):  # the kubelet's ..<timestamp> is inside: the watch covers it
+        watched.append(target.parent)
+    names = {path.name, target.name}
 
     def is_config(_: watchfiles.Change, changed: str) -> bool:
         name = pathlib.Path(changed).name
-        return name == path.name or name.startswith("..")
+        return name in names or name.startswith("..")
 
     for _ in watchfiles.watch(
-        path.parent,
+        *watched,
         watch_filter=is_config,
         stop_event=stop,
         debounce=100,

@@ -132,3 +132,25 @@ def test_a_config_in_a_configmap_volume_is_reloaded_when_the_kubelet_updates_it(
         wait_until(lambda: [c["name"] for c in agent.status()["clusters"]] == ["b"], timeout=30)
     finally:
         assert agent.stop() == 0
+
+
+def test_a_config_symlinked_from_another_directory_is_reloaded_when_the_file_is_edited(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """``--config`` names a symlink to a file kept in another directory (dotfiles, a checkout): an edit of that file
+    is a change of the config, as it was when the watch followed the resolved path."""
+    a, b = clusters(2)
+    real = one_cluster_config(git_repo, make_config, a, namespace)
+    link = tmp_path / "etc" / "agent.yaml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    agent = Agent(link, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: live_object(a, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
+        cfg = yaml.safe_load(real.read_text())
+        cfg["clusters"].append(cluster_entry(b, "b", ["app"]))
+        real.write_text(yaml.safe_dump(cfg))  # edited where it lives
+        wait_until(lambda: live_object(b, "v1", "ConfigMap", "c", namespace) is not None, timeout=60)
+    finally:
+        assert agent.stop() == 0
