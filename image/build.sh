@@ -48,7 +48,7 @@ registry=$!
 trap 'kill $registry 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-crane=(build/crane --insecure)
+crane=(timeout 600 build/crane --insecure)  # the loopback registry: a hang ends the build
 ref="127.0.0.1:$port/gitops-agent"
 "${crane[@]}" append --oci-empty-base --platform linux/amd64 -f "$out/rootfs.tar" -t "$ref:rootfs" > /dev/null
 "${crane[@]}" mutate "$ref:rootfs" -t "$ref:$version" \
