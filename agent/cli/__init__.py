@@ -43,7 +43,7 @@ import sys
 
 import argcomplete
 
-from agent import __version__, config, malloc
+from agent import __version__, collector, config, malloc
 from agent.cli import about, client, output, syncing, views
 from reconcilers import errors
 
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = top.parse_args(argv)
     _logging(args.command, args.verbose)
     malloc.tune()  # before any thread allocates
+    collector.freeze()  # what the imports made lives as long as the process
     try:
         return _dispatch(args)
     except client.AgentError as e:
