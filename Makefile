@@ -28,9 +28,9 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock dist image sbom crane syft mmdebstrap testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
 
-all: venv testcluster kustomize helm sops
+all: venv testcluster kustomize helm sops template
 
 # Python packages come from constraints.txt (exact versions); `make lock` refreshes it deliberately.
 venv: $(VENV)/.installed
@@ -59,7 +59,7 @@ dist: venv
 
 # The agent's OCI image (image/build.sh): build/image/oci (an OCI layout), build/image/digest. Reproducible: the same
 # commit gives the same digest (given the same Debian packages). Needs root (mmdebstrap's root mode).
-image: dist crane registry kustomize helm sops mmdebstrap
+image: dist crane registry kustomize helm sops template mmdebstrap
 	image/build.sh
 
 # The image's software bill of materials (SPDX 2.3, JSON) by syft: build/image/sbom.spdx.json.
@@ -93,6 +93,12 @@ kubectl: build/kubectl
 build/kubectl: tests/cluster/cmd/kubectl/main.go tests/cluster/go.mod tests/cluster/go.sum
 	@mkdir -p build
 	cd tests/cluster && $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o ../../build/kubectl ./cmd/kubectl
+
+# App set templates render with Go's text/template + Sprig and fasttemplate, as Argo CD renders them
+# (tools/template, its go.mod pinning both).
+template: $(BIN)/gitops-agent-template
+$(BIN)/gitops-agent-template: tools/template/main.go tools/template/go.mod tools/template/go.sum | $(VENV)/.installed
+	cd tools/template && $(GO) build -trimpath -o $(abspath $(BIN))/gitops-agent-template .
 
 kustomize: $(BIN)/kustomize
 $(BIN)/kustomize: | $(VENV)/.installed
@@ -131,10 +137,10 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops registry jsonnet browser crane syft mmdebstrap lint
+test: venv testcluster kubectl kustomize helm sops template registry jsonnet browser crane syft mmdebstrap lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: venv testcluster kustomize helm sops
+demo: venv testcluster kustomize helm sops template
 	$(BIN)/python examples/demo.py
 
 bench-testcluster: venv testcluster

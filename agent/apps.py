@@ -26,6 +26,24 @@ NOT_REACHED = resources.Revision("", "(not reached by its rollout)")
 APP_INVENTORY_PREFIX = "app:"
 """An app's inventory is keyed ``app:<name>``; a ``paths`` entry's by its path, as before apps existed, so
 inventories written by earlier versions stay valid."""
+APP_SET_INVENTORY_PREFIX = "appset:"
+"""A generated app's inventory is keyed ``appset:<app set>/<name>``: once the app is no longer generated, its
+inventory still says which app set made it (see :mod:`agent.sync.removed`)."""
+
+
+def inventory_key(app: config.AppConfig) -> str:
+    """The key of ``app``'s inventory (see :data:`APP_INVENTORY_PREFIX`, :data:`APP_SET_INVENTORY_PREFIX`)."""
+    if app.app_set is not None:
+        return f"{APP_SET_INVENTORY_PREFIX}{app.app_set}/{app.name}"
+    return APP_INVENTORY_PREFIX + app.name
+
+
+def parse_inventory_key(key: str) -> tuple[str | None, str]:
+    """(app set or None, app name or path) of an inventory key."""
+    if key.startswith(APP_SET_INVENTORY_PREFIX):
+        app_set, _, name = key.removeprefix(APP_SET_INVENTORY_PREFIX).partition("/")
+        return app_set, name
+    return None, key.removeprefix(APP_INVENTORY_PREFIX)
 
 
 _NO_RETRY = config.Retry()
@@ -112,7 +130,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             source=a.source,
             path=a.path if a.path is not None else chart_dir(a.chart),
             values_base=chart_dir(a.chart) if a.chart is not None else "",
-            inventory=APP_INVENTORY_PREFIX + a.name,
+            inventory=inventory_key(a),
             namespace=a.namespace or cluster.namespace,
             create_namespace=a.create_namespace,
             depends_on=a.depends_on,

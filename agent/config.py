@@ -18,8 +18,8 @@ import yaml
 
 from agent import celhealth, config_keys, kubeyaml
 
-# The config's building blocks live in agent.config_types, config_sections and config_apps; re-exported here,
-# the module everything imports.
+# The config's building blocks live in agent.config_types, config_sections, config_apps and config_appsets;
+# re-exported here, the module everything imports.
 from agent.config_apps import (
     AppConfig,
     AppSync,
@@ -31,6 +31,17 @@ from agent.config_apps import (
     SelectorRequirement,
     ValuesFile,
     check_dependencies,
+)
+from agent.config_appsets import KINDS as GENERATOR_KINDS
+from agent.config_appsets import (
+    AppSetConfig,
+    ClusterGenerator,
+    Generator,
+    GitGenerator,
+    ListGenerator,
+    MatrixGenerator,
+    MergeGenerator,
+    PathPattern,
 )
 from agent.config_sections import (
     DecryptionConfig,
@@ -63,16 +74,21 @@ from agent.config_types import (
 from reconcilers import errors
 
 __all__ = [
+    "GENERATOR_KINDS",
     "AgentConfig",
     "AppConfig",
+    "AppSetConfig",
     "AppSync",
     "AwsConfig",
     "ChartRef",
     "ClusterConfig",
     "ClusterConnection",
     "ClusterDecryption",
+    "ClusterGenerator",
     "DecryptionConfig",
     "Duration",
+    "Generator",
+    "GitGenerator",
     "HealthCheck",
     "HelmOptions",
     "HomeCluster",
@@ -80,7 +96,11 @@ __all__ = [
     "JsonnetOptions",
     "JsonnetValue",
     "LabelSelector",
+    "ListGenerator",
+    "MatrixGenerator",
+    "MergeGenerator",
     "Notification",
+    "PathPattern",
     "Placement",
     "Retry",
     "RolloutConfig",
@@ -94,6 +114,8 @@ __all__ = [
     "SyncWindow",
     "ValuesFile",
     "WebhooksConfig",
+    "check_dependencies",
+    "describe",
     "load_config",
     "parse_duration",
 ]
@@ -147,6 +169,7 @@ class AgentConfig(_Model):
     sources: dict[str, SourceConfig] = pydantic.Field(default_factory=dict)
     clusters: tuple[ClusterConfig, ...] = pydantic.Field(min_length=1)
     apps: tuple[AppConfig, ...] = ()
+    app_sets: tuple[AppSetConfig, ...] = ()
     sync: SyncConfig = SyncConfig()
     server: ServerConfig = ServerConfig()
     ignore_differences: tuple[IgnoreDifference, ...] = ()
@@ -158,6 +181,21 @@ class AgentConfig(_Model):
     health_checks: tuple[HealthCheck, ...] = ()
     notifications: tuple[Notification, ...] = ()
     sync_windows: tuple[SyncWindow, ...] = ()
+    _app_set_errors: dict[str, str] = pydantic.PrivateAttr(default_factory=dict)
+
+    @property
+    def app_set_errors(self) -> dict[str, str]:
+        """App set name -> why it has not generated its apps this time (failed, or waiting for a source); its apps
+        are then those of its last generation, or none, and what it made before is never pruned for it. Empty
+        in a config as loaded, before :mod:`agent.appsets` expanded it."""
+        return self._app_set_errors
+
+    def with_generated(self, generated: tuple[AppConfig, ...], app_set_errors: dict[str, str]) -> AgentConfig:
+        """This config with the apps app sets generated after its own ``apps`` (checked by the caller) and the
+        app sets that could not generate theirs (:attr:`app_set_errors`)."""
+        made = self.model_copy(update={"apps": self.apps + generated})
+        made._app_set_errors = dict(app_set_errors)
+        return made
 
     @pydantic.field_validator("variables")
     @classmethod
@@ -181,23 +219,18 @@ class AgentConfig(_Model):
         if dupes:
             raise ValueError(f"app names must be unique: {', '.join(dupes)} appear more than once")
         for i, a in enumerate(self.apps):
-            if a.source not in known:
-                raise ValueError(f"apps[{i}] ({a.name}): no source named {a.source!r} (known: {', '.join(known)})")
-            if known[a.source].charts and a.chart is None:
-                raise ValueError(
-                    f"apps[{i}] ({a.name}): source {a.source} is a chart {known[a.source].type} source: give chart"
-                )
-            if a.chart is not None and not known[a.source].charts:
-                raise ValueError(
-                    f"apps[{i}] ({a.name}): chart needs a source of type helm or oci, {a.source} is not one"
-                )
-            for f in a.helm.values_from if a.helm else ():
-                if f.source not in known:
-                    raise ValueError(f"apps[{i}] ({a.name}): helm.valuesFrom: no source named {f.source!r}")
-            unknown = [n for n in a.clusters.names if n not in {c.name for c in self.clusters}]
-            if unknown:
-                raise ValueError(f"apps[{i}] ({a.name}): clusters.names names unknown clusters: {', '.join(unknown)}")
+            problem = self.app_problem(a)
+            if problem:
+                raise ValueError(f"apps[{i}] ({a.name}): {problem}")
         check_dependencies(self.apps)
+        set_names = [s.name for s in self.app_sets]
+        dupes = sorted({n for n in set_names if set_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"app set names must be unique: {', '.join(dupes)} appear more than once")
+        for i, app_set in enumerate(self.app_sets):
+            unknown = [n for n in app_set.sources() if n not in known]
+            if unknown:
+                raise ValueError(f"appSets[{i}] ({app_set.name}): git generator reads unknown sources: {unknown}")
         for c in self.clusters:
             if c.paths and "default" not in known:
                 raise ValueError(f"cluster {c.name}: paths read the source named default, and there is none")
@@ -207,6 +240,24 @@ class AgentConfig(_Model):
             if clash:
                 raise ValueError(f"cluster {c.name}: {', '.join(clash)} is both a path and an app placed there")
         return self
+
+    def app_problem(self, a: AppConfig) -> str | None:
+        """What is wrong with app ``a`` in this config (its source, chart, valuesFrom sources, cluster names), or
+        None. Dependencies and name clashes are checked over all apps (:func:`check_dependencies`)."""
+        known = self.all_sources()
+        if a.source not in known:
+            return f"no source named {a.source!r} (known: {', '.join(known)})"
+        if known[a.source].charts and a.chart is None:
+            return f"source {a.source} is a chart {known[a.source].type} source: give chart"
+        if a.chart is not None and not known[a.source].charts:
+            return f"chart needs a source of type helm or oci, {a.source} is not one"
+        for f in a.helm.values_from if a.helm else ():
+            if f.source not in known:
+                return f"helm.valuesFrom: no source named {f.source!r}"
+        unknown = [n for n in a.clusters.names if n not in {c.name for c in self.clusters}]
+        if unknown:
+            return f"clusters.names names unknown clusters: {', '.join(unknown)}"
+        return None
 
     def all_sources(self) -> dict[str, SourceConfig]:
         """Every source by name: ``sources``, and ``source`` as ``default``."""
@@ -303,7 +354,7 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
                 and any(o["loc"][: len(err["loc"])] == err["loc"] and o is not err for o in found)
             )
         ]
-        raise errors.ConfigError(f"{file}: " + "; ".join(_describe(err) for err in kept)) from None
+        raise errors.ConfigError(f"{file}: " + "; ".join(describe(err) for err in kept)) from None
     return cfg
 
 
@@ -325,7 +376,9 @@ _TYPE_WORDS = {
 instance of Placement")."""
 
 
-def _describe(err: Any) -> str:
+def describe(err: Any) -> str:
+    """One error of a ``pydantic.ValidationError`` (an item of ``.errors()``) as ``where.in[0].it: what``, in
+    the words the config file's errors use."""
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "greater_than_equal" and "interval" in str(err["loc"][-1]).lower():

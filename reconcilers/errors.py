@@ -4,7 +4,8 @@
     ├── ConfigError              the config file is invalid (names the file and the key)
     ├── SourceError              the desired state could not be produced
     │   ├── FetchError           git clone/fetch/ref resolution failed
-    │   └── ManifestError        a file or document is malformed (names file and document index)
+    │   ├── ManifestError        a file or document is malformed (names file and document index)
+    │   └── GenerateError        an app set could not generate its apps (names the app set, generator, parameters)
     ├── ClusterError             a cluster could not be reached or used
     │   ├── ClusterUnreachableError   connection refused, DNS, TLS, timeouts
     │   └── ApiError             the API server answered with an error status (carries code and message)
@@ -47,6 +48,12 @@ class ManifestError(SourceError):
         self.source_file = source_file
         self.doc_index = doc_index
         self.item = item
+
+
+class GenerateError(SourceError):
+    """An app set could not generate its apps: a generator failed (its source not fetched, a file unreadable), a
+    template did not render, or a generated app is invalid. The message names the app set, and the generator and
+    parameter set where one is to blame; the app set's earlier apps are kept, never pruned for it."""
 
 
 class ClusterError(GitOpsError):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import rich.console
 import rich.markup
 
 from agent import config, config_types
+from agent.appsets import expand
 from agent.cli import output
 from agent.runtime import oneshot, state
 from agent.runtime import trace as trace_
@@ -84,7 +86,9 @@ def sync(
 ) -> int:
     """``gitops-agent sync``: reconcile once and print what was done (``fmt``: table, wide, json or yaml); see
     :func:`exit_code`. ``selected``: ``Kind[.group]/namespace/name`` references of a selective sync of ``app``.
-    Raises ConfigError for a reference not of that form, or without ``app``."""
+    Raises ConfigError for a reference not of that form, or without ``app``. An app set that could not generate
+    its apps is printed as an error, and the exit code is then 2."""
+    failed = AppSetErrors()
     results = oneshot.sync_fleet(
         cfg,
         registry.open_all(cfg),
@@ -95,16 +99,34 @@ def sync(
         prune_orphans=prune_orphans,
         wait=wait,
         objects=[trace_.parse(ref) for ref in selected],
+        generated=failed.record,
     )
     if fmt in ("json", "yaml"):
-        found = {r.cluster: state.result_json(r, apps=True, app_objects=True) for r in results}
+        found: dict[str, Any] = {r.cluster: state.result_json(r, apps=True, app_objects=True) for r in results}
         if fmt == "json":
             print(json.dumps(found))  # one line, by the C encoder: a sync of 10,000 objects prints fast
         else:
             output.dump(found, fmt)
     else:
         _print(results)
-    return exit_code(results)
+    return failed.report() or exit_code(results)
+
+
+class AppSetErrors:
+    """Collects the app sets that could not generate their apps in a one-shot sync or diff."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def record(self, generation: expand.Generation) -> None:
+        """Take ``generation``'s failed app sets."""
+        self.errors += [f"app set {r.name}: {r.error}" for r in generation.results.values() if r.error]
+
+    def report(self) -> int:
+        """Print each on stderr; :data:`output.EXIT_ERROR` when there was one, else 0."""
+        for message in self.errors:
+            output.error(message)
+        return output.EXIT_ERROR if self.errors else output.EXIT_OK
 
 
 def exit_code(results: Sequence[engine.ReconcileResult]) -> int:
@@ -176,7 +198,10 @@ def _message(e: engine.ChangeSetEntry) -> str:
 def diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revision: str | None) -> int:
     """``gitops-agent diff``, like ``kubectl diff``: 0 when every cluster is in sync, 1 when something would
     change (or requires pruning), 2 on any error."""
-    results = oneshot.sync_fleet(cfg, registry.open_all(cfg), names, app=app, dry_run=True, revision=revision)
+    failed = AppSetErrors()
+    results = oneshot.sync_fleet(
+        cfg, registry.open_all(cfg), names, app=app, dry_run=True, revision=revision, generated=failed.record
+    )
     out = output.console()
     drift = False
     for r in results:
@@ -200,7 +225,7 @@ def diff(cfg: config.AgentConfig, names: list[str] | None, app: str | None, revi
         print_plan(out, r)
         if r.error:
             out.print(f"[bold red]error:[/] {rich.markup.escape(r.error)}")
-    if any(r.error or r.failed for r in results):
+    if failed.report() or any(r.error or r.failed for r in results):
         return output.EXIT_ERROR
     return output.EXIT_FAILED if drift else output.EXIT_OK
 

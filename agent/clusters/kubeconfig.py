@@ -130,3 +130,29 @@ def _ca_file(pem: bytes) -> pathlib.Path:
                 f.write(pem)
             os.replace(tmp, path)
         return path
+
+
+IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+"""The API server's address as seen from a pod (Argo CD's ``in-cluster`` destination)."""
+
+
+def server_of(cluster: config.ClusterConnection) -> str:
+    """The API server URL of ``cluster`` as its config gives it (``server``, the in-cluster address, or the
+    server of its kubeconfig's context, ``context`` or the current one), without connecting; "" when the
+    kubeconfig cannot be read or names none (the sync then says why)."""
+    if cluster.server is not None:
+        return cluster.server
+    if cluster.in_cluster:
+        return IN_CLUSTER_SERVER
+    try:
+        if cluster.kubeconfig_data is not None:
+            data = kubeyaml.load(cluster.kubeconfig_data)
+        else:
+            path = cluster.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+            data = kubeyaml.load(pathlib.Path(os.path.expanduser(path)).read_text())
+        name = cluster.context or data.get("current-context")
+        context = next(c["context"] for c in data.get("contexts") or [] if c.get("name") == name)
+        entry = next(c["cluster"] for c in data.get("clusters") or [] if c.get("name") == context.get("cluster"))
+        return str(entry.get("server") or "")
+    except (OSError, ValueError, yaml.YAMLError, StopIteration, KeyError, TypeError, AttributeError):
+        return ""

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 
 from agent import apps, config, threads
+from agent.appsets import expand
 from agent.sources import registry
 from agent.sync import gate, holds
 from agent.sync.cluster import ClusterSync, ReconcileResult
@@ -31,6 +33,7 @@ def sync_fleet(
     revision: str | None = None,
     wait: bool | None = None,
     objects: Sequence[resources.ResourceKey] = (),
+    generated: Callable[[expand.Generation], None] = lambda g: None,
 ) -> list[ReconcileResult]:
     """Fetch the sources and reconcile the named clusters (all when None; with ``app``, those it is placed on,
         and that app only) once, concurrently, in config order, at each source's ``ref`` or, for the source named
@@ -41,29 +44,47 @@ def sync_fleet(
         :class:`errors.FetchError` when no source could be fetched or the revision not resolved (nothing is written)
         and :class:`errors.ConfigError` for an unknown cluster or app name, or ``objects`` without ``app``.
         ``objects``: a selective sync of ``app``: only these objects are written (no hook, no prune).
+
+        App sets (``appSets``) generate their apps first, from the sources their git generators read, fetched
+        here too; ``generated`` is told the outcome (an app set that fails keeps nothing from being synced: its
+        apps are simply not there, and nothing it made before is pruned).
     """
     if objects and app is None:
         raise errors.ConfigError("--resource selects objects of one app: give --app too")
-    selected = [cfg.cluster(n) for n in dict.fromkeys(names)] if names else list(cfg.clusters)  # each once
-    if app is not None:
-        selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
-        if not selected:
-            raise errors.ConfigError(f"app {app!r} is placed on none of the clusters named")
-    needed = list(dict.fromkeys(s for c in selected for s in apps.sources_of(cfg, c)))
     revisions: dict[str, resources.Revision] = {}
     failures: list[errors.FetchError] = []
-    for name in needed:
+
+    def fetch(name: str) -> None:
+        if name in revisions or name not in sources:
+            return
         try:
             head = sources[name].fetch()
             revisions[name] = sources[name].resolve(revision) if revision and name == "default" else head
         except errors.FetchError as e:
             log.error("source %s: %s", name, e)
             failures.append(e)
-    if failures and not revisions:
-        raise failures[0]
 
     with contextlib.ExitStack() as stack:
-        trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
+        trees: dict[str, pathlib.Path] = {}
+        if cfg.app_sets:
+            for name in dict.fromkeys(s for a in cfg.app_sets for s in a.sources()):
+                fetch(name)
+            trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
+            generation = expand.generate(cfg, trees)
+            generated(generation)
+            cfg = generation.config
+        selected = [cfg.cluster(n) for n in dict.fromkeys(names)] if names else list(cfg.clusters)  # each once
+        if app is not None:
+            selected = [c for c in selected if apps.select(apps.units(cfg, c), app)]
+            if not selected:
+                raise errors.ConfigError(f"app {app!r} is placed on none of the clusters named")
+        for name in dict.fromkeys(s for c in selected for s in apps.sources_of(cfg, c)):
+            fetch(name)
+        if failures and not revisions:
+            raise failures[0]
+        trees |= {
+            name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items() if name not in trees
+        }
 
         def one(cluster: config.ClusterConfig) -> ReconcileResult:
             book = holds.Book()  # read from the cluster as the sync starts: a suspended app is diffed, not written

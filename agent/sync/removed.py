@@ -82,19 +82,26 @@ def sync_removed(
     results = []
     for key in gone:
         entries = held[key].entries
-        name = key.removeprefix(apps.APP_INVENTORY_PREFIX)
+        app_set, name = apps.parse_inventory_key(key)
         started = datetime.datetime.now(datetime.UTC)
         origin = f"{name} (no longer on this cluster)"
         moved = [k for k in entries if k in desired]
         candidates = [k for k in engine.prune_order(entries) if k not in desired]
         why = ""
+        preserved = app_set is not None and any(
+            s.name == app_set and s.preserve_resources_on_deletion for s in cfg.app_sets
+        )
         decision = admit(name) if options.enabled and candidates and not dry_run else gate.ALLOWED
         if not decision.allowed:
             kept = tuple(engine.ChangeSetEntry(k, engine.Action.KEPT, decision.reason, origin) for k in candidates)
             result = _result(cluster.name, name, kept, started, dry_run, None, None)
             results.append(result.again(held=decision.reason))
             continue
-        if not options.enabled:
+        if app_set is not None and app_set in cfg.app_set_errors:
+            why = f"app set {app_set} did not generate its apps: {cfg.app_set_errors[app_set]}"
+        elif preserved:
+            why = f"app set {app_set} preserves the objects of apps it no longer generates"
+        elif not options.enabled:
             why = "sync.prune is off: its objects are kept"
         elif not complete:
             why = "an app of this cluster failed to load: nothing is pruned until every app loads"
@@ -104,7 +111,7 @@ def sync_removed(
             kept = tuple(engine.ChangeSetEntry(k, engine.Action.KEPT, why or "moved", origin) for k in candidates)
             if not dry_run and moved:
                 store.merge(key, drop=moved, cancel=token)
-            error = f"app {name} left this cluster: {why}" if why and options.enabled else None
+            error = f"app {name} left this cluster: {why}" if why and options.enabled and not preserved else None
             kind = engine.ErrorKind.PRUNE if error else None
             results.append(_result(cluster.name, name, kept, started, dry_run, error, kind))
             if not candidates and not dry_run:

@@ -35,6 +35,14 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.SelectorRequirement,
         config.HelmOptions,
         config.ValuesFile,
+        config.AppSetConfig,
+        config.Generator,
+        config.GitGenerator,
+        config.ListGenerator,
+        config.ClusterGenerator,
+        config.MatrixGenerator,
+        config.MergeGenerator,
+        config.PathPattern,
     )
     for model in models:
         for field in model.model_fields.values():

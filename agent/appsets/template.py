@@ -1,0 +1,73 @@
+"""Rendering app set templates with the engines Argo CD uses, in the ``gitops-agent-template`` helper.
+
+The helper (``tools/template``, Go, built by ``make`` into the virtualenv from a pinned ``go.mod``) renders every
+string of a JSON template, map keys included, on its own, as Argo CD's ApplicationSet controller does: Go's
+``text/template`` with Masterminds' Sprig (without ``env``, ``expandenv`` and ``getHostByName``; with
+``normalize``, ``slugify``, ``toYaml``, ``fromYaml`` and ``fromYamlArray``) when ``goTemplate`` is on, else
+valyala's fasttemplate (``{{key}}`` is the string parameter ``key``, left as written when there is none).
+Argo CD's documentation: operator-manual/applicationset/GoTemplate.md and Template.md.
+
+One run renders one template for many parameter sets (one process per app set and generation, not per app), within
+:data:`TIMEOUT` seconds and the render memory limit of :mod:`agent.sources.tools`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent.sources import tools
+from reconcilers import errors
+
+HELPER = "gitops-agent-template"
+"""The helper's executable name."""
+TIMEOUT = 30.0
+"""Seconds one run of the helper may take."""
+
+
+def binary() -> str | None:
+    """``$GITOPS_AGENT_TEMPLATE``, else the helper beside the running Python (the virtualenv ``make`` fills, the
+    image's ``/opt/gitops-agent/bin``), else on PATH; None when there is none."""
+    explicit = os.environ.get("GITOPS_AGENT_TEMPLATE")
+    if explicit:
+        return explicit
+    beside = pathlib.Path(sys.executable).parent / HELPER
+    return str(beside) if beside.is_file() else shutil.which(HELPER)
+
+
+Rendered = tuple[Any, str | None]
+"""One parameter set's outcome: (the rendered value, None) or (None, the engine's error message)."""
+
+
+def render(
+    template: Any,
+    params: Sequence[Mapping[str, Any]],
+    *,
+    go_template: bool,
+    options: Sequence[str] = (),
+    timeout: float = TIMEOUT,
+) -> list[Rendered]:
+    """``template`` (JSON-able) rendered with each of ``params``, in order. Raises GenerateError when the helper is
+    missing, does not finish within ``timeout`` seconds, or fails as a whole (its message); an error of one
+    parameter set is that set's :data:`Rendered`, not an exception."""
+    if not params:
+        return []
+    found = binary()
+    if found is None:
+        raise errors.GenerateError(f"{HELPER} not found (make builds it into .venv/bin; or set GITOPS_AGENT_TEMPLATE)")
+    request = {"goTemplate": go_template, "goTemplateOptions": list(options), "template": template, "params": params}
+    try:
+        done = tools.run([found], tools.Limits(timeout=timeout), stdin=json.dumps(request))
+    except tools.RenderTimeoutError as e:
+        raise errors.GenerateError(f"{HELPER} {e}") from None
+    except OSError as e:
+        raise errors.GenerateError(f"{HELPER} could not start: {e}") from None
+    if done.returncode != 0:
+        raise errors.GenerateError(f"{HELPER} failed: {tools.error_text(done.stderr)}")
+    results = json.loads(done.stdout)["results"]
+    return [(r.get("value"), r.get("error")) for r in results]
