@@ -36,6 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from agent import apps, config, threads
 from agent.runtime import (
     approllouts,
+    appsets,
     commitstatus,
     events,
     leases,
@@ -68,6 +69,15 @@ class Fleet:
     """The source, the clusters' workers, and the rollout and leases when configured."""
 
     def __init__(self, cfg: config.AgentConfig) -> None:
+        self._stopping = threading.Event()
+        self.scheduler = BackgroundScheduler(
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
+        )
+        self.sourcing = sourcing.Sources(
+            cfg, self.scheduler, self._stopping, lambda: self.cfg.server.webhook_debounce, self._fetched
+        )
+        self.appsets = appsets.AppSets(cfg, self._last_good, self.sourcing.trees, self._apply, self._stopping)
+        cfg = self.appsets.current  # with the apps app sets generate (git generators: after their first fetch)
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters], list(cfg.all_sources()))
         self.metrics = metrics.Metrics()
@@ -94,16 +104,9 @@ class Fleet:
                 gate.WindowRule(lambda: self.cfg.sync_windows, self._labels),
             ]
         )
-        self._stopping = threading.Event()
         self.host = host_.WorkerHost(self, self._stopping)  # what the workers read and report through
-        self.scheduler = BackgroundScheduler(
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}, timezone="UTC"
-        )
         self.workers: dict[str, worker.Worker] = {c.name: self._new_worker(cfg, c) for c in cfg.clusters}
         self._lock = threading.Lock()
-        self.sourcing = sourcing.Sources(
-            cfg, self.scheduler, self._stopping, lambda: self.cfg.server.webhook_debounce, self._fetched
-        )
         self.fetched = self.sourcing.fetched
 
     # -- building blocks ---------------------------------------------------------------------------------------
@@ -176,6 +179,7 @@ class Fleet:
     def start(self) -> None:
         """Start the notifier, the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
         self.notifier.start()
+        self.appsets.start()
         self.sourcing.start()
         self.scheduler.start()
         with self._lock:
@@ -210,24 +214,38 @@ class Fleet:
         self.notifier.stop()
 
     def apply_config(self, new: config.AgentConfig) -> dict[str, list[str]]:
-        """Take a new, already validated config without a restart: clusters added get a worker, removed ones
-        lose theirs (the sync in flight cancelled and waited for; their objects stay; no status is kept), changed
-        ones (or all, when a setting every runner uses changed) get a fresh worker; all of those sync at once;
-        changed notifications replace the providers. ``server`` and ``sharding`` changes need a restart. Returns
-        ``{"added", "removed", "changed"}``. Raises ConfigError (nothing changed) when a new notification's
-        secret cannot be read."""
+        """Take a new, already validated config (as loaded) without a restart, its app sets generated again (see
+        :meth:`_apply`)."""
+        with self.appsets.serial:
+            generation = self.appsets.generate_for(new)
+            summary = self._apply(generation.config)
+            self.appsets.adopt(new, generation)
+        return summary
+
+    def _apply(self, new: config.AgentConfig) -> dict[str, list[str]]:
+        """Put ``new`` (with its generated apps) in force (the caller holds ``appsets.serial``): clusters added get a
+        worker, removed ones lose theirs (the sync in flight cancelled and waited for; their objects stay; no status
+        is kept), changed ones (their settings or the apps placed there changed, or a setting every runner uses)
+        get a fresh worker; all of those sync at once; changed notifications replace the providers. ``server`` and
+        ``sharding`` changes need a restart. Returns ``{"added", "removed", "changed"}``. Raises ConfigError
+        (nothing changed) when a new notification's secret cannot be read."""
         old = self.cfg
         # Built first: a notification whose secret cannot be read refuses the whole new config (ConfigError).
         notifier = notify.Notifier(new, self.metrics) if new.notifications != old.notifications else None
-        shared = (old.sync, old.instance, old.variables, old.ignore_differences, old.apps, old.all_sources())
+        shared = (old.sync, old.instance, old.variables, old.ignore_differences, old.app_set_errors, old.all_sources())
         shared_changed = shared != (
-            new.sync, new.instance, new.variables, new.ignore_differences, new.apps, new.all_sources()
+            new.sync, new.instance, new.variables, new.ignore_differences, new.app_set_errors, new.all_sources()
         )  # fmt: skip
         before = {c.name: c for c in old.clusters}
         after = {c.name: c for c in new.clusters}
         added = [n for n in after if n not in before]
         removed = [n for n in before if n not in after]
-        changed = [n for n in after if n in before and (shared_changed or after[n] != before[n])]
+        changed = [
+            n
+            for n in after
+            if n in before
+            and (shared_changed or after[n] != before[n] or apps.units(old, before[n]) != apps.units(new, after[n]))
+        ]
         with self._lock:
             self.cfg = new
             retired = {n: self.workers.pop(n) for n in removed + changed}
@@ -264,6 +282,10 @@ class Fleet:
         for name in fresh:
             fresh[name].trigger("config reload")
         return summary
+
+    def _last_good(self, source: str) -> resources.Revision | None:
+        found = self.sourcing.get(source)
+        return found.last_good if found is not None else None
 
     def _reconfigure_rollout(self, old: config.AgentConfig, new: config.AgentConfig) -> None:
         """``rollout`` turned on, off or changed by a reload."""
@@ -323,6 +345,8 @@ class Fleet:
         self.events.fetched(name, revision.sha if revision else before.sha if before else "", error)
         if revision is None:
             return
+        if before is None or revision.sha != before.sha:
+            self.appsets.fetched(name)  # its git generators read it: their apps generated again
         handled = self.app_rollouts.notify(name, revision)  # progressive: each app's rollout decides
         if self.rollout and name == self.sourcing.primary_name:
             self.rollout.notify(revision)  # the clusters' paths: the fleet's rollout decides who gets it, and when

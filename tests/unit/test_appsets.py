@@ -85,9 +85,10 @@ def _apps(cfg: config.AgentConfig, name: str) -> list[tuple[str, str | None, str
     return [(a.name, a.path, a.namespace, a.clusters.names) for a in generation.config.apps if a.app_set == name]
 
 
+GUESTBOOK = "applicationset/examples/list-generator/guestbook"
 LIST = [
-    ("engineering-dev-guestbook", "applicationset/examples/list-generator/guestbook/engineering-dev", "guestbook", ()),
-    ("engineering-prod-guestbook", "applicationset/examples/list-generator/guestbook/engineering-prod", "guestbook", ()),
+    ("engineering-dev-guestbook", f"{GUESTBOOK}/engineering-dev", "guestbook", ()),
+    ("engineering-prod-guestbook", f"{GUESTBOOK}/engineering-prod", "guestbook", ()),
 ]
 ADDONS = "applicationset/examples/git-generator-directory/cluster-addons"
 MATRIX_ADDONS = "applicationset/examples/matrix/cluster-addons"
@@ -168,7 +169,8 @@ def test_merge_example_merges_values_by_server_as_argocd_does() -> None:
     app_set = from_argocd(EXAMPLES / "merge/merge-clusters-and-list.yaml")
     app_set["template"]["helm"] = {"values": {"kafka": "{{.values.kafka}}", "redis": "{{.values.redis}}"}}
     cfg = _config(app_set)
-    relabelled = [c.model_copy(update={"labels": {"use-kafka": "false"}}) if c.name == "prod" else c for c in cfg.clusters]
+    kafka_off = {"labels": {"use-kafka": "false"}}
+    relabelled = [c.model_copy(update=kafka_off) if c.name == "prod" else c for c in cfg.clusters]
     cfg = cfg.model_copy(update={"clusters": tuple(relabelled)})
     generation = expand.generate(cfg, {"default": ARGOCD})
     found = {a.name: a.helm.values for a in generation.config.apps if a.helm}
@@ -182,7 +184,8 @@ def test_go_template_renders_a_map_as_go_prints_it() -> None:
     app_set = from_argocd(EXAMPLES / "git-generator-directory/excludes/git-directories-exclude-example.yaml")
     apps = _apps(_config(app_set), app_set["name"])
     assert [a[0] for a in apps] == ["argo-workflows", "prometheus-operator"]  # the exclude left one out
-    assert apps[0][1] is not None and apps[0][1].startswith("map[basename:argo-workflows basenameNormalized:")
+    assert apps[0][1] is not None
+    assert apps[0][1].startswith("map[basename:argo-workflows basenameNormalized:")
 
 
 def _set(**template: Any) -> dict[str, Any]:
@@ -199,7 +202,7 @@ def test_sprig_and_argocd_functions() -> None:
     app_set = _set(name="{{ normalize .team }}", namespace='{{ .team | lower | replace " " "-" | trunc 6 }}')
     app_set["generators"] = [{"list": {"elements": [{"team": "Web Team"}]}}]
     assert _apps(_config(app_set), "team") == [("web-team", "guestbook", "web-te", ())]
-    slug = _set(name="{{ slugify 9 .team }}", namespace="{{ dig \"n\" 0 . | toString | printf \"n%s\" }}")
+    slug = _set(name="{{ slugify 9 .team }}", namespace='{{ dig "n" 0 . | toString | printf "n%s" }}')
     assert _apps(_config(slug), "team") == [("web-team", "guestbook", "n3", ()), ("api", "guestbook", "n0", ())]
 
 
@@ -219,7 +222,8 @@ def test_a_bad_app_set_fails_alone(app_set: dict[str, Any], message: str) -> Non
     cfg = _config(app_set, good)
     generation = expand.generate(cfg, {"default": ARGOCD})
     error = generation.results["team"].error
-    assert error is not None and message in error, error
+    assert error is not None
+    assert message in error, error
     assert generation.results["good"].error is None
     assert [a.name for a in generation.config.apps] == ["good-web-team", "good-api"]
     assert generation.config.app_set_errors == {"team": error}

@@ -1,0 +1,175 @@
+"""App sets against a real test cluster and a real git repository: a git directory generator's apps come and go
+with the repository's folders, pruned or kept as ``sync.prune`` and ``preserveResourcesOnDeletion`` say; a
+broken app set prunes nothing; the running agent generates again on the next fetch."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import pytest
+import yaml
+
+from agent import cli
+from tests.conftest import GitRepo, live_object, wait_until
+from tests.e2e.test_faults import Agent
+from tests.e2e.test_run_status import free_port
+
+
+def _cm(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"team": name}}
+
+
+def _app_set(namespace: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "teams",
+        "goTemplate": True,
+        "goTemplateOptions": ["missingkey=error"],
+        "generators": [{"git": {"directories": [{"path": "teams/*"}, {"path": "teams/legacy", "exclude": True}]}}],
+        "template": {
+            "name": "team-{{.path.basename}}",
+            "path": "{{.path.path}}",
+            "namespace": namespace,
+            "createNamespace": True,
+        },
+        **extra,
+    }
+
+
+def _sync(config: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any], str]:
+    capsys.readouterr()
+    code = cli.main(["sync", "--config", str(config), "--json"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), err
+
+
+def _actions(result: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """app -> ConfigMap name -> action (the Namespace createNamespace makes left out)."""
+    return {
+        a["app"]: {o["name"]: o["action"] for o in a["objects"] if o["kind"] == "ConfigMap"} for a in result["apps"]
+    }
+
+
+def _exists(tc: Any, name: str, namespace: str) -> bool:
+    return live_object(tc, "v1", "ConfigMap", name, namespace) is not None
+
+
+@pytest.mark.parametrize(
+    ("prune", "preserve", "pruned"),
+    [(True, False, True), (False, False, False), (True, True, False)],
+    ids=["prune", "no-prune", "preserve"],
+)
+def test_folders_come_and_go_as_apps(
+    git_repo: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    namespace: str,
+    capsys: pytest.CaptureFixture[str],
+    prune: bool,
+    preserve: bool,
+    pruned: bool,
+) -> None:
+    (tc,) = clusters(1)
+    for team in ("a", "b", "legacy"):
+        git_repo.write_objects(f"teams/{team}/cm.yaml", _cm(f"cm-{team}"))
+    git_repo.commit("teams a and b")
+    app_set = _app_set(namespace, preserveResourcesOnDeletion=preserve)
+    cluster = {"name": "c", "kubeconfig": str(tc.kubeconfig)}
+    config = make_config(git_repo, [cluster], appSets=[app_set], sync={"prune": prune})
+
+    code, results, _ = _sync(config, capsys)
+    assert code == 0, results
+    assert _actions(results["c"]) == {"team-a": {"cm-a": "created"}, "team-b": {"cm-b": "created"}}
+    assert not _exists(tc, "cm-legacy", namespace)  # the exclude
+
+    git_repo.write_objects("teams/c/cm.yaml", _cm("cm-c"))
+    git_repo.remove("teams/a")
+    git_repo.commit("team c arrives, team a leaves")
+    code, results, _ = _sync(config, capsys)
+    actions = _actions(results["c"])
+    assert actions["team-c"] == {"cm-c": "created"}
+    assert actions["team-b"] == {"cm-b": "unchanged"}
+    assert actions["team-a"] == {"cm-a": "pruned" if pruned else "kept"}
+    assert _exists(tc, "cm-a", namespace) is not pruned
+    assert _exists(tc, "cm-c", namespace)
+    if preserve:
+        kept = next(a for a in results["c"]["apps"] if a["app"] == "team-a")
+        messages = [o["message"] for o in kept["objects"] if o["kind"] == "ConfigMap"]
+        assert messages == ["app set teams preserves the objects of apps it no longer generates"], kept
+        assert code == 0, kept
+
+
+def test_a_broken_app_set_prunes_nothing_and_says_why(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tc,) = clusters(1)
+    for team in ("a", "b"):
+        git_repo.write_objects(f"teams/{team}/cm.yaml", _cm(f"cm-{team}"))
+    git_repo.write_objects("plain/cm.yaml", _cm("cm-plain"))
+    git_repo.commit("teams")
+    cluster = {"name": "c", "kubeconfig": str(tc.kubeconfig)}
+    plain = {"name": "plain", "path": "plain", "namespace": namespace, "createNamespace": True}
+    config = make_config(git_repo, [cluster], appSets=[_app_set(namespace)], apps=[plain], sync={"prune": True})
+    code, results, _ = _sync(config, capsys)
+    assert code == 0, results
+
+    broken = _app_set(namespace)
+    broken["template"]["name"] = "team-{{.path.basename}}-{{.owner}}"  # no such parameter: missingkey=error
+    raw = yaml.safe_load(config.read_text())
+    raw["appSets"] = [broken]
+    config.write_text(yaml.safe_dump(raw))
+    code, results, err = _sync(config, capsys)
+
+    assert code == 2
+    assert "app set teams: template with parameter set 0" in err
+    assert 'map has no entry for key "owner"' in err
+    actions = _actions(results["c"])
+    assert actions["plain"] == {"cm-plain": "unchanged"}  # the rest of the fleet syncs
+    for team in ("a", "b"):
+        assert actions[f"team-{team}"] == {f"cm-{team}": "kept"}
+        assert _exists(tc, f"cm-{team}", namespace)
+    team_a = next(a for a in results["c"]["apps"] if a["app"] == "team-a")
+    message = next(o["message"] for o in team_a["objects"] if o["kind"] == "ConfigMap")
+    assert message.startswith("app set teams did not generate its apps: template with parameter set 0")
+
+
+def test_the_running_agent_generates_again_on_the_next_fetch(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    (tc,) = clusters(1)
+    git_repo.write_objects("teams/a/cm.yaml", _cm("cm-a"))
+    git_repo.commit("team a")
+    cluster = {"name": "c", "kubeconfig": str(tc.kubeconfig)}
+    config = make_config(
+        git_repo,
+        [cluster],
+        appSets=[_app_set(namespace)],
+        sync={"prune": True, "interval": "1h"},
+        server={"listen": f"127.0.0.1:{free_port()}"},
+    )
+    raw = yaml.safe_load(config.read_text())
+    raw["source"]["interval"] = "1s"
+    config.write_text(yaml.safe_dump(raw))
+    agent = Agent(config, tmp_path / "agent.log")
+    try:
+        agent.wait_ready()
+        wait_until(lambda: _exists(tc, "cm-a", namespace), timeout=60)
+
+        git_repo.write_objects("teams/b/cm.yaml", _cm("cm-b"))
+        git_repo.remove("teams/a")
+        git_repo.commit("team b arrives, team a leaves")
+        wait_until(lambda: _exists(tc, "cm-b", namespace) and not _exists(tc, "cm-a", namespace), timeout=60)
+
+        def synced() -> Any:
+            apps = {a["app"]: a for a in agent.cluster("c")["apps"]}
+            placed = {name for name, a in apps.items() if a["placed"]}
+            gone = apps.get("team-a", {}).get("lastSync") or {}
+            return placed == {"team-b"} and apps["team-b"]["syncStatus"] == "Synced" and gone["counts"]["pruned"] == 1
+
+        try:
+            wait_until(synced, timeout=30)
+        except AssertionError:
+            raise AssertionError(json.dumps(agent.cluster("c")["apps"])[:3000]) from None
+    finally:
+        assert agent.stop() == 0, agent.log.read_text()[-3000:]
