@@ -113,6 +113,18 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
             raise fastapi.HTTPException(404, f"no app named {name!r}")
         return _json(found[0])
 
+    @api.get("/api/v1/appsets", response_class=fastapi.responses.JSONResponse)
+    def appsets_all() -> fastapi.Response:
+        """Each app set: its generators, the apps it made, its last generation and error."""
+        return _json({"appSets": agent.appsets.status_json()})
+
+    @api.get("/api/v1/appsets/{name}", response_class=fastapi.responses.JSONResponse)
+    def appset_one(name: str) -> fastapi.Response:
+        found = [s for s in agent.appsets.status_json() if s["name"] == name]
+        if not found:
+            raise fastapi.HTTPException(404, f"no app set named {name!r}")
+        return _json(found[0])
+
     @api.get("/api/v1/events", response_class=fastapi.responses.JSONResponse)
     def events(cluster: str | None = None, limit: int = fastapi.Query(100, ge=0, le=100)) -> fastapi.Response:
         return _json({"events": agent.events.json(cluster, limit)})

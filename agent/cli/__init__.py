@@ -12,7 +12,7 @@ Commands that work from the config alone (no agent running):
 Commands that ask a running agent (``--url``, else the config's ``server.listen``; see :mod:`agent.cli.client`):
 
 - ``status [--app A] [--cluster C] [-o table|wide|json|yaml]``;
-- ``get apps|clusters|sources [NAME] [-o ...]``;
+- ``get apps|clusters|sources|appsets [NAME] [-o ...]``; ``appsets``: the app sets (generators, apps made, errors);
 - ``events [--app A] [--cluster C] [--follow]``;
 - ``reconcile [APP] [--cluster C] [--timeout 5m]``: sync now and wait for it (an app with ``sync.auto: false``
   is written only so);
@@ -140,9 +140,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--app", help="only this app")
     p.add_argument("--cluster", help="only this cluster")
     _output_flag(p)
-    p = sub.add_parser("get", help="a running agent's apps, clusters or sources, or one of them")
-    p.add_argument("kind", choices=("apps", "clusters", "sources"))
+    p = sub.add_parser("get", help="a running agent's apps, clusters, sources or app sets, or one of them")
+    p.add_argument("kind", choices=("apps", "clusters", "sources", "appsets"))
     p.add_argument("name", nargs="?", help="one of them")
+    _client_flags(p)
+    _output_flag(p)
+    p = sub.add_parser("appsets", help="a running agent's app sets: generators, apps made, errors (get appsets)")
     _client_flags(p)
     _output_flag(p)
     p = sub.add_parser("events", help="a running agent's newest events, oldest first")
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 _CLIENT_COMMANDS = (
-    *("status", "get", "events", "reconcile", "trace", "history"),
+    *("status", "get", "appsets", "events", "reconcile", "trace", "history"),
     *("suspend", "resume", "rollback", "unpin"),
 )
 """The commands that ask a running agent."""
@@ -230,6 +233,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command in (
         "status",
         "get",
+        "appsets",
         "events",
         "reconcile",
         "suspend",
@@ -258,6 +262,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return views.status(agent, args.app, args.cluster, args.output)
         if command == "get":
             return views.get(agent, args.kind, args.name, args.output)
+        if command == "appsets":
+            return views.get(agent, "appsets", None, args.output)
         if command == "events":
             return views.events(agent, args.app, args.cluster, args.follow, args.output)
         if args.app is None and args.cluster is None:

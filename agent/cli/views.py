@@ -72,8 +72,10 @@ def _clusters_table(clusters: list[dict[str, Any]], *, wide: bool) -> tuple[list
 
 
 def get(client: Client, kind: str, name: str | None, fmt: str) -> int:
-    """``gitops-agent get apps|clusters|sources [NAME]``: a table, or the API's JSON with ``-o json|yaml``. 0, or 2
-    (an :class:`agent.cli.client.AgentError`) for an unknown name."""
+    """``gitops-agent get apps|clusters|sources|appsets [NAME]``: a table, or the API's JSON with ``-o json|yaml``.
+    0, or 2 (an :class:`agent.cli.client.AgentError`) for an unknown name."""
+    if kind == "appsets":
+        return _appsets(client, name, fmt)
     if kind == "apps":
         found: Any = (
             client.get(f"/api/v1/apps/{quoted(name)}?objects={'true' if fmt in ('json', 'yaml') else 'false'}")
@@ -108,6 +110,28 @@ def get(client: Client, kind: str, name: str | None, fmt: str) -> int:
     else:
         rows = [_source_row(s) for s in found]
         output.table(["name", "revision", "ref", "last fetch", "error"], rows)
+    return output.EXIT_OK
+
+
+def _appsets(client: Client, name: str | None, fmt: str) -> int:
+    found: list[dict[str, Any]] = (
+        [client.get(f"/api/v1/appsets/{quoted(name)}")] if name else client.get("/api/v1/appsets")["appSets"]
+    )
+    if fmt in ("json", "yaml"):
+        output.dump(found[0] if name else found, fmt)
+        return output.EXIT_OK
+    rows = [
+        [
+            s["name"],
+            ", ".join(s["generators"]),
+            str(len(s["apps"])),
+            str(s["parameterSets"]),
+            output.age(s.get("generated")),
+            rich.markup.escape(s.get("error") or ""),
+        ]
+        for s in found
+    ]
+    output.table(["name", "generators", "apps", "parameter sets", "generated", "error"], rows)
     return output.EXIT_OK
 
 

@@ -17,6 +17,7 @@ orders the configs put in force.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import pathlib
 import threading
@@ -60,6 +61,7 @@ class AppSets:
         self._signal = threading.Event()
         self.base = base
         self.generation = self._generate(base, None)
+        self._generated_at = _now()
 
     @property
     def current(self) -> config.AgentConfig:
@@ -80,7 +82,7 @@ class AppSets:
     def adopt(self, base: config.AgentConfig, generation: expand.Generation) -> None:
         """``base`` and its ``generation`` are in force now (a reload succeeded)."""
         with self._lock:
-            self.base, self.generation = base, generation
+            self.base, self.generation, self._generated_at = base, generation, _now()
 
     def fetched(self, source: str) -> None:
         """Source ``source`` has a new revision: generate again soon when a git generator reads it."""
@@ -90,12 +92,28 @@ class AppSets:
             self._signal.set()
 
     def status_json(self) -> list[dict[str, Any]]:
-        """Each app set: ``name``, ``apps`` (names), ``parameterSets``, ``error`` (None when it generated)."""
+        """Each app set, in config order: ``name``, ``generators`` (their kinds), ``goTemplate``,
+        ``preserveResourcesOnDeletion``, ``apps`` (the names it made; on failure, those kept from before),
+        ``parameterSets`` (how many its generators gave), ``error`` (None when it generated), ``generated`` (when
+        it was last generated, ISO 8601 UTC)."""
         with self._lock:
-            results = list(self.generation.results.values())
-        return [
-            {"name": r.name, "apps": list(r.apps), "parameterSets": r.parameter_sets, "error": r.error} for r in results
-        ]
+            base, generation, at = self.base, self.generation, self._generated_at
+        out = []
+        for app_set in base.app_sets:
+            r = generation.results.get(app_set.name)
+            out.append(
+                {
+                    "name": app_set.name,
+                    "generators": [g.kind for g in app_set.generators],
+                    "goTemplate": app_set.go_template,
+                    "preserveResourcesOnDeletion": app_set.preserve_resources_on_deletion,
+                    "apps": list(r.apps) if r else [],
+                    "parameterSets": r.parameter_sets if r else 0,
+                    "error": r.error if r else "not generated yet",
+                    "generated": at,
+                }
+            )
+        return out
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -109,7 +127,7 @@ class AppSets:
                 with self._lock:
                     if self.base is not base:
                         continue  # a reload came between: it generated from the new config
-                    self.generation = generation
+                    self.generation, self._generated_at = generation, _now()
                 if generation.config != previous.config:
                     try:
                         self.apply(generation.config)
@@ -142,3 +160,7 @@ class AppSets:
                 wanted[name] = (name, revision)
         with self.trees(wanted) as trees:
             yield trees
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()

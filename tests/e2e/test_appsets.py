@@ -14,6 +14,7 @@ import yaml
 from agent import cli
 from tests.conftest import GitRepo, live_object, wait_until
 from tests.e2e.test_faults import Agent
+from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
 
 
@@ -135,7 +136,12 @@ def test_a_broken_app_set_prunes_nothing_and_says_why(
 
 
 def test_the_running_agent_generates_again_on_the_next_fetch(
-    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+    git_repo: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    namespace: str,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tc,) = clusters(1)
     git_repo.write_objects("teams/a/cm.yaml", _cm("cm-a"))
@@ -171,5 +177,21 @@ def test_the_running_agent_generates_again_on_the_next_fetch(
             wait_until(synced, timeout=30)
         except AssertionError:
             raise AssertionError(json.dumps(agent.cluster("c")["apps"])[:3000]) from None
+        status, body = request(f"{agent.base}/api/v1/appsets")
+        (found,) = json.loads(body)["appSets"]
+        assert status == 200
+        assert (found["name"], found["generators"], found["apps"], found["parameterSets"]) == (
+            "teams",
+            ["git"],
+            ["team-b"],
+            1,
+        )
+        assert found["error"] is None
+        assert request(f"{agent.base}/api/v1/appsets/nope")[0] == 404
+        capsys.readouterr()
+        assert cli.main(["appsets", "--url", agent.base]) == 0
+        table = capsys.readouterr().out
+        assert "teams" in table
+        assert "git" in table
     finally:
         assert agent.stop() == 0, agent.log.read_text()[-3000:]
