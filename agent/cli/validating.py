@@ -1,9 +1,10 @@
 """``gitops-agent config validate``: the config checked without a cluster.
 
 The file is loaded as ``run`` would load it (keys, types, bounds, references between sources, apps and clusters:
-any error is exit 2, naming the key); then every source is fetched once and each app placed on a cluster is looked
-up in its source at the current revision: a path that does not exist there, or holds no file a renderer reads,
-is named (exit 1). No cluster is contacted. Used by :mod:`agent.cli`.
+any error is exit 2, naming the key); then every source is fetched once, the app sets generate their apps (an app
+set that cannot is named, exit 1), and each app placed on a cluster is looked up in its source at the current
+revision: a path that does not exist there, or holds no file a renderer reads, is named (exit 1). No cluster is
+contacted. Used by :mod:`agent.cli`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pathlib
 import rich.markup
 
 from agent import apps, config
+from agent.appsets import expand
 from agent.cli import output
 from agent.sources import registry
 
@@ -32,6 +34,13 @@ def validate(path: str) -> int:
         for name, e in failed.items():
             out.print(f"[bold red]source {name}:[/] {rich.markup.escape(str(e))}")
         good = not failed
+        if cfg.app_sets:
+            generation = expand.generate(cfg, fetched)
+            for r in generation.results.values():
+                shown = f"[red]{rich.markup.escape(r.error)}[/]" if r.error else f"{len(r.apps)} app(s)"
+                out.print(f"app set [bold]{r.name}[/]: {shown}")
+                good = good and not r.error
+            cfg = generation.config
         trees: dict[str, pathlib.Path | None] = {**fetched, **dict.fromkeys(failed)}
         for cluster in cfg.clusters:
             for u in apps.units(cfg, cluster):

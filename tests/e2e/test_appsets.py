@@ -195,3 +195,29 @@ def test_the_running_agent_generates_again_on_the_next_fetch(
         assert "git" in table
     finally:
         assert agent.stop() == 0, agent.log.read_text()[-3000:]
+
+
+def test_config_validate_generates_and_checks_the_generated_paths(
+    git_repo: GitRepo, make_config: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    git_repo.write_objects("teams/a/cm.yaml", _cm("cm-a"))
+    (git_repo.path / "teams" / "empty").mkdir(parents=True)
+    (git_repo.path / "teams" / "empty" / "README.md").write_text("no manifests yet\n")
+    git_repo.commit("team a, and an empty team")
+    cluster = {"name": "c", "server": "https://10.0.0.1", "token": {"env": "NO_TOKEN"}}
+    config = make_config(git_repo, [cluster], appSets=[_app_set("ns")])
+    capsys.readouterr()
+    assert cli.main(["config", "validate", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "app set teams: 2 app(s)" in out
+    assert "teams/empty holds no YAML or JSON file" in out
+
+    broken = _app_set("ns")
+    broken["template"]["name"] = "{{.path.basename}}-{{.nope}}"
+    raw = yaml.safe_load(config.read_text())
+    raw["appSets"] = [broken]
+    config.write_text(yaml.safe_dump(raw))
+    assert cli.main(["config", "validate", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "app set teams:" in out
+    assert 'map has no entry for key "nope"' in out
