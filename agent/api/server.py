@@ -103,8 +103,23 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         return _json(found)
 
     @api.get("/api/v1/apps", response_class=fastapi.responses.JSONResponse)
-    def apps_all() -> fastapi.Response:
-        return _json({"apps": appstatus.apps_json(agent, compact=True)})
+    def apps_all(
+        sync: str | None = None,
+        health: str | None = None,
+        cluster: str | None = None,
+        app_set: str | None = fastapi.Query(None, alias="appSet"),
+        q: str | None = None,
+        limit: int | None = fastapi.Query(None, ge=1, le=10_000),
+        after: str | None = fastapi.Query(None, alias="continue"),
+    ) -> fastapi.Response:
+        """Every app (filtered and paged when asked: :class:`appstatus.AppQuery`), ``total`` how many match, and
+        ``continue`` the token of the next page (absent on the last)."""
+        query = appstatus.AppQuery(sync, health, cluster, app_set, q, limit, after)
+        try:
+            found, total, more = appstatus.page(appstatus.apps_json(agent, compact=True), query)
+        except appstatus.ExpiredContinueError as e:
+            raise fastapi.HTTPException(410, str(e)) from None
+        return _json({"apps": found, "total": total, **({"continue": more} if more else {})})
 
     @api.get("/api/v1/apps/{name:path}", response_class=fastapi.responses.JSONResponse)  # a path app: apps/dev
     def app_one(name: str, objects: bool = OBJECTS) -> fastapi.Response:

@@ -6,6 +6,7 @@ their live caches. Used by :mod:`agent.runtime.status` and the API (``GET /api/v
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -282,11 +283,60 @@ def summarize(
                 "name": n,
                 "source": a.source if a else "default",
                 "path": a.path if a else n,
+                "appSet": a.app_set if a else None,
                 "clusters": found,
                 "summary": _counts(found),
             }
         )
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class AppQuery:
+    """A filter and a page of ``GET /api/v1/apps``: an app is kept when one of its cells has syncStatus ``sync``
+    and one has health ``health`` (case-insensitive), it has a cell on ``cluster``, it was made by ``app_set``,
+    and its name contains ``q`` (case-insensitive); unset fields keep every app. ``limit`` apps from the one after
+    ``after`` (a ``continue`` token: the last name of the page before), in the list's order."""
+
+    sync: str | None = None
+    health: str | None = None
+    cluster: str | None = None
+    app_set: str | None = None
+    q: str | None = None
+    limit: int | None = None
+    after: str | None = None
+
+    def matches(self, app: dict[str, Any]) -> bool:
+        """True when ``app`` (an entry of :func:`summarize`) passes the filter."""
+        cells = app["clusters"]
+        return (
+            (self.sync is None or any(c["syncStatus"].lower() == self.sync.lower() for c in cells))
+            and (self.health is None or any(c["health"].lower() == self.health.lower() for c in cells))
+            and (self.cluster is None or any(c["cluster"] == self.cluster for c in cells))
+            and (self.app_set is None or app.get("appSet") == self.app_set)
+            and (self.q is None or self.q.lower() in app["name"].lower())
+        )
+
+
+class ExpiredContinueError(Exception):
+    """A ``continue`` token names an app that is no longer listed (the Kubernetes API answers 410 Gone then)."""
+
+
+def page(found: list[dict[str, Any]], query: AppQuery) -> tuple[list[dict[str, Any]], int, str | None]:
+    """The apps of ``found`` that ``query`` keeps, one page of them: (the page, how many match in all, the
+    ``continue`` token of the next page or None). Raises ExpiredContinueError."""
+    kept = [a for a in found if query.matches(a)]
+    start = 0
+    if query.after is not None:
+        names = [a["name"] for a in kept]
+        if query.after not in names:
+            gone = f"continue token {query.after!r}: no such app any more; list again from the start"
+            raise ExpiredContinueError(gone)
+        start = names.index(query.after) + 1
+    end = len(kept) if query.limit is None else start + query.limit
+    shown = kept[start:end]
+    more = end < len(kept) and bool(shown)
+    return shown, len(kept), shown[-1]["name"] if more else None
 
 
 def summary(cfg: config.AgentConfig, per_cluster: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -188,6 +188,12 @@ def test_the_running_agent_generates_again_on_the_next_fetch(
         )
         assert found["error"] is None
         assert request(f"{agent.base}/api/v1/appsets/nope")[0] == 404
+        listed = json.loads(request(f"{agent.base}/api/v1/apps?appSet=teams&sync=Synced&limit=1")[1])
+        assert [(a["name"], a["appSet"]) for a in listed["apps"]] == [("team-b", "teams")]
+        assert listed["total"] == 1
+        assert "continue" not in listed
+        assert json.loads(request(f"{agent.base}/api/v1/apps?appSet=other")[1]) == {"apps": [], "total": 0}
+        assert request(f"{agent.base}/api/v1/apps?limit=1&continue=gone")[0] == 410
         capsys.readouterr()
         assert cli.main(["appsets", "--url", agent.base]) == 0
         table = capsys.readouterr().out

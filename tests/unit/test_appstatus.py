@@ -7,6 +7,7 @@ import datetime
 import pathlib
 from typing import Any
 
+import pytest
 import yaml
 
 from agent import config
@@ -99,3 +100,35 @@ def test_the_apps_summary_follows_new_cells(tmp_path: pathlib.Path) -> None:
     assert summary == [{"name": "web", "clusters": 1, "syncStatus": {"Synced": 1}, "health": {"Healthy": 1}}]
     degraded = cells(view, last, health.Health.DEGRADED, 2)
     assert appstatus.summary(view.cfg, [degraded])[0]["health"] == {"Degraded": 1}
+
+
+def _entry(name: str, app_set: str | None, *cells: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "appSet": app_set,
+        "clusters": [{"cluster": c, "syncStatus": s, "health": h} for c, s, h in cells],
+    }
+
+
+def test_apps_are_filtered_and_paged() -> None:
+    found = [
+        _entry("web", "teams", ("a", "Synced", "Healthy"), ("b", "OutOfSync", "Degraded")),
+        _entry("api", "teams", ("a", "Synced", "Healthy")),
+        _entry("db", None, ("b", "Synced", "Progressing")),
+        _entry("web-canary", None, ("a", "OutOfSync", "Healthy")),
+    ]
+
+    def names(query: appstatus.AppQuery) -> tuple[list[str], int, str | None]:
+        shown, total, more = appstatus.page(found, query)
+        return [a["name"] for a in shown], total, more
+
+    assert names(appstatus.AppQuery()) == (["web", "api", "db", "web-canary"], 4, None)
+    assert names(appstatus.AppQuery(sync="outofsync")) == (["web", "web-canary"], 2, None)
+    assert names(appstatus.AppQuery(health="Degraded", cluster="b")) == (["web"], 1, None)
+    assert names(appstatus.AppQuery(app_set="teams")) == (["web", "api"], 2, None)
+    assert names(appstatus.AppQuery(q="WEB")) == (["web", "web-canary"], 2, None)
+    assert names(appstatus.AppQuery(limit=3)) == (["web", "api", "db"], 4, "db")
+    assert names(appstatus.AppQuery(limit=3, after="db")) == (["web-canary"], 4, None)
+    assert names(appstatus.AppQuery(limit=2, after="web", q="web")) == (["web-canary"], 2, None)
+    with pytest.raises(appstatus.ExpiredContinueError, match="'gone': no such app any more"):
+        appstatus.page(found, appstatus.AppQuery(limit=2, after="gone"))
