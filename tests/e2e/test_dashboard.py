@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, GitRepo, cluster_entry, dynamic_client, wait_until
+from tests.e2e.test_faults import Agent
 from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
 
@@ -139,7 +140,8 @@ def test_dashboard_shows_clusters_and_drills_down(
             assert "+  mode: fast" in diff_text
             # it polls the fleet summary, and asks for the objects of the selected cluster alone
             api = {u for u in asked if u.startswith("/api/")}
-            assert api == {"/api/v1/status?objects=false", "/api/v1/apps", "/api/v1/clusters/alpha"}, asked
+            expected = {"/api/v1/status?objects=false", "/api/v1/apps?limit=500", "/api/v1/appsets"}
+            assert api == {*expected, "/api/v1/clusters/alpha"}, asked
             # the apps x clusters matrix: each path is an app; a cell drills down to that app on that cluster
             for name in ("alpha", "beta"):
                 cell = page.locator(f"td.cell[data-app=app][data-cluster={name}]")
@@ -341,3 +343,71 @@ def test_dashboard_shows_a_live_edit_as_out_of_sync_naming_the_field(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def test_dashboard_filters_searches_and_groups_apps(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """Two apps written by hand and two an app set generates, on one cluster: the counts, the search box, the
+    app set and sync status filters (asked of the server) and grouping by app set."""
+    from playwright.sync_api import sync_playwright
+
+    (a,) = clusters(1)
+    for folder in ("hand/web", "hand/db", "teams/red", "teams/blue"):
+        name = folder.replace("/", "-")
+        git_repo.write_objects(
+            f"{folder}/cm.yaml",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}},
+        )
+    git_repo.commit()
+    port = free_port()
+    own = {"namespace": namespace, "createNamespace": True}
+    config = make_config(
+        git_repo,
+        [{"name": "alpha", "kubeconfig": str(a.kubeconfig)}],
+        apps=[{"name": "web", "path": "hand/web", **own}, {"name": "db", "path": "hand/db", **own}],
+        appSets=[
+            {
+                "name": "teams",
+                "generators": [{"git": {"directories": [{"path": "teams/*"}]}}],
+                "template": {"name": "team-{{path.basename}}", "path": "{{path}}", **own},
+            }
+        ],
+        server={"listen": f"127.0.0.1:{port}"},
+    )
+    agent = Agent(config, tmp_path / "agent.log")
+    base = agent.base
+    try:
+        agent.wait_ready()
+        wait_until(lambda: json.loads(request(f"{base}/api/v1/apps?sync=Synced")[1])["total"] == 4, timeout=60)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+            def rows() -> list[str]:
+                found = page.locator("#matrix tbody tr[data-app]")
+                return sorted(found.evaluate_all("rs => rs.map(r => r.dataset.app)"))
+
+            page.goto(f"{base}/")
+            page.wait_for_selector("#matrix tr[data-app=team-red]")
+            assert rows() == ["db", "team-blue", "team-red", "web"]
+            assert page.locator("#app-counts").inner_text().startswith("4 apps · 4 Synced")
+            page.fill("#app-search", "TEAM")
+            page.wait_for_function("document.querySelectorAll('#matrix tr[data-app]').length === 2")
+            assert rows() == ["team-blue", "team-red"]
+            assert page.locator("#apps-shown").inner_text() == "2 of 2 matching apps shown"
+            page.fill("#app-search", "")
+            page.select_option("#filter-appset", "teams")
+            page.wait_for_function("document.querySelectorAll('#matrix tr[data-app]').length === 2")
+            assert rows() == ["team-blue", "team-red"]
+            page.select_option("#filter-appset", "")
+            page.select_option("#filter-sync", "OutOfSync")
+            page.wait_for_selector("#apps-shown:has-text('0 of 0 matching apps shown')")
+            page.select_option("#filter-sync", "")
+            page.check("#group-appset")
+            page.wait_for_selector("#matrix tr.group[data-appset=teams]")
+            groups = page.locator("#matrix tr.group").all_inner_texts()
+            assert groups == ["apps (2)", "app set teams (2)"], groups
+            browser.close()
+    finally:
+        agent.stop()
