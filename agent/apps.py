@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from agent import config
 from reconcilers import resources
@@ -22,6 +22,13 @@ PIN_PREFIX = "@"
 rollout's target on the cluster), or to :data:`NOT_REACHED`."""
 NOT_REACHED = resources.Revision("", "(not reached by its rollout)")
 """The pin of an app whose rollout has not reached the cluster yet: the app is not synced there."""
+
+
+def unresolved(unit: Unit) -> resources.Revision:
+    """The pin of an app whose ``ref`` its source's clone does not hold (yet): the app is not synced there, and
+    says why (a revision without a SHA, like :data:`NOT_REACHED`)."""
+    return resources.Revision("", f"ref {unit.ref} of source {unit.source} is not fetched (yet)")
+
 
 APP_INVENTORY_PREFIX = "app:"
 """An app's inventory is keyed ``app:<name>``; a ``paths`` entry's by its path, as before apps existed, so
@@ -53,7 +60,8 @@ _NO_RETRY = config.Retry()
 class Unit:
     """One app on one cluster.
 
-    ``name``: the app's name (a ``paths`` entry: its path); ``source``: the source's name; ``path`` in it;
+    ``name``: the app's name (a ``paths`` entry: its path); ``source``: the source's name; ``path`` in it; ``ref``:
+    its own revision of the source (None: the source's);
     ``inventory``: the key of its inventory; ``namespace``: for namespaced objects without one;
     ``create_namespace``; ``depends_on``: app names; ``prune``, ``self_heal``, ``wait``, ``auto``, ``retry``:
     resolved sync settings;
@@ -71,6 +79,7 @@ class Unit:
     path: str
     inventory: str
     namespace: str
+    ref: str | None = None
     create_namespace: bool = False
     depends_on: tuple[str, ...] = ()
     prune: bool = False
@@ -99,6 +108,14 @@ class Unit:
             return None
         namespace, _, name = self.service_account.partition("/")
         return f"system:serviceaccount:{namespace}:{name}"
+
+
+def ref_pins(
+    found: list[Unit], resolve: Callable[[str, str], resources.Revision | None]
+) -> dict[str, resources.Revision]:
+    """The pin (``@<app>``) of each unit of ``found`` with a ``ref``: ``resolve(source, ref)``, or
+    :func:`unresolved` when that gives None."""
+    return {PIN_PREFIX + u.name: resolve(u.source, u.ref) or unresolved(u) for u in found if u.ref is not None}
 
 
 def chart_dir(chart: config.ChartRef | None) -> str:
@@ -132,6 +149,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             values_base=chart_dir(a.chart) if a.chart is not None else "",
             inventory=inventory_key(a),
             namespace=a.namespace or cluster.namespace,
+            ref=a.ref,
             create_namespace=a.create_namespace,
             depends_on=a.depends_on,
             prune=sync.prune if a.sync.prune is None else a.sync.prune,

@@ -38,10 +38,13 @@ from agent.config_appsets import (
     ClusterGenerator,
     Generator,
     GitGenerator,
+    GitHubPullRequests,
+    GitLabMergeRequests,
     ListGenerator,
     MatrixGenerator,
     MergeGenerator,
     PathPattern,
+    PullRequestGenerator,
 )
 from agent.config_sections import (
     DecryptionConfig,
@@ -89,6 +92,8 @@ __all__ = [
     "Duration",
     "Generator",
     "GitGenerator",
+    "GitHubPullRequests",
+    "GitLabMergeRequests",
     "HealthCheck",
     "HelmOptions",
     "HomeCluster",
@@ -102,6 +107,7 @@ __all__ = [
     "Notification",
     "PathPattern",
     "Placement",
+    "PullRequestGenerator",
     "Retry",
     "RolloutConfig",
     "SecretRef",
@@ -251,6 +257,8 @@ class AgentConfig(_Model):
             return f"source {a.source} is a chart {known[a.source].type} source: give chart"
         if a.chart is not None and not known[a.source].charts:
             return f"chart needs a source of type helm or oci, {a.source} is not one"
+        if a.ref is not None and known[a.source].type == "local":
+            return f"ref needs a git source, {a.source} is a local directory (it keeps no history)"
         for f in a.helm.values_from if a.helm else ():
             if f.source not in known:
                 return f"helm.valuesFrom: no source named {f.source!r}"

@@ -218,10 +218,14 @@ class AppConfig(_Model):
     impersonates ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's
     RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is
     rendered (:class:`HelmOptions`); ``jsonnet``: how its ``*.jsonnet`` files render (:class:`JsonnetOptions`);
-    ``renderTimeout``: seconds one render of it may take (default: its source's)."""
+    ``renderTimeout``: seconds one render of it may take (default: its source's); ``ref``: the branch, tag or commit
+    of its git source this app syncs (default: the source's ``ref``; a pull request's head commit, ``{{.head_sha}}``
+    in an app set): it must be among what the source's fetch brings (every branch and tag of the repository), and
+    the app waits, saying so, until it is."""
 
     name: str
     source: str = "default"
+    ref: str | None = None
     path: str | None = None
     chart: ChartRef | None = None
     namespace: str | None = None
@@ -265,8 +269,17 @@ class AppConfig(_Model):
     def _relative_path(cls, v: str | None) -> str | None:
         return _relative(v, "path") if v is not None else v
 
+    @pydantic.field_validator("ref")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c.isspace() for c in v)):
+            raise ValueError(f"ref {v!r} must be a branch, tag or commit (no spaces)")
+        return v
+
     @pydantic.model_validator(mode="after")
     def _path_or_chart(self) -> AppConfig:
+        if self.ref is not None and self.chart is not None:
+            raise ValueError("ref is a revision of a git source; a chart's version is chart.version")
         if (self.path is None) == (self.chart is None):
             raise ValueError("give path (a directory of a git or local source) or chart (a chart source), not both")
         if self.jsonnet is not None and self.chart is not None:

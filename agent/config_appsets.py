@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 
 from agent.config_apps import AppConfig, Placement
-from agent.config_types import _dns_label, _Model, _relative
+from agent.config_types import Interval, SecretRef, _dns_label, _Model, _relative
 
 
 class ListGenerator(_Model):
@@ -73,6 +73,62 @@ class GitGenerator(_Model):
         return self
 
 
+class GitHubPullRequests(_Model):
+    """Open pull requests of GitHub repository ``owner``/``repo`` (``GET /repos/{owner}/{repo}/pulls``) at
+    ``api`` (GitHub Enterprise: its API URL), read with ``token`` (env or file; without one, anonymously), kept
+    when they carry every one of ``labels``."""
+
+    owner: str
+    repo: str
+    api: str = "https://api.github.com"
+    token: SecretRef | None = None
+    labels: tuple[str, ...] = ()
+
+
+class GitLabMergeRequests(_Model):
+    """Merge requests of GitLab project ``project`` (its ID or ``group/name``; ``GET
+    /projects/:id/merge_requests``) at ``api``, in state ``pullRequestState`` (default ``opened``), read with
+    ``token`` (``PRIVATE-TOKEN``), with every one of ``labels``."""
+
+    project: str
+    api: str = "https://gitlab.com"
+    token: SecretRef | None = None
+    labels: tuple[str, ...] = ()
+    pull_request_state: str = "opened"
+
+
+class PullRequestGenerator(_Model):
+    """``pullRequest``: one parameter set per open pull request of ``github`` or ``gitlab`` (Argo CD's
+    Generators-Pull-Request.md): ``number``, ``title``, ``branch``, ``branch_slug``, ``target_branch``,
+    ``target_branch_slug``, ``head_sha``, ``head_short_sha`` (8 characters), ``head_short_sha_7``, ``author`` and,
+    for Go templates, ``labels``. Listed again every ``requeueAfterSeconds`` (Argo CD's name; ``interval`` too;
+    default 30 minutes) and at once on a pull request webhook; an app's ``ref`` may be ``{{.head_sha}}``."""
+
+    github: GitHubPullRequests | None = None
+    gitlab: GitLabMergeRequests | None = None
+    requeue_after_seconds: Interval = pydantic.Field(
+        default=1800.0, validation_alias=pydantic.AliasChoices("requeueAfterSeconds", "interval")
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_provider(self) -> PullRequestGenerator:
+        if (self.github is None) == (self.gitlab is None):
+            raise ValueError("give github or gitlab")
+        return self
+
+    @property
+    def key(self) -> str:
+        """Names the list this generator reads (provider, API, repository, labels, state): generators with one key
+        share one list."""
+        if self.github is not None:
+            g = self.github
+            return f"github {g.api.rstrip('/')} {g.owner}/{g.repo} labels={','.join(sorted(g.labels))}"
+        assert self.gitlab is not None
+        m = self.gitlab
+        labels = ",".join(sorted(m.labels))
+        return f"gitlab {m.api.rstrip('/')} {m.project} labels={labels} state={m.pull_request_state}"
+
+
 class MatrixGenerator(_Model):
     """``matrix``: the cartesian product of two ``generators``; the second's strings are templated with each
     parameter set of the first (``files: [{path: "{{.path.path}}/config.json"}]``)."""
@@ -90,11 +146,12 @@ class MergeGenerator(_Model):
 
 
 class Generator(_Model):
-    """One generator: exactly one of ``list``, ``clusters``, ``git``, ``matrix``, ``merge``."""
+    """One generator: exactly one of ``list``, ``clusters``, ``git``, ``pullRequest``, ``matrix``, ``merge``."""
 
     list_: ListGenerator | None = pydantic.Field(default=None, alias="list")
     clusters: ClusterGenerator | None = None
     git: GitGenerator | None = None
+    pull_request: PullRequestGenerator | None = None
     matrix: MatrixGenerator | None = None
     merge: MergeGenerator | None = None
 
@@ -112,8 +169,15 @@ class Generator(_Model):
 
     def of(self, kind: str) -> _Model | None:
         """The settings of the generator ``kind`` (one of :data:`KINDS`), None when this is another kind."""
-        found: _Model | None = getattr(self, "list_" if kind == "list" else kind)
+        found: _Model | None = getattr(self, _FIELDS.get(kind, kind))
         return found
+
+    def pull_requests(self) -> list[PullRequestGenerator]:
+        """The pull request generators under this one (config order)."""
+        if self.pull_request is not None:
+            return [self.pull_request]
+        inner = self.matrix.generators if self.matrix else self.merge.generators if self.merge else ()
+        return [p for g in inner for p in g.pull_requests()]
 
     def sources(self) -> list[str]:
         """The sources the git generators under this one read (config order)."""
@@ -123,8 +187,9 @@ class Generator(_Model):
         return [s for g in inner for s in g.sources()]
 
 
-KINDS = ("list", "clusters", "git", "matrix", "merge")
+KINDS = ("list", "clusters", "git", "pullRequest", "matrix", "merge")
 """The generator kinds, Argo CD's names."""
+_FIELDS = {"list": "list_", "pullRequest": "pull_request"}
 
 _TEMPLATE_KEYS = frozenset(f.alias or name for name, f in AppConfig.model_fields.items())
 
@@ -171,6 +236,11 @@ class AppSetConfig(_Model):
         """The sources its git generators read (config order, no repeats)."""
         return list(dict.fromkeys(s for g in self.generators for s in g.sources()))
 
+    def pull_requests(self) -> list[PullRequestGenerator]:
+        """Its pull request generators (config order)."""
+        return [p for g in self.generators for p in g.pull_requests()]
+
 
 MatrixGenerator.model_rebuild()
+Generator.model_rebuild()
 MergeGenerator.model_rebuild()

@@ -188,7 +188,9 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         verdict = webhooks.judge(provider, secret, request.headers, body, sources)
         if verdict.status >= 400:
             raise fastapi.HTTPException(verdict.status, verdict.reason)
-        if verdict.trigger:
+        if verdict.pull_requests:
+            agent.appsets.refresh_pull_requests()
+        if verdict.trigger and verdict.sources:
             agent.fetch_soon(list(verdict.sources))
         response.status_code = verdict.status
         return {"triggered": verdict.trigger, "reason": verdict.reason, "sources": list(verdict.sources)}

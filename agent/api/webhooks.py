@@ -3,6 +3,9 @@
 - GitHub: ``X-Hub-Signature-256: sha256=<hex>``, HMAC-SHA256 of the raw body with the shared secret (GitHub docs,
   "Validating webhook deliveries"); ``X-GitHub-Event: push`` (``ping`` is answered, nothing triggered).
 - GitLab: ``X-Gitlab-Token`` equal to the secret; ``X-Gitlab-Event: Push Hook`` or ``Tag Push Hook``.
+
+A pull request event (GitHub ``pull_request``, GitLab ``Merge Request Hook``) makes the pull request generators of
+app sets list again, and fetches the sources of that repository (whatever their ref: the head commit is there).
 - Generic: ``X-Signature-256: sha256=<hex>``, HMAC-SHA256 of the raw body; a JSON body with ``ref`` (optional).
 
 Every comparison is constant-time (``hmac.compare_digest``). Only pushes to the tracked ref of a source whose
@@ -25,13 +28,14 @@ PROVIDERS = ("github", "gitlab", "generic")
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """What to do with a delivery: ``status`` (HTTP code), ``trigger`` (fetch now), a ``reason`` and the
-    ``sources`` to fetch."""
+    """What to do with a delivery: ``status`` (HTTP code), ``trigger`` (fetch now), a ``reason``, the ``sources``
+    to fetch and ``pull_requests`` (list the pull request generators' pull requests again)."""
 
     status: int
     trigger: bool
     reason: str
     sources: tuple[str, ...] = ()
+    pull_requests: bool = False
 
 
 def _hmac_ok(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -81,6 +85,21 @@ def same_repository(a: str, b: str) -> bool:
     return normalize_url(a) == normalize_url(b)
 
 
+def _pull_request(provider: str, body: bytes, sources: Mapping[str, tuple[str, str]]) -> Verdict:
+    """A pull request (GitHub) or merge request (GitLab) was opened, pushed to, relabelled or closed: the pull
+    request generators list again, and the sources of its repository are fetched (its head commit is in them)."""
+    try:
+        payload = json.loads(body) if body.strip() else {}
+    except ValueError:
+        return Verdict(400, False, "body is not JSON")
+    if not isinstance(payload, dict):
+        return Verdict(400, False, "body is not a JSON object")
+    urls = _repository_urls(provider, payload)
+    moved = tuple(n for n, (url, _) in sources.items() if urls and any(same_repository(url, u) for u in urls))
+    fetching = f"; fetching {', '.join(moved)}" if moved else ""
+    return Verdict(202, True, f"pull request event: listing pull requests again{fetching}", moved, True)
+
+
 def judge(
     provider: str,
     secret: bytes,
@@ -101,15 +120,19 @@ def judge(
         ok = hmac.compare_digest(secret, headers.get("x-gitlab-token", "").encode())
         event = headers.get("x-gitlab-event", "")
         is_push = event in ("Push Hook", "Tag Push Hook")
+        is_pull = event == "Merge Request Hook"
     elif provider == "github":
         ok = _hmac_ok(secret, body, headers.get("x-hub-signature-256"))
         event = headers.get("x-github-event", "")
         is_push = event == "push"
+        is_pull = event == "pull_request"
     else:
         ok = _hmac_ok(secret, body, headers.get("x-signature-256"))
-        event, is_push = "push", True
+        event, is_push, is_pull = "push", True, False
     if not ok:
         return Verdict(401, False, "signature or token missing or wrong")
+    if is_pull:
+        return _pull_request(provider, body, sources)
     if not is_push:
         return Verdict(200, False, f"event {event or '(none)'} does not trigger a fetch")
     try:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
 
 from agent import config
-from agent.appsets import generators, template
+from agent.appsets import generators, pullrequests, template
 from agent.appsets.generators import base
 from agent.appsets.params import Params
 from reconcilers import errors
@@ -49,12 +49,24 @@ class Generation:
     config: config.AgentConfig
 
 
+PullRequests = Callable[[config.PullRequestGenerator], list[pullrequests.PullRequest]]
+"""The open pull requests a generator names. Raises GenerateError."""
+
+
+def list_now(spec: config.PullRequestGenerator) -> list[pullrequests.PullRequest]:
+    """:data:`PullRequests` that asks the API now (one-shot commands)."""
+    return pullrequests.Lister(spec).fetch()
+
+
 def generate(
-    cfg: config.AgentConfig, trees: Mapping[str, pathlib.Path], previous: Generation | None = None
+    cfg: config.AgentConfig,
+    trees: Mapping[str, pathlib.Path],
+    previous: Generation | None = None,
+    pull_requests: PullRequests = list_now,
 ) -> Generation:
     """``cfg`` (a config as loaded, without generated apps) with every app set's apps, reading git generators'
-    sources from ``trees`` (source name -> its fetched revision's directory, held by the caller). Never raises for
-    an app set's failure: see the module docstring."""
+    sources from ``trees`` (source name -> its fetched revision's directory, held by the caller) and pull request
+    generators' lists from ``pull_requests``. Never raises for an app set's failure: see the module docstring."""
     made: list[config.AppConfig] = []
     results: dict[str, AppSetResult] = {}
     failed: dict[str, str] = {}
@@ -63,7 +75,7 @@ def generate(
         try:
             if waiting:
                 raise errors.GenerateError(f"waiting for source {', '.join(waiting)} to be fetched")
-            found, count = _one(app_set, cfg, trees)
+            found, count = _one(app_set, cfg, trees, pull_requests)
             _check_together(cfg, made, found, app_set.name)
         except errors.GenerateError as e:
             message = str(e)
@@ -78,7 +90,10 @@ def generate(
 
 
 def _one(
-    app_set: config.AppSetConfig, cfg: config.AgentConfig, trees: Mapping[str, pathlib.Path]
+    app_set: config.AppSetConfig,
+    cfg: config.AgentConfig,
+    trees: Mapping[str, pathlib.Path],
+    pull_requests: PullRequests,
 ) -> tuple[list[config.AppConfig], int]:
     """The apps of ``app_set`` and how many parameter sets made them. Raises GenerateError."""
     options = app_set.go_template_options
@@ -86,7 +101,7 @@ def _one(
     def render(value: Any, found: list[Params]) -> list[template.Rendered]:
         return template.render(value, found, go_template=app_set.go_template, options=options)
 
-    ctx = base.Context(cfg.clusters, trees, app_set.go_template, options, generators.run, render)
+    ctx = base.Context(cfg.clusters, trees, app_set.go_template, options, generators.run, render, pull_requests)
     found: list[Params] = []
     for i, g in enumerate(app_set.generators):
         try:

@@ -57,10 +57,24 @@ def render(
     parameter set is that set's :data:`Rendered`, not an exception."""
     if not params:
         return []
+    request = {"goTemplate": go_template, "goTemplateOptions": list(options), "template": template, "params": params}
+    results = _run(request, timeout)["results"]
+    return [(r.get("value"), r.get("error")) for r in results]
+
+
+def slugs(names: Sequence[str], timeout: float = TIMEOUT) -> list[str]:
+    """Each of ``names`` (branch names) as Argo CD's pull request generator slugs it (``branch_slug``: gosimple's
+    ``slug.Make``, at most 50 characters, ``_`` as ``-``). Raises GenerateError as :func:`render` does."""
+    if not names:
+        return []
+    found: list[str] = _run({"template": None, "params": [], "slugs": list(names)}, timeout)["slugs"]
+    return found
+
+
+def _run(request: Mapping[str, Any], timeout: float) -> dict[str, Any]:
     found = binary()
     if found is None:
         raise errors.GenerateError(f"{HELPER} not found (make builds it into .venv/bin; or set GITOPS_AGENT_TEMPLATE)")
-    request = {"goTemplate": go_template, "goTemplateOptions": list(options), "template": template, "params": params}
     try:
         done = tools.run([found], tools.Limits(timeout=timeout), stdin=json.dumps(request))
     except tools.RenderTimeoutError as e:
@@ -69,5 +83,5 @@ def render(
         raise errors.GenerateError(f"{HELPER} could not start: {e}") from None
     if done.returncode != 0:
         raise errors.GenerateError(f"{HELPER} failed: {tools.error_text(done.stderr)}")
-    results = json.loads(done.stdout)["results"]
-    return [(r.get("value"), r.get("error")) for r in results]
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer

@@ -1,17 +1,21 @@
 """App sets in the running agent: their apps generated again when what they read changes.
 
 :class:`AppSets` owns the config as loaded (``base``) and the last :class:`agent.appsets.expand.Generation`. It
-generates at start (list and cluster generators at once; a git generator waits for its source's first fetch), on
-a new revision of a source a git generator reads (:meth:`AppSets.fetched`), and on a config reload
-(:meth:`AppSets.reconfigure`). A generation reads each source at its last good revision (the trees the fleet's
-sources already hold: no clone of its own) and hands the config with the generated apps to ``apply`` when it
-differs from the one in force, as a reload would: the clusters whose apps changed get fresh workers and sync at
-once (:meth:`agent.runtime.fleet.Fleet.apply_config`). Generated apps that leave are then removed like apps
-removed from the config (:mod:`agent.sync.removed`).
+generates at start (list and cluster generators at once; a git generator waits for its source's first fetch, a
+pull request generator for its first list), on a new revision of a source a git generator reads
+(:meth:`AppSets.fetched`), on a config reload (:meth:`AppSets.generate_for`), and when a pull request generator's
+list changes (listed every ``requeueAfterSeconds``, and at once on a pull request webhook:
+:meth:`AppSets.refresh_pull_requests`; the sources its apps read are fetched first, so that their new head commits
+are there to pin to). A generation reads each source at its last good revision (the trees the fleet's sources
+already hold: no clone of its own) and hands the config with the generated apps to ``apply`` when it differs from
+the one in force, as a reload would: the clusters whose apps changed get fresh workers and sync at once
+(:meth:`agent.runtime.fleet.Fleet.apply_config`). Generated apps that leave are then removed like apps removed
+from the config (:mod:`agent.sync.removed`).
 
-Threads: ``appsets`` (owner ``fleet``) generates after fetches, one generation at a time; a reload generates on
-the reload's thread. ``_lock`` guards ``generation`` and ``base``, never held across a generation; ``serial``
-orders the configs put in force.
+Threads: ``appsets`` (owner ``fleet``) lists pull requests and generates after fetches, one generation at a time,
+and owns the pull request listers; a reload generates on the reload's thread. ``_lock`` guards ``generation``,
+``base`` and the pull request lists, never held across a generation or a request; ``serial`` orders the configs
+put in force.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import datetime
 import logging
 import pathlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from agent import config, threads
-from agent.appsets import expand
+from agent.appsets import expand, pullrequests
 from reconcilers import errors, resources
 
 log = logging.getLogger(__name__)
@@ -48,11 +53,17 @@ class AppSets:
         trees: Trees,
         apply: Callable[[config.AgentConfig], Any],
         stopping: threading.Event,
+        fetch: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.last_good = last_good
         self.trees = trees
         self.apply = apply
         self.stopping = stopping
+        self.fetch = fetch
+        self._listers: dict[str, pullrequests.Lister] = {}  # by PullRequestGenerator.key; the appsets thread's
+        self._lists: dict[str, tuple[list[pullrequests.PullRequest] | None, str | None, float]] = {}
+        """key -> (the open pull requests, or None; the last listing's error; when it was listed, monotonic)."""
+        self._refresh = False  # a webhook asked for the pull requests again
         self._lock = threading.Lock()
         self.serial = threading.Lock()
         """Held while a config is put in force (a generation here, a reload by the fleet): one at a time, and a
@@ -83,6 +94,12 @@ class AppSets:
         """``base`` and its ``generation`` are in force now (a reload succeeded)."""
         with self._lock:
             self.base, self.generation, self._generated_at = base, generation, _now()
+
+    def refresh_pull_requests(self) -> None:
+        """A pull request (merge request) webhook came: list every pull request generator's again now."""
+        with self._lock:
+            self._refresh = True
+        self._signal.set()
 
     def fetched(self, source: str) -> None:
         """Source ``source`` has a new revision: generate again soon when a git generator reads it."""
@@ -117,11 +134,17 @@ class AppSets:
 
     def _run(self) -> None:
         while not self.stopping.is_set():
-            if not self._signal.wait(1.0):
-                continue
+            signalled = self._signal.wait(1.0)
             self._signal.clear()
             with self._lock:
-                base, previous = self.base, self.generation
+                base, force, self._refresh = self.base, self._refresh, False
+            changed, sources = self._list_pull_requests(base, force)
+            if not signalled and not changed:
+                continue
+            with self._lock:
+                previous = self.generation
+            for source in sources:
+                self.fetch(source)  # the pull requests' new head commits, before apps are pinned to them
             generation = self._generate(base, previous)
             with self.serial:
                 with self._lock:
@@ -134,15 +157,57 @@ class AppSets:
                     except Exception:  # the thread must live on; the next fetch tries again
                         log.exception("app sets: applying the generated apps failed")
 
+    def _list_pull_requests(self, base: config.AgentConfig, force: bool) -> tuple[bool, list[str]]:
+        """List the pull requests of every generator that is due (its interval passed, or ``force``): whether a
+        list (or its error) changed, and the sources to fetch then (those its app sets' apps read)."""
+        specs = {p.key: p for a in base.app_sets for p in a.pull_requests()}
+        self._listers = {k: self._listers.get(k) or pullrequests.Lister(spec) for k, spec in specs.items()}
+        changed = []
+        now = time.monotonic()
+        for key, spec in specs.items():
+            with self._lock:
+                before = self._lists.get(key)
+            if not force and before is not None and now - before[2] < spec.requeue_after_seconds:
+                continue
+            try:
+                found: list[pullrequests.PullRequest] | None = self._listers[key].fetch()
+                error = None
+            except errors.GenerateError as e:
+                found, error = before[0] if before else None, str(e)
+                log.warning("pull requests: %s", error)
+            with self._lock:
+                self._lists[key] = (found, error, now)
+            if before is None or before[0] != found or before[1] != error:
+                changed.append(key)
+        if not changed:
+            return False, []
+        sources = []
+        for a in base.app_sets:
+            if any(p.key in changed for p in a.pull_requests()):
+                named = a.template.get("source", "default")
+                sources += [named] if isinstance(named, str) and "{{" not in named else list(base.all_sources())
+        return True, list(dict.fromkeys(s for s in sources if s in base.all_sources()))
+
+    def _pull_requests(self, spec: config.PullRequestGenerator) -> list[pullrequests.PullRequest]:
+        """The last list of ``spec``'s pull requests. Raises GenerateError when there is none, or the last listing
+        failed (the app set then keeps its apps)."""
+        with self._lock:
+            found = self._lists.get(spec.key)
+        if found is None or found[0] is None:
+            raise errors.GenerateError(found[1] if found and found[1] else "the pull requests are not listed yet")
+        if found[1] is not None:
+            raise errors.GenerateError(found[1])
+        return found[0]
+
     def _generate(self, base: config.AgentConfig, previous: expand.Generation | None) -> expand.Generation:
         if not base.app_sets:
             return expand.Generation({}, base.with_generated((), {}))
         try:
             with self._held(base) as trees:
-                generation = expand.generate(base, trees, previous)
+                generation = expand.generate(base, trees, previous, self._pull_requests)
         except errors.SourceError as e:  # a tree could not be written: every git generator waits, keeping its apps
             log.warning("app sets: the sources' trees could not be read: %s", e)
-            generation = expand.generate(base, {}, previous)
+            generation = expand.generate(base, {}, previous, self._pull_requests)
         for r in generation.results.values():
             before = previous.results.get(r.name) if previous else None
             if r.error and (before is None or before.error != r.error):

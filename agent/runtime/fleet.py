@@ -76,7 +76,9 @@ class Fleet:
         self.sourcing = sourcing.Sources(
             cfg, self.scheduler, self._stopping, lambda: self.cfg.server.webhook_debounce, self._fetched
         )
-        self.appsets = appsets.AppSets(cfg, self._last_good, self.sourcing.trees, self._apply, self._stopping)
+        self.appsets = appsets.AppSets(
+            cfg, self._last_good, self.sourcing.trees, self._apply, self._stopping, self.sourcing.fetch
+        )
         cfg = self.appsets.current  # with the apps app sets generate (git generators: after their first fetch)
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters], list(cfg.all_sources()))

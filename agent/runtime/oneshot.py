@@ -82,9 +82,19 @@ def sync_fleet(
             fetch(name)
         if failures and not revisions:
             raise failures[0]
-        trees |= {
-            name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items() if name not in trees
-        }
+        fetched = dict(revisions)
+
+        def resolve(source: str, ref: str) -> resources.Revision | None:
+            return _resolved(sources, fetched, source, ref)
+
+        for c in selected:  # apps with a ref of their own: pinned to it
+            revisions |= apps.ref_pins(apps.units(cfg, c), resolve)
+        for key, rev in revisions.items():
+            if key not in trees and rev.sha:
+                source = key.removeprefix(apps.PIN_PREFIX)
+                if key.startswith(apps.PIN_PREFIX):
+                    source = next(a.source for a in cfg.apps if a.name == source)
+                trees[key] = stack.enter_context(sources[source].tree(rev))
 
         def one(cluster: config.ClusterConfig) -> ReconcileResult:
             book = holds.Book()  # read from the cluster as the sync starts: a suspended app is diffed, not written
@@ -107,3 +117,15 @@ def sync_fleet(
             max(1, len(selected)), thread_name_prefix=threads.pool("cluster", "sync (one-shot)")
         ) as pool:
             return list(pool.map(one, selected))
+
+
+def _resolved(
+    sources: Mapping[str, registry.Source], fetched: Mapping[str, resources.Revision], source: str, ref: str
+) -> resources.Revision | None:
+    """``ref`` in the clone of ``source`` when it was fetched, or None."""
+    if source not in fetched:
+        return None
+    try:
+        return sources[source].resolve(ref)
+    except errors.FetchError:
+        return None

@@ -2,9 +2,10 @@
 
 :func:`revisions_for` answers for a cluster's next sync: each source's last good revision; under ``rollout`` the
 fleet rollout's target for the primary source (left out until the rollout reached the cluster: its ``paths``
-wait); each app's pin (``@<app>``) from its own rollout; and an operator's rollback pin, which wins over an app's
-rollout (:mod:`agent.sync.holds`). :func:`wanted_trees` maps a sync's revisions to the source each is read from.
-Pure functions over what the fleet holds; used by :class:`agent.runtime.fleet.Fleet`.
+wait); each app's pin (``@<app>``) from its ``ref`` (resolved in its source's clone), then from its own rollout;
+and an operator's rollback pin, which wins over an app's rollout (:mod:`agent.sync.holds`). :func:`wanted_trees`
+maps a sync's revisions to the source each is read from. Pure functions over what the fleet holds; used by
+:class:`agent.runtime.fleet.Fleet`.
 """
 
 from __future__ import annotations
@@ -39,12 +40,24 @@ def revisions_for(
             revision = fleet_rollout.target(cluster)
         if revision is not None:
             out[name] = revision
+    out.update(apps.ref_pins(apps.units(cfg, found), lambda source, ref: _resolved(sources, source, ref)))
     out.update(app_rollouts.pins(found))
     held = book.pins(cluster)
     if held:  # an operator's rollback wins over an app's rollout
         placed = {u.name: u.source for u in apps.units(cfg, found)}
         out.update({apps.PIN_PREFIX + app: r for app, r in holds.pinned(held, placed, out).items()})
     return out if any(r.sha for r in out.values()) else {}
+
+
+def _resolved(sources: sourcing.Sources, source: str, ref: str) -> resources.Revision | None:
+    """``ref`` in the clone of ``source`` (no fetch), or None when it does not hold it."""
+    found = sources.get(source)
+    if found is None or found.last_good is None:
+        return None
+    try:
+        return found.resolve(ref)
+    except errors.FetchError:
+        return None
 
 
 def last_good(cfg: config.AgentConfig, cluster: str, sources: sourcing.Sources) -> dict[str, resources.Revision]:
@@ -62,11 +75,7 @@ def wanted_trees(
 ) -> dict[str, tuple[str, resources.Revision]]:
     """Each of a sync's ``revisions`` (by source name, or ``@<app>`` for a pinned app) with the source it is read
     from (a pinned path's app reads the source named ``default``); a pin the rollout has not brought to the
-    cluster (:data:`agent.apps.NOT_REACHED`) has no tree."""
+    cluster (:data:`agent.apps.NOT_REACHED`), or an app's ``ref`` its clone does not hold, has no tree."""
     sources = {apps.PIN_PREFIX + a.name: a.source for a in cfg.apps}
     pinned = apps.PIN_PREFIX
-    return {
-        k: (sources.get(k, "default" if k.startswith(pinned) else k), r)
-        for k, r in revisions.items()
-        if r is not apps.NOT_REACHED
-    }
+    return {k: (sources.get(k, "default" if k.startswith(pinned) else k), r) for k, r in revisions.items() if r.sha}

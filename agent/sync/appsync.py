@@ -71,6 +71,9 @@ def sync_units(
             why = f"Waiting (the rollout of {u.name} has not reached this cluster)"
             failed[u.name] = appruns.result(ctx, u, None, why, engine.ErrorKind.WAITING)
             continue
+        if (pinned := revisions.get(pin)) is not None and not pinned.sha:  # its ref, not fetched yet
+            failed[u.name] = appruns.result(ctx, u, None, f"Waiting ({pinned.ref})", engine.ErrorKind.WAITING)
+            continue
         revision = revisions.get(pin) or revisions.get(u.source)
         tree = trees.get(pin) or trees.get(u.source)
         if revision is None or tree is None:

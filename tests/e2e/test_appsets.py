@@ -14,8 +14,9 @@ import yaml
 from agent import cli
 from tests.conftest import GitRepo, live_object, wait_until
 from tests.e2e.test_faults import Agent
-from tests.e2e.test_push_to_deploy import request
+from tests.e2e.test_push_to_deploy import request, signed
 from tests.e2e.test_run_status import free_port
+from tests.scmservers import ScmServer
 
 
 def _cm(name: str) -> dict[str, Any]:
@@ -227,3 +228,113 @@ def test_config_validate_generates_and_checks_the_generated_paths(
     out = capsys.readouterr().out
     assert "app set teams:" in out
     assert 'map has no entry for key "nope"' in out
+
+
+def test_pull_requests_come_move_and_go_as_apps_on_webhooks(
+    git_repo: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pull request generator in the running agent, its list asked of a loopback GitHub stand-in every hour
+    only: opening a pull request makes its app (namespace pr-<number>, at the head commit), a push to it moves
+    the app, closing it prunes the app, each within seconds of the signed pull_request webhook."""
+    (tc,) = clusters(1)
+    git_repo.write_objects("app/cm.yaml", {**_cm("preview"), "data": {"version": "main"}})
+    git_repo.commit("main")
+    git_repo.git("checkout", "-q", "-b", "feat/cart")
+    git_repo.write_objects("app/cm.yaml", {**_cm("preview"), "data": {"version": "cart-1"}})
+    first = git_repo.commit("cart 1")
+    git_repo.git("checkout", "-q", "main")
+    monkeypatch.setenv("GH_TOKEN", "gh-token-55")
+    monkeypatch.setenv("HOOK_SECRET", "hook-secret-55")
+    github = ScmServer("github", token="gh-token-55", repository="acme/fleet")
+    github.open(7, "feat/cart", first)
+    app_set = {
+        "name": "previews",
+        "goTemplate": True,
+        "goTemplateOptions": ["missingkey=error"],
+        "generators": [
+            {
+                "pullRequest": {
+                    "github": {"owner": "acme", "repo": "fleet", "api": github.url, "token": {"env": "GH_TOKEN"}},
+                    "requeueAfterSeconds": 3600,
+                }
+            }
+        ],
+        "template": {
+            "name": "pr-{{.number}}",
+            "path": "app",
+            "ref": "{{.head_sha}}",
+            "namespace": "pr-{{.number}}",
+            "createNamespace": True,
+        },
+    }
+    config = make_config(
+        git_repo,
+        [{"name": "c", "kubeconfig": str(tc.kubeconfig)}],
+        appSets=[app_set],
+        sync={"prune": True, "interval": "1h"},
+        server={"listen": f"127.0.0.1:{free_port()}", "webhooks": {"github": {"env": "HOOK_SECRET"}}},
+    )
+    agent = Agent(config, tmp_path / "agent.log")
+
+    def version(number: int) -> Any:
+        found = live_object(tc, "v1", "ConfigMap", "preview", f"pr-{number}")
+        return found["data"]["version"] if found is not None else None
+
+    def hook(number: int, action: str) -> None:
+        body = json.dumps(
+            {"action": action, "number": number, "repository": {"clone_url": str(git_repo.path)}}
+        ).encode()
+        headers = {"X-GitHub-Event": "pull_request", "X-Hub-Signature-256": signed("hook-secret-55", body)}
+        status, text = request(f"{agent.base}/api/v1/webhooks/github", method="POST", body=body, headers=headers)
+        assert status == 202, text
+
+    try:
+        agent.wait_ready()
+        wait_until(lambda: version(7) == "cart-1", timeout=60)
+
+        git_repo.git("checkout", "-q", "feat/cart")
+        git_repo.write_objects("app/cm.yaml", {**_cm("preview"), "data": {"version": "cart-2"}})
+        second = git_repo.commit("cart 2")
+        git_repo.git("checkout", "-q", "main")
+        github.open(7, "feat/cart", second)
+        github.open(8, "main", git_repo.git("rev-parse", "HEAD"))
+        hook(7, "synchronize")
+        wait_until(lambda: version(7) == "cart-2" and version(8) == "main", timeout=30)
+
+        github.close(7)
+        hook(7, "closed")
+        wait_until(lambda: version(7) is None, timeout=30)
+        assert version(8) == "main"
+        listed = [p for p, _ in github.requests]
+        assert len(listed) <= 4, listed  # at start and once per webhook: never polled in between
+    finally:
+        github.stop()
+        assert agent.stop() == 0, agent.log.read_text()[-3000:]
+
+
+def test_an_app_syncs_its_own_ref_and_waits_for_one_not_fetched(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tc,) = clusters(1)
+    git_repo.write_objects("app/cm.yaml", {**_cm("pinned"), "data": {"version": "main"}})
+    git_repo.commit("main")
+    git_repo.git("checkout", "-q", "-b", "next")
+    git_repo.write_objects("app/cm.yaml", {**_cm("pinned"), "data": {"version": "next"}})
+    head = git_repo.commit("next")
+    git_repo.git("checkout", "-q", "main")
+    own = {"path": "app", "namespace": namespace, "createNamespace": True}
+    apps = [{"name": "at-next", "ref": head, **own}, {"name": "nowhere", "ref": "f" * 40, **own}]
+    config = make_config(git_repo, [{"name": "c", "kubeconfig": str(tc.kubeconfig)}], apps=apps)
+
+    code, results, _ = _sync(config, capsys)
+
+    by_app = {a["app"]: a for a in results["c"]["apps"]}
+    assert by_app["at-next"]["revision"]["sha"] == head
+    assert live_object(tc, "v1", "ConfigMap", "pinned", namespace)["data"] == {"version": "next"}
+    assert by_app["nowhere"]["errorKind"] == "waiting"
+    assert by_app["nowhere"]["error"] == f"Waiting (ref {'f' * 40} of source default is not fetched (yet))"
+    assert code == 1

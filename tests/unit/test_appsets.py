@@ -250,7 +250,7 @@ def test_config_refuses_bad_app_sets_with_the_key_named(tmp_path: pathlib.Path) 
     bad = [
         ({"template": {"name": "x", "path": "p", "nope": 1}}, "template: unknown app keys nope"),
         ({"template": {"path": "p"}}, "template needs name"),
-        ({"generators": [{"list": {}, "clusters": {}}]}, "give exactly one of list, clusters, git, matrix, merge"),
+        ({"generators": [{"list": {}, "clusters": {}}]}, "give exactly one of list, clusters, git, pullRequest"),
         ({"generators": [{"git": {"source": "elsewhere", "directories": [{"path": "a"}]}}]}, "unknown sources"),
         ({"generators": [{"git": {"directories": [{"path": "a", "exclude": True}]}}]}, "every pattern is an exclude"),
         ({"goTemplateOptions": ["missingkey=explode"]}, "goTemplateOptions"),

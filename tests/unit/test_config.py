@@ -43,6 +43,9 @@ def test_the_example_config_is_valid_and_documents_every_key() -> None:
         config.MatrixGenerator,
         config.MergeGenerator,
         config.PathPattern,
+        config.PullRequestGenerator,
+        config.GitHubPullRequests,
+        config.GitLabMergeRequests,
     )
     for model in models:
         for field in model.model_fields.values():

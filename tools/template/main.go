@@ -5,8 +5,10 @@
 // (goTemplate: false: {{key}} replaced by the string parameter of that name, left as it is when there is none).
 //
 // Input (stdin, JSON): {"goTemplate": bool, "goTemplateOptions": [string], "template": any,
-// "params": [object, ...]}. Output (stdout, JSON): {"results": [{"value": any} | {"error": string}, ...]}, one per
-// parameter set, in order. Exit 2 with a message on stderr when the input cannot be read.
+// "params": [object, ...], "slugs": [string]}. Output (stdout, JSON): {"results": [{"value": any} | {"error":
+// string}, ...], one per parameter set, in order, "slugs": [string]}: each of "slugs" as Argo CD's pull request
+// generator makes branch_slug (gosimple/slug, at most 50 characters, "_" as "-"). Exit 2 with a message on stderr
+// when the input cannot be read.
 //
 // Rules from Argo CD's documentation (operator-manual/applicationset/GoTemplate.md and Template.md).
 package main
@@ -33,6 +35,7 @@ type request struct {
 	GoTemplateOptions []string         `json:"goTemplateOptions"`
 	Template          json.RawMessage  `json:"template"`
 	Params            []map[string]any `json:"params"`
+	Slugs             []string         `json:"slugs"`
 }
 
 type result struct {
@@ -73,6 +76,16 @@ func slugify(args ...any) (string, error) {
 	slug.MaxLength = maxLength // gosimple/slug's settings are globals: this program renders on one goroutine
 	slug.EnableSmartTruncate = smart
 	return slug.Make(normalize(name)), nil
+}
+
+// branchSlug is a branch name as Argo CD's pull request generator slugs it: gosimple/slug with a maximum length of 50
+// and underscores turned into dashes.
+func branchSlug(branch string) string {
+	slug.MaxLength = 50
+	slug.EnableSmartTruncate = true
+	slug.CustomSub = map[string]string{"_": "-"}
+	defer func() { slug.CustomSub = nil }()
+	return slug.Make(branch)
 }
 
 func toYaml(v any) string {
@@ -224,9 +237,13 @@ func main() {
 			results[i] = result{Value: value}
 		}
 	}
+	slugs := make([]string, len(req.Slugs))
+	for i, branch := range req.Slugs {
+		slugs[i] = branchSlug(branch)
+	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetEscapeHTML(false)
-	if err := out.Encode(map[string]any{"results": results}); err != nil {
+	if err := out.Encode(map[string]any{"results": results, "slugs": slugs}); err != nil {
 		fmt.Fprintf(os.Stderr, "gitops-agent-template: writing the answer: %v\n", err)
 		os.Exit(2)
 	}

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from agent import config
+from agent.appsets import pullrequests
 from agent.appsets.params import Params
 from reconcilers import errors
 
@@ -17,8 +18,9 @@ class Context:
     """What a generator may read: ``clusters`` (the config's), ``trees`` (source name -> the directory of its
     fetched revision, held by the caller; a source absent here was not fetched), ``go_template`` and ``options``
     (the app set's template syntax: parameters are nested for Go templates, flat otherwise), ``generate`` (runs a
-    nested generator: matrix and merge) and ``render`` (renders a JSON-able value with parameter sets:
-    :func:`agent.appsets.template.render` bound to the app set's syntax)."""
+    nested generator: matrix and merge), ``render`` (renders a JSON-able value with parameter sets:
+    :func:`agent.appsets.template.render` bound to the app set's syntax) and ``pull_requests`` (the open pull
+    requests a ``pullRequest`` generator names; raises GenerateError when they could not be listed)."""
 
     clusters: tuple[config.ClusterConfig, ...]
     trees: Mapping[str, pathlib.Path]
@@ -26,6 +28,7 @@ class Context:
     options: tuple[str, ...]
     generate: Callable[[config.Generator, Context], list[Params]]
     render: Callable[[Any, list[Params]], list[tuple[Any, str | None]]]
+    pull_requests: Callable[[config.PullRequestGenerator], list[pullrequests.PullRequest]]
 
 
 class Generator(Protocol):
