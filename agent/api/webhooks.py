@@ -85,15 +85,23 @@ def same_repository(a: str, b: str) -> bool:
     return normalize_url(a) == normalize_url(b)
 
 
-def _pull_request(provider: str, body: bytes, sources: Mapping[str, tuple[str, str]]) -> Verdict:
-    """A pull request (GitHub) or merge request (GitLab) was opened, pushed to, relabelled or closed: the pull
-    request generators list again, and the sources of its repository are fetched (its head commit is in them)."""
+def _payload(body: bytes) -> dict[str, object] | Verdict:
+    """The body as a JSON object (an empty body: ``{}``), or the 400 verdict saying why it is none."""
     try:
         payload = json.loads(body) if body.strip() else {}
     except ValueError:
         return Verdict(400, False, "body is not JSON")
     if not isinstance(payload, dict):
         return Verdict(400, False, "body is not a JSON object")
+    return payload
+
+
+def _pull_request(provider: str, body: bytes, sources: Mapping[str, tuple[str, str]]) -> Verdict:
+    """A pull request (GitHub) or merge request (GitLab) was opened, pushed to, relabelled or closed: the pull
+    request generators list again, and the sources of its repository are fetched (its head commit is in them)."""
+    payload = _payload(body)
+    if isinstance(payload, Verdict):
+        return payload
     urls = _repository_urls(provider, payload)
     moved = tuple(n for n, (url, _) in sources.items() if urls and any(same_repository(url, u) for u in urls))
     fetching = f"; fetching {', '.join(moved)}" if moved else ""
@@ -135,12 +143,9 @@ def judge(
         return _pull_request(provider, body, sources)
     if not is_push:
         return Verdict(200, False, f"event {event or '(none)'} does not trigger a fetch")
-    try:
-        payload = json.loads(body) if body.strip() else {}
-    except ValueError:
-        return Verdict(400, False, "body is not JSON")
-    if not isinstance(payload, dict):
-        return Verdict(400, False, "body is not a JSON object")
+    payload = _payload(body)
+    if isinstance(payload, Verdict):
+        return payload
     ref = payload.get("ref")
     if ref is not None and not isinstance(ref, str):
         return Verdict(400, False, "ref is not a string")

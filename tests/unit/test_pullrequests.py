@@ -18,20 +18,21 @@ TOKEN = "ghp-secret-token-7731"
 SHA = "089d92cbf9ff857a39e6feccd32798ca700fb958"
 
 
-@pytest.fixture
-def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScmServer]:
+def _server(kind: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScmServer]:
     monkeypatch.setenv("SCM_TOKEN", TOKEN)
-    server = ScmServer("github", token=TOKEN, repository="acme/shop")
+    server = ScmServer(kind, token=TOKEN, repository="acme/shop")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScmServer]:
+    yield from _server("github", monkeypatch)
 
 
 @pytest.fixture
 def gitlab(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScmServer]:
-    monkeypatch.setenv("SCM_TOKEN", TOKEN)
-    server = ScmServer("gitlab", token=TOKEN, repository="acme/shop")
-    yield server
-    server.stop()
+    yield from _server("gitlab", monkeypatch)
 
 
 def _spec(server: ScmServer, **extra: Any) -> config.PullRequestGenerator:

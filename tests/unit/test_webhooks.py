@@ -118,3 +118,18 @@ def test_a_missing_secret_fails_at_startup(tmp_path: pathlib.Path) -> None:
     )
     with pytest.raises(Exception, match=r"server\.webhooks\.github: environment variable SURELY_UNSET_WEBHOOK_SECRET"):
         server.create_app(fleet.Fleet(config.load_config(path)))
+
+
+def test_pull_request_events_list_pull_requests_again_and_fetch_their_repository() -> None:
+    sources = {"fleet": ("https://github.com/acme/fleet.git", "main"), "other": ("https://github.com/acme/x", "main")}
+    body = b'{"action": "synchronize", "number": 7, "repository": {"clone_url": "https://github.com/acme/fleet.git"}}'
+    headers = {"x-github-event": "pull_request", "x-hub-signature-256": sig(body)}
+    verdict = webhooks.judge("github", SECRET, headers, body, sources)
+    assert (verdict.status, verdict.trigger, verdict.sources, verdict.pull_requests) == (202, True, ("fleet",), True)
+    forged = {**headers, "x-hub-signature-256": sig(body, b"wrong")}
+    assert webhooks.judge("github", SECRET, forged, body, sources).status == 401
+    merge = b'{"object_kind": "merge_request", "project": {"web_url": "https://gitlab.com/acme/elsewhere"}}'
+    gitlab = {"x-gitlab-event": "Merge Request Hook", "x-gitlab-token": SECRET.decode()}
+    verdict = webhooks.judge("gitlab", SECRET, gitlab, merge, sources)
+    assert (verdict.status, verdict.sources, verdict.pull_requests) == (202, (), True)  # the code lives elsewhere
+    assert webhooks.judge("gitlab", SECRET, gitlab, b"[1]", sources).status == 400
