@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from agent import cli
-from tests.conftest import GitRepo, live_object, wait_until
+from tests.conftest import CORPORA, GitRepo, live_object, wait_until
 from tests.e2e.test_faults import Agent
 from tests.e2e.test_push_to_deploy import request, signed
 from tests.e2e.test_run_status import free_port
@@ -338,3 +338,58 @@ def test_an_app_syncs_its_own_ref_and_waits_for_one_not_fetched(
     assert by_app["nowhere"]["errorKind"] == "waiting"
     assert by_app["nowhere"]["error"] == f"Waiting (ref {'f' * 40} of source default is not fetched (yet))"
     assert code == 1
+
+
+ARGOCD_EXAMPLES = "argoproj-argo-cd/applicationset/examples"
+
+
+@pytest.mark.parametrize(
+    ("example", "cluster_param", "deployment"),
+    [
+        ("list-generator/list-example.yaml", "{{.cluster}}", "guestbook-ui"),
+        ("git-generator-files-discovery/git-generator-files.yaml", "{{.cluster.name}}", "kustomize-guestbook-ui"),
+    ],
+)
+def test_argocd_examples_sync_as_written(
+    corpora_repo: GitRepo,
+    clusters: Any,
+    make_config: Any,
+    capsys: pytest.CaptureFixture[str],
+    example: str,
+    cluster_param: str,
+    deployment: str,
+) -> None:
+    """Argo CD's own ApplicationSet examples whose folders render offline, read from the corpus as they are (the
+    generators and the template's name, path and namespace; the git generator's repoURL as the source, the
+    corpus as one repository), each app placed on the test cluster its parameters name (Argo CD's destination)."""
+    dev, prod = clusters(2)
+    doc = yaml.safe_load((CORPORA / ARGOCD_EXAMPLES / example).read_text())
+    spec = doc["spec"]
+    for g in spec["generators"]:
+        if "git" in g:
+            files = [{"path": f"argoproj-argo-cd/{p['path']}"} for p in g["git"]["files"]]
+            g["git"] = {"files": files}  # repoURL and revision: the source named default
+    tmpl = spec["template"]
+    app_set = {
+        "name": doc["metadata"]["name"],
+        "goTemplate": spec["goTemplate"],
+        "goTemplateOptions": spec["goTemplateOptions"],
+        "generators": spec["generators"],
+        "template": {
+            "name": tmpl["metadata"]["name"],
+            "path": f"argoproj-argo-cd/{tmpl['spec']['source']['path']}",
+            "namespace": tmpl["spec"]["destination"]["namespace"],
+            "createNamespace": True,
+            "clusters": {"names": [cluster_param]},
+        },
+    }
+    named = (("engineering-dev", dev), ("engineering-prod", prod))
+    entries = [{"name": n, "kubeconfig": str(tc.kubeconfig)} for n, tc in named]
+    config = make_config(corpora_repo, entries, appSets=[app_set])
+
+    code, results, err = _sync(config, capsys)
+
+    assert code == 0, (err, {c: [(a["app"], a["error"]) for a in r["apps"]] for c, r in results.items()})
+    for name, tc in (("engineering-dev", dev), ("engineering-prod", prod)):
+        assert [a["app"] for a in results[name]["apps"]] == [f"{name}-guestbook"]
+        assert live_object(tc, "apps/v1", "Deployment", deployment, "guestbook") is not None
