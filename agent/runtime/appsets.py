@@ -147,6 +147,8 @@ class AppSets:
                 self.fetch(source)  # the pull requests' new head commits, before apps are pinned to them
             generation = self._generate(base, previous)
             with self.serial:
+                if self.stopping.is_set():
+                    return  # shutting down: no worker is started any more (Fleet.shutdown waits on serial)
                 with self._lock:
                     if self.base is not base:
                         continue  # a reload came between: it generated from the new config

@@ -198,6 +198,8 @@ class Fleet:
         """SIGTERM: stop fetching, cancel every sync in flight and wait for them (about ``sync.requestTimeout`` at
         most), then release the Leases."""
         self._stopping.set()
+        with self.appsets.serial:  # a config being put in force (a generation) finishes first; none starts after
+            pass
         if self.rollout:
             self.rollout.stop()
         self.app_rollouts.stop()
