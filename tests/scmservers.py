@@ -12,7 +12,7 @@
 
 Faults to set: ``status`` (every answer that status, with a message), ``rate_limit`` (seconds: 403 with
 ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` that far ahead, as GitHub's primary limit), ``hang``
-(accept and never answer). ``requests`` records each request's path and headers.
+(accept and never answer), ``delay`` (seconds before each answer). ``requests`` records each request's path and headers.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class ScmServer:
         self.status = 0
         self.rate_limit = 0.0
         self.hang = False
+        self.delay = 0.0
         self._release = threading.Event()
         self._lock = threading.Lock()
         server = self
@@ -81,6 +82,7 @@ class ScmServer:
         if self.hang:
             self._release.wait(120)
             return
+        time.sleep(self.delay)
         parsed = urllib.parse.urlsplit(h.path)
         query = dict(urllib.parse.parse_qsl(parsed.query))
         if self.kind == "github":

@@ -7,11 +7,11 @@ Bearer``, ``Accept: application/vnd.github+json`` and ``X-GitHub-Api-Version``; 
 ``Link: <...>; rel="next"`` header both send (RFC 8288). Each page is asked conditionally with the ETag it last
 came with (``If-None-Match``): a 304 reuses what was read (GitHub does not count a 304 against the rate limit).
 
-Faults: every request has :data:`TIMEOUT` seconds; a 401 or 404 says the token or the repository is wrong; a rate
-limit (GitHub: 403 or 429 with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset``, or ``Retry-After``; GitLab:
-429 with ``Retry-After`` or ``RateLimit-Reset``) is waited out: no request is sent before the time the headers
-give, and each list until then fails at once saying until when. Each failure raises GenerateError (its app set keeps
-its apps). Tokens never appear in a message.
+Faults: every request has :data:`TIMEOUT` seconds, a whole listing :data:`LIST_TIMEOUT`; a 401 or 404 says the
+token or the repository is wrong; a rate limit (GitHub: 403 or 429 with ``X-RateLimit-Remaining: 0`` and
+``X-RateLimit-Reset``, or ``Retry-After``; GitLab: 429 with ``Retry-After`` or ``RateLimit-Reset``) is waited out:
+no request is sent before the time the headers give, and each list until then fails at once saying until when.
+Each failure raises GenerateError (its app set keeps its apps). Tokens never appear in a message.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ TIMEOUT = 30.0
 """Seconds one API request may take."""
 MAX_PAGES = 50
 """Pages (of 100) read at most: 5,000 open pull requests."""
+LIST_TIMEOUT = 120.0
+"""Seconds one listing (all its pages) may take: the ``appsets`` thread, which lists, generates nothing else
+meanwhile."""
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -77,8 +80,13 @@ class Lister:
         url: str | None = self._first_url()
         items: list[Any] = []
         pages = 0
+        deadline = time.monotonic() + max(self.timeout, LIST_TIMEOUT)
         while url is not None and pages < MAX_PAGES:
-            found, url = self._page(url, where)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                spent = max(self.timeout, LIST_TIMEOUT)
+                raise errors.GenerateError(f"{where}: {pages} page(s) read in {spent:g} s; the list is incomplete")
+            found, url = self._page(url, where, min(self.timeout, left))
             items += found
             pages += 1
         return [p for p in map(self._parse, items) if set(self._labels()) <= set(p.labels)]
@@ -115,12 +123,13 @@ class Lister:
             headers["If-None-Match"] = etag
         return headers
 
-    def _page(self, url: str, where: str) -> tuple[list[Any], str | None]:
+    def _page(self, url: str, where: str, timeout: float) -> tuple[list[Any], str | None]:
         kept = self._pages.get(url)
+        bounded = urllib3.Timeout(connect=min(5.0, timeout), read=timeout)
         try:
-            resp = self._http.request("GET", url, headers=self._headers(kept[0] if kept else None))
+            resp = self._http.request("GET", url, headers=self._headers(kept[0] if kept else None), timeout=bounded)
         except urllib3.exceptions.TimeoutError:
-            raise errors.GenerateError(f"{where}: no answer within {self.timeout:g} s") from None
+            raise errors.GenerateError(f"{where}: no answer within {timeout:g} s") from None
         except urllib3.exceptions.HTTPError as e:
             raise errors.GenerateError(f"{where}: {type(e).__name__}: could not ask the API") from None
         except errors.ConfigError as e:

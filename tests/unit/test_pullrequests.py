@@ -5,6 +5,7 @@ set, with the reason, and a rate limit is waited out without asking again."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,3 +176,17 @@ def test_an_api_that_never_answers_times_out(github: ScmServer) -> None:
     github.hang = True
     with pytest.raises(Exception, match="no answer within"):
         pullrequests.Lister(_spec(github), timeout=1.0).fetch()
+
+
+def test_a_listing_of_many_slow_pages_is_bounded_as_a_whole(
+    github: ScmServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 6):
+        github.open(n, f"b{n}", str(n) * 40)
+    github.page_size, github.delay = 1, 0.4  # five pages, 0.4 s each
+    monkeypatch.setattr(pullrequests, "LIST_TIMEOUT", 0.5)
+    started = time.monotonic()
+    with pytest.raises(Exception, match=r"no answer within|the list is incomplete"):
+        pullrequests.Lister(_spec(github), timeout=1.0).fetch()  # the listing's bound: max(1.0, 0.5) s
+    assert time.monotonic() - started < 1.5
+    assert len(github.requests) < 5
