@@ -178,9 +178,7 @@ def test_an_api_that_never_answers_times_out(github: ScmServer) -> None:
         pullrequests.Lister(_spec(github), timeout=1.0).fetch()
 
 
-def test_a_listing_of_many_slow_pages_is_bounded_as_a_whole(
-    github: ScmServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_listing_of_many_slow_pages_is_bounded_as_a_whole(github: ScmServer, monkeypatch: pytest.MonkeyPatch) -> None:
     for n in range(1, 6):
         github.open(n, f"b{n}", str(n) * 40)
     github.page_size, github.delay = 1, 0.4  # five pages, 0.4 s each
