@@ -88,7 +88,7 @@ def sync_fleet(
             return _resolved(sources, fetched, source, ref)
 
         for c in selected:  # apps with a ref of their own: pinned to it
-            revisions |= apps.ref_pins(apps.units(cfg, c), resolve)
+            revisions |= apps.ref_pins(apps.placement(cfg, c).units, resolve)
         for key, rev in revisions.items():
             if key not in trees and rev.sha:
                 source = key.removeprefix(apps.PIN_PREFIX)

@@ -40,11 +40,12 @@ def revisions_for(
             revision = fleet_rollout.target(cluster)
         if revision is not None:
             out[name] = revision
-    out.update(apps.ref_pins(apps.units(cfg, found), lambda source, ref: _resolved(sources, source, ref)))
+    units = apps.placement(cfg, found).units  # cached per config: this runs for every sync and status poll
+    out.update(apps.ref_pins(units, lambda source, ref: _resolved(sources, source, ref)))
     out.update(app_rollouts.pins(found))
     held = book.pins(cluster)
     if held:  # an operator's rollback wins over an app's rollout
-        placed = {u.name: u.source for u in apps.units(cfg, found)}
+        placed = {u.name: u.source for u in units}
         out.update({apps.PIN_PREFIX + app: r for app, r in holds.pinned(held, placed, out).items()})
     return out if any(r.sha for r in out.values()) else {}
 
