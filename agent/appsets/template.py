@@ -14,10 +14,6 @@ One run renders one template for many parameter sets (one process per app set an
 from __future__ import annotations
 
 import json
-import os
-import pathlib
-import shutil
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,11 +29,7 @@ TIMEOUT = 30.0
 def binary() -> str | None:
     """``$GITOPS_AGENT_TEMPLATE``, else the helper beside the running Python (the virtualenv ``make`` fills, the
     image's ``/opt/gitops-agent/bin``), else on PATH; None when there is none."""
-    explicit = os.environ.get("GITOPS_AGENT_TEMPLATE")
-    if explicit:
-        return explicit
-    beside = pathlib.Path(sys.executable).parent / HELPER
-    return str(beside) if beside.is_file() else shutil.which(HELPER)
+    return tools.find(HELPER, "GITOPS_AGENT_TEMPLATE")
 
 
 Rendered = tuple[Any, str | None]

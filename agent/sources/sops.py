@@ -24,8 +24,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
-import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -51,11 +49,7 @@ _IDENTITY = ("apiVersion", "kind", "metadata", "type")
 
 def binary() -> str | None:
     """``$GITOPS_AGENT_SOPS``, else ``sops`` beside the running Python (the venv ``make`` fills), else on PATH."""
-    explicit = os.environ.get("GITOPS_AGENT_SOPS")
-    if explicit:
-        return explicit
-    beside = pathlib.Path(sys.executable).parent / "sops"
-    return str(beside) if beside.is_file() else shutil.which("sops")
+    return tools.find("sops", "GITOPS_AGENT_SOPS")
 
 
 def is_encrypted(data: bytes) -> bool:

@@ -22,10 +22,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import pathlib
 import re
 import resource
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -52,6 +55,16 @@ DEFAULT_LIMITS = Limits()
 
 class RenderTimeoutError(Exception):
     """The tool did not finish within its timeout; it was killed with its process group."""
+
+
+def find(name: str, env: str) -> str | None:
+    """An external tool: ``$<env>`` when set, else ``name`` beside the running Python (the virtualenv ``make``
+    fills; the image's ``/opt/gitops-agent/bin``), else ``name`` on PATH; None when there is none."""
+    explicit = os.environ.get(env)
+    if explicit:
+        return explicit
+    beside = pathlib.Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else shutil.which(name)
 
 
 def run(

@@ -29,7 +29,6 @@ import os
 import pathlib
 import re
 import shutil
-import sys
 import tempfile
 import threading
 
@@ -45,13 +44,7 @@ _SOURCE = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
 def binary() -> str | None:
     """``$GITOPS_AGENT_HELM``, else ``helm`` beside the running Python (the venv ``make`` fills), else on PATH."""
-    explicit = os.environ.get("GITOPS_AGENT_HELM")
-    if explicit:
-        return explicit
-    beside = pathlib.Path(sys.executable).parent / "helm"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("helm")
+    return tools.find("helm", "GITOPS_AGENT_HELM")
 
 
 def is_chart(directory: pathlib.Path) -> bool:
