@@ -30,6 +30,7 @@ from tests.conftest import (
 from tests.e2e.test_faults import Agent
 from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
+from tests.e2e.test_sync_corpora import ensure_namespace
 
 BIN = REPO / ".venv" / "bin"
 WHOLE, REGEX, CM = "whole-file-value-7c1d", "regex-value-5e2a", "configmap-value-9b3f"
@@ -139,6 +140,9 @@ def test_encrypted_files_sync_and_no_decrypted_value_shows(
         sync={"interval": "1h"},
         server={"listen": f"127.0.0.1:{port}"},
     )
+    # The chart app and kz write into the namespace the app "app" creates; apps at a new revision sync side by
+    # side, so it is made here before the sync (otherwise whichever renders first may write before it exists).
+    ensure_namespace(tc, namespace)
     env = {"SOPS_AGE_KEY": key}
     seen: list[str] = []
     first = cli(config, env, "sync", "--json")
