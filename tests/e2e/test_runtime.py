@@ -79,9 +79,10 @@ def test_a_stalled_git_server_leaves_clusters_reconciling_and_the_status_honest(
         # comes back (self-heal is off: a scheduled sync does it).
         dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap").delete(name="keep", namespace=namespace)
         wait_until(lambda: _data(tc, "keep", namespace) == {"v": "1"}, timeout=15)
-        cluster = agent.cluster("a")
+        # The object is back as soon as the sync applies it; the status says Synced once that sync has ended and
+        # been recorded (a status poll between the delete and that end rightly said OutOfSync).
+        cluster = wait_until(lambda: (c := agent.cluster("a"))["syncStatus"] == "Synced" and c, timeout=15)
         assert cluster["lastSync"]["revision"]["sha"] == first
-        assert cluster["syncStatus"] == "Synced"
         assert _data(tc, "shared", namespace) == {"rev": "1"}
 
         # The remote answers again: the commit pushed meanwhile is deployed.
