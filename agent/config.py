@@ -44,6 +44,7 @@ from agent.config_appsets import (
     MatrixGenerator,
     MergeGenerator,
     PathPattern,
+    Preview,
     PullRequestGenerator,
 )
 from agent.config_sections import (
@@ -107,6 +108,7 @@ __all__ = [
     "Notification",
     "PathPattern",
     "Placement",
+    "Preview",
     "PullRequestGenerator",
     "Retry",
     "RolloutConfig",
@@ -237,6 +239,10 @@ class AgentConfig(_Model):
             unknown = [n for n in app_set.sources() if n not in known]
             if unknown:
                 raise ValueError(f"appSets[{i}] ({app_set.name}): git generator reads unknown sources: {unknown}")
+            previews = [p.preview.source for p in app_set.pull_requests() if p.preview is not None]
+            unknown = [n for n in previews if n not in known]
+            if unknown:
+                raise ValueError(f"appSets[{i}] ({app_set.name}): pullRequest preview reads unknown sources: {unknown}")
         for c in self.clusters:
             if c.paths and "default" not in known:
                 raise ValueError(f"cluster {c.name}: paths read the source named default, and there is none")

@@ -97,18 +97,34 @@ class GitLabMergeRequests(_Model):
     pull_request_state: str = "opened"
 
 
+class Preview(_Model):
+    """A pull request generator's ``preview``: for each open pull request, what merging its head would change
+    across the fleet (a server-side dry run of every app on every cluster with source ``source`` at the head
+    commit, nothing written), posted as one ``comment`` on the pull request (GitHub issue comment, GitLab merge
+    request note; edited in place on each push) and as a ``commitStatus`` ``gitops-agent/preview`` on the head
+    commit (failure when any app would fail to render, validate or apply). ``source``: the source the repository
+    is fetched as (default ``default``); ``link``: the ``target_url`` of the commit status (the dashboard, say)."""
+
+    comment: bool = False
+    commit_status: bool = False
+    source: str = "default"
+    link: str | None = None
+
+
 class PullRequestGenerator(_Model):
     """``pullRequest``: one parameter set per open pull request of ``github`` or ``gitlab`` (Argo CD's
     Generators-Pull-Request.md): ``number``, ``title``, ``branch``, ``branch_slug``, ``target_branch``,
     ``target_branch_slug``, ``head_sha``, ``head_short_sha`` (8 characters), ``head_short_sha_7``, ``author`` and,
     for Go templates, ``labels``. Listed again every ``requeueAfterSeconds`` (Argo CD's name; ``interval`` too;
-    default 30 minutes) and at once on a pull request webhook; an app's ``ref`` may be ``{{.head_sha}}``."""
+    default 30 minutes) and at once on a pull request webhook; an app's ``ref`` may be ``{{.head_sha}}``.
+    ``preview``: a :class:`Preview` of each pull request's changes, posted on it."""
 
     github: GitHubPullRequests | None = None
     gitlab: GitLabMergeRequests | None = None
     requeue_after_seconds: Interval = pydantic.Field(
         default=1800.0, validation_alias=pydantic.AliasChoices("requeueAfterSeconds", "interval")
     )
+    preview: Preview | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_provider(self) -> PullRequestGenerator:

@@ -41,10 +41,16 @@ Trees = Callable[
 """:meth:`agent.runtime.sourcing.Sources.trees`."""
 
 
+Preview = Callable[[str, config.PullRequestGenerator, list[pullrequests.PullRequest]], None]
+""":meth:`agent.runtime.previews.Previews.offer`: (app set, its generator with a ``preview``, its open pull
+requests)."""
+
+
 class AppSets:
     """The app sets of the running agent (see the module docstring). ``last_good(source)``: the source's last good
     revision (None: not fetched yet); ``trees``: holds sources' trees; ``apply(cfg)``: puts a config with
-    generated apps in force (called on the ``appsets`` thread)."""
+    generated apps in force (called on the ``appsets`` thread); ``fetch(source)``: fetches a source now;
+    ``preview``: told the open pull requests of each generator with a ``preview`` after each round."""
 
     def __init__(
         self,
@@ -54,12 +60,14 @@ class AppSets:
         apply: Callable[[config.AgentConfig], Any],
         stopping: threading.Event,
         fetch: Callable[[str], None] = lambda name: None,
+        preview: Preview = lambda app_set, spec, pulls: None,
     ) -> None:
         self.last_good = last_good
         self.trees = trees
         self.apply = apply
         self.stopping = stopping
         self.fetch = fetch
+        self.preview = preview
         self._listers: dict[str, pullrequests.Lister] = {}  # by PullRequestGenerator.key; the appsets thread's
         self._lists: dict[str, tuple[list[pullrequests.PullRequest] | None, str | None, float]] = {}
         """key -> (the open pull requests, or None; the last listing's error; when it was listed, monotonic)."""
@@ -140,11 +148,13 @@ class AppSets:
                 base, force, self._refresh = self.base, self._refresh, False
             changed, sources = self._list_pull_requests(base, force)
             if not signalled and not changed:
+                self._offer_previews(base)  # those whose posting failed, once their wait is over
                 continue
             with self._lock:
                 previous = self.generation
             for source in sources:
                 self.fetch(source)  # the pull requests' new head commits, before apps are pinned to them
+            self._offer_previews(base)  # new heads, fetched now
             generation = self._generate(base, previous)
             with self.serial:
                 if self.stopping.is_set():
@@ -189,6 +199,17 @@ class AppSets:
                 named = a.template.get("source", "default")
                 sources += [named] if isinstance(named, str) and "{{" not in named else list(base.all_sources())
         return True, list(dict.fromkeys(s for s in sources if s in base.all_sources()))
+
+    def _offer_previews(self, base: config.AgentConfig) -> None:
+        """Hand the pull requests of every generator with a ``preview`` to ``preview`` (it queues what is new)."""
+        for app_set in base.app_sets:
+            for spec in app_set.pull_requests():
+                if spec.preview is None or not (spec.preview.comment or spec.preview.commit_status):
+                    continue
+                with self._lock:
+                    found = self._lists.get(spec.key)
+                if found is not None and found[0] is not None and found[1] is None:
+                    self.preview(app_set.name, spec, found[0])
 
     def _pull_requests(self, spec: config.PullRequestGenerator) -> list[pullrequests.PullRequest]:
         """The last list of ``spec``'s pull requests. Raises GenerateError when there is none, or the last listing

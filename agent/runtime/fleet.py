@@ -42,6 +42,7 @@ from agent.runtime import (
     leases,
     metrics,
     notify,
+    previews,
     rollout,
     rollout_store,
     sourcing,
@@ -77,8 +78,9 @@ class Fleet:
             cfg, self.scheduler, self._stopping, lambda: self.cfg.server.webhook_debounce, self._fetched
         )
         self.appsets = appsets.AppSets(
-            cfg, self._last_good, self.sourcing.trees, self._apply, self._stopping, self.sourcing.fetch
-        )
+            cfg, self._last_good, self.sourcing.trees, self._apply, self._stopping, self.sourcing.fetch,
+            lambda app_set, spec, pulls: self.previews.offer(app_set, spec, pulls),
+        )  # fmt: skip
         cfg = self.appsets.current  # with the apps app sets generate (git generators: after their first fetch)
         self.cfg = cfg
         self.state = state.AgentState([c.name for c in cfg.clusters], list(cfg.all_sources()))
@@ -107,6 +109,9 @@ class Fleet:
             ]
         )
         self.host = host_.WorkerHost(self, self._stopping)  # what the workers read and report through
+        self.previews = previews.Previews(
+            lambda: self.cfg, self.sourcing.get, self.revisions_for, self.host.trees, self._stopping
+        )
         self.workers: dict[str, worker.Worker] = {c.name: self._new_worker(cfg, c) for c in cfg.clusters}
         self._lock = threading.Lock()
         self.fetched = self.sourcing.fetched
@@ -181,6 +186,7 @@ class Fleet:
     def start(self) -> None:
         """Start the notifier, the workers, the fetch schedule (first fetch at once), the rollout and the leases."""
         self.notifier.start()
+        self.previews.start()
         self.appsets.start()
         self.sourcing.start()
         self.scheduler.start()

@@ -10,6 +10,7 @@ import logging
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
+from typing import Any
 
 from agent import apps, config, threads
 from agent.appsets import expand
@@ -97,26 +98,42 @@ def sync_fleet(
                 trees[key] = stack.enter_context(sources[source].tree(rev))
 
         def one(cluster: config.ClusterConfig) -> ReconcileResult:
-            book = holds.Book()  # read from the cluster as the sync starts: a suspended app is diffed, not written
-            runner = ClusterSync(cfg, cluster, gate=gate.Gate([gate.HoldRule(book)]), book=book)
-            try:
-                return runner.reconcile(
-                    revisions,
-                    trees,
-                    app=app,
-                    dry_run=dry_run,
-                    force_prune=force_prune,
-                    prune_orphans=prune_orphans,
-                    wait=wait,
-                    selected={app: tuple(objects)} if app is not None and objects else None,
-                )
-            finally:
-                runner.close()
+            return reconcile_once(
+                cfg,
+                cluster,
+                revisions,
+                trees,
+                app=app,
+                dry_run=dry_run,
+                force_prune=force_prune,
+                prune_orphans=prune_orphans,
+                wait=wait,
+                selected={app: tuple(objects)} if app is not None and objects else None,
+            )
 
         with futures.ThreadPoolExecutor(
             max(1, len(selected)), thread_name_prefix=threads.pool("cluster", "sync (one-shot)")
         ) as pool:
             return list(pool.map(one, selected))
+
+
+def reconcile_once(
+    cfg: config.AgentConfig,
+    cluster: config.ClusterConfig,
+    revisions: Mapping[str, resources.Revision],
+    trees: Mapping[str, pathlib.Path],
+    **options: Any,
+) -> ReconcileResult:
+    """Reconcile ``cluster`` once with a fresh :class:`agent.sync.cluster.ClusterSync` of its own (new
+    connections, no watch), closed after: ``options`` are those of :meth:`ClusterSync.reconcile` (``dry_run``,
+    ``cancel``, ...). Suspended apps and clusters are read from the cluster as the sync starts (a suspended app is
+    diffed, never written). Never raises (as ``reconcile``)."""
+    book = holds.Book()
+    runner = ClusterSync(cfg, cluster, gate=gate.Gate([gate.HoldRule(book)]), book=book)
+    try:
+        return runner.reconcile(revisions, trees, **options)
+    finally:
+        runner.close()
 
 
 def _resolved(
