@@ -198,6 +198,7 @@ class AppSets:
             if any(p.key in changed for p in a.pull_requests()):
                 named = a.template.get("source", "default")
                 sources += [named] if isinstance(named, str) and "{{" not in named else list(base.all_sources())
+                sources += [p.preview.source for p in a.pull_requests() if p.preview is not None]
         return True, list(dict.fromkeys(s for s in sources if s in base.all_sources()))
 
     def _offer_previews(self, base: config.AgentConfig) -> None:
