@@ -31,6 +31,8 @@ from agent.config_apps import (
     SelectorRequirement,
     ValuesFile,
     check_dependencies,
+    label_problem,
+    parse_selector,
 )
 from agent.config_appsets import KINDS as GENERATOR_KINDS
 from agent.config_appsets import (
@@ -124,8 +126,10 @@ __all__ = [
     "WebhooksConfig",
     "check_dependencies",
     "describe",
+    "label_problem",
     "load_config",
     "parse_duration",
+    "parse_selector",
 ]
 
 

@@ -6,6 +6,7 @@ units the runtime syncs by :mod:`agent.apps`.
 from __future__ import annotations
 
 import fnmatch
+import re
 import typing
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -41,6 +42,58 @@ class SelectorRequirement(_Model):
         if self.operator == "In":
             return labels.get(self.key) in self.values
         return labels.get(self.key) not in self.values
+
+
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_SELECTOR_PART = re.compile(
+    r"\s*(?:(?P<not>!)\s*(?P<absent>[^\s,!=()]+)"
+    r"|(?P<key>[^\s,!=()]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^\s,!=()]*)"
+    r"|\s+(?P<set>in|notin)\s*\((?P<values>[^()]*)\))?)\s*(?:,|$)"
+)
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why ``key: value`` is not a Kubernetes label (apimachinery's rules: a name of at most 63 characters,
+    alphanumerics and ``-_.`` inside, with an optional DNS subdomain prefix and ``/``; a value the same, or
+    empty), or None when it is one."""
+    prefix, _, name = key.rpartition("/")
+    if not name or not _LABEL_NAME.fullmatch(name) or len(name) > 63:
+        return f"label key {key!r} is not a valid label name"
+    if prefix and (len(prefix) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", prefix)):
+        return f"label key {key!r} has an invalid prefix"
+    if len(value) > 63 or not _LABEL_NAME.fullmatch(value):
+        return f"label {key}: value {value!r} is not a valid label value"
+    return None
+
+
+def parse_selector(text: str) -> tuple[SelectorRequirement, ...]:
+    """The requirements of label selector ``text`` in Kubernetes' string syntax (``kubectl get -l``; apimachinery
+    ``labels.Parse``): ``key``, ``!key``, ``key=value``, ``key==value``, ``key!=value``, ``key in (a,b)``, ``key
+    notin (a,b)``, joined by commas; all must hold. Raises ValueError naming the part it cannot read."""
+    out: list[SelectorRequirement] = []
+    at = 0
+    text = text.strip()
+    while at < len(text):
+        found = _SELECTOR_PART.match(text, at)
+        if found is None or found.end() == at:
+            raise ValueError(f"label selector {text!r}: cannot read {text[at:]!r}")
+        at = found.end()
+        g = found.groupdict()
+        if g["absent"]:
+            out.append(SelectorRequirement(key=g["absent"], operator="DoesNotExist"))
+        elif g["op"]:
+            negated: typing.Literal["In", "NotIn"] = "NotIn" if g["op"] == "!=" else "In"
+            out.append(SelectorRequirement(key=g["key"], operator=negated, values=(g["value"],)))
+        elif g["set"]:
+            values = tuple(v.strip() for v in g["values"].split(",") if v.strip())
+            member: typing.Literal["In", "NotIn"] = "In" if g["set"] == "in" else "NotIn"
+            try:
+                out.append(SelectorRequirement(key=g["key"], operator=member, values=values))
+            except pydantic.ValidationError:
+                raise ValueError(f"label selector {text!r}: {g['key']} {g['set']} () needs values") from None
+        else:
+            out.append(SelectorRequirement(key=g["key"], operator="Exists"))
+    return tuple(out)
 
 
 class Placement(_Model):
@@ -221,10 +274,13 @@ class AppConfig(_Model):
     ``renderTimeout``: seconds one render of it may take (default: its source's); ``ref``: the branch, tag or commit
     of its git source this app syncs (default: the source's ``ref``; a pull request's head commit, ``{{.head_sha}}``
     in an app set): it must be among what the source's fetch brings (every branch and tag of the repository), and
-    the app waits, saying so, until it is."""
+    the app waits, saying so, until it is. ``labels``: the app's own labels (Argo CD's Application
+    ``metadata.labels``; Kubernetes label syntax), to filter apps by in the API and dashboard
+    (``GET /api/v1/apps?label=team=payments``)."""
 
     name: str
     source: str = "default"
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
     ref: str | None = None
     path: str | None = None
     chart: ChartRef | None = None
@@ -263,6 +319,14 @@ class AppConfig(_Model):
     @classmethod
     def _namespace_label(cls, v: str | None) -> str | None:
         return _dns_label(v) if v is not None else v
+
+    @pydantic.field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        problems = [p for k, value in v.items() if (p := label_problem(k, value))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
     @pydantic.field_validator("path")
     @classmethod

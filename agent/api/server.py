@@ -33,7 +33,7 @@ from typing import Any
 import fastapi
 import uvicorn
 
-from agent import threads
+from agent import config, threads
 from agent.api import levers, webhooks
 from agent.runtime import appstatus, fleet, trace
 from reconcilers import errors, resources
@@ -111,10 +111,16 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         q: str | None = None,
         limit: int | None = fastapi.Query(None, ge=1, le=10_000),
         after: str | None = fastapi.Query(None, alias="continue"),
+        label: str | None = None,
     ) -> fastapi.Response:
-        """Every app (filtered and paged when asked: :class:`appstatus.AppQuery`), ``total`` how many match, and
-        ``continue`` the token of the next page (absent on the last)."""
-        query = appstatus.AppQuery(sync, health, cluster, app_set, q, limit, after)
+        """Every app (filtered and paged when asked: :class:`appstatus.AppQuery`; ``label``: a label selector in
+        kubectl's syntax), ``total`` how many match, and ``continue`` the token of the next page (absent on the
+        last). 400 for a label selector that cannot be read."""
+        try:
+            selector = config.parse_selector(label) if label else ()
+        except ValueError as e:
+            raise fastapi.HTTPException(400, str(e)) from None
+        query = appstatus.AppQuery(sync, health, cluster, app_set, q, limit, after, selector)
         try:
             found, total, more = appstatus.page(appstatus.apps_json(agent, compact=True), query)
         except appstatus.ExpiredContinueError as e:

@@ -284,6 +284,7 @@ def summarize(
                 "source": a.source if a else "default",
                 "path": a.path if a else n,
                 "appSet": a.app_set if a else None,
+                "labels": dict(a.labels) if a else {},
                 "clusters": found,
                 "summary": _counts(found),
             }
@@ -295,7 +296,8 @@ def summarize(
 class AppQuery:
     """A filter and a page of ``GET /api/v1/apps``: an app is kept when one of its cells has syncStatus ``sync``
     and one has health ``health`` (case-insensitive), it has a cell on ``cluster``, it was made by ``app_set``,
-    and its name contains ``q`` (case-insensitive); unset fields keep every app. ``limit`` apps from the one after
+    its labels meet ``label`` (parsed requirements of a label selector: :func:`agent.config.parse_selector`), and
+    its name contains ``q`` (case-insensitive); unset fields keep every app. ``limit`` apps from the one after
     ``after`` (a ``continue`` token: the last name of the page before), in the list's order."""
 
     sync: str | None = None
@@ -305,6 +307,7 @@ class AppQuery:
     q: str | None = None
     limit: int | None = None
     after: str | None = None
+    label: tuple[config.SelectorRequirement, ...] = ()
 
     def matches(self, app: dict[str, Any]) -> bool:
         """True when ``app`` (an entry of :func:`summarize`) passes the filter."""
@@ -315,6 +318,7 @@ class AppQuery:
             and (self.cluster is None or any(c["cluster"] == self.cluster for c in cells))
             and (self.app_set is None or app.get("appSet") == self.app_set)
             and (self.q is None or self.q.lower() in app["name"].lower())
+            and all(r.matches(app["labels"]) for r in self.label)
         )
 
 

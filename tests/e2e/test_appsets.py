@@ -195,6 +195,9 @@ def test_the_running_agent_generates_again_on_the_next_fetch(
         assert "continue" not in listed
         assert json.loads(request(f"{agent.base}/api/v1/apps?appSet=other")[1]) == {"apps": [], "total": 0}
         assert request(f"{agent.base}/api/v1/apps?limit=1&continue=gone")[0] == 410
+        code, said = request(f"{agent.base}/api/v1/apps?label=team%20in%20(")
+        assert code == 400
+        assert "label selector 'team in (': cannot read" in said
         capsys.readouterr()
         assert cli.main(["appsets", "--url", agent.base]) == 0
         table = capsys.readouterr().out

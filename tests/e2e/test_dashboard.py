@@ -349,7 +349,7 @@ def test_dashboard_filters_searches_and_groups_apps(
     git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
 ) -> None:
     """Two apps written by hand and two an app set generates, on one cluster: the counts, the search box, the
-    app set and sync status filters (asked of the server) and grouping by app set."""
+    label selector, the app set and sync status filters (asked of the server) and grouping by app set."""
     from playwright.sync_api import sync_playwright
 
     (a,) = clusters(1)
@@ -365,12 +365,20 @@ def test_dashboard_filters_searches_and_groups_apps(
     config = make_config(
         git_repo,
         [{"name": "alpha", "kubeconfig": str(a.kubeconfig)}],
-        apps=[{"name": "web", "path": "hand/web", **own}, {"name": "db", "path": "hand/db", **own}],
+        apps=[
+            {"name": "web", "path": "hand/web", "labels": {"team": "shop", "tier": "frontend"}, **own},
+            {"name": "db", "path": "hand/db", "labels": {"team": "shop", "tier": "data"}, **own},
+        ],
         appSets=[
             {
                 "name": "teams",
                 "generators": [{"git": {"directories": [{"path": "teams/*"}]}}],
-                "template": {"name": "team-{{path.basename}}", "path": "{{path}}", **own},
+                "template": {
+                    "name": "team-{{path.basename}}",
+                    "path": "{{path}}",
+                    "labels": {"team": "{{path.basename}}"},
+                    **own,
+                },
             }
         ],
         server={"listen": f"127.0.0.1:{port}"},
@@ -397,6 +405,16 @@ def test_dashboard_filters_searches_and_groups_apps(
             assert rows() == ["team-blue", "team-red"]
             assert page.locator("#apps-shown").inner_text() == "2 of 2 matching apps shown"
             page.fill("#app-search", "")
+            page.fill("#filter-label", "team=shop")
+            wait_until(lambda: rows() == ["db", "web"], timeout=10)
+            assert page.locator("#matrix tr[data-app=db] .labels").inner_text() == "team=shop, tier=data"
+            page.fill("#filter-label", "tier in (data, cache),team")
+            wait_until(lambda: rows() == ["db"], timeout=10)
+            page.fill("#filter-label", "team!=shop")
+            wait_until(lambda: rows() == ["team-blue", "team-red"], timeout=10)
+            page.fill("#filter-label", "tier in (")
+            page.wait_for_selector("#apps-shown.error:has-text('cannot read')")
+            page.fill("#filter-label", "")
             page.select_option("#filter-appset", "teams")
             page.wait_for_function("document.querySelectorAll('#matrix tr[data-app]').length === 2")
             assert rows() == ["team-blue", "team-red"]

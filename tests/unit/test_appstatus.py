@@ -7,6 +7,7 @@ import datetime
 import pathlib
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 
@@ -102,18 +103,19 @@ def test_the_apps_summary_follows_new_cells(tmp_path: pathlib.Path) -> None:
     assert appstatus.summary(view.cfg, [degraded])[0]["health"] == {"Degraded": 1}
 
 
-def _entry(name: str, app_set: str | None, *cells: tuple[str, str, str]) -> dict[str, Any]:
+def _entry(name: str, app_set: str | None, *cells: tuple[str, str, str], **labels: str) -> dict[str, Any]:
     return {
         "name": name,
         "appSet": app_set,
+        "labels": labels,
         "clusters": [{"cluster": c, "syncStatus": s, "health": h} for c, s, h in cells],
     }
 
 
 def test_apps_are_filtered_and_paged() -> None:
     found = [
-        _entry("web", "teams", ("a", "Synced", "Healthy"), ("b", "OutOfSync", "Degraded")),
-        _entry("api", "teams", ("a", "Synced", "Healthy")),
+        _entry("web", "teams", ("a", "Synced", "Healthy"), ("b", "OutOfSync", "Degraded"), team="shop", tier="web"),
+        _entry("api", "teams", ("a", "Synced", "Healthy"), team="shop"),
         _entry("db", None, ("b", "Synced", "Progressing")),
         _entry("web-canary", None, ("a", "OutOfSync", "Healthy")),
     ]
@@ -130,5 +132,25 @@ def test_apps_are_filtered_and_paged() -> None:
     assert names(appstatus.AppQuery(limit=3)) == (["web", "api", "db"], 4, "db")
     assert names(appstatus.AppQuery(limit=3, after="db")) == (["web-canary"], 4, None)
     assert names(appstatus.AppQuery(limit=2, after="web", q="web")) == (["web-canary"], 2, None)
+    by_label = lambda text: names(appstatus.AppQuery(label=config.parse_selector(text)))  # noqa: E731
+    assert by_label("team=shop") == (["web", "api"], 2, None)
+    assert by_label("team==shop,!tier") == (["api"], 1, None)
+    assert by_label("team!=shop") == (["db", "web-canary"], 2, None)  # NotIn: a missing key matches
+    assert by_label("tier in (web,db),team") == (["web"], 1, None)
+    assert by_label("team notin (shop)") == (["db", "web-canary"], 2, None)
     with pytest.raises(appstatus.ExpiredContinueError, match="'gone': no such app any more"):
         appstatus.page(found, appstatus.AppQuery(limit=2, after="gone"))
+
+
+@pytest.mark.parametrize("text", ["team in ()", "=shop", "team shop", "tier in (web", "a,,b"])
+def test_a_label_selector_that_cannot_be_read_is_refused_naming_the_part(text: str) -> None:
+    with pytest.raises(ValueError, match="label selector"):
+        config.parse_selector(text)
+
+
+def test_app_labels_follow_the_kubernetes_rules() -> None:
+    ok = {"team": "shop", "example.com/tier": "web-1", "empty": ""}
+    assert config.AppConfig.model_validate({"name": "a", "path": "a", "labels": ok}).labels == ok
+    for bad, says in [({"-x": "a"}, "label key '-x'"), ({"Team/x": "a"}, "invalid prefix"), ({"t": "a b"}, "value")]:
+        with pytest.raises(pydantic.ValidationError, match=says):
+            config.AppConfig.model_validate({"name": "a", "path": "a", "labels": bad})
