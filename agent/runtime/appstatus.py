@@ -145,13 +145,28 @@ def cluster_cells(
             compact=compact,
             drifted=_app_drift(a, snap, fights),
         )
-        for a in last.apps
+        for a in _per_app(last, units)
         if app is None or a.app == app
     ]
     if key is not None:
         with _CELLS_LOCK:
             _CELLS[cluster] = (key, found)
     return found
+
+
+def _per_app(last: engine.ReconcileResult, units: Mapping[str, apps.Unit]) -> Sequence[engine.ReconcileResult]:
+    """The app results of ``last``; when the whole cluster failed before any app ran (unreachable, refused), one
+    per placed app carrying that error, so that each app shows Unknown there with the reason instead of
+    vanishing from the cluster."""
+    if last.apps or last.error is None:
+        return last.apps
+    return [
+        engine.ReconcileResult(
+            last.cluster, last.revision, (), last.started, last.duration, last.dry_run, error=last.error,
+            error_kind=last.error_kind, app=name,
+        )
+        for name in units
+    ]  # fmt: skip
 
 
 _CELLS: dict[str, tuple[tuple[object, ...], list[dict[str, Any]]]] = {}  # cluster -> (what they are of, cells)

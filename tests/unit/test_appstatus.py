@@ -154,3 +154,19 @@ def test_app_labels_follow_the_kubernetes_rules() -> None:
     for bad, says in [({"-x": "a"}, "label key '-x'"), ({"Team/x": "a"}, "invalid prefix"), ({"t": "a b"}, "value")]:
         with pytest.raises(pydantic.ValidationError, match=says):
             config.AppConfig.model_validate({"name": "a", "path": "a", "labels": bad})
+
+
+def test_an_app_on_a_cluster_that_cannot_be_reached_shows_unknown_with_the_reason(tmp_path: pathlib.Path) -> None:
+    """A cluster that failed as a whole (no app ran) keeps a cell per placed app: Unknown, saying why (not gone
+    from the matrix, as if the app were not placed there)."""
+    view = View(load(tmp_path))
+    now = datetime.datetime.now(datetime.UTC)
+    down = engine.ReconcileResult(
+        "c1", REV, (), now, 0.1, error="https://10.0.0.1: connection refused", error_kind=engine.ErrorKind.CLUSTER
+    )
+    (found,) = cells(view, down, health.Health.HEALTHY, 1)
+    assert (found["app"], found["syncStatus"], found["health"]) == ("web", "Unknown", "Unknown")
+    assert found["syncStatusReason"] == "https://10.0.0.1: connection refused"
+    view.state.record(down)
+    (app,) = appstatus.apps_json(view, compact=True)  # type: ignore[arg-type]
+    assert app["summary"]["syncStatus"] == {"Unknown": 1}
