@@ -35,7 +35,7 @@ import uvicorn
 
 from agent import config, threads
 from agent.api import levers, webhooks
-from agent.runtime import appstatus, fleet, trace
+from agent.runtime import appquery, appstatus, fleet, trace
 from reconcilers import errors, resources
 
 OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
@@ -113,17 +113,17 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         after: str | None = fastapi.Query(None, alias="continue"),
         label: str | None = None,
     ) -> fastapi.Response:
-        """Every app (filtered and paged when asked: :class:`appstatus.AppQuery`; ``label``: a label selector in
+        """Every app (filtered and paged when asked: :class:`appquery.AppQuery`; ``label``: a label selector in
         kubectl's syntax), ``total`` how many match, and ``continue`` the token of the next page (absent on the
         last). 400 for a label selector that cannot be read."""
         try:
             selector = config.parse_selector(label) if label else ()
         except ValueError as e:
             raise fastapi.HTTPException(400, str(e)) from None
-        query = appstatus.AppQuery(sync, health, cluster, app_set, q, limit, after, selector)
+        query = appquery.AppQuery(sync, health, cluster, app_set, q, limit, after, selector)
         try:
-            found, total, more = appstatus.page(appstatus.apps_json(agent, compact=True), query)
-        except appstatus.ExpiredContinueError as e:
+            found, total, more = appquery.page(appstatus.apps_json(agent, compact=True), query)
+        except appquery.ExpiredContinueError as e:
             raise fastapi.HTTPException(410, str(e)) from None
         return _json({"apps": found, "total": total, **({"continue": more} if more else {})})
 

@@ -6,7 +6,6 @@ their live caches. Used by :mod:`agent.runtime.status` and the API (``GET /api/v
 from __future__ import annotations
 
 import collections
-import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -258,14 +257,28 @@ def key_json(key: resources.ResourceKey) -> dict[str, str]:
 
 def cells(fleet: View, *, app: str | None = None, objects: bool = False, compact: bool = False) -> list[dict[str, Any]]:
     """Every (app, cluster) cell of the last syncs, in cluster order (with ``app``, that app's only)."""
+    return [c for found in _cluster_lists(fleet, app=app, objects=objects, compact=compact) for c in found]
+
+
+def _cluster_lists(
+    fleet: View, *, app: str | None = None, objects: bool = False, compact: bool = False
+) -> list[list[dict[str, Any]]]:
+    """Each cluster's cells (:func:`cluster_cells`); the compact cells of every app come from its cache, the same
+    list while nothing they show changed."""
     out = []
+    kept = compact and app is None and not objects
     for name in fleet.state.names():
         last = fleet.state.last(name)
         if last is None:
             continue
         w = fleet.worker_of(name)
-        healths = w.view().health(appresults.managed_keys(last)) if w else {}
-        out += cluster_cells(fleet, name, last, healths, app=app, objects=objects, compact=compact)
+        view = w.view() if w else None
+        changes = view.changes if view is not None and kept else None  # read before the healths it vouches for
+        healths = view.health(appresults.managed_keys(last)) if view is not None else {}
+        found = cluster_cells(
+            fleet, name, last, healths, app=app, objects=objects, compact=compact, live_changes=changes
+        )
+        out.append(found)
     return out
 
 
@@ -274,8 +287,26 @@ def apps_json(
 ) -> list[dict[str, Any]]:
     """Every app with its cells (``GET /api/v1/apps``, compact; with ``app``, that one, its last syncs and, when
     asked, objects): ``name``, ``source``, ``path``, ``clusters`` (the cells), ``summary`` (see :func:`summarize`).
-    """
-    return summarize(fleet.cfg, cells(fleet, app=app, objects=objects, compact=compact), app)
+
+    Every app, compact, is served again (the same list: do not change it) while the config and every cluster's
+    cells are the same lists as last time: a page, a search or a filter of 10,000 apps then builds nothing."""
+    if not compact or app is not None or objects:
+        return summarize(fleet.cfg, cells(fleet, app=app, objects=objects, compact=compact), app)
+    lists = _cluster_lists(fleet, compact=True)
+    global _APPS
+    with _CELLS_LOCK:
+        kept = _APPS
+    same = kept is not None and kept[0] is fleet.cfg and len(kept[1]) == len(lists)
+    if kept is not None and same and all(a is b for a, b in zip(kept[1], lists, strict=True)):
+        return kept[2]
+    found = summarize(fleet.cfg, [c for one in lists for c in one])
+    with _CELLS_LOCK:
+        _APPS = (fleet.cfg, lists, found)
+    return found
+
+
+_APPS: tuple[config.AgentConfig, list[list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+"""The last compact list of every app: (the config, each cluster's cells, the apps), guarded by ``_CELLS_LOCK``."""
 
 
 def summarize(
@@ -305,57 +336,6 @@ def summarize(
             }
         )
     return out
-
-
-@dataclasses.dataclass(frozen=True)
-class AppQuery:
-    """A filter and a page of ``GET /api/v1/apps``: an app is kept when one of its cells has syncStatus ``sync``
-    and one has health ``health`` (case-insensitive), it has a cell on ``cluster``, it was made by ``app_set``,
-    its labels meet ``label`` (parsed requirements of a label selector: :func:`agent.config.parse_selector`), and
-    its name contains ``q`` (case-insensitive); unset fields keep every app. ``limit`` apps from the one after
-    ``after`` (a ``continue`` token: the last name of the page before), in the list's order."""
-
-    sync: str | None = None
-    health: str | None = None
-    cluster: str | None = None
-    app_set: str | None = None
-    q: str | None = None
-    limit: int | None = None
-    after: str | None = None
-    label: tuple[config.SelectorRequirement, ...] = ()
-
-    def matches(self, app: dict[str, Any]) -> bool:
-        """True when ``app`` (an entry of :func:`summarize`) passes the filter."""
-        cells = app["clusters"]
-        return (
-            (self.sync is None or any(c["syncStatus"].lower() == self.sync.lower() for c in cells))
-            and (self.health is None or any(c["health"].lower() == self.health.lower() for c in cells))
-            and (self.cluster is None or any(c["cluster"] == self.cluster for c in cells))
-            and (self.app_set is None or app.get("appSet") == self.app_set)
-            and (self.q is None or self.q.lower() in app["name"].lower())
-            and all(r.matches(app["labels"]) for r in self.label)
-        )
-
-
-class ExpiredContinueError(Exception):
-    """A ``continue`` token names an app that is no longer listed (the Kubernetes API answers 410 Gone then)."""
-
-
-def page(found: list[dict[str, Any]], query: AppQuery) -> tuple[list[dict[str, Any]], int, str | None]:
-    """The apps of ``found`` that ``query`` keeps, one page of them: (the page, how many match in all, the
-    ``continue`` token of the next page or None). Raises ExpiredContinueError."""
-    kept = [a for a in found if query.matches(a)]
-    start = 0
-    if query.after is not None:
-        names = [a["name"] for a in kept]
-        if query.after not in names:
-            gone = f"continue token {query.after!r}: no such app any more; list again from the start"
-            raise ExpiredContinueError(gone)
-        start = names.index(query.after) + 1
-    end = len(kept) if query.limit is None else start + query.limit
-    shown = kept[start:end]
-    more = end < len(kept) and bool(shown)
-    return shown, len(kept), shown[-1]["name"] if more else None
 
 
 def summary(cfg: config.AgentConfig, per_cluster: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from agent import config
-from agent.runtime import appstatus, state
-from agent.sync import holds
+from agent.runtime import appquery, appstatus, state
+from agent.sync import drift, holds
 from reconcilers import apply, engine, health, resources
 
 KEY = resources.ResourceKey("", "ConfigMap", "ns", "cm")
@@ -120,26 +120,26 @@ def test_apps_are_filtered_and_paged() -> None:
         _entry("web-canary", None, ("a", "OutOfSync", "Healthy")),
     ]
 
-    def names(query: appstatus.AppQuery) -> tuple[list[str], int, str | None]:
-        shown, total, more = appstatus.page(found, query)
+    def names(query: appquery.AppQuery) -> tuple[list[str], int, str | None]:
+        shown, total, more = appquery.page(found, query)
         return [a["name"] for a in shown], total, more
 
-    assert names(appstatus.AppQuery()) == (["web", "api", "db", "web-canary"], 4, None)
-    assert names(appstatus.AppQuery(sync="outofsync")) == (["web", "web-canary"], 2, None)
-    assert names(appstatus.AppQuery(health="Degraded", cluster="b")) == (["web"], 1, None)
-    assert names(appstatus.AppQuery(app_set="teams")) == (["web", "api"], 2, None)
-    assert names(appstatus.AppQuery(q="WEB")) == (["web", "web-canary"], 2, None)
-    assert names(appstatus.AppQuery(limit=3)) == (["web", "api", "db"], 4, "db")
-    assert names(appstatus.AppQuery(limit=3, after="db")) == (["web-canary"], 4, None)
-    assert names(appstatus.AppQuery(limit=2, after="web", q="web")) == (["web-canary"], 2, None)
-    by_label = lambda text: names(appstatus.AppQuery(label=config.parse_selector(text)))  # noqa: E731
+    assert names(appquery.AppQuery()) == (["web", "api", "db", "web-canary"], 4, None)
+    assert names(appquery.AppQuery(sync="outofsync")) == (["web", "web-canary"], 2, None)
+    assert names(appquery.AppQuery(health="Degraded", cluster="b")) == (["web"], 1, None)
+    assert names(appquery.AppQuery(app_set="teams")) == (["web", "api"], 2, None)
+    assert names(appquery.AppQuery(q="WEB")) == (["web", "web-canary"], 2, None)
+    assert names(appquery.AppQuery(limit=3)) == (["web", "api", "db"], 4, "db")
+    assert names(appquery.AppQuery(limit=3, after="db")) == (["web-canary"], 4, None)
+    assert names(appquery.AppQuery(limit=2, after="web", q="web")) == (["web-canary"], 2, None)
+    by_label = lambda text: names(appquery.AppQuery(label=config.parse_selector(text)))  # noqa: E731
     assert by_label("team=shop") == (["web", "api"], 2, None)
     assert by_label("team==shop,!tier") == (["api"], 1, None)
     assert by_label("team!=shop") == (["db", "web-canary"], 2, None)  # NotIn: a missing key matches
     assert by_label("tier in (web,db),team") == (["web"], 1, None)
     assert by_label("team notin (shop)") == (["db", "web-canary"], 2, None)
-    with pytest.raises(appstatus.ExpiredContinueError, match="'gone': no such app any more"):
-        appstatus.page(found, appstatus.AppQuery(limit=2, after="gone"))
+    with pytest.raises(appquery.ExpiredContinueError, match="'gone': no such app any more"):
+        appquery.page(found, appquery.AppQuery(limit=2, after="gone"))
 
 
 @pytest.mark.parametrize("text", ["team in ()", "=shop", "team shop", "tier in (web", "a,,b"])
@@ -170,3 +170,53 @@ def test_an_app_on_a_cluster_that_cannot_be_reached_shows_unknown_with_the_reaso
     view.state.record(down)
     (app,) = appstatus.apps_json(view, compact=True)  # type: ignore[arg-type]
     assert app["summary"]["syncStatus"] == {"Unknown": 1}
+
+
+class _Retries:
+    version = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+class _Watched:
+    """A worker's view as the cells read it: the live cache's change count, healths, no drift."""
+
+    def __init__(self) -> None:
+        self.changes = 1
+        self.drift = drift.EMPTY
+        self.fighting: list[Any] = []
+
+    def health(self, keys: Any) -> dict[resources.ResourceKey, health.HealthStatus]:
+        return {k: health.HealthStatus(health.Health.HEALTHY, "") for k in keys}
+
+
+class _Worker:
+    def __init__(self) -> None:
+        self.retries = _Retries()
+        self.watched = _Watched()
+
+    def view(self) -> _Watched:
+        return self.watched
+
+
+def test_every_app_is_listed_again_from_what_was_built_while_nothing_changed(tmp_path: pathlib.Path) -> None:
+    """``GET /api/v1/apps`` of a fleet at rest builds no cell and no summary again (a page of 10,000 apps is then
+    a filter of a list already made); a new sync, a live change or a new config builds them again."""
+    worker = _Worker()
+
+    class Watching(View):
+        def worker_of(self, name: str) -> _Worker:  # type: ignore[override]
+            return worker
+
+    view = Watching(load(tmp_path))
+    view.state.record(synced())
+    first = appstatus.apps_json(view, compact=True)  # type: ignore[arg-type]
+    assert [(a["name"], a["summary"]["syncStatus"]) for a in first] == [("web", {"Synced": 1})]
+    assert appstatus.apps_json(view, compact=True) is first  # type: ignore[arg-type]
+    worker.watched.changes = 2  # something changed live
+    second = appstatus.apps_json(view, compact=True)  # type: ignore[arg-type]
+    assert second is not first
+    assert second == first
+    view.state.record(synced())  # a new sync
+    assert appstatus.apps_json(view, compact=True) is not second  # type: ignore[arg-type]
