@@ -92,8 +92,8 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         return {"status": "not ready", "reasons": reasons}
 
     @api.get("/api/v1/status", response_class=fastapi.responses.JSONResponse)
-    def status(objects: bool = OBJECTS) -> fastapi.Response:
-        return _json(agent.status_json(objects=objects))
+    def status(objects: bool = OBJECTS, apps: bool = True) -> fastapi.Response:
+        return _json(agent.status_json(objects=objects, apps=apps))
 
     @api.get("/api/v1/clusters/{name}", response_class=fastapi.responses.JSONResponse)
     def cluster(name: str, objects: bool = OBJECTS) -> fastapi.Response:

@@ -356,6 +356,28 @@ def summary(cfg: config.AgentConfig, per_cluster: Sequence[list[dict[str, Any]]]
 _SUMMARY: dict[str, tuple[tuple[object, ...], list[dict[str, Any]]]] = {}  # instance -> (what it is of, summary)
 
 
+def fleet_counts(per_app: list[dict[str, Any]]) -> dict[str, Any]:
+    """``apps`` (how many) and the app x cluster cells per ``syncStatus`` and ``health``, over :func:`summary`'s
+    per-app counts (kept with the summary it was made from, the same list while nothing changed)."""
+    with _CELLS_LOCK:
+        kept = _COUNTS.get(id(per_app))
+    if kept is not None and kept[0] is per_app:
+        return kept[1]
+    sync: collections.Counter[str] = collections.Counter()
+    healths: collections.Counter[str] = collections.Counter()
+    for a in per_app:
+        sync.update(a["syncStatus"])
+        healths.update(a["health"])
+    found = {"apps": len(per_app), "syncStatus": dict(sync), "health": dict(healths)}
+    with _CELLS_LOCK:
+        _COUNTS.clear()
+        _COUNTS[id(per_app)] = (per_app, found)
+    return found
+
+
+_COUNTS: dict[int, tuple[list[dict[str, Any]], dict[str, Any]]] = {}  # the last summary's counts
+
+
 def _counts(found: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "clusters": len(found),

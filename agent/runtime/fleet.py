@@ -442,6 +442,6 @@ class Fleet:
         """One cluster's status (see :func:`status.cluster_json`); None for an unknown cluster."""
         return status.cluster_json(self, name, objects=objects)
 
-    def status_json(self, *, objects: bool = True) -> dict[str, Any]:
+    def status_json(self, *, objects: bool = True, apps: bool = True) -> dict[str, Any]:
         """The source and every cluster (see :func:`status.status_json`)."""
-        return status.status_json(self, objects=objects)
+        return status.status_json(self, objects=objects, apps=apps)

@@ -188,14 +188,19 @@ def _reason(fleet: View, w: worker.Worker, last: engine.ReconcileResult | None) 
     return ""
 
 
-def status_json(fleet: View, *, objects: bool = True) -> dict[str, Any]:
+def status_json(fleet: View, *, objects: bool = True, apps: bool = True) -> dict[str, Any]:
     """The status of the source and of every cluster. ``objects=False`` is the fleet summary: every field but
     the per-object entries, whose size grows with the objects (about 180 bytes each: 9.2 MB at 50,005, measured
-    by bench/scale.py)."""
+    by bench/scale.py). ``appCounts``: how many apps, and app x cluster cells per sync status and health;
+    ``apps`` (unless ``apps=False``, which keeps the summary's size flat whatever the number of apps): the same
+    counts per app."""
     status = fleet.state.source_json()
     found = [_cluster(fleet, n, objects=objects) for n in fleet.state.names()]
     status["clusters"] = [c for c, _ in found if c]
-    status["apps"] = appstatus.summary(fleet.cfg, [cells for _, cells in found])
+    per_app = appstatus.summary(fleet.cfg, [cells for _, cells in found])
+    status["appCounts"] = appstatus.fleet_counts(per_app)
+    if apps:
+        status["apps"] = per_app
     status["ready"] = {"ready": not (reasons := not_ready(fleet)), "reasons": reasons}
     status["events"] = fleet.events.json(limit=EVENTS_IN_STATUS)
     if fleet.rollout:

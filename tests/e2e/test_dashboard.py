@@ -140,7 +140,7 @@ def test_dashboard_shows_clusters_and_drills_down(
             assert "+  mode: fast" in diff_text
             # it polls the fleet summary, and asks for the objects of the selected cluster alone
             api = {u for u in asked if u.startswith("/api/")}
-            expected = {"/api/v1/status?objects=false", "/api/v1/apps?limit=500", "/api/v1/appsets"}
+            expected = {"/api/v1/status?objects=false&apps=false", "/api/v1/apps?limit=500", "/api/v1/appsets"}
             assert api == {*expected, "/api/v1/clusters/alpha"}, asked
             # the apps x clusters matrix: each path is an app; a cell drills down to that app on that cluster
             for name in ("alpha", "beta"):

@@ -108,6 +108,11 @@ def test_run_serves_status_of_every_cluster(git_repo: GitRepo, clusters: Any, ma
                 "Healthy",
                 {"Healthy": 2},
             )
+        assert summary["appCounts"] == {"apps": 1, "syncStatus": {"Synced": 2}, "health": {"Healthy": 2}}, summary
+        assert [a["name"] for a in summary["apps"]] == [a["name"] for a in status["apps"]]
+        flat = get(f"{base}/api/v1/status?objects=false&apps=false")[1]
+        assert "apps" not in flat
+        assert flat["appCounts"] == summary["appCounts"]
         assert "objects" not in get(f"{base}/api/v1/clusters/b?objects=false")[1]["lastSync"]
         assert get(f"{base}/api/v1/clusters/nope")[0] == 404
 
