@@ -29,6 +29,9 @@ class SourceConfig(_Model):
     take before it is stopped and the source reported stale (default 60, as Flux's GitRepository);
     ``renderTimeout``: seconds one render of its apps (``helm template``, ``kustomize build``) may take before it is
     stopped with its process group and the app fails naming it (default 60; an app's own ``renderTimeout`` wins).
+    ``fetchPullRequestRefs``: also fetch the head of every pull request (GitHub's ``refs/pull/<n>/head``, GitLab's
+    ``refs/merge-requests/<iid>/head``), so that pull requests from forks can be synced and previewed at their head
+    commit (default false: only branches and tags; every pull request ever opened is fetched, closed ones too).
 
     ``type: helm`` is an HTTP chart repository (``url`` serves ``index.yaml``) and ``type: oci`` an OCI registry
     (``url`` is ``oci://host/path``, the charts below it); apps name a ``chart`` of it. Their credentials:
@@ -45,6 +48,7 @@ class SourceConfig(_Model):
     cache_dir: str | None = None
     token_env: str | None = None
     ssh_key_file: str | None = None
+    fetch_pull_request_refs: bool = False
     username_env: str | None = None
     password_env: str | None = None
     password_file: str | None = None

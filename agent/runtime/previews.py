@@ -188,7 +188,7 @@ def dry_runs(
     except errors.FetchError:
         return [], [
             f"the head commit {sha} is not in the clone of source {source} (a pull request from a fork? only "
-            "the repository's own branches are fetched)"
+            "the repository's own branches are fetched unless the source sets fetchPullRequestRefs: true)"
         ]
     clusters = [c for c in cfg.clusters if source in apps.sources_of(cfg, c)]
     token = cancel.Token(lambda: "the agent is stopping" if stopping.is_set() else None)

@@ -43,6 +43,12 @@ if TYPE_CHECKING:  # the child process never imports the config's models (0.13 s
 log = logging.getLogger(__name__)
 
 REFSPECS = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
+PULL_REQUEST_REFSPECS = [
+    "+refs/pull/*/head:refs/remotes/origin/pull/*",
+    "+refs/merge-requests/*/head:refs/remotes/origin/merge-requests/*",
+]
+"""With ``fetchPullRequestRefs``: the head of every pull request (GitHub's ``refs/pull/<n>/head``) and merge
+request (GitLab's ``refs/merge-requests/<iid>/head``), from forks too."""
 _LOCK = ".gitops-agent-fetch.lock"
 _POLL = 0.5
 """Seconds between checks of ``stop`` while a fetch runs."""
@@ -58,6 +64,7 @@ def fetch(source: config.SourceConfig, stop: threading.Event | None = None) -> r
         "ref": source.ref,
         "tokenEnv": source.token_env,
         "sshKeyFile": source.ssh_key_file,
+        "pullRequestRefs": source.fetch_pull_request_refs,
     }
     where = f"fetch {redact(source.url)} ({source.ref})"
     if _local_path(source.url) and not os.path.exists(source.url):  # libgit2 would say "unsupported URL protocol"
@@ -147,7 +154,7 @@ def _child(request: dict[str, Any]) -> dict[str, str]:
         try:
             repo, unusable = _open_or_init(directory, request["url"])
             _remove_stale_locks(directory)
-            repo.remotes["origin"].fetch(REFSPECS, callbacks=_Callbacks(request))
+            repo.remotes["origin"].fetch(_refspecs(request), callbacks=_Callbacks(request))
             answer = {"sha": str(resolve(repo, request["ref"]))}
             return {**answer, "recloned": unusable} if unusable else answer
         except errors.FetchError:
@@ -157,6 +164,10 @@ def _child(request: dict[str, Any]) -> dict[str, str]:
                 return {"sha": _reclone(directory, request), "recloned": redact(str(e))}
             except (pygit2.GitError, KeyError, ValueError, OSError):
                 raise errors.FetchError(str(e)) from e
+
+
+def _refspecs(request: dict[str, Any]) -> list[str]:
+    return REFSPECS + (PULL_REQUEST_REFSPECS if request.get("pullRequestRefs") else [])
 
 
 def _open_or_init(directory: pathlib.Path, url: str) -> tuple[pygit2.Repository, str]:
@@ -190,7 +201,7 @@ def _reclone(directory: pathlib.Path, request: dict[str, Any]) -> str:
     try:
         repo = pygit2.init_repository(str(fresh), bare=True)
         repo.remotes.create("origin", request["url"])
-        repo.remotes["origin"].fetch(REFSPECS, callbacks=_Callbacks(request))
+        repo.remotes["origin"].fetch(_refspecs(request), callbacks=_Callbacks(request))
         sha = str(resolve(repo, request["ref"]))
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)

@@ -640,3 +640,42 @@ def test_every_source_kind_opens_through_its_module(tmp_path: pathlib.Path) -> N
     assert registry.kind_of(config.SourceConfig(url=urls["git"])).name == "git"
     with pytest.raises(ValueError, match=r"unknown source type 'svn' \(known: auto, git, local, helm, oci\)"):
         config.SourceConfig(url=urls["git"], type="svn")
+
+
+@pytest.mark.parametrize("wanted", [True, False], ids=["fetchPullRequestRefs", "branches-only"])
+def test_pull_request_heads_from_forks_are_fetched_when_asked(tmp_path: pathlib.Path, wanted: bool) -> None:
+    """A fork's pull request lives only under ``refs/pull/<n>/head`` (GitHub) or ``refs/merge-requests/<iid>/head``
+    (GitLab) of the repository, on no branch: fetched, over a real git daemon, with ``fetchPullRequestRefs``."""
+    from tests.conftest import GitRepo
+    from tests.gitserver import GitDaemon
+
+    repo = GitRepo(tmp_path / "served" / "fleet")
+    repo.write("app/cm.yaml", "a: 1\n")
+    repo.commit("main")
+    repo.git("checkout", "-q", "-b", "fork")
+    repo.write("app/cm.yaml", "a: 2\n")
+    github = repo.commit("from a fork")
+    repo.write("app/cm.yaml", "a: 3\n")
+    gitlab = repo.commit("from another fork")
+    repo.git("checkout", "-q", "main")
+    repo.git("update-ref", "refs/pull/7/head", github)
+    repo.git("update-ref", "refs/merge-requests/8/head", gitlab)
+    repo.git("branch", "-q", "-D", "fork")
+    daemon = GitDaemon(tmp_path / "served")
+    try:
+        source = git.GitSource(
+            config.SourceConfig(
+                url=f"git://127.0.0.1:{daemon.port}/fleet",
+                cache_dir=str(tmp_path / "cache"),
+                fetch_pull_request_refs=wanted,
+            )
+        )
+        source.fetch()
+        for sha in (github, gitlab):
+            if wanted:
+                assert source.resolve(sha).sha == sha
+            else:
+                with pytest.raises(errors.FetchError):
+                    source.resolve(sha)
+    finally:
+        daemon.stop()
