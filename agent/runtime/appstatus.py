@@ -378,6 +378,16 @@ def fleet_counts(per_app: list[dict[str, Any]]) -> dict[str, Any]:
 _COUNTS: dict[int, tuple[list[dict[str, Any]], dict[str, Any]]] = {}  # the last summary's counts
 
 
+def cell_counts(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """``apps`` (how many cells: apps placed on the cluster, or that left it) and how many per ``syncStatus`` and
+    ``health``, over one cluster's cells."""
+    return {
+        "apps": len(found),
+        "syncStatus": dict(collections.Counter(c["syncStatus"] for c in found)),
+        "health": dict(collections.Counter(c["health"] for c in found)),
+    }
+
+
 def _counts(found: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "clusters": len(found),

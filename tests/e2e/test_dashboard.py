@@ -400,6 +400,8 @@ def test_dashboard_filters_searches_and_groups_apps(
             page.wait_for_selector("#matrix tr[data-app=team-red]")
             assert rows() == ["db", "team-blue", "team-red", "web"]
             assert page.locator("#app-counts").inner_text().startswith("4 apps · 4 Synced")
+            per_cluster = page.locator("#clusters tr[data-cluster=alpha] td.app-counts").inner_text()
+            assert per_cluster == "4 · 4 Synced · 4 Healthy", per_cluster
             page.fill("#app-search", "TEAM")
             page.wait_for_function("document.querySelectorAll('#matrix tr[data-app]').length === 2")
             assert rows() == ["team-blue", "team-red"]

@@ -108,7 +108,13 @@ def test_run_serves_status_of_every_cluster(git_repo: GitRepo, clusters: Any, ma
                 "Healthy",
                 {"Healthy": 2},
             )
-        assert summary["appCounts"] == {"apps": 1, "syncStatus": {"Synced": 2}, "health": {"Healthy": 2}}, summary
+        one_app = {"apps": 1, "syncStatus": {"Synced": 1}, "health": {"Healthy": 1}}
+        assert summary["appCounts"] == {
+            "apps": 1,
+            "syncStatus": {"Synced": 2},
+            "health": {"Healthy": 2},
+            "clusters": {"a": one_app, "b": one_app},
+        }, summary
         assert [a["name"] for a in summary["apps"]] == [a["name"] for a in status["apps"]]
         flat = get(f"{base}/api/v1/status?objects=false&apps=false")[1]
         assert "apps" not in flat
