@@ -28,7 +28,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet browser lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet browser signers lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops template
 
@@ -131,13 +131,19 @@ browser:
 	  echo "installing Debian's chromium for the dashboard test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# ssh-keygen (OpenSSH) and gpg (GnuPG) check signed commits (source.verify); the image carries both.
+signers:
+	@command -v ssh-keygen >/dev/null 2>&1 && command -v gpg >/dev/null 2>&1 || { \
+	  echo "installing Debian's openssh-client and gnupg for the signed-commit tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client gnupg >/dev/null; }
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check agent reconcilers
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops template registry jsonnet browser crane syft mmdebstrap lint
+test: venv testcluster kubectl kustomize helm sops template registry jsonnet browser signers crane syft mmdebstrap lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops template

@@ -17,6 +17,19 @@ from agent import source_kinds
 from agent.config_types import Duration, HomeCluster, Interval, Retry, SecretRef, Size, _Model
 
 
+class SourceVerify(_Model):
+    """A git source's ``verify``: what is deployed must carry a signature by one of ``keys`` (each ``{file}`` or
+    ``{env}``: an SSH public key line, ``ssh-ed25519 AAAA...``, for ``type: ssh``; an ASCII-armoured OpenPGP public
+    key for ``type: gpg``). ``mode``: ``head`` (default), the commit to deploy is signed (git's ``commit -S``), as
+    Flux's ``GitRepository.spec.verify.mode: HEAD``; ``tag``: the source's ``ref`` is an annotated tag signed with
+    ``tag -s`` (Flux's ``Tag``). Checked with OpenSSH's ``ssh-keygen -Y verify`` (namespace ``git``) or GnuPG's
+    ``gpg --verify`` against these keys alone."""
+
+    mode: typing.Literal["head", "tag"] = "head"
+    type: typing.Literal["ssh", "gpg"]
+    keys: tuple[SecretRef, ...] = pydantic.Field(min_length=1)
+
+
 class SourceConfig(_Model):
     """Where desired state comes from.
 
@@ -32,6 +45,8 @@ class SourceConfig(_Model):
     ``fetchPullRequestRefs``: also fetch the head of every pull request (GitHub's ``refs/pull/<n>/head``, GitLab's
     ``refs/merge-requests/<iid>/head``), so that pull requests from forks can be synced and previewed at their head
     commit (default false: only branches and tags; every pull request ever opened is fetched, closed ones too).
+    ``verify``: only signed revisions are deployed (:class:`SourceVerify`); one that is not is never deployed: the
+    source is ``Unverified (<sha>: <reason>)`` and its last verified revision stays.
 
     ``type: helm`` is an HTTP chart repository (``url`` serves ``index.yaml``) and ``type: oci`` an OCI registry
     (``url`` is ``oci://host/path``, the charts below it); apps name a ``chart`` of it. Their credentials:
@@ -49,6 +64,7 @@ class SourceConfig(_Model):
     token_env: str | None = None
     ssh_key_file: str | None = None
     fetch_pull_request_refs: bool = False
+    verify: SourceVerify | None = None
     username_env: str | None = None
     password_env: str | None = None
     password_file: str | None = None
@@ -74,6 +90,8 @@ class SourceConfig(_Model):
             raise ValueError(f"usernameEnv, passwordEnv, passwordFile and insecure are for type: {takers} sources")
         if self.password_env and self.password_file:
             raise ValueError("give passwordEnv or passwordFile, not both")
+        if self.verify is not None and self.type not in ("auto", "git"):
+            raise ValueError(f"verify is for git sources, not type: {self.type}")
         return self
 
     @property

@@ -185,7 +185,9 @@ def dry_runs(
         return [], [f"source {source} is not fetched yet"]
     try:
         head = found.resolve(sha)
-    except errors.FetchError:
+    except errors.FetchError as e:
+        if str(e).startswith("Unverified"):  # verify: an unsigned head is not previewed either
+            return [], [f"source {source}: {e}"]
         return [], [
             f"the head commit {sha} is not in the clone of source {source} (a pull request from a fork? only "
             "the repository's own branches are fetched unless the source sets fetchPullRequestRefs: true)"

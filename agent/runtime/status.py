@@ -190,11 +190,11 @@ def _reason(fleet: View, w: worker.Worker, last: engine.ReconcileResult | None) 
 
 def status_json(fleet: View, *, objects: bool = True, apps: bool = True) -> dict[str, Any]:
     """The status of the source and of every cluster. ``objects=False`` is the fleet summary: every field but
-    the per-object entries, whose size grows with the objects (about 180 bytes each: 9.2 MB at 50,005, measured
-    by bench/scale.py). ``appCounts``: how many apps, and app x cluster cells per sync status and health, over the
-fleet and per cluster (``clusters``: name -> its apps per sync status and health);
-    ``apps`` (unless ``apps=False``, which keeps the summary's size flat whatever the number of apps): the same
-    counts per app."""
+        the per-object entries, whose size grows with the objects (about 180 bytes each: 9.2 MB at 50,005, measured
+        by bench/scale.py). ``appCounts``: how many apps, and app x cluster cells per sync status and health, over the
+    fleet and per cluster (``clusters``: name -> its apps per sync status and health);
+        ``apps`` (unless ``apps=False``, which keeps the summary's size flat whatever the number of apps): the same
+        counts per app."""
     status = fleet.state.source_json()
     found = [_cluster(fleet, n, objects=objects) for n in fleet.state.names()]
     status["clusters"] = [c for c, _ in found if c]

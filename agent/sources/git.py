@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 import pygit2
 
 from agent import config
-from agent.sources import gitfetch, trees
+from agent.sources import gitfetch, trees, verify
 from reconcilers import errors, resources
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class GitSource:
         self.last_error: str | None = None
         self.trees = trees.Trees(self.dir.parent / f"{self.dir.name}-trees", _KEEP_CHECKOUTS)
         self._fetching = threading.Lock()  # one fetch at a time from this process; readers never take it
+        self._verified: set[tuple[str, str]] = set()  # (sha, tag in mode tag) whose signature was checked
+        self._lock = threading.Lock()  # guards _verified; never held while a tool runs
 
     @property
     def watched(self) -> None:
@@ -51,6 +53,7 @@ class GitSource:
         with self._fetching:
             try:
                 revision = gitfetch.fetch(self.source, stop)
+                self._verify(revision.sha, self.source.ref)
             except errors.FetchError as e:
                 self.last_error = str(e)
                 raise
@@ -58,13 +61,32 @@ class GitSource:
             return revision
 
     def resolve(self, ref: str) -> resources.Revision:
-        """A branch, tag or commit of the fetched clone as a revision (call :meth:`fetch` first).
-        Raises FetchError."""
+        """A branch, tag or commit of the fetched clone as a revision (call :meth:`fetch` first); with
+        ``verify``, only a signed one (:mod:`agent.sources.verify`). Raises FetchError."""
         try:
             repo = pygit2.Repository(str(self.dir))
         except pygit2.GitError as e:
             raise errors.FetchError(f"no clone at {self.dir}: fetch first ({e})") from e
-        return resources.Revision(str(gitfetch.resolve(repo, ref)), ref)
+        revision = resources.Revision(str(gitfetch.resolve(repo, ref)), ref)
+        self._verify(revision.sha, ref)
+        return revision
+
+    def _verify(self, sha: str, ref: str) -> None:
+        """With ``verify``: raise FetchError ``Unverified (...)`` unless ``sha`` (reached by ``ref``) is signed by
+        a key of it; a success is remembered (the tools run once per revision)."""
+        spec = self.source.verify
+        if spec is None:
+            return
+        with self._lock:
+            if (sha, ref if spec.mode == "tag" else "") in self._verified:
+                return
+        try:
+            repo = pygit2.Repository(str(self.dir))
+        except pygit2.GitError as e:
+            raise errors.FetchError(f"no clone at {self.dir}: fetch first ({e})") from e
+        verify.verify(repo, sha, ref, spec, f"source {gitfetch.redact(self.source.url)}")
+        with self._lock:
+            self._verified.add((sha, ref if spec.mode == "tag" else ""))
 
     @contextlib.contextmanager
     def tree(self, revision: resources.Revision) -> Iterator[pathlib.Path]:
