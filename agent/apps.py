@@ -69,7 +69,8 @@ class Unit:
     ``service_account``: ``namespace/name`` to impersonate (None: the agent's own identity); ``substitute`` and
     ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
     (``values_base``: the directory of its source its ``valuesFiles`` are relative to: a chart source's chart);
-    ``jsonnet``: how its jsonnet files render; ``cluster`` and ``labels``: the cluster's name and labels (for
+    ``jsonnet``: how its jsonnet files render; ``kustomize``: what kustomize changes in its rendered objects;
+    ``cluster`` and ``labels``: the cluster's name and labels (for
     per-cluster values files); ``render_timeout``:
     seconds one render of it may take (the app's ``renderTimeout``, else its source's).
     """
@@ -97,6 +98,7 @@ class Unit:
     helm: config.HelmOptions | None = None
     values_base: str = ""
     jsonnet: config.JsonnetOptions | None = None
+    kustomize: config.KustomizeOptions | None = None
     cluster: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     render_timeout: float = 60.0
@@ -165,6 +167,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             decrypt=a.decryption.sops,
             helm=a.helm,
             jsonnet=a.jsonnet,
+            kustomize=a.kustomize,
             cluster=cluster.name,
             labels=cluster.labels,
             render_timeout=render_timeout(a.source, a.render_timeout),

@@ -225,6 +225,79 @@ _JsonnetValues = Annotated[
 ]
 
 
+class KustomizeImage(_Model):
+    """An image override of :class:`KustomizeOptions` (kustomize's ``images`` entry, Flux's field names): the
+    image ``name`` as written in the objects, and its ``newName``, ``newTag`` or ``digest``."""
+
+    name: str
+    new_name: str | None = None
+    new_tag: str | None = None
+    digest: str | None = None
+
+
+def _image(text: str) -> dict[str, str]:
+    """Argo CD's image override string (``kustomize edit set image`` syntax: ``[old=]new[:tag|@digest]``) as a
+    :class:`KustomizeImage` mapping. Raises ValueError."""
+    old, _, new = text.rpartition("=")
+    new, at, digest = new.partition("@")
+    slash = new.rfind("/")
+    colon = new.rfind(":")
+    name, tag = (new[:colon], new[colon + 1 :]) if colon > slash else (new, "")
+    if not name:
+        raise ValueError(f"image {text!r}: give [old=]new[:tag|@digest]")
+    out = {"name": old or name}
+    if old and old != name:
+        out["newName"] = name
+    if tag:
+        out["newTag"] = tag
+    if at:
+        out["digest"] = digest
+    return out
+
+
+class KustomizeOptions(_Model):
+    """What kustomize changes in an app's rendered objects, whatever rendered them (Argo CD's
+    ``source.kustomize``, Flux's Kustomization fields): ``namePrefix``, ``nameSuffix``, ``images`` (Argo CD's
+    strings ``[old=]new[:tag|@digest]`` or Flux's ``{name, newName, newTag, digest}``), ``patches`` (kustomize's
+    ``patches`` entries: ``{patch, target}``, strategic merge or JSON 6902), ``commonLabels`` (selectors
+    included, as kustomize's ``commonLabels``) and ``commonAnnotations``. Applied by the real ``kustomize
+    build`` over the rendered objects (:mod:`agent.sources.overlay`)."""
+
+    name_prefix: str = ""
+    name_suffix: str = ""
+    images: tuple[KustomizeImage | str, ...] = ()
+    patches: tuple[dict[str, Any], ...] = ()
+    common_labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    common_annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+
+    @pydantic.field_validator("images")
+    @classmethod
+    def _images(cls, v: tuple[KustomizeImage | str, ...]) -> tuple[KustomizeImage | str, ...]:
+        return tuple(KustomizeImage.model_validate(_image(i)) if isinstance(i, str) else i for i in v)
+
+    def image_overrides(self) -> list[dict[str, str]]:
+        """``images`` as kustomize's ``images`` entries (``name``, ``newName``, ``newTag``, ``digest``)."""
+        return [
+            _image(i) if isinstance(i, str) else i.model_dump(by_alias=True, exclude_none=True) for i in self.images
+        ]
+
+    @pydantic.field_validator("patches")
+    @classmethod
+    def _patch(cls, v: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        for i, p in enumerate(v):
+            if not isinstance(p.get("patch"), str) or set(p) - {"patch", "target", "options"}:
+                raise ValueError(f"patches[{i}]: give patch (a string) and optionally target")
+        return v
+
+    @pydantic.field_validator("common_labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        problems = [p for k, value in v.items() if (p := label_problem(k, value))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+
 class JsonnetOptions(_Model):
     """How an app's ``*.jsonnet`` files render (Argo CD's ``directory.jsonnet``): ``extVars`` (``std.extVar``)
     and ``tlas`` (the top-level function's arguments), each a mapping of name to :class:`JsonnetValue` (Argo CD's
@@ -259,24 +332,25 @@ class ChartRef(_Model):
 
 
 class AppConfig(_Model):
-    """One app: ``name`` (a DNS label, unique); ``source`` (a name under ``sources``, default ``default``);
-    ``path`` (a directory or file in that source, relative, no ``..``), or ``chart`` (:class:`ChartRef`, for a
-    source of ``type: helm`` or ``oci``); ``namespace`` for namespaced objects that
-    name none (default: the cluster's ``namespace``); ``createNamespace``: create ``namespace`` when missing
-    (Argo CD's ``CreateNamespace=true``; labelled, never pruned); ``clusters``: where it goes (:class:`Placement`,
-    default every cluster); ``dependsOn``: apps that must be Synced and Healthy on a cluster before this one syncs
-    there; ``sync``: :class:`AppSync`; ``ignoreDifferences``; ``namespaces``: an allow-list of namespace patterns
-    (``fnmatch``: ``team-a-*``): an object elsewhere, or a cluster-scoped object other than an allowed Namespace,
-    refuses the app before any write; ``serviceAccount``: ``namespace/name``, every request of this app's sync
-    impersonates ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's
-    RBAC decides what it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is
-    rendered (:class:`HelmOptions`); ``jsonnet``: how its ``*.jsonnet`` files render (:class:`JsonnetOptions`);
-    ``renderTimeout``: seconds one render of it may take (default: its source's); ``ref``: the branch, tag or commit
-    of its git source this app syncs (default: the source's ``ref``; a pull request's head commit, ``{{.head_sha}}``
-    in an app set): it must be among what the source's fetch brings (every branch and tag of the repository), and
-    the app waits, saying so, until it is. ``labels``: the app's own labels (Argo CD's Application
-    ``metadata.labels``; Kubernetes label syntax), to filter apps by in the API and dashboard
-    (``GET /api/v1/apps?label=team=payments``)."""
+    """One app: ``name`` (a DNS label, unique); ``source`` (a name under ``sources``, default ``default``); ``path`` (a
+    directory or file in that source, relative, no ``..``), or ``chart`` (:class:`ChartRef`, for a source of ``type:
+    helm`` or ``oci``); ``namespace`` for namespaced objects that name none (default: the cluster's ``namespace``);
+    ``createNamespace``: create ``namespace`` when missing (Argo CD's ``CreateNamespace=true``; labelled, never
+    pruned); ``clusters``: where it goes (:class:`Placement`, default every cluster); ``dependsOn``: apps that must
+    be Synced and Healthy on a cluster before this one syncs there; ``sync``: :class:`AppSync`;
+    ``ignoreDifferences``; ``namespaces``: an allow-list of namespace patterns (``fnmatch``: ``team-a-*``): an
+    object elsewhere, or a cluster-scoped object other than an allowed Namespace, refuses the app before any write;
+    ``serviceAccount``: ``namespace/name``, every request of this app's sync impersonates
+    ``system:serviceaccount:<namespace>:<name>`` (Kubernetes user impersonation), so the cluster's RBAC decides what
+    it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is rendered
+    (:class:`HelmOptions`); ``jsonnet``: how its ``*.jsonnet`` files render (:class:`JsonnetOptions`);
+    ``kustomize``: what kustomize changes in its rendered objects (:class:`KustomizeOptions`: name prefix and
+    suffix, images, patches, common labels and annotations); ``renderTimeout``: seconds one render of it may take
+    (default: its source's); ``ref``: the branch, tag or commit of its git source this app syncs (default: the
+    source's ``ref``; a pull request's head commit, ``{{.head_sha}}`` in an app set): it must be among what the
+    source's fetch brings (every branch and tag of the repository), and the app waits, saying so, until it is.
+    ``labels``: the app's own labels (Argo CD's Application ``metadata.labels``; Kubernetes label syntax), to filter
+    apps by in the API and dashboard (``GET /api/v1/apps?label=team=payments``)."""
 
     name: str
     source: str = "default"
@@ -296,6 +370,7 @@ class AppConfig(_Model):
     decryption: ClusterDecryption = ClusterDecryption()
     helm: HelmOptions | None = None
     jsonnet: JsonnetOptions | None = None
+    kustomize: KustomizeOptions | None = None
     render_timeout: Duration | None = pydantic.Field(default=None, gt=0)
     _app_set: str | None = pydantic.PrivateAttr(default=None)
 

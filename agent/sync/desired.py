@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from agent import apps, config
-from agent.sources import helmvalues, manifests, sops, substitute, tools
+from agent.sources import helmvalues, manifests, overlay, sops, substitute, tools
 from agent.sources.render import helm, jsonnet
 from agent.sync import keys
 from agent.sync import memory as memory_
@@ -106,6 +106,9 @@ class DesiredState:
         )  # fmt: skip
         if decryptor is not None:
             self._reveal(decryptor.revealed)
+        if unit.kustomize is not None:  # Argo CD's source.kustomize, Flux's patches and images: over any render
+            limits = tools.Limits(unit.render_timeout, self.cfg.render.memory_limit)
+            desired = overlay.apply(desired, unit.kustomize, limits, unit.name)
         if unit.substitute:
             desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
             self._reveal(used)
