@@ -56,6 +56,9 @@ def parse_inventory_key(key: str) -> tuple[str | None, str]:
 _NO_RETRY = config.Retry()
 
 
+_ALL_FILES = config.DirectoryOptions()
+
+
 @dataclasses.dataclass(frozen=True)
 class Unit:
     """One app on one cluster.
@@ -70,6 +73,7 @@ class Unit:
     ``decrypt`` (SOPS); ``from_paths``: True for the ``paths`` sugar; ``helm``: how its chart renders
     (``values_base``: the directory of its source its ``valuesFiles`` are relative to: a chart source's chart);
     ``jsonnet``: how its jsonnet files render; ``kustomize``: what kustomize changes in its rendered objects;
+    ``directory``: which files of its path are read;
     ``cluster`` and ``labels``: the cluster's name and labels (for
     per-cluster values files); ``render_timeout``:
     seconds one render of it may take (the app's ``renderTimeout``, else its source's).
@@ -99,6 +103,7 @@ class Unit:
     values_base: str = ""
     jsonnet: config.JsonnetOptions | None = None
     kustomize: config.KustomizeOptions | None = None
+    directory: config.DirectoryOptions = _ALL_FILES
     cluster: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     render_timeout: float = 60.0
@@ -168,6 +173,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             helm=a.helm,
             jsonnet=a.jsonnet,
             kustomize=a.kustomize,
+            directory=a.directory,
             cluster=cluster.name,
             labels=cluster.labels,
             render_timeout=render_timeout(a.source, a.render_timeout),

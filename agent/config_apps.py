@@ -225,6 +225,17 @@ _JsonnetValues = Annotated[
 ]
 
 
+class DirectoryOptions(_Model):
+    """Which files of an app's directory are read (Argo CD's ``source.directory``): ``recurse`` (default true:
+    every subdirectory, as Flux reads a path; Argo CD's default is false, the files at the top only), ``include``
+    and ``exclude`` (glob patterns matched against each file's path relative to the app's path: ``*.yaml``,
+    ``{config.yaml,env-use2/*}``; ``*`` spans ``/``, as Argo CD's globs)."""
+
+    recurse: bool = True
+    include: str = ""
+    exclude: str = ""
+
+
 class KustomizeImage(_Model):
     """An image override of :class:`KustomizeOptions` (kustomize's ``images`` entry, Flux's field names): the
     image ``name`` as written in the objects, and its ``newName``, ``newTag`` or ``digest``."""
@@ -345,9 +356,10 @@ class AppConfig(_Model):
     it may write; ``substitute`` and ``decryption`` as on a cluster; ``helm``: how its chart is rendered
     (:class:`HelmOptions`); ``jsonnet``: how its ``*.jsonnet`` files render (:class:`JsonnetOptions`);
     ``kustomize``: what kustomize changes in its rendered objects (:class:`KustomizeOptions`: name prefix and
-    suffix, images, patches, common labels and annotations); ``renderTimeout``: seconds one render of it may take
-    (default: its source's); ``ref``: the branch, tag or commit of its git source this app syncs (default: the
-    source's ``ref``; a pull request's head commit, ``{{.head_sha}}`` in an app set): it must be among what the
+    suffix, images, patches, common labels and annotations); ``directory``: which files of its path are read
+    (:class:`DirectoryOptions`: ``recurse``, ``include``, ``exclude``); ``renderTimeout``: seconds one render of it
+    may take (default: its source's); ``ref``: the branch, tag or commit of its git source this app syncs (default:
+    the source's ``ref``; a pull request's head commit, ``{{.head_sha}}`` in an app set): it must be among what the
     source's fetch brings (every branch and tag of the repository), and the app waits, saying so, until it is.
     ``labels``: the app's own labels (Argo CD's Application ``metadata.labels``; Kubernetes label syntax), to filter
     apps by in the API and dashboard (``GET /api/v1/apps?label=team=payments``)."""
@@ -371,6 +383,7 @@ class AppConfig(_Model):
     helm: HelmOptions | None = None
     jsonnet: JsonnetOptions | None = None
     kustomize: KustomizeOptions | None = None
+    directory: DirectoryOptions = DirectoryOptions()
     render_timeout: Duration | None = pydantic.Field(default=None, gt=0)
     _app_set: str | None = pydantic.PrivateAttr(default=None)
 

@@ -154,7 +154,8 @@ def _needs(
         if tree is None:
             continue
         try:
-            loaded = manifests.load_paths(tree, [u.path], u.namespace, release=u.name)
+            selection = manifests.Selection(u.directory.recurse, u.directory.include, u.directory.exclude)
+            loaded = manifests.load_paths(tree, [u.path], u.namespace, release=u.name, selection=selection)
         except errors.GitOpsError as e:
             unrendered.append(f"app {u.name}: objects not checked: {e}")
             continue

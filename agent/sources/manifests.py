@@ -38,6 +38,30 @@ DOCUMENTS = ("*.md", "*.markdown", "*.rst", "*.adoc", "LICENSE*", "COPYING*", "N
 """Names of files that document a folder: never taken for manifests nobody reads."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which files of a directory path are read (Argo CD's ``source.directory``): ``recurse`` (False: the files at
+    its top only; Argo CD's default), ``include`` and ``exclude``: glob patterns matched against each file's path
+    relative to the app's path (``*`` spans ``/``, ``{a,b}`` alternatives: Argo CD's globs), empty for none."""
+
+    recurse: bool = True
+    include: str = ""
+    exclude: str = ""
+
+    def takes(self, rel: str) -> bool:
+        """True when the file at ``rel`` (relative to the app's path) is read."""
+        from wcmatch import fnmatch as wfnmatch  # loaded by the first app that selects files, not every command
+
+        flags = wfnmatch.BRACE | wfnmatch.DOTMATCH
+        if self.include and not wfnmatch.fnmatch(rel, self.include, flags=flags):
+            return False
+        return not (self.exclude and wfnmatch.fnmatch(rel, self.exclude, flags=flags))
+
+
+ALL = Selection()
+"""Every file, recursively (the agent's default)."""
+
+
 def load_paths(
     root: pathlib.Path,
     paths: Sequence[str],
@@ -49,6 +73,7 @@ def load_paths(
     release: str | None = None,
     limits: tools.Limits = tools.DEFAULT_LIMITS,
     jsonnet: protocol.JsonnetInputs | None = None,
+    selection: Selection = ALL,
 ) -> list[resources.Manifest]:
     """Every object under ``paths`` (relative to ``root``), in walk order; Helm charts are rendered into
     ``namespace`` for the cluster that ``facts`` describes (asked only when a chart is found); SOPS-encrypted
@@ -57,7 +82,8 @@ def load_paths(
     ``helm`` options); with it, each path must be a chart. ``release``: the release name of a chart found without
     ``chart`` options (an app's name; default the chart directory's name). ``limits``: the time and memory each
     render (``helm template``, ``kustomize build``, a jsonnet file) may take. ``jsonnet``: the ext vars, TLAs and
-    library paths of jsonnet files. Raises ManifestError (and whatever ``facts`` raises)."""
+    library paths of jsonnet files. ``selection``: which files of a directory path are read (:class:`Selection`).
+    Raises ManifestError (and whatever ``facts`` raises)."""
     root = root.resolve()
     ctx = protocol.Context(root, namespace, decrypt, facts, chart, release, limits, jsonnet or protocol.JsonnetInputs())
     out: list[resources.Manifest] = []
@@ -70,7 +96,7 @@ def load_paths(
                 rel, None, "the app sets helm options but this is not a Helm chart (no Chart.yaml)"
             )
         if target.is_dir():
-            walk = _Walk(ctx, label or rel)
+            walk = _Walk(ctx, label or rel, target, selection)
             walk.directory(target)
             walk.check(rel)
             out.extend(walk.found)
@@ -86,6 +112,8 @@ class _Walk:
 
     ctx: protocol.Context
     source_path: str
+    start: pathlib.Path
+    selection: Selection
     found: list[resources.Manifest] = dataclasses.field(default_factory=list)
     unread: list[str] = dataclasses.field(default_factory=list)
     libraries: list[tuple[protocol.Renderer, str]] = dataclasses.field(default_factory=list)
@@ -105,7 +133,10 @@ class _Walk:
             if entry.is_symlink():
                 protocol.inside(ctx.root, entry, rel)
             if entry.is_dir():
-                self.directory(entry)
+                if self.selection.recurse:
+                    self.directory(entry)
+                continue
+            if not self.selection.takes(entry.relative_to(self.start).as_posix()):
                 continue
             reader = next((r for r in registry.RENDERERS if r.reads(entry)), None)
             if reader is not None:

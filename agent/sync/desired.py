@@ -103,6 +103,7 @@ class DesiredState:
             tree, (unit.path,), unit.namespace, decryptor, self._facts, unit.inventory, chart,
             release=None if unit.from_paths else unit.name,
             limits=tools.Limits(unit.render_timeout, self.cfg.render.memory_limit), jsonnet=inputs,
+            selection=selection(unit.directory),
         )  # fmt: skip
         if decryptor is not None:
             self._reveal(decryptor.revealed)
@@ -156,3 +157,8 @@ class DesiredState:
             health_message=self.mask(result.health_message),
             hooks=tuple(dataclasses.replace(h, message=self.mask(h.message)) for h in result.hooks),
         )
+
+
+def selection(options: config.DirectoryOptions) -> manifests.Selection:
+    """The files an app's ``directory`` options read (:class:`agent.sources.manifests.Selection`)."""
+    return manifests.Selection(options.recurse, options.include, options.exclude)

@@ -265,3 +265,36 @@ def test_the_sync_phase_is_an_ordinary_object(tmp_path: pathlib.Path) -> None:
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(body))
     assert [m.key.name for m in manifests.load_paths(tmp_path, ["c.yaml"])] == ["c"]
+
+
+def test_directory_options_select_files_as_argo_cd_does(tmp_path: pathlib.Path) -> None:
+    """Argo CD's ``source.directory``: ``recurse: false`` reads the top only; ``include`` and ``exclude`` are globs
+    over the path relative to the app's path, ``{a,b}`` alternatives included and ``*`` spanning ``/``."""
+    from agent import config, kubeyaml
+    from agent.sources import manifests as m
+    from agent.sync import desired
+
+    def cm(name: str) -> str:
+        return kubeyaml.dump_all([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}])
+
+    files = {
+        "app/top.yaml": "top",
+        "app/config.yaml": "config",
+        "app/smoke.test.yaml": "smoke",
+        "app/env-use2/east.yaml": "east",
+        "app/env-euw1/west.yaml": "west",
+        "app/env-use2/deep/deeper.yaml": "deeper",
+    }
+    for rel, name in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(cm(name))
+
+    def names(**options: object) -> list[str]:
+        chosen = desired.selection(config.DirectoryOptions.model_validate(options))
+        return sorted(x.key.name for x in m.load_paths(tmp_path, ["app"], selection=chosen))
+
+    assert names() == sorted(files.values())
+    assert names(recurse=False) == ["config", "smoke", "top"]
+    assert names(include="{config.yaml,env-use2/*}") == ["config", "deeper", "east"]
+    assert names(exclude="*.test.yaml") == ["config", "deeper", "east", "top", "west"]
+    assert names(recurse=False, include="*.yaml", exclude="smoke*") == ["config", "top"]
