@@ -66,6 +66,15 @@ def label_problem(key: str, value: str) -> str | None:
     return None
 
 
+def valid_labels(labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` when every pair is a Kubernetes label (:func:`label_problem`). Raises ValueError naming each one
+    that is not."""
+    problems = [p for k, value in labels.items() if (p := label_problem(k, value))]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
 def parse_selector(text: str) -> tuple[SelectorRequirement, ...]:
     """The requirements of label selector ``text`` in Kubernetes' string syntax (``kubectl get -l``; apimachinery
     ``labels.Parse``): ``key``, ``!key``, ``key=value``, ``key==value``, ``key!=value``, ``key in (a,b)``, ``key
@@ -303,10 +312,7 @@ class KustomizeOptions(_Model):
     @pydantic.field_validator("common_labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        problems = [p for k, value in v.items() if (p := label_problem(k, value))]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return v
+        return valid_labels(v)
 
 
 class JsonnetOptions(_Model):
@@ -411,10 +417,7 @@ class AppConfig(_Model):
     @pydantic.field_validator("labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        problems = [p for k, value in v.items() if (p := label_problem(k, value))]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return v
+        return valid_labels(v)
 
     @pydantic.field_validator("path")
     @classmethod
