@@ -206,7 +206,7 @@ def dry_runs(
             return None
 
     with futures.ThreadPoolExecutor(
-        max(1, min(CONCURRENCY, len(clusters))), thread_name_prefix=threads.pool("preview", "previews")
+        max(1, min(CONCURRENCY, len(clusters))), thread_name_prefix=threads.pool("preview", "fleet")
     ) as pool:
         results = [r for r in pool.map(one, clusters) if r is not None]
     return results, sorted(problems)
