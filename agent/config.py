@@ -24,17 +24,9 @@ from agent.config_apps import (
     AppConfig,
     AppSync,
     ChartRef,
-    DirectoryOptions,
-    HelmOptions,
-    JsonnetOptions,
-    JsonnetValue,
-    KustomizeImage,
-    KustomizeOptions,
     Placement,
     SelectorRequirement,
-    ValuesFile,
     check_dependencies,
-    label_problem,
     parse_selector,
 )
 from agent.config_appsets import KINDS as GENERATOR_KINDS
@@ -51,6 +43,15 @@ from agent.config_appsets import (
     PathPattern,
     Preview,
     PullRequestGenerator,
+)
+from agent.config_render import (
+    DirectoryOptions,
+    HelmOptions,
+    JsonnetOptions,
+    JsonnetValue,
+    KustomizeImage,
+    KustomizeOptions,
+    ValuesFile,
 )
 from agent.config_sections import (
     DecryptionConfig,
@@ -79,6 +80,7 @@ from agent.config_types import (
     SecretRef,
     _dns_label,
     _Model,
+    label_problem,
     parse_duration,
 )
 from reconcilers import errors

@@ -342,3 +342,29 @@ class Notification(_Model):
         if "token" in kind.needs and self.token is None:
             raise ValueError(f"a {self.type} notification needs token (env or file)")
         return self
+
+
+_LABEL_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why ``key: value`` is not a Kubernetes label (apimachinery's rules: a name of at most 63 characters,
+    alphanumerics and ``-_.`` inside, with an optional DNS subdomain prefix and ``/``; a value the same, or
+    empty), or None when it is one."""
+    prefix, _, name = key.rpartition("/")
+    if not name or not _LABEL_NAME.fullmatch(name) or len(name) > 63:
+        return f"label key {key!r} is not a valid label name"
+    if prefix and (len(prefix) > 253 or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", prefix)):
+        return f"label key {key!r} has an invalid prefix"
+    if len(value) > 63 or not _LABEL_NAME.fullmatch(value):
+        return f"label {key}: value {value!r} is not a valid label value"
+    return None
+
+
+def valid_labels(labels: dict[str, str]) -> dict[str, str]:
+    """``labels`` when every pair is a Kubernetes label (:func:`label_problem`). Raises ValueError naming each one
+    that is not."""
+    problems = [p for k, value in labels.items() if (p := label_problem(k, value))]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
