@@ -22,12 +22,21 @@ class SourceVerify(_Model):
     ``{env}``: an SSH public key line, ``ssh-ed25519 AAAA...``, for ``type: ssh``; an ASCII-armoured OpenPGP public
     key for ``type: gpg``). ``mode``: ``head`` (default), the commit to deploy is signed (git's ``commit -S``), as
     Flux's ``GitRepository.spec.verify.mode: HEAD``; ``tag``: the source's ``ref`` is an annotated tag signed with
-    ``tag -s`` (Flux's ``Tag``). Checked with OpenSSH's ``ssh-keygen -Y verify`` (namespace ``git``) or GnuPG's
-    ``gpg --verify`` against these keys alone."""
+    ``tag -s`` (Flux's ``Tag``); ``all-since``: every commit after ``since`` (a commit SHA or tag the revision to
+    deploy descends from) up to the one deployed is signed, so that no unsigned commit slips in under a signed head
+    (at most :data:`agent.sources.verify.MAX_COMMITS` of them). Checked with OpenSSH's ``ssh-keygen -Y verify``
+    (namespace ``git``) or GnuPG's ``gpg --verify`` against these keys alone."""
 
-    mode: typing.Literal["head", "tag"] = "head"
+    mode: typing.Literal["head", "tag", "all-since"] = "head"
     type: typing.Literal["ssh", "gpg"]
     keys: tuple[SecretRef, ...] = pydantic.Field(min_length=1)
+    since: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _since(self) -> SourceVerify:
+        if (self.mode == "all-since") != (self.since is not None):
+            raise ValueError("since goes with mode all-since, and mode all-since needs since")
+        return self
 
 
 class SourceConfig(_Model):

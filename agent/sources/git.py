@@ -38,7 +38,7 @@ class GitSource:
         self.last_error: str | None = None
         self.trees = trees.Trees(self.dir.parent / f"{self.dir.name}-trees", _KEEP_CHECKOUTS)
         self._fetching = threading.Lock()  # one fetch at a time from this process; readers never take it
-        self._verified: set[tuple[str, str]] = set()  # (sha, tag in mode tag) whose signature was checked
+        self._verified: set[tuple[str, str]] = set()  # (sha, ""): its own signature checked; (sha, tag or since)
         self._lock = threading.Lock()  # guards _verified; never held while a tool runs
 
     @property
@@ -77,16 +77,18 @@ class GitSource:
         spec = self.source.verify
         if spec is None:
             return
+        key = (sha, ref if spec.mode == "tag" else f"since {spec.since}" if spec.mode == "all-since" else "")
         with self._lock:
-            if (sha, ref if spec.mode == "tag" else "") in self._verified:
+            if key in self._verified:
                 return
+            known = {s for s, r in self._verified if not r}  # commits whose own signature was checked
         try:
             repo = pygit2.Repository(str(self.dir))
         except pygit2.GitError as e:
             raise errors.FetchError(f"no clone at {self.dir}: fetch first ({e})") from e
-        verify.verify(repo, sha, ref, spec, f"source {gitfetch.redact(self.source.url)}")
+        checked = verify.verify(repo, sha, ref, spec, f"source {gitfetch.redact(self.source.url)}", known)
         with self._lock:
-            self._verified.add((sha, ref if spec.mode == "tag" else ""))
+            self._verified |= {(s, "") for s in checked} | {key}
 
     @contextlib.contextmanager
     def tree(self, revision: resources.Revision) -> Iterator[pathlib.Path]:

@@ -1,6 +1,9 @@
 """Signed revisions: a git source with ``verify`` deploys only a commit (``mode: head``) or an annotated tag
 (``mode: tag``) signed by one of its keys, as Flux's ``GitRepository.spec.verify`` does.
 
+``mode: all-since`` checks every commit after ``since`` up to the revision (Flux has no such mode: it verifies the
+head or the tag only; an unsigned commit under a signed merge would pass there).
+
 The signature and the signed payload come from the clone (pygit2: a commit's ``gpgsig`` header; an annotated
 tag's signature block appended to its message, as ``git tag -s`` writes it), and are checked by the field's own
 tools against the configured keys alone:
@@ -22,11 +25,12 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Collection
 
 import pygit2
 
 from agent import config
-from agent.sources import tools
+from agent.sources import gitfetch, tools
 from reconcilers import errors
 
 TIMEOUT = 30.0
@@ -35,24 +39,75 @@ _LIMITS = tools.Limits(timeout=TIMEOUT, memory=0)
 _BEGIN = (b"-----BEGIN SSH SIGNATURE-----", b"-----BEGIN PGP SIGNATURE-----")
 
 
-def verify(repo: pygit2.Repository, sha: str, ref: str, spec: config.SourceVerify, where: str) -> None:
-    """Check that commit ``sha`` (``mode: head``), or the annotated tag ``ref`` pointing at it (``mode: tag``), is
-    signed by one of ``spec.keys``. ``where`` names the source in messages. Raises FetchError."""
+MAX_COMMITS = 1000
+"""Commits ``mode: all-since`` checks at most for one revision (more fail it: move ``since`` forward)."""
+
+
+def verify(
+    repo: pygit2.Repository,
+    sha: str,
+    ref: str,
+    spec: config.SourceVerify,
+    where: str,
+    known: Collection[str] = frozenset(),
+) -> set[str]:
+    """Check that commit ``sha`` (``mode: head``), the annotated tag ``ref`` pointing at it (``mode: tag``), or
+    every commit after ``spec.since`` up to it (``mode: all-since``) is signed by one of ``spec.keys``; commits in
+    ``known`` were checked before and are not again. Gives the commits checked now. ``where`` names the source in
+    messages. Raises FetchError."""
     short = sha[:12]
+    keys = [k.value(f"{where}.verify.keys[{i}]") for i, k in enumerate(spec.keys)]
     if spec.mode == "tag":
         payload, signature = _tag(repo, ref, sha, short)
-    else:
-        commit = repo.get(sha)
+        reason = _check(spec, payload, signature, keys)
+        if reason is not None:
+            raise errors.FetchError(f"Unverified ({short}: {reason})")
+        return set()
+    commits = [sha] if spec.mode == "head" else _since(repo, sha, spec.since or "", short)
+    checked: set[str] = set()
+    for one in commits:
+        if one in known:
+            continue
+        commit = repo.get(one)
         if not isinstance(commit, pygit2.Commit):
-            raise errors.FetchError(f"Unverified ({short}: not a commit of the clone)")
+            raise errors.FetchError(f"Unverified ({short}: {one[:12]} is not a commit of the clone)")
         found = commit.gpg_signature
+        which = "the commit" if one == sha else f"commit {one[:12]} since {spec.since}"
         if not found or not found[0]:
-            raise errors.FetchError(f"Unverified ({short}: the commit is not signed)")
-        signature, payload = found[0], found[1]
-    keys = [k.value(f"{where}.verify.keys[{i}]") for i, k in enumerate(spec.keys)]
-    reason = _ssh(payload, signature, keys) if spec.type == "ssh" else _gpg(payload, signature, keys)
-    if reason is not None:
-        raise errors.FetchError(f"Unverified ({short}: {reason})")
+            raise errors.FetchError(f"Unverified ({short}: {which} is not signed)")
+        reason = _check(spec, found[1], found[0], keys)
+        if reason is not None:
+            raise errors.FetchError(
+                f"Unverified ({short}: {which}: {reason})" if one != sha else f"Unverified ({short}: {reason})"
+            )
+        checked.add(one)
+    return checked
+
+
+def _check(spec: config.SourceVerify, payload: bytes, signature: bytes, keys: list[bytes]) -> str | None:
+    return _ssh(payload, signature, keys) if spec.type == "ssh" else _gpg(payload, signature, keys)
+
+
+def _since(repo: pygit2.Repository, sha: str, since: str, short: str) -> list[str]:
+    """The commits after ``since`` up to ``sha`` (``sha`` first), which must descend from it."""
+    try:
+        base = str(gitfetch.resolve(repo, since))
+    except errors.FetchError:
+        raise errors.FetchError(f"Unverified ({short}: verify.since {since!r} is not in the clone)") from None
+    if base == sha:
+        return []
+    if not repo.descendant_of(sha, base):
+        raise errors.FetchError(f"Unverified ({short}: it does not descend from verify.since {since})")
+    walker = repo.walk(sha, pygit2.enums.SortMode.TOPOLOGICAL)
+    walker.hide(base)
+    found = []
+    for commit in walker:
+        found.append(str(commit.id))
+        if len(found) > MAX_COMMITS:
+            raise errors.FetchError(
+                f"Unverified ({short}: over {MAX_COMMITS} commits since {since}; move verify.since forward)"
+            )
+    return found
 
 
 def _tag(repo: pygit2.Repository, ref: str, sha: str, short: str) -> tuple[bytes, bytes]:

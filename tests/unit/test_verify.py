@@ -148,3 +148,38 @@ def test_verify_is_for_git_sources_and_needs_keys() -> None:
         config.SourceConfig.model_validate(
             {"url": "/x", "verify": {"type": "ssh", "mode": "all", "keys": [{"env": "K"}]}}
         )
+
+
+@pytest.mark.parametrize("kind", ["ssh", "gpg"])
+def test_all_since_needs_every_commit_after_the_base_signed(
+    git_repo: GitRepo, tmp_path: pathlib.Path, kind: str
+) -> None:
+    """``mode: all-since``: an unsigned commit under a signed head is refused, naming it; the base itself is not
+    checked (history before it may be unsigned); commits checked once are not checked again."""
+    signer = Signer(git_repo, tmp_path, kind)
+    signer.commit("old, unsigned", key=None)
+    git_repo.git("tag", "trust-from")
+    signed = signer.commit("one", key=0)
+    source = _source(git_repo, tmp_path, kind, signer.public(), mode="all-since", since="trust-from")
+    assert source.fetch().sha == signed
+    sneaked = signer.commit("sneaked in", key=None)
+    head = signer.commit("signed on top", key=0)
+    with pytest.raises(
+        errors.FetchError, match=rf"Unverified \({head[:12]}: commit {sneaked[:12]} since trust-from is"
+    ):
+        source.fetch()
+    assert source.last_good is not None
+    assert source.last_good.sha == signed
+    git_repo.git("branch", "side", head)  # kept in the repository (and fetched), off main's history from now on
+    git_repo.git("reset", "-q", "--hard", signed)
+    other = signer.commit("by another key", key=1)
+    with pytest.raises(errors.FetchError, match=rf"Unverified \({other[:12]}: not signed by a key"):
+        source.fetch()
+    git_repo.git("reset", "-q", "--hard", signed)
+    good = signer.commit("two", key=0)
+    assert source.fetch().sha == good
+    unrelated = _source(git_repo, tmp_path / "u", kind, signer.public(), mode="all-since", since=sneaked)
+    with pytest.raises(errors.FetchError, match=r"does not descend from verify\.since"):
+        unrelated.fetch()
+    with pytest.raises(ValueError, match="since goes with mode all-since"):
+        config.SourceVerify.model_validate({"type": "ssh", "mode": "all-since", "keys": [{"env": "K"}]})
