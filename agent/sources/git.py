@@ -15,6 +15,7 @@ import logging
 import os
 import pathlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pygit2
@@ -26,6 +27,9 @@ from reconcilers import errors, resources
 log = logging.getLogger(__name__)
 
 _KEEP_CHECKOUTS = 3
+REFUSAL_KEPT = 60.0
+"""Seconds an unverified revision's refusal is given again without running ``ssh-keygen`` or ``gpg`` (the status
+polls resolve pinned refs every few seconds)."""
 
 
 class GitSource:
@@ -39,7 +43,8 @@ class GitSource:
         self.trees = trees.Trees(self.dir.parent / f"{self.dir.name}-trees", _KEEP_CHECKOUTS)
         self._fetching = threading.Lock()  # one fetch at a time from this process; readers never take it
         self._verified: set[tuple[str, str]] = set()  # (sha, ""): its own signature checked; (sha, tag or since)
-        self._lock = threading.Lock()  # guards _verified; never held while a tool runs
+        self._refused: dict[tuple[str, str], tuple[str, float]] = {}  # key -> (why, when: monotonic seconds)
+        self._lock = threading.Lock()  # guards _verified and _refused; never held while a tool runs
 
     @property
     def watched(self) -> None:
@@ -73,7 +78,8 @@ class GitSource:
 
     def _verify(self, sha: str, ref: str) -> None:
         """With ``verify``: raise FetchError ``Unverified (...)`` unless ``sha`` (reached by ``ref``) is signed by
-        a key of it; a success is remembered (the tools run once per revision)."""
+        a key of it; a success is remembered (the tools run once per revision), a refusal for
+        :data:`REFUSAL_KEPT` seconds."""
         spec = self.source.verify
         if spec is None:
             return
@@ -81,14 +87,23 @@ class GitSource:
         with self._lock:
             if key in self._verified:
                 return
+            refused = self._refused.get(key)
+            if refused is not None and time.monotonic() - refused[1] < REFUSAL_KEPT:
+                raise errors.FetchError(refused[0])  # status polls resolve pinned refs: no tool run for each
             known = {s for s, r in self._verified if not r}  # commits whose own signature was checked
         try:
             repo = pygit2.Repository(str(self.dir))
         except pygit2.GitError as e:
             raise errors.FetchError(f"no clone at {self.dir}: fetch first ({e})") from e
-        checked = verify.verify(repo, sha, ref, spec, f"source {gitfetch.redact(self.source.url)}", known)
+        try:
+            checked = verify.verify(repo, sha, ref, spec, f"source {gitfetch.redact(self.source.url)}", known)
+        except errors.FetchError as e:
+            with self._lock:
+                self._refused[key] = (str(e), time.monotonic())
+            raise
         with self._lock:
             self._verified |= {(s, "") for s in checked} | {key}
+            self._refused.pop(key, None)
 
     @contextlib.contextmanager
     def tree(self, revision: resources.Revision) -> Iterator[pathlib.Path]:

@@ -183,3 +183,30 @@ def test_all_since_needs_every_commit_after_the_base_signed(
         unrelated.fetch()
     with pytest.raises(ValueError, match="since goes with mode all-since"):
         config.SourceVerify.model_validate({"type": "ssh", "mode": "all-since", "keys": [{"env": "K"}]})
+
+
+def test_a_refusal_is_given_again_without_running_the_tool(
+    git_repo: GitRepo, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status polls resolve an app's pinned ref every few seconds: an unverified commit's refusal is kept for
+    ``REFUSAL_KEPT`` seconds, and the signature tools are not run again for it meanwhile."""
+    from agent.sources import verify
+
+    signer = Signer(git_repo, tmp_path, "ssh")
+    signer.commit("one", key=0)
+    source = _source(git_repo, tmp_path, "ssh", signer.public())
+    source.fetch()
+    unsigned = signer.commit("two", key=None)
+    with pytest.raises(errors.FetchError, match="Unverified"):
+        source.fetch()
+    runs: list[str] = []
+    real = verify.verify
+    monkeypatch.setattr(verify, "verify", lambda *a, **k: runs.append(a[1]) or real(*a, **k))
+    for _ in range(3):
+        with pytest.raises(errors.FetchError, match=rf"Unverified \({unsigned[:12]}: the commit is not signed"):
+            source.resolve(unsigned)
+    assert runs == []
+    monkeypatch.setattr(git, "REFUSAL_KEPT", 0.0)
+    with pytest.raises(errors.FetchError, match="Unverified"):
+        source.resolve(unsigned)
+    assert runs == [unsigned]
