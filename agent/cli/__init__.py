@@ -190,6 +190,20 @@ def parser() -> argparse.ArgumentParser:
         if verb == "suspend":
             p.add_argument("--reason", default="", help="why (shown in the status and the events)")
 
+    p = sub.add_parser("import", help="write a config from Argo CD's or Flux's definitions (exit 1: some not mapped)")
+    p.add_argument("tool", choices=("argocd", "flux"))
+    p.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or folders (kustomize folders are built)")
+    p.add_argument("--out", help="write the config here (default: stdout); the report goes to stderr")
+    p.add_argument("--map-url", action="append", default=[], metavar="FROM=TO", help="rewrite repository URLs")
+    p.add_argument("--kubeconfig", help="flux: the cluster the apps go to (default: the agent's own, inCluster)")
+    p.add_argument(
+        "--git-repository",
+        action="append",
+        default=[],
+        metavar="NAME=URL[@BRANCH]",
+        help="flux: a GitRepository the files name but do not hold (flux bootstrap's flux-system)",
+    )
+    p.add_argument("--report", choices=("text", "json"), default="text", help="the report's format on stderr")
     p = sub.add_parser("version", help="versions of the agent, its git commit, helm, kustomize, sops, the client")
     _output_flag(p)
     p = sub.add_parser("completion", help="the shell completion script: source <(gitops-agent completion bash)")
@@ -270,6 +284,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise errors.ConfigError("reconcile: name an APP or give --cluster")
         timeout = syncing.parse_timeout(args.timeout)
         return client.reconcile(agent, args.app, args.cluster, timeout)
+    if command == "import":
+        from agent.cli import importing
+
+        return importing.import_(
+            args.tool, args.paths, args.out, args.map_url, args.report, args.kubeconfig, args.git_repository
+        )
     if command == "config" and args.config_command == "schema":
         from agent import config_reference
 

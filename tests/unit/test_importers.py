@@ -1,0 +1,175 @@
+"""The import's mappings without a cluster: Flux's reference layout as it is (../shared), Argo CD's Helm sources
+(values files relative to the path, ``$ref`` files from another source, ``parameters``), an ApplicationSet whose
+destination is templated by server, and bad input named with file, document and field."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+import yaml
+
+from agent import cli
+from agent.importers import documents, helmset, run
+from tests.conftest import CORPORA
+
+FLUX = CORPORA / "fluxcd-flux2-kustomize-helm-example"
+
+
+def _write(tmp_path: pathlib.Path, name: str, *docs: dict[str, Any]) -> pathlib.Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+def test_flux_reference_layout_maps_its_kustomizations_in_dependency_order(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "flux.yaml"
+    code = cli.main(
+        [
+            "import",
+            "flux",
+            str(FLUX / "clusters" / "production"),
+            "--out",
+            str(out),
+            "--git-repository",
+            "flux-system=https://github.com/fluxcd/flux2-kustomize-helm-example",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    cfg = yaml.safe_load(out.read_text())
+    apps = {a["name"]: a for a in cfg["apps"]}
+    assert {n: (a["path"], a.get("dependsOn", [])) for n, a in apps.items()} == {
+        "infra-controllers": ("infrastructure/controllers", []),
+        "infra-configs": ("infrastructure/configs", ["infra-controllers"]),
+        "apps": ("apps/production", ["infra-configs"]),  # the artifact's production/ is the repo's apps/production
+    }
+    assert apps["infra-configs"]["kustomize"]["patches"][0]["target"] == {
+        "kind": "ClusterIssuer",
+        "name": "letsencrypt",
+    }
+    assert all(a["sync"]["prune"] for a in apps.values())
+    assert cfg["sources"] == {"flux-system": {"url": "https://github.com/fluxcd/flux2-kustomize-helm-example"}}
+
+
+def test_a_flux_helmrelease_of_the_layout_becomes_a_chart_app_and_a_missing_chart_source_is_named(
+    tmp_path: pathlib.Path,
+) -> None:
+    base = FLUX / "apps" / "base" / "podinfo"
+    docs = documents.read([str(base / "repository.yaml"), str(base / "release.yaml")])
+    result = run.flux_config(docs, [])
+    (app,) = result.apps
+    assert app["source"] == "podinfo"
+    assert app["chart"] == {"name": "podinfo"}
+    assert app["helm"]["releaseName"] == "podinfo"
+    assert app["namespace"] == "podinfo"
+    assert app["helm"]["values"]["redis"]["enabled"] is True
+    assert result.sources.entries["podinfo"] == {"url": "https://stefanprodan.github.io/podinfo", "type": "helm"}
+
+    alone = run.flux_config(documents.read([str(base / "release.yaml")]), [])
+    assert alone.apps == []
+    assert alone.report.failed
+    (missing,) = [f for f in alone.report.findings if f.kind == "not mapped"]
+    assert missing.line() == (
+        f"not mapped {base / 'release.yaml'}: document 0 (HelmRelease podinfo/podinfo) spec.chart.spec.sourceRef: "
+        "HelmRepository podinfo is not among the files imported"
+    )
+
+
+def test_argocd_helm_sources_keep_values_files_refs_and_parameters(tmp_path: pathlib.Path) -> None:
+    app = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web", "namespace": "argocd"},
+        "spec": {
+            "sources": [
+                {
+                    "repoURL": "https://git.example.com/charts.git",
+                    "path": "charts/web",
+                    "targetRevision": "v1.2.0",
+                    "helm": {
+                        "valueFiles": ["values-prod.yaml", "$values/web/prod.yaml"],
+                        "releaseName": "web",
+                        "values": "replicaCount: 2\nimage: {tag: a}\n",
+                        "valuesObject": {"image": {"tag": "b"}},
+                        "parameters": [
+                            {"name": "image.pullPolicy", "value": "Always"},
+                            {"name": "port", "value": "8080"},
+                            {"name": "list[0]", "value": "x"},
+                        ],
+                    },
+                },
+                {"repoURL": "https://git.example.com/values.git", "ref": "values"},
+            ],
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "web"},
+        },
+    }
+    result = run.argocd_config(documents.read([str(_write(tmp_path, "app.yaml", app))]), [])
+    (web,) = result.apps
+    assert web["ref"] == "v1.2.0"
+    assert web["path"] == "charts/web"
+    assert web["helm"]["valuesFiles"] == ["charts/web/values-prod.yaml"]  # Argo CD reads them from the path
+    assert web["helm"]["valuesFrom"] == [{"source": "values", "path": "web/prod.yaml"}]
+    assert web["helm"]["values"] == {"replicaCount": 2, "image": {"tag": "b", "pullPolicy": "Always"}, "port": 8080}
+    assert result.clusters == {"in-cluster": {"name": "in-cluster", "inCluster": True}}
+    (bad,) = [f for f in result.report.findings if f.kind == "not mapped"]
+    assert bad.field == "spec.sources[0].helm.parameters[2]"
+    assert "list[0]" in bad.detail
+
+
+def test_an_appset_templated_by_server_is_placed_by_the_generated_cluster_name(tmp_path: pathlib.Path) -> None:
+    app_set = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": "guestbook", "namespace": "argocd"},
+        "spec": {
+            "generators": [
+                {"clusters": {"selector": {"matchLabels": {"env": "prod"}}}},
+                {"scmProvider": {"github": {"organization": "acme"}}},
+            ],
+            "template": {
+                "metadata": {"name": "{{name}}-guestbook"},
+                "spec": {
+                    "source": {"repoURL": "https://github.com/argoproj/argocd-example-apps/", "path": "guestbook"},
+                    "destination": {"server": "{{server}}", "namespace": "guestbook"},
+                },
+            },
+        },
+    }
+    result = run.argocd_config(documents.read([str(_write(tmp_path, "set.yaml", app_set))]), [])
+    (entry,) = result.app_sets
+    assert entry["generators"] == [{"clusters": {"selector": {"matchLabels": {"env": "prod"}}}}]
+    assert entry["template"]["clusters"] == {"names": ["{{name}}"]}
+    assert entry["template"]["source"] == "argocd-example-apps"
+    assert [f.field for f in result.report.findings if f.kind == "not mapped"] == ["spec.generators[1].scmProvider"]
+
+
+def test_unknown_kinds_and_unreadable_input_are_named(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "argocd"}}
+    result = run.argocd_config(documents.read([str(_write(tmp_path, "cm.yaml", cm))]), [])
+    (f,) = result.report.findings
+    assert f.line() == (
+        f"not mapped {tmp_path / 'cm.yaml'}: document 0 (ConfigMap argocd/x) kind: v1 ConfigMap: not an Argo CD "
+        "Application, ApplicationSet, AppProject or cluster/repository Secret"
+    )
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1\n")
+    assert cli.main(["import", "argocd", str(broken)]) == 2
+    assert f"{broken}: not valid YAML" in capsys.readouterr().err
+    assert cli.main(["import", "flux", str(tmp_path / "missing")]) == 2
+    assert cli.main(["import", "argocd", str(broken), "--map-url", "nothing"]) == 2
+
+
+def test_helm_set_reads_values_as_helm_does() -> None:
+    values: dict[str, Any] = {}
+    assert helmset.set_value(values, "a.b", "true") == ""
+    assert helmset.set_value(values, "a.c", "007", force_string=True) == ""
+    assert helmset.set_value(values, "n", "-3") == ""
+    assert values == {"a": {"b": True, "c": "007"}, "n": -3}
+    assert helmset.set_value(values, "a\\.b", "x") != ""
+    assert helmset.merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}, "d": 4}) == {"a": {"b": 3, "c": 2}, "d": 4}
