@@ -3,7 +3,8 @@ bearer token in clear, a repository Secret, an AppProject), an Application and a
 Argo CD's operator manual, and one Application with a Config Management Plugin. The import writes a config that
 loads, reports the plugin app with file, document and field (exit 1), writes and prints no credential, and the
 config it wrote syncs on the cluster what Argo CD would: the Application's path, not its subfolder (Argo CD's
-``directory.recurse`` is false by default), in the namespace its project allows, and one app per list element."""
+``directory.recurse`` is false by default), in the namespace its project allows, and one app per list element;
+an object Argo CD had applied (another field manager) is taken over by server-side apply, its UID unchanged."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 import yaml
 
 from agent import cli
-from tests.conftest import GitRepo, live_object, target_identity
+from tests.conftest import GitRepo, dynamic_client, live_object, target_identity
+from tests.e2e.test_sync_corpora import ensure_namespace
 
 REPO_URL = "https://git.example.com/org/guestbook.git"
 
@@ -184,6 +186,14 @@ def test_an_argocd_setup_imports_and_syncs_what_argocd_would(
     assert app["directory"] == {"recurse": False}
     assert cfg["sources"] == {"guestbook": {"url": str(repo.path), "tokenEnv": "ARGOCD_REPO_GUESTBOOK_TOKEN"}}
 
+    # Argo CD had deployed the guestbook already: the agent takes its fields over by server-side apply, no delete
+    ensure_namespace(tc, namespace)
+    configmaps = dynamic_client(tc).resources.get(api_version="v1", kind="ConfigMap")
+    before = configmaps.server_side_apply(
+        body={**_configmap("guestbook", namespace), "data": {"a": "0"}},
+        namespace=namespace,
+        field_manager="argocd-controller",
+    )
     # what the operator does next: name this agent, give the token, sync
     cfg["instance"] = f"import-{namespace}"
     cfg["sources"]["guestbook"]["cacheDir"] = str(tmp_path / "cache")
@@ -196,4 +206,9 @@ def test_an_argocd_setup_imports_and_syncs_what_argocd_would(
     for name in ("guestbook", "set-one", "set-two"):
         assert live_object(tc, "v1", "ConfigMap", name, namespace) is not None, name
     assert live_object(tc, "v1", "ConfigMap", "nested", namespace) is None  # recurse: false, as Argo CD reads it
+    adopted = live_object(tc, "v1", "ConfigMap", "guestbook", namespace)
+    assert adopted["metadata"]["uid"] == before.metadata.uid  # taken over, not deleted and created again
+    assert adopted["data"] == {"a": "1"}
+    managers = {m["manager"] for m in adopted["metadata"]["managedFields"]}
+    assert "gitops-agent" in managers, managers
     assert token not in synced.out + synced.err
