@@ -76,7 +76,8 @@ class Unit:
     ``directory``: which files of its path are read;
     ``cluster`` and ``labels``: the cluster's name and labels (for
     per-cluster values files); ``render_timeout``:
-    seconds one render of it may take (the app's ``renderTimeout``, else its source's).
+    seconds one render of it may take (the app's ``renderTimeout``, else its source's); ``app_of_apps``: the Argo
+    CD and Flux objects it renders are its child apps, never applied (:mod:`agent.appsets.nested`).
     """
 
     name: str
@@ -107,6 +108,7 @@ class Unit:
     cluster: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     render_timeout: float = 60.0
+    app_of_apps: bool = False
 
     @property
     def impersonate(self) -> str | None:
@@ -177,6 +179,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             cluster=cluster.name,
             labels=cluster.labels,
             render_timeout=render_timeout(a.source, a.render_timeout),
+            app_of_apps=a.app_of_apps,
         )
         for a in placed(cfg, cluster)
     ]

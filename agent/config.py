@@ -285,7 +285,20 @@ class AgentConfig(_Model):
         unknown = [n for n in a.clusters.names if n not in {c.name for c in self.clusters}]
         if unknown:
             return f"clusters.names names unknown clusters: {', '.join(unknown)}"
+        if a.app_of_apps and a.path is None:
+            return "appOfApps needs a path (the folder or chart that renders the child apps)"
         return None
+
+    @property
+    def generates(self) -> bool:
+        """True when apps are generated: app sets, or apps of apps (:mod:`agent.appsets.nested`)."""
+        return bool(self.app_sets) or any(a.app_of_apps for a in self.apps)
+
+    def generator_sources(self) -> list[str]:
+        """The sources generation reads (config order, no repeats): those of app sets' git generators and of apps
+        of apps; a new revision of one generates again."""
+        found = [s for a in self.app_sets for s in a.sources()] + [a.source for a in self.apps if a.app_of_apps]
+        return list(dict.fromkeys(found))
 
     def all_sources(self) -> dict[str, SourceConfig]:
         """Every source by name: ``sources``, and ``source`` as ``default``."""

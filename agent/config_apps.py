@@ -162,7 +162,9 @@ class AppConfig(_Model):
     the source's ``ref``; a pull request's head commit, ``{{.head_sha}}`` in an app set): it must be among what the
     source's fetch brings (every branch and tag of the repository), and the app waits, saying so, until it is.
     ``labels``: the app's own labels (Argo CD's Application ``metadata.labels``; Kubernetes label syntax), to filter
-    apps by in the API and dashboard (``GET /api/v1/apps?label=team=payments``)."""
+    apps by in the API and dashboard (``GET /api/v1/apps?label=team=payments``). ``appOfApps``: the Argo CD
+    Applications and ApplicationSets and the Flux Kustomizations, HelmReleases and sources its path renders are not
+    applied but become child apps named ``<name>-<child>`` (:mod:`agent.appsets.nested`; needs a ``path``)."""
 
     name: str
     source: str = "default"
@@ -185,6 +187,7 @@ class AppConfig(_Model):
     kustomize: KustomizeOptions | None = None
     directory: DirectoryOptions = DirectoryOptions()
     render_timeout: Duration | None = pydantic.Field(default=None, gt=0)
+    app_of_apps: bool = False
     _app_set: str | None = pydantic.PrivateAttr(default=None)
 
     @property

@@ -21,7 +21,7 @@ from typing import Any
 import pydantic
 
 from agent import config
-from agent.appsets import generators, pullrequests, template
+from agent.appsets import generators, nested, pullrequests, template
 from agent.appsets.generators import base
 from agent.appsets.params import Params
 from reconcilers import errors
@@ -86,7 +86,47 @@ def generate(
             continue
         made += found
         results[app_set.name] = AppSetResult(app_set.name, tuple(a.name for a in found), count, None)
+    _apps_of_apps(cfg, trees, previous, made, results, failed)
     return Generation(results, cfg.with_generated(tuple(made), failed))
+
+
+MAX_DEPTH = 8
+"""How deep apps of apps may nest (a Flux tree is a few levels; a loop of parents rendering each other stops)."""
+
+
+def _apps_of_apps(
+    cfg: config.AgentConfig,
+    trees: Mapping[str, pathlib.Path],
+    previous: Generation | None,
+    made: list[config.AppConfig],
+    results: dict[str, AppSetResult],
+    failed: dict[str, str],
+) -> None:
+    """The children of every app with ``appOfApps`` (:mod:`agent.appsets.nested`), theirs in turn, into ``made``;
+    each parent's outcome into ``results`` (by the parent's name) and, when it failed, ``failed`` (its children of
+    the previous generation kept)."""
+    queue = [(a, 0) for a in (*cfg.apps, *made) if a.app_of_apps]
+    while queue:
+        parent, depth = queue.pop(0)
+        try:
+            if parent.name in results:
+                raise errors.GenerateError(f"app {parent.name} is an app of apps and an app set has its name")
+            if depth >= MAX_DEPTH:
+                raise errors.GenerateError(f"apps of apps nest deeper than {MAX_DEPTH} levels")
+            if parent.source not in trees:
+                raise errors.GenerateError(f"waiting for source {parent.source} to be fetched")
+            found = nested.children(parent, cfg, trees)
+            _check_together(cfg, made, found, parent.name)
+        except errors.GenerateError as e:
+            kept = _kept(previous, parent.name, cfg, made)
+            made += kept
+            failed[parent.name] = str(e)
+            results[parent.name] = AppSetResult(parent.name, tuple(a.name for a in kept), 0, failed[parent.name])
+            queue += [(a, depth + 1) for a in kept if a.app_of_apps]
+            continue
+        made += found
+        results[parent.name] = AppSetResult(parent.name, tuple(a.name for a in found), len(found), None)
+        queue += [(a, depth + 1) for a in found if a.app_of_apps]
 
 
 def _one(

@@ -34,7 +34,7 @@ def validate(path: str) -> int:
         for name, e in failed.items():
             out.print(f"[bold red]source {name}:[/] {rich.markup.escape(str(e))}")
         good = not failed
-        if cfg.app_sets:
+        if cfg.generates:
             generation = expand.generate(cfg, fetched)
             for r in generation.results.values():
                 shown = f"[red]{rich.markup.escape(r.error)}[/]" if r.error else f"{len(r.apps)} app(s)"

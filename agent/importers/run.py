@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from agent.importers import argocd, argocd_appsets, argocd_secrets, documents, flux, flux_apps, imported, report
 
 
-def argocd_config(docs: Sequence[documents.Document], map_url: list[tuple[str, str]]) -> imported.Imported:
-    """The agent config and report of Argo CD's objects ``docs`` (:mod:`agent.importers.argocd`)."""
-    out = imported.Imported(map_url)
+def argocd_config(
+    docs: Sequence[documents.Document], map_url: list[tuple[str, str]], out: imported.Imported | None = None
+) -> imported.Imported:
+    """The agent config and report of Argo CD's objects ``docs`` (:mod:`agent.importers.argocd`), built into
+    ``out`` when given (sources and clusters known beforehand: :mod:`agent.appsets.nested`)."""
+    out = out or imported.Imported(map_url)
     known = argocd.projects(list(docs))
     order = {"cluster": 0, "repository": 1, "repo-creds": 4}
 
@@ -52,11 +55,12 @@ def flux_config(
     map_url: list[tuple[str, str]],
     kubeconfig: str | None = None,
     git_repositories: dict[str, str] | None = None,
+    out: imported.Imported | None = None,
 ) -> imported.Imported:
     """The agent config and report of Flux's objects ``docs`` (:mod:`agent.importers.flux`), every app on one
     cluster: reached with ``kubeconfig``, else the agent's own (``inCluster``). ``git_repositories``: GitRepositories
     the files name but do not hold (``flux bootstrap``'s ``flux-system``), name -> URL (``URL@REF`` for a branch)."""
-    out = imported.Imported(map_url)
+    out = out or imported.Imported(map_url)
     docs = [*docs, *(given_repository(n, u) for n, u in (git_repositories or {}).items())]
     cluster = out.add_cluster(
         "default" if kubeconfig else "in-cluster", {"kubeconfig": kubeconfig} if kubeconfig else {"inCluster": True}

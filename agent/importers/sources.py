@@ -47,6 +47,12 @@ class Sources:
         """name -> the source's config (camelCase keys)."""
         self._by_url: dict[tuple[str, str], str] = {}
 
+    def adopt(self, name: str, url: str, kind: str) -> None:
+        """Take the existing source ``name`` of ``url`` and ``kind`` as the one its URL names (a config's
+        sources, when an app's rendered objects are mapped)."""
+        self._by_url[(kind, normal(url))] = name
+        self.entries[name] = {"url": url}
+
     def rewrite(self, url: str) -> str:
         """``url`` after the first ``--map-url`` prefix it starts with (unchanged when none)."""
         for old, new in self.map_url:

@@ -112,7 +112,7 @@ class AppSets:
     def fetched(self, source: str) -> None:
         """Source ``source`` has a new revision: generate again soon when a git generator reads it."""
         with self._lock:
-            reads = any(source in s.sources() for s in self.base.app_sets)
+            reads = source in self.base.generator_sources()
         if reads:
             self._signal.set()
 
@@ -120,7 +120,7 @@ class AppSets:
         """Each app set, in config order: ``name``, ``generators`` (their kinds), ``goTemplate``,
         ``preserveResourcesOnDeletion``, ``apps`` (the names it made; on failure, those kept from before),
         ``parameterSets`` (how many its generators gave), ``error`` (None when it generated), ``generated`` (when
-        it was last generated, ISO 8601 UTC)."""
+        it was last generated, ISO 8601 UTC); then each app of apps, its ``generators`` ``["appOfApps"]``."""
         with self._lock:
             base, generation, at = self.base, self.generation, self._generated_at
         out = []
@@ -138,6 +138,21 @@ class AppSets:
                     "generated": at,
                 }
             )
+        named = {a.name for a in base.app_sets}
+        for r in generation.results.values():  # apps of apps (agent.appsets.nested), after the app sets
+            if r.name not in named:
+                out.append(
+                    {
+                        "name": r.name,
+                        "generators": ["appOfApps"],
+                        "goTemplate": False,
+                        "preserveResourcesOnDeletion": False,
+                        "apps": list(r.apps),
+                        "parameterSets": r.parameter_sets,
+                        "error": r.error,
+                        "generated": at,
+                    }
+                )
         return out
 
     def _run(self) -> None:
@@ -224,7 +239,7 @@ class AppSets:
         return found[0]
 
     def _generate(self, base: config.AgentConfig, previous: expand.Generation | None) -> expand.Generation:
-        if not base.app_sets:
+        if not base.generates:
             return expand.Generation({}, base.with_generated((), {}))
         try:
             with self._held(base) as trees:
@@ -243,7 +258,7 @@ class AppSets:
     @contextlib.contextmanager
     def _held(self, base: config.AgentConfig) -> Iterator[dict[str, pathlib.Path]]:
         wanted = {}
-        for name in dict.fromkeys(s for a in base.app_sets for s in a.sources()):
+        for name in base.generator_sources():
             revision = self.last_good(name)
             if revision is not None:
                 wanted[name] = (name, revision)

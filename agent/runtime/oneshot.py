@@ -67,12 +67,13 @@ def sync_fleet(
 
     with contextlib.ExitStack() as stack:
         trees: dict[str, pathlib.Path] = {}
-        if cfg.app_sets:
-            for name in dict.fromkeys(s for a in cfg.app_sets for s in a.sources()):
+        if cfg.generates:
+            for name in cfg.generator_sources():
                 fetch(name)
             trees = {name: stack.enter_context(sources[name].tree(rev)) for name, rev in revisions.items()}
             generation = expand.generate(cfg, trees)
             generated(generation)
+            sources = _with_charts(sources, cfg, generation.config)
             cfg = generation.config
         selected = [cfg.cluster(n) for n in dict.fromkeys(names)] if names else list(cfg.clusters)  # each once
         if app is not None:
@@ -146,3 +147,15 @@ def _resolved(
         return sources[source].resolve(ref)
     except errors.FetchError:
         return None
+
+
+def _with_charts(
+    sources: Mapping[str, registry.Source], before: config.AgentConfig, after: config.AgentConfig
+) -> dict[str, registry.Source]:
+    """``sources``, with each chart source whose charts generated apps name changed opened again for them (a
+    chart source fetches the charts its apps name)."""
+    found = dict(sources)
+    for name, spec in after.all_sources().items():
+        if spec.charts and before.charts_of(name) != after.charts_of(name):
+            found[name] = registry.open_source(spec, after.charts_of(name))
+    return found

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from agent import apps, config
+from agent.importers import peers
 from agent.sources import helmvalues, manifests, overlay, sops, substitute, tools
 from agent.sources.render import helm, jsonnet
 from agent.sync import keys
@@ -110,6 +111,8 @@ class DesiredState:
         if unit.kustomize is not None:  # Argo CD's source.kustomize, Flux's patches and images: over any render
             limits = tools.Limits(unit.render_timeout, self.cfg.render.memory_limit)
             desired = overlay.apply(desired, unit.kustomize, limits, unit.name)
+        if unit.app_of_apps:  # its Argo CD and Flux objects are its child apps (agent.appsets.nested), not applied
+            desired = [m for m in desired if not peers.is_peer(m.body)]
         if unit.substitute:
             desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
             self._reveal(used)

@@ -173,3 +173,53 @@ def test_helm_set_reads_values_as_helm_does() -> None:
     assert values == {"a": {"b": True, "c": "007"}, "n": -3}
     assert helmset.set_value(values, "a\\.b", "x") != ""
     assert helmset.merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}, "d": 4}) == {"a": {"b": 3, "c": 2}, "d": 4}
+
+
+def _app(name: str, repo: str, path: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "source": {"repoURL": repo, "path": path, **spec},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "web"},
+        },
+    }
+
+
+def test_an_app_of_apps_fails_alone_on_what_it_cannot_map_and_keeps_its_children(tmp_path: pathlib.Path) -> None:
+    from agent import config
+    from agent.appsets import expand
+
+    tree = tmp_path / "tree"
+    (tree / "apps").mkdir(parents=True)
+    _write(tree / "apps", "a.yaml", _app("web", str(tree), "web"))
+    raw = {
+        "source": {"url": str(tree)},
+        "clusters": [{"name": "c", "kubeconfig": "/nonexistent"}, {"name": "d", "kubeconfig": "/nonexistent"}],
+        "apps": [{"name": "root", "path": "apps", "appOfApps": True, "clusters": {"names": ["d"]}}],
+    }
+    cfg = config.AgentConfig.model_validate(raw)
+    first = expand.generate(cfg, {"default": tree})
+    (child,) = [a for a in first.config.apps if a.app_set == "root"]
+    assert (child.name, child.path, child.clusters.names, child.directory.recurse) == ("root-web", "web", ("d",), False)
+    assert first.results["root"].error is None
+
+    _write(tree / "apps", "b.yaml", _app("cdk", "https://elsewhere.example/x.git", "x", plugin={"name": "cdk8s"}))
+    second = expand.generate(cfg, {"default": tree}, first)
+    error = second.results["root"].error or ""
+    assert "spec.source.plugin: a Config Management Plugin" in error, error
+    assert second.results["root"].apps == ("root-web",)  # the last good children kept, nothing pruned
+    assert second.config.app_set_errors == {"root": error}
+
+    (tree / "apps" / "b.yaml").write_text(yaml.safe_dump(_app("other", "https://elsewhere.example/x.git", "x")))
+    third = expand.generate(cfg, {"default": tree}, first)
+    assert (
+        third.results["root"].error
+        == "child other: repository https://elsewhere.example/x.git is not among the config's sources"
+    )
+
+    chart = {**raw, "apps": [{"name": "root", "appOfApps": True, "source": "charts", "chart": {"name": "x"}}],
+             "sources": {"charts": {"type": "helm", "url": "https://charts.example"}}}  # fmt: skip
+    with pytest.raises(Exception, match="appOfApps needs a path"):
+        config.AgentConfig.model_validate(chart)
