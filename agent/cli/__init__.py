@@ -195,7 +195,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or folders (kustomize folders are built)")
     p.add_argument("--out", help="write the config here (default: stdout); the report goes to stderr")
     p.add_argument("--map-url", action="append", default=[], metavar="FROM=TO", help="rewrite repository URLs")
-    p.add_argument("--kubeconfig", help="flux: the cluster the apps go to (default: the agent's own, inCluster)")
+    p.add_argument(
+        "--kubeconfig",
+        help="flux: the cluster the apps go to; argocd: its in-cluster (default: the agent's own, inCluster)",
+    )
     p.add_argument(
         "--git-repository",
         action="append",

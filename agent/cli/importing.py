@@ -40,12 +40,12 @@ def import_(
 ) -> int:
     """Run one import (see the module doc); returns the exit code. Raises :class:`errors.ConfigError` for input
     that cannot be read or a written config that would not load (naming the key). ``kubeconfig``: the cluster
-    a Flux import's apps go to (default: the agent's own, ``inCluster``); ``git_repositories``: ``NAME=URL[@REF]``
-    GitRepositories the files name but do not hold."""
+    a Flux import's apps go to, and Argo CD's own (``in-cluster``) (default: the agent's own, ``inCluster``);
+    ``git_repositories``: ``NAME=URL[@REF]`` GitRepositories the files name but do not hold."""
     pairs = sources.parse_map_url(map_url)
     docs = documents.read(paths)
     if tool == "argocd":
-        result = run.argocd_config(docs, pairs)
+        result = run.argocd_config(docs, pairs, kubeconfig=kubeconfig)
     else:
         given = dict(_pair(p, "--git-repository") for p in git_repositories)
         result = run.flux_config(docs, pairs, kubeconfig, given)

@@ -346,6 +346,9 @@ def _project(
 ) -> None:
     r, name = out.report, str(spec.get("project") or "default")
     project = known.get(name)
+    if "{{" in name:
+        r.note(w, "spec.project", "a templated project: its restrictions are not read (check them by hand)")
+        return
     if project is None:
         if name != "default":
             r.unmapped(w, "spec.project", f"AppProject {name!r} is not among the files imported")

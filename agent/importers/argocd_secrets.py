@@ -61,21 +61,18 @@ def cluster(out: imported.Imported, doc: documents.Document) -> None:
         r.unmapped(w, "server", "a cluster Secret without a server")
         return
     name = found.get("name") or server.split("://", 1)[-1].split(".", 1)[0]
-    entry: dict[str, Any] = {}
-    if server.rstrip("/") == imported.IN_CLUSTER:
-        entry["inCluster"] = True
-    else:
-        entry["server"] = server
     labels = {k: v for k, v in ((doc.body.get("metadata") or {}).get("labels") or {}).items() if k != TYPE_LABEL}
     if labels:
-        entry["labels"] = labels
         r.mapped(w, "metadata.labels", "labels")
     try:
         config = json.loads(found.get("config") or "{}")
     except json.JSONDecodeError:
         r.unmapped(w, "config", "not JSON (its contents are not shown)")
         config = {}
-    name = out.add_cluster(name, entry)
+    if imported.is_in_cluster(server):
+        name = out.add_in_cluster(name, labels)
+    else:
+        name = out.add_cluster(name, {"server": server, **({"labels": labels} if labels else {})})
     r.mapped(w, "name, server", f"clusters[{name}]")
     _credentials(out, w, name, server, config if isinstance(config, dict) else {})
     for key in found:

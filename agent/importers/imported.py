@@ -15,10 +15,19 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 """The API server Argo CD names its own cluster by."""
 
 
+def is_in_cluster(server: str) -> bool:
+    """True when ``server`` names Argo CD's own cluster (``https://kubernetes.default.svc``, with or without the
+    scheme or a trailing ``/``; Argo CD's examples also write ``http://``)."""
+    host = server.split("://", 1)[-1].rstrip("/")
+    return host in ("kubernetes.default.svc", "kubernetes.default.svc:443")
+
+
 class Imported:
     """One import's result, built up as documents are mapped. Not thread-safe (one import)."""
 
-    def __init__(self, map_url: list[tuple[str, str]]) -> None:
+    def __init__(self, map_url: list[tuple[str, str]], own_kubeconfig: str | None = None) -> None:
+        self.own = {"kubeconfig": own_kubeconfig} if own_kubeconfig else {"inCluster": True}
+        """How Argo CD's own cluster (``in-cluster``) is reached: a kubeconfig, else the agent's own."""
         self.sources = sources.Sources(map_url)
         self.clusters: dict[str, dict[str, Any]] = {}
         """name -> cluster config (camelCase keys)."""
@@ -41,6 +50,12 @@ class Imported:
             self.servers[IN_CLUSTER] = unique
         return unique
 
+    def add_in_cluster(self, name: str = "in-cluster", labels: dict[str, str] | None = None) -> str:
+        """Register Argo CD's own cluster (as :attr:`own` reaches it); returns its name."""
+        name = self.add_cluster(name, {**self.own, **({"labels": labels} if labels else {})})
+        self.servers[IN_CLUSTER] = name
+        return name
+
     def cluster_for(self, where: report.Where, field: str, server: str = "", name: str = "") -> str:
         """The cluster name of an app's destination (a ``server`` URL or a cluster ``name``), registered on first
         use: the in-cluster server as ``inCluster``, another unknown server with a token from the environment."""
@@ -51,11 +66,11 @@ class Imported:
                 return self.cluster_for(where, field, server=IN_CLUSTER)
             self.report.unmapped(where, field, f"no cluster named {name!r} among the imported cluster Secrets")
             return sources.label(name, "cluster")
-        server = server.rstrip("/")
+        server = IN_CLUSTER if is_in_cluster(server) else server.rstrip("/")
         if server in self.servers:
             return self.servers[server]
         if server == IN_CLUSTER:
-            return self.add_cluster("in-cluster", {"inCluster": True})
+            return self.add_in_cluster()
         host = server.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
         name = self.add_cluster(host.split(".", 1)[0] or "cluster", {"server": server})
         env = f"{name.upper().replace('-', '_')}_TOKEN"
@@ -66,7 +81,10 @@ class Imported:
         return name
 
     def config(self) -> dict[str, Any]:
-        """The agent config (camelCase keys, in the order of config.example.yaml)."""
+        """The agent config (camelCase keys, in the order of config.example.yaml). Without any cluster (app sets
+        whose clusters a generator gives), Argo CD's own: ``in-cluster`` (``inCluster: true``)."""
+        if not self.clusters:
+            self.add_in_cluster()
         out: dict[str, Any] = {"instance": "gitops-agent"}
         if self.sources.entries:
             out["sources"] = self.sources.entries

@@ -14,11 +14,15 @@ from agent.importers import argocd, argocd_appsets, argocd_secrets, documents, f
 
 
 def argocd_config(
-    docs: Sequence[documents.Document], map_url: list[tuple[str, str]], out: imported.Imported | None = None
+    docs: Sequence[documents.Document],
+    map_url: list[tuple[str, str]],
+    out: imported.Imported | None = None,
+    kubeconfig: str | None = None,
 ) -> imported.Imported:
     """The agent config and report of Argo CD's objects ``docs`` (:mod:`agent.importers.argocd`), built into
-    ``out`` when given (sources and clusters known beforehand: :mod:`agent.appsets.nested`)."""
-    out = out or imported.Imported(map_url)
+    ``out`` when given (sources and clusters known beforehand: :mod:`agent.appsets.nested`). ``kubeconfig``:
+    how Argo CD's own cluster (``in-cluster``) is reached (default: the agent's own, ``inCluster``)."""
+    out = out or imported.Imported(map_url, kubeconfig)
     known = argocd.projects(list(docs))
     order = {"cluster": 0, "repository": 1, "repo-creds": 4}
 
