@@ -127,6 +127,44 @@ def _apps_of_apps(
         made += found
         results[parent.name] = AppSetResult(parent.name, tuple(a.name for a in found), len(found), None)
         queue += [(a, depth + 1) for a in found if a.app_of_apps]
+    _inherit_dependencies(cfg, made, results)
+
+
+def _inherit_dependencies(
+    cfg: config.AgentConfig, made: list[config.AppConfig], results: dict[str, AppSetResult]
+) -> None:
+    """Children of apps of apps wait for their parent (what it applies, a Namespace say, comes first) and for what
+    it waits for, and an app waits for every descendant of an app of apps it depends on (Flux: a Kustomization
+    that depends on another waits for all the latter applied, its HelmReleases included). Rewrites ``made`` in
+    place; left as they were if that made a cycle."""
+    parents = {name for name, r in results.items() if r.error is None or r.apps} - {a.name for a in cfg.app_sets}
+    by_name = {a.name: a for a in (*cfg.apps, *made)}
+    children: dict[str, list[str]] = {}
+    for a in made:
+        if a.app_set in parents:
+            children.setdefault(str(a.app_set), []).append(a.name)
+
+    def descendants(name: str, seen: frozenset[str] = frozenset()) -> list[str]:
+        found = []
+        for child in children.get(name, ()):
+            if child not in seen:
+                found += [child, *descendants(child, seen | {child})]
+        return found
+
+    def waits_for(app: config.AppConfig, seen: frozenset[str] = frozenset()) -> list[str]:
+        found = [n for d in app.depends_on for n in (d, *descendants(d))]
+        parent = by_name.get(str(app.app_set)) if app.app_set in parents else None
+        if parent is not None and parent.name not in seen:
+            found += [parent.name, *waits_for(parent, seen | {parent.name})]
+        return list(dict.fromkeys(found))
+
+    rewritten = [a.model_copy(update={"depends_on": tuple(waits_for(a))}) if a.app_set in parents else a for a in made]
+    rewritten = [r.generated_by(a.app_set) if a.app_set else r for r, a in zip(rewritten, made, strict=True)]
+    try:
+        config.check_dependencies((*cfg.apps, *rewritten))
+    except ValueError:
+        return
+    made[:] = rewritten
 
 
 def _one(

@@ -17,7 +17,8 @@ out); every other object is applied by the parent as usual.
   fetches only the config's sources: a repository it does not know fails the parent, naming it.
 - Clusters: an Application whose destination is a cluster of the config (by server or name) goes there; one that
   names Argo CD's own cluster (``https://kubernetes.default.svc``, ``in-cluster``), and every Flux object, goes
-  where the parent is placed. A Flux Kustomization's child is itself ``appOfApps`` (Flux's tree nests).
+  where the parent is placed. A Flux Kustomization's child is itself ``appOfApps`` (Flux's tree nests), and a child
+  waits for what its parent waits for (:func:`agent.appsets.expand.generate`).
 - Anything the mapping cannot map fails the parent with the import report's lines (nothing dropped silently).
 """
 
@@ -62,7 +63,7 @@ def children(
     if failed:
         more = f" (and {len(failed) - SHOWN} more)" if len(failed) > SHOWN else ""
         raise errors.GenerateError("; ".join(failed[:SHOWN]) + more)
-    return _apps(parent, cfg, out, {d.where.name for d in flux if d.body["kind"] == "Kustomization"})
+    return _apps(parent, cfg, out)
 
 
 def _render(
@@ -144,9 +145,7 @@ def _missing_git(docs: list[documents.Document], url: str) -> dict[str, str]:
     return {name: url for name in sorted(named - held)}
 
 
-def _apps(
-    parent: config.AppConfig, cfg: config.AgentConfig, out: imported.Imported, nested: set[str]
-) -> list[config.AppConfig]:
+def _apps(parent: config.AppConfig, cfg: config.AgentConfig, out: imported.Imported) -> list[config.AppConfig]:
     known_sources, own = set(cfg.all_sources()), out.servers.get(imported.IN_CLUSTER)
     own = own if own not in {c.name for c in cfg.clusters} else None
     siblings = {a["name"] for a in out.apps}
@@ -166,8 +165,6 @@ def _apps(
             entry["clusters"] = parent.clusters.model_dump(by_alias=True, exclude_defaults=True)
         entry["name"] = sources.label(prefix + name)
         entry["dependsOn"] = [sources.label(prefix + d) if d in siblings else d for d in entry.get("dependsOn", [])]
-        if name in nested:
-            entry["appOfApps"] = True
         try:
             app = config.AppConfig.model_validate(entry)
         except pydantic.ValidationError as e:

@@ -6,7 +6,8 @@
   segment is the chart, ``ref.tag``/``semver`` its version);
 - ``ArtifactGenerator`` -> nothing of its own: a Kustomization reading one of its artifacts reads the folder of the
   git source the artifact copies there (``copy.from: "@alias/<dir>/**"``, ``to: "@artifact/<dest>/"``);
-- ``Kustomization`` -> an app of that source and path (``prune``, ``wait``, ``force`` -> ``sync.prune``,
+- ``Kustomization`` -> an app of that source and path, ``appOfApps: true`` (the Flux objects it renders become its
+  child apps, :mod:`agent.appsets.nested`) (``prune``, ``wait``, ``force`` -> ``sync.prune``,
   ``sync.wait``, ``sync.recreate``; ``dependsOn``; ``targetNamespace`` -> ``namespace``; ``patches``, ``images``,
   ``commonMetadata`` -> ``kustomize``; ``decryption.provider: sops`` -> ``decryption.sops``;
   ``serviceAccountName`` -> ``serviceAccount``; ``suspend`` -> ``sync.auto: false``);
@@ -34,6 +35,8 @@ GROUPS = {
     "HelmRelease": "helm.toolkit.fluxcd.io/",
     "ArtifactGenerator": "source.extensions.fluxcd.io/",
 }
+HELM_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+"""The media type of a Helm chart's content layer in an OCI artifact."""
 NOTED = (
     "interval",
     "retryInterval",
@@ -120,7 +123,9 @@ class Flux:
             self.out.sources.entries[name]["insecure"] = True
         r.mapped(w, "spec.url", f"sources.{name}")
         for key in spec:
-            if key not in ("url", "type", "ref", "secretRef", "interval", "timeout", "insecure", "provider"):
+            if key == "layerSelector" and (spec[key] or {}).get("mediaType") == HELM_LAYER:
+                r.note(w, "spec.layerSelector", "the chart's layer: what the agent pulls of a chart")
+            elif key not in ("url", "type", "ref", "secretRef", "interval", "timeout", "insecure", "provider"):
                 r.unmapped(w, f"spec.{key}", "not a chart source field the agent has")
         return name, chart
 

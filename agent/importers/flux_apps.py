@@ -44,7 +44,8 @@ def kustomization(f: flux.Flux, doc: documents.Document) -> None:
         return
     app = f.base(doc, spec)
     app["source"], app["path"] = found
-    r.mapped(w, "spec.path", f"source {found[0]}, path {found[1]}")
+    app["appOfApps"] = True  # Flux's tree nests: the Flux objects its path renders are its child apps
+    r.mapped(w, "spec.path", f"source {found[0]}, path {found[1]}; appOfApps: true")
     sync = app.setdefault("sync", {})
     for key, to in (("prune", "prune"), ("wait", "wait"), ("force", "recreate")):
         if key in spec:

@@ -11,6 +11,7 @@ import datetime
 import logging
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 
@@ -197,8 +198,7 @@ def _sync_one(
         if proven is not None:
             ctx.remember[u.name] = proven[1]
             return proven[0]
-        if any(ctx.kube.resource_type(m.key.group, m.key.kind) is None for m in manifests):
-            ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
+        _discover(ctx, u, manifests, token)
         kube = ctx.kube.impersonating(u.impersonate) if u.impersonate else ctx.kube
         result = engine.reconcile(
             kube, manifests, dataclasses.replace(options, protected=ownership.OthersObjects(claims, u.name)),
@@ -248,3 +248,36 @@ def result(
     return engine.ReconcileResult(
         ctx.cluster.name, revision, (), now, 0.0, ctx.dry_run, error, kind, app=u.name, problem=problem
     )
+
+
+DISCOVERY_LAG = 10.0
+"""Seconds an app with ``dependsOn`` waits for the kinds it lacks to show in discovery: the CRDs an app it depends
+on just wrote are Established before the API server's discovery serves their kinds (as
+:data:`reconcilers.phases.DISCOVERY_LAG` for an app's own CRDs)."""
+
+
+def _discover(ctx: Context, u: apps.Unit, manifests: Sequence[resources.Manifest], token: cancel_.Token) -> None:
+    """Refresh discovery when ``u`` names kinds the cluster does not serve yet (and no CRD of its own defines);
+    with ``dependsOn``, again every 0.2 s up to :data:`DISCOVERY_LAG` while some are still missing (ends early on
+    ``token``)."""
+
+    own = {  # kinds whose CRD the app carries itself: the engine waits for those (reconcilers.phases)
+        (str(m.body.get("spec", {}).get("group", "")), str(m.body.get("spec", {}).get("names", {}).get("kind", "")))
+        for m in manifests
+        if (m.key.group, m.key.kind) == ("apiextensions.k8s.io", "CustomResourceDefinition")
+    }
+
+    def missing() -> bool:
+        return any(
+            ctx.kube.resource_type(m.key.group, m.key.kind) is None and (m.key.group, m.key.kind) not in own
+            for m in manifests
+        )
+
+    if not missing():
+        return
+    ctx.kube.refresh_discovery()  # a CRD an app it depends on created may be served now
+    lag = time.monotonic() + DISCOVERY_LAG
+    while u.depends_on and missing() and time.monotonic() < lag:
+        if token.wait(0.2):
+            token.check()
+        ctx.kube.refresh_discovery()
