@@ -77,7 +77,9 @@ class Unit:
     ``cluster`` and ``labels``: the cluster's name and labels (for
     per-cluster values files); ``render_timeout``:
     seconds one render of it may take (the app's ``renderTimeout``, else its source's); ``app_of_apps``: the Argo
-    CD and Flux objects it renders are its child apps, never applied (:mod:`agent.appsets.nested`).
+    CD and Flux objects it renders are its child apps, never applied (:mod:`agent.appsets.nested`);
+    ``variables`` and ``variables_from``: the app's own values of its ``${NAME}`` substitution (``substitute`` is
+    then on).
     """
 
     name: str
@@ -109,6 +111,8 @@ class Unit:
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     render_timeout: float = 60.0
     app_of_apps: bool = False
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    variables_from: tuple[config.VariablesFrom, ...] = ()
 
     @property
     def impersonate(self) -> str | None:
@@ -170,7 +174,7 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             ignore=(*cfg.ignore_differences, *cluster.ignore_differences, *a.ignore_differences),
             namespaces=a.namespaces,
             service_account=a.service_account,
-            substitute=a.substitute,
+            substitute=a.substitute or bool(a.variables) or bool(a.variables_from),
             decrypt=a.decryption.sops,
             helm=a.helm,
             jsonnet=a.jsonnet,
@@ -180,6 +184,8 @@ def units(cfg: config.AgentConfig, cluster: config.ClusterConfig) -> list[Unit]:
             labels=cluster.labels,
             render_timeout=render_timeout(a.source, a.render_timeout),
             app_of_apps=a.app_of_apps,
+            variables=a.variables,
+            variables_from=a.variables_from,
         )
         for a in placed(cfg, cluster)
     ]

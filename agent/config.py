@@ -52,6 +52,7 @@ from agent.config_render import (
     KustomizeImage,
     KustomizeOptions,
     ValuesFile,
+    VariablesFrom,
 )
 from agent.config_sections import (
     DecryptionConfig,
@@ -133,6 +134,7 @@ __all__ = [
     "SyncConfig",
     "SyncWindow",
     "ValuesFile",
+    "VariablesFrom",
     "WebhooksConfig",
     "check_dependencies",
     "describe",

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import pydantic
 
-from agent.config_render import DirectoryOptions, HelmOptions, JsonnetOptions, KustomizeOptions
+from agent.config_render import DirectoryOptions, HelmOptions, JsonnetOptions, KustomizeOptions, VariablesFrom
 from agent.config_types import (
     ClusterDecryption,
     Duration,
@@ -164,7 +164,11 @@ class AppConfig(_Model):
     ``labels``: the app's own labels (Argo CD's Application ``metadata.labels``; Kubernetes label syntax), to filter
     apps by in the API and dashboard (``GET /api/v1/apps?label=team=payments``). ``appOfApps``: the Argo CD
     Applications and ApplicationSets and the Flux Kustomizations, HelmReleases and sources its path renders are not
-    applied but become child apps named ``<name>-<child>`` (:mod:`agent.appsets.nested`; needs a ``path``)."""
+    applied but become child apps named ``<name>-<child>`` (:mod:`agent.appsets.nested`; needs a ``path``).
+    ``variables`` (inline, not secret) and ``variablesFrom`` (:class:`VariablesFrom`: ConfigMaps and Secrets of the
+    target cluster) are values of its ``${NAME}`` substitution, turned on by either (Flux's ``postBuild.substitute``
+    and ``substituteFrom``): the config's ``variables``, then each of ``variablesFrom`` in order, then
+    ``variables``, a later one winning."""
 
     name: str
     source: str = "default"
@@ -188,6 +192,8 @@ class AppConfig(_Model):
     directory: DirectoryOptions = DirectoryOptions()
     render_timeout: Duration | None = pydantic.Field(default=None, gt=0)
     app_of_apps: bool = False
+    variables: dict[str, str] = pydantic.Field(default_factory=dict)
+    variables_from: tuple[VariablesFrom, ...] = ()
     _app_set: str | None = pydantic.PrivateAttr(default=None)
 
     @property

@@ -5,7 +5,7 @@ read. Part of the ``apps`` section (:mod:`agent.config_apps`); re-exported by :m
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 
@@ -201,3 +201,15 @@ class JsonnetOptions(_Model):
     @classmethod
     def _relative_libs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_relative(p, "jsonnet libs") for p in v)
+
+
+class VariablesFrom(_Model):
+    """A ConfigMap or Secret of the target cluster whose keys are variables of an app's ``${NAME}`` substitution
+    (Flux's ``postBuild.substituteFrom``): ``kind`` (``ConfigMap`` or ``Secret``), ``name``, ``namespace``
+    (default: the app's namespace, else the cluster's), ``optional`` (a missing one is skipped; otherwise the app
+    fails naming it). A Secret's values are masked (``***``) in every output, like decrypted ones."""
+
+    kind: Literal["ConfigMap", "Secret"]
+    name: str
+    namespace: str | None = None
+    optional: bool = False

@@ -293,7 +293,7 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token:
     if action is Action.CREATED:
         owned = diff.owned_fields(merged, fm)
         predicted = _record(d, merged, fm)
-    change = diff.object_diff(live, merged, label(key)) if shown else None
+    change = diff.object_diff(live, merged, label(key), d.manifest.sensitive) if shown else None
     return _Validated(d, action, body, diff=change, predicted=predicted, owned=owned)
 
 

@@ -166,6 +166,36 @@ def _mask_last_applied(before: resources.Body, after: resources.Body) -> tuple[r
     return masked(before, old, new, "before"), masked(after, new, old, "after")
 
 
+def _mask_path(before: Any, after: Any, path: list[str | int]) -> tuple[Any, Any]:
+    """``before`` and ``after`` with the values at ``path`` masked: ``***`` where equal, else ``*** (before)`` and
+    ``*** (after)``; copies along the path only, the rest shared."""
+    if not path:
+        if before is None or after is None:
+            return (MASK if before is not None else None), (MASK if after is not None else None)
+        same = before == after
+        return (MASK if same else f"{MASK} (before)"), (MASK if same else f"{MASK} (after)")
+    step, rest = path[0], path[1:]
+
+    def child(node: Any) -> Any:
+        if isinstance(step, int) and isinstance(node, list) and step < len(node):
+            return node[step]
+        if isinstance(step, str) and isinstance(node, dict):
+            return node.get(step)
+        return None
+
+    def put(node: Any, value: Any) -> Any:
+        if value is None:
+            return node
+        if isinstance(node, dict):
+            return {**node, step: value}
+        if isinstance(node, list):
+            return [value if i == step else v for i, v in enumerate(node)]
+        return node
+
+    old, new = _mask_path(child(before), child(after), rest)
+    return put(before, old), put(after, new)
+
+
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -190,10 +220,19 @@ def field_path(path: str) -> str:
     return "".join(out) or "."
 
 
-def object_diff(live: resources.Body | None, merged: resources.Body | None, label: str) -> ObjectDiff:
+def object_diff(
+    live: resources.Body | None,
+    merged: resources.Body | None,
+    label: str,
+    sensitive: Sequence[Sequence[str | int]] = (),
+) -> ObjectDiff:
     """The difference from ``live`` (None: absent) to ``merged`` (None: deleted), labelled ``label`` in the
-    unified diff headers (``live/<label>`` and ``git/<label>``)."""
+    unified diff headers (``live/<label>`` and ``git/<label>``). The values at ``sensitive`` paths (a secret
+    substituted there: :attr:`reconcilers.resources.Manifest.sensitive`) show masked on both sides, as a Secret's
+    values do."""
     before, after = _mask_secrets(_shown(live), _shown(merged))
+    for path in sensitive:
+        before, after = _mask_path(before, after, list(path))
     a = yaml.safe_dump(before, sort_keys=True).splitlines(keepends=True) if before else []
     b = yaml.safe_dump(after, sort_keys=True).splitlines(keepends=True) if after else []
     unified = "".join(difflib.unified_diff(a, b, f"live/{label}", f"git/{label}"))

@@ -77,7 +77,9 @@ class Manifest:
     kustomize output), so every error can point at the exact document. ``source_path`` is the cluster's
     ``paths`` entry that loaded it (its inventory is kept per path). ``item`` is where in its document an object
     of a list (``kind: List``, ``ConfigMapList``) stands: ``items[3]``, nested ``items[0].items[2]``; empty for a
-    document that is one object.
+    document that is one object. ``sensitive``: the paths (keys and list indices) of string values of ``body``
+    that hold a secret value substituted into it: every diff shows them masked on both sides, so neither the value
+    nor the one it replaces is shown (:func:`reconcilers.diff.object_diff`).
     """
 
     key: ResourceKey
@@ -86,6 +88,7 @@ class Manifest:
     doc_index: int
     source_path: str = ""
     item: str = ""
+    sensitive: tuple[tuple[str | int, ...], ...] = ()
 
     @property
     def origin(self) -> str:

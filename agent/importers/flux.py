@@ -10,7 +10,8 @@
   child apps, :mod:`agent.appsets.nested`) (``prune``, ``wait``, ``force`` -> ``sync.prune``,
   ``sync.wait``, ``sync.recreate``; ``dependsOn``; ``targetNamespace`` -> ``namespace``; ``patches``, ``images``,
   ``commonMetadata`` -> ``kustomize``; ``decryption.provider: sops`` -> ``decryption.sops``;
-  ``serviceAccountName`` -> ``serviceAccount``; ``suspend`` -> ``sync.auto: false``);
+  ``serviceAccountName`` -> ``serviceAccount``; ``suspend`` -> ``sync.auto: false``; ``postBuild.substitute``
+  and ``substituteFrom`` -> ``variables`` and ``variablesFrom``);
 - ``HelmRelease`` -> an app of the chart (``chart.spec`` from a HelmRepository or a GitRepository path, or
   ``chartRef`` to an OCIRepository; ``values``, ``releaseName``, ``targetNamespace``, ``install.crds: Skip``,
   ``install.createNamespace``, ``dependsOn``).

@@ -73,10 +73,34 @@ def kustomization(f: flux.Flux, doc: documents.Document) -> None:
         r.unmapped(w, "spec.decryption", f"provider {decryption.get('provider')!r}: the agent decrypts SOPS only")
     for key in spec:
         if key == "postBuild":
-            r.unmapped(w, "spec.postBuild", "substitution values: the agent's variables come from env or files")
+            _post_build(f, doc, spec[key] or {}, app)
         elif key not in KUSTOMIZATION:
             r.unmapped(w, f"spec.{key}", "not a Kustomization field the agent has")
     f.out.apps.append(app)
+
+
+def _post_build(f: flux.Flux, doc: documents.Document, post: dict[str, Any], app: dict[str, Any]) -> None:
+    """``postBuild.substitute`` -> ``variables``, ``substituteFrom`` -> ``variablesFrom`` (in the Kustomization's
+    namespace, where Flux reads them)."""
+    w, r = doc.where, f.out.report
+    for key, value in post.items():
+        if key == "substitute":
+            app["variables"] = {str(k): str(v) for k, v in (value or {}).items()}
+            r.mapped(w, "spec.postBuild.substitute", "variables")
+        elif key == "substituteFrom":
+            found = []
+            for i, ref in enumerate(value or []):
+                if ref.get("kind") not in ("ConfigMap", "Secret"):
+                    r.unmapped(w, f"spec.postBuild.substituteFrom[{i}]", f"a {ref.get('kind')}: ConfigMap or Secret")
+                    continue
+                found.append(
+                    {"kind": ref["kind"], "name": ref.get("name"), "namespace": w.namespace or "default"}
+                    | ({"optional": True} if ref.get("optional") else {})
+                )
+            app["variablesFrom"] = found
+            r.mapped(w, "spec.postBuild.substituteFrom", "variablesFrom (read from the target cluster at each sync)")
+        else:
+            r.unmapped(w, f"spec.postBuild.{key}", "not a postBuild field the agent has")
 
 
 def _images(images: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -71,7 +71,9 @@ class ClusterSync:
         )  # fmt: skip
         self.memory = memory_.SyncMemory(keys.config_digest(cfg))
         """What each sync leaves for the next, keyed by content (changed under ``_lock``, by the sync's thread)."""
-        self.desired = desired.DesiredState(cfg, self.session.facts, self.session.discovery_generation, self.memory)
+        self.desired = desired.DesiredState(
+            cfg, self.session.facts, self.session.discovery_generation, self.memory, self.session.read_now
+        )
         self._lock = threading.Lock()
         self._retries_before = 0  # the connection's retries when the sync in flight began
 

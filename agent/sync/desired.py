@@ -13,6 +13,8 @@ once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import pathlib
@@ -25,13 +27,14 @@ from agent.sources import helmvalues, manifests, overlay, sops, substitute, tool
 from agent.sources.render import helm, jsonnet
 from agent.sync import keys
 from agent.sync import memory as memory_
-from reconcilers import engine, resources
+from reconcilers import engine, errors, resources
 
 
 class DesiredState:
     """Loads units' manifests for one cluster. ``facts()``: the cluster's version and API versions for Helm's
     ``.Capabilities`` (raises ClusterError); ``discovery()``: the connection's discovery generation, None before
-    it connected (nothing is remembered then)."""
+    it connected (nothing is remembered then); ``read(key)``: one object of the cluster now (None: missing; raises
+    ClusterError), for an app's ``variablesFrom``."""
 
     def __init__(
         self,
@@ -39,8 +42,10 @@ class DesiredState:
         facts: Callable[[], tuple[str, tuple[str, ...]]],
         discovery: Callable[[], int | None],
         memory: memory_.SyncMemory,
+        read: Callable[[resources.ResourceKey], resources.Body | None],
     ) -> None:
         self.cfg = cfg
+        self._read = read
         self._facts = facts
         self._discovery = discovery
         self._memory = memory
@@ -114,9 +119,32 @@ class DesiredState:
         if unit.app_of_apps:  # its Argo CD and Flux objects are its child apps (agent.appsets.nested), not applied
             desired = [m for m in desired if not peers.is_peer(m.body)]
         if unit.substitute:
-            desired, used = substitute.apply(desired, substitute.resolve(self.cfg.variables))
-            self._reveal(used)
+            values, secret = self._variables(unit)
+            desired, used = substitute.apply(desired, values, secret)
+            self._reveal(used & secret)
         return desired
+
+    def _variables(self, unit: apps.Unit) -> tuple[dict[str, str | errors.ConfigError], set[str]]:
+        """The values of ``unit``'s substitution (the config's ``variables``, then each of its ``variablesFrom``
+        read from the cluster now, then its inline ``variables``) and those of them that are secret (the config's,
+        a Secret's). Raises ConfigError naming a ConfigMap or Secret that is missing (and not optional) or not
+        readable (the cluster's own error)."""
+        values = substitute.resolve(self.cfg.variables)
+        secret = {v for v in values.values() if isinstance(v, str)}
+        for i, ref in enumerate(unit.variables_from):
+            namespace = ref.namespace or unit.namespace
+            where = f"app {unit.name}: variablesFrom[{i}] ({ref.kind} {namespace}/{ref.name})"
+            try:
+                body = self._read(resources.ResourceKey("", ref.kind, namespace, ref.name))
+            except errors.ClusterError as e:
+                raise errors.ConfigError(f"{where}: cannot be read: {e}") from None
+            if body is None and not ref.optional:
+                raise errors.ConfigError(f"{where}: not found in the cluster (optional: true to go on without it)")
+            found = _data(body, ref.kind == "Secret", where) if body is not None else {}
+            values.update(found)
+            secret |= set(found.values()) if ref.kind == "Secret" else set()
+        values.update(unit.variables)
+        return values, secret
 
     def _reveal(self, values: set[str] | frozenset[str]) -> None:
         with self._lock:
@@ -165,3 +193,18 @@ class DesiredState:
 def selection(options: config.DirectoryOptions) -> manifests.Selection:
     """The files an app's ``directory`` options read (:class:`agent.sources.manifests.Selection`)."""
     return manifests.Selection(options.recurse, options.include, options.exclude)
+
+
+def _data(body: resources.Body, encoded: bool, where: str) -> dict[str, str]:
+    """The keys of a ConfigMap's ``data`` or a Secret's (base64) ``data``, as variables. Raises ConfigError for a
+    Secret value that is not base64 of UTF-8 text (the value is not shown)."""
+    out: dict[str, str] = {}
+    for key, value in (body.get("data") or {}).items():
+        if not encoded:
+            out[key] = str(value)
+            continue
+        try:
+            out[key] = base64.b64decode(str(value), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise errors.ConfigError(f"{where}: key {key} is not base64 of UTF-8 text") from None
+    return out

@@ -156,6 +156,12 @@ class Session:
         except errors.ClusterError:
             return None
 
+    def read_now(self, key: resources.ResourceKey) -> resources.Body | None:
+        """The object ``key`` as the cluster holds it now (one GET; None: not found). Raises ClusterError (the
+        cluster unreachable, the read refused). Safe from any thread; sends no write."""
+        kube, _ = self.connect()
+        return kube.get(key)
+
     def close(self) -> None:
         """Stop watches and self-heal (waiting for a correction in flight), release the connection. Call when no
         sync runs (the worker cancels and waits for its sync first)."""

@@ -260,3 +260,34 @@ def test_argocd_appset_examples_import_or_say_why_not(
     assert any(expected in f for f in unmapped), unmapped
     generators = ".clusterDecisionResource", ".scmProvider"
     assert code == (2 if expected in generators else 1)  # 2: no app set is left to write
+
+
+def test_flux_post_build_maps_to_variables_read_in_the_kustomizations_namespace(tmp_path: pathlib.Path) -> None:
+    repo = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": "flux-system"},
+        "spec": {"url": "https://git.example/fleet"},
+    }
+    ks = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "apps", "namespace": "flux-system"},
+        "spec": {
+            "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            "path": "./apps",
+            "postBuild": {
+                "substitute": {"cluster_env": "prod", "replicas": 2},
+                "substituteFrom": [{"kind": "ConfigMap", "name": "vars"},
+                                   {"kind": "Secret", "name": "creds", "optional": True}],
+            },
+        },
+    }  # fmt: skip
+    result = run.flux_config(documents.read([str(_write(tmp_path, "ks.yaml", repo, ks))]), [])
+    (app,) = result.apps
+    assert app["variables"] == {"cluster_env": "prod", "replicas": "2"}
+    assert app["variablesFrom"] == [
+        {"kind": "ConfigMap", "name": "vars", "namespace": "flux-system"},
+        {"kind": "Secret", "name": "creds", "namespace": "flux-system", "optional": True},
+    ]
+    assert not result.report.failed

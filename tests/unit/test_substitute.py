@@ -40,7 +40,7 @@ def test_an_undeclared_variable_names_file_document_and_variable() -> None:
         substitute.apply(load("---\n" + DOC), {})
     assert str(e.value) == (
         "delegate/delegate.yaml#0: ${DELEGATE_TOKEN} is not a declared variable "
-        "(add it under variables in the agent config)"
+        "(add it to the config's or the app's variables, or give a default: ${NAME:=value})"
     )
 
 
@@ -53,3 +53,31 @@ def test_an_unset_variable_names_its_source(monkeypatch: pytest.MonkeyPatch) -> 
         r"environment variable SURELY_UNSET_TOKEN is not set",
     ):
         substitute.apply(load(DOC), values)
+
+
+def test_defaults_and_the_paths_a_secret_went_to() -> None:
+    doc = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: c, namespace: ns}
+data: {env: "${ENV}", tier: "${TIER:=gold}", kept: "$${TIER:=x}", url: "postgres://app:${PW}@db"}
+"""
+    out, used = substitute.apply(load(doc), {"ENV": "prod", "PW": "pw-1"}, secret={"pw-1"})
+    assert out[0].body["data"] == {"env": "prod", "tier": "gold", "kept": "${TIER:=x}", "url": "postgres://app:pw-1@db"}
+    assert out[0].sensitive == (("data", "url"),)  # only where a secret went: the diff masks it on both sides
+    assert used == {"prod", "pw-1"}
+
+
+def test_a_diff_masks_sensitive_paths_on_both_sides() -> None:
+    from reconcilers import diff
+
+    live = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"url": "old-pw", "a": "1"}}
+    merged = {**live, "data": {"url": "new-pw", "a": "2"}}
+    shown = diff.object_diff(live, merged, "c", [("data", "url")])
+    assert "old-pw" not in shown.unified
+    assert "new-pw" not in shown.unified
+    assert "*** (before)" in shown.unified
+    assert "*** (after)" in shown.unified
+    assert "+  a: '2'" in shown.unified
+    same = diff.object_diff({**live, "data": {"url": "pw", "a": "1"}}, {**live, "data": {"url": "pw", "a": "2"}}, "c",
+                            [("data", "url")])  # fmt: skip
+    assert "url: '***'" in same.unified
