@@ -35,6 +35,8 @@ class Imported:
         """API server URL (without a trailing ``/``) -> cluster name."""
         self.apps: list[dict[str, Any]] = []
         self.app_sets: list[dict[str, Any]] = []
+        self.ignore: list[dict[str, Any]] = []
+        """Top-level ``ignoreDifferences`` rules (Argo CD's ``argocd-cm`` resource customizations)."""
         self.report = report.Report()
 
     def add_cluster(self, name: str, entry: dict[str, Any]) -> str:
@@ -93,4 +95,6 @@ class Imported:
             out["apps"] = self.apps
         if self.app_sets:
             out["appSets"] = self.app_sets
+        if self.ignore:
+            out["ignoreDifferences"] = self.ignore
         return out

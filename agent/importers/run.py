@@ -2,15 +2,26 @@
 
 Argo CD (:func:`argocd`): cluster Secrets first (the apps' destinations name their servers), then repository
 Secrets (they name the sources), Applications, ApplicationSets, and last the credential templates
-(``repo-creds``) for every source under their URL; AppProjects are read where an Application names them. Any
-other document is reported as not mapped.
+(``repo-creds``) for every source under their URL; AppProjects are read where an Application names them;
+``argocd-cm``'s resource customizations (:mod:`agent.importers.argocd_cm`). Any other document is reported as not
+mapped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.importers import argocd, argocd_appsets, argocd_secrets, documents, flux, flux_apps, imported, report
+from agent.importers import (
+    argocd,
+    argocd_appsets,
+    argocd_cm,
+    argocd_secrets,
+    documents,
+    flux,
+    flux_apps,
+    imported,
+    report,
+)
 
 
 def argocd_config(
@@ -41,6 +52,10 @@ def argocd_config(
             argocd.application(out, doc, known)
         elif argocd.is_argocd(doc, "ApplicationSet"):
             argocd_appsets.app_set(out, doc, known)
+        elif argocd_cm.is_config_map(doc, "argocd-cm"):
+            argocd_cm.config_map(out, doc)
+        elif argocd_cm.is_config_map(doc, "argocd-rbac-cm"):
+            out.report.unmapped(doc.where, "data", "Argo CD's RBAC policy: the agent's API has one token, no roles yet")
         elif argocd.is_argocd(doc, "AppProject"):
             if not any(a.get("name") for a in out.apps):
                 out.report.note(doc.where, "", "read for the apps of this project")

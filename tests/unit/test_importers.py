@@ -291,3 +291,33 @@ def test_flux_post_build_maps_to_variables_read_in_the_kustomizations_namespace(
         {"kind": "Secret", "name": "creds", "namespace": "flux-system", "optional": True},
     ]
     assert not result.report.failed
+
+
+def test_argocd_cm_ignore_differences_map_and_lua_health_is_named(tmp_path: pathlib.Path) -> None:
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "argocd-cm", "namespace": "argocd", "labels": {"app.kubernetes.io/part-of": "argocd"}},
+        "data": {
+            "resource.customizations.ignoreDifferences.apps_Deployment": "jsonPointers:\n- /spec/replicas\n",
+            "resource.customizations.ignoreDifferences.Service": "jsonPointers:\n- /spec/clusterIP\n",
+            "resource.customizations.ignoreDifferences.all": "managedFieldsManagers:\n- kube-controller-manager\n",
+            "resource.customizations.health.cert-manager.io_Certificate": "hs = {}\nreturn hs\n",
+            "timeout.reconciliation": "180s",
+        },
+    }
+    result = run.argocd_config(documents.read([str(_write(tmp_path, "cm.yaml", cm))]), [])
+    assert sorted(result.ignore, key=lambda r: r["kind"]) == [
+        {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]},
+        {"kind": "Service", "jsonPointers": ["/spec/clusterIP"]},
+    ]
+    unmapped = {f.field: f.detail for f in result.report.findings if f.kind == "not mapped"}
+    assert unmapped == {
+        "data['resource.customizations.ignoreDifferences.all'].managedFieldsManagers": (
+            "the agent's ignore rules read jsonPointers only"
+        ),
+        "data['resource.customizations.health.cert-manager.io_Certificate']": (
+            "a Lua health script: write it as a CEL rule under healthChecks (the agent's health rules)"
+        ),
+    }
+    assert result.config()["ignoreDifferences"] == result.ignore
