@@ -17,6 +17,7 @@ import pydantic
 import yaml
 
 from agent import celhealth, config_keys, kubeyaml
+from agent.config_access import ACTIONS, RESOURCES, ApiToken, RbacConfig, policy_lines
 
 # The config's building blocks live in agent.config_types, config_sections, config_apps and config_appsets;
 # re-exported here, the module everything imports.
@@ -87,8 +88,11 @@ from agent.config_types import (
 from reconcilers import errors
 
 __all__ = [
+    "ACTIONS",
     "GENERATOR_KINDS",
+    "RESOURCES",
     "AgentConfig",
+    "ApiToken",
     "AppConfig",
     "AppSetConfig",
     "AppSync",
@@ -122,6 +126,7 @@ __all__ = [
     "Placement",
     "Preview",
     "PullRequestGenerator",
+    "RbacConfig",
     "Retry",
     "RolloutConfig",
     "SecretRef",
@@ -142,6 +147,7 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_selector",
+    "policy_lines",
 ]
 
 
@@ -182,7 +188,8 @@ class AgentConfig(_Model):
     ``sharding`` shares the clusters among several replicas (not with ``rollout``); ``decryption`` holds the keys
     of SOPS-encrypted files, used by clusters with ``decryption: {sops: true}``; ``healthChecks`` are health rules
     for any kind (:class:`HealthCheck`); ``notifications`` send events out (:class:`Notification`);
-    ``syncWindows`` say when automatic syncs may write (:class:`SyncWindow`).
+    ``syncWindows`` say when automatic syncs may write (:class:`SyncWindow`); ``rbac``: who may do what through the
+    API (:class:`RbacConfig`).
 
     ``sources`` names the sources apps read (DNS labels); ``source`` alone is the source named ``default``.
     ``apps`` (:class:`AppConfig`) are placed on clusters by name or label; a cluster's ``paths`` are sugar for
@@ -200,6 +207,7 @@ class AgentConfig(_Model):
     variables: dict[str, SecretRef] = pydantic.Field(default_factory=dict)
     rollout: RolloutConfig | None = None
     sharding: ShardingConfig | None = None
+    rbac: RbacConfig = RbacConfig()
     decryption: DecryptionConfig = DecryptionConfig()
     render: RenderConfig = RenderConfig()
     health_checks: tuple[HealthCheck, ...] = ()

@@ -14,6 +14,7 @@ from typing import Annotated
 import pydantic
 
 from agent import source_kinds
+from agent.config_access import ApiToken
 from agent.config_types import Duration, HomeCluster, Interval, Retry, SecretRef, Size, _Model
 
 
@@ -252,7 +253,9 @@ class ServerConfig(_Model):
     413 (a size: bytes, or ``10Mi``; default 10Mi);
     ``webhookDebounce``: seconds a push waits for more pushes before the one fetch they share (default 0.1);
     ``allowUnauthenticated``: serve on a non-loopback ``listen`` address without ``token`` (default false: such a
-    config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port).
+    config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port);
+    ``apiTokens``: static tokens for automation, each a subject with groups (:class:`ApiToken`; ``token`` itself
+    authenticates as ``admin``, with ``role:admin``).
     """
 
     listen: str = "127.0.0.1:8080"
@@ -261,6 +264,7 @@ class ServerConfig(_Model):
     max_body_bytes: Size = pydantic.Field(default=10 * 1024 * 1024, ge=1024)
     webhook_debounce: Duration = 0.1
     allow_unauthenticated: bool = False
+    api_tokens: tuple[ApiToken, ...] = ()
 
     @pydantic.field_validator("listen")
     @classmethod

@@ -24,6 +24,7 @@ from typing import Any
 import fastapi
 import pydantic
 
+from agent.api import guard
 from agent.runtime import fleet, levers, trace
 from reconcilers import errors
 
@@ -67,34 +68,37 @@ class SyncRequest(pydantic.BaseModel):
     resources: list[str] = []
 
 
-def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRouter:
+def router(agent: fleet.Fleet, authorized: Callable[..., Any]) -> fastapi.APIRouter:
     """The levers' routes, each behind ``authorized``."""
     api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
 
-    def hold(app: str | None, cluster: str | None, body: HoldRequest, resume: bool) -> dict[str, Any]:
+    def hold(
+        request: fastapi.Request, app: str | None, cluster: str | None, body: HoldRequest, resume: bool
+    ) -> dict[str, Any]:
         try:
-            done = levers.suspend(agent, app, cluster, by=body.by, reason=body.reason, resume=resume)
+            author = guard.by(request, body.by)
+            done = levers.suspend(agent, app, cluster, by=author, reason=body.reason, resume=resume)
         except errors.ConfigError as e:
             raise fastapi.HTTPException(404, str(e)) from None
         return done.json()
 
     @api.post("/api/v1/apps/{app:path}/suspend")
-    def suspend_app(app: str, body: HoldRequest | None = None) -> dict[str, Any]:
+    def suspend_app(request: fastapi.Request, app: str, body: HoldRequest | None = None) -> dict[str, Any]:
         body = body or HoldRequest()
-        return hold(app, body.cluster, body, False)
+        return hold(request, app, body.cluster, body, False)
 
     @api.post("/api/v1/apps/{app:path}/resume")
-    def resume_app(app: str, body: HoldRequest | None = None) -> dict[str, Any]:
+    def resume_app(request: fastapi.Request, app: str, body: HoldRequest | None = None) -> dict[str, Any]:
         body = body or HoldRequest()
-        return hold(app, body.cluster, body, True)
+        return hold(request, app, body.cluster, body, True)
 
     @api.post("/api/v1/clusters/{name}/suspend")
-    def suspend_cluster(name: str, body: HoldRequest | None = None) -> dict[str, Any]:
-        return hold(None, name, body or HoldRequest(), False)
+    def suspend_cluster(request: fastapi.Request, name: str, body: HoldRequest | None = None) -> dict[str, Any]:
+        return hold(request, None, name, body or HoldRequest(), False)
 
     @api.post("/api/v1/clusters/{name}/resume")
-    def resume_cluster(name: str, body: HoldRequest | None = None) -> dict[str, Any]:
-        return hold(None, name, body or HoldRequest(), True)
+    def resume_cluster(request: fastapi.Request, name: str, body: HoldRequest | None = None) -> dict[str, Any]:
+        return hold(request, None, name, body or HoldRequest(), True)
 
     @api.post("/api/v1/apps/{app:path}/sync", status_code=202)
     def sync_app(app: str, body: SyncRequest | None = None) -> dict[str, list[str]]:
@@ -130,9 +134,10 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
         return {"app": app, "clusters": clusters}
 
     @api.post("/api/v1/apps/{app:path}/rollback")
-    def rollback_app(app: str, body: RollbackRequest) -> dict[str, Any]:
+    def rollback_app(request: fastapi.Request, app: str, body: RollbackRequest) -> dict[str, Any]:
+        author = guard.by(request, body.by)
         try:
-            pin = levers.rollback(agent, app, body.cluster, body.to, by=body.by, until_new=body.until_new_revision)
+            pin = levers.rollback(agent, app, body.cluster, body.to, by=author, until_new=body.until_new_revision)
         except levers.Refused as e:
             raise fastapi.HTTPException(409, str(e)) from None
         except errors.ConfigError as e:
@@ -142,9 +147,9 @@ def router(agent: fleet.Fleet, authorized: Callable[..., None]) -> fastapi.APIRo
         return {"cluster": body.cluster, "pinned": pin.json() if pin else None}
 
     @api.post("/api/v1/apps/{app:path}/unpin")
-    def unpin_app(app: str, body: UnpinRequest) -> dict[str, Any]:
+    def unpin_app(request: fastapi.Request, app: str, body: UnpinRequest) -> dict[str, Any]:
         try:
-            levers.rollback(agent, app, body.cluster, None, by=body.by)
+            levers.rollback(agent, app, body.cluster, None, by=guard.by(request, body.by))
         except errors.ConfigError as e:
             raise fastapi.HTTPException(404, str(e)) from None
         except errors.ClusterError as e:

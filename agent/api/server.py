@@ -10,7 +10,9 @@
   health and health counts, last sync, per-object results, the last 10 syncs); ``GET /api/v1/status?objects=false``
   is the fleet summary without the per-object results (what the dashboard and ``gitops-agent status`` poll: its
   size does not grow with the objects); ``POST /api/v1/sync`` and ``/api/v1/sync/{name}``: reconcile now. These
-  need ``Authorization: Bearer <server.token>`` when a token is configured.
+  need ``Authorization: Bearer`` with ``server.token`` or one of ``server.apiTokens`` when one is configured, and
+  the role the route's rule asks (:mod:`agent.api.access`, :mod:`agent.api.guard`); ``GET /api/v1/me`` says who
+  a token is and what it may do; ``GET /api/v1/audit`` is the audit trail (:mod:`agent.api.audit`).
 - ``GET /api/v1/events[?cluster=NAME&limit=N]``: the last 100 events, newest first (see
   ``agent.runtime.events``).
 - ``GET /metrics``: Prometheus metrics (see ``agent.runtime.metrics``), behind the bearer token too.
@@ -23,7 +25,6 @@ The OpenAPI document is served at ``/openapi.json``. Used by ``agent.cli run``.
 
 from __future__ import annotations
 
-import hmac
 import importlib.resources
 import ipaddress
 import json
@@ -34,8 +35,10 @@ import fastapi
 import uvicorn
 
 from agent import config, threads
-from agent.api import levers, webhooks
+from agent.api import access, audit, guard, levers, webhooks
 from agent.runtime import appquery, appstatus, fleet, trace
+from agent.runtime import events as events_
+from agent.runtime import levers as levers_
 from reconcilers import errors, resources
 
 OBJECTS = fastapi.Query(True, description="include the per-object results of the last sync (false: the summary)")
@@ -52,29 +55,57 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
             f"server.listen {server.listen!r} is reachable from other hosts but no server.token is set: set "
             "server.token (env or file), listen on 127.0.0.1, or set server.allowUnauthenticated: true"
         )
-    token = server.token.value("server.token") if server.token else None
     hooks = {
         name: ref.value(f"server.webhooks.{name}")
         for name in webhooks.PROVIDERS
         if (ref := getattr(server.webhooks, name)) is not None
     }
 
-    def authorized(authorization: str | None = fastapi.Header(default=None)) -> None:
-        if token is None:
-            return
-        given = (authorization or "").removeprefix("Bearer ").encode()
-        if not authorization or not authorization.startswith("Bearer ") or not hmac.compare_digest(given, token):
-            raise fastapi.HTTPException(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
+    def placed(app: str) -> list[str]:
+        try:
+            return levers_.targets(agent, app, None)
+        except errors.ConfigError:
+            return []
+
+    gate = access.Access(agent.cfg, placed)
+    trail = audit.AuditLog(lambda e: agent.events.emit(events_.Event("ActionTaken", "", "", e.message())))
+    authorized = guard.dependency(gate)
 
     app = fastapi.FastAPI(title="gitops-agent", version="v1")
     api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
+    guard.install(app, trail)
 
-    page = importlib.resources.files("agent.api").joinpath("dashboard.html").read_bytes()
+    files = importlib.resources.files("agent.api")
+    page = files.joinpath("dashboard.html").read_bytes()
+    script, style = files.joinpath("dashboard.js").read_bytes(), files.joinpath("dashboard.css").read_bytes()
 
     @app.get("/", response_class=fastapi.responses.HTMLResponse, include_in_schema=False)
     def dashboard() -> fastapi.Response:
         # The page holds no data: it asks the API (with the token the user types, when one is required).
         return fastapi.Response(page, media_type="text/html; charset=utf-8")
+
+    @app.get("/dashboard.js", include_in_schema=False)
+    def dashboard_script() -> fastapi.Response:
+        return fastapi.Response(script, media_type="text/javascript; charset=utf-8")
+
+    @app.get("/dashboard.css", include_in_schema=False)
+    def dashboard_style() -> fastapi.Response:
+        return fastapi.Response(style, media_type="text/css; charset=utf-8")
+
+    @api.get("/api/v1/me")
+    def me(request: fastapi.Request) -> dict[str, Any]:
+        """Who the token is (subject, groups, token name) and, per resource, the actions it may take on some of
+        its objects (what the dashboard shows)."""
+        who: access.Identity = request.state.identity
+        may = {r: [a for a in config.ACTIONS if gate.may(who, r, a)] for r in config.RESOURCES}
+        return {"subject": who.subject, "groups": list(who.groups), "token": who.token, "may": may}
+
+    @api.get("/api/v1/audit", response_class=fastapi.responses.JSONResponse)
+    def audit_trail(
+        limit: int = fastapi.Query(100, ge=1, le=audit.KEEP), subject: str | None = None
+    ) -> fastapi.Response:
+        """The audit trail, newest first: every mutating request and every refused one (:mod:`agent.api.audit`)."""
+        return _json({"audit": trail.json(limit, subject)})
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

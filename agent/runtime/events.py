@@ -54,6 +54,7 @@ REASONS = (
     "SyncRetrying",
     "Pinned",
     "Unpinned",
+    "ActionTaken",
 )
 _WARNINGS = frozenset(
     {

@@ -1,0 +1,121 @@
+"""The API's gate: each request authenticated and checked against its route's rule (:mod:`agent.api.access`),
+recorded in the audit trail when it changes something or is refused (:mod:`agent.api.audit`), and answered with
+the security headers a browser needs (a Content-Security-Policy without inline script or style, no framing, no
+MIME sniffing, no referrer).
+
+The API authenticates with ``Authorization: Bearer`` headers only, never cookies, so a page on another origin
+cannot make a browser send an authenticated request on its own: there is no ambient credential to forge a
+request with (cross-site request forgery needs one). Used by :mod:`agent.api.server`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import fastapi
+
+from agent.api import access, audit
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+"""Sent with every answer (the dashboard's script and style are files of their own: no inline code runs)."""
+EXEMPT = frozenset({("GET", "/api/v1/me")})
+"""Authenticated routes with no rule of their own: any identity may ask who it is."""
+
+
+def dependency(gate: access.Access) -> Callable[..., Awaitable[access.Identity]]:
+    """The FastAPI dependency every authenticated route has: 401 without a valid token, 403 (saying what is
+    missing) when the route's rule is not allowed on each of its objects; the identity otherwise. What it checked
+    is left on ``request.state`` for the audit trail."""
+
+    async def guard(
+        request: fastapi.Request, authorization: str | None = fastapi.Header(default=None)
+    ) -> access.Identity:
+        try:
+            who = gate.identify(authorization)
+        except access.UnauthenticatedError as e:
+            request.state.audit = (access.Identity("unauthenticated"), None, ())
+            raise fastapi.HTTPException(401, str(e), {"WWW-Authenticate": "Bearer"}) from None
+        route = request.scope.get("route")
+        key = (request.method, str(getattr(route, "path_format", "")))
+        request.state.identity = who
+        if key in EXEMPT:
+            return who
+        rule = access.RULES.get(key)
+        if rule is None:
+            request.state.audit = (who, None, ())
+            raise fastapi.HTTPException(403, f"no access rule for {key[0]} {key[1]}: refused")
+        cluster = await _body_cluster(request) if "{cluster}" in rule.object and request.method == "POST" else None
+        objects = tuple(gate.objects(rule, request.path_params, cluster))
+        request.state.audit = (who, rule, objects)
+        denied = [o for o in objects if not gate.allowed(who, rule.resource, rule.action, o)]
+        if denied:
+            raise fastapi.HTTPException(
+                403, f"{who.subject} may not {rule.action} {rule.resource} {denied[0]} (rbac.policy grants it not)"
+            )
+        return who
+
+    return guard
+
+
+async def _body_cluster(request: fastapi.Request) -> str | None:
+    """The ``cluster`` of a JSON body (None when there is none or it is not JSON: the route then says why)."""
+    try:
+        found = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return None
+    value = found.get("cluster") if isinstance(found, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def by(request: fastapi.Request, given: str) -> str:
+    """Who a lever names as its author: the authenticated subject, else what the request said (``given``)."""
+    who: access.Identity | None = getattr(request.state, "identity", None)
+    return who.subject if who is not None and who.token else given
+
+
+def install(app: fastapi.FastAPI, trail: audit.AuditLog) -> None:
+    """Add the audit trail and the security headers to every answer of ``app``."""
+
+    @app.middleware("http")
+    async def audited(request: fastapi.Request, call_next: Callable[[fastapi.Request], Awaitable[Any]]) -> Any:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        status = int(response.status_code)
+        mutating = request.method not in ("GET", "HEAD", "OPTIONS")
+        if mutating or status in (401, 403):
+            _record(trail, request, status)
+        return response
+
+
+def _record(trail: audit.AuditLog, request: fastapi.Request, status: int) -> None:
+    who, rule, objects = getattr(request.state, "audit", (None, None, ()))
+    if who is None:
+        provider = request.url.path.rsplit("/", 1)[-1] if "/webhooks/" in request.url.path else ""
+        who = access.Identity(f"webhook:{provider}" if provider else "unknown")
+    result = "denied" if status in (401, 403) else "failed" if status >= 400 else "allowed"
+    trail.record(
+        audit.Entry(
+            subject=who.subject,
+            groups=who.groups,
+            token=who.token,
+            method=request.method,
+            path=request.url.path,
+            resource=rule.resource if rule else "",
+            action=rule.action if rule else "",
+            objects=tuple(objects),
+            remote=request.client.host if request.client else "",
+            status=status,
+            result=result,
+        )
+    )
