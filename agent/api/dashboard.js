@@ -14,6 +14,8 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 const badge = (text) => el("span", {class: "badge " + text}, text);
+let may = null;  // GET /api/v1/me's "may": per resource, the actions this token may take (levers it may not: hidden)
+const can = (action) => !may || (may.apps || []).includes(action);
 
 async function load() {
   const typing = document.activeElement && ["suspend-reason", "rollback-to"].includes(document.activeElement.id);
@@ -29,8 +31,12 @@ async function load() {
     cell ? get("api/v1/apps/" + encodeURIComponent(cell.app) + "?objects=true")
       : selected ? get("api/v1/clusters/" + encodeURIComponent(selected)) : null,
     cell ? get("api/v1/apps/" + encodeURIComponent(cell.app) + "/history") : null, get("api/v1/appsets")]);
-  if (resp.status === 401) { document.getElementById("login").style.display = "block"; return; }
+  if (resp.status === 401) { document.getElementById("login").style.display = "block"; may = null; return; }
   document.getElementById("login").style.display = "none";
+  if (may === null) {
+    const me = await get("api/v1/me");
+    may = me.ok ? (await me.json()).may : {};
+  }
   const detailed = one && one.ok ? await one.json() : null;
   const appsDoc = appsResp.ok ? await appsResp.json()
     : {apps: [], total: 0, refused: appsResp.status === 400 ? (await appsResp.json()).detail : null};
@@ -109,25 +115,26 @@ function renderLevers(c) {
     b.addEventListener("click", handler);
     return b;
   };
-  return el("p", {id: "levers"},
-    button("sync-app", "Sync", () => lever(`api/v1/apps/${app}/sync`, {cluster: c.name}, `sync of ${c.app} on ${c.name} requested`)),
-    " ", input, " ",
+  // Only the levers the token's roles grant somewhere (the server checks each request against this cell anyway).
+  const parts = [];
+  if (can("sync")) parts.push(button("sync-app", "Sync", () => lever(`api/v1/apps/${app}/sync`, {cluster: c.name},
+    `sync of ${c.app} on ${c.name} requested`)), " ");
+  if (can("suspend")) parts.push(input, " ",
     button("suspend-app", "Suspend", () => lever(`api/v1/apps/${app}/suspend`, {cluster: c.name, reason, by: "dashboard"},
-      `${c.app} suspended on ${c.name}`)),
-    " ",
+      `${c.app} suspended on ${c.name}`)), " ",
     button("resume-app", "Resume", () => lever(`api/v1/apps/${app}/resume`, {cluster: c.name, by: "dashboard"},
-      `${c.app} resumed on ${c.name}`)),
-    " ", to, " ",
+      `${c.app} resumed on ${c.name}`)), " ");
+  if (can("rollback")) parts.push(to, " ",
     button("rollback-app", "Roll back", () => lever(`api/v1/apps/${app}/rollback`,
-      {cluster: c.name, to: rollbackTo, by: "dashboard"}, `${c.app} on ${c.name} pinned to ${rollbackTo}`)),
-    " ",
+      {cluster: c.name, to: rollbackTo, by: "dashboard"}, `${c.app} on ${c.name} pinned to ${rollbackTo}`)), " ",
     button("unpin-app", "Unpin", () => lever(`api/v1/apps/${app}/unpin`, {cluster: c.name, by: "dashboard"},
-      `${c.app} on ${c.name} unpinned`)),
-    " ", el("span", {id: "lever-result", class: "muted"}, leverResult));
+      `${c.app} on ${c.name} unpinned`)), " ");
+  return el("p", {id: "levers"}, ...parts, el("span", {id: "lever-result", class: "muted"}, leverResult));
 }
 
 function selectiveSync(c, o) {
   // Argo CD's selective sync: write this object of the app only (no hook, no prune).
+  if (!can("sync")) return "";
   const ref = `${o.kind}${o.group ? "." + o.group : ""}/${o.namespace ? o.namespace + "/" : ""}${o.name}`;
   const b = el("button", {class: "sync-object", "data-object": ref, title: "sync only this object"}, "Sync");
   b.addEventListener("click", () => lever(`api/v1/apps/${encodeURIComponent(c.app)}/sync`,
@@ -309,6 +316,7 @@ function renderDiff(text) {
 document.getElementById("login").addEventListener("submit", (e) => {
   e.preventDefault();
   sessionStorage.setItem("token", document.getElementById("token").value);
+  may = null;  // another token: asked again what it may do
   load();
 });
 wireFilters();
