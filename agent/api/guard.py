@@ -79,9 +79,12 @@ async def _body_cluster(request: fastapi.Request) -> str | None:
 
 
 def by(request: fastapi.Request, given: str) -> str:
-    """Who a lever names as its author: the authenticated subject, else what the request said (``given``)."""
+    """Who a lever names as its author: the authenticated subject, with what the request said (``given``: the CLI
+    sends the local user) in parentheses when it says more; ``given`` alone when the API is open."""
     who: access.Identity | None = getattr(request.state, "identity", None)
-    return who.subject if who is not None and who.token else given
+    if who is None or not who.token:
+        return given
+    return who.subject if given in ("api", "dashboard", who.subject) else f"{who.subject} ({given})"
 
 
 def install(app: fastapi.FastAPI, trail: audit.AuditLog) -> None:
