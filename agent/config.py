@@ -60,6 +60,7 @@ from agent.config_sections import (
     RenderConfig,
     RolloutConfig,
     ServerConfig,
+    ServerTls,
     ShardingConfig,
     SopsConfig,
     SourceConfig,
@@ -132,6 +133,7 @@ __all__ = [
     "SecretRef",
     "SelectorRequirement",
     "ServerConfig",
+    "ServerTls",
     "ShardingConfig",
     "SopsConfig",
     "SourceConfig",
@@ -462,6 +464,10 @@ def _resolve_paths(raw: dict[str, Any], base: pathlib.Path) -> dict[str, Any]:
         home = sharding["homeCluster"]
         if home.get("kubeconfig"):
             out["sharding"] = {**sharding, "homeCluster": {**home, "kubeconfig": resolve(home["kubeconfig"])}}
+    server = raw.get("server")
+    if isinstance(server, dict) and isinstance(server.get("tls"), dict):
+        tls = {k: resolve(v) if k in ("certFile", "keyFile") else v for k, v in server["tls"].items()}
+        out["server"] = {**server, "tls": tls}
     if isinstance(raw.get("clusters"), list):
         out["clusters"] = [
             {**c, "kubeconfig": resolve(c["kubeconfig"])} if isinstance(c, dict) and c.get("kubeconfig") else c

@@ -244,6 +244,16 @@ class WebhooksConfig(_Model):
     generic: SecretRef | None = None
 
 
+class ServerTls(_Model):
+    """TLS for the HTTP server: ``certFile`` (PEM, the certificate and any intermediates) and ``keyFile`` (its
+    private key), relative to the config file. Read at start (a pair that does not load stops the start, naming
+    the files) and again whenever either file changes (cert-manager or a CSI driver rotating them): new connections
+    get the new certificate; a pair that does not load then is logged and the last good one kept."""
+
+    cert_file: str
+    key_file: str
+
+
 class ServerConfig(_Model):
     """The HTTP server.
 
@@ -255,7 +265,7 @@ class ServerConfig(_Model):
     ``allowUnauthenticated``: serve on a non-loopback ``listen`` address without ``token`` (default false: such a
     config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port);
     ``apiTokens``: static tokens for automation, each a subject with groups (:class:`ApiToken`; ``token`` itself
-    authenticates as ``admin``, with ``role:admin``).
+    authenticates as ``admin``, with ``role:admin``); ``tls``: serve HTTPS (:class:`ServerTls`).
     """
 
     listen: str = "127.0.0.1:8080"
@@ -265,6 +275,7 @@ class ServerConfig(_Model):
     webhook_debounce: Duration = 0.1
     allow_unauthenticated: bool = False
     api_tokens: tuple[ApiToken, ...] = ()
+    tls: ServerTls | None = None
 
     @pydantic.field_validator("listen")
     @classmethod

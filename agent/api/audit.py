@@ -1,4 +1,5 @@
-"""The audit trail: every mutating request to the API, and every refused one, with who, what, where and the result.
+"""The audit trail: every mutating request to the API, and every refused one, with who, what, where and the result
+(what is recorded: :func:`agent.api.guard.install`).
 
 Each entry is kept (the newest :data:`KEEP`, served newest first by ``GET /api/v1/audit``), logged as one JSON
 line on the ``agent.audit`` logger, and sent as an ``ActionTaken`` event to the event log and through it to the

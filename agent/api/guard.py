@@ -84,11 +84,14 @@ def by(request: fastapi.Request, given: str) -> str:
     who: access.Identity | None = getattr(request.state, "identity", None)
     if who is None or not who.token:
         return given
-    return who.subject if given in ("api", "dashboard", who.subject) else f"{who.subject} ({given})"
+    return who.subject if given in ("api", who.subject) else f"{who.subject} ({given})"
 
 
 def install(app: fastapi.FastAPI, trail: audit.AuditLog) -> None:
-    """Add the audit trail and the security headers to every answer of ``app``."""
+    """Add the audit trail and the security headers to every answer of ``app``. Recorded: every request that
+    would change something (a POST; a push webhook only when its signature is refused: an accepted one is the
+    provider's, and fetches), and every one refused by the policy (403). A read without a valid token (401) is
+    not: a dashboard left open before its token is typed asks every 3 s."""
 
     @app.middleware("http")
     async def audited(request: fastapi.Request, call_next: Callable[[fastapi.Request], Awaitable[Any]]) -> Any:
@@ -96,7 +99,8 @@ def install(app: fastapi.FastAPI, trail: audit.AuditLog) -> None:
         response.headers.update(SECURITY_HEADERS)
         status = int(response.status_code)
         mutating = request.method not in ("GET", "HEAD", "OPTIONS")
-        if mutating or status in (401, 403):
+        webhook = request.url.path.startswith("/api/v1/webhooks/")
+        if (mutating and not (webhook and status < 400)) or status == 403:
             _record(trail, request, status)
         return response
 

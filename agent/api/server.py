@@ -29,13 +29,14 @@ import importlib.resources
 import ipaddress
 import json
 import signal
+import ssl
 from typing import Any
 
 import fastapi
 import uvicorn
 
 from agent import config, threads
-from agent.api import access, audit, guard, levers, webhooks
+from agent.api import access, audit, guard, levers, tls, webhooks
 from agent.runtime import appquery, appstatus, fleet, trace
 from agent.runtime import events as events_
 from agent.runtime import levers as levers_
@@ -271,12 +272,25 @@ def serve(agent: fleet.Fleet) -> None:
     """Serve ``agent`` on ``server.listen`` until SIGTERM or SIGINT, then return (a graceful stop).
 
     uvicorn drains connections on the signal and then re-raises it to the handler that was installed before it
-    ran; a no-op SIGTERM handler makes that re-raise the clean return it is, so ``run`` exits 0 on SIGTERM.
+    ran; a no-op SIGTERM handler makes that re-raise the clean return it is, so ``run`` exits 0 on SIGTERM. With
+    ``server.tls``, HTTPS with the certificate reloaded when its files change (:mod:`agent.api.tls`); raises
+    ConfigError when they do not load.
     """
     server = agent.cfg.server
     app = create_app(agent)
+    settings = uvicorn.Config(app, host=server.host, port=server.port, log_level="warning", access_log=False)
+    reloader = None
+    if server.tls is not None:  # uvicorn makes its context from files: this one is loaded and reloaded by us
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load(context, server.tls)
+        settings.load()
+        settings.ssl = context
+        reloader = tls.Reloader(context, server.tls)
+        reloader.start()
     previous = signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.run(app, host=server.host, port=server.port, log_level="warning", access_log=False)
+        uvicorn.Server(settings).run()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if reloader is not None:
+            reloader.stop()

@@ -67,7 +67,8 @@ class Client:
         if token is None and server.token is not None:
             token = server.token.value("server.token").decode()
         shown = f"[{host}]" if ":" in host else host
-        return cls(f"http://{shown}:{port}", token, f"server.listen of {config_path}")
+        scheme = "https" if server.tls is not None else "http"
+        return cls(f"{scheme}://{shown}:{port}", token, f"server.listen of {config_path}")
 
     def get(self, path: str) -> Any:
         """GET ``path`` (``/api/v1/...``) as JSON. Raises :class:`AgentError`."""

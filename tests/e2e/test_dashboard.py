@@ -138,10 +138,12 @@ def test_dashboard_shows_clusters_and_drills_down(
             diff_text = page.locator("#objects pre.diff").inner_text()
             assert "-  mode: slow" in diff_text
             assert "+  mode: fast" in diff_text
-            # it polls the fleet summary, and asks for the objects of the selected cluster alone
+            # it polls the fleet summary, and asks for the objects of the selected cluster alone (and once what
+            # its token may do)
             api = {u for u in asked if u.startswith("/api/")}
             expected = {"/api/v1/status?objects=false&apps=false", "/api/v1/apps?limit=500", "/api/v1/appsets"}
-            assert api == {*expected, "/api/v1/clusters/alpha"}, asked
+            assert api == {*expected, "/api/v1/clusters/alpha", "/api/v1/me"}, asked
+            assert asked.count("/api/v1/me") == 1, asked
             # the apps x clusters matrix: each path is an app; a cell drills down to that app on that cluster
             for name in ("alpha", "beta"):
                 cell = page.locator(f"td.cell[data-app=app][data-cluster={name}]")
@@ -161,7 +163,8 @@ def test_dashboard_shows_clusters_and_drills_down(
             # the levers of the app's cell: suspend with a reason, resume, sync now
             page.fill("#suspend-reason", "dashboard test")
             page.click("#suspend-app")
-            page.wait_for_selector("#held:has-text('Suspended (app app) by dashboard')", timeout=30_000)
+            # the token's subject (the shared server.token is admin), with what the dashboard says it is
+            page.wait_for_selector("#held:has-text('Suspended (app app) by admin (dashboard)')", timeout=30_000)
             assert "dashboard test" in page.inner_text("#held")
             assert "app suspended on beta" in page.inner_text("#lever-result")
             page.click("#resume-app")
@@ -403,7 +406,7 @@ def test_dashboard_filters_searches_and_groups_apps(
             per_cluster = page.locator("#clusters tr[data-cluster=alpha] td.app-counts").inner_text()
             assert per_cluster == "4 · 4 Synced · 4 Healthy", per_cluster
             page.fill("#app-search", "TEAM")
-            page.wait_for_function("document.querySelectorAll('#matrix tr[data-app]').length === 2")
+            wait_until(lambda: page.locator("#matrix tr[data-app]").count() == 2, timeout=10)  # no eval: the CSP
             assert rows() == ["team-blue", "team-red"]
             assert page.locator("#apps-shown").inner_text() == "2 of 2 matching apps shown"
             page.fill("#app-search", "")
@@ -418,7 +421,7 @@ def test_dashboard_filters_searches_and_groups_apps(
             page.wait_for_selector("#apps-shown.error:has-text('cannot read')")
             page.fill("#filter-label", "")
             page.select_option("#filter-appset", "teams")
-            page.wait_for_function("document.querySelectorAll('#matrix tr[data-app]').length === 2")
+            wait_until(lambda: page.locator("#matrix tr[data-app]").count() == 2, timeout=10)  # no eval: the CSP
             assert rows() == ["team-blue", "team-red"]
             page.select_option("#filter-appset", "")
             page.select_option("#filter-sync", "OutOfSync")
