@@ -434,3 +434,53 @@ def test_dashboard_filters_searches_and_groups_apps(
             browser.close()
     finally:
         agent.stop()
+
+
+def test_a_read_only_token_sees_the_dashboard_without_its_levers(
+    git_repo: GitRepo, clusters: Any, make_config: Any, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """Roles in the dashboard: a token of ``role:readonly`` reads every cluster and app, and the levers it may not
+    use (sync, suspend, roll back) are not offered; the API refuses them anyway (403), and says so in the audit
+    trail."""
+    from playwright.sync_api import sync_playwright
+
+    (a,) = clusters(1)
+    settings = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace}}
+    git_repo.write_objects("app/cm.yaml", {**settings, "data": {"a": "1"}})
+    git_repo.commit()
+    port = free_port()
+    reader = "reader-token-44d1"
+    read_only = {"name": "reader", "token": {"env": "DASH_READER"}, "groups": ["role:readonly"]}
+    server = {"listen": f"127.0.0.1:{port}", "token": {"env": "DASH_TOKEN"}, "apiTokens": [read_only]}
+    config = make_config(git_repo, [cluster_entry(a, "alpha", ["app"], namespace)], server=server)
+    base = f"http://127.0.0.1:{port}"
+    agent = Agent(config, tmp_path / "agent.log", env={"DASH_TOKEN": TOKEN, "DASH_READER": reader})
+    try:
+        def up() -> bool:
+            try:
+                return request(f"{base}/api/v1/status", token=reader)[0] == 200
+            except OSError:
+                return False
+
+        wait_until(up, timeout=60)
+        assert request(f"{base}/api/v1/apps/app/sync", method="POST", token=reader)[0] == 403
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/")
+            page.wait_for_selector("#login", state="visible")
+            page.fill("#token", reader)
+            page.click("#login button")
+            page.wait_for_selector("td.cell[data-app=app][data-cluster=alpha]")
+            page.click("td.cell[data-app=app][data-cluster=alpha]")
+            page.wait_for_selector(f"#objects >> text=ConfigMap {namespace}/settings")
+            page.wait_for_selector("#levers", state="attached")
+            for lever in ("#sync-app", "#suspend-app", "#resume-app", "#rollback-app", "#unpin-app", ".sync-object"):
+                assert page.locator(lever).count() == 0, lever
+            browser.close()
+        trail = json.loads(request(f"{base}/api/v1/audit", token=TOKEN)[1])["audit"]
+        assert [(e["subject"], e["path"], e["result"]) for e in trail] == [
+            ("reader", "/api/v1/apps/app/sync", "denied")
+        ]
+    finally:
+        assert agent.stop() == 0, agent.log.read_text()[-2000:]
