@@ -294,7 +294,8 @@ def _validate(kube: client.KubeClient, d: Desired, options: ApplyOptions, token:
         owned = diff.owned_fields(merged, fm)
         predicted = _record(d, merged, fm)
     change = diff.object_diff(live, merged, label(key), d.manifest.sensitive) if shown else None
-    return _Validated(d, action, body, diff=change, predicted=predicted, owned=owned)
+    note = diff.taken_over(live, merged, fm) if action is Action.CONFIGURED else ""
+    return _Validated(d, action, body, diff=change, predicted=predicted, owned=owned, note=note)
 
 
 def _write(

@@ -109,6 +109,62 @@ def quick_in_sync(
     return owned_hash(live, field_manager, pointers) == entry.owned
 
 
+def taken_over(live: resources.Body | None, merged: resources.Body, field_manager: str) -> str:
+    """What a forced server-side apply takes from other managers, said as a note: ``fields taken over from
+    <manager>: .data.a, .spec.replicas`` (up to :data:`SHOWN_FIELDS` each), "" when nothing. A field counts when
+    another manager held it in ``live`` and no longer does in ``merged`` (the dry run's answer) while
+    ``field_manager`` holds it there: how adopting an object Argo CD, Flux or kubectl applied shows, its UID kept
+    (server-side apply, Kubernetes docs "Conflicts" and "Transferring ownership")."""
+    if live is None:
+        return ""
+    mine = {p for e in _entries(merged) if e.get("manager") == field_manager for p in _leaves(e.get("fieldsV1"))}
+    after = {(e.get("manager"), e.get("operation")): set(_leaves(e.get("fieldsV1"))) for e in _entries(merged)}
+    notes = []
+    for e in _entries(live):
+        manager = e.get("manager")
+        if manager == field_manager:
+            continue
+        lost = (set(_leaves(e.get("fieldsV1"))) - after.get((manager, e.get("operation")), set())) & mine
+        if lost:
+            shown = sorted(lost)[:SHOWN_FIELDS]
+            more = f" and {len(lost) - len(shown)} more" if len(lost) > len(shown) else ""
+            notes.append(f"fields taken over from {manager}: {', '.join(shown)}{more}")
+    return "; ".join(notes)
+
+
+SHOWN_FIELDS = 5
+"""Fields a note of :func:`taken_over` names per manager."""
+
+
+def _entries(obj: resources.Body) -> list[dict[str, Any]]:
+    return list((obj.get("metadata") or {}).get("managedFields") or [])
+
+
+def _leaves(fields: Any, prefix: str = "") -> list[str]:
+    """The fields a ``fieldsV1`` set holds, as kubectl's JSONPath writes them (``.data.a``; a list item by its key,
+    ``.spec.containers[name=web].image``)."""
+    if not isinstance(fields, dict):
+        return []
+    found = []
+    for key, sub in fields.items():
+        if key == ".":
+            found.append(prefix or ".")
+            continue
+        if key.startswith("f:"):
+            path = f"{prefix}.{key[2:]}"
+        elif key.startswith("k:"):
+            try:
+                item = json.loads(key[2:])
+            except ValueError:
+                item = key[2:]
+            shown = ",".join(f"{k}={v}" for k, v in item.items()) if isinstance(item, dict) else str(item)
+            path = f"{prefix}[{shown}]"
+        else:
+            path = f"{prefix}[{key[2:]}]"
+        found += _leaves(sub, path) if sub else [path]
+    return found
+
+
 MASK = "***"
 """What a Secret value shows as in every diff (``kubectl diff`` masks them the same way)."""
 _SHOWN_METADATA_DROPPED = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")

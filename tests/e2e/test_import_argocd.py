@@ -211,4 +211,7 @@ def test_an_argocd_setup_imports_and_syncs_what_argocd_would(
     assert adopted["data"] == {"a": "1"}
     managers = {m["manager"] for m in adopted["metadata"]["managedFields"]}
     assert "gitops-agent" in managers, managers
+    entries = {o["name"]: o for a in json.loads(synced.out)["dev"]["apps"] for o in a["objects"]}
+    assert entries["guestbook"]["action"] == "configured"
+    assert entries["guestbook"]["message"] == "fields taken over from argocd-controller: .data.a"  # the adoption
     assert token not in synced.out + synced.err

@@ -81,3 +81,23 @@ def test_a_diff_masks_sensitive_paths_on_both_sides() -> None:
     same = diff.object_diff({**live, "data": {"url": "pw", "a": "1"}}, {**live, "data": {"url": "pw", "a": "2"}}, "c",
                             [("data", "url")])  # fmt: skip
     assert "url: '***'" in same.unified
+
+
+def test_a_forced_apply_says_which_fields_it_took_from_whom() -> None:
+    from reconcilers import diff
+
+    def obj(*entries: tuple[str, str, dict[str, object]]) -> dict[str, object]:
+        fields = [{"manager": m, "operation": op, "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": f}
+                  for m, op, f in entries]  # fmt: skip
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": fields}}
+
+    argo = {"f:data": {"f:a": {}, "f:b": {}}}
+    live = obj(("argocd-controller", "Apply", argo))
+    merged = obj(
+        ("argocd-controller", "Apply", {"f:data": {"f:b": {}}}), ("gitops-agent", "Apply", {"f:data": {"f:a": {}}})
+    )
+    assert diff.taken_over(live, merged, "gitops-agent") == "fields taken over from argocd-controller: .data.a"
+    assert diff.taken_over(merged, merged, "gitops-agent") == ""
+    assert diff.taken_over(None, merged, "gitops-agent") == ""
+    keyed = {"f:spec": {"f:containers": {'k:{"name":"web"}': {".": {}, "f:image": {}}}}}
+    assert diff._leaves(keyed) == [".spec.containers[name=web]", ".spec.containers[name=web].image"]
