@@ -240,6 +240,16 @@ class AgentConfig(_Model):
         return v
 
     @pydantic.model_validator(mode="after")
+    def _roles_need_tokens(self) -> AgentConfig:
+        rbac = self.rbac
+        if (rbac.policy.strip() or rbac.default_role) and not (self.server.token or self.server.api_tokens):
+            raise ValueError(
+                "rbac: without server.token or server.apiTokens the API is open and every request is anonymous "
+                "with role:admin, so the policy would never apply: add a token"
+            )
+        return self
+
+    @pydantic.model_validator(mode="after")
     def _sources_and_apps(self) -> AgentConfig:
         if self.source is not None and "default" in self.sources:
             raise ValueError("give source or sources.default, not both: source is the source named default")

@@ -144,3 +144,13 @@ def test_tokens_are_checked_and_the_audit_trail_names_who(client: TestClient) ->
 def test_a_bad_policy_line_names_the_line(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match=r"rbac\.policy line 2: action 'deploy' is not one of get, sync"):
         config.RbacConfig.model_validate({"policy": "g, a, role:x\np, role:x, apps, deploy, *, allow"})
+
+
+def test_roles_without_any_token_are_refused_naming_why(tmp_path: pathlib.Path) -> None:
+    raw = {
+        "source": {"url": str(tmp_path)},
+        "clusters": [{"name": "dev", "kubeconfig": "/x"}],
+        "rbac": {"policy": POLICY},
+    }
+    with pytest.raises(ValueError, match=r"rbac: without server\.token or server\.apiTokens the API is open"):
+        config.AgentConfig.model_validate(raw)
