@@ -261,6 +261,8 @@ def _discover(ctx: Context, u: apps.Unit, manifests: Sequence[resources.Manifest
     with ``dependsOn``, again every 0.2 s up to :data:`DISCOVERY_LAG` while some are still missing (ends early on
     ``token``)."""
 
+    if all(ctx.kube.resource_type(m.key.group, m.key.kind) is not None for m in manifests):
+        return  # every kind served: the usual case, nothing more read
     own = {  # kinds whose CRD the app carries itself: the engine waits for those (reconcilers.phases)
         (str(m.body.get("spec", {}).get("group", "")), str(m.body.get("spec", {}).get("names", {}).get("kind", "")))
         for m in manifests
