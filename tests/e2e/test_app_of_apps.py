@@ -24,6 +24,7 @@ from agent import cli
 from tests.chartservers import ChartRepo
 from tests.conftest import CORPORA, GitRepo, agent_writes, audit_offset, live_object, wait_until
 from tests.e2e.test_faults import Agent
+from tests.e2e.test_import_argocd import _configmap
 from tests.e2e.test_import_flux import PODINFO, _gateway_api
 from tests.e2e.test_push_to_deploy import request
 from tests.e2e.test_run_status import free_port
@@ -48,15 +49,6 @@ spec:
     automated:
       prune: true
 """
-
-
-def _configmap(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {"a": "1"},
-    }
 
 
 def _sync(config: Any, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

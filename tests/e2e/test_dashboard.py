@@ -456,6 +456,7 @@ def test_a_read_only_token_sees_the_dashboard_without_its_levers(
     base = f"http://127.0.0.1:{port}"
     agent = Agent(config, tmp_path / "agent.log", env={"DASH_TOKEN": TOKEN, "DASH_READER": reader})
     try:
+
         def up() -> bool:
             try:
                 return request(f"{base}/api/v1/status", token=reader)[0] == 200
