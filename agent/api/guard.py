@@ -93,16 +93,38 @@ def install(app: fastapi.FastAPI, trail: audit.AuditLog) -> None:
     provider's, and fetches), and every one refused by the policy (403). A read without a valid token (401) is
     not: a dashboard left open before its token is typed asks every 3 s."""
 
-    @app.middleware("http")
-    async def audited(request: fastapi.Request, call_next: Callable[[fastapi.Request], Awaitable[Any]]) -> Any:
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        status = int(response.status_code)
-        mutating = request.method not in ("GET", "HEAD", "OPTIONS")
-        webhook = request.url.path.startswith("/api/v1/webhooks/")
-        if (mutating and not (webhook and status < 400)) or status == 403:
-            _record(trail, request, status)
-        return response
+    headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    class Audited:
+        """A pure ASGI middleware: it adds the headers to the answer's start and records once the answer is sent,
+        never wrapping the body (the status of 10,000 apps streams through untouched)."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await self.inner(scope, receive, send)
+                return
+            status = 500
+
+            async def sending(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                    message = {**message, "headers": [*message.get("headers", []), *headers]}
+                await send(message)
+
+            try:
+                await self.inner(scope, receive, sending)
+            finally:
+                request = fastapi.Request(scope)
+                mutating = request.method not in ("GET", "HEAD", "OPTIONS")
+                webhook = request.url.path.startswith("/api/v1/webhooks/")
+                if (mutating and not (webhook and status < 400)) or status == 403:
+                    _record(trail, request, status)
+
+    app.add_middleware(Audited)
 
 
 def _record(trail: audit.AuditLog, request: fastapi.Request, status: int) -> None:
