@@ -19,6 +19,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import hmac
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
@@ -50,6 +51,9 @@ BUILTIN = (
 )
 """Argo CD's built-in roles."""
 ADMIN, ANONYMOUS = "admin", "anonymous"
+
+logging.getLogger("casbin").setLevel(logging.ERROR)  # it logs every decision (denials at WARNING): the audit trail
+# records the ones that matter, and a dashboard polling every 3 s must not fill the log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +159,8 @@ class Access:
     def allowed(self, who: Identity, resource: str, action: str, obj: str) -> bool:
         """True when ``who`` (their subject, any of their groups, or the default role) may ``action`` on
         ``resource`` ``obj``."""
+        if self.open:
+            return True  # no token configured: everyone is anonymous with role:admin
         subjects = (who.subject, *who.groups, *((self._default,) if self._default else ()))
         with self._lock:
             return any(self._enforcer.enforce(s, resource, action, obj) for s in subjects)
