@@ -21,6 +21,9 @@ MMDEBSTRAP_VERSION := 1.3.5-7
 SYFT_VERSION := v1.57.2
 # The reference jsonnet CLI the tests compare the jsonnet renderer's output with (go-jsonnet).
 GO_JSONNET_VERSION := v0.22.0
+# The OpenID provider the single-sign-on tests log in through: Dex at a pinned commit of its Go module (its gRPC admin
+# API left out: tests/tools/build-dex.sh says why).
+DEX_VERSION := v0.0.0-20260806151424-ab64ed778070
 # The Kubernetes release the test cluster is built from (tests/cluster/go.mod), stamped in as its version.
 K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" && $$2 ~ /^v1\./ {print $$2; exit}' tests/cluster/go.mod)
 K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
@@ -28,7 +31,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet browser signers lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet dex browser signers lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops template
 
@@ -125,6 +128,11 @@ build/jsonnet:
 	@mkdir -p build
 	GOBIN=$(abspath build) $(GO) install github.com/google/go-jsonnet/cmd/jsonnet@$(GO_JSONNET_VERSION)
 
+dex: build/dex
+build/dex: tests/tools/build-dex.sh
+	@mkdir -p build
+	GO=$(GO) tests/tools/build-dex.sh $(DEX_VERSION) $@
+
 # Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads a browser).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -143,7 +151,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops template registry jsonnet browser signers crane syft mmdebstrap lint
+test: venv testcluster kubectl kustomize helm sops template registry jsonnet dex browser signers crane syft mmdebstrap lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops template
