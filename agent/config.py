@@ -17,7 +17,7 @@ import pydantic
 import yaml
 
 from agent import celhealth, config_keys, kubeyaml
-from agent.config_access import ACTIONS, RESOURCES, ApiToken, RbacConfig, policy_lines
+from agent.config_access import ACTIONS, RESOURCES, ApiToken, OidcConfig, RbacConfig, policy_lines
 
 # The config's building blocks live in agent.config_types, config_sections, config_apps and config_appsets;
 # re-exported here, the module everything imports.
@@ -123,6 +123,7 @@ __all__ = [
     "MatrixGenerator",
     "MergeGenerator",
     "Notification",
+    "OidcConfig",
     "PathPattern",
     "Placement",
     "Preview",
@@ -242,10 +243,11 @@ class AgentConfig(_Model):
     @pydantic.model_validator(mode="after")
     def _roles_need_tokens(self) -> AgentConfig:
         rbac = self.rbac
-        if (rbac.policy.strip() or rbac.default_role) and not (self.server.token or self.server.api_tokens):
+        server = self.server
+        if (rbac.policy.strip() or rbac.default_role) and not (server.token or server.api_tokens or server.oidc):
             raise ValueError(
-                "rbac: without server.token or server.apiTokens the API is open and every request is anonymous "
-                "with role:admin, so the policy would never apply: add a token"
+                "rbac: without server.token, server.apiTokens or server.oidc the API is open and every request is "
+                "anonymous with role:admin, so the policy would never apply: add a token or single sign-on"
             )
         return self
 

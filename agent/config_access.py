@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import ipaddress
 import re
+import urllib.parse
 
 import pydantic
 
-from agent.config_types import SecretRef, _Model
+from agent.config_types import Duration, SecretRef, _Model
 
 RESOURCES = ("apps", "clusters", "appsets", "sources", "events")
 """What a policy line names (Argo CD's resources, for this agent's API)."""
@@ -48,6 +50,73 @@ class ApiToken(_Model):
             return self.sha256
         assert self.token is not None
         return hashlib.sha256(self.token.value(f"server.apiTokens[{self.name}].token")).hexdigest()
+
+
+class OidcConfig(_Model):
+    """Single sign-on with an OpenID Connect provider (Dex, Keycloak, Okta, Entra ID, Google...), as Argo CD's
+    ``oidc.config``: the dashboard logs in with the authorization code flow and PKCE (RFC 7636), and the API
+    accepts the provider's JWTs (ID or access tokens) as bearer tokens.
+
+    ``issuer``: the provider's issuer URL (``https``; ``http`` only on a loopback host), whose
+    ``/.well-known/openid-configuration`` is read (OpenID Connect Discovery 1.0); ``clientID`` and
+    ``clientSecret`` (env or file; none for a public client) as registered with the provider; ``scopes`` asked
+    at login (default ``openid profile email groups``; add ``offline_access`` for a refresh token, with which a
+    session outlives its ID token); ``groupsClaim``: the claim listing the user's groups (default ``groups``),
+    each a subject of ``rbac.policy``'s ``g`` lines; ``usernameClaim``: the claim naming the user in the audit
+    trail and the policy (default ``email``; ``sub`` when a token has none); ``audience``: the ``aud`` values a
+    bearer token may carry (default: ``clientID``; Argo CD's ``allowedAudiences``); ``redirectURL``: where the
+    provider sends the browser back (default ``<the URL the dashboard was opened at>/auth/callback``; set it
+    behind a proxy); ``caFile``: a PEM bundle to trust for the issuer instead of the system's; ``clockSkew``:
+    leeway on ``exp``/``nbf``/``iat`` (seconds, default 60, at most 300); ``sessionTTL``: how long a dashboard
+    session lasts at most, refreshes included (default 24h, Argo CD's); ``requestTimeout``: each call to the
+    provider (seconds, default 10).
+    """
+
+    issuer: str
+    client_id: str = pydantic.Field(alias="clientID", min_length=1)
+    client_secret: SecretRef | None = None
+    scopes: tuple[str, ...] = ("openid", "profile", "email", "groups")
+    groups_claim: str = "groups"
+    username_claim: str = "email"
+    audience: tuple[str, ...] = ()
+    redirect_url: str | None = pydantic.Field(default=None, alias="redirectURL")
+    ca_file: str | None = None
+    clock_skew: Duration = pydantic.Field(default=60.0, le=300.0)
+    session_ttl: Duration = pydantic.Field(default=86400.0, alias="sessionTTL")
+    request_timeout: Duration = 10.0
+
+    @pydantic.field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        url = urllib.parse.urlsplit(v)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ValueError(f"{v!r} is not an issuer URL (https://host[/path])")
+        if url.scheme == "http" and not _loopback(url.hostname):
+            raise ValueError(f"{v!r}: an issuer is reached over https (http only on a loopback host)")
+        if url.query or url.fragment:
+            raise ValueError(f"{v!r}: an issuer URL has no query or fragment (OpenID Connect Discovery 1.0)")
+        return v.rstrip("/")
+
+    @pydantic.field_validator("scopes")
+    @classmethod
+    def _openid(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if "openid" not in v:
+            raise ValueError("the scopes must include openid (without it the provider issues no ID token)")
+        return v
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """The ``aud`` values a token may carry: ``audience``, or ``clientID`` when it is empty."""
+        return self.audience or (self.client_id,)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class RbacConfig(_Model):

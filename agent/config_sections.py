@@ -14,7 +14,7 @@ from typing import Annotated
 import pydantic
 
 from agent import source_kinds
-from agent.config_access import ApiToken
+from agent.config_access import ApiToken, OidcConfig
 from agent.config_types import Duration, HomeCluster, Interval, Retry, SecretRef, Size, _Model
 
 
@@ -265,7 +265,8 @@ class ServerConfig(_Model):
     ``allowUnauthenticated``: serve on a non-loopback ``listen`` address without ``token`` (default false: such a
     config is refused at start, since ``POST /api/v1/sync`` would be open to anyone who reaches the port);
     ``apiTokens``: static tokens for automation, each a subject with groups (:class:`ApiToken`; ``token`` itself
-    authenticates as ``admin``, with ``role:admin``); ``tls``: serve HTTPS (:class:`ServerTls`).
+    authenticates as ``admin``, with ``role:admin``); ``tls``: serve HTTPS (:class:`ServerTls`); ``oidc``: single
+    sign-on for the dashboard and the provider's JWTs as bearer tokens (:class:`OidcConfig`).
     """
 
     listen: str = "127.0.0.1:8080"
@@ -276,6 +277,7 @@ class ServerConfig(_Model):
     allow_unauthenticated: bool = False
     api_tokens: tuple[ApiToken, ...] = ()
     tls: ServerTls | None = None
+    oidc: OidcConfig | None = None
 
     @pydantic.field_validator("listen")
     @classmethod

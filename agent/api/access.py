@@ -2,9 +2,10 @@
 CD's model, checked with Casbin, the library Argo CD's RBAC is built on).
 
 - Authentication: ``server.token`` authenticates as ``admin`` (``role:admin``); each of ``server.apiTokens`` as its
-  name, with its groups (compared by SHA-256 digest in constant time). With neither configured the API is open (a
-  loopback listener, or ``allowUnauthenticated``): every request is ``anonymous`` with ``role:admin``, as before
-  roles existed.
+  name, with its groups (compared by SHA-256 digest in constant time); with ``server.oidc``, the provider's JWTs
+  and the dashboard's sessions as the user they name, with their groups (:mod:`agent.api.sso`). With none of them
+  configured the API is open (a loopback listener, or ``allowUnauthenticated``): every request is ``anonymous``
+  with ``role:admin``, as before roles existed.
 - Authorization: every route has a rule (:data:`RULES`: resource, action, object); the object is a glob subject
   of the policy's ``p`` lines: ``<app>/<cluster>`` for an app (an app-wide request is checked on every cluster the
   app is placed on, and needs them all), a cluster's, app set's or source's name, ``*`` for a list. Built in:
@@ -51,6 +52,8 @@ BUILTIN = (
 )
 """Argo CD's built-in roles."""
 ADMIN, ANONYMOUS = "admin", "anonymous"
+VIA_SESSION, VIA_OIDC = "session", "oidc"
+""":attr:`Identity.token` of a single sign-on session, and of a bearer JWT from the OpenID provider."""
 
 logging.getLogger("casbin").setLevel(logging.ERROR)  # it logs every decision (denials at WARNING): the audit trail
 # records the ones that matter, and a dashboard polling every 3 s must not fill the log
@@ -94,8 +97,9 @@ RULES: Mapping[tuple[str, str], Rule] = {
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
-    """Who asks: ``subject`` (``admin``, an API token's name, ``anonymous``), their ``groups`` (policy subjects),
-    and the ``token`` name they authenticated with ("" when none)."""
+    """Who asks: ``subject`` (``admin``, an API token's name, a single sign-on user, ``anonymous``), their
+    ``groups`` (policy subjects), and the ``token`` name they authenticated with (``oidc``: the provider's JWT;
+    ``session``: the dashboard's single sign-on; "" when none)."""
 
     subject: str
     groups: tuple[str, ...] = ()
@@ -115,8 +119,8 @@ class Access:
         server = cfg.server
         self._admin = hashlib.sha256(server.token.value("server.token")).hexdigest() if server.token else None
         self._tokens = {t.digest(): t for t in server.api_tokens}
-        self.open = self._admin is None and not self._tokens
-        """No token configured: every request is anonymous with role:admin."""
+        self.open = self._admin is None and not self._tokens and server.oidc is None
+        """Neither a token nor single sign-on configured: every request is anonymous with role:admin."""
         self._placed = placed
         self._default = cfg.rbac.default_role
         model = casbin.model.Model()

@@ -15,6 +15,7 @@ const el = (tag, attrs = {}, ...children) => {
 };
 const badge = (text) => el("span", {class: "badge " + text}, text);
 let may = null;  // GET /api/v1/me's "may": per resource, the actions this token may take (levers it may not: hidden)
+let csrf = null;  // a single sign-on session's CSRF token: every change made through the session carries it
 const can = (action) => !may || (may.apps || []).includes(action);
 
 async function load() {
@@ -31,11 +32,16 @@ async function load() {
     cell ? get("api/v1/apps/" + encodeURIComponent(cell.app) + "?objects=true")
       : selected ? get("api/v1/clusters/" + encodeURIComponent(selected)) : null,
     cell ? get("api/v1/apps/" + encodeURIComponent(cell.app) + "/history") : null, get("api/v1/appsets")]);
-  if (resp.status === 401) { document.getElementById("login").style.display = "block"; may = null; return; }
+  if (resp.status === 401) { signIn(); return; }
   document.getElementById("login").style.display = "none";
   if (may === null) {
     const me = await get("api/v1/me");
-    may = me.ok ? (await me.json()).may : {};
+    const doc = me.ok ? await me.json() : {may: {}};
+    may = doc.may;
+    csrf = doc.csrfToken || null;
+    document.getElementById("user").textContent = doc.subject ? `${doc.subject}` +
+      (doc.groups && doc.groups.length ? ` (${doc.groups.join(", ")})` : "") : "";
+    document.getElementById("logout").hidden = !csrf;
   }
   const detailed = one && one.ok ? await one.json() : null;
   const appsDoc = appsResp.ok ? await appsResp.json()
@@ -97,7 +103,8 @@ let leverResult = "";
 async function lever(path, body, done) {
   // An operator's lever on the app's cell: sync now, suspend or resume (POST, with the token), then refresh.
   const token = sessionStorage.getItem("token");
-  const headers = {"Content-Type": "application/json", ...(token ? {Authorization: "Bearer " + token} : {})};
+  const headers = {"Content-Type": "application/json", ...(token ? {Authorization: "Bearer " + token} : {}),
+    ...(csrf ? {"X-CSRF-Token": csrf} : {})};
   const resp = await fetch(path, {method: "POST", headers, body: JSON.stringify(body)});
   const doc = await resp.json().catch(() => ({}));
   leverResult = resp.ok ? done : `refused (${resp.status}): ${doc.detail || ""}`;
@@ -312,6 +319,24 @@ function renderDiff(text) {
   }
   return pre;
 }
+
+async function signIn() {
+  // Not signed in: the token form, and the single sign-on link when the agent has it (GET /auth/info).
+  document.getElementById("login").style.display = "block";
+  may = null;
+  csrf = null;
+  document.getElementById("user").textContent = "";
+  document.getElementById("logout").hidden = true;
+  const info = await fetch("auth/info").then((r) => r.json()).catch(() => ({}));
+  document.getElementById("sso").hidden = !info.oidc;
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  const resp = await fetch("auth/logout", {method: "POST", headers: csrf ? {"X-CSRF-Token": csrf} : {}});
+  const doc = await resp.json().catch(() => ({}));
+  sessionStorage.removeItem("token");
+  window.location.assign(doc.logoutURL || "/");
+});
 
 document.getElementById("login").addEventListener("submit", (e) => {
   e.preventDefault();

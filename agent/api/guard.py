@@ -3,9 +3,11 @@ recorded in the audit trail when it changes something or is refused (:mod:`agent
 the security headers a browser needs (a Content-Security-Policy without inline script or style, no framing, no
 MIME sniffing, no referrer).
 
-The API authenticates with ``Authorization: Bearer`` headers only, never cookies, so a page on another origin
-cannot make a browser send an authenticated request on its own: there is no ambient credential to forge a
-request with (cross-site request forgery needs one). Used by :mod:`agent.api.server`.
+Requests authenticate with ``Authorization: Bearer`` (a static token, or the OpenID provider's JWT), or with the
+dashboard's single sign-on session cookie (:mod:`agent.api.sso`); a change made through the cookie must carry the
+session's CSRF token, since a page on another origin can make a browser send the cookie but never read the token
+(cross-site request forgery needs an ambient credential, and the token is not one). Used by
+:mod:`agent.api.server`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import fastapi
 
-from agent.api import access, audit
+from agent.api import access, audit, sso
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -33,19 +35,23 @@ EXEMPT = frozenset({("GET", "/api/v1/me")})
 """Authenticated routes with no rule of their own: any identity may ask who it is."""
 
 
-def dependency(gate: access.Access) -> Callable[..., Awaitable[access.Identity]]:
-    """The FastAPI dependency every authenticated route has: 401 without a valid token, 403 (saying what is
-    missing) when the route's rule is not allowed on each of its objects; the identity otherwise. What it checked
-    is left on ``request.state`` for the audit trail."""
+def dependency(gate: access.Access, login: sso.SingleSignOn) -> Callable[..., Awaitable[access.Identity]]:
+    """The FastAPI dependency every authenticated route has: 401 without a valid token or session, 403 (saying
+    what is missing) when the route's rule is not allowed on each of its objects or a session's change lacks its
+    CSRF token; the identity otherwise. What it checked is left on ``request.state`` for the audit trail."""
 
     async def guard(
         request: fastapi.Request, authorization: str | None = fastapi.Header(default=None)
     ) -> access.Identity:
+        del authorization  # declared for the OpenAPI document; read from the request with the cookie
         try:
-            who = gate.identify(authorization)
+            who = await login.identify(request)
         except access.UnauthenticatedError as e:
             request.state.audit = (access.Identity("unauthenticated"), None, ())
             raise fastapi.HTTPException(401, str(e), {"WWW-Authenticate": "Bearer"}) from None
+        except sso.ForbiddenError as e:
+            request.state.audit = (e.who, None, ())
+            raise fastapi.HTTPException(403, str(e)) from None
         route = request.scope.get("route")
         key = (request.method, str(getattr(route, "path_format", "")))
         request.state.identity = who
@@ -121,7 +127,8 @@ def install(app: fastapi.FastAPI, trail: audit.AuditLog) -> None:
                 request = fastapi.Request(scope)
                 mutating = request.method not in ("GET", "HEAD", "OPTIONS")
                 webhook = request.url.path.startswith("/api/v1/webhooks/")
-                if (mutating and not (webhook and status < 400)) or status == 403:
+                login = request.url.path == "/auth/callback"  # a sign-in, allowed or refused
+                if (mutating and not (webhook and status < 400)) or status == 403 or login:
                     _record(trail, request, status)
 
     app.add_middleware(Audited)

@@ -36,7 +36,7 @@ import fastapi
 import uvicorn
 
 from agent import config, threads
-from agent.api import access, audit, guard, levers, tls, webhooks
+from agent.api import access, audit, guard, levers, oidc, sso, tls, webhooks
 from agent.runtime import appquery, appstatus, fleet, trace
 from agent.runtime import events as events_
 from agent.runtime import levers as levers_
@@ -51,10 +51,12 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
     ``server.allowUnauthenticated: true`` says that is meant: ``POST /api/v1/sync`` and the status would be open
     to anyone who can reach the port)."""
     server = agent.cfg.server
-    if not server.token and not server.allow_unauthenticated and not _loopback(server.host):
+    protected = server.token or server.api_tokens or server.oidc
+    if not protected and not server.allow_unauthenticated and not _loopback(server.host):
         raise errors.ConfigError(
-            f"server.listen {server.listen!r} is reachable from other hosts but no server.token is set: set "
-            "server.token (env or file), listen on 127.0.0.1, or set server.allowUnauthenticated: true"
+            f"server.listen {server.listen!r} is reachable from other hosts but neither server.token, "
+            "server.apiTokens nor server.oidc is set: set one, listen on 127.0.0.1, or set "
+            "server.allowUnauthenticated: true"
         )
     hooks = {
         name: ref.value(f"server.webhooks.{name}")
@@ -69,12 +71,14 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
             return []
 
     gate = access.Access(agent.cfg, placed)
+    login = sso.SingleSignOn(gate, oidc.Provider(server.oidc) if server.oidc else None)
     trail = audit.AuditLog(lambda e: agent.events.emit(events_.Event("ActionTaken", "", "", e.message())))
-    authorized = guard.dependency(gate)
+    authorized = guard.dependency(gate, login)
 
     app = fastapi.FastAPI(title="gitops-agent", version="v1")
     api = fastapi.APIRouter(dependencies=[fastapi.Depends(authorized)])
     guard.install(app, trail)
+    app.include_router(login.router())
 
     files = importlib.resources.files("agent.api")
     page = files.joinpath("dashboard.html").read_bytes()
@@ -94,12 +98,15 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
         return fastapi.Response(style, media_type="text/css; charset=utf-8")
 
     @api.get("/api/v1/me")
-    def me(request: fastapi.Request) -> dict[str, Any]:
-        """Who the token is (subject, groups, token name) and, per resource, the actions it may take on some of
-        its objects (what the dashboard shows)."""
+    async def me(request: fastapi.Request) -> dict[str, Any]:
+        """Who the token or session is (subject, groups, token name: ``session`` for single sign-on) and, per
+        resource, the actions it may take on some of its objects (what the dashboard shows); a session's
+        ``csrfToken``, which its changes must carry in ``X-CSRF-Token``."""
         who: access.Identity = request.state.identity
         may = {r: [a for a in config.ACTIONS if gate.may(who, r, a)] for r in config.RESOURCES}
-        return {"subject": who.subject, "groups": list(who.groups), "token": who.token, "may": may}
+        found = await login.session(request) if who.token == access.VIA_SESSION else None
+        return {"subject": who.subject, "groups": list(who.groups), "token": who.token, "may": may,
+                "csrfToken": found.csrf if found else None}  # fmt: skip
 
     @api.get("/api/v1/audit", response_class=fastapi.responses.JSONResponse)
     def audit_trail(
