@@ -21,6 +21,8 @@ MMDEBSTRAP_VERSION := 1.3.5-7
 SYFT_VERSION := v1.57.2
 # The reference jsonnet CLI the tests compare the jsonnet renderer's output with (go-jsonnet).
 GO_JSONNET_VERSION := v0.22.0
+# cosign checks the signatures of OCI charts (a source's verify: {provider: cosign}); the image carries it.
+COSIGN_VERSION := v3.1.3
 # The OpenID provider the single-sign-on tests log in through: Dex at a pinned commit of its Go module (its gRPC admin
 # API left out: tests/tools/build-dex.sh says why).
 DEX_VERSION := v0.0.0-20260806151424-ab64ed778070
@@ -31,7 +33,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
   -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION)))
 PYTEST_ARGS ?=
 
-.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet dex browser signers lint test demo bench bench-testcluster clean
+.PHONY: all venv lock dist image sbom crane syft mmdebstrap template testcluster kubectl kustomize helm sops registry jsonnet dex cosign browser signers lint test demo bench bench-testcluster clean
 
 all: venv testcluster kustomize helm sops template
 
@@ -62,7 +64,7 @@ dist: venv
 
 # The agent's OCI image (image/build.sh): build/image/oci (an OCI layout), build/image/digest. Reproducible: the same
 # commit gives the same digest (given the same Debian packages). Needs root (mmdebstrap's root mode).
-image: dist crane registry kustomize helm sops template mmdebstrap
+image: dist crane registry kustomize helm sops cosign template mmdebstrap
 	image/build.sh
 
 # The image's software bill of materials (SPDX 2.3, JSON) by syft: build/image/sbom.spdx.json.
@@ -111,6 +113,10 @@ helm: $(BIN)/helm
 $(BIN)/helm: | $(VENV)/.installed
 	GOBIN=$(abspath $(BIN)) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
+cosign: $(BIN)/cosign
+$(BIN)/cosign: | $(VENV)/.installed
+	GOBIN=$(abspath $(BIN)) $(GO) install github.com/sigstore/cosign/v3/cmd/cosign@$(COSIGN_VERSION)
+
 # sops decrypts; age-keygen (and age) make the tests' keys.
 sops: $(BIN)/sops $(BIN)/age-keygen
 $(BIN)/sops: | $(VENV)/.installed
@@ -151,7 +157,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv testcluster kubectl kustomize helm sops template registry jsonnet dex browser signers crane syft mmdebstrap lint
+test: venv testcluster kubectl kustomize helm sops cosign template registry jsonnet dex browser signers crane syft mmdebstrap lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv testcluster kustomize helm sops template

@@ -56,6 +56,7 @@ from agent.config_render import (
     VariablesFrom,
 )
 from agent.config_sections import (
+    ChartVerify,
     DecryptionConfig,
     RenderConfig,
     RolloutConfig,
@@ -99,6 +100,7 @@ __all__ = [
     "AppSync",
     "AwsConfig",
     "ChartRef",
+    "ChartVerify",
     "ClusterConfig",
     "ClusterConnection",
     "ClusterDecryption",

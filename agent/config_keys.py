@@ -41,11 +41,15 @@ def _walk(raw: Any, model: type[pydantic.BaseModel], where: str) -> Iterator[str
 
 
 def _value(value: Any, annotation: Any, where: str) -> Iterator[str]:
-    """Walk ``value`` as the type ``annotation`` describes it (models, lists, mappings, unions)."""
-    for kind in models_in(annotation):
-        if isinstance(value, dict) and kind[0] == "model":
-            yield from _walk(value, kind[1], where)
+    """Walk ``value`` as the type ``annotation`` describes it (models, lists, mappings, unions: a mapping is
+    read as the union's model it fits best, the one with the fewest unknown keys)."""
+    kinds = list(models_in(annotation))
+    if isinstance(value, dict):
+        fits = [list(_walk(value, k[1], where)) for k in kinds if k[0] == "model"]
+        if fits:
+            yield from min(fits, key=len)
             return
+    for kind in kinds:
         if isinstance(value, list) and kind[0] == "list":
             for i, item in enumerate(value):
                 yield from _walk(item, kind[1], f"{where}[{i}]")

@@ -40,6 +40,17 @@ class SourceVerify(_Model):
         return self
 
 
+class ChartVerify(_Model):
+    """An OCI chart source's ``verify``: every chart pulled must carry a cosign signature by one of ``keys`` (each
+    ``{file}`` or ``{env}``: a PEM public key, ``cosign.pub``) over the manifest digest pulled, as Flux's
+    ``OCIRepository.spec.verify: {provider: cosign, secretRef}`` with static keys. Checked with the real cosign
+    (``cosign verify --key``), offline: against the keys alone, without the transparency log (a registry on a
+    private network needs no Rekor). ``provider``: ``cosign`` (the only one)."""
+
+    provider: typing.Literal["cosign"]
+    keys: tuple[SecretRef, ...] = pydantic.Field(min_length=1)
+
+
 class SourceConfig(_Model):
     """Where desired state comes from.
 
@@ -55,8 +66,9 @@ class SourceConfig(_Model):
     ``fetchPullRequestRefs``: also fetch the head of every pull request (GitHub's ``refs/pull/<n>/head``, GitLab's
     ``refs/merge-requests/<iid>/head``), so that pull requests from forks can be synced and previewed at their head
     commit (default false: only branches and tags; every pull request ever opened is fetched, closed ones too).
-    ``verify``: only signed revisions are deployed (:class:`SourceVerify`); one that is not is never deployed: the
-    source is ``Unverified (<sha>: <reason>)`` and its last verified revision stays.
+    ``verify``: only signed revisions are deployed (:class:`SourceVerify` for git, :class:`ChartVerify` for an OCI
+    registry's charts); one that is not is never deployed: the source is ``Unverified (<sha or chart>: <reason>)``
+    and its last verified revision stays.
 
     ``type: helm`` is an HTTP chart repository (``url`` serves ``index.yaml``) and ``type: oci`` an OCI registry
     (``url`` is ``oci://host/path``, the charts below it); apps name a ``chart`` of it. Their credentials:
@@ -74,7 +86,7 @@ class SourceConfig(_Model):
     token_env: str | None = None
     ssh_key_file: str | None = None
     fetch_pull_request_refs: bool = False
-    verify: SourceVerify | None = None
+    verify: SourceVerify | ChartVerify | None = None
     username_env: str | None = None
     password_env: str | None = None
     password_file: str | None = None
@@ -100,8 +112,10 @@ class SourceConfig(_Model):
             raise ValueError(f"usernameEnv, passwordEnv, passwordFile and insecure are for type: {takers} sources")
         if self.password_env and self.password_file:
             raise ValueError("give passwordEnv or passwordFile, not both")
-        if self.verify is not None and self.type not in ("auto", "git"):
-            raise ValueError(f"verify is for git sources, not type: {self.type}")
+        if isinstance(self.verify, SourceVerify) and self.type not in ("auto", "git"):
+            raise ValueError(f"verify with type ssh or gpg is for git sources, not type: {self.type}")
+        if isinstance(self.verify, ChartVerify) and self.type != "oci":
+            raise ValueError(f"verify with provider cosign is for type: oci sources, not type: {self.type}")
         return self
 
     @property

@@ -2,7 +2,7 @@
 # `make image`: the agent's OCI image, reproducible (the same commit gives the same digest, given the same Debian
 # packages): a Debian root filesystem made by mmdebstrap (python3, git, openssh-client, gnupg, ca-certificates;
 # every file time clamped to the last commit's, SOURCE_DATE_EPOCH), the agent's wheel (make dist) and its pinned
-# dependencies (constraints.txt) in a venv at /opt/gitops-agent, the pinned helm, kustomize, sops, age and the app
+# dependencies (constraints.txt) in a venv at /opt/gitops-agent, the pinned helm, kustomize, sops, age, cosign and the app
 # set template helper (tools/template) in /usr/local/bin, user 10001; packed by go-containerregistry's crane through
 # the loopback registry of the tests (build/registry), then pulled into an OCI layout. Output in build/image:
 # rootfs.tar, oci/ (the OCI layout), digest (the manifest's sha256), ref (the tag it was built as).
@@ -25,7 +25,7 @@ mkdir -p "$out/wheels"
 # installed offline in the root: the agent's wheel and its pinned dependencies, and pip itself.
 timeout 900 .venv/bin/pip wheel --quiet --wheel-dir "$out/wheels" -c constraints.txt "$wheel" "pip==26.3"
 tools=()
-for t in helm kustomize sops age gitops-agent-template; do tools+=(".venv/bin/$t"); done
+for t in helm kustomize sops age cosign gitops-agent-template; do tools+=(".venv/bin/$t"); done
 
 # The hooks run in the new root ($1) with mmdebstrap's environment: SOURCE_DATE_EPOCH makes pip compile the
 # bytecode with source hashes instead of times, and mmdebstrap clamps every file's time to it.

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 import yaml
 
 from agent import apps, config, kubeyaml
-from agent.sources import trees
+from agent.sources import cosign, trees
 from agent.sources.render import helm
 from reconcilers import errors, resources
 
@@ -57,6 +57,7 @@ class ChartSource:
         self._resolved: dict[str, dict[str, str]] = {}  # revision sha -> {chart_dir: version}
         self._lock = threading.Lock()
         self._deadline = 0.0  # when the fetch in progress must end (monotonic seconds)
+        self._verified: set[str] = set()  # manifest digests whose signature cosign checked (verify)
 
     @property
     def watched(self) -> None:
@@ -105,12 +106,14 @@ class ChartSource:
             if stop is not None and stop.is_set():
                 raise errors.FetchError(f"source {self.source.url}: fetch stopped")
             version = self._version(chart)
-            if not (self.store / f"{chart.name}-{version}" / chart.name / "Chart.yaml").is_file():
+            if isinstance(self.source.verify, config.ChartVerify):
+                version = self._pull_verified(chart.name, version, self.source.verify)
+            elif not (self.store / f"{chart.name}-{version}" / chart.name / "Chart.yaml").is_file():
                 self._pull(chart.name, version)
             versions[apps.chart_dir(chart)] = version
         digest = hashlib.sha256(json.dumps(sorted(versions.items())).encode()).hexdigest()
         self._resolved[digest] = versions
-        names = {where.rpartition("/")[2]: v for where, v in versions.items()}
+        names = {where.rpartition("/")[2]: v.partition("@")[0] for where, v in versions.items()}
         return resources.Revision(digest, ", ".join(f"{n} {v}" for n, v in sorted(names.items())) or "no charts")
 
     def _ref(self, name: str) -> str:
@@ -163,15 +166,44 @@ class ChartSource:
                 f"source {self.source.url}: chart {chart.name}: no version in its Chart.yaml"
             ) from None
 
-    def _pull(self, name: str, version: str) -> None:
-        target = self.store / f"{name}-{version}"
+    def _pull(self, name: str, version: str, keep: str = "") -> str:
+        """Pull chart ``name`` ``version`` into the store (as ``<name>-<version><keep>``); the manifest digest
+        Helm reports for what it pulled ("" when it reports none: a chart repository)."""
         partial = self.store / f".{name}-{version}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        self._helm(["pull", self._ref(name), "--version", version, "--untar", "--untardir", str(partial),
-                    *self._flags()], f"chart {name} {version}")  # fmt: skip
+        said = self._helm(["pull", self._ref(name), "--version", version, "--untar", "--untardir", str(partial),
+                           *self._flags()], f"chart {name} {version}")  # fmt: skip
+        digest = next((line.split()[-1] for line in said.splitlines() if line.startswith("Digest: ")), "")
+        if keep == "@":
+            keep = f"@{digest}"
+            if not digest:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise errors.FetchError(f"source {self.source.url}: chart {name} {version}: helm reported no digest")
+            if (self.store / f"{name}-{version}{keep}" / name / "Chart.yaml").is_file():
+                shutil.rmtree(partial, ignore_errors=True)  # this digest was pulled before: kept as it was
+                return digest
+        target = self.store / f"{name}-{version}{keep}"
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
+        return digest
+
+    def _pull_verified(self, name: str, version: str, spec: config.ChartVerify) -> str:
+        """Pull chart ``name`` ``version`` and check its digest's cosign signature (:mod:`agent.sources.cosign`);
+        ``<version>@<digest>``, the store's name for it. A chart that does not verify is not kept. Pulled at every
+        fetch: a tag re-pushed since shows as another digest. Raises FetchError ``Unverified (...)``."""
+        digest = self._pull(name, version, keep="@")
+        if digest in self._verified:
+            return f"{version}@{digest}"
+        try:
+            cosign.verify(spec, self._ref(name).removeprefix("oci://"), digest, where=f"source {self.source.url}",
+                          what=f"chart {name} {version}", home=self.dir / "helm", plain_http=self.source.insecure,
+                          timeout=self._deadline - time.monotonic())  # fmt: skip
+        except errors.FetchError:
+            shutil.rmtree(self.store / f"{name}-{version}@{digest}", ignore_errors=True)
+            raise
+        self._verified.add(digest)
+        return f"{version}@{digest}"
 
     def _helm(self, args: list[str], what: str, stdin: str = "") -> str:
         """Run ``helm`` with this source's Helm home; its stdout. Raises FetchError with Helm's message."""
@@ -181,7 +213,7 @@ class ChartSource:
             "HELM_CONFIG_HOME": str(home / "config"),
             "HELM_CACHE_HOME": str(home / "cache"),
             "HELM_DATA_HOME": str(home / "data"),
-            "HELM_REGISTRY_CONFIG": str(home / "config" / "registry.json"),
+            "HELM_REGISTRY_CONFIG": str(home / "docker" / "config.json"),  # a Docker config: cosign reads it too
             "HELM_REPOSITORY_CONFIG": str(home / "config" / "repositories.yaml"),
             "HELM_REPOSITORY_CACHE": str(home / "cache" / "repository"),
         }

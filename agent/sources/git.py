@@ -81,7 +81,7 @@ class GitSource:
         a key of it; a success is remembered (the tools run once per revision), a refusal for
         :data:`REFUSAL_KEPT` seconds."""
         spec = self.source.verify
-        if spec is None:
+        if not isinstance(spec, config.SourceVerify):  # none (a chart source's is checked by agent.sources.charts)
             return
         key = (sha, ref if spec.mode == "tag" else f"since {spec.since}" if spec.mode == "all-since" else "")
         with self._lock:

@@ -116,6 +116,20 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: pathlib.Path) 
         ),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nserver: {listen: nope}\n", "server.listen"),
         ("source: {url: /r}\nclusters: [{name: a, paths: [x]}]\nsync: {concurrency: 0}\n", "sync.concurrency"),
+        (  # verify is a union (git's or a chart registry's): a typo is named against the one it fits best
+            "source: {url: /r}\nclusters: [{name: a}]\nsources: {oci: {type: oci, url: 'oci://r/c', verify: "
+            "{provider: cosign, keys: [{file: /k}], keyz: 1}}}\n",
+            "sources.oci.verify.keyz: unknown key; did you mean sources.oci.verify.keys?",
+        ),
+        (
+            "source: {url: /r, verify: {provider: cosign, keys: [{file: /k}]}}\nclusters: [{name: a}]\n",
+            "verify with provider cosign is for type: oci sources",
+        ),
+        (
+            "source: {url: /r}\nclusters: [{name: a}]\nsources: {oci: {type: oci, url: 'oci://r/c', verify: "
+            "{type: ssh, keys: [{file: /k}]}}}\n",
+            "verify with type ssh or gpg is for git sources, not type: oci",
+        ),
         ("- just a list\n", "must be a mapping"),
         ("source: [unclosed\n", "not valid YAML"),
     ],

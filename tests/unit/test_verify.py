@@ -138,7 +138,7 @@ def test_tag_mode_takes_a_signed_annotated_tag_only(git_repo: GitRepo, tmp_path:
 
 
 def test_verify_is_for_git_sources_and_needs_keys() -> None:
-    with pytest.raises(ValueError, match="verify is for git sources"):
+    with pytest.raises(ValueError, match="verify with type ssh or gpg is for git sources"):
         config.SourceConfig.model_validate(
             {"url": "https://charts.example", "type": "helm", "verify": {"type": "ssh", "keys": [{"env": "K"}]}}
         )
