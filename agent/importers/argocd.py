@@ -64,6 +64,7 @@ def application(out: imported.Imported, doc: documents.Document, known: Mapping[
     meta, spec = doc.body.get("metadata") or {}, doc.body.get("spec") or {}
     app = template(out, w, meta, spec, known)
     out.apps.extend(app)
+    out.projects.update({str(a["name"]): str(spec.get("project") or "default") for a in app})
     for key in meta:
         if key not in ("name", "namespace", "labels", "annotations", "finalizers"):
             r.note(w, f"metadata.{key}", "not needed by the agent")

@@ -6,7 +6,8 @@
   reported (the agent reads JSON pointers);
 - ``resource.customizations.health.<group>_<kind>`` (a Lua script) is reported: the agent's health rules
   (``healthChecks``) are CEL expressions, so the script has to be rewritten, and the report names it;
-- every other key is reported as not mapped, with the reason; ``argocd-rbac-cm`` too (no roles here yet).
+- ``oidc.config`` -> ``server.oidc`` (:mod:`agent.importers.argocd_rbac`); ``dex.config`` is reported;
+- every other key is reported as not mapped, with the reason.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from agent.importers import documents, imported, report
+from agent.importers import argocd_rbac, documents, imported, report
 
 IGNORE = "resource.customizations.ignoreDifferences."
 HEALTH = "resource.customizations.health."
@@ -52,6 +53,10 @@ def config_map(out: imported.Imported, doc: documents.Document) -> None:
                         r.unmapped(w, f"{field}.{group_kind}.{what}", _why(what))
         elif key.startswith(HEALTH):
             r.unmapped(w, field, _why("health"))
+        elif key == "oidc.config":
+            argocd_rbac.oidc_config(out, w, field, value)
+        elif key == "dex.config":
+            r.unmapped(w, field, "Argo CD's bundled Dex: run Dex (or another OpenID provider) and set server.oidc")
         elif key in NOT_NEEDED:
             r.note(w, field, "the agent's own server, interval and tracking do this")
         else:

@@ -37,6 +37,12 @@ class Imported:
         self.app_sets: list[dict[str, Any]] = []
         self.ignore: list[dict[str, Any]] = []
         """Top-level ``ignoreDifferences`` rules (Argo CD's ``argocd-cm`` resource customizations)."""
+        self.projects: dict[str, str] = {}
+        """App name -> the Argo CD project its Application was in (for ``argocd-rbac-cm``'s objects)."""
+        self.rbac: dict[str, Any] = {}
+        """``rbac`` (``policy``, ``defaultRole``), from ``argocd-rbac-cm``."""
+        self.server: dict[str, Any] = {}
+        """``server`` keys (``oidc`` from ``argocd-cm``, ``token``)."""
         self.report = report.Report()
 
     def add_cluster(self, name: str, entry: dict[str, Any]) -> str:
@@ -88,6 +94,8 @@ class Imported:
         if not self.clusters:
             self.add_in_cluster()
         out: dict[str, Any] = {"instance": "gitops-agent"}
+        if self.server:
+            out["server"] = self.server
         if self.sources.entries:
             out["sources"] = self.sources.entries
         out["clusters"] = list(self.clusters.values())
@@ -97,4 +105,6 @@ class Imported:
             out["appSets"] = self.app_sets
         if self.ignore:
             out["ignoreDifferences"] = self.ignore
+        if self.rbac:
+            out["rbac"] = self.rbac
         return out

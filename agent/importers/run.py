@@ -3,8 +3,8 @@
 Argo CD (:func:`argocd`): cluster Secrets first (the apps' destinations name their servers), then repository
 Secrets (they name the sources), Applications, ApplicationSets, and last the credential templates
 (``repo-creds``) for every source under their URL; AppProjects are read where an Application names them;
-``argocd-cm``'s resource customizations (:mod:`agent.importers.argocd_cm`). Any other document is reported as not
-mapped.
+``argocd-cm``'s resource customizations and ``oidc.config`` (:mod:`agent.importers.argocd_cm`), ``argocd-rbac-cm``'s
+policy (:mod:`agent.importers.argocd_rbac`). Any other document is reported as not mapped.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from agent.importers import (
     argocd,
     argocd_appsets,
     argocd_cm,
+    argocd_rbac,
     argocd_secrets,
     documents,
     flux,
@@ -42,6 +43,7 @@ def argocd_config(
         return order.get(kind, 5) if kind else 2 if argocd.is_argocd(d, "Application") else 3
 
     ranked = sorted(docs, key=rank)
+    rbac_at = None
     for doc in ranked:
         kind = argocd_secrets.secret_type(doc)
         if kind == "cluster":
@@ -55,7 +57,8 @@ def argocd_config(
         elif argocd_cm.is_config_map(doc, "argocd-cm"):
             argocd_cm.config_map(out, doc)
         elif argocd_cm.is_config_map(doc, "argocd-rbac-cm"):
-            out.report.unmapped(doc.where, "data", "Argo CD's RBAC policy: the agent's API has one token, no roles yet")
+            argocd_rbac.rbac_config_map(out, doc)
+            rbac_at = doc.where
         elif argocd.is_argocd(doc, "AppProject"):
             if not any(a.get("name") for a in out.apps):
                 out.report.note(doc.where, "", "read for the apps of this project")
@@ -66,6 +69,7 @@ def argocd_config(
                 f"{doc.body.get('apiVersion')} {doc.where.kind}: not an Argo CD "
                 "Application, ApplicationSet, AppProject or cluster/repository Secret",
             )
+    argocd_rbac.finish(out, rbac_at)
     return out
 
 
