@@ -67,8 +67,10 @@ def _import(tmp_path: pathlib.Path, *docs: dict[str, Any]) -> tuple[run.imported
 
 
 def test_argocd_rbac_maps_onto_the_agents_roles_and_decides_as_argocd_would(tmp_path: pathlib.Path) -> None:
-    oidc = "name: Okta\nissuer: https://example.okta.com\nclientID: argocd\nclientSecret: $oidc.okta.clientSecret\n" \
-           "requestedScopes: [openid, profile, email, groups]\nlogoutURL: https://example.okta.com/logout\n"  # fmt: skip
+    oidc = (
+        "name: Okta\nissuer: https://example.okta.com\nclientID: argocd\nclientSecret: $oidc.okta.clientSecret\n"
+        "requestedScopes: [openid, profile, email, groups]\nlogoutURL: https://example.okta.com/logout\n"
+    )
     apps = (_app("web", "team-a"), _app("api", "team-a"), _app("billing", "default"))
     result, cfg = _import(tmp_path, PROJECT, *apps, _cm("argocd-cm", {"oidc.config": oidc}), RBAC)
     assert cfg.server.oidc is not None
