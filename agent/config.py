@@ -17,7 +17,7 @@ import pydantic
 import yaml
 
 from agent import celhealth, config_keys, kubeyaml
-from agent.config_access import ACTIONS, RESOURCES, ApiToken, OidcConfig, RbacConfig, policy_lines
+from agent.config_access import ACTIONS, RESOURCES, ApiToken, OidcConfig, RbacConfig, is_loopback, policy_lines
 
 # The config's building blocks live in agent.config_types, config_sections, config_apps and config_appsets;
 # re-exported here, the module everything imports.
@@ -148,6 +148,7 @@ __all__ = [
     "WebhooksConfig",
     "check_dependencies",
     "describe",
+    "is_loopback",
     "label_problem",
     "load_config",
     "parse_duration",

@@ -91,7 +91,7 @@ class OidcConfig(_Model):
         url = urllib.parse.urlsplit(v)
         if url.scheme not in ("https", "http") or not url.hostname:
             raise ValueError(f"{v!r} is not an issuer URL (https://host[/path])")
-        if url.scheme == "http" and not _loopback(url.hostname):
+        if url.scheme == "http" and not is_loopback(url.hostname):
             raise ValueError(f"{v!r}: an issuer is reached over https (http only on a loopback host)")
         if url.query or url.fragment:
             raise ValueError(f"{v!r}: an issuer URL has no query or fragment (OpenID Connect Discovery 1.0)")
@@ -110,7 +110,9 @@ class OidcConfig(_Model):
         return self.audience or (self.client_id,)
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for a host name (it may resolve
+    anywhere)."""
     if host == "localhost":
         return True
     try:

@@ -26,7 +26,6 @@ The OpenAPI document is served at ``/openapi.json``. Used by ``agent.cli run``.
 from __future__ import annotations
 
 import importlib.resources
-import ipaddress
 import json
 import signal
 import ssl
@@ -52,7 +51,7 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
     to anyone who can reach the port)."""
     server = agent.cfg.server
     protected = server.token or server.api_tokens or server.oidc
-    if not protected and not server.allow_unauthenticated and not _loopback(server.host):
+    if not protected and not server.allow_unauthenticated and not config.is_loopback(server.host):
         raise errors.ConfigError(
             f"server.listen {server.listen!r} is reachable from other hosts but neither server.token, "
             "server.apiTokens nor server.oidc is set: set one, listen on 127.0.0.1, or set "
@@ -243,16 +242,6 @@ def create_app(agent: fleet.Fleet) -> fastapi.FastAPI:
     app.include_router(levers.router(agent, authorized))  # before the GET apps/{name:path} catch-all, distinct verb
     app.include_router(api)
     return app
-
-
-def _loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve anywhere
 
 
 def _json(doc: dict[str, Any]) -> fastapi.Response:
