@@ -188,6 +188,8 @@ def test_the_ca_file_is_private_random_and_complete() -> None:
         ("agent.example.com:8080", {}, True),
         ("0.0.0.0:8080", {"allowUnauthenticated": True}, False),
         ("0.0.0.0:8080", {"token": {"env": "T"}}, False),
+        ("0.0.0.0:8080", {"apiTokens": [{"name": "ci", "token": {"env": "T"}}]}, False),
+        ("0.0.0.0:8080", {"oidc": {"issuer": "https://dex.example.com", "clientID": "agent"}}, False),
         ("127.0.0.1:8080", {}, False),
         ("localhost:8080", {}, False),
         ("[::1]:8080", {}, False),
@@ -208,7 +210,7 @@ def test_an_open_listen_address_needs_a_token(
         }
     )
     if refused:
-        with pytest.raises(errors.ConfigError, match=r"no server\.token is set"):
+        with pytest.raises(errors.ConfigError, match=r"neither server\.token, server\.apiTokens nor server\.oidc"):
             server.create_app(fleet.Fleet(cfg))
     else:
         server.create_app(fleet.Fleet(cfg))
