@@ -1,9 +1,11 @@
 """Flux's objects as the agent's sources and apps (``gitops-agent import flux``), after Flux's API reference.
 
 - ``GitRepository`` -> a source (``url``; ``ref.branch``/``tag``/``commit``/``name`` -> ``ref``;
-  ``secretRef`` -> ``tokenEnv`` to provide); ``HelmRepository`` -> a chart source (``type: oci`` -> an OCI one);
-  ``OCIRepository`` -> an OCI chart source for the HelmReleases that name it in ``chartRef`` (its last path
-  segment is the chart, ``ref.tag``/``semver`` its version);
+  ``secretRef`` -> ``tokenEnv`` to provide; ``verify`` (``HEAD``, ``Tag``) -> ``verify: {type: gpg}``, the key to
+  provide); ``HelmRepository`` -> a chart source (``type: oci`` -> an OCI one); ``OCIRepository`` -> an OCI chart
+  source for the HelmReleases that name it in ``chartRef`` (its last path segment is the chart, ``ref.tag``/
+  ``semver`` its version; ``verify`` with cosign keys -> ``verify: {provider: cosign}``, as a HelmRelease chart's
+  ``verify`` of an OCI HelmRepository; keyless identities are reported);
 - ``ArtifactGenerator`` -> nothing of its own: a Kustomization reading one of its artifacts reads the folder of the
   git source the artifact copies there (``copy.from: "@alias/<dir>/**"``, ``to: "@artifact/<dest>/"``);
 - ``Kustomization`` -> an app of that source and path, ``appOfApps: true`` (the Flux objects it renders become its
@@ -97,10 +99,47 @@ class Flux:
                 f"Secret {spec['secretRef'].get('name')}: set ${env} to its password (or "
                 "give sshKeyFile for an SSH key)",
             )
+        if spec.get("verify"):
+            self._git_verify(w, spec["verify"], name)
         for key in spec:
-            if key not in ("url", "ref", "secretRef", "interval", "timeout"):
+            if key not in ("url", "ref", "secretRef", "interval", "timeout", "verify"):
                 r.unmapped(w, f"spec.{key}", "not a git source field the agent has")
         return name
+
+    def _git_verify(self, w: report.Where, verify: Mapping[str, Any], name: str) -> None:
+        """``GitRepository.spec.verify`` (OpenPGP keys in a Secret; ``mode`` HEAD or Tag) -> the source's
+        ``verify: {type: gpg}``, the key to provide as an environment variable."""
+        r, mode = self.out.report, str(verify.get("mode") or "HEAD")
+        if mode not in ("HEAD", "head", "Tag"):
+            r.unmapped(w, "spec.verify.mode", f"{mode}: the agent checks the commit (head) or the tag (tag), one")
+            return
+        secret = (verify.get("secretRef") or {}).get("name", "")
+        env = f"FLUX_{name.upper().replace('-', '_')}_VERIFY_KEY"
+        self.out.sources.entries[name]["verify"] = {"type": "gpg", "mode": "tag" if mode == "Tag" else "head",
+                                                    "keys": [{"env": env}]}  # fmt: skip
+        r.mapped(w, "spec.verify", f"sources.{name}.verify (gpg, {'tag' if mode == 'Tag' else 'head'})")
+        r.provide(w, "spec.verify.secretRef", f"an OpenPGP public key of Secret {secret} in ${env} (add one "
+                                              "keys entry per further key)")  # fmt: skip
+
+    def cosign_verify(self, w: report.Where, field: str, verify: Mapping[str, Any], name: str) -> None:
+        """An OCIRepository's or a HelmRelease chart's ``verify`` (``provider: cosign`` with keys in a Secret) ->
+        the OCI source's ``verify: {provider: cosign}``, the key to provide as an environment variable. Keyless
+        identities (``matchOIDCIdentity``) and other providers are reported."""
+        r = self.out.report
+        entry = self.out.sources.entries[name]
+        if verify.get("provider", "cosign") != "cosign" or not verify.get("secretRef"):
+            why = "keyless (Fulcio and Rekor identities)" if verify.get("provider", "cosign") == "cosign" else (
+                f"provider {verify.get('provider')}")  # fmt: skip
+            r.unmapped(w, field, f"{why}: the agent checks cosign signatures with static keys only")
+            return
+        if entry.get("type") != "oci":
+            r.unmapped(w, field, "a signed chart of an HTTP repository: the agent checks OCI charts only")
+            return
+        env = f"FLUX_{name.upper().replace('-', '_')}_COSIGN_KEY"
+        entry["verify"] = {"provider": "cosign", "keys": [{"env": env}]}
+        r.mapped(w, field, f"sources.{name}.verify (cosign; every chart of the source)")
+        r.provide(w, f"{field}.secretRef", f"the cosign public key of Secret {verify['secretRef'].get('name')} "
+                                           f"in ${env}")  # fmt: skip
 
     def chart_source(self, doc: documents.Document) -> tuple[str, str]:
         """(source name, chart name or "") of a HelmRepository or an OCIRepository ``doc``."""
@@ -123,10 +162,13 @@ class Flux:
         if spec.get("insecure"):
             self.out.sources.entries[name]["insecure"] = True
         r.mapped(w, "spec.url", f"sources.{name}")
+        if spec.get("verify"):
+            self.cosign_verify(w, "spec.verify", spec["verify"], name)
         for key in spec:
             if key == "layerSelector" and (spec[key] or {}).get("mediaType") == HELM_LAYER:
                 r.note(w, "spec.layerSelector", "the chart's layer: what the agent pulls of a chart")
-            elif key not in ("url", "type", "ref", "secretRef", "interval", "timeout", "insecure", "provider"):
+            elif key not in ("url", "type", "ref", "secretRef", "interval", "timeout", "insecure", "provider",
+                             "verify"):  # fmt: skip
                 r.unmapped(w, f"spec.{key}", "not a chart source field the agent has")
         return name, chart
 

@@ -173,6 +173,8 @@ def _chart(f: flux.Flux, doc: documents.Document, spec: dict[str, Any], app: dic
         source, _ = f.chart_source(found)
         version = chart_spec.get("version")
         app["source"] = source
+        if chart_spec.get("verify"):
+            f.cosign_verify(w, "spec.chart.spec.verify", chart_spec["verify"], source)
         app["chart"] = {"name": chart_spec.get("chart"), **({"version": version} if version and version != "*" else {})}
     if chart_spec.get("valuesFiles"):
         app.setdefault("helm", {})

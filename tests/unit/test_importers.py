@@ -321,3 +321,53 @@ def test_argocd_cm_ignore_differences_map_and_lua_health_is_named(tmp_path: path
         ),
     }
     assert result.config()["ignoreDifferences"] == result.ignore
+
+
+def _flux(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    group = {"HelmRelease": "helm.toolkit.fluxcd.io/v2", "Kustomization": "kustomize.toolkit.fluxcd.io/v1"}.get(
+        kind, "source.toolkit.fluxcd.io/v1"
+    )
+    return {"apiVersion": group, "kind": kind, "metadata": {"name": name, "namespace": "flux-system"}, "spec": spec}
+
+
+def test_flux_signature_verification_maps_to_the_sources_verify_or_says_why_not(tmp_path: pathlib.Path) -> None:
+    from agent import config
+
+    docs = [
+        _flux("GitRepository", "signed", {"url": "https://git.example.com/signed.git", "ref": {"branch": "main"},
+                                          "verify": {"mode": "HEAD", "secretRef": {"name": "pgp-keys"}}}),
+        _flux("GitRepository", "tagged", {"url": "https://git.example.com/tagged.git", "ref": {"tag": "v1"},
+                                          "verify": {"mode": "TagAndHEAD", "secretRef": {"name": "pgp-keys"}}}),
+        _flux("Kustomization", "apps", {"sourceRef": {"kind": "GitRepository", "name": "signed"}, "path": "./apps"}),
+        _flux("Kustomization", "tags", {"sourceRef": {"kind": "GitRepository", "name": "tagged"}, "path": "./"}),
+        _flux("OCIRepository", "podinfo", {"url": "oci://ghcr.io/stefanprodan/charts/podinfo", "ref": {"tag": "6.9.0"},
+                                           "verify": {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}}),
+        _flux("OCIRepository", "keyless", {"url": "oci://ghcr.io/example/charts/keyless", "ref": {"tag": "1.0.0"},
+                                           "verify": {"provider": "cosign", "matchOIDCIdentity": [{"issuer": "x"}]}}),
+        _flux("HelmRelease", "podinfo", {"chartRef": {"kind": "OCIRepository", "name": "podinfo"}}),
+        _flux("HelmRelease", "keyless", {"chartRef": {"kind": "OCIRepository", "name": "keyless"}}),
+        _flux("HelmRepository", "bitnami", {"url": "https://charts.example.com"}),
+        _flux("HelmRelease", "redis", {"chart": {"spec": {
+            "chart": "redis", "sourceRef": {"kind": "HelmRepository", "name": "bitnami"},
+            "verify": {"provider": "cosign", "secretRef": {"name": "cosign-pub"}}}}}),
+    ]  # fmt: skip
+    result = run.flux_config(documents.read([str(_write(tmp_path, "flux.yaml", *docs))]), [])
+    sources = result.sources.entries
+    assert sources["signed"]["verify"] == {"type": "gpg", "mode": "head", "keys": [{"env": "FLUX_SIGNED_VERIFY_KEY"}]}
+    assert "verify" not in sources["tagged"]
+    assert sources["podinfo"]["verify"] == {"provider": "cosign", "keys": [{"env": "FLUX_PODINFO_COSIGN_KEY"}]}
+    assert "verify" not in sources["keyless"]
+    unmapped = {(f.where.name, f.field): f.detail for f in result.report.findings if f.kind == "not mapped"}
+    assert unmapped == {
+        ("tagged", "spec.verify.mode"): "TagAndHEAD: the agent checks the commit (head) or the tag (tag), one",
+        ("keyless", "spec.verify"): "keyless (Fulcio and Rekor identities): the agent checks cosign signatures "
+                                    "with static keys only",
+        ("redis", "spec.chart.spec.verify"): "a signed chart of an HTTP repository: the agent checks OCI charts only",
+    }  # fmt: skip
+    provided = {(f.where.name, f.field) for f in result.report.findings if f.kind == "provide"}
+    assert {("signed", "spec.verify.secretRef"), ("podinfo", "spec.verify.secretRef")} <= provided
+    written = tmp_path / "agent.yaml"
+    written.write_text(yaml.safe_dump(result.config()))
+    cfg = config.load_config(written)  # as run loads it: the verify entries are valid config
+    assert isinstance(cfg.sources["podinfo"].verify, config.ChartVerify)
+    assert isinstance(cfg.sources["signed"].verify, config.SourceVerify)
