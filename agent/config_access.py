@@ -66,7 +66,8 @@ class OidcConfig(_Model):
     trail and the policy (default ``email``; ``sub`` when a token has none); ``audience``: the ``aud`` values a
     bearer token may carry (default: ``clientID``; Argo CD's ``allowedAudiences``); ``redirectURL``: where the
     provider sends the browser back (default ``<the URL the dashboard was opened at>/auth/callback``; set it
-    behind a proxy); ``caFile``: a PEM bundle to trust for the issuer instead of the system's; ``clockSkew``:
+    behind a proxy); ``caFile``: a PEM bundle to trust for the issuer instead of the system's (relative to the
+    config file); ``clockSkew``:
     leeway on ``exp``/``nbf``/``iat`` (seconds, default 60, at most 300); ``sessionTTL``: how long a dashboard
     session lasts at most, refreshes included (default 24h, Argo CD's); ``requestTimeout``: each call to the
     provider (seconds, default 10).

@@ -79,6 +79,15 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: pathlib.Path) 
     assert cfg.clusters[0].kubeconfig == str(tmp_path / "kube" / "dev.yaml")
     assert cfg.sync.field_manager == "gitops-agent"
     assert cfg.sync.interval == 300
+    (tmp_path / "agent.yaml").write_text(
+        "source: {url: /r}\nclusters: [{name: dev}]\nserver: {tls: {certFile: tls/c.pem, keyFile: tls/k.pem}, "
+        "oidc: {issuer: 'https://dex.example.com', clientID: a, caFile: ca/dex.pem}}\n"
+    )
+    server = config.load_config(tmp_path / "agent.yaml").server
+    assert server.oidc is not None
+    assert server.oidc.ca_file == str(tmp_path / "ca" / "dex.pem")
+    assert server.tls is not None
+    assert server.tls.cert_file == str(tmp_path / "tls" / "c.pem")
 
 
 @pytest.mark.parametrize(
