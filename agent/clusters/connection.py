@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import copy
 import functools
-import json
 import logging
 import re
 import threading
@@ -292,7 +291,7 @@ class KubeCluster:
             resp.response.release_conn()
         if (failed := responses.failure(resp, data)) is not None:
             raise failed
-        return json.loads(data.decode()) if data else {}  # UTF-8 (RFC 8259): no encoding to detect
+        return responses.decode(data) if data else {}
 
     def _send_resent_on_reset(
         self, method: str, path: str, query: list[tuple[str, str]], body: Any, content_type: str, accept: str
@@ -336,7 +335,7 @@ class KubeCluster:
         headers = {**self.api.default_headers, "Accept": accept, "Content-Type": content_type}
         if self.impersonate:
             headers["Impersonate-User"] = self.impersonate
-        payload = body if body is None or isinstance(body, (str, bytes)) else json.dumps(body, separators=(",", ":"))
+        payload = body if body is None or isinstance(body, (str, bytes)) else responses.encode(body)
         url = f"{self._prefix}{path}?{_query_string(tuple(query))}" if query else self._prefix + path
         try:
             # The official client's credentials: a bearer token (refreshed by its hook: exec plugins, OIDC) or none

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -137,7 +136,7 @@ def watch(
             raise failed
         for line in resp.response:
             if line.strip():
-                yield json.loads(line)
+                yield responses.decode(line)
     except urllib3.exceptions.HTTPError as e:
         raise errors.ClusterUnreachableError(f"{kube.server}: watch {kind}: {responses.reason(e)}") from None
     finally:

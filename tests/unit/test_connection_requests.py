@@ -131,3 +131,25 @@ def test_a_redirect_is_an_error_naming_where_it_points_and_is_not_followed(serve
     assert raised.value.status == 301
     assert "redirects to https://elsewhere.invalid/version" in str(raised.value)
     assert [r["path"] for r in _Recorder.seen][:1] == ["/moved/version"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v ü \u2028 \"q\""}, "n": [1, 2.5, -3e-7, None, True]},
+        {"apiVersion": "example.com/v1", "kind": "Big", "spec": {"size": 2**70}},  # past 64 bits: orjson refuses
+        {"apiVersion": "example.com/v1", "kind": "Keys", "spec": {1: "a", True: "b"}},  # keys that are not strings
+    ],
+)
+def test_a_body_is_sent_as_the_json_the_standard_library_writes(server: str, body: dict[str, Any]) -> None:
+    """Bodies go out through orjson, and what orjson refuses (an integer past 64 bits from a renderer, a key that is
+    not a string) through ``json`` as before: every body arrives meaning what ``json.dumps`` would have sent."""
+    cfg = kubernetes.client.Configuration()
+    cfg.host = server
+    kube = connection.KubeCluster("c", kubernetes.client.ApiClient(cfg))
+    try:
+        assert kube.request("PATCH", "/apis/x/v1/things/a", body=body) == {"kind": "Status", "ok": True}
+    finally:
+        kube.close()
+    (seen,) = _Recorder.seen
+    assert json.loads(seen["body"]) == json.loads(json.dumps(body))
