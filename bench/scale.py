@@ -32,11 +32,17 @@ and a last table shows how each figure grows with the objects and the clusters.
 With ``--compare-rate-limit`` the agent's first sync runs with the default client-side rate limit (``sync.qps``,
 ``sync.burst``) and with none (``sync.qps: 0``), interleaved in each round, and the ratio is printed.
 
-With ``--validated-only`` only the validated limit and the agent's first sync run, interleaved; with two sizes
-(``--objects 500,2000``) the CPU of each extra request is printed too, start-up costs left out.
+With ``--validated-only`` only the validated limit and the agent's first sync run, interleaved (odd rounds the
+agent first), and with ``--rounds N`` each round's ratio of CPU per request is printed with their median; with two
+sizes (``--objects 500,2000``) the CPU of each extra request is printed too, start-up costs left out.
+
+``--tree PATH`` runs the agent of another checkout (a worktree of an older commit, ``git worktree add /tmp/before
+<sha>``), so before and after run in one session on one machine with the same bench; with ``--validated-only``,
+``--before PATH`` adds that checkout's first sync to every round, so before, after and the validated limit take
+turns on the same machine state and each round gives both ratios.
 
 Usage: .venv/bin/python bench/scale.py [--objects 2000[,N...]] [--clusters 3[,M...]] [--skip-baselines] [--rounds 1]
-       [--compare-rate-limit] [--validated-only]
+       [--compare-rate-limit] [--validated-only] [--tree PATH] [--before PATH]
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import pathlib
 import resource
 import shutil
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +71,10 @@ import yaml
 from common import REPO, TestCluster, peak_rss, proc_cpu, wait_ready
 
 KUBECTL = REPO / "build" / "kubectl"
+TREE = REPO
+"""The checkout of the agent measured (``--tree``); the bench itself and its baselines are this one's."""
+BEFORE: pathlib.Path | None = None
+"""Another checkout whose agent's first sync runs too, in the same rounds (``--before``, with ``--validated-only``)."""
 
 
 def generate(n: int) -> list[list[dict[str, Any]]]:
@@ -164,10 +175,12 @@ def generate(n: int) -> list[list[dict[str, Any]]]:
     return files
 
 
-def measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float, int]:
-    """Run ``cmd``; (wall seconds, CPU seconds, peak RSS MiB, exit code)."""
+def measured(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: pathlib.Path | None = None
+) -> tuple[float, float, float, int]:
+    """Run ``cmd`` (in ``cwd``); (wall seconds, CPU seconds, peak RSS MiB, exit code)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0 and proc.stderr:
@@ -309,6 +322,7 @@ def limit_row(files: list[list[dict[str, Any]]], cs: list[TestCluster], *, valid
 LIMIT = "API limit: minimal concurrent SSA client"
 VALIDATED = "validated limit: minimal concurrent client, dry run then SSA"
 FIRST = "gitops-agent sync (first)"
+FIRST_BEFORE = "gitops-agent sync (first), the --before checkout"
 
 
 def total_audited(cs: list[TestCluster]) -> tuple[int, int]:
@@ -318,11 +332,19 @@ def total_audited(cs: list[TestCluster]) -> tuple[int, int]:
 
 
 def agent_rows(
-    repo: pathlib.Path, tmp: pathlib.Path, cs: list[TestCluster], *, unlimited: bool = False, first_only: bool = False
+    repo: pathlib.Path,
+    tmp: pathlib.Path,
+    cs: list[TestCluster],
+    *,
+    unlimited: bool = False,
+    first_only: bool = False,
+    tree: pathlib.Path | None = None,
 ) -> list[Row]:
     """One-shot first sync and resync, then a running agent's resync; the rows and the running agent's peak RSS.
     ``unlimited``: with no client-side rate limit (``sync.qps: 0``) instead of the default; ``first_only``: the
-    first sync's row alone."""
+    first sync's row alone; ``tree``: the agent of that checkout (default :data:`TREE`), its row named
+    :data:`FIRST_BEFORE`."""
+    tree = tree or TREE
     config = tmp / "agent.yaml"
     port = 18000 + os.getpid() % 1000
     sync_cfg: dict[str, Any] = {"concurrency": 32, "interval": "1h", "selfHeal": True}
@@ -344,9 +366,11 @@ def agent_rows(
     names = [FIRST, "gitops-agent sync (no-op resync, one-shot process)"]
     if unlimited:
         names = ["gitops-agent sync (first), no rate limit (sync.qps: 0)"]
+    elif tree != TREE:
+        names = [FIRST_BEFORE]
     for name in names[:1] if first_only else names:
         (before, s0), c0 = total_audited(cs), cluster_cpu(cs)
-        w, c, r, code = measured(sync, env={**os.environ, "PYTHONPATH": str(REPO)})  # this tree's agent
+        w, c, r, code = measured(sync, env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)  # that tree's agent
         assert code == 0, code
         written, sent = total_audited(cs)
         rows.append((name, w, c, r, written - before, cluster_cpu(cs) - c0, sent - s0))
@@ -355,7 +379,8 @@ def agent_rows(
     base = f"http://127.0.0.1:{port}"
     agent = subprocess.Popen(
         [sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,  # ``-m`` puts the working directory first on the module path
         stdout=subprocess.DEVNULL,
         stderr=(tmp / "agent.log").open("wb"),
     )
@@ -462,6 +487,9 @@ def run_size(
         contenders: list[tuple[str, Any]] = [("g", lambda cs: agent_rows(repo, tmp, cs, first_only=first_only))]
         if validated_only:
             contenders.insert(0, ("v", lambda cs: [limit_row(files, cs, validated=True)]))
+            if BEFORE is not None:
+                before = BEFORE
+                contenders.append(("b", lambda cs: agent_rows(repo, tmp, cs, first_only=True, tree=before)))
         elif compare_rate_limit:  # the default rate limit against none, interleaved in each round
             contenders.append(("u", lambda cs: agent_rows(repo, tmp, cs, unlimited=True, first_only=True)))
         if not skip_baselines and not validated_only:
@@ -472,16 +500,19 @@ def run_size(
                 *contenders,
             ]
         done_rounds: list[list[Row]] = []
-        for _ in range(rounds):
-            done: list[Row] = []
-            for tag, run in contenders:
+        for r in range(rounds):
+            ran: dict[str, list[Row]] = {}
+            # With the validated limit alone against the agent, odd rounds run the agent first: whatever drifts
+            # through a session (the machine's other load, the page cache) weighs on both sides alike.
+            order = contenders[::-1] if validated_only and r % 2 else contenders
+            for tag, run in order:
                 cs = fresh(tag)
                 try:
-                    done.extend(run(cs))
+                    ran[tag] = run(cs)
                 finally:
                     for tc in cs:
                         tc.stop()
-            done_rounds.append(done)
+            done_rounds.append([row for tag, _ in contenders for row in ran[tag]])
     rows = [_median([r[i] for r in done_rounds]) for i in range(len(done_rounds[0]))]
     if rounds > 1:
         print(f"medians of {rounds} rounds; wall times per round:")
@@ -498,6 +529,14 @@ def run_size(
         rss = f"{r:.0f}" if r is not None else "-"
         per = f"{1000 * c / sent:.3f}" if c is not None and sent else "-"
         print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {sent} | {per} | {cc:.1f} |")
+    if validated_only and rounds > 1:
+        for name in (FIRST, FIRST_BEFORE)[: 1 + (BEFORE is not None)]:
+            ratios = [per_request_ratio(done, name) for done in done_rounds]
+            print(
+                f"CPU per request, {name} / validated limit, per round: "
+                + ", ".join(f"{x:.2f}" for x in ratios)
+                + f"; median {statistics.median(ratios):.2f}"
+            )
     by = {row[0]: row for row in rows}
     validated, first = by.get(VALIDATED), by.get(FIRST)
     if validated and first and validated[2] and first[2] and validated[6] and first[6]:
@@ -518,6 +557,15 @@ def run_size(
         )
     print(flush=True)
     return total, rows
+
+
+def per_request_ratio(rows: list[Row], name: str = FIRST) -> float:
+    """The CPU per write request of the row ``name`` over the validated limit's, in one round's rows."""
+    by = {row[0]: row for row in rows}
+    (_, _, cpu_v, _, _, _, sent_v), (_, _, cpu_a, _, _, _, sent_a) = by[VALIDATED], by[name]
+    if not (cpu_v and sent_v and cpu_a and sent_a):
+        raise ValueError("a round without the CPU or the requests of one side")
+    return (cpu_a / sent_a) / (cpu_v / sent_v)
 
 
 def growth_table(results: list[tuple[int, int, list[Row]]]) -> None:
@@ -588,11 +636,27 @@ def main() -> None:
         action="store_true",
         help="the agent's first sync with the default rate limit and with none (sync.qps: 0), interleaved",
     )
+    ap.add_argument(
+        "--tree",
+        type=pathlib.Path,
+        default=REPO,
+        help="the checkout of the agent to measure (a worktree of an older commit): before and after in one session",
+    )
+    ap.add_argument(
+        "--before",
+        type=pathlib.Path,
+        help="with --validated-only: another checkout's first sync in the same rounds (before and after interleaved)",
+    )
     args = ap.parse_args()
+    global TREE, BEFORE
+    TREE = args.tree.resolve()
+    BEFORE = args.before.resolve() if args.before else None
+    print(f"tree: {TREE}" + (f"; before: {BEFORE}" if BEFORE else ""))
     # The agent runs from bytecode, as installed (a wheel's install, the image): a checkout under
     # PYTHONDONTWRITEBYTECODE=1 would compile every module from source at each start (0.13 s of CPU here).
     for package in ("agent", "reconcilers"):
-        compileall.compile_dir(REPO / package, quiet=1)
+        for tree in (TREE, BEFORE) if BEFORE else (TREE,):
+            compileall.compile_dir(tree / package, quiet=1)
     results = []
     for objects in (int(x) for x in args.objects.split(",")):
         for clusters in (int(x) for x in args.clusters.split(",")):
