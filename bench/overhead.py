@@ -3,6 +3,9 @@
 - **request path**: CPU per request of ``KubeCluster.apply`` (a server-side dry run, then the apply, of ConfigMaps,
   one thread, one test cluster) against the same requests from a raw urllib3 client on one connection (a JSON
   body, no answer decoded); rounds alternate, each with its own field manager;
+- **wire JSON**: CPU of encoding an apply's body and decoding the API server's answer (one read back from the
+  test cluster, managed fields included) with the standard library's ``json`` and with the agent's codec
+  (``agent.clusters.responses.encode``/``decode``, orjson), medians of 5 timings of 2,000 each;
 - **start-up**: CPU of a process that imports the command line (``agent.cli``: what every one-shot command pays
   before it does anything) and of one that imports the git fetch child (``agent.sources.gitfetch``: what every
   fetch pays), medians of ``--starts`` runs, from bytecode as installed (the tree is compiled first).
@@ -77,8 +80,45 @@ def agent_client(tc: TestCluster) -> Callable[[dict[str, Any], str], None]:
     return apply
 
 
-def request_path(objects: int, rounds: int) -> tuple[float, float]:
-    """(raw, agent) microseconds of CPU per request, medians of ``rounds``."""
+def wire_json(body: dict[str, Any], answer: dict[str, Any]) -> tuple[float, float] | None:
+    """(json, the agent's codec) microseconds of CPU to encode ``body`` and decode ``answer``'s bytes once, medians
+    of 5 timings of 2,000 each; None for a tree without the codec."""
+    from agent.clusters import responses
+
+    if not hasattr(responses, "encode"):
+        return None
+    data = json.dumps(answer).encode()
+
+    def timed(encode: Callable[[Any], Any], decode: Callable[[bytes], Any]) -> float:
+        found = []
+        for _ in range(5):
+            t0 = time.thread_time()
+            for _ in range(2000):
+                encode(body)
+                decode(data)
+            found.append(1e6 * (time.thread_time() - t0) / 2000)
+        return statistics.median(found)
+
+    std = timed(lambda b: json.dumps(b, separators=(",", ":")).encode(), lambda d: json.loads(d.decode()))
+    return std, timed(responses.encode, responses.decode)
+
+
+def answer(tc: TestCluster, body: dict[str, Any]) -> dict[str, Any]:
+    """The API server's answer to a server-side dry run of ``body`` (what each write reads back)."""
+    from agent import config
+    from agent.clusters import kubeconfig
+
+    kube = kubeconfig.connect(
+        config.ClusterConnection.model_validate({"name": tc.name, "kubeconfig": str(tc.kubeconfig)})
+    )
+    kube.refresh_discovery()
+    found: dict[str, Any] = kube.apply(body, field_manager="wire", force=True, dry_run=True)
+    return found
+
+
+def request_path(objects: int, rounds: int) -> tuple[float, float, tuple[float, float] | None]:
+    """(raw, agent) microseconds of CPU per request, medians of ``rounds``, and :func:`wire_json` of the first
+    object and its answer."""
     docs = [
         {
             "apiVersion": "v1",
@@ -94,6 +134,7 @@ def request_path(objects: int, rounds: int) -> tuple[float, float]:
         try:
             time.sleep(3.0)  # the controllers' start-up work done
             contenders = {"raw": raw_client(tc, tmp), "agent": agent_client(tc)}
+            wire = wire_json(docs[0], answer(tc, docs[0]))
             per: dict[str, list[float]] = {name: [] for name in contenders}
             for r in range(rounds):
                 for name, apply in contenders.items():
@@ -105,7 +146,7 @@ def request_path(objects: int, rounds: int) -> tuple[float, float]:
             tc.stop()
     for name, values in per.items():
         print(f"  {name}: " + ", ".join(f"{v:.0f}" for v in values) + " us per request")
-    return statistics.median(per["raw"]), statistics.median(per["agent"])
+    return statistics.median(per["raw"]), statistics.median(per["agent"]), wire
 
 
 def start_cpu(tree: pathlib.Path, module: str, starts: int) -> float:
@@ -134,11 +175,14 @@ def main() -> None:
     for name in [m for m in sys.modules if m.split(".")[0] in ("agent", "reconcilers")]:
         del sys.modules[name]
     print(f"tree: {tree}")
-    raw, agent = request_path(args.objects, args.rounds)
+    raw, agent, wire = request_path(args.objects, args.rounds)
     cli, fetch = (start_cpu(tree, m, args.starts) for m in ("agent.cli", "agent.sources.gitfetch"))
     print("| request path: raw urllib3 (us) | agent (us) | agent / raw | start: agent.cli (s) | start: fetch (s) |")
     print("|---|---|---|---|---|")
     print(f"| {raw:.0f} | {agent:.0f} | {agent / raw:.2f} | {cli:.2f} | {fetch:.2f} |")
+    if wire is not None:
+        std, codec = wire
+        print(f"wire JSON, encode + decode of one write: json {std:.1f} us, agent {codec:.1f} us ({codec / std:.2f}x)")
 
 
 if __name__ == "__main__":
