@@ -138,7 +138,7 @@ def test_a_redirect_is_an_error_naming_where_it_points_and_is_not_followed(serve
     [
         {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v ü \u2028 \"q\""}, "n": [1, 2.5, -3e-7, None, True]},
         {"apiVersion": "example.com/v1", "kind": "Big", "spec": {"size": 2**70}},  # past 64 bits: orjson refuses
-        {"apiVersion": "example.com/v1", "kind": "Keys", "spec": {1: "a", True: "b"}},  # keys that are not strings
+        {"apiVersion": "example.com/v1", "kind": "Keys", "spec": {1: "a", 2.5: "b", None: "c"}},  # keys not strings
     ],
 )
 def test_a_body_is_sent_as_the_json_the_standard_library_writes(server: str, body: dict[str, Any]) -> None:
