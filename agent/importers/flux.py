@@ -56,6 +56,12 @@ NOTED = (
 """Fields whose work the agent does its own way (its sync interval, retries and health wait)."""
 
 
+def _env(source: str, what: str) -> str:
+    """The environment variable a source's credential or key is to be provided in: ``FLUX_<SOURCE>_<WHAT>``
+    (source names are DNS labels: ``-`` becomes ``_``)."""
+    return f"FLUX_{source.upper().replace('-', '_')}_{what}"
+
+
 def kind(doc: documents.Document) -> str:
     """The Flux kind of ``doc`` (one of :data:`GROUPS`), "" when it is none."""
     k = str(doc.body.get("kind", ""))
@@ -92,7 +98,7 @@ class Flux:
         if ref.get("semver"):
             r.unmapped(w, "spec.ref.semver", "a git source follows a branch, tag or commit")
         if spec.get("secretRef"):
-            entry["tokenEnv"] = env = f"FLUX_{name.upper().replace('-', '_')}_TOKEN"
+            entry["tokenEnv"] = env = _env(name, "TOKEN")
             r.provide(
                 w,
                 "spec.secretRef",
@@ -114,7 +120,7 @@ class Flux:
             r.unmapped(w, "spec.verify.mode", f"{mode}: the agent checks the commit (head) or the tag (tag), one")
             return
         secret = (verify.get("secretRef") or {}).get("name", "")
-        env = f"FLUX_{name.upper().replace('-', '_')}_VERIFY_KEY"
+        env = _env(name, "VERIFY_KEY")
         self.out.sources.entries[name]["verify"] = {"type": "gpg", "mode": "tag" if mode == "Tag" else "head",
                                                     "keys": [{"env": env}]}  # fmt: skip
         r.mapped(w, "spec.verify", f"sources.{name}.verify (gpg, {'tag' if mode == 'Tag' else 'head'})")
@@ -135,7 +141,7 @@ class Flux:
         if entry.get("type") != "oci":
             r.unmapped(w, field, "a signed chart of an HTTP repository: the agent checks OCI charts only")
             return
-        env = f"FLUX_{name.upper().replace('-', '_')}_COSIGN_KEY"
+        env = _env(name, "COSIGN_KEY")
         entry["verify"] = {"provider": "cosign", "keys": [{"env": env}]}
         r.mapped(w, field, f"sources.{name}.verify (cosign; every chart of the source)")
         r.provide(w, f"{field}.secretRef", f"the cosign public key of Secret {verify['secretRef'].get('name')} "
@@ -152,12 +158,11 @@ class Flux:
         name = self.out.sources.name(url, "oci" if oci else "helm", w.name)
         if spec.get("secretRef"):
             entry = self.out.sources.entries[name]
-            base = f"FLUX_{name.upper().replace('-', '_')}"
-            entry["usernameEnv"], entry["passwordEnv"] = f"{base}_USERNAME", f"{base}_PASSWORD"
+            entry["usernameEnv"], entry["passwordEnv"] = _env(name, "USERNAME"), _env(name, "PASSWORD")
             r.provide(
                 w,
                 "spec.secretRef",
-                f"set ${base}_USERNAME and ${base}_PASSWORD from Secret {spec['secretRef'].get('name')}",
+                f"set ${entry['usernameEnv']} and ${entry['passwordEnv']} from Secret {spec['secretRef'].get('name')}",
             )
         if spec.get("insecure"):
             self.out.sources.entries[name]["insecure"] = True
