@@ -111,8 +111,11 @@ def answer(tc: TestCluster, body: dict[str, Any]) -> dict[str, Any]:
     kube = kubeconfig.connect(
         config.ClusterConnection.model_validate({"name": tc.name, "kubeconfig": str(tc.kubeconfig)})
     )
-    kube.refresh_discovery()
-    found: dict[str, Any] = kube.apply(body, field_manager="wire", force=True, dry_run=True)
+    try:
+        kube.refresh_discovery()
+        found: dict[str, Any] = kube.apply(body, field_manager="wire", force=True, dry_run=True)
+    finally:
+        kube.close()
     return found
 
 

@@ -648,6 +648,8 @@ def main() -> None:
         help="with --validated-only: another checkout's first sync in the same rounds (before and after interleaved)",
     )
     args = ap.parse_args()
+    if args.before and not args.validated_only:
+        ap.error("--before runs beside the validated limit: add --validated-only")
     global TREE, BEFORE
     TREE = args.tree.resolve()
     BEFORE = args.before.resolve() if args.before else None
