@@ -5,11 +5,13 @@
   (``make kubectl``);
 - ``API limit``: the same server-side apply PATCHes from a minimal concurrent client (Python threads over
   urllib3, 32 in flight per cluster, clusters in parallel, no diffing, namespaces and the CRD first, then
-  polling every 50 ms until the CRD is Established);
+  polling every 50 ms until the CRD is Established), its sockets blocking (no timeout): the most the API servers
+  take;
 - ``validated limit``: the same client sending what an agent that validates every object must send: a server-side
-  dry run (``dryRun=All``), then the apply, per object. The agent's first sync is judged against it: the same
-  requests, so its wall time and its CPU per request (write requests in the audit log, dry runs included) show
-  what the agent itself costs;
+  dry run (``dryRun=All``), then the apply, per object, each request with the agent's timeouts
+  (:data:`agent.clusters.connection.REQUEST_TIMEOUT`: every network call of the agent has one). The agent's first
+  sync is judged against it: the same requests, so its wall time and its CPU per request (write requests in the
+  audit log, dry runs included) show what the agent itself costs;
 - ``gitops-agent sync``: one process, every cluster, then the same again (a one-shot no-op resync, process
   start-up included);
 - ``gitops-agent run``: the long-running agent on the synced clusters (watch cache, self-heal on); once it
@@ -36,13 +38,25 @@ With ``--validated-only`` only the validated limit and the agent's first sync ru
 agent first), and with ``--rounds N`` each round's ratio of CPU per request is printed with their median; with two
 sizes (``--objects 500,2000``) the CPU of each extra request is printed too, start-up costs left out.
 
+With ``--untimed-baseline`` (and ``--validated-only``) the validated limit also runs without timeouts, its sockets
+blocking as the API limit's, as it did before (docs/benchmarks.md's older rows), and the agent's ratio to it is
+printed too. The two send the same requests with different system calls: in CPython an SSL socket with a timeout
+polls before each write and after each read that would block (``_ssl.c``'s ``PySSL_select``), each poll a release
+and a re-take of the interpreter lock, where a blocking socket does neither (``perf stat -e
+syscalls:sys_enter_poll``: 4 polls per request against 1).
+
+With ``--pin`` the test clusters run on every CPU but the first and the client measured (the validated limit's
+threads in this process, the agent's process and its children) on the first alone. Unpinned, a client's CPU time
+per request moves with what the clusters' processes do on the same cores at that moment (their controllers
+answering the Deployments created, etcd's compactions), which differs from one contender's run to the next.
+
 ``--tree PATH`` runs the agent of another checkout (a worktree of an older commit, ``git worktree add /tmp/before
 <sha>``), so before and after run in one session on one machine with the same bench; with ``--validated-only``,
 ``--before PATH`` adds that checkout's first sync to every round, so before, after and the validated limit take
 turns on the same machine state and each round gives both ratios.
 
 Usage: .venv/bin/python bench/scale.py [--objects 2000[,N...]] [--clusters 3[,M...]] [--skip-baselines] [--rounds 1]
-       [--compare-rate-limit] [--validated-only] [--tree PATH] [--before PATH]
+       [--compare-rate-limit] [--validated-only] [--untimed-baseline] [--pin] [--tree PATH] [--before PATH]
 """
 
 from __future__ import annotations
@@ -70,11 +84,15 @@ import urllib3
 import yaml
 from common import REPO, TestCluster, peak_rss, proc_cpu, wait_ready
 
+from agent.clusters.connection import REQUEST_TIMEOUT
+
 KUBECTL = REPO / "build" / "kubectl"
 TREE = REPO
 """The checkout of the agent measured (``--tree``); the bench itself and its baselines are this one's."""
 BEFORE: pathlib.Path | None = None
 """Another checkout whose agent's first sync runs too, in the same rounds (``--before``, with ``--validated-only``)."""
+PIN: tuple[set[int], set[int]] | None = None
+"""With ``--pin``: (the CPUs of the client measured, the CPUs of the test clusters)."""
 
 
 def generate(n: int) -> list[list[dict[str, Any]]]:
@@ -213,10 +231,13 @@ def audited(tc: TestCluster) -> tuple[int, int]:
     return n, sent
 
 
-def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]], *, validated: bool = False) -> float:
+def api_limit(
+    clusters: list[TestCluster], files: list[list[dict[str, Any]]], *, validated: bool = False, timeouts: bool = True
+) -> float:
     """The same SSA PATCHes, no diffing, 32 in flight per cluster, clusters in parallel; wall seconds.
     ``validated``: each object is first sent as a server-side dry run (``dryRun=All``), then applied only when the
-    dry run passed, as a client that validates every object before it writes must."""
+    dry run passed, as a client that validates every object before it writes must. ``timeouts``: (connect, read)
+    seconds of the agent's :data:`REQUEST_TIMEOUT` on every request; without, blocking sockets (no timeout)."""
 
     def plural(kind: str) -> str:
         return {
@@ -254,6 +275,7 @@ def api_limit(clusters: list[TestCluster], files: list[list[dict[str, Any]]], *,
             int(c["server"].rsplit(":", 1)[1]),
             maxsize=32,
             ssl_context=ctx,
+            timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1]) if timeouts else None,
         )
         headers = {"Content-Type": "application/apply-patch+yaml"}
         first = [o for f in files for o in f if o["kind"] in ("Namespace", "CustomResourceDefinition")]
@@ -309,18 +331,21 @@ def kubectl_row(repo: pathlib.Path, cs: list[TestCluster]) -> Row:
     return (name, wall, cpu, rss, written, cluster_cpu(cs) - c0, sent)
 
 
-def limit_row(files: list[list[dict[str, Any]]], cs: list[TestCluster], *, validated: bool = False) -> Row:
+def limit_row(
+    files: list[list[dict[str, Any]]], cs: list[TestCluster], *, validated: bool = False, timeouts: bool = True
+) -> Row:
     c0, r0 = cluster_cpu(cs), resource.getrusage(resource.RUSAGE_SELF)
-    wall = api_limit(cs, files, validated=validated)
+    wall = api_limit(cs, files, validated=validated, timeouts=timeouts)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-    name = VALIDATED if validated else LIMIT
+    name = (VALIDATED if timeouts else VALIDATED_UNTIMED) if validated else LIMIT
     written, sent = total_audited(cs)
     return (name, wall, cpu, None, written, cluster_cpu(cs) - c0, sent)
 
 
 LIMIT = "API limit: minimal concurrent SSA client"
 VALIDATED = "validated limit: minimal concurrent client, dry run then SSA"
+VALIDATED_UNTIMED = "validated limit without timeouts (blocking sockets)"
 FIRST = "gitops-agent sync (first)"
 FIRST_BEFORE = "gitops-agent sync (first), the --before checkout"
 
@@ -458,9 +483,11 @@ def run_size(
     skip_baselines: bool,
     compare_rate_limit: bool = False,
     validated_only: bool = False,
+    untimed: bool = False,
 ) -> tuple[int, list[Row]]:
     """Every contender ``rounds`` times at one size; (objects per cluster, the median round of each row).
-    ``validated_only``: the validated limit and the agent's first sync alone."""
+    ``validated_only``: the validated limit and the agent's first sync alone; ``untimed``: with it, the validated
+    limit without timeouts too."""
     files = generate(objects)
     total = sum(len(f) for f in files)
     with tempfile.TemporaryDirectory() as tmp_:
@@ -479,7 +506,13 @@ def run_size(
         def fresh(tag: str) -> list[TestCluster]:
             for d in [tmp / "cache", *(tmp / f"{tag}{i}" for i in range(clusters))]:
                 shutil.rmtree(d, ignore_errors=True)  # every round starts from empty clusters and no clone
-            cs = [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(clusters)]
+            if PIN is not None:  # the clusters' processes inherit the CPUs of the thread that starts them
+                os.sched_setaffinity(0, PIN[1])
+            try:
+                cs = [TestCluster.start(f"{tag}{i}", tmp / f"{tag}{i}") for i in range(clusters)]
+            finally:
+                if PIN is not None:
+                    os.sched_setaffinity(0, PIN[0])
             time.sleep(3.0)  # start-up work of the controllers done
             return cs
 
@@ -487,6 +520,8 @@ def run_size(
         contenders: list[tuple[str, Any]] = [("g", lambda cs: agent_rows(repo, tmp, cs, first_only=first_only))]
         if validated_only:
             contenders.insert(0, ("v", lambda cs: [limit_row(files, cs, validated=True)]))
+            if untimed:
+                contenders.insert(1, ("n", lambda cs: [limit_row(files, cs, validated=True, timeouts=False)]))
             if BEFORE is not None:
                 before = BEFORE
                 contenders.append(("b", lambda cs: agent_rows(repo, tmp, cs, first_only=True, tree=before)))
@@ -495,7 +530,7 @@ def run_size(
         if not skip_baselines and not validated_only:
             contenders = [
                 ("k", lambda cs: [kubectl_row(repo, cs)]),
-                ("l", lambda cs: [limit_row(files, cs)]),
+                ("l", lambda cs: [limit_row(files, cs, timeouts=False)]),
                 ("v", lambda cs: [limit_row(files, cs, validated=True)]),
                 *contenders,
             ]
@@ -530,13 +565,14 @@ def run_size(
         per = f"{1000 * c / sent:.3f}" if c is not None and sent else "-"
         print(f"| {name} | {w:.2f} | {cpu} | {rss} | {n} | {sent} | {per} | {cc:.1f} |")
     if validated_only and rounds > 1:
-        for name in (FIRST, FIRST_BEFORE)[: 1 + (BEFORE is not None)]:
-            ratios = [per_request_ratio(done, name) for done in done_rounds]
-            print(
-                f"CPU per request, {name} / validated limit, per round: "
-                + ", ".join(f"{x:.2f}" for x in ratios)
-                + f"; median {statistics.median(ratios):.2f}"
-            )
+        for base in (VALIDATED, VALIDATED_UNTIMED)[: 1 + untimed]:
+            for name in (FIRST, FIRST_BEFORE)[: 1 + (BEFORE is not None)]:
+                ratios = [per_request_ratio(done, name, base) for done in done_rounds]
+                print(
+                    f"CPU per request, {name} / {base}, per round: "
+                    + ", ".join(f"{x:.2f}" for x in ratios)
+                    + f"; median {statistics.median(ratios):.2f}"
+                )
     by = {row[0]: row for row in rows}
     validated, first = by.get(VALIDATED), by.get(FIRST)
     if validated and first and validated[2] and first[2] and validated[6] and first[6]:
@@ -559,10 +595,11 @@ def run_size(
     return total, rows
 
 
-def per_request_ratio(rows: list[Row], name: str = FIRST) -> float:
-    """The CPU per write request of the row ``name`` over the validated limit's, in one round's rows."""
+def per_request_ratio(rows: list[Row], name: str = FIRST, base: str = VALIDATED) -> float:
+    """The CPU per write request of the row ``name`` over the row ``base``'s (the validated limit), in one round's
+    rows."""
     by = {row[0]: row for row in rows}
-    (_, _, cpu_v, _, _, _, sent_v), (_, _, cpu_a, _, _, _, sent_a) = by[VALIDATED], by[name]
+    (_, _, cpu_v, _, _, _, sent_v), (_, _, cpu_a, _, _, _, sent_a) = by[base], by[name]
     if not (cpu_v and sent_v and cpu_a and sent_a):
         raise ValueError("a round without the CPU or the requests of one side")
     return (cpu_a / sent_a) / (cpu_v / sent_v)
@@ -632,6 +669,16 @@ def main() -> None:
         help="the validated limit (a dry run, then the apply, per object) and the agent's first sync alone",
     )
     ap.add_argument(
+        "--untimed-baseline",
+        action="store_true",
+        help="with --validated-only: the validated limit without timeouts too (blocking sockets, the older rows)",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="the test clusters on every CPU but the first, the client measured on the first alone",
+    )
+    ap.add_argument(
         "--compare-rate-limit",
         action="store_true",
         help="the agent's first sync with the default rate limit and with none (sync.qps: 0), interleaved",
@@ -650,10 +697,22 @@ def main() -> None:
     args = ap.parse_args()
     if args.before and not args.validated_only:
         ap.error("--before runs beside the validated limit: add --validated-only")
-    global TREE, BEFORE
+    if args.untimed_baseline and not args.validated_only:
+        ap.error("--untimed-baseline runs beside the validated limit: add --validated-only")
+    global TREE, BEFORE, PIN
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            ap.error("--pin needs two CPUs or more")
+        PIN = {cpus[0]}, set(cpus[1:])
+        os.sched_setaffinity(0, PIN[0])
     TREE = args.tree.resolve()
     BEFORE = args.before.resolve() if args.before else None
-    print(f"tree: {TREE}" + (f"; before: {BEFORE}" if BEFORE else ""))
+    print(
+        f"tree: {TREE}"
+        + (f"; before: {BEFORE}" if BEFORE else "")
+        + (f"; pinned: client {PIN[0]}, clusters {PIN[1]}" if PIN else "")
+    )
     # The agent runs from bytecode, as installed (a wheel's install, the image): a checkout under
     # PYTHONDONTWRITEBYTECODE=1 would compile every module from source at each start (0.13 s of CPU here).
     for package in ("agent", "reconcilers"):
@@ -663,7 +722,13 @@ def main() -> None:
     for objects in (int(x) for x in args.objects.split(",")):
         for clusters in (int(x) for x in args.clusters.split(",")):
             total, rows = run_size(
-                objects, clusters, args.rounds, args.skip_baselines, args.compare_rate_limit, args.validated_only
+                objects,
+                clusters,
+                args.rounds,
+                args.skip_baselines,
+                args.compare_rate_limit,
+                args.validated_only,
+                args.untimed_baseline,
             )
             results.append((total, clusters, rows))
     if len(results) > 1 and args.validated_only:
