@@ -9,7 +9,7 @@
   take;
 - ``validated limit``: the same client sending what an agent that validates every object must send: a server-side
   dry run (``dryRun=All``), then the apply, per object, each request with the agent's timeouts
-  (:data:`agent.clusters.connection.REQUEST_TIMEOUT`: every network call of the agent has one). The agent's first
+  (:data:`REQUEST_TIMEOUT`: every network call of the agent has one). The agent's first
   sync is judged against it: the same requests, so its wall time and its CPU per request (write requests in the
   audit log, dry runs included) show what the agent itself costs;
 - ``gitops-agent sync``: one process, every cluster, then the same again (a one-shot no-op resync, process
@@ -84,13 +84,15 @@ import urllib3
 import yaml
 from common import REPO, TestCluster, peak_rss, proc_cpu, wait_ready
 
-from agent.clusters.connection import REQUEST_TIMEOUT
-
 KUBECTL = REPO / "build" / "kubectl"
 TREE = REPO
 """The checkout of the agent measured (``--tree``); the bench itself and its baselines are this one's."""
 BEFORE: pathlib.Path | None = None
 """Another checkout whose agent's first sync runs too, in the same rounds (``--before``, with ``--validated-only``)."""
+REQUEST_TIMEOUT = (5.0, 60.0)
+"""(connect, read) seconds: the agent's own (``agent.clusters.connection.REQUEST_TIMEOUT``). Not imported: importing
+``agent`` sets its garbage collector's thresholds (:mod:`agent.collector`) in this process, whose threads are the
+validated limit's client."""
 PIN: tuple[set[int], set[int]] | None = None
 """With ``--pin``: (the CPUs of the client measured, the CPUs of the test clusters)."""
 
